@@ -1,0 +1,271 @@
+"""The memory accountant: what was saved, what the codecs hold, and what the devices say.
+
+Counting rules (see NOTE [Lifetimes] in :mod:`hyclora_hooks.engine`):
+
+* ``activation_bytes``: bytes of every distinct non-parameter *storage* autograd saved in the context, each
+  counted once, whatever the number of views or packs of it (x saved by q, k, v and LoRA A counts once).
+  That is what autograd would hold without compression.
+* ``stored_bytes``: bytes the codecs hold: a payload's exact size for lossy codecs; a kept storage once.
+* ``live_*`` are the figures now (they fall to 0 when backward frees the graph); ``peak_*`` their maxima;
+  the plain figures are totals since the context was entered.
+
+Device figures come from torch's allocator (CUDA), NVML (``pynvml``) for the process and the device, and
+psutil for host RSS. A figure that cannot be read on this machine is the string ``"unavailable: <why>"``.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from .sites import SaveSite
+
+
+@dataclass
+class Row:
+    count: int = 0
+    activation_bytes: int = 0
+    stored_bytes: int = 0
+
+
+class _StorageRecord:
+    __slots__ = ("nbytes", "entries", "keep_entries", "row", "layer")
+
+    def __init__(self, nbytes: int, row: Row, layer: Row):
+        self.nbytes, self.entries, self.keep_entries, self.row, self.layer = nbytes, 0, 0, row, layer
+
+
+class Accountant:
+    """Live and cumulative bytes per op class, role, module and codec, and per layer."""
+
+    def __init__(self) -> None:
+        self.by_op: dict[tuple[str, str, str, str], Row] = {}
+        self.by_layer: dict[str, Row] = {}
+        self.kept: dict[str, Row] = {}
+        self._records: dict[Any, _StorageRecord] = {}
+        self.activation_bytes = self.stored_bytes = 0
+        self.live_activation_bytes = self.live_stored_bytes = 0
+        self.peak_activation_bytes = self.peak_stored_bytes = 0
+        self.packs = self.parameter_packs = self.duplicate_packs = 0
+
+    def note_parameter(self) -> None:
+        self.packs += 1
+        self.parameter_packs += 1
+
+    def note_duplicate(self) -> None:
+        self.packs += 1
+        self.duplicate_packs += 1
+
+    def admit(self, storage_key: Any, storage_nbytes: int, site: SaveSite, codec_label: str, payload_nbytes: int,
+              holds_storage: bool, kept_reason: str | None) -> tuple:
+        """Count a new entry; returns the token :meth:`release` needs when autograd drops the entry."""
+        self.packs += 1
+        row = self.by_op.setdefault((site.op_class, site.role, site.module_pattern, codec_label), Row())
+        layer = self.by_layer.setdefault(site.layer, Row())
+        row.count += 1
+        layer.count += 1
+        rec = self._records.get(storage_key)
+        if rec is None:
+            rec = self._records[storage_key] = _StorageRecord(storage_nbytes, row, layer)
+            self.activation_bytes += storage_nbytes
+            self.live_activation_bytes += storage_nbytes
+            row.activation_bytes += storage_nbytes
+            layer.activation_bytes += storage_nbytes
+        rec.entries += 1
+        stored = payload_nbytes
+        if holds_storage:  # a kept view holds its whole storage, once however many views are kept
+            rec.keep_entries += 1
+            stored = storage_nbytes if rec.keep_entries == 1 else 0
+        if kept_reason is not None:
+            k = self.kept.setdefault(kept_reason, Row())
+            k.count += 1
+            k.stored_bytes += stored
+        row.stored_bytes += stored
+        layer.stored_bytes += stored
+        self.stored_bytes += stored
+        self.live_stored_bytes += stored
+        self.peak_activation_bytes = max(self.peak_activation_bytes, self.live_activation_bytes)
+        self.peak_stored_bytes = max(self.peak_stored_bytes, self.live_stored_bytes)
+        return (storage_key, stored, holds_storage)
+
+    def release(self, token: tuple) -> None:
+        storage_key, stored, holds_storage = token
+        rec = self._records.get(storage_key)
+        if rec is None:
+            return
+        rec.entries -= 1
+        if holds_storage:  # the storage is held until the last kept view of it goes
+            rec.keep_entries -= 1
+            stored = rec.nbytes if rec.keep_entries == 0 else 0
+        self.live_stored_bytes -= stored
+        if rec.entries == 0:
+            del self._records[storage_key]
+            self.live_activation_bytes -= rec.nbytes
+
+    def report(self, policy_name: str = "", device: torch.device | None = None) -> Report:
+        return Report(
+            policy=policy_name,
+            activation_bytes=self.activation_bytes,
+            stored_bytes=self.stored_bytes,
+            live_activation_bytes=self.live_activation_bytes,
+            live_stored_bytes=self.live_stored_bytes,
+            peak_activation_bytes=self.peak_activation_bytes,
+            peak_stored_bytes=self.peak_stored_bytes,
+            packs=self.packs,
+            parameter_packs=self.parameter_packs,
+            duplicate_packs=self.duplicate_packs,
+            by_op=[dict(op=k[0], role=k[1], module=k[2], codec=k[3], **vars(r)) for k, r in self.by_op.items()],
+            by_layer=[dict(layer=k, **vars(r)) for k, r in self.by_layer.items()],
+            kept=[dict(reason=k, count=r.count, stored_bytes=r.stored_bytes) for k, r in self.kept.items()],
+            memory=memory_snapshot(device),
+        )
+
+
+# ------------------------------------------------------------------------------------------- device memory
+def memory_snapshot(device: torch.device | None = None) -> dict[str, Any]:
+    """Allocator, NVML and host figures; unreadable ones are ``"unavailable: <why>"``, never an exception."""
+    out: dict[str, Any] = {}
+    if torch.cuda.is_available() and (device is None or device.type == "cuda"):
+        idx = torch.cuda.current_device() if device is None or device.index is None else device.index
+        out["allocator"] = {"allocated": torch.cuda.memory_allocated(idx),
+                            "reserved": torch.cuda.memory_reserved(idx),
+                            "peak_allocated": torch.cuda.max_memory_allocated(idx)}
+        out["nvml"] = _nvml(idx)
+    else:
+        out["allocator"] = "unavailable: no CUDA device in use"
+        out["nvml"] = _nvml(None)
+    try:
+        import psutil
+
+        out["host_rss"] = psutil.Process(os.getpid()).memory_info().rss
+    except Exception as e:  # noqa: BLE001 - any failure is reported, not raised
+        out["host_rss"] = f"unavailable: {type(e).__name__}: {e}"
+    return out
+
+
+def _nvml(index: int | None) -> dict[str, Any] | str:
+    try:
+        import pynvml
+    except ImportError:
+        return "unavailable: pynvml not installed (pip install nvidia-ml-py)"
+    try:
+        pynvml.nvmlInit()
+    except Exception as e:  # noqa: BLE001 - NVMLError_LibraryNotFound on machines without a GPU
+        return f"unavailable: {type(e).__name__}"
+    try:
+        if index is None:
+            return "unavailable: no CUDA device in use"
+        handle = pynvml.nvmlDeviceGetHandleByIndex(index)
+        mem = pynvml.nvmlDeviceGetMemoryInfo(handle)
+        proc: int | str = "unavailable: this process is not listed by NVML"
+        for p in pynvml.nvmlDeviceGetComputeRunningProcesses(handle):
+            if p.pid == os.getpid() and p.usedGpuMemory is not None:
+                proc = int(p.usedGpuMemory)
+        return {"device_used": int(mem.used), "device_total": int(mem.total), "process_used": proc}
+    except Exception as e:  # noqa: BLE001
+        return f"unavailable: {type(e).__name__}: {e}"
+    finally:
+        try:
+            pynvml.nvmlShutdown()
+        except Exception:  # noqa: BLE001
+            pass
+
+
+# ----------------------------------------------------------------------------------------------- report
+def fmt_bytes(n: int | float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(n) < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.2f} {unit}"
+        n /= 1024
+    return f"{n:.2f} GiB"
+
+
+def _common_prefix(names: list[str]) -> str:
+    """Longest dotted prefix shared by all names (peft's ``base_model.model.`` and the like), for short tables."""
+    parts = [n.split(".") for n in names if n]
+    if len(parts) < 2:
+        return ""
+    common = []
+    for seg in zip(*parts):
+        if len(set(seg)) != 1:
+            break
+        common.append(seg[0])
+    common = common[: min(len(p) for p in parts) - 1]
+    return ".".join(common) + "." if common else ""
+
+
+def _ratio(a: int, s: int) -> str:
+    return f"{a / s:.2f}x" if s else "-"
+
+
+@dataclass
+class Report:
+    """What one compressed region saved. ``str(report)`` is a table; :meth:`to_dict` is for machines."""
+
+    policy: str
+    activation_bytes: int
+    stored_bytes: int
+    live_activation_bytes: int
+    live_stored_bytes: int
+    peak_activation_bytes: int
+    peak_stored_bytes: int
+    packs: int
+    parameter_packs: int
+    duplicate_packs: int
+    by_op: list[dict[str, Any]] = field(default_factory=list)
+    by_layer: list[dict[str, Any]] = field(default_factory=list)
+    kept: list[dict[str, Any]] = field(default_factory=list)
+    memory: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ratio(self) -> float:
+        return self.activation_bytes / self.stored_bytes if self.stored_bytes else float("inf")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in vars(self).items()}
+
+    def __str__(self) -> str:
+        from rich.console import Console
+        from rich.table import Table
+
+        buf = io.StringIO()
+        console = Console(file=buf, width=132, color_system=None, force_terminal=False)
+        prefix = _common_prefix([r["module"] for r in self.by_op] + [r["layer"] for r in self.by_layer])
+        cut = len(prefix)
+        t = Table(title=f"saved tensors by op class (policy {self.policy!r}"
+                  + (f"; modules under {prefix.rstrip('.')}" if prefix else "") + ")", title_justify="left")
+        for col, just in (("op", "left"), ("role", "left"), ("module", "left"), ("codec", "left"), ("count", "right"),
+                          ("activation", "right"), ("stored", "right"), ("ratio", "right")):
+            t.add_column(col, justify=just)  # type: ignore[arg-type]
+        for r in sorted(self.by_op, key=lambda r: -r["activation_bytes"]):
+            t.add_row(r["op"], r["role"], r["module"][cut:] or "(root)", r["codec"], str(r["count"]), fmt_bytes(r["activation_bytes"]),
+                      fmt_bytes(r["stored_bytes"]), _ratio(r["activation_bytes"], r["stored_bytes"]))
+        t.add_section()
+        t.add_row("total", "", "", "", str(self.packs - self.parameter_packs - self.duplicate_packs),
+                  fmt_bytes(self.activation_bytes), fmt_bytes(self.stored_bytes),
+                  _ratio(self.activation_bytes, self.stored_bytes))
+        console.print(t)
+        lt = Table(title="by layer", title_justify="left")
+        for col in ("layer", "count", "activation", "stored", "ratio"):
+            lt.add_column(col, justify="left" if col == "layer" else "right")
+        for r in self.by_layer:
+            lt.add_row(r["layer"][cut:] or "(root)", str(r["count"]), fmt_bytes(r["activation_bytes"]), fmt_bytes(r["stored_bytes"]),
+                       _ratio(r["activation_bytes"], r["stored_bytes"]))
+        console.print(lt)
+        console.print(
+            f"packs {self.packs} (parameters passed through {self.parameter_packs}, duplicates {self.duplicate_packs}); "
+            f"live now {fmt_bytes(self.live_activation_bytes)} -> {fmt_bytes(self.live_stored_bytes)}; "
+            f"peak {fmt_bytes(self.peak_activation_bytes)} -> {fmt_bytes(self.peak_stored_bytes)}")
+        if self.kept:
+            console.print("kept as is: " + "; ".join(f"{k['reason']} x{k['count']} ({fmt_bytes(k['stored_bytes'])})"
+                                                     for k in self.kept))
+        mem = self.memory
+        console.print("memory: " + "; ".join(
+            f"{k} " + (", ".join(f"{kk}={fmt_bytes(vv) if isinstance(vv, int) else vv}" for kk, vv in v.items())
+                       if isinstance(v, dict) else (fmt_bytes(v) if isinstance(v, int) else str(v)))
+            for k, v in mem.items()))
+        return buf.getvalue().rstrip()

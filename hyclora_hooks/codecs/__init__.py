@@ -1,0 +1,7 @@
+"""Codecs: per-operator compressors of saved tensors, and their registry (one codec per module)."""
+
+from .base import Codec, codec_names, make_codec, register_codec
+from .keep import Keep
+from .quant import Quant
+
+__all__ = ["Codec", "Keep", "Quant", "codec_names", "make_codec", "register_codec"]

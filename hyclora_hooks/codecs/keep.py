@@ -1,0 +1,26 @@
+"""``keep``: hold the saved tensor as is. Lossless; costs exactly its storage."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from .base import Codec, held_nbytes, register_codec
+
+
+@register_codec
+@dataclass(frozen=True)
+class Keep(Codec):
+    name = "keep"
+    lossless = True
+    accepts = ()  # every dtype
+
+    def encode(self, t: torch.Tensor, site=None) -> torch.Tensor:
+        return t
+
+    def decode(self, payload: torch.Tensor) -> torch.Tensor:
+        return payload
+
+    def nbytes(self, payload: torch.Tensor) -> int:
+        return held_nbytes(payload)

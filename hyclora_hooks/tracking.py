@@ -1,0 +1,160 @@
+"""Who is running while autograd saves a tensor: the torch-level op, the innermost module, the parameters.
+
+* :class:`OpTracker` is a ``TorchFunctionMode``. Autograd packs the tensors an op saves while that op's
+  torch-function handler is on the stack, so the handler's ``func`` names the op that saved them (a
+  ``TorchDispatchMode`` would see the save after the op returned). It also tags each output with the op that
+  produced it (``t._hyclora_producer``), which classification uses to tell a SwiGLU product from a RoPE mul.
+* :class:`ModuleTracker` keeps the stack of modules in their forward through global module hooks, with the
+  qualified names of the outermost module's tree, and registers every parameter and buffer it meets.
+* :class:`ParamRegistry` answers "is this tensor a weight, or a view of one?" by storage, since autograd
+  saves ``W.t()``, not ``W`` (see REFERENCE section 3).
+"""
+
+from __future__ import annotations
+
+import threading
+import weakref
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+from torch.overrides import TorchFunctionMode
+
+
+def op_name(func: Any) -> str:
+    """``torch._C._nn.linear`` -> ``linear``; ``Tensor.__mul__`` -> ``mul``; ``Tensor.__rmatmul__`` -> ``matmul``."""
+    name = getattr(func, "__name__", None) or type(func).__name__
+    if name.startswith("__") and name.endswith("__"):
+        name = name[2:-2]
+        if name.startswith(("r", "i")) and name[1:] in _DUNDER_BINARY:
+            name = name[1:]
+    return name.rstrip("_") or name
+
+
+_DUNDER_BINARY = {"mul", "matmul", "add", "sub", "truediv", "div", "pow"}
+# ops whose output is the input re-typed or re-shaped: it keeps its input's producer (softmax -> .to() -> matmul)
+_LINEAGE_PRESERVING = {"to", "type", "float", "half", "bfloat16", "contiguous", "view", "reshape", "transpose",
+                       "permute", "dropout", "clone", "detach", "expand", "flatten", "unsqueeze", "squeeze"}
+
+
+@dataclass
+class OpFrame:
+    """The torch-level call running now; ``args`` is held only for the call's duration."""
+
+    name: str
+    args: tuple
+    kwargs: dict
+    parent: OpFrame | None
+
+
+class OpTracker(TorchFunctionMode):
+    """Note the outermost torch-level op that is running, and tag each output tensor with its producer."""
+
+    def __init__(self, modules: ModuleTracker):
+        super().__init__()
+        self.current: OpFrame | None = None
+        self._modules = modules
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        frame = OpFrame(op_name(func), args, kwargs, self.current)
+        self.current = frame
+        try:
+            out = func(*args, **kwargs)
+        finally:
+            self.current = frame.parent
+        if isinstance(out, torch.Tensor) and torch.is_grad_enabled():
+            producer = (frame.name, self._modules.current_class())
+            if frame.name in _LINEAGE_PRESERVING and args and isinstance(args[0], torch.Tensor):
+                producer = getattr(args[0], "_hyclora_producer", producer)
+            try:
+                out._hyclora_producer = producer
+            except (AttributeError, RuntimeError):  # some tensor subclasses refuse attributes
+                pass
+        return out
+
+
+class ParamRegistry:
+    """Storages of parameters and buffers, held weakly; matched by storage so views of a weight match too."""
+
+    def __init__(self) -> None:
+        self._by_ptr: dict[int, weakref.ref] = {}
+        self._seen_modules: weakref.WeakSet = weakref.WeakSet()
+
+    def add_module_tree(self, root: nn.Module) -> None:
+        if root in self._seen_modules:
+            return
+        self._seen_modules.add(root)
+        for t in list(root.parameters()) + list(root.buffers()):
+            ptr = t.untyped_storage().data_ptr()
+            if ptr:
+                self._by_ptr[ptr] = weakref.ref(t)
+
+    def is_param(self, t: torch.Tensor) -> bool:
+        if isinstance(t, nn.Parameter) or isinstance(t._base, nn.Parameter):
+            return True
+        ptr = t.untyped_storage().data_ptr()
+        ref = self._by_ptr.get(ptr)
+        if ref is None:
+            return False
+        p = ref()
+        if p is None or p.untyped_storage().data_ptr() != ptr:  # the weight died; its address was reused
+            del self._by_ptr[ptr]
+            return False
+        return True
+
+
+class ModuleTracker:
+    """Stack of modules inside their forward, on the thread that entered the context."""
+
+    def __init__(self, params: ParamRegistry) -> None:
+        self._params = params
+        self._names: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+        self._stack: list[nn.Module] = []
+        self._thread = threading.get_ident()
+        self._handles: list = []
+
+    def start(self) -> None:
+        self._handles = [
+            nn.modules.module.register_module_forward_pre_hook(self._enter),
+            nn.modules.module.register_module_forward_hook(self._leave, always_call=True),
+        ]
+
+    def stop(self) -> None:
+        for h in self._handles:
+            h.remove()
+        self._handles = []
+        self._stack.clear()
+
+    def _enter(self, module: nn.Module, args: Any) -> None:
+        if threading.get_ident() != self._thread:
+            return
+        if not self._stack and module not in self._names:
+            for name, sub in module.named_modules(remove_duplicate=False):
+                self._names.setdefault(sub, name)
+            self._params.add_module_tree(module)
+        self._stack.append(module)
+
+    def _leave(self, module: nn.Module, args: Any, output: Any) -> None:
+        if threading.get_ident() != self._thread:
+            return
+        # pop back to this module even if an inner forward raised before its own hook ran
+        while self._stack:
+            if self._stack.pop() is module:
+                break
+
+    def current(self) -> nn.Module | None:
+        return self._stack[-1] if self._stack else None
+
+    def current_class(self) -> str:
+        m = self.current()
+        return type(m).__name__ if m is not None else ""
+
+    def name_of(self, module: nn.Module | None) -> str:
+        if module is None:
+            return ""
+        name = self._names.get(module)
+        if name is None:  # a module outside the first tree (e.g. built during forward)
+            name = f"<{type(module).__name__}>"
+        return name

@@ -1,0 +1,1 @@
+"""Command-line entry points of hyclora_hooks, installed as ``hyclora_hooks.tools`` (console script ``hyclora``)."""
