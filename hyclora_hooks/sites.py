@@ -75,8 +75,8 @@ def _producer(t: object) -> tuple[str, str]:
 
 
 def _same_tensor(a: object, b: torch.Tensor) -> bool:
-    return (isinstance(a, torch.Tensor) and a.shape == b.shape and a.dtype == b.dtype
-            and a.untyped_storage().data_ptr() == b.untyped_storage().data_ptr()
+    """Same data: storage and offset agree (ops often save a reshaped view of their argument, e.g. matmul)."""
+    return (isinstance(a, torch.Tensor) and a.untyped_storage().data_ptr() == b.untyped_storage().data_ptr()
             and a.storage_offset() == b.storage_offset())
 
 

@@ -1,0 +1,177 @@
+"""The compress() context: exactness under baseline, independent byte counts, lifetimes, nesting, errors."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+import hyclora_hooks as hyclora
+from conftest import MODELS, build, cosine, step
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32], ids=["bf16", "fp32"])
+@pytest.mark.parametrize("name", list(MODELS))
+def test_baseline_is_bit_identical(name, dtype):
+    model, batch = build(name, dtype)
+    loss0, g0, _ = step(model, batch)
+    loss1, g1, report = step(model, batch, lambda: hyclora.compress("baseline"))
+    assert torch.equal(loss0, loss1)
+    assert torch.equal(g0, g1)
+    assert report.activation_bytes == report.stored_bytes > 0
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_activation_bytes_match_an_independent_count(name):
+    model, batch = build(name)
+    param_ptrs = {p.untyped_storage().data_ptr() for p in model.parameters()}
+    seen: dict[int, int] = {}
+    held = []
+
+    def count(t):
+        ptr = t.untyped_storage().data_ptr()
+        if ptr not in param_ptrs:
+            seen[ptr] = t.untyped_storage().nbytes()
+            held.append(t)  # keep storages alive so no address is reused during the count
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(count, lambda t: t):
+        model(**batch).loss
+    with hyclora.compress("intra", model=model) as ctx:
+        model(**batch).loss
+    report = ctx.report()
+    assert report.activation_bytes == sum(seen.values())
+    # no parameter storage is ever held by a codec
+    for entry in ctx._dedupe.values():
+        payload = entry.payload
+        tensors = [payload] if isinstance(payload, torch.Tensor) else [
+            v for v in vars(payload).values() if isinstance(v, torch.Tensor)]
+        assert not any(t.untyped_storage().data_ptr() in param_ptrs for t in tensors)
+    assert report.parameter_packs > 0
+
+
+def test_intra_4bit_stores_under_30_percent_with_faithful_gradients(llama):
+    model, batch = llama
+    _, exact, _ = step(model, batch)
+    _, grads, report = step(model, batch, lambda: hyclora.compress("intra", bits=4))
+    assert report.stored_bytes <= 0.30 * report.activation_bytes
+    assert cosine(grads, exact) >= 0.95
+
+
+def test_lossy_bits_order_fidelity(llama):
+    """More bits, closer gradients: a check that the codec really runs at the requested width."""
+    model, batch = llama
+    _, exact, _ = step(model, batch)
+    cos = {b: cosine(step(model, batch, lambda b=b: hyclora.compress("intra", bits=b))[1], exact) for b in (2, 4, 8)}
+    assert cos[8] > cos[4] > cos[2]
+    assert cos[8] >= 0.999
+
+
+def test_no_packs_under_no_grad(llama):
+    model, batch = llama
+    with torch.no_grad(), hyclora.compress("intra") as ctx:
+        model(**batch)
+    assert ctx.report().packs == 0
+
+
+def _global_state():
+    return (len(nn.modules.module._global_forward_pre_hooks), len(nn.modules.module._global_forward_hooks),
+            len(torch.overrides._get_current_function_mode_stack()))
+
+
+def test_state_is_gone_after_an_exception(llama):
+    model, batch = llama
+    before = _global_state()
+    ctx = hyclora.compress("intra")
+    with pytest.raises(RuntimeError, match="boom"):
+        with ctx:
+            model(**batch).loss
+            raise RuntimeError("boom")
+    assert _global_state() == before
+    packs = ctx.report().packs
+    model(**batch).loss.backward()  # outside: our hooks must not see these packs
+    assert ctx.report().packs == packs
+
+
+def test_nested_contexts_inner_wins(llama):
+    model, batch = llama
+    with hyclora.compress("baseline") as outer:
+        with hyclora.compress("intra", bits=2) as inner:
+            loss = model(**batch).loss
+    loss.backward()
+    assert outer.report().packs == 0
+    assert inner.report().packs > 0
+    assert inner.report().stored_bytes < inner.report().activation_bytes
+
+
+def test_retain_graph_gives_identical_gradients(llama):
+    model, batch = llama
+    model.zero_grad(set_to_none=True)
+    with hyclora.compress("intra", bits=2):
+        loss = model(**batch).loss
+    loss.backward(retain_graph=True)
+    first = [p.grad.clone() for p in model.parameters() if p.requires_grad]
+    model.zero_grad(set_to_none=True)
+    loss.backward()
+    second = [p.grad for p in model.parameters() if p.requires_grad]
+    assert all(torch.equal(a, b) for a, b in zip(first, second))
+
+
+def test_dedupe_holds_a_storage_once_and_frees_it_with_the_graph():
+    x = torch.randn(64, 96, requires_grad=True)
+    with hyclora.compress("intra", bits=8) as ctx:
+        h = x * 2.0
+        y = (h * h).sum()  # mul saves h twice
+    r = ctx.report()
+    assert r.duplicate_packs == 1
+    assert r.activation_bytes == h.untyped_storage().nbytes()
+    assert r.live_activation_bytes == r.activation_bytes
+    del h
+    y.backward()
+    # d/dx (2x)^2 = 8x; each decoded h is off by at most scale/2 (~0.03 at 8 bits over |h| < 10), times 4
+    assert torch.allclose(x.grad, 8 * x.detach(), rtol=0, atol=0.15)
+    del y
+    r = ctx.report()
+    assert r.live_activation_bytes == 0 and r.live_stored_bytes == 0
+    assert r.peak_stored_bytes == r.stored_bytes > 0
+
+
+def test_parameter_views_pass_through_uncounted():
+    lin = nn.Linear(64, 32).requires_grad_(False)  # frozen: only the weight view is saved, for x's gradient
+    x = torch.randn(16, 64, requires_grad=True)
+    with hyclora.compress("intra", bits=2) as ctx:
+        y = torch.matmul(x, lin.weight.t()).sum() + (x @ lin.weight.t()).sum()  # no module: matched by storage
+    r = ctx.report()
+    assert r.parameter_packs == 2
+    assert r.activation_bytes == 0
+    y.backward()
+    # fp32 summation order differs from the closed form; a 2-bit weight would be off by ~1e-1, not 1e-6
+    torch.testing.assert_close(x.grad, 2 * lin.weight.sum(0).expand(16, 64), rtol=1e-5, atol=1e-6)
+
+
+def test_non_float_tensors_pass_through_losslessly():
+    emb = nn.Embedding(50, 16)
+    idx = torch.randint(0, 50, (8, 40))
+    with hyclora.compress("intra", bits=2) as ctx:
+        out = emb(idx).sum()
+    rows = {(r["op"], r["role"]): r for r in ctx.report().to_dict()["by_op"]}
+    assert rows[("embedding", "indices")]["codec"] == "keep"
+    out.backward()
+    ref = torch.zeros(50).index_add_(0, idx.flatten(), torch.ones(idx.numel()))
+    assert torch.equal(emb.weight.grad.sum(1), ref * 16)
+
+
+def test_trainable_linear_input_is_classified_and_compressed():
+    lin = nn.Linear(128, 64)
+    x = torch.randn(32, 128, requires_grad=True)
+    with hyclora.compress("intra", bits=8) as ctx:
+        lin(x).square().sum().backward()
+    rows = {(r["op"], r["role"]) for r in ctx.report().to_dict()["by_op"]}
+    assert ("linear", "trainable_input") in rows
+
+
+def test_context_cannot_be_entered_twice():
+    ctx = hyclora.compress("baseline")
+    with ctx:
+        with pytest.raises(hyclora.HycloraError, match="entered twice"):
+            ctx.__enter__()

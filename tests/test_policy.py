@@ -1,0 +1,116 @@
+"""Policies: presets, knobs, TOML round trips, and every bad input's error."""
+
+from __future__ import annotations
+
+import pytest
+
+import hyclora_hooks as hyclora
+from hyclora_hooks.policy import Knobs, Policy, Rule
+
+
+def test_presets_load_and_round_trip_through_toml_and_dict():
+    assert {"baseline", "intra"} <= set(hyclora.preset_names())
+    for name in hyclora.preset_names():
+        p = hyclora.load_policy(name)
+        assert p.name == name
+        assert Policy.from_toml(p.to_toml()) == p
+        assert Policy.from_dict(p.to_dict()) == p
+
+
+def test_knobs_reach_codec_parameters():
+    p = hyclora.load_policy("intra").with_knobs(bits=2)
+    assert "quant2/" in p.summary()
+    assert p.knobs.bits == 2
+
+
+def test_policy_file_by_path(tmp_path):
+    f = tmp_path / "mine.toml"
+    f.write_text('name = "mine"\n[[rule]]\nop_class = "linear"\ncodec = "quant"\nbits = 8\n')
+    with hyclora.compress(str(f)) as ctx:
+        pass
+    assert ctx.policy.name == "mine"
+    assert ctx.policy.rules[0] == Rule(codec="quant", op_class=("linear",), params={"bits": 8})
+
+
+@pytest.mark.parametrize("knobs, exc, needle", [
+    ({"bitz": 4}, TypeError, "bitz"),
+    ({"bits": 3}, ValueError, "bits"),
+    ({"bits": "4"}, TypeError, "bits"),
+    ({"bits": True}, TypeError, "bits"),
+    ({"layernorm_outlier_ratio": 0.9}, ValueError, "layernorm_outlier_ratio"),
+    ({"softmax_outlier_ratio": -0.1}, ValueError, "softmax_outlier_ratio"),
+    ({"iteration_threshold": -1}, ValueError, "iteration_threshold"),
+    ({"iteration_threshold": 2.5}, TypeError, "iteration_threshold"),
+])
+def test_bad_knobs_name_the_knob(knobs, exc, needle):
+    with pytest.raises(exc, match=needle) as info:
+        hyclora.compress("intra", **knobs)
+    assert str(info.value).startswith("hyclora_hooks: ")
+    assert isinstance(info.value, hyclora.HycloraError)
+
+
+def test_unknown_preset_names_it_and_lists_valid_ones():
+    with pytest.raises(ValueError) as info:
+        hyclora.compress("intra_intre")
+    msg = str(info.value)
+    assert "intra_intre" in msg and "baseline" in msg and "intra" in msg
+
+
+def test_bad_policy_type():
+    with pytest.raises(TypeError, match="policy"):
+        hyclora.compress(42)
+
+
+def test_missing_policy_file():
+    with pytest.raises(ValueError, match="nope.toml"):
+        hyclora.compress("nope.toml")
+
+
+@pytest.mark.parametrize("body, line, field", [
+    ('name = "x"\n[[rule]]\nop_class = "linear"\ncodec = "quant"\nbits = 5\n', 5, "bits"),
+    ('name = "x"\n[[rule]]\ncodec = "keep"\n[[rule]]\nop_class = "lienar"\ncodec = "keep"\n', 5, "op_class"),
+    ('name = "x"\n[[rule]]\ncodec = "zip"\n', 3, "codec"),
+    ('name = "x"\n[knobs]\nbits = 4\niteration_threshold = -2\n', 4, "iteration_threshold"),
+    ('name = "x"\ncolour = "red"\n', 2, "colour"),
+    ('name = "x"\n[[rule]]\ncodec = "quant"\ngroup_sise = 64\n', 4, "group_sise"),
+    ('name = "x"\n[[rule]]\ncodec = "quant"\nbits = "$bitz"\n', 4, "bits"),
+])
+def test_policy_file_errors_name_file_line_and_field(tmp_path, body, line, field):
+    f = tmp_path / "bad.toml"
+    f.write_text(body)
+    with pytest.raises(hyclora.PolicyFileError) as info:
+        hyclora.load_policy(f)
+    msg = str(info.value)
+    assert msg.startswith(f"{f}:{line}:"), msg
+    assert repr(field) in msg
+
+
+def test_toml_syntax_error_names_the_file(tmp_path):
+    f = tmp_path / "broken.toml"
+    f.write_text("name = \n")
+    with pytest.raises(hyclora.PolicyFileError, match="broken.toml"):
+        hyclora.load_policy(f)
+
+
+def test_rules_validate_on_construction():
+    with pytest.raises(ValueError, match="op_class"):
+        Rule(op_class="nonsense")
+    with pytest.raises(TypeError, match="role"):
+        Rule(role=3)
+    with pytest.raises(ValueError, match="bits"):
+        Policy(rules=(Rule(codec="quant", params={"bits": 7}),))
+    with pytest.raises(TypeError, match="Rule"):
+        Policy(rules=({"codec": "keep"},))
+    with pytest.raises(ValueError, match="bits"):
+        Knobs(bits=16)
+
+
+def test_unknown_ops_are_never_caught_by_a_wildcard():
+    from hyclora_hooks.sites import SaveSite
+    import torch
+
+    site = SaveSite("weird_op", "unknown", "weird_op", "m", "M", "", torch.float32, (128, 128))
+    p = Policy(rules=(Rule(codec="quant"),))
+    assert p.route(site, 1 << 16, True).codec.name == "keep"
+    p2 = Policy(rules=(Rule(codec="quant", op_class="unknown"),))
+    assert p2.route(site, 1 << 16, True).codec.name == "quant"
