@@ -14,7 +14,6 @@ _here = _Path(__file__).resolve().parent
 if not (_here / "kernels").is_dir() and (_here.parent / "kernels" / "quant.py").is_file():
     __path__.append(str(_here.parent))  # noqa: F821 - the package's own search path
 
-from .abtest import ABResult, PolicyRun, ab  # noqa: E402
 from .accounting import Report, memory_snapshot  # noqa: E402
 from .codecs import Codec, codec_names, make_codec, register_codec  # noqa: E402
 from .engine import Compressor, compress  # noqa: E402
@@ -26,4 +25,7 @@ __version__ = "0.1.0"
 
 __all__ = ["compress", "Compressor", "Policy", "Rule", "Knobs", "load_policy", "preset_names", "Report",
            "memory_snapshot", "Codec", "register_codec", "make_codec", "codec_names", "SaveSite", "OP_CLASSES",
-           "ab", "ABResult", "PolicyRun", "HycloraError", "HycloraValueError", "HycloraTypeError", "PolicyFileError", "UnsupportedError"]
+           "HycloraError", "HycloraValueError", "HycloraTypeError", "PolicyFileError", "UnsupportedError"]
+
+from .abtest import ABResult, PolicyRun, ab  # noqa: E402,I001 - the A/B tool (issue 5)
+__all__ += ["ab", "ABResult", "PolicyRun"]
