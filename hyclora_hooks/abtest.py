@@ -117,7 +117,7 @@ class ABResult:
         out = []
         for run in self.runs:
             if min_grad_cosine is not None and not run.min_grad_cosine >= min_grad_cosine:
-                out.append(f"{run.policy}: gradient cosine fell to {run.min_grad_cosine:.4f} "
+                out.append(f"{run.policy}: gradient cosine fell to {run.min_grad_cosine:.6f} "
                            f"(threshold {min_grad_cosine})")
         if max_eval_loss_delta is not None:
             for run in self.runs[1:]:
@@ -405,9 +405,14 @@ class _Progress:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, \
             TimeRemainingColumn
 
-        self._p = Progress(TextColumn("{task.description:<16}"), BarColumn(), MofNCompleteColumn(),
+        from rich.console import Console
+
+        console = Console(stderr=True)
+        if not console.is_terminal:  # a log file: room for the whole line
+            console = Console(stderr=True, width=160)
+        self._p = Progress(TextColumn("{task.description:<16}"), BarColumn(bar_width=30), MofNCompleteColumn(),
                            TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[info]}"),
-                           transient=False)
+                           console=console, transient=False)
         self._tasks = {n: self._p.add_task(n, total=steps, info="") for n in names}
         self._p.start()
 

@@ -37,17 +37,21 @@ def _stacked(ax: Any, groups: Sequence[str], series: Sequence[tuple[str, Sequenc
     n = max(1, len(series))
     width = 0.8 / n
     colors = [f"C{i}" for i in range(n)]
+    top = 0.0
     for i, (name, act, stored) in enumerate(series):
         act_m = np.array(act, dtype=float) / _MIB
         st_m = np.array(stored, dtype=float) / _MIB
         pos = x - 0.4 + width * (i + 0.5)
+        saved = np.clip(act_m - st_m, 0, None)
         ax.bar(pos, st_m, width, color=colors[i], label=f"{name}: stored")
-        ax.bar(pos, np.clip(act_m - st_m, 0, None), width, bottom=st_m, color=colors[i], alpha=0.25,
-               hatch="//", edgecolor=colors[i], label=f"{name}: saved by compression")
+        ax.bar(pos, saved, width, bottom=st_m, color=colors[i], alpha=0.25, hatch="//", edgecolor=colors[i],
+               label=f"{name}: saved by compression" if saved.any() else None)
+        top = max(top, float((st_m + saved).max(initial=0)))
     ax.set_xticks(x)
     ax.set_xticklabels(groups, rotation=45 if len(groups) > 6 else 0, ha="right" if len(groups) > 6 else "center",
                        fontsize=8)
     ax.set_ylabel("MiB")
+    ax.set_ylim(0, top * 1.12 or 1)
     ax.set_title(title)
     ax.legend(fontsize=7)
     ax.grid(axis="y", alpha=0.3)
@@ -84,7 +88,7 @@ def plot_reports(reports: Sequence[Any], path: str | Path, title: str = "") -> P
         ser_layers.append((d["policy"], [bl.get(ly, {}).get("activation_bytes", 0) for ly in layers],
                            [bl.get(ly, {}).get("stored_bytes", 0) for ly in layers]))
     _stacked(a1, ops, ser_ops, "saved for backward, per op class")
-    _stacked(a2, [ly[len(prefix):] or ly for ly in layers], ser_layers,
+    _stacked(a2, [_short_layer(ly[len(prefix):] or ly) for ly in layers], ser_layers,
              "saved for backward, per layer" + (f" (under {prefix.rstrip('.')})" if prefix else ""))
     if title:
         fig.suptitle(title)
@@ -135,6 +139,11 @@ def _policy_bars(ax: Any, result: ABResult) -> None:
     ax.set_ylim(0, max(a + b for a, b in zip(stored, saved)) * 1.15 or 1)
     ax.legend(fontsize=8, loc="lower right")
     ax.grid(axis="y", alpha=0.3)
+
+
+def _short_layer(name: str) -> str:
+    """``model.model.layers.12`` -> ``layers.12``: the last two dotted parts, enough to tell layers apart."""
+    return ".".join(name.split(".")[-2:])
 
 
 def _common_prefix(names: list[str]) -> str:
