@@ -396,20 +396,26 @@ def _run_one(model: nn.Module, pol: Policy, batches: list, steps: int, eval_batc
 
 
 class _Progress:
-    """rich progress bars, one per policy, showing the latest loss and gradient cosine; a no-op when off."""
+    """rich progress bars, one per policy, with the latest loss and gradient cosine; a no-op when disabled.
+
+    Off a terminal (CI logs, pipes) a live display never renders, so a plain line is printed every tenth of the
+    run instead.
+    """
 
     def __init__(self, enabled: bool, names: list[str], steps: int):
         self._p = None
+        self._console = None
         if not enabled:
             return
+        from rich.console import Console
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, \
             TimeRemainingColumn
 
-        from rich.console import Console
-
         console = Console(stderr=True)
-        if not console.is_terminal:  # a log file: room for the whole line
-            console = Console(stderr=True, width=160)
+        self._steps, self._every = steps, max(1, steps // 10)
+        if not console.is_terminal:
+            self._console = Console(stderr=True, width=160, color_system=None)
+            return
         self._p = Progress(TextColumn("{task.description:<16}"), BarColumn(bar_width=30), MofNCompleteColumn(),
                            TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[info]}"),
                            console=console, transient=False)
@@ -417,12 +423,18 @@ class _Progress:
         self._p.start()
 
     def advance(self, name: str, run: PolicyRun) -> None:
-        if self._p is None:
+        if self._p is None and self._console is None:
             return
         info = f"loss {run.train_loss[-1]:.3f}  grad cos {run.grad_cosine[-1]:.4f}"
         if run.eval_loss:
             info += f"  eval {run.eval_loss[-1]:.3f}"
-        self._p.update(self._tasks[name], advance=1, info=info)
+        if self._p is not None:
+            self._p.update(self._tasks[name], advance=1, info=info)
+            return
+        done = len(run.train_loss)
+        if done % self._every == 0 or done == self._steps:
+            self._console.print(f"{name:<16} step {done}/{self._steps}  {info}  "  # type: ignore[union-attr]
+                                f"({sum(run.step_time_s):.1f} s in steps)", highlight=False)
 
     def close(self) -> None:
         if self._p is not None:

