@@ -135,3 +135,17 @@ def test_a_model_without_trainable_parameters_is_refused():
     train, _, _ = _data()
     with pytest.raises(hyclora.HycloraValueError, match="no trainable parameters"):
         hyclora.ab(lambda: tiny_llama().requires_grad_(False), train[:1], ["baseline"])
+
+
+def test_docs_example_runs(tmp_path):
+    # docs/tools.md's pytest example, run as written: the snippet users copy must keep passing
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "tools.md").read_text(encoding="utf-8")
+    code = next(c for c in re.findall(r"```python\n(.*?)```", text, re.S) if "def test_" in c)
+    ns: dict = {}
+    exec(compile(code, "docs/tools.md", "exec"), ns)  # noqa: S102 - our own documentation
+    (name,) = [k for k in ns if k.startswith("test_")]
+    ns[name](tmp_path)
+    assert (tmp_path / "ab.png").read_bytes()[:4] == b"\x89PNG"
