@@ -112,9 +112,9 @@ def test_report_model_from_module_function_and_existing_adapters(tmp_path, capsy
                        "--seq-len", "24", "--data", "pydoc", "--policy", "intra", "--json", str(js)])
         assert rc == 0
         d = json.loads(js.read_text())
-        # GPT-2 LoRA on c_attn (128->384), c_proj (128->128, twice: attn and mlp), c_fc (128->512):
-        # r * ((128+384) + 2*(128+128) + (128+512)) trainable parameters
-        assert d["trainable_params"] == r * (512 + 512 + 640), fn
+        # one GPT-2 block, LoRA A (in x r) + B (r x out) on attn.c_attn 128->384, attn.c_proj 128->128,
+        # mlp.c_fc 128->512 and mlp.c_proj 512->128
+        assert d["trainable_params"] == r * ((128 + 384) + (128 + 128) + (128 + 512) + (512 + 128)), fn
         assert d["policies"][0]["stored_bytes"] < d["policies"][0]["activation_bytes"]
     assert "mymodel.py:adapted" in capsys.readouterr().out
 
