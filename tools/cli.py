@@ -234,7 +234,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         results.append(d)
     if len(results) > 1:
         _print_side_by_side(results, console)
-    meta = {"command": "report", "model": loaded.source, "device": str(device),
+    meta = {"command": "report", "model": args.model, "model_source": loaded.source, "device": str(device),
             "dtype": str(next(model.parameters()).dtype).replace("torch.", ""), "batch_size": args.batch_size,
             "seq_len": args.seq_len, "data": data_name, "lora_r": args.lora_r,
             "trainable_params": sum(p.numel() for p in model.parameters() if p.requires_grad)}
@@ -282,7 +282,7 @@ def cmd_ab(args: argparse.Namespace) -> int:
     res = hyclora.ab(model_fn, train, policies, steps=args.steps, eval_batches=evals, eval_every=args.eval_every,
                      lr=args.lr, warmup=args.warmup, knobs=_knobs(args), device=device, seed=args.seed,
                      progress=not args.no_progress)
-    res.config.update(command="ab", model=loaded.source, data=data_name, batch_size=args.batch_size,
+    res.config.update(command="ab", model=args.model, model_source=loaded.source, data=data_name, batch_size=args.batch_size,
                       seq_len=args.seq_len, lora_r=args.lora_r,
                       trainable_params=sum(p.numel() for p in base.parameters() if p.requires_grad),
                       dtype=str(next(base.parameters()).dtype).replace("torch.", ""),
