@@ -149,3 +149,22 @@ def test_docs_example_runs(tmp_path):
     (name,) = [k for k in ns if k.startswith("test_")]
     ns[name](tmp_path)
     assert (tmp_path / "ab.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_train_and_eval_batches_are_disjoint_and_seeded():
+    tr, ev, name = train_eval_batches("pydoc", None, 256, batch=3, seq=50, n_train=7, n_eval=3)
+    assert name.startswith("Python docs") and len(tr) == 7 and len(ev) == 3
+    assert all(b["input_ids"].shape == (3, 50) and torch.equal(b["input_ids"], b["labels"]) for b in tr + ev)
+    train_rows = {tuple(r.tolist()) for b in tr for r in b["input_ids"]}
+    eval_rows = {tuple(r.tolist()) for b in ev for r in b["input_ids"]}
+    assert len(train_rows) == 21 and len(eval_rows) == 9 and not train_rows & eval_rows
+    # each row is real text from the corpus, not noise
+    from hyclora_hooks.corpus import pydoc_text
+
+    corpus = pydoc_text().encode()
+    assert all(bytes(r) in corpus for r in list(train_rows)[:5] + list(eval_rows)[:5])
+    # the seed reorders training batches; evaluation batches stay put
+    tr2, ev2, _ = train_eval_batches("pydoc", None, 256, batch=3, seq=50, n_train=7, n_eval=3, seed=1)
+    assert {tuple(r.tolist()) for b in tr2 for r in b["input_ids"]} == train_rows
+    assert not torch.equal(tr2[0]["input_ids"], tr[0]["input_ids"])
+    assert all(torch.equal(a["input_ids"], b["input_ids"]) for a, b in zip(ev, ev2))
