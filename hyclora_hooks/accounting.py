@@ -33,10 +33,10 @@ class Row:
 
 
 class _StorageRecord:
-    __slots__ = ("nbytes", "entries", "keep_entries", "row", "layer")
+    __slots__ = ("nbytes", "entries", "keep_entries", "counted")
 
-    def __init__(self, nbytes: int, row: Row, layer: Row):
-        self.nbytes, self.entries, self.keep_entries, self.row, self.layer = nbytes, 0, 0, row, layer
+    def __init__(self, nbytes: int):
+        self.nbytes, self.entries, self.keep_entries, self.counted = nbytes, 0, 0, False
 
 
 class Accountant:
@@ -56,25 +56,43 @@ class Accountant:
         self.packs += 1
         self.parameter_packs += 1
 
-    def note_duplicate(self) -> None:
+    def note_duplicate(self, storage_key: Any, site: SaveSite, codec_label: str) -> None:
+        """A pack that found its data already stored; it may be the first *save* of a stored recipe source."""
         self.packs += 1
         self.duplicate_packs += 1
+        rec = self._records.get(storage_key)
+        if rec is not None and not rec.counted:
+            self._count_activation(rec, self._row(site, codec_label), self.by_layer.setdefault(site.layer, Row()))
+
+    def _row(self, site: SaveSite, codec_label: str) -> Row:
+        return self.by_op.setdefault((site.op_class, site.role, site.module_pattern, codec_label), Row())
+
+    def _count_activation(self, rec: _StorageRecord, row: Row, layer: Row) -> None:
+        rec.counted = True
+        self.activation_bytes += rec.nbytes
+        self.live_activation_bytes += rec.nbytes
+        row.activation_bytes += rec.nbytes
+        layer.activation_bytes += rec.nbytes
+        self.peak_activation_bytes = max(self.peak_activation_bytes, self.live_activation_bytes)
 
     def admit(self, storage_key: Any, storage_nbytes: int, site: SaveSite, codec_label: str, payload_nbytes: int,
-              holds_storage: bool, kept_reason: str | None) -> tuple:
-        """Count a new entry; returns the token :meth:`release` needs when autograd drops the entry."""
-        self.packs += 1
-        row = self.by_op.setdefault((site.op_class, site.role, site.module_pattern, codec_label), Row())
+              holds_storage: bool, kept_reason: str | None, saved: bool = True) -> tuple:
+        """Count a new entry; returns the token :meth:`release` needs when autograd drops the entry.
+
+        ``saved=False`` for a recipe's source: stored by us, but not (yet) saved by autograd, so its storage is
+        not an activation until some op saves it.
+        """
+        if saved:
+            self.packs += 1
+        row = self._row(site, codec_label)
         layer = self.by_layer.setdefault(site.layer, Row())
         row.count += 1
         layer.count += 1
         rec = self._records.get(storage_key)
         if rec is None:
-            rec = self._records[storage_key] = _StorageRecord(storage_nbytes, row, layer)
-            self.activation_bytes += storage_nbytes
-            self.live_activation_bytes += storage_nbytes
-            row.activation_bytes += storage_nbytes
-            layer.activation_bytes += storage_nbytes
+            rec = self._records[storage_key] = _StorageRecord(storage_nbytes)
+        if saved and not rec.counted:
+            self._count_activation(rec, row, layer)
         rec.entries += 1
         stored = payload_nbytes
         if holds_storage:  # a kept view holds its whole storage, once however many views are kept
@@ -88,7 +106,6 @@ class Accountant:
         layer.stored_bytes += stored
         self.stored_bytes += stored
         self.live_stored_bytes += stored
-        self.peak_activation_bytes = max(self.peak_activation_bytes, self.live_activation_bytes)
         self.peak_stored_bytes = max(self.peak_stored_bytes, self.live_stored_bytes)
         return (storage_key, stored, holds_storage)
 
@@ -104,7 +121,8 @@ class Accountant:
         self.live_stored_bytes -= stored
         if rec.entries == 0:
             del self._records[storage_key]
-            self.live_activation_bytes -= rec.nbytes
+            if rec.counted:
+                self.live_activation_bytes -= rec.nbytes
 
     def report(self, policy_name: str = "", device: torch.device | None = None) -> Report:
         return Report(

@@ -26,21 +26,43 @@ import torch
 from torch import nn
 from torch.multiprocessing.reductions import StorageWeakRef
 
+from . import lineage
 from .accounting import Accountant, Report
+from .attention import SdpaRecompute, sdpa_call_args
 from .codecs import Codec
 from .errors import HycloraTypeError, user_error
-from .policy import Policy, load_policy
+from .policy import KEEP, Policy, Route, load_policy
 from .sites import SaveSite, classify, is_trainable_module
 from .tracking import ModuleTracker, OpTracker, ParamRegistry
 
 
+class Recompute(Codec):
+    """Internal codec of recipe entries: the payload is a :class:`~hyclora_hooks.lineage.Node`; holds no bytes
+    of its own (its leaves are entries, accounted where they were stored)."""
+
+    name = "recompute"
+
+    def decode(self, payload: lineage.Node) -> torch.Tensor:
+        return lineage.evaluate(payload)
+
+    def nbytes(self, payload: Any) -> int:
+        return 0
+
+
+RECOMPUTE = Recompute()
+
+
 class Entry:
-    """What autograd holds for one saved tensor: the codec and its payload (see NOTE [Lifetimes])."""
+    """What autograd holds for one saved tensor: the codec and its payload (see NOTE [Lifetimes]).
 
-    __slots__ = ("codec", "payload", "site", "__weakref__")
+    ``lossless`` says whether decoding gives back the exact data (a recipe is lossless when all its leaves are).
+    """
 
-    def __init__(self, codec: Codec, payload: Any, site: SaveSite):
+    __slots__ = ("codec", "payload", "site", "lossless", "__weakref__")
+
+    def __init__(self, codec: Codec, payload: Any, site: SaveSite, lossless: bool | None = None):
         self.codec, self.payload, self.site = codec, payload, site
+        self.lossless = codec.lossless if lossless is None else lossless
 
     def decode(self) -> torch.Tensor:
         return self.codec.decode(self.payload)
@@ -69,7 +91,15 @@ class Compressor:
                                  "pass the model being trained", cls=HycloraTypeError)
             self._params.add_module_tree(model)
         self._modules = ModuleTracker(self._params)
-        self._ops = OpTracker(self._modules)
+        record = None
+        if policy.inter:
+            self._planner = lineage.Planner(self._lookup_node, self._params.is_param)
+            self._by_storage: dict = {}
+            self._sdpa: dict[int, SdpaRecompute] = {}
+
+            def record(func, name, args, kwargs, out, _is_param=self._params.is_param):
+                lineage.record(func, name, args, kwargs, out, _is_param)
+        self._ops = OpTracker(self._modules, record)
         self._dedupe: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
         self._trainable: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
         self._stack: ExitStack | None = None
@@ -102,6 +132,35 @@ class Compressor:
         return self.accountant.report(self.policy.name, self._device)
 
     # pack ------------------------------------------------------------------------------------------
+    _key = staticmethod(lineage.storage_key)
+
+    def _lookup(self, t: torch.Tensor) -> Entry | None:
+        if t.layout != torch.strided:
+            return None
+        return self._dedupe.get(self._key(t))
+
+    def _lookup_node(self, key: tuple) -> lineage.Node | None:
+        """Data of ``key`` (see ``lineage.storage_key``) as a node: its own entry, or a view of a stored
+        contiguous tensor of the same storage."""
+        entry = self._dedupe.get(key)
+        if entry is not None:
+            return lineage.EntryRef(entry)
+        skey, offset, shape, stride, dtype = key
+        for ref, e_offset, numel in self._by_storage.get(skey, ()):
+            e = ref()
+            if e is None or dtype != e.site.dtype or min(stride, default=1) < 0:
+                continue
+            lo = offset - e_offset
+            hi = lo + sum((n - 1) * st for n, st in zip(shape, stride) if n > 0)
+            if lo >= 0 and hi < numel:
+                return lineage.Replay(torch.as_strided, "as_strided", (lineage.EntryRef(e), shape, stride, lo), {})
+        return None
+
+    def _remember(self, key: tuple, t: torch.Tensor, entry: Entry) -> None:
+        self._dedupe[key] = entry
+        if t.is_contiguous():  # decodes to the same layout: other views of this storage can read from it
+            self._by_storage.setdefault(key[0], []).append((weakref.ref(entry), t.storage_offset(), t.numel()))
+
     def _pack(self, t: torch.Tensor) -> Any:
         acct = self.accountant
         if self._params.is_param(t):  # NOTE [Lifetimes] rule 6
@@ -109,35 +168,127 @@ class Compressor:
             return t
         if t.layout != torch.strided or t.is_nested or type(t) is not torch.Tensor and not isinstance(t, nn.Parameter):
             return self._admit(t, self._site(t), reason="not a plain strided tensor")
-        storage = t.untyped_storage()
-        skey = StorageWeakRef(storage)
-        key = (skey, t.storage_offset(), tuple(t.shape), tuple(t.stride()), t.dtype)
+        key = self._key(t)
         entry = self._dedupe.get(key)
         if entry is not None:
-            acct.note_duplicate()
+            acct.note_duplicate(key[0], self._site(t), entry.codec.describe())
             return entry
         if self._device is None:
             self._device = t.device
         site = self._site(t)
         route = self.policy.route(site, t.numel() * t.element_size(), t.is_floating_point())
-        entry = self._admit(t, site, route.codec, None if not route.codec.lossless else route.reason,
-                            skey, storage.nbytes())
-        self._dedupe[key] = entry
+        if site.op_class == "attention" and site.role in ("query", "key") and not route.codec.lossless \
+                and not self._sdpa_replayable():
+            route = Route(KEEP, route.rule, "SDPA q/k need a replayable call (inter policy, no dropout)")
+        entry = None
+        if self.policy.inter and t.is_floating_point():
+            entry = self._plan(t, site, route)
+        if entry is None:
+            entry = self._admit(t, site, route.codec, None if not route.codec.lossless else route.reason,
+                                key[0], t.untyped_storage().nbytes())
+        self._remember(key, t, entry) if self.policy.inter else self._dedupe.__setitem__(key, entry)
         return entry
 
-    def _admit(self, t: torch.Tensor, site: SaveSite, codec: Codec | None = None, reason: str | None = None,
-               skey: Any = None, storage_nbytes: int | None = None) -> Entry:
-        from .policy import KEEP
+    def _sdpa_replayable(self) -> bool:
+        """Lossy SDPA q/k are safe only if output and logsumexp will be recomputed from them (attention.py)."""
+        frame = self._ops.current
+        return (self.policy.inter and frame is not None and frame.name == "scaled_dot_product_attention"
+                and sdpa_call_args(frame.args, frame.kwargs) is not None)
 
+    def _admit(self, t: torch.Tensor, site: SaveSite, codec: Codec | None = None, reason: str | None = None,
+               skey: Any = None, storage_nbytes: int | None = None, saved: bool = True) -> Entry:
         codec = codec or KEEP
         payload = codec.encode(t, site)
         if skey is None:  # not a strided tensor: count its own bytes, keyed by identity
             skey, storage_nbytes = ("id", id(t)), t.numel() * t.element_size()
         entry = Entry(codec, payload, site)
         token = self.accountant.admit(skey, storage_nbytes, site, codec.describe(),
-                                      0 if codec.lossless else codec.nbytes(payload), codec.lossless, reason)
+                                      0 if codec.lossless else codec.nbytes(payload), codec.lossless, reason, saved)
         weakref.finalize(entry, _release, weakref.ref(self.accountant), token)
         return entry
+
+    # recipes (NOTE [Recipes] in lineage.py) -------------------------------------------------------
+    def _recipe(self, t: torch.Tensor, site: SaveSite, node: lineage.Node) -> Entry:
+        entry = Entry(RECOMPUTE, node, site, lossless=node.lossless)
+        key = StorageWeakRef(t.untyped_storage())
+        token = self.accountant.admit(key, t.untyped_storage().nbytes(), site, "recompute", 0, False, None)
+        weakref.finalize(entry, _release, weakref.ref(self.accountant), token)
+        return entry
+
+    def _source(self, src: torch.Tensor, site: SaveSite, route: Route) -> Entry:
+        """Store a recipe's source with the saved tensor's codec (or find it stored already)."""
+        entry = self._lookup(src)
+        if entry is None:
+            codec = route.codec if route.codec.lossless or src.numel() * src.element_size() >= \
+                self.policy.knobs.min_bytes else KEEP
+            key = self._key(src)
+            entry = self._admit(src, site, codec, None, key[0], src.untyped_storage().nbytes(), saved=False)
+            self._remember(key, src, entry)
+        return entry
+
+    def _plan(self, t: torch.Tensor, site: SaveSite, route: Route) -> Entry | None:
+        planner, lossless = self._planner, route.codec.lossless
+        if site.op_class == "attention" and site.role in ("output", "logsumexp"):
+            return self._sdpa_recipe(t, site, route)
+        if site.op_class == "cross_entropy" and site.role == "log_softmax":
+            return self._log_softmax_recipe(t, site, route)
+        node = planner.free(t, lossless_only=lossless)  # P1
+        if node is not None:
+            return self._recipe(t, site, node)
+        if not lossless and route.codec.lossless is False:  # P3: store tensor - LoRA branch, add it back
+            split = planner.lora_split(t)
+            if split is not None:
+                ops, branch = split
+                branch = planner.replay_chain(ops, branch, skip_casts=True)  # the branch in t's layout
+                base = (t.float() - lineage.evaluate(branch).float()).to(t.dtype)
+                leaf = lineage.EntryRef(self._source(base, site, route))
+                return self._recipe(t, site, planner.lora_rebuild(leaf, branch, t.dtype))
+        ops, src = planner.chain(t)  # P2
+        if ops and src.is_floating_point() and src.untyped_storage().nbytes() <= t.untyped_storage().nbytes():
+            leaf = lineage.EntryRef(self._source(src, site, route))
+            return self._recipe(t, site, planner.replay_chain(ops, leaf))
+        return None
+
+    def _log_softmax_recipe(self, t: torch.Tensor, site: SaveSite, route: Route) -> Entry | None:
+        """cross-entropy keeps ``log_softmax(input)``: keep the (often bf16) logits instead and replay."""
+        frame = self._ops.current
+        x = frame.args[0] if frame is not None and frame.args else None
+        if not isinstance(x, torch.Tensor) or x.shape != t.shape or x.dim() < 1:
+            return None
+        node = self._planner.free(x, lossless_only=route.codec.lossless)
+        if node is None:
+            ops, src = self._planner.chain(x)
+            if src.untyped_storage().nbytes() > t.untyped_storage().nbytes():
+                return None
+            node = self._planner.replay_chain(ops, lineage.EntryRef(self._source(src, site, route)))
+        dim = 1 if x.dim() > 1 else 0
+        cast = lineage.Replay(torch.Tensor.to, "to", (node, t.dtype), {})
+        return self._recipe(t, site, lineage.Replay(torch.log_softmax, "log_softmax", (cast, dim), {}))
+
+    def _sdpa_recipe(self, t: torch.Tensor, site: SaveSite, route: Route) -> Entry | None:
+        """Rebuild SDPA's output and logsumexp from the stored q, k, v (see attention.py)."""
+        frame = self._ops.current
+        call = sdpa_call_args(frame.args, frame.kwargs) if frame is not None else None
+        if call is None:
+            return None
+        shared = self._sdpa.get(id(frame))
+        if shared is None:
+            nodes = [self._planner.free(call[n], lossless_only=False) if isinstance(call.get(n), torch.Tensor)
+                     else None for n in ("query", "key", "value")]
+            if any(n is None for n in nodes):
+                return None
+            exact = all(n.lossless for n in nodes)
+            if exact and route.codec.lossless:
+                return None  # q, k, v exact and the output wanted exact: store it
+            mask = call.get("attn_mask")
+            mask_node = None
+            if isinstance(mask, torch.Tensor):
+                mask_node = self._planner.free(mask, lossless_only=True) or lineage.EntryRef(
+                    self._source(mask, site, Route(KEEP, None, "mask")))
+            shared = SdpaRecompute(*nodes, mask_node, bool(call.get("is_causal", False)), call.get("scale"),
+                                   bool(call.get("enable_gqa", False)))
+            self._sdpa = {id(frame): shared}  # one SDPA call at a time; the frame id is stable during the call
+        return self._recipe(t, site, shared.node(site.role, (t.shape, t.dtype)))
 
     def _site(self, t: torch.Tensor) -> SaveSite:
         frame = self._ops.current

@@ -15,7 +15,7 @@ from __future__ import annotations
 import threading
 import weakref
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from torch import nn
@@ -51,10 +51,11 @@ class OpFrame:
 class OpTracker(TorchFunctionMode):
     """Note the outermost torch-level op that is running, and tag each output tensor with its producer."""
 
-    def __init__(self, modules: ModuleTracker):
+    def __init__(self, modules: ModuleTracker, lineage: Callable | None = None):
         super().__init__()
         self.current: OpFrame | None = None
         self._modules = modules
+        self._lineage = lineage  # lineage.record-like callable, or None when the policy stores no recipes
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
@@ -72,6 +73,8 @@ class OpTracker(TorchFunctionMode):
                 out._hyclora_producer = producer
             except (AttributeError, RuntimeError):  # some tensor subclasses refuse attributes
                 pass
+            if self._lineage is not None:
+                self._lineage(func, frame.name, args, kwargs, out)
         return out
 
 
