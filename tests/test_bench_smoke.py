@@ -52,3 +52,39 @@ def test_bench_step_cpu_smoke(tmp_path: Path) -> None:
     assert res["intra@2"]["acct_stored_bytes"] < res["intra@4"]["acct_stored_bytes"] < saved
     tail = proc.stdout.strip().splitlines()[-(len(doc["results"]) + 3):]  # the table is printed last
     assert tail[0].split()[:2] == ["shape", "config"] and tail[2].split()[:2] == ["1x64", "plain"], tail
+
+
+# ---------------------------------------------------------------------------- the script's pure helpers
+def _bench():
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    from tools import bench_step
+
+    return bench_step
+
+
+def test_select_configs_families_and_plain_first() -> None:
+    b = _bench()
+    names = [c.name for c in b.select_configs("intra_inter,save_on_cpu")]
+    assert names == ["plain", "save_on_cpu", "intra_inter@2", "intra_inter@4"]
+    assert [c.name for c in b.select_configs("intra_inter+checkpoint@2")] == ["plain", "intra_inter+checkpoint@2"]
+    assert len(b.select_configs(None)) == 13
+    import pytest
+
+    with pytest.raises(SystemExit, match="unknown --configs"):
+        b.select_configs("intra@3")
+    assert b.parse_shapes("4x1024, 1X8192") == [(4, 1024), (1, 8192)]
+    with pytest.raises(SystemExit, match="bad shape"):
+        b.parse_shapes("4-1024")
+
+
+def test_ratios_use_allocator_on_cuda_and_same_shape_plain() -> None:
+    b = _bench()
+    rows = [dict(config="plain", shape="4x1024", status="ok", act_alloc_bytes=1000, probe_saved_bytes=990, step_s=0.1),
+            dict(config="plain", shape="1x8192", status="ok", act_alloc_bytes=3000, probe_saved_bytes=2990, step_s=0.3),
+            dict(config="intra@2", shape="1x8192", status="ok", act_alloc_bytes=250, acct_stored_bytes=240, step_s=0.33),
+            dict(config="intra@4", shape="1x8192", status="oom")]
+    b.add_ratios(rows)
+    assert rows[0]["mem_ratio"] == 1 and rows[0]["acct_vs_alloc"] == 0.99  # plain: the probe against the allocator
+    assert rows[2]["mem_ratio"] == 12 and rows[2]["acct_vs_alloc"] == 0.96 and abs(rows[2]["time_ratio"] - 1.1) < 1e-12
+    assert rows[3]["mem_ratio"] is None and rows[3]["time_ratio"] is None

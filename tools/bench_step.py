@@ -375,8 +375,9 @@ def add_ratios(results: list[dict[str, Any]]) -> None:
             r["mem_ratio_basis"] = "allocator"
             if p and r["act_alloc_bytes"] > 0:
                 r["mem_ratio"] = p["act_alloc_bytes"] / r["act_alloc_bytes"]
-            if "acct_stored_bytes" in r and r["act_alloc_bytes"] > 0:
-                r["acct_vs_alloc"] = r["acct_stored_bytes"] / r["act_alloc_bytes"]
+            stored = r.get("acct_stored_bytes", r.get("probe_saved_bytes"))  # plain: the probe's count
+            if stored is not None and r["act_alloc_bytes"] > 0:
+                r["acct_vs_alloc"] = stored / r["act_alloc_bytes"]
         else:
             r["mem_ratio_basis"] = "accountant"
             if p and r.get("acct_stored_bytes"):
@@ -432,9 +433,11 @@ def table(results: list[dict[str, Any]], cuda: bool) -> str:
              for row in rows]
     lines.insert(1, "-" * len(lines[0]))
     note = ("act = allocator delta over forward; acct = accountant's stored bytes (probe count for plain); "
-            "peak = peak allocated above resident; mem x = plain act / act; time x = step / plain step")
+            "acct/alloc = acct / act (target 0.95-1.05);\npeak = peak allocated above resident; "
+            "mem x = plain act / act; time x = step / plain step (median of steps)")
     if not cuda:
-        note = "CPU: act = probe/accountant bytes (no allocator), mem x on accountant bytes; " + note.split("; ", 1)[1]
+        note = ("CPU (no allocator): act = probe count (plain) or accountant's activation bytes; mem x = plain act / acct; "
+                "time x = step / plain step")
     return "\n".join(lines + [note])
 
 
@@ -449,6 +452,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=10, help="timed steps per config (median; default 10)")
     p.add_argument("--warmup", type=int, help="warm-up steps (default 3; hyclora configs max(3, "
                    "iteration_threshold + 1) so calibration is over)")
+    p.add_argument("--budget-s", type=float, help="start no configuration after this many seconds (the rest are\n"
+                   "reported as skipped, and the table still prints): fits a run into a time limit")
     p.add_argument("--out", default="benchmarks/results", help="folder for <date>-<gpu>.json")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--layers", type=int, default=8)
@@ -461,6 +466,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dtype", choices=sorted(_DTYPES), default="bf16")
     p.add_argument("--seed", type=int, default=0)
     return p
+
+
+def resolve_device(name: str) -> torch.device:
+    """``cuda`` becomes ``cuda:<current>`` (``torch.cuda.set_device`` refuses a device without an index)."""
+    device = torch.device(name)
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise SystemExit("bench_step: --device cuda but torch sees no CUDA device; use --device cpu")
+        if device.index is None:
+            device = torch.device("cuda", torch.cuda.current_device())
+        torch.cuda.set_device(device)
+    return device
 
 
 def warmup_for(cfg: Config, requested: int | None) -> int:
@@ -480,9 +497,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     args.shape_list = [(args.batch, args.seq_len)] if args.seq_len else parse_shapes(args.shapes)
     configs = select_configs(args.configs)
-    device = torch.device(args.device)
-    if device.type == "cuda":
-        torch.cuda.set_device(device)
+    device = resolve_device(args.device)
     if args.steps < 10:
         print(f"bench_step: --steps {args.steps} < 10: fine for a smoke run, too few for a reported median",
               file=sys.stderr)
@@ -516,7 +531,10 @@ def main(argv: list[str] | None = None) -> int:
         for cfg in configs:
             tc = time.perf_counter()
             warm = warmup_for(cfg, args.warmup)
-            res = run_config(bench, cfg, warm, args.steps, presets)
+            if args.budget_s is not None and tc - t0 > args.budget_s:
+                res = {"status": "skipped: time budget"}
+            else:
+                res = run_config(bench, cfg, warm, args.steps, presets)
             leak = bench.allocated()
             rec = {"config": cfg.name, "shape": shape, "batch": bsz, "seq": seq, "tokens": bsz * seq,
                    "preset": cfg.preset, "bits": cfg.bits, "checkpoint": cfg.checkpoint,

@@ -36,7 +36,7 @@ if str(_ROOT) not in sys.path:
 import torch  # noqa: E402
 
 from tools.bench_step import Bench, all_configs, build_model, build_parser as bench_parser, make_batch  # noqa: E402
-from tools.bench_step import parse_shapes, set_checkpointing, warmup_for  # noqa: E402
+from tools.bench_step import parse_shapes, resolve_device, set_checkpointing, warmup_for  # noqa: E402
 
 
 class HookTimer:
@@ -124,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
                          f"(have {hyclora_hooks.preset_names()})")
     args.shape_list = parse_shapes(args.shape)
     (bsz, seq), = args.shape_list
-    device = torch.device(args.device)
+    device = resolve_device(args.device)
     cuda = device.type == "cuda"
     bench = Bench(build_model(args, device), device)
     bench.batch = make_batch(args.vocab, bsz, seq, device, args.seed)
