@@ -68,7 +68,7 @@ def test_select_configs_families_and_plain_first() -> None:
     names = [c.name for c in b.select_configs("intra_inter,save_on_cpu")]
     assert names == ["plain", "save_on_cpu", "intra_inter@2", "intra_inter@4"]
     assert [c.name for c in b.select_configs("intra_inter+checkpoint@2")] == ["plain", "intra_inter+checkpoint@2"]
-    assert len(b.select_configs(None)) == 13
+    assert len(b.select_configs(None)) == 12
     import pytest
 
     with pytest.raises(SystemExit, match="unknown --configs"):
