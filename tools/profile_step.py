@@ -97,7 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = bench_parser()
     p.description = __doc__.split("\n\n")[0]
     for a in list(p._actions):  # bench_step's multi-config / multi-shape / output flags do not apply here
-        if a.dest in ("configs", "shapes", "seq_len", "batch", "out", "steps"):
+        if a.dest in ("configs", "shapes", "seq_len", "batch", "out", "steps", "budget_s"):
             p._remove_action(a)
             for opt in a.option_strings:
                 p._option_string_actions.pop(opt, None)
