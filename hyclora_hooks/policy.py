@@ -21,8 +21,6 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Mapping
 
-import tomli_w
-
 from .codecs import Codec, make_codec
 from .codecs.keep import Keep
 from .errors import HycloraError, HycloraTypeError, HycloraValueError, PolicyFileError, user_error
@@ -274,6 +272,8 @@ class Policy:
                    inter=d.get("inter", False))
 
     def to_toml(self) -> str:
+        import tomli_w  # only writing TOML needs it (a declared dependency); loading uses the standard library
+
         return tomli_w.dumps(self.to_dict())
 
     @classmethod
