@@ -183,8 +183,8 @@ def _eval(a: Any, memo: dict) -> Any:
 
 
 def evaluate(node: Node) -> torch.Tensor:
-    """Replay ``node`` without building a graph and without any hooks (we run inside autograd's unpack)."""
-    with torch.no_grad(), torch.autograd.graph.disable_saved_tensors_hooks("hyclora_hooks: replay"):
+    """Replay ``node`` without building a graph (so nothing is saved, and no hook runs, whatever is active)."""
+    with torch.no_grad():
         return node.eval({})
 
 
