@@ -54,7 +54,10 @@ def test_baseline_is_bit_exact_under_checkpointing(exact, reentrant, backward_in
     grads, report = _grads(dtype, reentrant, "baseline", backward_inside)
     assert torch.equal(grads, ref)
     rows = [r for r in report.by_op if r["op"] == "checkpoint"]
-    assert rows and rows[0]["role"] == "input" and rows[0]["count"] == 2  # one region input per layer
+    hidden_bytes = 2 * 48 * 128 * torch.finfo(dtype).bits // 8
+    # one region input per layer; torch < 2.13 also saves a 0-element dummy per region (_NoopSaveInputs)
+    assert rows and rows[0]["role"] == "input" and rows[0]["count"] in (2, 4)
+    assert sum(r["activation_bytes"] for r in rows) == 2 * hidden_bytes
     assert rows[0]["module"].endswith("layers.*")  # attributed to the checkpointed layer
     assert {r["layer"] for r in report.by_layer} >= {"base_model.model.model.layers.0",
                                                      "base_model.model.model.layers.1"}
@@ -67,8 +70,8 @@ def test_baseline_is_bit_exact_under_checkpointing(exact, reentrant, backward_in
 def test_lossy_policy_compresses_region_inputs(exact, reentrant):
     """``intra`` at 4 bits quantizes the region inputs; gradients stay close to exact.
 
-    Measured cosine: 0.9909 (fp32) / 0.9904 (bf16) with checkpointing, 0.9936 without. Floor 0.97: below the
-    measurement by ~3x the gap to 1 that checkpointing adds, far above what garbled inputs give.
+    Measured cosine: 0.9909 (fp32) / 0.9904 (bf16) with checkpointing, 0.9936 without. Floor 0.97: the
+    measurement less a margin for BLAS differences between machines.
     """
     dtype, ref = exact
     grads, report = _grads(dtype, reentrant, "intra", bits=4)
