@@ -39,10 +39,16 @@ _STALL_CYCLES = 20_000_000  # ~10 ms at H100 clocks: longer than a step's forwar
 
 
 def _pinned_in_use() -> int | None:
+    """Pinned bytes in use per torch's caching host allocator, or None where torch does not say."""
     stats = getattr(torch.cuda, "host_memory_stats", None)
     if stats is None:
         return None
-    return int(stats().get("allocated_bytes.current", stats().get("allocated_bytes.all.current", 0)))
+    torch.empty(1, pin_memory=True)  # an allocation makes the allocator retire blocks whose copies completed
+    s = stats()
+    for key in ("allocated_bytes.current", "allocated_bytes.all.current"):
+        if key in s:
+            return int(s[key])
+    return None
 
 
 def _churn(dev: torch.device) -> None:
@@ -137,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     if not torch.cuda.is_available():
         print("check_offload: needs a CUDA device (torch.cuda.is_available() is False)", file=sys.stderr)
         return 2
-    torch.use_deterministic_algorithms(True)
+    torch.use_deterministic_algorithms(True, warn_only=True)  # the control row says whether it held
     dev = torch.device("cuda")
     vocab = 4096
     model = add_lora(tiny_llama(hidden=args.hidden, intermediate=int(args.hidden * 2.6875) // 8 * 8,

@@ -86,13 +86,14 @@ def lowrank_encode(a: torch.Tensor, rank: int | float, outlier_ratio: float = 0.
     fsize = factor_dtype.itemsize if factor_dtype is not None else size
     if m == 0 or k * (m + n - o) * fsize + m * o * size + 8 * o >= m * n * size:
         return a
-    a32 = a.reshape(m, n).float()
+    src = a.detach()  # the factors must never join the autograd graph (packs run under no_grad; be sure)
+    a32 = src.reshape(m, n).float()
     out_idx = outliers = None
     if o:
         out_idx = a32.square().sum(0).topk(o).indices.sort().values
         keep = torch.ones(n, dtype=torch.bool, device=a.device)
         keep[out_idx] = False
-        outliers = a.reshape(m, n)[:, out_idx]  # advanced indexing: a compact copy in the saved dtype
+        outliers = src.reshape(m, n)[:, out_idx]  # advanced indexing: a compact copy in the saved dtype
         a32 = a32[:, keep]
     gen = torch.Generator().manual_seed(seed)
     idx = torch.randperm(a32.shape[1], generator=gen)[:k].to(a.device)

@@ -121,7 +121,7 @@ class Offload(Codec):
     def encode(self, t: torch.Tensor, site=None) -> HostCopy | torch.Tensor:
         if t.device.type != "cuda" or t.numel() * t.element_size() > t.untyped_storage().nbytes():
             return t
-        return offload(t, self.pin_memory)
+        return offload(t.detach(), self.pin_memory)  # never let the host copy join the autograd graph
 
     def decode(self, payload: HostCopy | torch.Tensor) -> torch.Tensor:
         return payload if isinstance(payload, torch.Tensor) else fetch(payload)
