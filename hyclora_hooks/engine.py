@@ -13,6 +13,9 @@ NOTE [Lifetimes]
   5. On exit, normal or through an exception, the saved-tensor hooks, the op-tracking mode and the global module
      hooks are removed in reverse order of entry. Entries already handed to autograd stay valid (rule 3).
   6. Parameters, buffers and views of them (matched by storage) are returned unchanged and never counted.
+  7. A pack while autograd runs a backward (reentrant checkpoint recomputing its region inside backward, or a
+     double backward) returns the tensor unchanged and is only counted: such tensors live for one inner
+     backward, and compressing a recomputed region would compress it a second time (docs/checkpointing.md).
 """
 
 from __future__ import annotations
@@ -33,7 +36,10 @@ from .codecs import Codec
 from .errors import HycloraTypeError, user_error
 from .policy import KEEP, Policy, Route, load_policy
 from .sites import SaveSite, classify, is_trainable_module
-from .tracking import ModuleTracker, OpTracker, ParamRegistry
+from .tracking import ModuleTracker, OpTracker, ParamRegistry, checkpoint_region
+
+# -1 outside a backward; torch.utils.checkpoint relies on the same private call (torch >= 2.0).
+_graph_task_id = getattr(torch._C, "_current_graph_task_id", lambda: -1)
 
 
 class Recompute(Codec):
@@ -90,6 +96,8 @@ class Compressor:
                 raise user_error("compress(model=...)", type(model).__name__, "an nn.Module or None",
                                  "pass the model being trained", cls=HycloraTypeError)
             self._params.add_module_tree(model)
+        for codec in policy.codecs:  # refuse what this machine cannot run now, not at the first pack
+            codec.check_available()
         self._modules = ModuleTracker(self._params)
         record = None
         if policy.inter:
@@ -163,6 +171,9 @@ class Compressor:
 
     def _pack(self, t: torch.Tensor) -> Any:
         acct = self.accountant
+        if _graph_task_id() != -1:  # NOTE [Lifetimes] rule 7
+            acct.note_backward_pack()
+            return t
         if self._params.is_param(t):  # NOTE [Lifetimes] rule 6
             acct.note_parameter()
             return t
@@ -203,7 +214,8 @@ class Compressor:
             skey, storage_nbytes = ("id", id(t)), t.numel() * t.element_size()
         entry = Entry(codec, payload, site)
         token = self.accountant.admit(skey, storage_nbytes, site, codec.describe(),
-                                      0 if codec.lossless else codec.nbytes(payload), codec.lossless, reason, saved)
+                                      0 if codec.lossless else codec.nbytes(payload), codec.lossless, reason, saved,
+                                      codec.host_nbytes(payload))
         weakref.finalize(entry, _release, weakref.ref(self.accountant), token)
         return entry
 
@@ -294,6 +306,10 @@ class Compressor:
         frame = self._ops.current
         module = self._modules.current()
         op, args = (frame.name, frame.args) if frame is not None else ("", ())
+        if frame is None:  # no torch-level op saves it: maybe torch.utils.checkpoint saving a region's inputs
+            in_region, region = checkpoint_region()
+            if in_region:
+                op, module = "checkpoint", region or module
         module_class = type(module).__name__ if module is not None else ""
         trainable = False
         if module is not None and op in ("linear", "addmm", "mm", "matmul"):

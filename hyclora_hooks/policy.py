@@ -195,6 +195,11 @@ class Policy:
         object.__setattr__(self, "_codecs", tuple(codecs))
         object.__setattr__(self, "_cache", {})
 
+    @property
+    def codecs(self) -> tuple[Codec, ...]:
+        """The codec of each rule, in rule order, built with the knobs resolved."""
+        return self._codecs  # type: ignore[attr-defined]
+
     # routing ---------------------------------------------------------------------------------------
     def route(self, site: SaveSite, nbytes: int, is_float: bool) -> Route:
         """Pick the codec for one saved tensor of ``nbytes`` bytes."""

@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import sys
 import threading
 import weakref
 from dataclasses import dataclass
@@ -161,3 +162,45 @@ class ModuleTracker:
         if name is None:  # a module outside the first tree (e.g. built during forward)
             name = f"<{type(module).__name__}>"
         return name
+
+
+# ------------------------------------------------------------------------------------- checkpoint regions
+_CHECKPOINT_MODULE = "torch.utils.checkpoint"
+_PASS_THROUGH = ("hyclora_hooks", "torch.autograd")  # our own frames, and Function.apply between C++ and caller
+
+
+def checkpoint_region(max_depth: int = 8) -> tuple[bool, nn.Module | None]:
+    """Is the running pack saving a ``torch.utils.checkpoint`` region's inputs, and which module is the region?
+
+    Called from a pack that no torch-level op is running (see docs/checkpointing.md): non-reentrant checkpoint
+    saves its inputs from ``torch.utils.checkpoint`` itself (``_make_saved_tensor`` in ``save_inputs`` on torch
+    2.13, ``_NoopSaveInputs.apply`` before), reentrant checkpoint through ``CheckpointFunction.apply``
+    (``torch.autograd.function``) called by ``checkpoint``. The first frame outside this package and
+    ``torch.autograd`` decides. The region's module is the one whose bound ``__call__``/``forward`` is the
+    checkpointed function (Hugging Face passes ``partial(layer.__call__, **kwargs)``), when there is one.
+    """
+    f = sys._getframe(1)
+    for _ in range(max_depth):
+        if f is None:
+            return False, None
+        name = f.f_globals.get("__name__", "")
+        if name == _CHECKPOINT_MODULE:
+            return True, _region_module(f)
+        if not name.startswith(_PASS_THROUGH):
+            return False, None
+        f = f.f_back
+    return False, None
+
+
+def _region_module(f: Any) -> nn.Module | None:
+    for _ in range(4):  # save_inputs (+ its comprehension) -> the generator or checkpoint() itself
+        if f is None or f.f_globals.get("__name__", "") != _CHECKPOINT_MODULE:
+            return None
+        fn = f.f_locals.get("function", f.f_locals.get("fn"))
+        if fn is not None:
+            while hasattr(fn, "func"):  # functools.partial, possibly nested
+                fn = fn.func
+            owner = getattr(fn, "__self__", fn)
+            return owner if isinstance(owner, nn.Module) else None
+        f = f.f_back
+    return None

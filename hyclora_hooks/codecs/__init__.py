@@ -2,6 +2,8 @@
 
 from .base import Codec, codec_names, make_codec, register_codec
 from .keep import Keep
+from .lowrank import LowRank
+from .offload import Offload
 from .quant import Quant
 
-__all__ = ["Codec", "Keep", "Quant", "codec_names", "make_codec", "register_codec"]
+__all__ = ["Codec", "Keep", "LowRank", "Offload", "Quant", "codec_names", "make_codec", "register_codec"]
