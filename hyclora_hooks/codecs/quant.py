@@ -13,6 +13,9 @@ source element, ``p`` = 1 (symmetric) or 2 (asymmetric) bf16 parameters per grou
 
 plus ``k*R*e`` for outlier values and ``2k`` (``4k`` when ``C > 32767``) for their indices, plus ``m*(8 + e)``.
 
+``min_bits`` puts a floor under ``bits`` (codes take ``max(bits, min_bits)`` bits), so a policy can say "the knob's
+width, but never under 4 bits" for a fragile tensor.
+
 Outlier channels (``outlier_ratio > 0``): ``ceil(outlier_ratio * C)`` channels of largest L2 norm.
 ``outliers="calibrated"`` (default) picks them per save site over the first ``iteration_threshold`` steps, then
 freezes them (NOTE [Outlier calibration] in :mod:`hyclora_hooks.codecs.calibration`); ``"dynamic"`` per call.
@@ -57,6 +60,7 @@ class Quant(Codec):
     outlier_ratio: float = 0.0
     outliers: str = "calibrated"
     iteration_threshold: int = 5
+    min_bits: int = 2  # a floor under ``bits`` for fragile tensors: ``bits = "$bits"`` with ``min_bits = 4``
 
     name = "quant"
     lossless = False
@@ -73,12 +77,18 @@ class Quant(Codec):
         check_float("quant", "outlier_ratio", self.outlier_ratio, 0.0, 0.5)
         check_choice("quant", "outliers", self.outliers, ("calibrated", "dynamic"))
         check_int("quant", "iteration_threshold", self.iteration_threshold, minimum=0)
+        check_int("quant", "min_bits", self.min_bits, allowed=(2, 4, 8))
+
+    @property
+    def width(self) -> int:
+        """The bits a code really takes: ``max(bits, min_bits)``."""
+        return max(self.bits, self.min_bits)
 
     def encode(self, t: torch.Tensor, site=None) -> QuantizedTensor:
         idx = None
         if self.outlier_ratio > 0:
             idx = outlier_channels(t, site, self.outlier_ratio, self.iteration_threshold, self.outliers)
-        return quantize(t, self.bits, self.group_size, self.symmetric, self.granularity, idx,
+        return quantize(t, self.width, self.group_size, self.symmetric, self.granularity, idx,
                         self.seed if self.stochastic else None)
 
     def decode(self, payload: QuantizedTensor) -> torch.Tensor:
@@ -90,4 +100,4 @@ class Quant(Codec):
     def describe(self) -> str:
         gran = {"group": f"g{self.group_size}", "channel": "ch", "token_group": f"t{self.group_size}"}[self.granularity]
         extra = f"+o{self.outlier_ratio:g}" if self.outlier_ratio > 0 else ""
-        return f"quant{self.bits}{'s' if self.symmetric else ''}{'r' if self.stochastic else ''}/{gran}{extra}"
+        return f"quant{self.width}{'s' if self.symmetric else ''}{'r' if self.stochastic else ''}/{gran}{extra}"
