@@ -31,8 +31,9 @@ NOTE [Quant layout]
   exactly (int64 row-major positions + source-dtype values): they never disturb another element.
 
   Error bound for every other element: ``|x - x_hat| <= scale / 2`` (round to nearest) or ``< scale``
-  (stochastic), up to fp32 arithmetic (relative ``2^-22`` of the range), plus one rounding of ``x_hat`` to the
-  output dtype (relative ``2^-8`` for bf16, ``2^-11`` for fp16). Data within 1e38 of zero (bf16's range) only.
+  (stochastic), up to fp32 arithmetic (``2^-24`` of the range and of ``|x_hat|``), plus one rounding of ``x_hat`` to the
+  output dtype (relative ``2^-8`` for bf16, ``2^-11`` for fp16; for a subnormal result half its step, ``2^-25``
+  for fp16). Data within 1e38 of zero (bf16's range) only.
 
   Triton vs reference (see ``quantize``/``dequantize``): the same formulas in the same fp32 operations (IEEE
   division ``div_rn``; ``code * scale`` is exact because a bf16 step times a code < 256 fits in fp32's mantissa,
