@@ -330,7 +330,7 @@ def _hash_uniform(index, seed):
     idx = index.to(tl.int64)
     lo = (idx & 0xFFFFFFFF).to(tl.uint32)
     hi = ((idx >> 32) & 0xFFFFFFFF).to(tl.uint32)
-    h = lo + hi * 0x9E3779B1 + seed.to(tl.uint32) * 0x85EBCA77
+    h = lo + hi * 0x9E3779B1 + tl.cast(seed, tl.uint32) * 0x85EBCA77
     h = h ^ (h >> 16)
     h = h * 0x7FEB352D
     h = h ^ (h >> 15)
@@ -558,7 +558,8 @@ def _build() -> None:
     tl = _tl
     g = globals()
     for name in _JIT_NAMES:
-        g[name] = triton.jit(g[name])
+        # an int argument equal to 1 would otherwise become a compile-time constant (no ``.to``) and a new variant
+        g[name] = triton.jit(g[name], do_not_specialize=["seed"] if name == "_quant_kernel" else None)
     _BUILT = True
 
 
