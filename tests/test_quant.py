@@ -285,6 +285,6 @@ def test_outlier_channels_rescue_2bit_intra():
         g = _grads(model, batch, lambda r=ratio: hyclora.compress("intra", model=model, bits=2,
                                                                  layernorm_outlier_ratio=r))
         cos[ratio] = torch.nn.functional.cosine_similarity(g, exact, dim=0).item()
-    # measured 0.856 without and 0.921 with outlier channels (policies/intra.toml): 0.04 apart is "clearly"
+    # measured 0.842 without and 0.924 with outlier channels (policies/intra.toml); 0.04 apart is "clearly"
     assert cos[0.03] >= 0.90
     assert cos[0.03] >= cos[0.0] + 0.04
