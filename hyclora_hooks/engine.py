@@ -33,6 +33,7 @@ from . import lineage
 from .accounting import Accountant, Report
 from .attention import SdpaRecompute, sdpa_call_args
 from .codecs import Codec
+from .codecs.calibration import calibration_scope
 from .errors import HycloraTypeError, user_error
 from .policy import KEEP, Policy, Route, load_policy
 from .sites import SaveSite, classify, is_trainable_module
@@ -112,6 +113,11 @@ class Compressor:
         self._trainable: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
         self._stack: ExitStack | None = None
         self._device: torch.device | None = None
+        self._model = weakref.ref(model) if model is not None else None
+
+    def _root(self) -> nn.Module | None:
+        """The model root that keys persistent codec state (NOTE [Outlier calibration] in codecs.calibration)."""
+        return self._model() if self._model is not None else self._modules.root()
 
     # context protocol ------------------------------------------------------------------------------
     def __enter__(self) -> Compressor:
@@ -123,6 +129,7 @@ class Compressor:
             self._modules.start()
             stack.callback(self._modules.stop)
             stack.enter_context(self._ops)
+            stack.enter_context(calibration_scope(self._root))
             stack.enter_context(torch.autograd.graph.saved_tensors_hooks(self._pack, _unpack))
         except BaseException:
             stack.close()

@@ -118,6 +118,11 @@ class ModuleTracker:
         self._stack: list[nn.Module] = []
         self._thread = threading.get_ident()
         self._handles: list = []
+        self._root: weakref.ref | None = None
+
+    def root(self) -> nn.Module | None:
+        """The outermost module whose forward ran most recently (the model, when none was named)."""
+        return self._root() if self._root is not None else None
 
     def start(self) -> None:
         self._handles = [
@@ -134,6 +139,8 @@ class ModuleTracker:
     def _enter(self, module: nn.Module, args: Any) -> None:
         if threading.get_ident() != self._thread:
             return
+        if not self._stack:
+            self._root = weakref.ref(module)
         if not self._stack and module not in self._names:
             for name, sub in module.named_modules(remove_duplicate=False):
                 self._names.setdefault(sub, name)
