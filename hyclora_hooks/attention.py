@@ -67,6 +67,7 @@ class _SdpaPart(Node):
     def __init__(self, shared: SdpaRecompute, role: str):
         self.shared, self.role = shared, role
         self.lossless = False
+        self.cost = 1 + sum(n.cost for n in (shared.q, shared.k, shared.v))
 
     def eval(self, memo: dict) -> torch.Tensor:
         return self.shared.get(self.role, memo)

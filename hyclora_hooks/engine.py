@@ -65,11 +65,12 @@ class Entry:
     ``lossless`` says whether decoding gives back the exact data (a recipe is lossless when all its leaves are).
     """
 
-    __slots__ = ("codec", "payload", "site", "lossless", "__weakref__")
+    __slots__ = ("codec", "payload", "site", "lossless", "cost", "__weakref__")
 
-    def __init__(self, codec: Codec, payload: Any, site: SaveSite, lossless: bool | None = None):
+    def __init__(self, codec: Codec, payload: Any, site: SaveSite, lossless: bool | None = None, cost: int = 0):
         self.codec, self.payload, self.site = codec, payload, site
         self.lossless = codec.lossless if lossless is None else lossless
+        self.cost = cost  # ops a decode replays (0 for stored data; see lineage.MAX_COST)
 
     def decode(self) -> torch.Tensor:
         return self.codec.decode(self.payload)
@@ -228,7 +229,7 @@ class Compressor:
 
     # recipes (NOTE [Recipes] in lineage.py) -------------------------------------------------------
     def _recipe(self, t: torch.Tensor, site: SaveSite, node: lineage.Node) -> Entry:
-        entry = Entry(RECOMPUTE, node, site, lossless=node.lossless)
+        entry = Entry(RECOMPUTE, node, site, lossless=node.lossless, cost=node.cost)
         key = StorageWeakRef(t.untyped_storage())
         token = self.accountant.admit(key, t.untyped_storage().nbytes(), site, "recompute", 0, False, None)
         weakref.finalize(entry, _release, weakref.ref(self.accountant), token)
@@ -269,20 +270,46 @@ class Compressor:
         return None
 
     def _log_softmax_recipe(self, t: torch.Tensor, site: SaveSite, route: Route) -> Entry | None:
-        """cross-entropy keeps ``log_softmax(input)``: keep the (often bf16) logits instead and replay."""
+        """cross-entropy keeps ``log_softmax(input)`` (fp32, tokens x vocab): keep the lm_head's input instead
+        and replay the head (one extra lm_head matmul in backward), or else keep the (often bf16) logits."""
         frame = self._ops.current
         x = frame.args[0] if frame is not None and frame.args else None
         if not isinstance(x, torch.Tensor) or x.shape != t.shape or x.dim() < 1:
             return None
-        node = self._planner.free(x, lossless_only=route.codec.lossless)
+        lossless = route.codec.lossless
+        node = self._planner.free(x, lossless_only=lossless)
         if node is None:
             ops, src = self._planner.chain(x)
-            if src.untyped_storage().nbytes() > t.untyped_storage().nbytes():
+            head = self._head_recipe(src, site, route)
+            if head is not None:
+                node = self._planner.replay_chain(ops, head)
+            elif src.untyped_storage().nbytes() <= t.untyped_storage().nbytes():
+                node = self._planner.replay_chain(ops, lineage.EntryRef(self._source(src, site, route)))
+            else:
                 return None
-            node = self._planner.replay_chain(ops, lineage.EntryRef(self._source(src, site, route)))
         dim = 1 if x.dim() > 1 else 0
         cast = lineage.Replay(torch.Tensor.to, "to", (node, t.dtype), {})
         return self._recipe(t, site, lineage.Replay(torch.log_softmax, "log_softmax", (cast, dim), {}))
+
+    def _head_recipe(self, logits: torch.Tensor, site: SaveSite, route: Route) -> lineage.Node | None:
+        """``logits = linear(h, W)`` with ``h`` alive and smaller than the logits: store ``h``, replay the head."""
+        lin = lineage.lineage_of(logits)
+        if lin is None or lin.name != "linear" or len(lin.args) < 2 or not isinstance(lin.args[1], lineage.ParamRef):
+            return None
+        found = self._planner.reach(lin.args[0]) if isinstance(lin.args[0], lineage.TensorRef) else None
+        if found is None:
+            return None
+        ops, h = found
+        if h.untyped_storage().nbytes() * 2 > logits.untyped_storage().nbytes():
+            return None
+        h_node = self._lookup_node(self._key(h)) or lineage.EntryRef(self._source(h, site, route))
+        h_node = self._planner.replay_chain(ops, h_node)
+        if route.codec.lossless and not h_node.lossless:
+            return None
+        rest = tuple(lineage.Const(a.value) if isinstance(a, lineage.ParamRef) else a for a in lin.args[2:])
+        if any(isinstance(a, lineage.TensorRef) for a in rest):
+            return None
+        return lineage.Replay(lin.func, "linear", (h_node, lineage.Const(lin.args[1].value)) + rest, dict(lin.kwargs))
 
     def _sdpa_recipe(self, t: torch.Tensor, site: SaveSite, route: Route) -> Entry | None:
         """Rebuild SDPA's output and logsumexp from the stored q, k, v (see attention.py)."""

@@ -34,11 +34,15 @@ from torch.multiprocessing.reductions import StorageWeakRef
 # ops cheap enough to replay in backward (elementwise, views, casts; linear only with a thin weight)
 UNARY = {"to", "type", "float", "half", "bfloat16", "double", "type_as", "contiguous", "view", "reshape",
          "transpose", "permute", "flatten", "unsqueeze", "squeeze", "expand", "t", "view_as", "reshape_as",
-         "as_strided"}
+         "as_strided", "getitem", "narrow", "select"}
 REPLAYABLE = UNARY | {"mul", "add", "sub", "neg", "div", "truediv", "rsqrt", "cat", "getitem", "silu", "gelu",
                       "relu", "tanh", "sigmoid", "linear", "pow", "softmax", "log_softmax", "narrow"}
 MAX_REPLAY_LINEAR_RANK = 256  # a linear replays only through a weight this thin (LoRA A/B), never a base layer
 MAX_DEPTH = 12
+# Most ops one decode may replay, nested recipes included. The recipes we aim at cost 2-12 (a LoRA input's fp32
+# copy from the stored norm input ~5, down_proj's input from gate and up ~12); without a bound a chain of free
+# recipes can run through the whole residual stream, and every unpack would replay it.
+MAX_COST = 24
 
 
 class ParamRef:
@@ -121,9 +125,10 @@ def lineage_of(t: torch.Tensor) -> Lineage | None:
 
 # ------------------------------------------------------------------------------------------------ nodes
 class Node:
-    """A replayable expression: evaluates to a tensor in backward."""
+    """A replayable expression: evaluates to a tensor in backward. ``cost``: ops replayed to evaluate it."""
 
     lossless: bool = True
+    cost: int = 0
 
     def eval(self, memo: dict) -> Any:
         raise NotImplementedError
@@ -135,6 +140,7 @@ class EntryRef(Node):
     def __init__(self, entry: Any):
         self.entry = entry
         self.lossless = entry.lossless
+        self.cost = entry.cost
 
     def eval(self, memo: dict) -> torch.Tensor:
         key = id(self.entry)
@@ -156,7 +162,9 @@ class Const(Node):
 class Replay(Node):
     def __init__(self, func: Callable, name: str, args: tuple, kwargs: dict):
         self.func, self.name, self.args, self.kwargs = func, name, args, kwargs
-        self.lossless = all(a.lossless for a in _nodes(args) + _nodes(tuple(kwargs.values())))
+        inner = _nodes(args) + _nodes(tuple(kwargs.values()))
+        self.lossless = all(a.lossless for a in inner)
+        self.cost = 1 + sum(a.cost for a in inner)
 
     def eval(self, memo: dict) -> torch.Tensor:
         args = tuple(_eval(a, memo) for a in self.args)
@@ -225,7 +233,8 @@ class Planner:
         kwargs = self._resolve(tuple(lin.kwargs.values()), lossless_only, depth - 1)
         if args is None or kwargs is None:
             return None
-        return Replay(lin.func, lin.name, args, dict(zip(lin.kwargs, kwargs)))
+        node = Replay(lin.func, lin.name, args, dict(zip(lin.kwargs, kwargs)))
+        return node if node.cost <= MAX_COST else None
 
     @staticmethod
     def _thin_linear(lin: Lineage) -> bool:
@@ -268,6 +277,20 @@ class Planner:
             cur = src
             if self.lookup(storage_key(cur)) is not None:
                 return ops, cur
+
+    def reach(self, ref: TensorRef) -> tuple[list[Lineage], torch.Tensor] | None:
+        """From a (maybe dead) argument, follow casts and views back to a live tensor: ops and that tensor."""
+        ops: list[Lineage] = []
+        while True:
+            t = ref.tensor()
+            if t is not None:
+                more, src = self.chain(t)
+                return ops + more, src
+            lin = ref.lineage
+            if not self._unary(lin):
+                return None
+            ops.append(lin)
+            ref = lin.args[0]
 
     @staticmethod
     def _unary(lin: Lineage | None) -> bool:
