@@ -84,6 +84,10 @@ def sdpa_with_lse(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch
     """Attention output and fp32 logsumexp ``(B, H, L)`` for ``(B, H, L, D)`` inputs."""
     k, v = _expand_kv(q, k), _expand_kv(q, v)
     if q.device.type == "cpu" and q.dim() == 4:
+        if mask is not None and mask.dtype == torch.bool:
+            # F.scaled_dot_product_attention turns a boolean mask (True = attend; transformers' padding masks) into
+            # an additive one of the query's dtype before dispatch; the fused CPU kernel accepts only that form.
+            mask = torch.zeros(mask.shape, dtype=q.dtype, device=q.device).masked_fill_(~mask, float("-inf"))
         out, lse = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(
             q, k, v, 0.0, is_causal, attn_mask=mask, scale=scale)
         return out, lse
