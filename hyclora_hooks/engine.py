@@ -142,6 +142,10 @@ class Compressor:
         stack, self._stack = self._stack, None
         if stack is not None:
             stack.close()
+        if self.policy.inter:
+            # Only packs inside one SDPA call share its recipe; kept past the forward, the last call's recipe would
+            # pin that layer's q/k/v entries (and its cached output) for as long as the context object lives.
+            self._sdpa = {}
 
     def report(self) -> Report:
         """Accounting of everything saved under this context so far (see :mod:`hyclora_hooks.accounting`)."""
