@@ -6,6 +6,10 @@ Counting rules (see NOTE [Lifetimes] in :mod:`hyclora_hooks.engine`):
   counted once, whatever the number of views or packs of it (x saved by q, k, v and LoRA A counts once).
   That is what autograd would hold without compression.
 * ``stored_bytes``: bytes the codecs hold: a payload's exact size for lossy codecs; a kept storage once.
+* ``host_bytes``: bytes payloads hold in host memory (the ``offload`` codec's pinned copies); not in ``stored_bytes``,
+  which counts the device the tensors were saved from.
+* ``backward_packs``: packs while autograd ran a backward (reentrant checkpoint recomputation), passed through
+  uncounted (NOTE [Lifetimes] rule 7).
 * ``live_*`` are the figures now (they fall to 0 when backward frees the graph); ``peak_*`` their maxima;
   the plain figures are totals since the context was entered.
 
@@ -33,10 +37,10 @@ class Row:
 
 
 class _StorageRecord:
-    __slots__ = ("nbytes", "entries", "keep_entries", "row", "layer")
+    __slots__ = ("nbytes", "entries", "keep_entries", "counted")
 
-    def __init__(self, nbytes: int, row: Row, layer: Row):
-        self.nbytes, self.entries, self.keep_entries, self.row, self.layer = nbytes, 0, 0, row, layer
+    def __init__(self, nbytes: int):
+        self.nbytes, self.entries, self.keep_entries, self.counted = nbytes, 0, 0, False
 
 
 class Accountant:
@@ -51,30 +55,53 @@ class Accountant:
         self.live_activation_bytes = self.live_stored_bytes = 0
         self.peak_activation_bytes = self.peak_stored_bytes = 0
         self.packs = self.parameter_packs = self.duplicate_packs = 0
+        self.host_bytes = self.live_host_bytes = self.peak_host_bytes = 0
+        self.backward_packs = 0
 
     def note_parameter(self) -> None:
         self.packs += 1
         self.parameter_packs += 1
 
-    def note_duplicate(self) -> None:
+    def note_duplicate(self, storage_key: Any, site: SaveSite, codec_label: str) -> None:
+        """A pack that found its data already stored; it may be the first *save* of a stored recipe source."""
         self.packs += 1
         self.duplicate_packs += 1
+        rec = self._records.get(storage_key)
+        if rec is not None and not rec.counted:
+            self._count_activation(rec, self._row(site, codec_label), self.by_layer.setdefault(site.layer, Row()))
+
+    def _row(self, site: SaveSite, codec_label: str) -> Row:
+        return self.by_op.setdefault((site.op_class, site.role, site.module_pattern, codec_label), Row())
+
+    def _count_activation(self, rec: _StorageRecord, row: Row, layer: Row) -> None:
+        rec.counted = True
+        self.activation_bytes += rec.nbytes
+        self.live_activation_bytes += rec.nbytes
+        row.activation_bytes += rec.nbytes
+        layer.activation_bytes += rec.nbytes
+        self.peak_activation_bytes = max(self.peak_activation_bytes, self.live_activation_bytes)
+
+    def note_backward_pack(self) -> None:
+        self.backward_packs += 1
 
     def admit(self, storage_key: Any, storage_nbytes: int, site: SaveSite, codec_label: str, payload_nbytes: int,
-              holds_storage: bool, kept_reason: str | None) -> tuple:
-        """Count a new entry; returns the token :meth:`release` needs when autograd drops the entry."""
-        self.packs += 1
-        row = self.by_op.setdefault((site.op_class, site.role, site.module_pattern, codec_label), Row())
+              holds_storage: bool, kept_reason: str | None, saved: bool = True, host_nbytes: int = 0) -> tuple:
+        """Count a new entry; returns the token :meth:`release` needs when autograd drops the entry.
+
+        ``saved=False`` for a recipe's source: stored by us, but not (yet) saved by autograd, so its storage is
+        not an activation until some op saves it. ``host_nbytes``: bytes the entry holds in host memory.
+        """
+        if saved:
+            self.packs += 1
+        row = self._row(site, codec_label)
         layer = self.by_layer.setdefault(site.layer, Row())
         row.count += 1
         layer.count += 1
         rec = self._records.get(storage_key)
         if rec is None:
-            rec = self._records[storage_key] = _StorageRecord(storage_nbytes, row, layer)
-            self.activation_bytes += storage_nbytes
-            self.live_activation_bytes += storage_nbytes
-            row.activation_bytes += storage_nbytes
-            layer.activation_bytes += storage_nbytes
+            rec = self._records[storage_key] = _StorageRecord(storage_nbytes)
+        if saved and not rec.counted:
+            self._count_activation(rec, row, layer)
         rec.entries += 1
         stored = payload_nbytes
         if holds_storage:  # a kept view holds its whole storage, once however many views are kept
@@ -88,12 +115,16 @@ class Accountant:
         layer.stored_bytes += stored
         self.stored_bytes += stored
         self.live_stored_bytes += stored
-        self.peak_activation_bytes = max(self.peak_activation_bytes, self.live_activation_bytes)
         self.peak_stored_bytes = max(self.peak_stored_bytes, self.live_stored_bytes)
-        return (storage_key, stored, holds_storage)
+        if host_nbytes:
+            self.host_bytes += host_nbytes
+            self.live_host_bytes += host_nbytes
+            self.peak_host_bytes = max(self.peak_host_bytes, self.live_host_bytes)
+        return (storage_key, stored, holds_storage, host_nbytes)
 
     def release(self, token: tuple) -> None:
-        storage_key, stored, holds_storage = token
+        storage_key, stored, holds_storage, host_nbytes = token
+        self.live_host_bytes -= host_nbytes
         rec = self._records.get(storage_key)
         if rec is None:
             return
@@ -104,7 +135,8 @@ class Accountant:
         self.live_stored_bytes -= stored
         if rec.entries == 0:
             del self._records[storage_key]
-            self.live_activation_bytes -= rec.nbytes
+            if rec.counted:
+                self.live_activation_bytes -= rec.nbytes
 
     def report(self, policy_name: str = "", device: torch.device | None = None) -> Report:
         return Report(
@@ -122,6 +154,10 @@ class Accountant:
             by_layer=[dict(layer=k, **vars(r)) for k, r in self.by_layer.items()],
             kept=[dict(reason=k, count=r.count, stored_bytes=r.stored_bytes) for k, r in self.kept.items()],
             memory=memory_snapshot(device),
+            host_bytes=self.host_bytes,
+            live_host_bytes=self.live_host_bytes,
+            peak_host_bytes=self.peak_host_bytes,
+            backward_packs=self.backward_packs,
         )
 
 
@@ -220,6 +256,10 @@ class Report:
     by_layer: list[dict[str, Any]] = field(default_factory=list)
     kept: list[dict[str, Any]] = field(default_factory=list)
     memory: dict[str, Any] = field(default_factory=dict)
+    host_bytes: int = 0
+    live_host_bytes: int = 0
+    peak_host_bytes: int = 0
+    backward_packs: int = 0
 
     @property
     def ratio(self) -> float:
@@ -260,6 +300,11 @@ class Report:
             f"packs {self.packs} (parameters passed through {self.parameter_packs}, duplicates {self.duplicate_packs}); "
             f"live now {fmt_bytes(self.live_activation_bytes)} -> {fmt_bytes(self.live_stored_bytes)}; "
             f"peak {fmt_bytes(self.peak_activation_bytes)} -> {fmt_bytes(self.peak_stored_bytes)}")
+        if self.host_bytes:
+            console.print(f"host (offloaded): total {fmt_bytes(self.host_bytes)}, live now "
+                          f"{fmt_bytes(self.live_host_bytes)}, peak {fmt_bytes(self.peak_host_bytes)}")
+        if self.backward_packs:
+            console.print(f"packs during backward passed through uncounted: {self.backward_packs}")
         if self.kept:
             console.print("kept as is: " + "; ".join(f"{k['reason']} x{k['count']} ({fmt_bytes(k['stored_bytes'])})"
                                                      for k in self.kept))

@@ -13,6 +13,9 @@ NOTE [Lifetimes]
   5. On exit, normal or through an exception, the saved-tensor hooks, the op-tracking mode and the global module
      hooks are removed in reverse order of entry. Entries already handed to autograd stay valid (rule 3).
   6. Parameters, buffers and views of them (matched by storage) are returned unchanged and never counted.
+  7. A pack while autograd runs a backward (reentrant checkpoint recomputing its region inside backward, or a
+     double backward) returns the tensor unchanged and is only counted: such tensors live for one inner
+     backward, and compressing a recomputed region would compress it a second time (docs/checkpointing.md).
 """
 
 from __future__ import annotations
@@ -26,21 +29,48 @@ import torch
 from torch import nn
 from torch.multiprocessing.reductions import StorageWeakRef
 
+from . import lineage
 from .accounting import Accountant, Report
+from .attention import SdpaRecompute, sdpa_call_args
 from .codecs import Codec
+from .codecs.calibration import calibration_scope
 from .errors import HycloraTypeError, user_error
-from .policy import Policy, load_policy
+from .policy import KEEP, Policy, Route, load_policy
 from .sites import SaveSite, classify, is_trainable_module
-from .tracking import ModuleTracker, OpTracker, ParamRegistry
+from .tracking import ModuleTracker, OpTracker, ParamRegistry, checkpoint_region
+
+# -1 outside a backward; torch.utils.checkpoint relies on the same private call (torch >= 2.0).
+_graph_task_id = getattr(torch._C, "_current_graph_task_id", lambda: -1)
+
+
+class Recompute(Codec):
+    """Internal codec of recipe entries: the payload is a :class:`~hyclora_hooks.lineage.Node`; holds no bytes
+    of its own (its leaves are entries, accounted where they were stored)."""
+
+    name = "recompute"
+
+    def decode(self, payload: lineage.Node) -> torch.Tensor:
+        return lineage.evaluate(payload)
+
+    def nbytes(self, payload: Any) -> int:
+        return 0
+
+
+RECOMPUTE = Recompute()
 
 
 class Entry:
-    """What autograd holds for one saved tensor: the codec and its payload (see NOTE [Lifetimes])."""
+    """What autograd holds for one saved tensor: the codec and its payload (see NOTE [Lifetimes]).
 
-    __slots__ = ("codec", "payload", "site", "__weakref__")
+    ``lossless`` says whether decoding gives back the exact data (a recipe is lossless when all its leaves are).
+    """
 
-    def __init__(self, codec: Codec, payload: Any, site: SaveSite):
+    __slots__ = ("codec", "payload", "site", "lossless", "cost", "__weakref__")
+
+    def __init__(self, codec: Codec, payload: Any, site: SaveSite, lossless: bool | None = None, cost: int = 0):
         self.codec, self.payload, self.site = codec, payload, site
+        self.lossless = codec.lossless if lossless is None else lossless
+        self.cost = cost  # ops a decode replays (0 for stored data; see lineage.MAX_COST)
 
     def decode(self) -> torch.Tensor:
         return self.codec.decode(self.payload)
@@ -68,12 +98,27 @@ class Compressor:
                 raise user_error("compress(model=...)", type(model).__name__, "an nn.Module or None",
                                  "pass the model being trained", cls=HycloraTypeError)
             self._params.add_module_tree(model)
+        for codec in policy.codecs:  # refuse what this machine cannot run now, not at the first pack
+            codec.check_available()
         self._modules = ModuleTracker(self._params)
-        self._ops = OpTracker(self._modules)
+        record = None
+        if policy.inter:
+            self._planner = lineage.Planner(self._lookup_node, self._params.is_param)
+            self._by_storage: dict = {}
+            self._sdpa: dict[int, SdpaRecompute] = {}
+
+            def record(func, name, args, kwargs, out, _is_param=self._params.is_param):
+                lineage.record(func, name, args, kwargs, out, _is_param)
+        self._ops = OpTracker(self._modules, record)
         self._dedupe: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
         self._trainable: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
         self._stack: ExitStack | None = None
         self._device: torch.device | None = None
+        self._model = weakref.ref(model) if model is not None else None
+
+    def _root(self) -> nn.Module | None:
+        """The model root that keys persistent codec state (NOTE [Outlier calibration] in codecs.calibration)."""
+        return self._model() if self._model is not None else self._modules.root()
 
     # context protocol ------------------------------------------------------------------------------
     def __enter__(self) -> Compressor:
@@ -85,6 +130,7 @@ class Compressor:
             self._modules.start()
             stack.callback(self._modules.stop)
             stack.enter_context(self._ops)
+            stack.enter_context(calibration_scope(self._root))
             stack.enter_context(torch.autograd.graph.saved_tensors_hooks(self._pack, _unpack))
         except BaseException:
             stack.close()
@@ -96,53 +142,212 @@ class Compressor:
         stack, self._stack = self._stack, None
         if stack is not None:
             stack.close()
+        if self.policy.inter:
+            # Only packs inside one SDPA call share its recipe; kept past the forward, the last call's recipe would
+            # pin that layer's q/k/v entries (and its cached output) for as long as the context object lives.
+            self._sdpa = {}
 
     def report(self) -> Report:
         """Accounting of everything saved under this context so far (see :mod:`hyclora_hooks.accounting`)."""
         return self.accountant.report(self.policy.name, self._device)
 
     # pack ------------------------------------------------------------------------------------------
+    _key = staticmethod(lineage.storage_key)
+
+    def _lookup(self, t: torch.Tensor) -> Entry | None:
+        if t.layout != torch.strided:
+            return None
+        return self._dedupe.get(self._key(t))
+
+    def _lookup_node(self, key: tuple) -> lineage.Node | None:
+        """Data of ``key`` (see ``lineage.storage_key``) as a node: its own entry, or a view of a stored
+        contiguous tensor of the same storage."""
+        entry = self._dedupe.get(key)
+        if entry is not None:
+            return lineage.EntryRef(entry)
+        skey, offset, shape, stride, dtype = key
+        for ref, e_offset, numel in self._by_storage.get(skey, ()):
+            e = ref()
+            if e is None or dtype != e.site.dtype or min(stride, default=1) < 0:
+                continue
+            lo = offset - e_offset
+            hi = lo + sum((n - 1) * st for n, st in zip(shape, stride) if n > 0)
+            if lo >= 0 and hi < numel:
+                return lineage.Replay(torch.as_strided, "as_strided", (lineage.EntryRef(e), shape, stride, lo), {})
+        return None
+
+    def _remember(self, key: tuple, t: torch.Tensor, entry: Entry) -> None:
+        self._dedupe[key] = entry
+        if t.is_contiguous():  # decodes to the same layout: other views of this storage can read from it
+            self._by_storage.setdefault(key[0], []).append((weakref.ref(entry), t.storage_offset(), t.numel()))
+
     def _pack(self, t: torch.Tensor) -> Any:
         acct = self.accountant
+        if _graph_task_id() != -1:  # NOTE [Lifetimes] rule 7
+            acct.note_backward_pack()
+            return t
         if self._params.is_param(t):  # NOTE [Lifetimes] rule 6
             acct.note_parameter()
             return t
         if t.layout != torch.strided or t.is_nested or type(t) is not torch.Tensor and not isinstance(t, nn.Parameter):
             return self._admit(t, self._site(t), reason="not a plain strided tensor")
-        storage = t.untyped_storage()
-        skey = StorageWeakRef(storage)
-        key = (skey, t.storage_offset(), tuple(t.shape), tuple(t.stride()), t.dtype)
+        key = self._key(t)
         entry = self._dedupe.get(key)
         if entry is not None:
-            acct.note_duplicate()
+            acct.note_duplicate(key[0], self._site(t), entry.codec.describe())
             return entry
         if self._device is None:
             self._device = t.device
         site = self._site(t)
         route = self.policy.route(site, t.numel() * t.element_size(), t.is_floating_point())
-        entry = self._admit(t, site, route.codec, None if not route.codec.lossless else route.reason,
-                            skey, storage.nbytes())
-        self._dedupe[key] = entry
+        if site.op_class == "attention" and site.role in ("query", "key") and not route.codec.lossless \
+                and not self._sdpa_replayable():
+            route = Route(KEEP, route.rule, "SDPA q/k need a replayable call (inter policy, no dropout)")
+        entry = None
+        if self.policy.inter and t.is_floating_point():
+            entry = self._plan(t, site, route)
+        if entry is None:
+            entry = self._admit(t, site, route.codec, None if not route.codec.lossless else route.reason,
+                                key[0], t.untyped_storage().nbytes())
+        self._remember(key, t, entry) if self.policy.inter else self._dedupe.__setitem__(key, entry)
         return entry
 
-    def _admit(self, t: torch.Tensor, site: SaveSite, codec: Codec | None = None, reason: str | None = None,
-               skey: Any = None, storage_nbytes: int | None = None) -> Entry:
-        from .policy import KEEP
+    def _sdpa_replayable(self) -> bool:
+        """Lossy SDPA q/k are safe only if output and logsumexp will be recomputed from them (attention.py)."""
+        frame = self._ops.current
+        return (self.policy.inter and frame is not None and frame.name == "scaled_dot_product_attention"
+                and sdpa_call_args(frame.args, frame.kwargs) is not None)
 
+    def _admit(self, t: torch.Tensor, site: SaveSite, codec: Codec | None = None, reason: str | None = None,
+               skey: Any = None, storage_nbytes: int | None = None, saved: bool = True) -> Entry:
         codec = codec or KEEP
         payload = codec.encode(t, site)
         if skey is None:  # not a strided tensor: count its own bytes, keyed by identity
             skey, storage_nbytes = ("id", id(t)), t.numel() * t.element_size()
         entry = Entry(codec, payload, site)
         token = self.accountant.admit(skey, storage_nbytes, site, codec.describe(),
-                                      0 if codec.lossless else codec.nbytes(payload), codec.lossless, reason)
+                                      0 if codec.lossless else codec.nbytes(payload), codec.lossless, reason, saved,
+                                      codec.host_nbytes(payload))
         weakref.finalize(entry, _release, weakref.ref(self.accountant), token)
         return entry
+
+    # recipes (NOTE [Recipes] in lineage.py) -------------------------------------------------------
+    def _recipe(self, t: torch.Tensor, site: SaveSite, node: lineage.Node) -> Entry:
+        entry = Entry(RECOMPUTE, node, site, lossless=node.lossless, cost=node.cost)
+        key = StorageWeakRef(t.untyped_storage())
+        token = self.accountant.admit(key, t.untyped_storage().nbytes(), site, "recompute", 0, False, None)
+        weakref.finalize(entry, _release, weakref.ref(self.accountant), token)
+        return entry
+
+    def _source(self, src: torch.Tensor, site: SaveSite, route: Route) -> Entry:
+        """Store a recipe's source with the saved tensor's codec (or find it stored already)."""
+        entry = self._lookup(src)
+        if entry is None:
+            codec = route.codec if route.codec.lossless or src.numel() * src.element_size() >= \
+                self.policy.knobs.min_bytes else KEEP
+            key = self._key(src)
+            entry = self._admit(src, site, codec, None, key[0], src.untyped_storage().nbytes(), saved=False)
+            self._remember(key, src, entry)
+        return entry
+
+    def _plan(self, t: torch.Tensor, site: SaveSite, route: Route) -> Entry | None:
+        planner, lossless = self._planner, route.codec.lossless
+        if site.op_class == "attention" and site.role in ("output", "logsumexp"):
+            return self._sdpa_recipe(t, site, route)
+        if site.op_class == "cross_entropy" and site.role == "log_softmax":
+            return self._log_softmax_recipe(t, site, route)
+        node = planner.free(t, lossless_only=lossless)  # P1
+        if node is not None:
+            return self._recipe(t, site, node)
+        if not lossless and route.codec.lossless is False:  # P3: store tensor - LoRA branch, add it back
+            split = planner.lora_split(t)
+            if split is not None:
+                ops, branch = split
+                branch = planner.replay_chain(ops, branch, skip_casts=True)  # the branch in t's layout
+                base = (t.float() - lineage.evaluate(branch).float()).to(t.dtype)
+                leaf = lineage.EntryRef(self._source(base, site, route))
+                return self._recipe(t, site, planner.lora_rebuild(leaf, branch, t.dtype))
+        ops, src = planner.chain(t)  # P2
+        if ops and src.is_floating_point() and src.untyped_storage().nbytes() <= t.untyped_storage().nbytes():
+            leaf = lineage.EntryRef(self._source(src, site, route))
+            return self._recipe(t, site, planner.replay_chain(ops, leaf))
+        return None
+
+    def _log_softmax_recipe(self, t: torch.Tensor, site: SaveSite, route: Route) -> Entry | None:
+        """cross-entropy keeps ``log_softmax(input)`` (fp32, tokens x vocab): keep the lm_head's input instead
+        and replay the head (one extra lm_head matmul in backward), or else keep the (often bf16) logits."""
+        frame = self._ops.current
+        x = frame.args[0] if frame is not None and frame.args else None
+        if not isinstance(x, torch.Tensor) or x.shape != t.shape or x.dim() < 1:
+            return None
+        lossless = route.codec.lossless
+        node = self._planner.free(x, lossless_only=lossless)
+        if node is None:
+            ops, src = self._planner.chain(x)
+            head = self._head_recipe(src, site, route)
+            if head is not None:
+                node = self._planner.replay_chain(ops, head)
+            elif src.untyped_storage().nbytes() <= t.untyped_storage().nbytes():
+                node = self._planner.replay_chain(ops, lineage.EntryRef(self._source(src, site, route)))
+            else:
+                return None
+        dim = 1 if x.dim() > 1 else 0
+        cast = lineage.Replay(torch.Tensor.to, "to", (node, t.dtype), {})
+        return self._recipe(t, site, lineage.Replay(torch.log_softmax, "log_softmax", (cast, dim), {}))
+
+    def _head_recipe(self, logits: torch.Tensor, site: SaveSite, route: Route) -> lineage.Node | None:
+        """``logits = linear(h, W)`` with ``h`` alive and smaller than the logits: store ``h``, replay the head."""
+        lin = lineage.lineage_of(logits)
+        if lin is None or lin.name != "linear" or len(lin.args) < 2 or not isinstance(lin.args[1], lineage.ParamRef):
+            return None
+        found = self._planner.reach(lin.args[0]) if isinstance(lin.args[0], lineage.TensorRef) else None
+        if found is None:
+            return None
+        ops, h = found
+        if h.untyped_storage().nbytes() * 2 > logits.untyped_storage().nbytes():
+            return None
+        h_node = self._lookup_node(self._key(h)) or lineage.EntryRef(self._source(h, site, route))
+        h_node = self._planner.replay_chain(ops, h_node)
+        if route.codec.lossless and not h_node.lossless:
+            return None
+        rest = tuple(lineage.Const(a.value) if isinstance(a, lineage.ParamRef) else a for a in lin.args[2:])
+        if any(isinstance(a, lineage.TensorRef) for a in rest):
+            return None
+        return lineage.Replay(lin.func, "linear", (h_node, lineage.Const(lin.args[1].value)) + rest, dict(lin.kwargs))
+
+    def _sdpa_recipe(self, t: torch.Tensor, site: SaveSite, route: Route) -> Entry | None:
+        """Rebuild SDPA's output and logsumexp from the stored q, k, v (see attention.py)."""
+        frame = self._ops.current
+        call = sdpa_call_args(frame.args, frame.kwargs) if frame is not None else None
+        if call is None:
+            return None
+        shared = self._sdpa.get(id(frame))
+        if shared is None:
+            nodes = [self._planner.free(call[n], lossless_only=False) if isinstance(call.get(n), torch.Tensor)
+                     else None for n in ("query", "key", "value")]
+            if any(n is None for n in nodes):
+                return None
+            exact = all(n.lossless for n in nodes)
+            if exact and route.codec.lossless:
+                return None  # q, k, v exact and the output wanted exact: store it
+            mask = call.get("attn_mask")
+            mask_node = None
+            if isinstance(mask, torch.Tensor):
+                mask_node = self._planner.free(mask, lossless_only=True) or lineage.EntryRef(
+                    self._source(mask, site, Route(KEEP, None, "mask")))
+            shared = SdpaRecompute(*nodes, mask_node, bool(call.get("is_causal", False)), call.get("scale"),
+                                   bool(call.get("enable_gqa", False)))
+            self._sdpa = {id(frame): shared}  # one SDPA call at a time; the frame id is stable during the call
+        return self._recipe(t, site, shared.node(site.role, (t.shape, t.dtype)))
 
     def _site(self, t: torch.Tensor) -> SaveSite:
         frame = self._ops.current
         module = self._modules.current()
         op, args = (frame.name, frame.args) if frame is not None else ("", ())
+        if frame is None:  # no torch-level op saves it: maybe torch.utils.checkpoint saving a region's inputs
+            in_region, region = checkpoint_region()
+            if in_region:
+                op, module = "checkpoint", region or module
         module_class = type(module).__name__ if module is not None else ""
         trainable = False
         if module is not None and op in ("linear", "addmm", "mm", "matmul"):

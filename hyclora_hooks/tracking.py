@@ -12,10 +12,11 @@
 
 from __future__ import annotations
 
+import sys
 import threading
 import weakref
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from torch import nn
@@ -51,10 +52,11 @@ class OpFrame:
 class OpTracker(TorchFunctionMode):
     """Note the outermost torch-level op that is running, and tag each output tensor with its producer."""
 
-    def __init__(self, modules: ModuleTracker):
+    def __init__(self, modules: ModuleTracker, lineage: Callable | None = None):
         super().__init__()
         self.current: OpFrame | None = None
         self._modules = modules
+        self._lineage = lineage  # lineage.record-like callable, or None when the policy stores no recipes
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
@@ -72,6 +74,8 @@ class OpTracker(TorchFunctionMode):
                 out._hyclora_producer = producer
             except (AttributeError, RuntimeError):  # some tensor subclasses refuse attributes
                 pass
+            if self._lineage is not None:
+                self._lineage(func, frame.name, args, kwargs, out)
         return out
 
 
@@ -114,6 +118,11 @@ class ModuleTracker:
         self._stack: list[nn.Module] = []
         self._thread = threading.get_ident()
         self._handles: list = []
+        self._root: weakref.ref | None = None
+
+    def root(self) -> nn.Module | None:
+        """The outermost module whose forward ran most recently (the model, when none was named)."""
+        return self._root() if self._root is not None else None
 
     def start(self) -> None:
         self._handles = [
@@ -130,6 +139,8 @@ class ModuleTracker:
     def _enter(self, module: nn.Module, args: Any) -> None:
         if threading.get_ident() != self._thread:
             return
+        if not self._stack:
+            self._root = weakref.ref(module)
         if not self._stack and module not in self._names:
             for name, sub in module.named_modules(remove_duplicate=False):
                 self._names.setdefault(sub, name)
@@ -158,3 +169,45 @@ class ModuleTracker:
         if name is None:  # a module outside the first tree (e.g. built during forward)
             name = f"<{type(module).__name__}>"
         return name
+
+
+# ------------------------------------------------------------------------------------- checkpoint regions
+_CHECKPOINT_MODULE = "torch.utils.checkpoint"
+_PASS_THROUGH = ("hyclora_hooks", "torch.autograd")  # our own frames, and Function.apply between C++ and caller
+
+
+def checkpoint_region(max_depth: int = 8) -> tuple[bool, nn.Module | None]:
+    """Is the running pack saving a ``torch.utils.checkpoint`` region's inputs, and which module is the region?
+
+    Called from a pack that no torch-level op is running (see docs/checkpointing.md): non-reentrant checkpoint
+    saves its inputs from ``torch.utils.checkpoint`` itself (``_make_saved_tensor`` in ``save_inputs`` on torch
+    2.13, ``_NoopSaveInputs.apply`` before), reentrant checkpoint through ``CheckpointFunction.apply``
+    (``torch.autograd.function``) called by ``checkpoint``. The first frame outside this package and
+    ``torch.autograd`` decides. The region's module is the one whose bound ``__call__``/``forward`` is the
+    checkpointed function (Hugging Face passes ``partial(layer.__call__, **kwargs)``), when there is one.
+    """
+    f = sys._getframe(1)
+    for _ in range(max_depth):
+        if f is None:
+            return False, None
+        name = f.f_globals.get("__name__", "")
+        if name == _CHECKPOINT_MODULE:
+            return True, _region_module(f)
+        if not name.startswith(_PASS_THROUGH):
+            return False, None
+        f = f.f_back
+    return False, None
+
+
+def _region_module(f: Any) -> nn.Module | None:
+    for _ in range(4):  # save_inputs (+ its comprehension) -> the generator or checkpoint() itself
+        if f is None or f.f_globals.get("__name__", "") != _CHECKPOINT_MODULE:
+            return None
+        fn = f.f_locals.get("function", f.f_locals.get("fn"))
+        if fn is not None:
+            while hasattr(fn, "func"):  # functools.partial, possibly nested
+                fn = fn.func
+            owner = getattr(fn, "__self__", fn)
+            return owner if isinstance(owner, nn.Module) else None
+        f = f.f_back
+    return None

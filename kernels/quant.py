@@ -1,37 +1,63 @@
-"""Uniform low-bit quantization per group of consecutive elements: the plain-PyTorch reference.
+"""Uniform low-bit quantization with structured outlier channels: the plain-PyTorch reference and its Triton kernels.
 
-Groups are ``group_size`` consecutive elements of the tensor in row-major order. When the last dimension is a
-multiple of ``group_size`` (every real hidden size) these are groups along the last dimension; a smaller or
-ragged last dimension shares groups across rows instead of padding every row (a 16-wide head dimension would
-otherwise waste three quarters of each group). Layout, for ``n`` elements padded up to ``G*ceil(n/G)``:
+NOTE [Quant layout]
+  A tensor of ``n`` elements is seen as a matrix ``X`` of ``R x C`` (``C`` = the last dimension, the hidden
+  channels; ``R = n / C`` tokens). Three granularities decide which elements share a step (``scale``) and an
+  offset (``zero``):
 
-* ``packed``: ``ngroups x G*bits/8`` uint8; code ``j`` of a byte sits in bits ``[j*bits, (j+1)*bits)``,
-  so at 2 bits four consecutive codes share one byte (``8 // bits`` per byte).
-* ``scale`` (and ``zero`` when asymmetric): ``ngroups`` bfloat16.
+  1. ``group`` (the default): groups of ``G`` consecutive elements in row-major order. When ``C`` is a multiple
+     of ``G`` (every real hidden size) these are groups along the last dimension; a ragged ``C`` shares groups
+     across rows instead of padding every row. ``packed`` is ``ceil(n/G) x G*bits/8``; ``scale``/``zero`` hold
+     one entry per group.
+  2. ``channel`` (HyC-LoRA's): one step per channel over all ``R`` tokens. ``packed`` is ``R x ceil(C*bits/8)``
+     (a row is padded with zero codes to whole bytes); ``scale``/``zero`` are ``C``.
+  3. ``token_group``: per channel, groups of ``G`` consecutive tokens. ``packed`` as for ``channel``;
+     ``scale``/``zero`` are ``ceil(R/G) x C``. Per-channel quality in one pass (no reduction over all tokens).
 
-Asymmetric: ``zero`` is the group minimum rounded *down* to bf16 and ``scale`` is ``(max - zero) / (2^bits - 1)``
-rounded *up* to bf16, so the bf16 grid still covers ``[min, max]``; ``code = clamp(floor((x - zero) / scale + 1/2),
-0, 2^bits - 1)`` and ``x_hat = code * scale + zero``. Symmetric: ``qmax = 2^(bits-1) - 1``, ``scale = amax / qmax``
-rounded up, ``code = clamp(floor(x / scale + 1/2), -qmax, qmax) + qmax``.
+  Codes: ``8 // bits`` codes a byte, code ``j`` of a byte in bits ``[j*bits, (j+1)*bits)``, along the rows of
+  the packed matrix (so the ``group`` layout is also ``R x C*bits/8`` when ``G`` divides ``C``).
 
-Error bound (every finite element): ``|x - x_hat| <= scale / 2`` computed in fp32, plus one rounding of
-``x_hat`` to the output dtype (relative ``2^-8`` for bf16, ``2^-11`` for fp16, none for fp32).
-Non-finite values (NaN, +-Inf) are stored exactly at their own positions and replaced by 0 before the group
-statistics, so they never disturb another group.
+  Parameters (bf16, which keeps fp32's range): asymmetric ``zero`` = the group's minimum rounded *down* to bf16,
+  ``scale`` = ``(max - zero) / (2^bits - 1)`` rounded *up*, so the grid covers ``[min, max]``; code
+  ``clamp(floor((x - zero) / scale + r), 0, 2^bits - 1)``, ``x_hat = code * scale + zero``. Symmetric:
+  ``qmax = 2^(bits-1) - 1``, ``scale = amax / qmax`` rounded up, code ``clamp(floor(x / scale + r), -qmax, qmax) +
+  qmax``. A group with no finite value, or ``scale == 0``, gets ``scale = 1``. ``r = 1/2`` (round to nearest) or
+  ``u`` in ``[0, 1)`` from :func:`hash_uniform` of (seed, row-major index) for stochastic rounding: the same on
+  every path, so the Triton kernel and this reference store the same bytes either way.
+
+  Outliers: the channels in ``outlier_index`` (int16, or int32 when ``C > 32767``) are copied dense in the
+  source dtype (``R x k``), excluded from every group's statistics and coded 0.
+  Non-finite values (NaN, +-Inf) outside outlier channels: excluded from the statistics, coded 0, and stored
+  exactly (int64 row-major positions + source-dtype values): they never disturb another element.
+
+  Error bound for every other element: ``|x - x_hat| <= scale / 2`` (round to nearest) or ``< scale``
+  (stochastic), up to fp32 arithmetic (``2^-24`` of the range and of ``|x_hat|``), plus one rounding of ``x_hat`` to the
+  output dtype (relative ``2^-8`` for bf16, ``2^-11`` for fp16; for a subnormal result half its step, ``2^-25``
+  for fp16). Data within 1e38 of zero (bf16's range) only.
+
+  Triton vs reference (see ``quantize``/``dequantize``): the same formulas in the same fp32 operations (IEEE
+  division ``div_rn``; ``code * scale`` is exact because a bf16 step times a code < 256 fits in fp32's mantissa,
+  so a fused multiply-add rounds like a multiply then an add) give the same packed codes, parameters and
+  decoded values, bit for bit. The one freedom: in dynamic outlier mode the channel L2 norms are summed in a
+  different order, so near-ties may pick different channels; given the same channels, the bytes are equal.
 """
 
 from __future__ import annotations
 
+import math
+import os
 from dataclasses import dataclass
 
 import torch
 
 PARAM_DTYPE = torch.bfloat16  # bf16 keeps fp32's range (no overflow for huge activations) at 2 bytes a group
+GRANULARITIES = ("group", "channel", "token_group")
+_M32 = 0xFFFFFFFF
 
 
 @dataclass
-class QuantizedGroups:
-    """What the quantizer keeps: packed codes, per-group parameters, and the exact non-finite values."""
+class QuantizedTensor:
+    """What the quantizer keeps (see NOTE [Quant layout]); every tensor here is compact."""
 
     packed: torch.Tensor
     scale: torch.Tensor
@@ -42,80 +68,211 @@ class QuantizedGroups:
     dtype: torch.dtype
     bits: int
     group_size: int
+    granularity: str = "group"
+    outlier_index: torch.Tensor | None = None  # channel indices (int16/int32), sorted
+    outlier_value: torch.Tensor | None = None  # R x k, source dtype
 
     @property
     def nbytes(self) -> int:
-        """Bytes held, exactly: every tensor here is compact (no view of a larger storage)."""
-        held = [self.packed, self.scale, self.zero, self.nonfinite_index, self.nonfinite_value]
+        """Bytes held, exactly: the storages of every tensor referenced (each is compact, none a view)."""
+        held = [self.packed, self.scale, self.zero, self.nonfinite_index, self.nonfinite_value, self.outlier_index,
+                self.outlier_value]
         return sum(t.untyped_storage().nbytes() for t in held if t is not None)
 
 
-def _round_bf16(v: torch.Tensor, up: bool) -> torch.Tensor:
-    """Round fp32 ``v`` to bf16 toward +inf (``up``) or -inf, so the stored grid still covers the data."""
-    r = v.to(PARAM_DTYPE)
-    target = torch.full_like(r, float("inf") if up else float("-inf"))
-    off = (r.float() < v) if up else (r.float() > v)
-    return torch.where(off, torch.nextafter(r, target), r)
+QuantizedGroups = QuantizedTensor  # the name the core engine's reference used
 
 
-def quantize_ref(x: torch.Tensor, bits: int, group_size: int, symmetric: bool = False) -> QuantizedGroups:
-    """Quantize ``x`` (any float dtype and shape, any strides) into :class:`QuantizedGroups`."""
-    shape, dtype, g = x.shape, x.dtype, group_size
-    flat = x.reshape(-1).float()
-    n = flat.numel()
-    ngroups = -(-n // g)
+# --------------------------------------------------------------------------------------------- shared helpers
+def as_matrix_shape(shape: torch.Size) -> tuple[int, int]:
+    """``(R, C)``: tokens x channels (``C`` = last dim; a 0-d tensor is 1 x 1)."""
+    n = math.prod(shape)
+    c = shape[-1] if len(shape) else 1
+    return (n // c if c else 0), c
 
-    bad = ~torch.isfinite(flat)
-    nf_index = nf_value = None
-    if bool(bad.any()):
-        nf_index = bad.nonzero().squeeze(1)
-        nf_value = x.reshape(-1)[nf_index].clone()
-        flat = torch.where(bad, torch.zeros((), dtype=flat.dtype, device=flat.device), flat)
 
-    pad = ngroups * g - n
-    groups = torch.nn.functional.pad(flat, (0, pad)).view(ngroups, g)
+def round_bf16(v: torch.Tensor, up: bool) -> torch.Tensor:
+    """Round fp32 ``v`` to bf16 toward +inf (``up``) or -inf, by its bits: the grid still covers the data.
+
+    Truncating the low 16 bits rounds toward zero; a non-zero remainder then moves one bf16 step away from zero
+    when that is the requested direction. Same operations as the Triton kernel's ``_bf16_round``.
+    """
+    u = v.contiguous().view(torch.int32)
+    t = u & -65536
+    away = ((u & 0xFFFF) != 0) & ((v > 0) if up else (v < 0))
+    return torch.where(away, t + 0x10000, t).view(torch.float32).to(PARAM_DTYPE)
+
+
+def hash_uniform(index: torch.Tensor, seed: int) -> torch.Tensor:
+    """``[0, 1)`` fp32 noise from a 32-bit integer hash of (seed, int64 index): the stochastic-rounding stream.
+
+    The hash (a multiply-xorshift mixer) is written with int64 ops masked to 32 bits so that it equals the
+    kernel's uint32 arithmetic exactly; 24 bits of it make the fraction (exact in fp32).
+    """
+    lo, hi = index & _M32, (index >> 32) & _M32
+    h = (lo + hi * 0x9E3779B1 + (seed & _M32) * 0x85EBCA77) & _M32
+    h = h ^ (h >> 16)
+    h = (h * 0x7FEB352D) & _M32
+    h = h ^ (h >> 15)
+    h = (h * 0x846CA68B) & _M32
+    h = h ^ (h >> 16)
+    return (h >> 8).to(torch.float32) * (1.0 / 16777216)
+
+
+def params_from_stats(lo: torch.Tensor, hi: torch.Tensor, amax: torch.Tensor, bits: int, symmetric: bool):
+    """Turn masked group statistics (fp32; lo > hi marks a group with nothing to quantize) into bf16 params."""
     if symmetric:
         qmax = 2 ** (bits - 1) - 1
-        amax = groups.abs().amax(dim=-1)  # padding is 0, which never raises amax
-        scale = _round_bf16(amax / qmax, up=True)
-        scale = torch.where(scale == 0, torch.ones_like(scale), scale)
-        codes = torch.floor(groups / scale.float().unsqueeze(-1) + 0.5).clamp(-qmax, qmax) + qmax
+        scale = round_bf16(amax / qmax, up=True)
         zero = None
     else:
-        levels = 2**bits - 1
-        if pad:  # padding takes the last real value, so it never widens the last group's range
-            groups.view(-1)[n:] = flat[-1] if n else 0.0
-        lo, hi = groups.amin(dim=-1), groups.amax(dim=-1)
-        zero = _round_bf16(lo, up=False)
-        scale = _round_bf16((hi - zero.float()) / levels, up=True)
-        scale = torch.where(scale == 0, torch.ones_like(scale), scale)
-        codes = torch.floor((groups - zero.float().unsqueeze(-1)) / scale.float().unsqueeze(-1) + 0.5)
-        codes = codes.clamp(0, levels)
-    packed = pack_codes(codes.to(torch.uint8), bits)
-    return QuantizedGroups(packed, scale, zero, nf_index, nf_value, shape, dtype, bits, group_size)
+        empty = lo > hi
+        lo = torch.where(empty, torch.zeros_like(lo), lo)
+        hi = torch.where(empty, torch.zeros_like(hi), hi)
+        zero = round_bf16(lo, up=False)
+        scale = round_bf16((hi - zero.float()) / (2**bits - 1), up=True)
+    scale = torch.where(scale == 0, torch.ones_like(scale), scale)
+    return scale, zero
 
 
-def dequantize_ref(q: QuantizedGroups) -> torch.Tensor:
-    """Rebuild a contiguous tensor of the original shape and dtype from :class:`QuantizedGroups`."""
-    codes = unpack_codes(q.packed, q.bits).float()
-    if q.zero is None:
-        qmax = 2 ** (q.bits - 1) - 1
-        groups = (codes - qmax) * q.scale.float().unsqueeze(-1)
+def codes_from(xf: torch.Tensor, valid: torch.Tensor, scale: torch.Tensor, zero: torch.Tensor | None, bits: int,
+               r: torch.Tensor | float) -> torch.Tensor:
+    """Codes (int32) of fp32 ``xf`` given broadcastable fp32 ``scale``/``zero``; invalid elements get 0."""
+    x = torch.where(valid, xf, torch.zeros((), device=xf.device))
+    if zero is None:
+        qmax = 2 ** (bits - 1) - 1
+        q = torch.floor(x / scale + r).clamp(-qmax, qmax) + qmax
     else:
-        groups = codes * q.scale.float().unsqueeze(-1) + q.zero.float().unsqueeze(-1)
-    n = q.shape.numel()
-    out = groups.view(-1)[:n].to(q.dtype)
+        q = torch.floor((x - zero) / scale + r).clamp(0, 2**bits - 1)
+    return torch.where(valid, q, torch.zeros((), device=xf.device)).to(torch.int32)
+
+
+def outlier_slots(outlier_index: torch.Tensor | None, c: int, device) -> torch.Tensor | None:
+    """``C`` int32: the position of each channel in ``outlier_index``, -1 for ordinary channels."""
+    if outlier_index is None:
+        return None
+    slot = torch.full((c,), -1, dtype=torch.int32, device=device)
+    slot[outlier_index.long()] = torch.arange(outlier_index.numel(), dtype=torch.int32, device=device)
+    return slot
+
+
+def index_dtype(c: int) -> torch.dtype:
+    return torch.int16 if c <= 32767 else torch.int32
+
+
+def top_channels(sumsq: torch.Tensor, k: int) -> torch.Tensor:
+    """The ``k`` channels of largest L2 norm, sorted ascending, compact dtype (see NOTE [Quant layout])."""
+    idx = torch.topk(sumsq.float(), k, sorted=False).indices if k else sumsq.new_zeros(0, dtype=torch.long)
+    return torch.sort(idx).values.to(index_dtype(sumsq.numel()))
+
+
+def channel_sumsq(x: torch.Tensor) -> torch.Tensor:
+    """Per-channel sum of squares over the tokens (fp32, non-finite values ignored): the outlier score."""
+    r, c = as_matrix_shape(x.shape)
+    xf = x.reshape(r, c).float()
+    xf = torch.where(torch.isfinite(xf), xf, torch.zeros((), device=xf.device))
+    return (xf * xf).sum(0)
+
+
+# ---------------------------------------------------------------------------------------------- reference
+def quantize_ref(x: torch.Tensor, bits: int, group_size: int, symmetric: bool = False, granularity: str = "group",
+                 outlier_index: torch.Tensor | None = None, seed: int | None = None) -> QuantizedTensor:
+    """Quantize ``x`` (any float dtype, shape and strides); ``seed`` turns on stochastic rounding."""
+    shape, dtype, g = x.shape, x.dtype, group_size
+    r, c = as_matrix_shape(shape)
+    n = r * c
+    dev = x.device
+    x2 = x.reshape(r, c)
+    xf = x2.float()
+    finite = torch.isfinite(xf)
+    valid = finite
+    outl_val = None
+    if outlier_index is not None:
+        ocol = torch.zeros(c, dtype=torch.bool, device=dev)
+        ocol[outlier_index.long()] = True
+        valid = valid & ~ocol
+        outl_val = x2[:, outlier_index.long()].contiguous()
+        bad = ~finite & ~ocol
+    else:
+        bad = ~finite
+    nf_index = nf_value = None
+    if bool(bad.any()):
+        nf_index = bad.reshape(-1).nonzero().squeeze(1)
+        nf_value = x2.reshape(-1)[nf_index].clone()
+    rnd: torch.Tensor | float = 0.5
+    if seed is not None:
+        rnd = hash_uniform(torch.arange(n, device=dev, dtype=torch.int64), seed).view(r, c)
+
+    inf = torch.tensor(float("inf"), device=dev)
+    if granularity == "group":
+        ngroups = -(-n // g)
+        pad = ngroups * g - n
+        xg = torch.nn.functional.pad(xf.reshape(-1), (0, pad)).view(ngroups, g)
+        vg = torch.nn.functional.pad(valid.reshape(-1), (0, pad)).view(ngroups, g)
+        red = 1
+        if seed is not None:
+            rnd = torch.nn.functional.pad(rnd.reshape(-1), (0, pad)).view(ngroups, g)
+    elif granularity == "channel":
+        xg, vg, red = xf, valid, 0
+    elif granularity == "token_group":
+        nr = -(-r // g)
+        pad = nr * g - r
+        xg = torch.nn.functional.pad(xf, (0, 0, 0, pad)).view(nr, g, c)
+        vg = torch.nn.functional.pad(valid, (0, 0, 0, pad)).view(nr, g, c)
+        red = 1
+        if seed is not None:
+            rnd = torch.nn.functional.pad(rnd, (0, 0, 0, pad)).view(nr, g, c)
+    else:
+        raise ValueError(f"granularity {granularity!r}")
+    lo = torch.where(vg, xg, inf).amin(dim=red) if xg.numel() else xg.sum(dim=red)
+    hi = torch.where(vg, xg, -inf).amax(dim=red) if xg.numel() else xg.sum(dim=red)
+    amax = torch.where(vg, xg.abs(), 0.0).amax(dim=red) if xg.numel() else xg.sum(dim=red)
+    scale, zero = params_from_stats(lo, hi, amax, bits, symmetric)
+    s, z = scale.float().unsqueeze(red), (zero.float().unsqueeze(red) if zero is not None else None)
+    codes = codes_from(xg, vg, s, z, bits, rnd)
+    if granularity == "token_group":
+        codes = codes.view(-1, c)[:r]
+    per = 8 // bits
+    if granularity != "group" and c % per:
+        codes = torch.nn.functional.pad(codes, (0, per - c % per))
+    packed = pack_codes(codes.to(torch.uint8), bits)
+    oi = outlier_index.contiguous() if outlier_index is not None else None
+    return QuantizedTensor(packed, scale, zero, nf_index, nf_value, shape, dtype, bits, g, granularity, oi, outl_val)
+
+
+def dequantize_ref(q: QuantizedTensor) -> torch.Tensor:
+    """Rebuild a contiguous tensor of the original shape and dtype from :class:`QuantizedTensor`."""
+    r, c = as_matrix_shape(q.shape)
+    n = r * c
+    codes = unpack_codes(q.packed, q.bits).float()
+    if q.granularity == "group":
+        s, z = q.scale.float().unsqueeze(-1), (q.zero.float().unsqueeze(-1) if q.zero is not None else None)
+    else:
+        codes = codes[:, :c]
+        if q.granularity == "channel":
+            s, z = q.scale.float(), (q.zero.float() if q.zero is not None else None)
+        else:
+            s = q.scale.float().repeat_interleave(q.group_size, dim=0)[:r]
+            z = q.zero.float().repeat_interleave(q.group_size, dim=0)[:r] if q.zero is not None else None
+    if z is None:
+        vals = (codes - (2 ** (q.bits - 1) - 1)) * s
+    else:
+        vals = codes * s + z
+    out = vals.reshape(-1)[:n].to(q.dtype).view(r, c)
+    if q.outlier_index is not None:
+        out[:, q.outlier_index.long()] = q.outlier_value
     if q.nonfinite_index is not None:
-        out[q.nonfinite_index] = q.nonfinite_value
+        out.view(-1)[q.nonfinite_index] = q.nonfinite_value
     return out.view(q.shape)
 
 
 def pack_codes(codes: torch.Tensor, bits: int) -> torch.Tensor:
-    """Pack ``groups x G`` uint8 codes (each < 2^bits) into ``groups x G*bits/8`` bytes, low bits first."""
+    """Pack ``rows x W`` uint8 codes (each < 2^bits, ``W`` a multiple of ``8 // bits``) into ``rows x W*bits/8``
+    bytes, low bits first."""
     per = 8 // bits
     if per == 1:
         return codes.contiguous()
-    c = codes.view(codes.shape[0], -1, per).to(torch.int32)
+    c = codes.reshape(codes.shape[0], -1, per).to(torch.int32)
     shifts = torch.arange(per, device=codes.device, dtype=torch.int32) * bits
     return (c << shifts).sum(dim=-1).to(torch.uint8)
 
@@ -128,3 +285,460 @@ def unpack_codes(packed: torch.Tensor, bits: int) -> torch.Tensor:
     shifts = torch.arange(per, device=packed.device, dtype=torch.int32) * bits
     c = (packed.to(torch.int32).unsqueeze(-1) >> shifts) & (2**bits - 1)
     return c.view(packed.shape[0], -1).to(torch.uint8)
+
+
+# ------------------------------------------------------------------------------------------ Triton kernels
+# The kernel sources below are plain functions until :func:`_build` applies ``triton.jit`` on first use. So the
+# package imports where triton is missing, and ``TRITON_INTERPRET`` is read when a kernel first runs, not when
+# hyclora_hooks is imported (tests set it late). ``tl`` is bound by ``_build`` too.
+tl = None
+_BUILT = False
+_JIT_NAMES = ("_bf16_round", "_hash_uniform", "_quant_kernel", "_colstats_kernel", "_dequant_kernel")
+
+# Tile sizes: 4096 elements a program (16 per thread at 8 warps: two 16-byte loads of bf16), the usual shape of
+# a memory-bound Triton kernel. Chosen by reasoning, not yet swept on an H100 (tools/bench_quant.py measures).
+_TILE = 4096
+_WARPS = 8
+
+
+def triton_available() -> bool:
+    try:
+        import triton  # noqa: F401
+    except Exception:
+        return False
+    return True
+
+
+def use_triton(t: torch.Tensor) -> bool:
+    """The policy engine's choice: the Triton path for CUDA tensors (when triton imports), else the reference."""
+    return t.is_cuda and triton_available()
+
+
+def _bf16_round(v, UP: tl.constexpr):
+    """fp32 -> the nearest bf16 value toward +inf (UP) or -inf, returned as fp32; see :func:`round_bf16`."""
+    u = v.to(tl.int32, bitcast=True)
+    t = u & -65536
+    if UP:
+        away = ((u & 0xFFFF) != 0) & (v > 0)
+    else:
+        away = ((u & 0xFFFF) != 0) & (v < 0)
+    return tl.where(away, t + 0x10000, t).to(tl.float32, bitcast=True)
+
+
+def _hash_uniform(index, seed):
+    """See :func:`hash_uniform`: the same mixer in uint32 arithmetic (wraps mod 2^32)."""
+    idx = index.to(tl.int64)
+    lo = (idx & 0xFFFFFFFF).to(tl.uint32)
+    hi = ((idx >> 32) & 0xFFFFFFFF).to(tl.uint32)
+    h = lo + hi * 0x9E3779B1 + tl.cast(seed, tl.uint32) * 0x85EBCA77
+    h = h ^ (h >> 16)
+    h = h * 0x7FEB352D
+    h = h ^ (h >> 15)
+    h = h * 0x846CA68B
+    h = h ^ (h >> 16)
+    return (h >> 8).to(tl.float32) * (1.0 / 16777216)
+
+
+def _quant_kernel(x_ptr, packed_ptr, scale_ptr, zero_ptr, slot_ptr, outl_ptr, nf_ptr,
+                  R, C, s_r, s_c, N, CO, K, PW, seed,
+                  MODE: tl.constexpr, BITS: tl.constexpr, SYM: tl.constexpr, HAS_OUTL: tl.constexpr,
+                  STOCH: tl.constexpr, RAGGED: tl.constexpr, INT64: tl.constexpr,
+                  BLOCK_R: tl.constexpr, BLOCK_C: tl.constexpr):
+    """One read of a BLOCK_R x BLOCK_C tile: outlier gather, group statistics (MODE 0: along the row, one group
+    per row of the tile; MODE 1: along the tokens; MODE 2: parameters given), codes, packed store."""
+    PER: tl.constexpr = 8 // BITS
+    QMAX: tl.constexpr = 2 ** (BITS - 1) - 1
+    LEVELS: tl.constexpr = 2**BITS - 1
+    pid = tl.program_id(0)
+    ncb = tl.cdiv(C, BLOCK_C)
+    pid_c = pid % ncb
+    pid_r = pid // ncb
+    rows = pid_r * BLOCK_R + tl.arange(0, BLOCK_R)
+    if INT64:
+        rows = rows.to(tl.int64)
+    cols = pid_c * BLOCK_C + tl.arange(0, BLOCK_C)
+    r2 = rows[:, None]
+    c2 = cols[None, :]
+    mask = (r2 < R) & (c2 < C)
+    flat = r2 * C + c2
+    if RAGGED:
+        mask = mask & (flat < N)
+    x = tl.load(x_ptr + r2 * s_r + c2 * s_c, mask=mask, other=0.0)
+    xf = x.to(tl.float32)
+    finite = tl.abs(xf) < float("inf")  # false for NaN and +-inf
+    valid = mask & finite
+    bad = mask & ~finite
+    if HAS_OUTL:
+        if RAGGED:
+            ch = flat % CO
+            orow = flat // CO
+            slot = tl.load(slot_ptr + ch, mask=mask, other=-1)
+        else:
+            slot = tl.load(slot_ptr + cols, mask=cols < C, other=-1)[None, :]
+            orow = r2
+        is_o = mask & (slot >= 0)
+        tl.store(outl_ptr + orow * K + slot, x, mask=is_o)
+        valid = valid & (slot < 0)
+        bad = bad & (slot < 0)
+    nbad = tl.sum(tl.sum(bad.to(tl.int32), axis=1), axis=0)
+    if nbad > 0:
+        tl.atomic_add(nf_ptr, nbad)
+
+    if MODE == 2:
+        pmask = cols < C
+        s = tl.load(scale_ptr + cols, mask=pmask, other=1.0).to(tl.float32)[None, :]
+        if not SYM:
+            z = tl.load(zero_ptr + cols, mask=pmask, other=0.0).to(tl.float32)[None, :]
+    else:
+        AX: tl.constexpr = 1 - MODE  # MODE 0 reduces along the row, MODE 1 along the tokens
+        if SYM:
+            amax = tl.max(tl.where(valid, tl.abs(xf), 0.0), axis=AX)
+            sc = _bf16_round(tl.math.div_rn(amax, QMAX * 1.0), True)
+        else:
+            lo = tl.min(tl.where(valid, xf, float("inf")), axis=AX)
+            hi = tl.max(tl.where(valid, xf, float("-inf")), axis=AX)
+            empty = lo > hi
+            lo = tl.where(empty, 0.0, lo)
+            hi = tl.where(empty, 0.0, hi)
+            zp = _bf16_round(lo, False)
+            sc = _bf16_round(tl.math.div_rn(hi - zp, LEVELS * 1.0), True)
+        sc = tl.where(sc == 0.0, 1.0, sc)
+        if MODE == 0:
+            pidx = rows * (C // BLOCK_C) + pid_c
+            pmask = rows < R
+            s = sc[:, None]
+            if not SYM:
+                z = zp[:, None]
+        else:
+            pidx = pid_r * C + cols
+            pmask = cols < C
+            s = sc[None, :]
+            if not SYM:
+                z = zp[None, :]
+        tl.store(scale_ptr + pidx, sc.to(tl.bfloat16), mask=pmask)
+        if not SYM:
+            tl.store(zero_ptr + pidx, zp.to(tl.bfloat16), mask=pmask)
+
+    xv = tl.where(valid, xf, 0.0)
+    if STOCH:
+        rnd = _hash_uniform(flat, seed)
+    else:
+        rnd = 0.5
+    if SYM:
+        q = tl.floor(tl.math.div_rn(xv, s) + rnd)
+        q = tl.minimum(tl.maximum(q, -QMAX * 1.0), QMAX * 1.0) + QMAX
+    else:
+        q = tl.floor(tl.math.div_rn(xv - z, s) + rnd)
+        q = tl.minimum(tl.maximum(q, 0.0), LEVELS * 1.0)
+    q = tl.where(valid, q, 0.0).to(tl.int32)
+    if PER == 1:
+        pk = q
+    else:
+        q3 = tl.reshape(q, (BLOCK_R, BLOCK_C // PER, PER))
+        sh = tl.arange(0, PER) * BITS
+        pk = tl.sum(q3 << sh[None, None, :], axis=2)
+    pcols = pid_c * (BLOCK_C // PER) + tl.arange(0, BLOCK_C // PER)
+    tl.store(packed_ptr + r2 * PW + pcols[None, :], pk.to(tl.uint8), mask=(r2 < R) & (pcols[None, :] < PW))
+
+
+def _colstats_kernel(x_ptr, lo_ptr, hi_ptr, amax_ptr, ss_ptr, R, C, s_r, s_c, ROWS_PER: tl.constexpr,
+                     NEED_MM: tl.constexpr, NEED_SS: tl.constexpr, INT64: tl.constexpr,
+                     BLOCK_R: tl.constexpr, BLOCK_C: tl.constexpr):
+    """Partial per-channel min / max / absmax / sum of squares of finite values over ROWS_PER tokens."""
+    pid_c = tl.program_id(0)
+    pid_s = tl.program_id(1)
+    cols = pid_c * BLOCK_C + tl.arange(0, BLOCK_C)
+    cmask = cols < C
+    lo = tl.full((BLOCK_C,), float("inf"), tl.float32)
+    hi = tl.full((BLOCK_C,), float("-inf"), tl.float32)
+    am = tl.zeros((BLOCK_C,), tl.float32)
+    ss = tl.zeros((BLOCK_C,), tl.float32)
+    r0 = pid_s * ROWS_PER
+    if INT64:
+        r0 = r0.to(tl.int64)
+    for start in range(0, ROWS_PER, BLOCK_R):
+        rows = r0 + start + tl.arange(0, BLOCK_R)
+        m = ((rows < R) & (rows < r0 + ROWS_PER))[:, None] & cmask[None, :]
+        xf = tl.load(x_ptr + rows[:, None] * s_r + cols[None, :] * s_c, mask=m, other=0.0).to(tl.float32)
+        v = m & (tl.abs(xf) < float("inf"))
+        if NEED_MM:
+            lo = tl.minimum(lo, tl.min(tl.where(v, xf, float("inf")), axis=0))
+            hi = tl.maximum(hi, tl.max(tl.where(v, xf, float("-inf")), axis=0))
+            am = tl.maximum(am, tl.max(tl.where(v, tl.abs(xf), 0.0), axis=0))
+        if NEED_SS:
+            xv = tl.where(v, xf, 0.0)
+            ss += tl.sum(xv * xv, axis=0)
+    out = pid_s * C + cols
+    if NEED_MM:
+        tl.store(lo_ptr + out, lo, mask=cmask)
+        tl.store(hi_ptr + out, hi, mask=cmask)
+        tl.store(amax_ptr + out, am, mask=cmask)
+    if NEED_SS:
+        tl.store(ss_ptr + out, ss, mask=cmask)
+
+
+def _dequant_kernel(packed_ptr, scale_ptr, zero_ptr, slot_ptr, outl_ptr, out_ptr,
+                    R, C, N, CO, K, PW,
+                    MODE: tl.constexpr, BITS: tl.constexpr, SYM: tl.constexpr, HAS_OUTL: tl.constexpr,
+                    RAGGED: tl.constexpr, INT64: tl.constexpr, OUT_BF16: tl.constexpr,
+                    BLOCK_R: tl.constexpr, BLOCK_C: tl.constexpr):
+    """Unpack a tile of codes, apply its parameters (MODE as in ``_quant_kernel``; for MODE 1 the tile is one
+    token group tall), scatter the dense outlier channels, store contiguous output."""
+    PER: tl.constexpr = 8 // BITS
+    QMAX: tl.constexpr = 2 ** (BITS - 1) - 1
+    pid = tl.program_id(0)
+    ncb = tl.cdiv(C, BLOCK_C)
+    pid_c = pid % ncb
+    pid_r = pid // ncb
+    rows = pid_r * BLOCK_R + tl.arange(0, BLOCK_R)
+    if INT64:
+        rows = rows.to(tl.int64)
+    cols = pid_c * BLOCK_C + tl.arange(0, BLOCK_C)
+    r2 = rows[:, None]
+    c2 = cols[None, :]
+    mask = (r2 < R) & (c2 < C)
+    flat = r2 * C + c2
+    if RAGGED:
+        mask = mask & (flat < N)
+    pcols = pid_c * (BLOCK_C // PER) + tl.arange(0, BLOCK_C // PER)
+    pk = tl.load(packed_ptr + r2 * PW + pcols[None, :], mask=(r2 < R) & (pcols[None, :] < PW), other=0)
+    pk = pk.to(tl.int32)
+    if PER == 1:
+        q = pk
+    else:
+        sh = tl.arange(0, PER) * BITS
+        q = tl.reshape((pk[:, :, None] >> sh[None, None, :]) & (2**BITS - 1), (BLOCK_R, BLOCK_C))
+    qf = q.to(tl.float32)
+    if MODE == 0:
+        pidx = rows * (C // BLOCK_C) + pid_c
+        pm = rows < R
+        s = tl.load(scale_ptr + pidx, mask=pm, other=1.0).to(tl.float32)[:, None]
+        if not SYM:
+            z = tl.load(zero_ptr + pidx, mask=pm, other=0.0).to(tl.float32)[:, None]
+    else:
+        if MODE == 1:
+            pidx = pid_r * C + cols
+        else:
+            pidx = cols
+        pm = cols < C
+        s = tl.load(scale_ptr + pidx, mask=pm, other=1.0).to(tl.float32)[None, :]
+        if not SYM:
+            z = tl.load(zero_ptr + pidx, mask=pm, other=0.0).to(tl.float32)[None, :]
+    if SYM:
+        v = (qf - QMAX) * s
+    else:
+        v = qf * s + z  # code * scale is exact (NOTE [Quant layout]): fused or not, one rounding
+    if OUT_BF16:  # round to nearest even by the bits (the interpreter's own bf16 cast breaks ties differently)
+        u = v.to(tl.int32, bitcast=True)
+        u = (u + 0x7FFF + ((u >> 16) & 1)) & -65536
+        v = u.to(tl.float32, bitcast=True)
+    y = v.to(out_ptr.dtype.element_ty)
+    if HAS_OUTL:
+        if RAGGED:
+            ch = flat % CO
+            orow = flat // CO
+            slot = tl.load(slot_ptr + ch, mask=mask, other=-1)
+        else:
+            slot = tl.load(slot_ptr + cols, mask=cols < C, other=-1)[None, :]
+            orow = r2
+        is_o = mask & (slot >= 0)
+        ov = tl.load(outl_ptr + orow * K + slot, mask=is_o, other=0.0)
+        y = tl.where(is_o, ov, y)
+    tl.store(out_ptr + flat, y, mask=mask)
+
+
+def _build() -> None:
+    """Apply ``triton.jit`` to the kernel sources (once; helpers first, so kernels resolve them as globals)."""
+    global _BUILT, tl
+    if _BUILT:
+        return
+    import triton
+    import triton.language as _tl
+
+    tl = _tl
+    g = globals()
+    for name in _JIT_NAMES:
+        # an int argument equal to 1 would otherwise become a compile-time constant (no ``.to``) and a new variant
+        g[name] = triton.jit(g[name], do_not_specialize=["seed"] if name == "_quant_kernel" else None)
+    _BUILT = True
+
+
+def _cdiv(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+def _pow2(v: int) -> bool:
+    return v > 0 and v & (v - 1) == 0
+
+
+def _next_pow2(v: int) -> int:
+    return 1 << max(0, (v - 1).bit_length())
+
+
+def _needs_int64(*extents: int) -> bool:
+    """True when an element offset may pass int32 (tensors over 2^31 elements, or huge strides)."""
+    return max(extents) >= 2**31 - 1
+
+
+def _row_chunks(rows: int, device: torch.device) -> tuple[int, int]:
+    """(rows per program, programs down the tokens) for the per-channel statistics pass: about 4 programs per
+    SM over the tokens; rows per program a power of two >= 32 (a compile-time loop bound: few variants)."""
+    sms = torch.cuda.get_device_properties(device).multi_processor_count if device.type == "cuda" else 1
+    per = max(32, _next_pow2(_cdiv(rows, 4 * sms)))
+    return per, _cdiv(rows, per)
+
+
+def _tiles(granularity: str, g: int, c: int, bits: int) -> tuple[int, int, int]:
+    """(mode, BLOCK_R, BLOCK_C) for one granularity."""
+    per = 8 // bits
+    if granularity == "group":
+        return 0, max(1, _TILE // g), g
+    if granularity == "token_group":
+        return 1, g, max(per, min(_next_pow2(c), _TILE // g))
+    return 2, 32, max(per, min(_next_pow2(c), 128))
+
+
+def triton_supports(granularity: str, group_size: int) -> bool:
+    """Groups must be a power of two for the kernel's tiles (everything else takes the reference)."""
+    return granularity == "channel" or (_pow2(group_size) and group_size <= _TILE)
+
+
+def quantize_triton(x: torch.Tensor, bits: int, group_size: int, symmetric: bool = False,
+                    granularity: str = "group", outlier_index: torch.Tensor | None = None,
+                    seed: int | None = None, sumsq_out: list | None = None) -> QuantizedTensor:
+    """The kernel path of :func:`quantize`: same :class:`QuantizedTensor`, same bytes (NOTE [Quant layout])."""
+    shape, dtype, g = x.shape, x.dtype, group_size
+    r, c = as_matrix_shape(shape)
+    n = r * c
+    if n == 0 or not triton_supports(granularity, g):
+        return quantize_ref(x, bits, g, symmetric, granularity, outlier_index, seed)
+    _build()
+    dev = x.device
+    x2 = x.reshape(r, c)  # a view when the leading dims collapse (any 2-D strides), else one copy
+    ragged = granularity == "group" and c % g != 0
+    kr, kc, sr, sc = r, c, x2.stride(0), x2.stride(1)
+    if ragged:  # groups span rows: walk the contiguous flat tensor as ngroups x g
+        x2 = x2.contiguous()
+        kr, kc, sr, sc = -(-n // g), g, g, 1
+    int64 = _needs_int64(n + kc, kr * max(sr, 1) + kc * max(sc, 1))
+    mode, br, bc = _tiles(granularity, g, c, bits)
+    per = 8 // bits
+    if granularity == "group":
+        ngroups = -(-n // g)
+        packed = torch.empty((ngroups, g * bits // 8), dtype=torch.uint8, device=dev)
+        pw = c * bits // 8 if not ragged else g * bits // 8
+        scale = torch.empty(ngroups, dtype=PARAM_DTYPE, device=dev)
+    else:
+        pw = -(-c // per)
+        packed = torch.empty((r, pw), dtype=torch.uint8, device=dev)
+        scale = torch.empty((-(-r // g), c) if granularity == "token_group" else (c,), dtype=PARAM_DTYPE, device=dev)
+    zero = None if symmetric else torch.empty_like(scale)
+    k = 0 if outlier_index is None else outlier_index.numel()
+    slot = outlier_slots(outlier_index, c, dev) if outlier_index is not None else None
+    outl = torch.empty((r, k), dtype=dtype, device=dev) if outlier_index is not None else None
+    nf = torch.zeros(1, dtype=torch.int32, device=dev)
+    dummy = nf
+
+    if mode == 2:  # per channel: one reduction pass over all tokens, then the parameters as the reference does
+        rows_per, split = _row_chunks(r, dev)
+        parts = [torch.empty((split, c), dtype=torch.float32, device=dev) for _ in range(3)]
+        sbc = max(per, min(_next_pow2(c), 128))
+        _colstats_kernel[(_cdiv(c, sbc), split)](
+            x2, parts[0], parts[1], parts[2], dummy, r, c, sr, sc, rows_per,
+            NEED_MM=True, NEED_SS=False, INT64=int64, BLOCK_R=32, BLOCK_C=sbc, num_warps=4)
+        lo, hi, amax = parts[0].amin(0), parts[1].amax(0), parts[2].amax(0)
+        if outlier_index is not None:  # outlier channels hold nothing to quantize (as in the reference)
+            ol = outlier_index.long()
+            lo[ol], hi[ol], amax[ol] = float("inf"), float("-inf"), 0.0
+        s_, z_ = params_from_stats(lo, hi, amax, bits, symmetric)
+        scale.copy_(s_)
+        if zero is not None:
+            zero.copy_(z_)
+
+    grid = (_cdiv(kc, bc) * _cdiv(kr, br),)
+    _quant_kernel[grid](
+        x2, packed, scale, zero if zero is not None else scale, slot if slot is not None else dummy,
+        outl if outl is not None else x2, nf, kr, kc, sr, sc, n, c, k, pw, 0 if seed is None else seed & _M32,
+        MODE=mode, BITS=bits, SYM=symmetric, HAS_OUTL=outlier_index is not None, STOCH=seed is not None,
+        RAGGED=ragged, INT64=int64, BLOCK_R=br, BLOCK_C=bc, num_warps=_WARPS)
+
+    nf_index = nf_value = None
+    if int(nf.item()):  # one sync a call: non-finite values are rare, and their count sizes the payload
+        xr = x.reshape(r, c)
+        bad = ~torch.isfinite(xr)
+        if outlier_index is not None:
+            bad[:, outlier_index.long()] = False
+        nf_index = bad.reshape(-1).nonzero().squeeze(1)
+        nf_value = xr.reshape(-1)[nf_index].clone()
+    oi = outlier_index.contiguous() if outlier_index is not None else None
+    return QuantizedTensor(packed, scale, zero, nf_index, nf_value, shape, dtype, bits, g, granularity, oi, outl)
+
+
+def channel_sumsq_triton(x: torch.Tensor) -> torch.Tensor:
+    """:func:`channel_sumsq` in one kernel pass (fp32 partial sums: a different order than the reference)."""
+    _build()
+    r, c = as_matrix_shape(x.shape)
+    x2 = x.reshape(r, c)
+    dev = x.device
+    rows_per, split = _row_chunks(r, dev)
+    ss = torch.empty((split, c), dtype=torch.float32, device=dev)
+    bc = min(_next_pow2(c), 128)
+    int64 = _needs_int64(r * max(x2.stride(0), 1) + c * max(x2.stride(1), 1))
+    _colstats_kernel[(_cdiv(c, bc), split)](
+        x2, ss, ss, ss, ss, r, c, x2.stride(0), x2.stride(1), rows_per,
+        NEED_MM=False, NEED_SS=True, INT64=int64, BLOCK_R=32, BLOCK_C=bc, num_warps=4)
+    return ss.sum(0)
+
+
+def dequantize_triton(q: QuantizedTensor) -> torch.Tensor:
+    """The kernel path of :func:`dequantize`: same values as :func:`dequantize_ref`, bit for bit."""
+    r, c = as_matrix_shape(q.shape)
+    n = r * c
+    if n == 0 or not triton_supports(q.granularity, q.group_size):
+        return dequantize_ref(q)
+    _build()
+    g = q.group_size
+    dev = q.packed.device
+    out = torch.empty(n, dtype=q.dtype, device=dev)
+    ragged = q.granularity == "group" and c % g != 0
+    kr, kc = (-(-n // g), g) if ragged else (r, c)
+    mode, br, bc = _tiles(q.granularity, g, c, q.bits)
+    pw = c * q.bits // 8 if q.granularity == "group" and not ragged else q.packed.shape[1]
+    int64 = _needs_int64(n + kc)
+    slot = outlier_slots(q.outlier_index, c, dev)
+    k = 0 if q.outlier_index is None else q.outlier_index.numel()
+    grid = (_cdiv(kc, bc) * _cdiv(kr, br),)
+    _dequant_kernel[grid](
+        q.packed, q.scale, q.zero if q.zero is not None else q.scale, slot if slot is not None else q.scale,
+        q.outlier_value if q.outlier_value is not None else out, out, kr, kc, n, c, k, pw,
+        MODE=mode, BITS=q.bits, SYM=q.zero is None, HAS_OUTL=q.outlier_index is not None, RAGGED=ragged,
+        INT64=int64, OUT_BF16=q.dtype == torch.bfloat16, BLOCK_R=br, BLOCK_C=bc, num_warps=_WARPS)
+    if q.nonfinite_index is not None:
+        out[q.nonfinite_index] = q.nonfinite_value
+    return out.view(q.shape)
+
+
+def quantize(x: torch.Tensor, bits: int, group_size: int, symmetric: bool = False, granularity: str = "group",
+             outlier_index: torch.Tensor | None = None, seed: int | None = None,
+             backend: str = "auto") -> QuantizedTensor:
+    """The Triton kernel on CUDA (``backend="auto"``), else the reference; the same bytes either way.
+
+    ``backend="triton"`` forces the kernel (on CPU only under ``TRITON_INTERPRET=1``), ``"ref"`` the reference.
+    """
+    if backend == "ref" or (backend == "auto" and not use_triton(x)):
+        return quantize_ref(x, bits, group_size, symmetric, granularity, outlier_index, seed)
+    return quantize_triton(x, bits, group_size, symmetric, granularity, outlier_index, seed)
+
+
+def dequantize(q: QuantizedTensor, backend: str = "auto") -> torch.Tensor:
+    """Inverse of :func:`quantize`; the Triton kernel on CUDA, else the reference."""
+    if backend == "ref" or (backend == "auto" and not use_triton(q.packed)):
+        return dequantize_ref(q)
+    return dequantize_triton(q)
+
+
+def outlier_scores(x: torch.Tensor, backend: str = "auto") -> torch.Tensor:
+    """Per-channel sum of squares (the outlier score): one kernel pass on CUDA, else :func:`channel_sumsq`."""
+    if backend == "ref" or (backend == "auto" and not use_triton(x)) or x.numel() == 0:
+        return channel_sumsq(x)
+    return channel_sumsq_triton(x)

@@ -34,6 +34,16 @@ class Codec:
     def nbytes(self, payload: Any) -> int:
         raise NotImplementedError
 
+    def host_nbytes(self, payload: Any) -> int:
+        """Bytes the payload holds in host memory on a machine whose saved tensors live on a device (offload)."""
+        return 0
+
+    def check_available(self) -> None:
+        """Raise :class:`~hyclora_hooks.errors.UnsupportedError` if this machine cannot run the codec.
+
+        ``compress()`` calls it for every codec of the policy, so a request that cannot be served fails at once.
+        """
+
     def describe(self) -> str:
         """Short label for tables, e.g. ``quant(bits=4, group_size=64)``."""
         args = ", ".join(f"{f.name}={getattr(self, f.name)}" for f in fields(self))

@@ -1,10 +1,25 @@
-"""``quant``: uniform 2/4/8-bit quantization per group of consecutive elements (along the last dim), bit-packed.
+"""``quant``: uniform 2/4/8-bit quantization, bit-packed, with optional dense outlier channels.
 
-Error bound per finite element: ``|x - x_hat| <= scale_g / 2`` (``scale_g`` the group's stored step) plus one
-rounding to the source dtype; non-finite values come back exactly. See :mod:`hyclora_hooks.kernels.quant`
-for the layout. Stored bytes for ``n`` elements at ``bits`` with group ``G`` (``k = ceil(n/G)`` groups):
-``k*G*bits/8`` for the codes plus ``2*k`` per parameter tensor (scale; and zero point when asymmetric), plus
-12 bytes per non-finite element.
+Layout and bound: NOTE [Quant layout] in :mod:`hyclora_hooks.kernels.quant`. In short, every finite element
+outside the outlier channels satisfies ``|x - x_hat| <= scale / 2`` (``< scale`` with ``stochastic=True``) plus
+one rounding to the source dtype; outlier channels and non-finite values come back exactly.
+
+Stored bytes, for ``n`` elements seen as ``R x C`` (``C`` the last dim), ``k`` outlier channels, ``e`` bytes per
+source element, ``p`` = 1 (symmetric) or 2 (asymmetric) bf16 parameters per group, ``m`` non-finite values:
+
+* ``granularity="group"`` (``G`` consecutive elements): ``ceil(n/G) * (G*bits/8 + 2p)``
+* ``"channel"`` (one step per channel, the paper's): ``R * ceil(C*bits/8) + 2p*C``
+* ``"token_group"`` (per channel, ``G`` tokens): ``R * ceil(C*bits/8) + 2p*C*ceil(R/G)``
+
+plus ``k*R*e`` for outlier values and ``2k`` (``4k`` when ``C > 32767``) for their indices, plus ``m*(8 + e)``.
+
+``min_bits`` puts a floor under ``bits`` (codes take ``max(bits, min_bits)`` bits), so a policy can say "the knob's
+width, but never under 4 bits" for a fragile tensor.
+
+Outlier channels (``outlier_ratio > 0``): ``ceil(outlier_ratio * C)`` channels of largest L2 norm.
+``outliers="calibrated"`` (default) picks them per save site over the first ``iteration_threshold`` steps, then
+freezes them (NOTE [Outlier calibration] in :mod:`hyclora_hooks.codecs.calibration`); ``"dynamic"`` per call.
+On CUDA the Triton kernels run (same bytes as the reference: see ``kernels/quant.py``).
 """
 
 from __future__ import annotations
@@ -13,8 +28,24 @@ from dataclasses import dataclass
 
 import torch
 
-from ..kernels.quant import QuantizedGroups, dequantize_ref, quantize_ref
-from .base import Codec, check_int, register_codec
+from ..errors import HycloraTypeError, user_error
+from ..kernels.quant import GRANULARITIES, QuantizedTensor, dequantize, quantize
+from .base import Codec, check_float, check_int, register_codec
+from .calibration import outlier_channels
+
+
+def check_bool(owner: str, field: str, value: object) -> None:
+    if not isinstance(value, bool):
+        raise user_error(f"{owner}.{field} must be a bool", value, "true or false", f"pass {field}=True/False",
+                         cls=HycloraTypeError)
+
+
+def check_choice(owner: str, field: str, value: object, choices: tuple[str, ...]) -> None:
+    if not isinstance(value, str):
+        raise user_error(f"{owner}.{field} must be a string", value, f"one of {list(choices)}",
+                         f"pass {field}=\"{choices[0]}\"", cls=HycloraTypeError)
+    if value not in choices:
+        raise user_error(f"{owner}.{field} out of range", value, f"one of {list(choices)}", f"pick {field} from those")
 
 
 @register_codec
@@ -23,6 +54,13 @@ class Quant(Codec):
     bits: int = 4
     group_size: int = 64
     symmetric: bool = False
+    granularity: str = "group"
+    stochastic: bool = False
+    seed: int = 0
+    outlier_ratio: float = 0.0
+    outliers: str = "calibrated"
+    iteration_threshold: int = 5
+    min_bits: int = 2  # a floor under ``bits`` for fragile tensors: ``bits = "$bits"`` with ``min_bits = 4``
 
     name = "quant"
     lossless = False
@@ -32,20 +70,34 @@ class Quant(Codec):
         check_int("quant", "group_size", self.group_size, minimum=8)
         if self.group_size % 8:
             check_int("quant", "group_size", self.group_size, allowed=tuple(range(8, 4097, 8)))
-        if not isinstance(self.symmetric, bool):
-            from ..errors import HycloraTypeError, user_error
+        check_bool("quant", "symmetric", self.symmetric)
+        check_choice("quant", "granularity", self.granularity, GRANULARITIES)
+        check_bool("quant", "stochastic", self.stochastic)
+        check_int("quant", "seed", self.seed, minimum=0)
+        check_float("quant", "outlier_ratio", self.outlier_ratio, 0.0, 0.5)
+        check_choice("quant", "outliers", self.outliers, ("calibrated", "dynamic"))
+        check_int("quant", "iteration_threshold", self.iteration_threshold, minimum=0)
+        check_int("quant", "min_bits", self.min_bits, allowed=(2, 4, 8))
 
-            raise user_error("quant.symmetric must be a bool", self.symmetric, "true or false",
-                             "pass symmetric=True/False", cls=HycloraTypeError)
+    @property
+    def width(self) -> int:
+        """The bits a code really takes: ``max(bits, min_bits)``."""
+        return max(self.bits, self.min_bits)
 
-    def encode(self, t: torch.Tensor, site=None) -> QuantizedGroups:
-        return quantize_ref(t, self.bits, self.group_size, self.symmetric)
+    def encode(self, t: torch.Tensor, site=None) -> QuantizedTensor:
+        idx = None
+        if self.outlier_ratio > 0:
+            idx = outlier_channels(t, site, self.outlier_ratio, self.iteration_threshold, self.outliers)
+        return quantize(t, self.width, self.group_size, self.symmetric, self.granularity, idx,
+                        self.seed if self.stochastic else None)
 
-    def decode(self, payload: QuantizedGroups) -> torch.Tensor:
-        return dequantize_ref(payload)
+    def decode(self, payload: QuantizedTensor) -> torch.Tensor:
+        return dequantize(payload)
 
-    def nbytes(self, payload: QuantizedGroups) -> int:
+    def nbytes(self, payload: QuantizedTensor) -> int:
         return payload.nbytes
 
     def describe(self) -> str:
-        return f"quant{self.bits}{'s' if self.symmetric else ''}/g{self.group_size}"
+        gran = {"group": f"g{self.group_size}", "channel": "ch", "token_group": f"t{self.group_size}"}[self.granularity]
+        extra = f"+o{self.outlier_ratio:g}" if self.outlier_ratio > 0 else ""
+        return f"quant{self.width}{'s' if self.symmetric else ''}{'r' if self.stochastic else ''}/{gran}{extra}"

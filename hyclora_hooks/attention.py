@@ -1,0 +1,134 @@
+"""A consistent low-bit path for SDPA: rebuild the attention output and logsumexp from the stored q, k, v.
+
+Flash-style backward recomputes probabilities as ``exp(q·kᵀ·scale - lse)`` from the saved logsumexp. With q and k
+quantized but ``lse`` exact those probabilities no longer sum to one, and the gradient collapses (REFERENCE
+section 6: cosine 0.08 at 4 bits). Here ``out`` and ``lse`` are not stored at all: one recipe reruns the forward
+kernel on the *decoded* q, k, v in backward, so backward sees a self-consistent attention (and the output's bytes
+are saved too). The rerun costs one attention forward per layer in backward.
+
+The recompute uses torch's own fused kernels where they apply (CPU flash, CUDA flash), so the replay matches
+the forward bit for bit on unchanged inputs; otherwise an fp32 math path in query chunks.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+
+from .lineage import Node
+
+_MATH_CHUNK_BYTES = 256 << 20  # fp32 score block per chunk of the math fallback
+
+
+class SdpaRecompute:
+    """Shared by the ``output`` and ``logsumexp`` recipes of one SDPA call; computes both once per backward."""
+
+    def __init__(self, q: Node, k: Node, v: Node, mask: Node | None, is_causal: bool, scale: float | None,
+                 enable_gqa: bool, out_meta: tuple | None = None, lse_meta: tuple | None = None):
+        self.q, self.k, self.v, self.mask = q, k, v, mask
+        self.is_causal, self.scale, self.enable_gqa = is_causal, scale, enable_gqa
+        self.out_meta, self.lse_meta = out_meta, lse_meta
+        self._cache: dict[str, torch.Tensor] = {}
+        self.lossless = False
+
+    def node(self, role: str, meta: tuple) -> Node:
+        if role == "output":
+            self.out_meta = meta
+        else:
+            self.lse_meta = meta
+        return _SdpaPart(self, role)
+
+    def get(self, role: str, memo: dict) -> torch.Tensor:
+        # o_proj's backward asks for the output first, SDPA's backward then for output and logsumexp: keep the
+        # pair until the logsumexp (read last, by SDPA's backward alone) has been served; asked again later
+        # (retain_graph), it is recomputed.
+        if role not in self._cache:
+            out, lse = self._compute(memo)
+            self._cache = {"output": out, "logsumexp": lse}
+        value = self._cache[role]
+        if role == "logsumexp" or self.lse_meta is None:
+            self._cache = {}
+        return value
+
+    def _compute(self, memo: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        q, k, v = self.q.eval(memo), self.k.eval(memo), self.v.eval(memo)
+        mask = self.mask.eval(memo) if self.mask is not None else None
+        out, lse = sdpa_with_lse(q, k, v, mask, self.is_causal, self.scale, self.enable_gqa)
+        if self.out_meta is not None:
+            out = out.to(self.out_meta[1]).reshape(self.out_meta[0])
+        if self.lse_meta is not None:
+            lse = lse.to(self.lse_meta[1]).reshape(self.lse_meta[0])
+        return out, lse
+
+
+class _SdpaPart(Node):
+    def __init__(self, shared: SdpaRecompute, role: str):
+        self.shared, self.role = shared, role
+        self.lossless = False
+        self.cost = 1 + sum(n.cost for n in (shared.q, shared.k, shared.v))
+
+    def eval(self, memo: dict) -> torch.Tensor:
+        return self.shared.get(self.role, memo)
+
+
+def _expand_kv(q: torch.Tensor, kv: torch.Tensor) -> torch.Tensor:
+    if kv.shape[-3] != q.shape[-3]:
+        kv = kv.repeat_interleave(q.shape[-3] // kv.shape[-3], dim=-3)
+    return kv
+
+
+def sdpa_with_lse(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None, is_causal: bool,
+                  scale: float | None, enable_gqa: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """Attention output and fp32 logsumexp ``(B, H, L)`` for ``(B, H, L, D)`` inputs."""
+    k, v = _expand_kv(q, k), _expand_kv(q, v)
+    if q.device.type == "cpu" and q.dim() == 4:
+        if mask is not None and mask.dtype == torch.bool:
+            # F.scaled_dot_product_attention turns a boolean mask (True = attend; transformers' padding masks) into
+            # an additive one of the query's dtype before dispatch; the fused CPU kernel accepts only that form.
+            mask = torch.zeros(mask.shape, dtype=q.dtype, device=q.device).masked_fill_(~mask, float("-inf"))
+        out, lse = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(
+            q, k, v, 0.0, is_causal, attn_mask=mask, scale=scale)
+        return out, lse
+    if q.is_cuda and mask is None and q.dtype in (torch.float16, torch.bfloat16) and q.dim() == 4:
+        try:
+            res = torch.ops.aten._scaled_dot_product_flash_attention(q, k, v, 0.0, is_causal, False, scale=scale)
+            return res[0], res[1]
+        except RuntimeError:  # shape or device the flash kernel does not take
+            pass
+    return _math_sdpa(q, k, v, mask, is_causal, scale)
+
+
+def _math_sdpa(q, k, v, mask, is_causal, scale):
+    *batch, L, D = q.shape
+    S = k.shape[-2]
+    scale = scale if scale is not None else 1.0 / math.sqrt(D)
+    out = torch.empty(*batch, L, v.shape[-1], dtype=q.dtype, device=q.device)
+    lse = torch.empty(*batch, L, dtype=torch.float32, device=q.device)
+    rows = max(1, _MATH_CHUNK_BYTES // max(1, 4 * S * math.prod(batch)))
+    kf, vf = k.float(), v.float()
+    for i in range(0, L, rows):
+        j = min(L, i + rows)
+        s = torch.matmul(q[..., i:j, :].float(), kf.transpose(-1, -2)) * scale
+        if is_causal:
+            keep = torch.ones(j - i, S, dtype=torch.bool, device=q.device).tril(diagonal=i)
+            s = s.masked_fill(~keep, float("-inf"))
+        if mask is not None:
+            m = mask[..., i:j, :] if mask.shape[-2] == L else mask
+            s = s.masked_fill(~m, float("-inf")) if m.dtype == torch.bool else s + m.float()
+        row_lse = torch.logsumexp(s, dim=-1)
+        p = torch.exp(s - row_lse.unsqueeze(-1)).nan_to_num(0.0)
+        out[..., i:j, :] = torch.matmul(p, vf).to(q.dtype)
+        lse[..., i:j] = row_lse
+    return out, lse
+
+
+def sdpa_call_args(args: tuple, kwargs: dict[str, Any]) -> dict[str, Any] | None:
+    """The SDPA call's settings, or None if it cannot be replayed (dropout draws random numbers)."""
+    names = ("query", "key", "value", "attn_mask", "dropout_p", "is_causal", "scale", "enable_gqa")
+    call = dict(zip(names, args))
+    call.update(kwargs)
+    if float(call.get("dropout_p", 0.0) or 0.0) != 0.0:
+        return None
+    return call

@@ -1,0 +1,329 @@
+"""Tensor lineage and recompute recipes: store *how* a saved tensor was made instead of its data.
+
+While a compressed forward runs, :class:`~hyclora_hooks.tracking.OpTracker` calls :func:`record` for each
+output of a cheap, deterministic op (casts, views, elementwise ops, activations, linear layers): the output
+gets a ``_hyclora_lineage`` attribute naming the op and its arguments. Arguments are held *weakly*, except
+parameters and inputs sharing the output's storage (views), whose memory the output pins anyway; so lineage
+keeps no activation alive. Each argument's version counter is noted: an in-place change since makes the
+lineage unusable.
+
+When autograd saves a tensor, :class:`Planner` tries, in order (NOTE [Recipes]):
+
+  P1 *free recipe*: every leaf of the lineage is an entry already stored (or a parameter): store nothing new.
+     SiLU output from the saved gate, the SwiGLU product from its stored operands, a LoRA input's fp32 copy from
+     the stored normalised input, o_proj's input from the stored attention output.
+  P3 *LoRA compensation*: up to casts and views the tensor is ``base + lora`` with the LoRA branch a free
+     recipe (from the kept ``x·A`` and the parameter ``B``): store ``tensor - lora`` (the frozen part) with the
+     codec and add the exact LoRA part back when decoding.
+  P2 *source*: a chain of casts and views back to a live source no larger than the tensor: encode the source
+     once (every fp32 upcast of one bf16 input shares it) and replay the chain.
+
+A recipe whose tensor the policy wants lossless may only use lossless leaves. Replays run under ``no_grad``,
+outside any hooks, and are pure: decoding twice gives the same values.
+"""
+
+from __future__ import annotations
+
+import weakref
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import torch
+from torch.multiprocessing.reductions import StorageWeakRef
+
+# ops cheap enough to replay in backward (elementwise, views, casts; linear only with a thin weight)
+UNARY = {"to", "type", "float", "half", "bfloat16", "double", "type_as", "contiguous", "view", "reshape",
+         "transpose", "permute", "flatten", "unsqueeze", "squeeze", "expand", "t", "view_as", "reshape_as",
+         "as_strided", "getitem", "narrow", "select"}
+REPLAYABLE = UNARY | {"mul", "add", "sub", "neg", "div", "truediv", "rsqrt", "cat", "getitem", "silu", "gelu",
+                      "relu", "tanh", "sigmoid", "linear", "pow", "softmax", "log_softmax", "narrow"}
+MAX_REPLAY_LINEAR_RANK = 256  # a linear replays only through a weight this thin (LoRA A/B), never a base layer
+MAX_DEPTH = 12
+# Most ops one decode may replay, nested recipes included. The recipes we aim at cost 2-12 (a LoRA input's fp32
+# copy from the stored norm input ~5, down_proj's input from gate and up ~12); without a bound a chain of free
+# recipes can run through the whole residual stream, and every unpack would replay it.
+MAX_COST = 24
+
+
+class ParamRef:
+    """A parameter argument: held strongly (it lives as long as the model)."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: torch.Tensor):
+        self.value = value
+
+
+class TensorRef:
+    """A weak handle on an op's tensor argument that outlives the tensor.
+
+    Temporaries die before their consumers are saved (peft's ``base + lora`` sum is dropped once cast back to
+    bf16), so a handle keeps what recipes need without the data: the argument's own lineage, and its storage key
+    (a ``StorageWeakRef`` plus view geometry) to find its entry if autograd saved it.
+    """
+
+    __slots__ = ("ref", "version", "lineage", "key")
+
+    def __init__(self, t: torch.Tensor, lineage: Lineage | None):
+        self.ref, self.version, self.lineage = weakref.ref(t), t._version, lineage
+        self.key = storage_key(t)
+
+    def tensor(self) -> torch.Tensor | None:
+        t = self.ref()
+        return t if t is not None and t._version == self.version else None
+
+
+def storage_key(t: torch.Tensor) -> tuple:
+    """Identity of a tensor's data: storage (held weakly, so its address is not reused) and view geometry."""
+    return (StorageWeakRef(t.untyped_storage()), t.storage_offset(), tuple(t.shape), tuple(t.stride()), t.dtype)
+
+
+@dataclass(frozen=True)
+class Lineage:
+    func: Callable
+    name: str
+    args: tuple  # tensors as TensorRef / ParamRef; a list of tensors as a tuple of those
+    kwargs: dict
+
+
+def _wrap(a: Any, is_param: Callable) -> Any:
+    if isinstance(a, torch.Tensor):
+        return ParamRef(a) if is_param(a) else TensorRef(a, lineage_of(a))
+    if isinstance(a, (list, tuple)) and a and all(isinstance(x, torch.Tensor) for x in a):
+        return tuple(_wrap(x, is_param) for x in a)
+    return a
+
+
+def record(func: Callable, name: str, args: tuple, kwargs: dict, out: Any, is_param: Callable) -> None:
+    """Attach lineage to ``out`` if ``name`` is a replayable op and ``out`` is a new floating-point tensor."""
+    if name not in REPLAYABLE or not isinstance(out, torch.Tensor) or not out.is_floating_point():
+        return
+    if any(a is out for a in args) or any(v is out for v in kwargs.values()):  # op returned its input
+        return
+    try:
+        out._hyclora_lineage = Lineage(func, name, tuple(_wrap(a, is_param) for a in args),
+                                       {k: _wrap(v, is_param) for k, v in kwargs.items()})
+    except (AttributeError, RuntimeError):
+        pass
+
+
+def view_lineage(t: torch.Tensor) -> Lineage | None:
+    """Lineage of a view made *inside* an op (F.linear saves its 3-D input as a 2-D view): ``as_strided`` of its
+    base, valid when the base is contiguous, so that a decoded (contiguous) base has the same layout."""
+    base = t._base
+    if base is None or not base.is_contiguous() or base.layout != torch.strided:
+        return None
+    return Lineage(torch.as_strided, "as_strided",
+                   (TensorRef(base, getattr(base, "_hyclora_lineage", None)), tuple(t.shape), tuple(t.stride()),
+                    t.storage_offset() - base.storage_offset()), {})
+
+
+def lineage_of(t: torch.Tensor) -> Lineage | None:
+    lin = getattr(t, "_hyclora_lineage", None)
+    return lin if lin is not None else view_lineage(t)
+
+
+# ------------------------------------------------------------------------------------------------ nodes
+class Node:
+    """A replayable expression: evaluates to a tensor in backward. ``cost``: ops replayed to evaluate it."""
+
+    lossless: bool = True
+    cost: int = 0
+
+    def eval(self, memo: dict) -> Any:
+        raise NotImplementedError
+
+
+class EntryRef(Node):
+    """A stored entry (decoded once per evaluation, however often it is used)."""
+
+    def __init__(self, entry: Any):
+        self.entry = entry
+        self.lossless = entry.lossless
+        self.cost = entry.cost
+
+    def eval(self, memo: dict) -> torch.Tensor:
+        key = id(self.entry)
+        if key not in memo:
+            memo[key] = self.entry.decode()
+        return memo[key]
+
+
+class Const(Node):
+    """A parameter (held strongly; it lives as long as the model) or a plain Python value."""
+
+    def __init__(self, value: Any):
+        self.value = value
+
+    def eval(self, memo: dict) -> Any:
+        return self.value
+
+
+class Replay(Node):
+    def __init__(self, func: Callable, name: str, args: tuple, kwargs: dict):
+        self.func, self.name, self.args, self.kwargs = func, name, args, kwargs
+        inner = _nodes(args) + _nodes(tuple(kwargs.values()))
+        self.lossless = all(a.lossless for a in inner)
+        self.cost = 1 + sum(a.cost for a in inner)
+
+    def eval(self, memo: dict) -> torch.Tensor:
+        args = tuple(_eval(a, memo) for a in self.args)
+        kwargs = {k: _eval(v, memo) for k, v in self.kwargs.items()}
+        return self.func(*args, **kwargs)
+
+
+def _nodes(xs: tuple) -> list:
+    out = []
+    for x in xs:
+        if isinstance(x, Node):
+            out.append(x)
+        elif isinstance(x, tuple):
+            out.extend(_nodes(x))
+    return out
+
+
+def _eval(a: Any, memo: dict) -> Any:
+    if isinstance(a, Node):
+        return a.eval(memo)
+    if isinstance(a, tuple) and a and all(isinstance(x, Node) for x in a):
+        return [x.eval(memo) for x in a]
+    return a
+
+
+def evaluate(node: Node) -> torch.Tensor:
+    """Replay ``node`` without building a graph (so nothing is saved, and no hook runs, whatever is active)."""
+    with torch.no_grad():
+        return node.eval({})
+
+
+# ---------------------------------------------------------------------------------------------- planner
+_CASTS = {"to", "type", "float", "half", "bfloat16", "double", "type_as"}
+
+
+def _lora_rebuild(base: torch.Tensor, branch: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    return (base.float() + branch.float()).to(dtype)
+
+
+class Planner:
+    """Find a recipe for a saved tensor (NOTE [Recipes] above).
+
+    ``lookup(key)`` returns a node reading the data of :func:`storage_key` ``key`` from a live entry (the entry
+    itself, or a view of a stored tensor), or None; ``is_param(t)`` tells weights.
+    """
+
+    def __init__(self, lookup: Callable, is_param: Callable):
+        self.lookup, self.is_param = lookup, is_param
+
+    # P1 -------------------------------------------------------------------------------------------
+    def free(self, t: torch.Tensor, lossless_only: bool) -> Node | None:
+        """A recipe for the live tensor ``t`` from stored entries and parameters only, or None."""
+        if self.is_param(t):
+            return Const(t)
+        return self._free(storage_key(t), lineage_of(t), lossless_only, MAX_DEPTH)
+
+    def _free(self, key: tuple, lin: Lineage | None, lossless_only: bool, depth: int) -> Node | None:
+        node = self.lookup(key)
+        if node is not None:
+            return node if (node.lossless or not lossless_only) else None
+        if lin is None or depth == 0:
+            return None
+        if lin.name == "linear" and not self._thin_linear(lin):
+            return None
+        args = self._resolve(lin.args, lossless_only, depth - 1)
+        kwargs = self._resolve(tuple(lin.kwargs.values()), lossless_only, depth - 1)
+        if args is None or kwargs is None:
+            return None
+        node = Replay(lin.func, lin.name, args, dict(zip(lin.kwargs, kwargs)))
+        return node if node.cost <= MAX_COST else None
+
+    @staticmethod
+    def _thin_linear(lin: Lineage) -> bool:
+        w = lin.args[1] if len(lin.args) > 1 else lin.kwargs.get("weight")
+        return isinstance(w, ParamRef) and min(w.value.shape) <= MAX_REPLAY_LINEAR_RANK
+
+    def _resolve(self, args: tuple, lossless_only: bool, depth: int) -> tuple | None:
+        out: list = []
+        for a in args:
+            if isinstance(a, TensorRef):
+                node = self._free(a.key, a.lineage, lossless_only, depth)
+                if node is None:
+                    return None
+                out.append(node)
+            elif isinstance(a, ParamRef):
+                out.append(Const(a.value))
+            elif isinstance(a, tuple) and a and all(isinstance(x, (TensorRef, ParamRef)) for x in a):
+                sub = self._resolve(a, lossless_only, depth)
+                if sub is None:
+                    return None
+                out.append(sub)
+            else:
+                out.append(a)
+        return tuple(out)
+
+    # P2 -------------------------------------------------------------------------------------------
+    def chain(self, t: torch.Tensor) -> tuple[list[Lineage], torch.Tensor]:
+        """Follow casts and views back from ``t`` while the inputs live: the ops (outermost first) and the live
+        tensor they start from."""
+        ops: list[Lineage] = []
+        cur = t
+        while True:
+            lin = lineage_of(cur)
+            if not self._unary(lin):
+                return ops, cur
+            src = lin.args[0].tensor()
+            if src is None:
+                return ops, cur
+            ops.append(lin)
+            cur = src
+            if self.lookup(storage_key(cur)) is not None:
+                return ops, cur
+
+    def reach(self, ref: TensorRef) -> tuple[list[Lineage], torch.Tensor] | None:
+        """From a (maybe dead) argument, follow casts and views back to a live tensor: ops and that tensor."""
+        ops: list[Lineage] = []
+        while True:
+            t = ref.tensor()
+            if t is not None:
+                more, src = self.chain(t)
+                return ops + more, src
+            lin = ref.lineage
+            if not self._unary(lin):
+                return None
+            ops.append(lin)
+            ref = lin.args[0]
+
+    @staticmethod
+    def _unary(lin: Lineage | None) -> bool:
+        return (lin is not None and lin.name in UNARY and bool(lin.args) and isinstance(lin.args[0], TensorRef)
+                and not any(isinstance(a, (TensorRef, ParamRef)) for a in lin.args[1:]))
+
+    @staticmethod
+    def replay_chain(ops: list[Lineage], inner: Node, skip_casts: bool = False) -> Node:
+        node = inner
+        for lin in reversed(ops):
+            if skip_casts and lin.name in _CASTS:
+                continue
+            node = Replay(lin.func, lin.name, (node,) + tuple(lin.args[1:]), dict(lin.kwargs))
+        return node
+
+    # P3 -------------------------------------------------------------------------------------------
+    def lora_split(self, t: torch.Tensor) -> tuple[list[Lineage], Node] | None:
+        """If ``t`` is, up to casts and views, ``base + branch`` with ``branch`` a lossless free recipe (peft's
+        ``lora_B(lora_A(x)) * scaling`` from the kept ``x·A``), return the chain ops and the branch."""
+        ops: list[Lineage] = []
+        lin = lineage_of(t)
+        while self._unary(lin):
+            ops.append(lin)
+            lin = lin.args[0].lineage
+        if lin is None or lin.name != "add" or len(lin.args) < 2 or lin.kwargs:
+            return None
+        for other in lin.args[:2]:
+            if isinstance(other, TensorRef) and other.lineage is not None:
+                branch = self._free(other.key, other.lineage, True, MAX_DEPTH)
+                if isinstance(branch, Replay):
+                    return ops, branch
+        return None
+
+    @staticmethod
+    def lora_rebuild(base: Node, branch: Node, dtype: torch.dtype) -> Node:
+        return Replay(_lora_rebuild, "lora_rebuild", (base, branch, dtype), {})

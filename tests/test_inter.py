@@ -1,0 +1,310 @@
+"""Inter-operator compression (issue 4): recipes, LoRA compensation and the SDPA recompute, on any model.
+
+Every floor below is a number measured on this CPU (torch 2.13, transformers 5.17, peft 0.21) with some margin;
+the comment beside it gives the measurement. Models are tiny and random (hyclora_hooks.models), with peft LoRA
+(fp32 adapters, random non-zero B so that every LoRA gradient is a real number).
+"""
+
+from __future__ import annotations
+
+import functools
+import gc
+
+import pytest
+import torch
+
+import hyclora_hooks as hyclora
+from conftest import build, cosine, step
+from hyclora_hooks.models import (add_lora, lora_grads, random_batch, tiny_gpt2, tiny_llama, tiny_mistral,
+                                  tiny_qwen2, tiny_roberta)
+from hyclora_hooks.policy import Policy, Rule, load_policy
+
+BF16, FP32 = torch.bfloat16, torch.float32
+
+
+# ------------------------------------------------------------------------------------------------- helpers
+def seeded_step(model, batch, ctx_factory=None, seed: int = 1234):
+    """One forward+backward with the RNG at ``seed`` (same LoRA-dropout masks run to run): (loss, grads, report)."""
+    model.zero_grad(set_to_none=True)
+    torch.manual_seed(seed)
+    report = None
+    if ctx_factory is None:
+        loss = model(**batch).loss
+    else:
+        with ctx_factory() as ctx:
+            loss = model(**batch).loss
+        report = ctx.report()
+    loss.backward()
+    return loss.detach(), lora_grads(model), report
+
+
+def recomputed(report) -> set[tuple[str, str]]:
+    """(op class, role) of every saved tensor the report says is rebuilt by a recipe."""
+    return {(r["op"], r["role"]) for r in report.by_op if r["codec"] == "recompute" and r["count"] > 0}
+
+
+# ---------------------------------------------------------------------------------------- 1. tiny Llama targets
+# The issue's setting: tiny bf16 Llama (hidden 128, GQA 4/2 heads, 2 layers), peft LoRA r8 on all linears, 2 x 32.
+@pytest.mark.parametrize("bits", [2, 4])
+@pytest.mark.parametrize("attn", ["sdpa", "eager"])
+def test_intra_inter_stores_at_most_0p8x_of_intra(attn, bits):
+    # measured intra_inter / intra stored bytes: sdpa 0.298 (2 bits), 0.286 (4 bits); eager 0.728 (2), 0.667 (4).
+    # Eager is far from SDPA because intra_inter keeps eager attention's scores and softmax maps whole (the
+    # policy's rule for roles scores/softmax), while intra sparsifies the probabilities.
+    model, batch = build(f"llama-{attn}")
+    _, _, intra = step(model, batch, lambda: hyclora.compress("intra", bits=bits))
+    _, _, inter = step(model, batch, lambda: hyclora.compress("intra_inter", bits=bits))
+    assert intra.activation_bytes == inter.activation_bytes  # the same saved tensors, only stored differently
+    assert inter.stored_bytes <= 0.8 * intra.stored_bytes, (inter.stored_bytes, intra.stored_bytes)
+
+
+def test_intra_inter_2bit_sdpa_saves_10x():
+    # measured: 1052164 activation bytes -> 76420 stored, 13.77x. (Eager attention measures 5.70x: its kept
+    # attention maps dominate; no 10x check for it here, see the issue's thread.)
+    model, batch = build("llama-sdpa")
+    _, _, report = step(model, batch, lambda: hyclora.compress("intra_inter", bits=2))
+    assert report.activation_bytes / report.stored_bytes >= 10, (report.activation_bytes, report.stored_bytes)
+
+
+@pytest.mark.parametrize("attn", ["sdpa", "eager"])
+def test_intra_inter_4bit_llama_cosine(attn):
+    # measured LoRA-gradient cosine to exact autograd: sdpa 0.9972, eager 0.9978 (the issue's target: 0.99).
+    model, batch = build(f"llama-{attn}")
+    _, exact, _ = step(model, batch)
+    _, grads, _ = step(model, batch, lambda: hyclora.compress("intra_inter", bits=4))
+    assert cosine(grads, exact) >= 0.99
+
+
+# -------------------------------------------------------------------------------------------- 2. any model
+# Odd-ish shapes: Qwen2 hidden 96 / 6 heads over 2 kv heads (GQA 3:1, biased q/k/v), Mistral hidden 80 / 5 heads of
+# 16 (MHA), RoBERTa hidden 96 / 4 heads of 24 (LayerNorm, GELU, absolute positions, bidirectional), GPT-2 hidden 128
+# (Conv1D, GELU-tanh). Every batch right-pads its last row by 7 tokens (attention_mask 0, labels -100), so every
+# model runs its padding-mask path (a boolean mask into SDPA instead of is_causal).
+BUILDERS = {
+    "llama": tiny_llama,
+    "qwen2": tiny_qwen2,
+    "mistral": tiny_mistral,
+    "gpt2": tiny_gpt2,
+    "roberta": tiny_roberta,
+}
+ANY = [(m, a, d) for m in BUILDERS for a in ("sdpa", "eager") for d in (BF16, FP32)]
+ANY_IDS = [f"{m}-{a}-{'bf16' if d is BF16 else 'fp32'}" for m, a, d in ANY]
+
+
+@functools.lru_cache(maxsize=None)
+def padded(name: str, attn: str, dtype: torch.dtype):
+    """(model, batch, exact loss, exact LoRA grads), built once per configuration for this module's tests."""
+    model = add_lora(BUILDERS[name](attn=attn, dtype=dtype))
+    batch = random_batch(model.config.vocab_size, batch=2, seq=32, pad=7, pad_id=model.config.pad_token_id or 0)
+    loss, grads, _ = step(model, batch)
+    return model, batch, loss, grads
+
+
+@pytest.mark.parametrize("name,attn,dtype", ANY, ids=ANY_IDS)
+def test_baseline_is_bit_identical_on_any_model(name, attn, dtype):
+    model, batch, loss0, exact = padded(name, attn, dtype)
+    loss, grads, report = step(model, batch, lambda: hyclora.compress("baseline"))
+    assert torch.equal(loss, loss0)
+    assert torch.equal(grads, exact)
+    assert report.activation_bytes == report.stored_bytes > 0
+
+
+# activation / stored at 4 bits, measured (sdpa bf16, sdpa fp32, eager bf16, eager fp32):
+#   llama 10.06 8.22 5.21 4.03 | qwen2 8.77 7.02 4.09 3.21 | mistral 8.80 7.42 4.34 3.57 | gpt2 7.32 9.51 4.83 5.26
+#   roberta 7.79 6.64 4.00 3.01 (lowest: sdpa 6.64, eager 3.01)
+# Eager keeps its attention maps whole (policy), hence the lower eager floor.
+RATIO_FLOOR = {"sdpa": 5.5, "eager": 2.5}
+# LoRA-gradient cosine at 4 bits, measured (same order):
+#   llama 0.99715 0.99725 0.99757 0.99761 | qwen2 0.99741 0.99789 0.99809 0.99805 | mistral 0.99540 0.99581 0.99680
+#   0.99663 | gpt2 0.99759 0.99763 0.99786 0.99791 | roberta 0.99760 0.99746 0.99749 0.99745. Lowest 0.9954.
+COSINE_FLOOR_4BIT = 0.99
+
+
+@pytest.mark.parametrize("name,attn,dtype", ANY, ids=ANY_IDS)
+def test_intra_inter_4bit_on_any_model(name, attn, dtype):
+    model, batch, loss0, exact = padded(name, attn, dtype)
+    loss, grads, report = step(model, batch, lambda: hyclora.compress("intra_inter", bits=4))
+    assert torch.equal(loss, loss0)  # the forward is never changed
+    assert torch.isfinite(grads).all()
+    ratio = report.activation_bytes / report.stored_bytes
+    assert ratio >= RATIO_FLOOR[attn], ratio
+    assert cosine(grads, exact) >= COSINE_FLOOR_4BIT, cosine(grads, exact)
+    assert report.live_stored_bytes > 0 and any(op == "linear" for op, _ in recomputed(report))
+
+
+# ----------------------------------------------------------------------------------- 3. LoRA dropout and scaling
+# (r, alpha, dropout, rslora) -> peft scaling: alpha / r, or alpha / sqrt(r) with rsLoRA.
+LORA_VARIANTS = {
+    "dropout0.1-a16-r8": (8, 16, 0.1, False),  # scaling 2.0
+    "rslora-a24-r8": (8, 24, 0.0, True),  # scaling 8.485
+    "dropout0.1-rslora-a5-r6": (6, 5, 0.1, True),  # scaling 2.041
+    "a3-r8": (8, 3, 0.0, False),  # scaling 0.375
+}
+
+
+@functools.lru_cache(maxsize=None)
+def lora_variant(attn: str, variant: str):
+    r, alpha, dropout, rslora = LORA_VARIANTS[variant]
+    model = add_lora(tiny_llama(attn=attn), r=r, alpha=alpha, dropout=dropout, rslora=rslora)
+    model.train()
+    batch = random_batch(model.config.vocab_size, batch=2, seq=32, pad=5)
+    return model, batch
+
+
+def test_lora_variants_are_what_they_claim():
+    """Guards the test itself: dropout really draws masks, and rsLoRA really changes peft's scaling."""
+    model, batch = lora_variant("eager", "dropout0.1-a16-r8")
+    _, a, _ = seeded_step(model, batch, seed=1)
+    _, b, _ = seeded_step(model, batch, seed=1)
+    _, c, _ = seeded_step(model, batch, seed=2)
+    assert torch.equal(a, b) and cosine(a, c) < 0.9  # measured 0.520 between two seeds
+    model, _ = lora_variant("eager", "rslora-a24-r8")
+    scales = [m.scaling["default"] for m in model.modules() if hasattr(m, "lora_A")]
+    assert scales and all(s == pytest.approx(24 / 8 ** 0.5) for s in scales)
+
+
+def _qk_kept(policy: Policy) -> Policy:
+    """``policy`` with SDPA's query/key kept exact: isolates the LoRA part from the attention's q/k error."""
+    rules = tuple(Rule(codec="keep", op_class="attention", role=("query", "key"), reason="diagnostic")
+                  if r.op_class == ("attention",) and "query" in r.role else r for r in policy.rules)
+    return Policy(name=policy.name + "_qk_kept", rules=rules, knobs=policy.knobs, inter=True)
+
+
+# LoRA-gradient cosine at 8 bits, measured (sdpa, eager): dropout0.1-a16-r8 0.99922 0.99997;
+# rslora-a24-r8 0.80598 (!) 0.99988; dropout0.1-rslora-a5-r6 0.99931 0.99995; a3-r8 0.99997 0.99997.
+# The SDPA rslora-a24 case fails: the preset keeps SDPA query/key at 4 bits whatever `bits` says (its q/k rule has
+# bits = 4), and scaling 8.5 with a random B makes logits up to ~50, where 4-bit q/k break the attention gradient.
+# With q/k kept exact the same case measures 0.99982 (next test): the LoRA part and its scaling are exact.
+@pytest.mark.parametrize("variant", list(LORA_VARIANTS))
+@pytest.mark.parametrize("attn", ["sdpa", "eager"])
+def test_intra_inter_8bit_with_lora_dropout_and_scaling(attn, variant):
+    model, batch = lora_variant(attn, variant)
+    loss0, exact, _ = seeded_step(model, batch)
+    loss, grads, _ = seeded_step(model, batch, lambda: hyclora.compress("intra_inter", bits=8))
+    assert torch.equal(loss, loss0)  # same dropout masks
+    assert cosine(grads, exact) >= 0.999, cosine(grads, exact)
+
+
+# The same with SDPA q/k kept exact, measured (sdpa, eager): dropout0.1-a16-r8 0.99996 0.99997; rslora-a24-r8
+# 0.99982 0.99988; dropout0.1-rslora-a5-r6 0.99996 0.99995; a3-r8 0.99997 0.99997. A wrong scaling in LoRA
+# compensation would leave the frozen part stored with the LoRA part's error in it; at 8 bits that error is the
+# only thing between these and 1.
+@pytest.mark.parametrize("variant", list(LORA_VARIANTS))
+@pytest.mark.parametrize("attn", ["sdpa", "eager"])
+def test_lora_part_is_exact_with_dropout_and_scaling(attn, variant):
+    model, batch = lora_variant(attn, variant)
+    loss0, exact, _ = seeded_step(model, batch)
+    policy = _qk_kept(load_policy("intra_inter").with_knobs(bits=8))
+    loss, grads, report = seeded_step(model, batch, lambda: hyclora.compress(policy))
+    assert torch.equal(loss, loss0)
+    assert cosine(grads, exact) >= 0.9995, cosine(grads, exact)
+    assert report.stored_bytes < report.activation_bytes
+
+
+# ------------------------------------------------------------------------------------------ 4. pure recipes
+PURE = [("llama", "sdpa", BF16), ("llama", "eager", BF16), ("gpt2", "sdpa", FP32), ("roberta", "sdpa", FP32),
+        ("qwen2", "eager", FP32)]
+
+
+@pytest.mark.parametrize("name,attn,dtype", PURE, ids=[f"{m}-{a}-{d}".replace("torch.", "") for m, a, d in PURE])
+def test_recipes_are_pure_and_free_everything(name, attn, dtype):
+    model, batch, _, _ = padded(name, attn, dtype)
+    model.zero_grad(set_to_none=True)
+    with hyclora.compress("intra_inter", bits=2) as ctx:
+        loss = model(**batch).loss
+    before = ctx.report()
+    assert before.live_stored_bytes > 0 and before.live_activation_bytes == before.activation_bytes
+    loss.backward(retain_graph=True)
+    first = lora_grads(model)
+    assert ctx.report().live_stored_bytes == before.live_stored_bytes  # a retained graph keeps its entries
+    model.zero_grad(set_to_none=True)
+    loss.backward()
+    assert torch.equal(lora_grads(model), first)
+    del loss
+    gc.collect()
+    after = ctx.report()
+    # before the engine dropped its per-SDPA-call recipe on exit, SDPA models kept the last layer's q/k/v here:
+    # tiny Llama 49152 activation / 13824 stored bytes after a retained double backward
+    assert after.live_stored_bytes == 0
+    assert after.live_activation_bytes == 0
+    assert after.live_host_bytes == 0
+
+
+# -------------------------------------------------------------------------------------------- 5. the report
+@pytest.mark.parametrize("name,attn,dtype", [("llama", "sdpa", BF16), ("llama", "eager", BF16),
+                                             ("gpt2", "sdpa", BF16), ("roberta", "sdpa", BF16)],
+                         ids=["llama-sdpa", "llama-eager", "gpt2-sdpa", "roberta-sdpa"])
+def test_report_shows_recipes_and_adds_up(name, attn, dtype):
+    model, batch, _, _ = padded(name, attn, dtype)
+    _, _, report = step(model, batch, lambda: hyclora.compress("intra_inter", bits=2))
+    got = recomputed(report)
+    want = {("cross_entropy", "log_softmax"), ("linear", "lora_a_input")}
+    if attn == "sdpa":
+        want |= {("attention", "output"), ("attention", "logsumexp")}
+    if name == "llama":
+        want |= {("activation", "silu"), ("mul", "swiglu")}
+    if name == "roberta":
+        want |= {("activation", "gelu")}
+    if name == "gpt2":  # GELU-tanh (NewGELUActivation) is a chain of muls, pow and tanh inside an activation module
+        want |= {("activation", "mul"), ("activation", "pow")}
+    assert want <= got, sorted(want - got)
+    # every fp32 copy of a bf16 LoRA-A input is a recipe: no LoRA-A activation byte is stored as data
+    assert all(r["codec"] == "recompute" for r in report.by_op
+               if r["role"] == "lora_a_input" and r["activation_bytes"] > 0)
+    # recipes hold no bytes of their own; their sources are counted where they are stored
+    assert all(r["stored_bytes"] == 0 for r in report.by_op if r["codec"] == "recompute")
+    # the accountant's totals are the sums of its rows
+    assert report.activation_bytes == sum(r["activation_bytes"] for r in report.by_op)
+    assert report.stored_bytes == sum(r["stored_bytes"] for r in report.by_op)
+    assert report.activation_bytes == sum(r["activation_bytes"] for r in report.by_layer)
+    assert report.stored_bytes == sum(r["stored_bytes"] for r in report.by_layer)
+    assert "recompute" in str(report)
+
+
+# --------------------------------------------------------------------------------- 6. lossless recipes are exact
+def _all_keep(policy: Policy) -> Policy:
+    """``policy``'s rules with every codec replaced by keep, recipes on (inter = true)."""
+    rules = tuple(Rule(codec="keep", op_class=r.op_class, role=r.role, module=r.module) for r in policy.rules)
+    return Policy(name="inter_keep", rules=rules, inter=True)
+
+
+KEEP_POLICIES = {
+    "intra_inter-rules": _all_keep(load_policy("intra_inter")),
+    "one-rule": Policy(name="inter_keep_all", rules=(Rule(codec="keep", op_class=("*", "unknown")),), inter=True),
+}
+
+
+# lossless storage with recipes, activation / stored measured (sdpa bf16, sdpa fp32, eager bf16, eager fp32):
+#   llama 4.18 2.00 3.62 1.93 | qwen2 4.14 1.97 3.25 1.82 | mistral 4.27 2.07 3.40 1.92 | gpt2 2.17 1.68 2.20 1.73
+#   roberta 4.53 2.65 2.70 1.67. (bf16 gains most: every fp32 copy of a bf16 tensor is a recipe.)
+@pytest.mark.parametrize("policy", list(KEEP_POLICIES))
+@pytest.mark.parametrize("name,attn,dtype", ANY, ids=ANY_IDS)
+def test_lossless_recipes_are_bit_exact(name, attn, dtype, policy):
+    model, batch, loss0, exact = padded(name, attn, dtype)
+    loss, grads, report = step(model, batch, lambda: hyclora.compress(KEEP_POLICIES[policy]))
+    assert torch.equal(loss, loss0)
+    assert report.stored_bytes * 1.5 <= report.activation_bytes  # recipes, not only data (at least 1.67x measured)
+    assert recomputed(report)
+    names = [n for n, p in model.named_parameters() if p.requires_grad]
+    sizes = [p.numel() for p in model.parameters() if p.requires_grad]
+    bad = [n for n, a, b in zip(names, grads.split(sizes), exact.split(sizes)) if not torch.equal(a, b)]
+    assert not bad, f"lossless recipes changed the gradients of {len(bad)} tensors, e.g. {bad[:6]}"
+
+
+# ------------------------------------------------------------------------------- SDPA replay with a boolean mask
+@pytest.mark.parametrize("dtype", [BF16, FP32])
+@pytest.mark.parametrize("gqa", [False, True])
+def test_sdpa_replay_matches_forward_with_a_boolean_padding_mask(dtype, gqa):
+    """transformers passes padding as a boolean mask; the recompute must run (it raised before) and match
+    F.scaled_dot_product_attention bit for bit on the same inputs."""
+    from hyclora_hooks.attention import sdpa_with_lse
+
+    g = torch.Generator().manual_seed(0)
+    q = torch.randn(2, 6, 19, 24, generator=g).to(dtype)
+    k, v = (torch.randn(2, 2 if gqa else 6, 19, 24, generator=g).to(dtype) for _ in range(2))
+    mask = torch.ones(2, 1, 19, 19, dtype=torch.bool)
+    mask[1, ..., 13:] = False
+    ref = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=0.3, enable_gqa=gqa)
+    out, lse = sdpa_with_lse(q, k, v, mask, False, 0.3, gqa)
+    assert torch.equal(out, ref)
+    assert lse.shape == (2, 6, 19) and torch.isfinite(lse).all()

@@ -1,0 +1,178 @@
+"""GPU benchmark of the ``quant`` kernels: GB/s of quantize+pack and unpack+dequantize against a copy.
+
+Not a test. For bf16 tensors of 64 MiB to 1 GiB (hidden size 4096), at 2/4/8 bits, without and with outlier
+channels (0.5% of channels, frozen as after calibration: the steady state of training), it times
+
+* ``copy``: ``dst.copy_(src)`` in the same run; bytes = read + written = 2 x the tensor;
+* ``quantize``: :func:`hyclora_hooks.kernels.quant.quantize_triton` (the codec's CUDA path, including its one
+  sync for non-finite values); bytes = the tensor read + the payload written;
+* ``dequantize``: :func:`dequantize_triton`; bytes = the payload read + the tensor written;
+
+with ``triton.testing.do_bench`` (median), and checks on the GPU, in the same run, that the kernels store the
+same bytes as the plain-PyTorch reference and decode the same values (64 MiB tensors). Extra rows (4 bits):
+per-channel steps (two passes: statistics, then codes) and dynamic outliers (a scoring pass first).
+
+    python tools/bench_quant.py --out bench_quant.json          # on a GPU; ~2-3 minutes on an H100
+    TRITON_INTERPRET=1 python tools/bench_quant.py --smoke      # CPU: tiny sizes, checks the script's logic
+
+The last thing printed is the table; ``--out`` writes every figure as JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+
+def _parse(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
+    p.add_argument("--sizes-mib", default="64,256,1024", help="tensor sizes in MiB (bf16)")
+    p.add_argument("--bits", default="2,4,8")
+    p.add_argument("--hidden", type=int, default=4096, help="last dimension (channels)")
+    p.add_argument("--outlier-ratio", type=float, default=0.005, help="HyC-LoRA's layernorm_outlier_ratio")
+    p.add_argument("--group-size", type=int, default=64)
+    p.add_argument("--smoke", action="store_true", help="tiny sizes, runs on CPU under TRITON_INTERPRET=1")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parse(argv)
+    if args.smoke:
+        os.environ.setdefault("TRITON_INTERPRET", "1")  # before triton is first imported
+    repo = Path(__file__).resolve().parent.parent
+    if str(repo) not in sys.path:
+        sys.path.insert(0, str(repo))
+    import torch
+
+    from hyclora_hooks.kernels import quant as Q
+
+    cuda = torch.cuda.is_available()
+    if not cuda and not args.smoke:
+        print("bench_quant: no CUDA device; use --smoke for a CPU check of the script", file=sys.stderr)
+        return 2
+    dev = torch.device("cuda" if cuda else "cpu")
+    if cuda:
+        import triton.testing
+
+        def bench(fn):
+            return triton.testing.do_bench(fn, warmup=25, rep=100, return_mode="median") * 1e-3
+    else:
+        def bench(fn):
+            fn()
+            ts = []
+            for _ in range(3):
+                t0 = time.perf_counter()
+                fn()
+                ts.append(time.perf_counter() - t0)
+            return statistics.median(ts)
+
+    sizes = [int(s) for s in args.sizes_mib.split(",")] if not args.smoke else [0]
+    bits_list = [int(b) for b in args.bits.split(",")]
+    c = args.hidden if not args.smoke else 256
+    g = args.group_size
+    gen = torch.Generator(device=dev).manual_seed(0)
+    rows_out: list[dict] = []
+    checks: list[dict] = []
+
+    def make(rows: int):
+        x = torch.randn((rows, c), generator=gen, device=dev, dtype=torch.float32).to(torch.bfloat16)
+        k = max(1, int(round(args.outlier_ratio * c)))
+        ch = torch.randperm(c, generator=gen, device=dev)[:k]
+        x[:, ch] *= 40  # residual-stream-like outlier channels
+        return x, torch.sort(ch).values.to(Q.index_dtype(c))
+
+    def check(x, bits, idx, granularity):
+        a = Q.quantize_ref(x, bits, g, False, granularity, idx)
+        b = Q.quantize_triton(x, bits, g, False, granularity, idx)
+        same = all(torch.equal(getattr(a, f), getattr(b, f)) for f in ("packed", "scale", "zero")
+                   if getattr(a, f) is not None)
+        if idx is not None:
+            same = same and torch.equal(a.outlier_value, b.outlier_value)
+        ya, yb = Q.dequantize_ref(a), Q.dequantize_triton(b)
+        same_dec = torch.equal(ya.view(torch.int16), yb.view(torch.int16))
+        checks.append({"bits": bits, "outliers": idx is not None, "granularity": granularity, "rows": x.shape[0],
+                       "bytes_equal": bool(same), "decode_equal": bool(same_dec), "nbytes": b.nbytes})
+        return same and same_dec
+
+    for mib in sizes:
+        rows = (mib << 20) // (2 * c) if mib else 96
+        x, idx = make(rows)
+        nbytes = x.numel() * x.element_size()
+        dst = torch.empty_like(x)
+        t_copy = bench(lambda: dst.copy_(x))
+        copy_gbs = 2 * nbytes / t_copy / 1e9
+        rows_out.append({"size_mib": mib, "op": "copy", "bits": None, "outliers": False, "granularity": "-",
+                         "seconds": t_copy, "bytes": 2 * nbytes, "gbps": copy_gbs, "pct_copy": 100.0})
+        del dst
+        configs = [(b, o, "group") for b in bits_list for o in (False, True)]
+        if 4 in bits_list:
+            configs += [(4, True, "channel"), (4, True, "dynamic")]
+        for bits, outl, gran in configs:
+            oi = idx if outl else None
+            if gran == "dynamic":
+                def enc(bits=bits):
+                    sc = Q.outlier_scores(x)
+                    return Q.quantize_triton(x, bits, g, False, "group", Q.top_channels(sc, idx.numel()))
+            else:
+                def enc(bits=bits, oi=oi, gran=gran):
+                    return Q.quantize_triton(x, bits, g, False, gran, oi)
+            if mib == sizes[0] and gran != "dynamic":
+                check(x, bits, oi, gran)
+            q = enc()
+            payload = q.nbytes
+            t_q = bench(enc)
+            t_d = bench(lambda q=q: Q.dequantize_triton(q))
+            for op, t in (("quantize", t_q), ("dequantize", t_d)):
+                moved = nbytes + payload
+                rows_out.append({"size_mib": mib, "op": op, "bits": bits, "outliers": outl, "granularity": gran,
+                                 "seconds": t, "bytes": moved, "gbps": moved / t / 1e9,
+                                 "pct_copy": 100.0 * (moved / t) / (2 * nbytes / t_copy),
+                                 "payload_ratio": payload / nbytes})
+            del q
+        del x
+        if cuda:
+            torch.cuda.empty_cache()
+
+    meta = {"device": torch.cuda.get_device_name(0) if cuda else "cpu (TRITON_INTERPRET)",
+            "torch": torch.__version__, "triton": _triton_version(), "date": datetime.date.today().isoformat(),
+            "hidden": c, "group_size": g, "outlier_ratio": args.outlier_ratio,
+            "command": "python tools/bench_quant.py " + " ".join(argv if argv is not None else sys.argv[1:])}
+    result = {"meta": meta, "rows": rows_out, "checks": checks,
+              "all_checks_pass": all(ch["bytes_equal"] and ch["decode_equal"] for ch in checks)}
+    if args.out:
+        args.out.write_text(json.dumps(result, indent=2))
+    _print_table(result)
+    return 0 if result["all_checks_pass"] else 1
+
+
+def _triton_version() -> str:
+    try:
+        import triton
+        return triton.__version__
+    except Exception:
+        return "missing"
+
+
+def _print_table(result: dict) -> None:
+    m = result["meta"]
+    print(f"\nquant kernels on {m['device']} (torch {m['torch']}, triton {m['triton']}, {m['date']}); "
+          f"bf16 x {m['hidden']} channels, groups of {m['group_size']}, outliers {m['outlier_ratio']:g}")
+    print("correctness vs reference on this device:",
+          "all bit-exact" if result["all_checks_pass"] else
+          "MISMATCH: " + ", ".join(f"{c['bits']}b/{c['granularity']}/o={c['outliers']}" for c in result["checks"]
+                                   if not (c["bytes_equal"] and c["decode_equal"])))
+    print(f"{'MiB':>6} {'op':<11} {'bits':>4} {'outl':>5} {'gran':<8} {'us':>9} {'GB/s':>8} {'% copy':>7}")
+    for r in result["rows"]:
+        print(f"{r['size_mib']:>6} {r['op']:<11} {str(r['bits'] or '-'):>4} {'yes' if r['outliers'] else 'no':>5} "
+              f"{r['granularity']:<8} {r['seconds'] * 1e6:>9.1f} {r['gbps']:>8.1f} {r['pct_copy']:>6.1f}%")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

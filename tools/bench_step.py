@@ -1,0 +1,563 @@
+"""Benchmark one LoRA training step (forward + backward, no optimizer) of Llama-2-7B-shaped layers under every
+way of holding activations: plain autograd, gradient checkpointing, CPU offload, and the hyclora_hooks presets.
+
+One process, one device, one model (built once, random weights) re-used by every configuration; for each
+shape and configuration it measures:
+
+* ``act_alloc``: ``torch.cuda.memory_allocated()`` after forward minus before, model and batch resident
+  (REFERENCE 4): what the autograd graph holds on the GPU.
+* ``acct_activation`` / ``acct_stored``: the accountant's bytes (``ctx.report()``) for hyclora_hooks configs;
+  ``probe_saved``: for ``plain``, the distinct non-parameter storages autograd saved, counted by an
+  independent identity hook in one extra, untimed forward (the reference the accountant must match).
+* ``peak``: ``max_memory_allocated()`` over the step (reset before), absolute and above the resident bytes.
+* ``step``: median over ``--steps`` steps after warm-up, CUDA events around forward + backward, synchronized
+  after every step; also host wall time and the forward / backward split.
+
+Configurations that are not presets of this checkout are reported as ``missing``; an out-of-memory step
+is reported as ``oom``; any other failure as ``error: ...``; the run goes on. Results go to
+``<--out>/<date>-<gpu>.json`` (rewritten after every configuration, so a cut-off run keeps what it measured)
+and a table is printed last. See docs/benchmarks.md.
+
+    PYTHONPATH=. python tools/bench_step.py                                  # the issue-6 run, H100, ~4 min
+    PYTHONPATH=. python tools/bench_step.py --layers 2 --shapes 1x256 --configs intra
+    PYTHONPATH=. python tools/bench_step.py --device cpu --layers 1 --shapes 1x64 --hidden 256 \\
+        --intermediate 512 --heads 4 --kv-heads 4 --vocab 512 --steps 2 --configs baseline,intra   # smoke
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import gc
+import json
+import os
+import platform
+import re
+import statistics
+import subprocess
+import sys
+import time
+import traceback
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+_ROOT = Path(__file__).resolve().parent.parent
+if str(_ROOT) not in sys.path:  # `python tools/bench_step.py` without PYTHONPATH=.
+    sys.path.insert(0, str(_ROOT))
+
+import torch  # noqa: E402
+
+GiB = 1 << 30
+_OOM = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
+
+
+# ------------------------------------------------------------------------------------------ configurations
+@dataclass(frozen=True)
+class Config:
+    """One way of running the step. ``preset`` set means a ``hyclora_hooks.compress`` context."""
+
+    name: str
+    preset: str | None = None
+    bits: int | None = None
+    checkpoint: bool = False
+    save_on_cpu: bool = False
+
+    @property
+    def family(self) -> str:  # what ``--configs`` may name to select every bit width at once
+        return self.name.split("@", 1)[0]
+
+
+def all_configs() -> list[Config]:
+    out = [Config("plain"), Config("checkpoint", checkpoint=True), Config("save_on_cpu", save_on_cpu=True),
+           Config("baseline", preset="baseline")]
+    for preset in ("intra", "intra_inter", "intra_inter_full_fuse"):
+        out += [Config(f"{preset}@{b}", preset=preset, bits=b) for b in (2, 4)]
+    out += [Config(f"intra_inter+checkpoint@{b}", preset="intra_inter", bits=b, checkpoint=True) for b in (2, 4)]
+    return out
+
+
+def select_configs(spec: str | None) -> list[Config]:
+    """``spec``: comma list of names (``intra@2``) or families (``intra`` = both bit widths). ``plain`` is
+    always run first: every ratio is against it."""
+    configs = all_configs()
+    if not spec:
+        return configs
+    wanted = [s.strip() for s in spec.split(",") if s.strip()]
+    known = {c.name for c in configs} | {c.family for c in configs}
+    bad = [w for w in wanted if w not in known]
+    if bad:
+        raise SystemExit(f"bench_step: unknown --configs {bad}; choose from {sorted(known)}")
+    chosen = [c for c in configs if c.name in wanted or c.family in wanted]
+    return chosen if chosen and chosen[0].name == "plain" else [configs[0]] + chosen
+
+
+def parse_shapes(text: str) -> list[tuple[int, int]]:
+    shapes = []
+    for part in text.split(","):
+        m = re.fullmatch(r"\s*(\d+)\s*[xX*]\s*(\d+)\s*", part)
+        if not m:
+            raise SystemExit(f"bench_step: bad shape {part!r} in --shapes; expected BATCHxSEQ like 4x1024")
+        shapes.append((int(m.group(1)), int(m.group(2))))
+    return shapes
+
+
+# ------------------------------------------------------------------------------------------------ model
+def build_model(args: argparse.Namespace, device: torch.device) -> torch.nn.Module:
+    """Random Llama-architecture causal LM of the given widths, bf16, SDPA, peft LoRA on every linear.
+
+    Built directly on ``device`` (a 1.6B-parameter fp32 init on the CPU would take most of a minute)."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from hyclora_hooks.models import add_lora
+
+    torch.manual_seed(args.seed)
+    cfg = LlamaConfig(hidden_size=args.hidden, intermediate_size=args.intermediate, num_hidden_layers=args.layers,
+                      num_attention_heads=args.heads, num_key_value_heads=args.kv_heads, vocab_size=args.vocab,
+                      max_position_embeddings=max(4096, max(s for _, s in args.shape_list)),
+                      attn_implementation="sdpa", use_cache=False)
+    with torch.device(device):
+        model = LlamaForCausalLM(cfg)
+    model = model.to(_DTYPES[args.dtype])
+    # Random B (not peft's zeros) so no adapter output is all zeros: METHOD.md, never time on zeros.
+    model = add_lora(model, r=args.lora_r, alpha=2 * args.lora_r, seed=args.seed)
+    model.to(device)
+    model.train()
+    return model
+
+
+_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
+
+
+def make_batch(vocab: int, batch: int, seq: int, device: torch.device, seed: int) -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(0, vocab, (batch, seq), generator=g)
+    return {"input_ids": ids.to(device), "labels": ids.to(device)}
+
+
+def set_checkpointing(model: torch.nn.Module, on: bool) -> None:
+    """HF non-reentrant checkpointing on or off. Enabling also makes the embedding output require grad (HF does
+    that for PEFT), which makes the first layer save more; off removes that hook too, so every config without
+    checkpointing runs the same graph whatever ran before it."""
+    if on:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        return
+    if getattr(model, "is_gradient_checkpointing", False):
+        model.gradient_checkpointing_disable()
+    try:
+        model.disable_input_require_grads()
+    except AttributeError:  # no hook registered
+        pass
+
+
+# ------------------------------------------------------------------------------------------ measurement
+class SavedBytesProbe:
+    """Identity saved-tensor hooks that count each distinct non-parameter storage once (independent of the
+    library's accountant, which is what it checks). Keys are storage addresses: a saved storage is held by the
+    graph for the whole forward, so no other live storage can share its address."""
+
+    def __init__(self, model: torch.nn.Module):
+        self._params = {t.untyped_storage().data_ptr() for t in list(model.parameters()) + list(model.buffers())}
+        self._seen: dict[int, int] = {}
+        self.packs = self.param_packs = 0
+        self._hooks = torch.autograd.graph.saved_tensors_hooks(self._pack, lambda t: t)
+
+    def _pack(self, t: torch.Tensor) -> torch.Tensor:
+        self.packs += 1
+        s = t.untyped_storage()
+        ptr = s.data_ptr()
+        if ptr in self._params:
+            self.param_packs += 1
+        elif ptr:
+            self._seen[ptr] = s.nbytes()
+        return t
+
+    @property
+    def saved_bytes(self) -> int:
+        return sum(self._seen.values())
+
+    def __enter__(self) -> SavedBytesProbe:
+        self._hooks.__enter__()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._hooks.__exit__(*exc)
+
+
+class Bench:
+    """The model, the batch and the device; runs and measures steps."""
+
+    def __init__(self, model: torch.nn.Module, device: torch.device):
+        self.model, self.device = model, device
+        self.cuda = device.type == "cuda"
+        self.batch: dict[str, torch.Tensor] = {}
+
+    # device helpers ---------------------------------------------------------------------------------
+    def sync(self) -> None:
+        if self.cuda:
+            torch.cuda.synchronize(self.device)
+
+    def allocated(self) -> int | None:
+        return torch.cuda.memory_allocated(self.device) if self.cuda else None
+
+    def free(self) -> None:
+        self.model.zero_grad(set_to_none=True)
+        gc.collect()
+        if self.cuda:
+            self.sync()
+            torch.cuda.empty_cache()
+            torch.cuda.reset_peak_memory_stats(self.device)
+
+    # one step ----------------------------------------------------------------------------------------
+    def context(self, cfg: Config):
+        if cfg.save_on_cpu:
+            return torch.autograd.graph.save_on_cpu(pin_memory=self.cuda)
+        if cfg.preset is not None:
+            import hyclora_hooks as hyclora
+
+            knobs = {"bits": cfg.bits} if cfg.bits is not None else {}
+            return hyclora.compress(cfg.preset, model=self.model, **knobs)
+        return nullcontext()
+
+    def forward(self, cfg: Config) -> tuple[torch.Tensor, Any]:
+        with self.context(cfg) as ctx:
+            loss = self.model(**self.batch).loss  # the output object (and its logits) dies here
+        return loss, ctx
+
+    def timed_steps(self, cfg: Config, n: int) -> dict[str, list[float]]:
+        """``n`` steps, each synchronized; per step: event time of forward, backward, both; host wall time."""
+        fwd, bwd, step, wall = [], [], [], []
+        for _ in range(n):
+            self.model.zero_grad(set_to_none=True)
+            self.sync()
+            t0 = time.perf_counter()
+            if self.cuda:
+                ev = [torch.cuda.Event(enable_timing=True) for _ in range(3)]
+                ev[0].record()
+            loss, _ = self.forward(cfg)
+            t1 = time.perf_counter()
+            if self.cuda:
+                ev[1].record()
+            loss.backward()
+            if self.cuda:
+                ev[2].record()
+            self.sync()
+            t2 = time.perf_counter()
+            del loss
+            wall.append(t2 - t0)
+            if self.cuda:
+                fwd.append(ev[0].elapsed_time(ev[1]) / 1e3)
+                bwd.append(ev[1].elapsed_time(ev[2]) / 1e3)
+                step.append(ev[0].elapsed_time(ev[2]) / 1e3)
+            else:
+                fwd.append(t1 - t0)
+                bwd.append(t2 - t1)
+                step.append(t2 - t0)
+        return {"fwd": fwd, "bwd": bwd, "step": step, "wall": wall}
+
+    def memory_step(self, cfg: Config) -> dict[str, Any]:
+        """One step with the memory figures (REFERENCE 4) and, for compress configs, the accountant's."""
+        out: dict[str, Any] = {}
+        self.model.zero_grad(set_to_none=True)
+        self.sync()
+        if self.cuda:
+            torch.cuda.reset_peak_memory_stats(self.device)
+        before = self.allocated()
+        loss, ctx = self.forward(cfg)
+        self.sync()
+        after = self.allocated()
+        if cfg.preset is not None:
+            rep = ctx.report()
+            out.update(acct_activation_bytes=rep.activation_bytes, acct_stored_bytes=rep.stored_bytes,
+                       packs=rep.packs, parameter_packs=rep.parameter_packs, duplicate_packs=rep.duplicate_packs)
+        del ctx
+        loss.backward()
+        self.sync()
+        del loss
+        if self.cuda:
+            peak = torch.cuda.max_memory_allocated(self.device)
+            out.update(resident_bytes=before, act_alloc_bytes=after - before, peak_alloc_bytes=peak,
+                       peak_over_resident_bytes=peak - before,
+                       reserved_bytes=torch.cuda.memory_reserved(self.device))
+        else:
+            out.update(resident_bytes="n/a", act_alloc_bytes="n/a", peak_alloc_bytes="n/a",
+                       peak_over_resident_bytes="n/a", reserved_bytes="n/a")
+        return out
+
+    def probe_step(self) -> dict[str, Any]:
+        self.model.zero_grad(set_to_none=True)
+        with SavedBytesProbe(self.model) as probe:
+            loss = self.model(**self.batch).loss
+        loss.backward()
+        del loss
+        return {"probe_saved_bytes": probe.saved_bytes, "probe_packs": probe.packs,
+                "probe_parameter_packs": probe.param_packs}
+
+    # one configuration --------------------------------------------------------------------------------
+    def run(self, cfg: Config, warmup: int, steps: int) -> dict[str, Any]:
+        set_checkpointing(self.model, cfg.checkpoint)
+        try:
+            for _ in range(warmup):
+                loss, _ctx = self.forward(cfg)
+                loss.backward()
+                del loss, _ctx
+            self.model.zero_grad(set_to_none=True)
+            self.sync()
+            res: dict[str, Any] = {"status": "ok", "warmup": warmup}
+            res.update(self.memory_step(cfg))
+            if cfg.name == "plain":
+                res.update(self.probe_step())
+            times = self.timed_steps(cfg, steps)
+            res.update(step_s=statistics.median(times["step"]), fwd_s=statistics.median(times["fwd"]),
+                       bwd_s=statistics.median(times["bwd"]), wall_s=statistics.median(times["wall"]),
+                       step_min_s=min(times["step"]), step_max_s=max(times["step"]), steps=steps,
+                       step_times_s=[round(x, 6) for x in times["step"]])
+            return res
+        finally:
+            set_checkpointing(self.model, False)
+
+
+def run_config(bench: Bench, cfg: Config, warmup: int, steps: int, presets: list[str]) -> dict[str, Any]:
+    """``bench.run`` with the failures turned into a status; memory is freed whatever happened."""
+    if cfg.preset is not None and cfg.preset not in presets:
+        return {"status": "missing"}
+    status = None
+    try:
+        return bench.run(cfg, warmup, steps)
+    except _OOM:
+        status = "oom"
+    except Exception as e:  # noqa: BLE001 - one config's failure must not end the run
+        traceback.print_exc(limit=6, file=sys.stderr)
+        status = f"error: {type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}"
+    finally:
+        bench.free()
+    return {"status": status}  # the exception (and the frames holding tensors) is gone by here
+
+
+# --------------------------------------------------------------------------------------------- results
+def _version(mod: str) -> str:
+    try:
+        m = __import__(mod)
+        return str(getattr(m, "__version__", "?"))
+    except Exception as e:  # noqa: BLE001 - triton is absent on CPU-only machines
+        return f"unavailable: {type(e).__name__}"
+
+
+def environment(device: torch.device) -> dict[str, Any]:
+    gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=_ROOT, capture_output=True,
+                                text=True, timeout=10).stdout.strip() or "unknown"
+    except Exception:  # noqa: BLE001 - the device machine's copy may have no .git
+        commit = "unknown"
+    env = {"date": _dt.datetime.now().isoformat(timespec="seconds"), "gpu": gpu, "device": str(device),
+           "torch": torch.__version__, "triton": _version("triton"), "transformers": _version("transformers"),
+           "peft": _version("peft"), "hyclora_hooks": _version("hyclora_hooks"), "python": platform.python_version(),
+           "cuda": torch.version.cuda, "git_commit": commit, "host": platform.node(),
+           "command": " ".join([Path(sys.argv[0]).name] + sys.argv[1:])}
+    if device.type == "cuda":
+        env["gpu_memory_bytes"] = torch.cuda.get_device_properties(device).total_memory
+    return env
+
+
+def add_ratios(results: list[dict[str, Any]]) -> None:
+    """Memory and time ratios against ``plain`` of the same shape (memory: plain / config, so bigger is
+    better; time: config / plain, so smaller is better). On CPU the memory basis is the accountant's stored
+    bytes against the probe's count for plain; on CUDA it is the allocator's delta."""
+    plain = {r["shape"]: r for r in results if r["config"] == "plain" and r["status"] == "ok"}
+    for r in results:
+        p = plain.get(r["shape"])
+        r["mem_ratio"] = r["time_ratio"] = r["acct_vs_alloc"] = None
+        if r["status"] != "ok":
+            continue
+        if isinstance(r.get("act_alloc_bytes"), int):
+            r["mem_ratio_basis"] = "allocator"
+            if p and r["act_alloc_bytes"] > 0:
+                r["mem_ratio"] = p["act_alloc_bytes"] / r["act_alloc_bytes"]
+            stored = r.get("acct_stored_bytes", r.get("probe_saved_bytes"))  # plain: the probe's count
+            if stored is not None and r["act_alloc_bytes"] > 0:
+                r["acct_vs_alloc"] = stored / r["act_alloc_bytes"]
+        else:
+            r["mem_ratio_basis"] = "accountant"
+            if p and r.get("acct_stored_bytes"):
+                r["mem_ratio"] = p["probe_saved_bytes"] / r["acct_stored_bytes"]
+        if p:
+            r["time_ratio"] = r["step_s"] / p["step_s"]
+
+
+def output_path(out_dir: Path, env: dict[str, Any]) -> Path:
+    slug = re.sub(r"[^a-z0-9]+", "-", env["gpu"].lower()).strip("-") or "gpu"
+    stem = f"{env['date'][:10]}-{slug}"
+    path = out_dir / f"{stem}.json"
+    n = 1
+    while path.exists():
+        n += 1
+        path = out_dir / f"{stem}-{n}.json"
+    return path
+
+
+def write_json(path: Path, env: dict[str, Any], model_info: dict[str, Any], results: list[dict[str, Any]]) -> None:
+    keep = ("gpu", "torch", "triton", "transformers")
+    entries = [{**r, **{k: env[k] for k in keep}} for r in results]
+    doc = {"meta": {**env, "model": model_info}, "results": entries}
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(doc, indent=1, default=str), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _gib(x: Any) -> str:
+    if not isinstance(x, (int, float)):
+        return "n/a"
+    return f"{x / GiB:.3f} GiB" if abs(x) >= GiB // 100 else f"{x / (1 << 20):.3f} MiB"
+
+
+def _x(x: Any, digits: int = 2) -> str:
+    return f"{x:.{digits}f}x" if isinstance(x, (int, float)) else "-"
+
+
+def table(results: list[dict[str, Any]], cuda: bool) -> str:
+    head = ("shape", "config", "status", "act", "mem x", "acct", "acct/alloc", "peak", "step ms",
+            "time x")
+    rows = [head]
+    for r in results:
+        ok = r["status"] == "ok"
+        act = r.get("act_alloc_bytes") if cuda else r.get("probe_saved_bytes", r.get("acct_activation_bytes"))
+        stored = r.get("acct_stored_bytes", r.get("probe_saved_bytes"))
+        rows.append((r["shape"], r["config"], r["status"][:28], _gib(act) if ok else "",
+                     _x(r.get("mem_ratio")) if ok else "", _gib(stored) if ok and stored is not None else "",
+                     _x(r.get("acct_vs_alloc"), 3) if ok else "", _gib(r.get("peak_over_resident_bytes")) if ok else "",
+                     f"{r['step_s'] * 1e3:.1f}" if ok else "", _x(r.get("time_ratio")) if ok else ""))
+    widths = [max(len(str(row[i])) for row in rows) for i in range(len(head))]
+    lines = ["  ".join(str(c).ljust(w) if i < 3 else str(c).rjust(w) for i, (c, w) in enumerate(zip(row, widths)))
+             for row in rows]
+    lines.insert(1, "-" * len(lines[0]))
+    note = ("act = allocator delta over forward; acct = accountant's stored bytes (probe count for plain); "
+            "acct/alloc = acct / act (target 0.95-1.05);\npeak = peak allocated above resident; "
+            "mem x = plain act / act; time x = step / plain step (median of steps)")
+    if not cuda:
+        note = ("CPU (no allocator): act = probe count (plain) or accountant's activation bytes; mem x = plain act / acct; "
+                "time x = step / plain step")
+    return "\n".join(lines + [note])
+
+
+# ------------------------------------------------------------------------------------------------ main
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--shapes", default="4x1024,1x8192", help="comma list of BATCHxSEQ (default 4x1024,1x8192)")
+    p.add_argument("--seq-len", type=int, help="shorthand for --shapes <--batch>x<seq-len>")
+    p.add_argument("--batch", type=int, default=1, help="batch for --seq-len (default 1)")
+    p.add_argument("--configs", help="comma list of configs or families (plain is always run); default all:\n"
+                   + ", ".join(c.name for c in all_configs()))
+    p.add_argument("--steps", type=int, default=10, help="timed steps per config (median; default 10)")
+    p.add_argument("--warmup", type=int, help="warm-up steps (default 3; hyclora configs max(3, "
+                   "iteration_threshold + 1) so calibration is over)")
+    p.add_argument("--budget-s", type=float, help="start no configuration after this many seconds (the rest are\n"
+                   "reported as skipped, and the table still prints): fits a run into a time limit")
+    p.add_argument("--out", default="benchmarks/results", help="folder for <date>-<gpu>.json")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--layers", type=int, default=8)
+    p.add_argument("--hidden", type=int, default=4096)
+    p.add_argument("--intermediate", type=int, default=11008)
+    p.add_argument("--heads", type=int, default=32)
+    p.add_argument("--kv-heads", type=int, default=32)
+    p.add_argument("--vocab", type=int, default=32000)
+    p.add_argument("--lora-r", type=int, default=16)
+    p.add_argument("--dtype", choices=sorted(_DTYPES), default="bf16")
+    p.add_argument("--seed", type=int, default=0)
+    return p
+
+
+def resolve_device(name: str) -> torch.device:
+    """``cuda`` becomes ``cuda:<current>`` (``torch.cuda.set_device`` refuses a device without an index)."""
+    device = torch.device(name)
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise SystemExit("bench_step: --device cuda but torch sees no CUDA device; use --device cpu")
+        if device.index is None:
+            device = torch.device("cuda", torch.cuda.current_device())
+        torch.cuda.set_device(device)
+    return device
+
+
+def warmup_for(cfg: Config, requested: int | None) -> int:
+    if requested is not None:
+        return requested
+    if cfg.preset is None:
+        return 3
+    try:
+        from hyclora_hooks import load_policy
+
+        return max(3, load_policy(cfg.preset).knobs.iteration_threshold + 1)
+    except Exception:  # noqa: BLE001 - a broken preset fails (and is reported) in the run itself
+        return 3
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    args.shape_list = [(args.batch, args.seq_len)] if args.seq_len else parse_shapes(args.shapes)
+    configs = select_configs(args.configs)
+    device = resolve_device(args.device)
+    if args.steps < 10:
+        print(f"bench_step: --steps {args.steps} < 10: fine for a smoke run, too few for a reported median",
+              file=sys.stderr)
+
+    import hyclora_hooks
+
+    presets = hyclora_hooks.preset_names()
+    env = {**environment(device), "presets_available": presets}
+    out_dir = Path(args.out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = output_path(out_dir, env)
+
+    t0 = time.perf_counter()
+    model = build_model(args, device)
+    n_params = sum(p.numel() for p in model.parameters())
+    n_train = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    bench = Bench(model, device)
+    bench.free()
+    model_info = {"layers": args.layers, "hidden": args.hidden, "intermediate": args.intermediate,
+                  "heads": args.heads, "kv_heads": args.kv_heads, "vocab": args.vocab, "lora_r": args.lora_r,
+                  "lora_targets": "q,k,v,o,gate,up,down", "dtype": args.dtype, "attention": "sdpa",
+                  "params": n_params, "trainable_params": n_train, "model_bytes": bench.allocated() or "n/a",
+                  "build_s": round(time.perf_counter() - t0, 2)}
+    print(f"model: {args.layers} layers, hidden {args.hidden}, {n_params / 1e9:.3f}B params "
+          f"({n_train / 1e6:.1f}M trainable) on {env['gpu']}; built in {model_info['build_s']} s", flush=True)
+
+    results: list[dict[str, Any]] = []
+    for bsz, seq in args.shape_list:
+        shape = f"{bsz}x{seq}"
+        bench.batch = make_batch(args.vocab, bsz, seq, device, args.seed)
+        for cfg in configs:
+            tc = time.perf_counter()
+            warm = warmup_for(cfg, args.warmup)
+            if args.budget_s is not None and tc - t0 > args.budget_s:
+                res = {"status": "skipped: time budget"}
+            else:
+                res = run_config(bench, cfg, warm, args.steps, presets)
+            leak = bench.allocated()
+            rec = {"config": cfg.name, "shape": shape, "batch": bsz, "seq": seq, "tokens": bsz * seq,
+                   "preset": cfg.preset, "bits": cfg.bits, "checkpoint": cfg.checkpoint,
+                   "save_on_cpu": cfg.save_on_cpu, **res,
+                   "left_allocated_bytes": (leak - model_info["model_bytes"] - sum(
+                       t.numel() * t.element_size() for t in bench.batch.values())) if leak is not None else "n/a",
+                   "config_wall_s": round(time.perf_counter() - tc, 2)}
+            results.append(rec)
+            add_ratios(results)
+            write_json(path, env, model_info, results)
+            msg = rec["status"] if rec["status"] != "ok" else (
+                f"step {rec['step_s'] * 1e3:.1f} ms, act {_gib(rec['act_alloc_bytes'])}, "
+                f"mem {_x(rec['mem_ratio'])}, time {_x(rec['time_ratio'])}")
+            print(f"[{time.perf_counter() - t0:6.0f}s] {shape:>7} {cfg.name:<28} {msg}", flush=True)
+        bench.batch = {}
+        bench.free()
+
+    print(f"\nwrote {path}  (total {time.perf_counter() - t0:.0f} s)\n")
+    print(f"{env['gpu']} | torch {env['torch']} | triton {env['triton']} | transformers {env['transformers']} | "
+          f"{args.layers} layers h{args.hidden} | {env['date']}")
+    print(table(results, device.type == "cuda"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,193 @@
+"""Profile one configuration of tools/bench_step.py: where a step's time goes, and what each pack/unpack costs.
+
+Same model and flags as bench_step (``--config`` names one configuration, ``--shape`` one BATCHxSEQ). After
+warm-up it prints, in order:
+
+1. pack/unpack host time over ``--steps`` unprofiled steps: calls, total, microseconds per call, and the share
+   of the step's wall time (the engine's ``Compressor._pack`` and ``engine._unpack`` wrapped with a timer; on
+   CUDA this is launch work on the host, the kernels run asynchronously);
+2. the hyclora_hooks Python functions by cumulative host time, from cProfile over one step (``--cprofile 0``
+   to skip; cProfile inflates Python time, so read it as shares, not as absolute costs);
+3. the top ``--top`` ops by self device time (self CPU time on CPU) from torch.profiler over ``--steps`` steps;
+   the ``hyclora::pack`` / ``hyclora::unpack`` rows are the wrapped hooks (``--trace DIR`` also writes a
+   Chrome trace).
+
+    PYTHONPATH=. python tools/profile_step.py --config intra@4 --layers 2 --shape 4x1024
+    PYTHONPATH=. python tools/profile_step.py --device cpu --config intra@2 --layers 1 --shape 1x64 \\
+        --hidden 256 --intermediate 512 --heads 4 --kv-heads 4 --vocab 512
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import io
+import pstats
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any, Callable
+
+_ROOT = Path(__file__).resolve().parent.parent
+if str(_ROOT) not in sys.path:
+    sys.path.insert(0, str(_ROOT))
+
+import torch  # noqa: E402
+
+from tools.bench_step import Bench, all_configs, build_model, build_parser as bench_parser, make_batch  # noqa: E402
+from tools.bench_step import parse_shapes, resolve_device, set_checkpointing, warmup_for  # noqa: E402
+
+
+class HookTimer:
+    """Wraps the engine's pack and unpack with a host timer and a profiler range (undone by :meth:`restore`).
+
+    ``Compressor.__enter__`` looks up ``self._pack`` and the module-level ``_unpack`` when it enters, so
+    patching the class attribute and the module global reaches every context entered afterwards."""
+
+    def __init__(self) -> None:
+        self.calls: dict[str, int] = defaultdict(int)
+        self.seconds: dict[str, float] = defaultdict(float)
+        self._undo: list[Callable[[], None]] = []
+
+    def _wrap(self, label: str, fn: Callable) -> Callable:
+        calls, seconds = self.calls, self.seconds
+
+        def timed(*a: Any) -> Any:
+            t0 = time.perf_counter()
+            with torch.profiler.record_function(f"hyclora::{label}"):
+                out = fn(*a)
+            seconds[label] += time.perf_counter() - t0
+            calls[label] += 1
+            return out
+
+        return timed
+
+    def install(self) -> HookTimer:
+        from hyclora_hooks import engine
+
+        for owner, attr, label in ((engine.Compressor, "_pack", "pack"), (engine, "_unpack", "unpack")):
+            orig = getattr(owner, attr, None)
+            if orig is None:
+                print(f"profile_step: hyclora_hooks.engine has no {attr}; {label} not timed", file=sys.stderr)
+                continue
+            setattr(owner, attr, self._wrap(label, orig))
+            self._undo.append(lambda o=owner, a=attr, f=orig: setattr(o, a, f))
+        return self
+
+    def restore(self) -> None:
+        while self._undo:
+            self._undo.pop()()
+
+    def reset(self) -> None:
+        self.calls.clear()
+        self.seconds.clear()
+
+
+def _step(bench: Bench, cfg: Any) -> None:
+    bench.model.zero_grad(set_to_none=True)
+    with torch.profiler.record_function("bench::forward"):
+        loss, _ = bench.forward(cfg)
+    with torch.profiler.record_function("bench::backward"):
+        loss.backward()
+    bench.sync()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = bench_parser()
+    p.description = __doc__.split("\n\n")[0]
+    for a in list(p._actions):  # bench_step's multi-config / multi-shape / output flags do not apply here
+        if a.dest in ("configs", "shapes", "seq_len", "batch", "out", "steps", "budget_s"):
+            p._remove_action(a)
+            for opt in a.option_strings:
+                p._option_string_actions.pop(opt, None)
+    p.add_argument("--config", default="intra@4", help="one configuration of bench_step (default intra@4)")
+    p.add_argument("--shape", default="4x1024", help="BATCHxSEQ (default 4x1024)")
+    p.add_argument("--steps", type=int, default=3, help="steps timed, and steps profiled (default 3)")
+    p.add_argument("--top", type=int, default=20)
+    p.add_argument("--cprofile", type=int, default=1, help="steps under cProfile (default 1; 0 skips)")
+    p.add_argument("--trace", help="folder for a Chrome trace of the profiled steps")
+    p.set_defaults(layers=2)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    by_name = {c.name: c for c in all_configs()}
+    if args.config not in by_name:
+        raise SystemExit(f"profile_step: unknown --config {args.config!r}; choose from {sorted(by_name)}")
+    cfg = by_name[args.config]
+    import hyclora_hooks
+
+    if cfg.preset is not None and cfg.preset not in hyclora_hooks.preset_names():
+        raise SystemExit(f"profile_step: preset {cfg.preset!r} is not in this checkout "
+                         f"(have {hyclora_hooks.preset_names()})")
+    args.shape_list = parse_shapes(args.shape)
+    (bsz, seq), = args.shape_list
+    device = resolve_device(args.device)
+    cuda = device.type == "cuda"
+    bench = Bench(build_model(args, device), device)
+    bench.batch = make_batch(args.vocab, bsz, seq, device, args.seed)
+    timer = HookTimer().install()
+    set_checkpointing(bench.model, cfg.checkpoint)
+    try:
+        for _ in range(warmup_for(cfg, args.warmup)):
+            _step(bench, cfg)
+
+        # 1. hook host time over plain (unprofiled) steps
+        timer.reset()
+        times = bench.timed_steps(cfg, args.steps)
+        wall = sum(times["wall"])
+        step_ms = 1e3 * sorted(times["step"])[len(times["step"]) // 2]
+        print(f"{args.config} at {args.shape}, {args.layers} layers on "
+              f"{torch.cuda.get_device_name(device) if cuda else 'cpu'}: step {step_ms:.1f} ms (median of "
+              f"{args.steps}), forward {1e3 * sorted(times['fwd'])[len(times['fwd']) // 2]:.1f} ms")
+        for label in ("pack", "unpack"):
+            n, s = timer.calls.get(label, 0), timer.seconds.get(label, 0.0)
+            per = f"{1e6 * s / n:8.1f} us/call" if n else "       - us/call"
+            print(f"  {label:<7}{n / args.steps:8.0f} calls/step {1e3 * s / args.steps:9.2f} ms/step {per} "
+                  f"{100 * s / wall if wall else 0:6.1f}% of host wall")
+
+        # 2. Python functions of the library under cProfile
+        if args.cprofile > 0:
+            prof = cProfile.Profile()
+            prof.enable()
+            for _ in range(args.cprofile):
+                _step(bench, cfg)
+            prof.disable()
+            buf = io.StringIO()
+            st = pstats.Stats(prof, stream=buf).sort_stats("cumulative")
+            st.print_stats(r"hyclora_hooks|/kernels/", args.top)
+            body = buf.getvalue()
+            start = body.find("   ncalls")
+            print(f"\nhyclora_hooks Python functions, cProfile over {args.cprofile} step(s), by cumulative time:")
+            print(body[start:].rstrip() if start >= 0 else "  (none recorded)")
+
+        # 3. torch.profiler
+        acts = [torch.profiler.ProfilerActivity.CPU] + ([torch.profiler.ProfilerActivity.CUDA] if cuda else [])
+        with torch.profiler.profile(activities=acts, record_shapes=False) as prof_t:
+            for _ in range(args.steps):
+                _step(bench, cfg)
+        if args.trace:
+            Path(args.trace).mkdir(parents=True, exist_ok=True)
+            path = Path(args.trace) / f"trace-{args.config.replace('@', '-').replace('+', '-')}-{args.shape}.json"
+            prof_t.export_chrome_trace(str(path))
+            print(f"\nwrote {path}")
+        sort = "self_cuda_time_total" if cuda else "self_cpu_time_total"
+        avg = prof_t.key_averages()
+        print(f"\ntop {args.top} ops by {sort} over {args.steps} profiled step(s):")
+        print(avg.table(sort_by=sort, row_limit=args.top, max_name_column_width=48))
+        rows = [e for e in avg if e.key.startswith("hyclora::")]
+        if rows:
+            print("hook ranges (host time includes the profiler's own overhead):")
+            for e in rows:
+                print(f"  {e.key:<18} calls {e.count:6d}  cpu total {e.cpu_time_total / 1e3:9.2f} ms  "
+                      f"cpu/call {e.cpu_time_total / max(e.count, 1):8.1f} us")
+    finally:
+        set_checkpointing(bench.model, False)
+        timer.restore()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
