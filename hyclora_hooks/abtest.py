@@ -49,6 +49,7 @@ class PolicyRun:
     policy: str
     activation_bytes: int = 0
     stored_bytes: int = 0
+    host_bytes: int = 0  # what an offloading codec moved to host memory (not in stored_bytes)
     peak_device_bytes: int | None = None  # CUDA allocator peak over the policy's steps; None off CUDA
     step_time_s: list[float] = field(default_factory=list)
     train_loss: list[float] = field(default_factory=list)
@@ -381,6 +382,7 @@ def _run_one(model: nn.Module, pol: Policy, batches: list, steps: int, eval_batc
         run.grad_rel_l2.append(rel)
         run.activation_bytes = max(run.activation_bytes, report.activation_bytes)
         run.stored_bytes = max(run.stored_bytes, report.stored_bytes)
+        run.host_bytes = max(run.host_bytes, getattr(report, "host_bytes", 0))
         run.memory = dict(report.memory)
         del loss, report, ctx, exact, grads
         done = step + 1

@@ -145,6 +145,9 @@ def _print_report(rep: Any, extra: dict[str, Any], console: Any, detail: bool) -
     console.print(lt)
     console.print(f"packs {rep.packs} (parameters passed through {rep.parameter_packs}, duplicates "
                   f"{rep.duplicate_packs}); step {extra['step_time_s'] * 1000:.0f} ms, loss {extra['loss']:.4f}")
+    if getattr(rep, "host_bytes", 0):
+        console.print(f"offloaded to host memory: {fmt_bytes(rep.host_bytes)} (peak live "
+                      f"{fmt_bytes(rep.peak_host_bytes)}), not counted in stored", highlight=False)
     if rep.kept:
         console.print("kept as is: " + "; ".join(f"{k['reason']} x{k['count']} ({fmt_bytes(k['stored_bytes'])})"
                                                  for k in rep.kept), highlight=False)
