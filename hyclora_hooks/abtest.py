@@ -229,8 +229,8 @@ def _loss(model: nn.Module, batch: Mapping[str, Any], loss_fn: Callable | None) 
     loss = out.loss if hasattr(out, "loss") else out["loss"] if isinstance(out, Mapping) else out
     if not isinstance(loss, torch.Tensor) or loss.dim() != 0:
         raise user_error("the model's output has no scalar loss", type(out).__name__,
-                         "an output with .loss (pass labels) or a scalar tensor", "pass loss_fn=(output, batch) -> loss",
-                         cls=HycloraTypeError)
+                         "an output with .loss (pass labels) or a scalar tensor",
+                         "pass loss_fn=(output, batch) -> loss", cls=HycloraTypeError)
     return loss
 
 

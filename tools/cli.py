@@ -182,10 +182,14 @@ def _print_side_by_side(dicts: list[dict[str, Any]], console: Any) -> None:
     per = [by_op_class(d) for d in dicts]
     ops = sorted({op for p in per for op in p}, key=lambda op: -max(p.get(op, {}).get("activation_bytes", 0)
                                                                      for p in per))
+    def cell(row: dict[str, int] | None) -> str:
+        if row is None:
+            return "-"
+        return f"{fmt_bytes(row['stored_bytes'])} ({_ratio(row['activation_bytes'], row['stored_bytes'])})"
+
     for op in ops:
         act = max(p.get(op, {}).get("activation_bytes", 0) for p in per)
-        t.add_row(op, fmt_bytes(act), *(f"{fmt_bytes(p[op]['stored_bytes'])} ({_ratio(p[op]['activation_bytes'], p[op]['stored_bytes'])})"
-                                        if op in p else "-" for p in per))
+        t.add_row(op, fmt_bytes(act), *(cell(p.get(op)) for p in per))
     t.add_section()
     t.add_row("total", fmt_bytes(max(d["activation_bytes"] for d in dicts)),
               *(f"{fmt_bytes(d['stored_bytes'])} ({_ratio(d['activation_bytes'], d['stored_bytes'])})"
@@ -285,8 +289,8 @@ def cmd_ab(args: argparse.Namespace) -> int:
     res = hyclora.ab(model_fn, train, policies, steps=args.steps, eval_batches=evals, eval_every=args.eval_every,
                      lr=args.lr, warmup=args.warmup, knobs=_knobs(args), device=device, seed=args.seed,
                      progress=not args.no_progress)
-    res.config.update(command="ab", model=args.model, model_source=loaded.source, data=data_name, batch_size=args.batch_size,
-                      seq_len=args.seq_len, lora_r=args.lora_r,
+    res.config.update(command="ab", model=args.model, model_source=loaded.source, data=data_name,
+                      batch_size=args.batch_size, seq_len=args.seq_len, lora_r=args.lora_r,
                       trainable_params=sum(p.numel() for p in base.parameters() if p.requires_grad),
                       dtype=str(next(base.parameters()).dtype).replace("torch.", ""),
                       max_eval_loss_delta=args.max_eval_loss_delta, min_grad_cosine=args.min_grad_cosine)
