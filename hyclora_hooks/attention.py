@@ -41,16 +41,13 @@ class SdpaRecompute:
         return _SdpaPart(self, role)
 
     def get(self, role: str, memo: dict) -> torch.Tensor:
-        # o_proj's backward asks for the output first, SDPA's backward then for output and logsumexp: keep the
-        # pair until the logsumexp (read last, by SDPA's backward alone) has been served; asked again later
-        # (retain_graph), it is recomputed.
-        if role not in self._cache:
+        # o_proj's backward asks for the output, SDPA's backward then for logsumexp and output: compute the pair
+        # once and keep it while this object lives, i.e. until autograd frees the last entry that refers to it
+        # (right after SDPA's backward, or with the graph under retain_graph=True).
+        if not self._cache:
             out, lse = self._compute(memo)
             self._cache = {"output": out, "logsumexp": lse}
-        value = self._cache[role]
-        if role == "logsumexp" or self.lse_meta is None:
-            self._cache = {}
-        return value
+        return self._cache[role]
 
     def _compute(self, memo: dict) -> tuple[torch.Tensor, torch.Tensor]:
         q, k, v = self.q.eval(memo), self.k.eval(memo), self.v.eval(memo)
