@@ -16,6 +16,10 @@ NOTE [Lifetimes]
   7. A pack while autograd runs a backward (reentrant checkpoint recomputing its region inside backward, or a
      double backward) returns the tensor unchanged and is only counted: such tensors live for one inner
      backward, and compressing a recomputed region would compress it a second time (docs/checkpointing.md).
+  8. A decoded tensor has the saved tensor's strides when those were a permutation of a contiguous layout: the
+     codec sees the memory-order view and decode permutes back. Some backward kernels read a saved tensor's
+     layout, not only its values (CUDA flash attention's backward with a contiguous copy of its transposed
+     output gave LoRA-gradient cosine 0.61 on an H100, bit-identical with every stream synchronised).
 """
 
 from __future__ import annotations
@@ -65,15 +69,31 @@ class Entry:
     ``lossless`` says whether decoding gives back the exact data (a recipe is lossless when all its leaves are).
     """
 
-    __slots__ = ("codec", "payload", "site", "lossless", "cost", "__weakref__")
+    __slots__ = ("codec", "payload", "site", "lossless", "cost", "perm", "__weakref__")
 
-    def __init__(self, codec: Codec, payload: Any, site: SaveSite, lossless: bool | None = None, cost: int = 0):
+    def __init__(self, codec: Codec, payload: Any, site: SaveSite, lossless: bool | None = None, cost: int = 0,
+                 perm: tuple[int, ...] | None = None):
         self.codec, self.payload, self.site = codec, payload, site
         self.lossless = codec.lossless if lossless is None else lossless
         self.cost = cost  # ops a decode replays (0 for stored data; see lineage.MAX_COST)
+        self.perm = perm  # NOTE [Lifetimes] rule 8: the permutation that restores the saved tensor's strides
 
     def decode(self) -> torch.Tensor:
-        return self.codec.decode(self.payload)
+        out = self.codec.decode(self.payload)
+        return out if self.perm is None else out.permute(self.perm)
+
+
+def memory_order(t: torch.Tensor) -> tuple[torch.Tensor, tuple[int, ...] | None]:
+    """A dense but permuted tensor (a transposed view such as SDPA's output) as its contiguous memory-order view,
+    and the permutation that turns a contiguous decode back into the saved strides (NOTE [Lifetimes] rule 8)."""
+    if t.is_contiguous() or t.dim() < 2:
+        return t, None
+    order = sorted(range(t.dim()), key=lambda i: (-t.stride(i), -t.shape[i]))
+    mem = t.permute(order)
+    if not mem.is_contiguous():
+        return t, None  # not dense (a slice, an expanded view): the codec copies what it shows
+    inverse = tuple(sorted(range(t.dim()), key=lambda i: order[i]))
+    return mem, inverse
 
 
 def _unpack(packed: Any) -> torch.Tensor:
@@ -221,10 +241,13 @@ class Compressor:
     def _admit(self, t: torch.Tensor, site: SaveSite, codec: Codec | None = None, reason: str | None = None,
                skey: Any = None, storage_nbytes: int | None = None, saved: bool = True) -> Entry:
         codec = codec or KEEP
+        perm = None
+        if not codec.lossless:
+            t, perm = memory_order(t)
         payload = codec.encode(t, site)
         if skey is None:  # not a strided tensor: count its own bytes, keyed by identity
             skey, storage_nbytes = ("id", id(t)), t.numel() * t.element_size()
-        entry = Entry(codec, payload, site)
+        entry = Entry(codec, payload, site, perm=perm)
         token = self.accountant.admit(skey, storage_nbytes, site, codec.describe(),
                                       0 if codec.lossless else codec.nbytes(payload), codec.lossless, reason, saved,
                                       codec.host_nbytes(payload))

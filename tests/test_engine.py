@@ -175,3 +175,37 @@ def test_context_cannot_be_entered_twice():
     with ctx:
         with pytest.raises(hyclora.HycloraError, match="entered twice"):
             ctx.__enter__()
+
+
+class _SaveAndCheckStrides(torch.autograd.Function):
+    """Saves its input and records, in backward, the strides the unpacked tensor came back with."""
+
+    seen: list = []
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return x * 1.0
+
+    @staticmethod
+    def backward(ctx, g):
+        (x,) = ctx.saved_tensors
+        _SaveAndCheckStrides.seen.append((tuple(x.shape), x.stride()))
+        return g
+
+
+@pytest.mark.parametrize("codec", [{"codec": "quant", "bits": 8}, {"codec": "lowrank", "rank": 8}])
+def test_decoded_tensors_keep_permuted_strides(codec):
+    """NOTE [Lifetimes] rule 8: a transposed (dense) saved tensor comes back with its strides, whatever the codec.
+    CUDA flash attention's backward reads its output's layout: a contiguous copy gave wrong gradients on an H100."""
+    from hyclora_hooks.policy import Policy, Rule
+
+    params = {k: v for k, v in codec.items() if k != "codec"}
+    policy = Policy(name="all_lossy", rules=(Rule(codec=codec["codec"], op_class=("unknown",), params=params),))
+    base = torch.randn(3, 40, 5, 32)
+    x = base.transpose(1, 2).requires_grad_()  # shape (3, 5, 40, 32), strides of a (3, 40, 5, 32) layout
+    _SaveAndCheckStrides.seen.clear()
+    with hyclora.compress(policy, min_bytes=0):
+        y = _SaveAndCheckStrides.apply(x)
+    y.sum().backward()
+    assert _SaveAndCheckStrides.seen == [(tuple(x.shape), x.stride())]
