@@ -19,9 +19,12 @@ def build(name: str, dtype: torch.dtype = torch.bfloat16):
     return model, random_batch(model.config.vocab_size, batch=2, seq=32)
 
 
-def step(model, batch, ctx_factory=None):
-    """One forward+backward; returns (loss, LoRA grads, report or None)."""
+def step(model, batch, ctx_factory=None, seed=None):
+    """One forward+backward; returns (loss, LoRA grads, report or None). ``seed`` re-seeds the RNG first (same
+    LoRA-dropout masks from run to run)."""
     model.zero_grad(set_to_none=True)
+    if seed is not None:
+        torch.manual_seed(seed)
     report = None
     if ctx_factory is None:
         loss = model(**batch).loss

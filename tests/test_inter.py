@@ -25,17 +25,7 @@ BF16, FP32 = torch.bfloat16, torch.float32
 # ------------------------------------------------------------------------------------------------- helpers
 def seeded_step(model, batch, ctx_factory=None, seed: int = 1234):
     """One forward+backward with the RNG at ``seed`` (same LoRA-dropout masks run to run): (loss, grads, report)."""
-    model.zero_grad(set_to_none=True)
-    torch.manual_seed(seed)
-    report = None
-    if ctx_factory is None:
-        loss = model(**batch).loss
-    else:
-        with ctx_factory() as ctx:
-            loss = model(**batch).loss
-        report = ctx.report()
-    loss.backward()
-    return loss.detach(), lora_grads(model), report
+    return step(model, batch, ctx_factory, seed)
 
 
 def recomputed(report) -> set[tuple[str, str]]:
