@@ -165,7 +165,9 @@ class Compressor:
         if self.policy.inter:
             # Only packs inside one SDPA call share its recipe; kept past the forward, the last call's recipe would
             # pin that layer's q/k/v entries (and its cached output) for as long as the context object lives.
+            # Planning ends with the forward too: drop the view index (it pins storages' bookkeeping).
             self._sdpa = {}
+            self._by_storage = {}
 
     def report(self) -> Report:
         """Accounting of everything saved under this context so far (see :mod:`hyclora_hooks.accounting`)."""
