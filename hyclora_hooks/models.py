@@ -23,11 +23,18 @@ def tiny_llama(*, hidden: int = 128, intermediate: int = 256, layers: int = 2, h
     """A random Llama-architecture causal LM (grouped-query attention by default)."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
+    return _decoder(LlamaConfig, LlamaForCausalLM, hidden, intermediate, layers, heads, kv_heads, vocab, attn, dtype,
+                    seed, config)
+
+
+def _decoder(config_cls, model_cls, hidden, intermediate, layers, heads, kv_heads, vocab, attn, dtype, seed,
+             config: dict) -> nn.Module:
+    """The Llama-family builders' common part: a seeded random decoder-only LM of the given widths."""
     torch.manual_seed(seed)
-    cfg = LlamaConfig(hidden_size=hidden, intermediate_size=intermediate, num_hidden_layers=layers,
-                      num_attention_heads=heads, num_key_value_heads=kv_heads, vocab_size=vocab,
-                      max_position_embeddings=4096, attn_implementation=attn, **config)
-    return LlamaForCausalLM(cfg).to(dtype)
+    cfg = config_cls(hidden_size=hidden, intermediate_size=intermediate, num_hidden_layers=layers,
+                     num_attention_heads=heads, num_key_value_heads=kv_heads, vocab_size=vocab,
+                     max_position_embeddings=4096, attn_implementation=attn, **config)
+    return model_cls(cfg).to(dtype)
 
 
 def tiny_gpt2(*, hidden: int = 128, layers: int = 2, heads: int = 4, vocab: int = 256, attn: str = "eager",
@@ -47,11 +54,8 @@ def tiny_qwen2(*, hidden: int = 96, intermediate: int = 160, layers: int = 2, he
     """A random Qwen2 causal LM: grouped-query attention with biased q/k/v projections."""
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
-    torch.manual_seed(seed)
-    cfg = Qwen2Config(hidden_size=hidden, intermediate_size=intermediate, num_hidden_layers=layers,
-                      num_attention_heads=heads, num_key_value_heads=kv_heads, vocab_size=vocab,
-                      max_position_embeddings=4096, attn_implementation=attn, **config)
-    return Qwen2ForCausalLM(cfg).to(dtype)
+    return _decoder(Qwen2Config, Qwen2ForCausalLM, hidden, intermediate, layers, heads, kv_heads, vocab, attn, dtype,
+                    seed, config)
 
 
 def tiny_mistral(*, hidden: int = 80, intermediate: int = 176, layers: int = 2, heads: int = 5, kv_heads: int = 5,
@@ -60,11 +64,8 @@ def tiny_mistral(*, hidden: int = 80, intermediate: int = 176, layers: int = 2, 
     """A random Mistral causal LM (head dim 16, sliding window wider than the test sequences)."""
     from transformers import MistralConfig, MistralForCausalLM
 
-    torch.manual_seed(seed)
-    cfg = MistralConfig(hidden_size=hidden, intermediate_size=intermediate, num_hidden_layers=layers,
-                        num_attention_heads=heads, num_key_value_heads=kv_heads, vocab_size=vocab,
-                        max_position_embeddings=4096, sliding_window=64, attn_implementation=attn, **config)
-    return MistralForCausalLM(cfg).to(dtype)
+    return _decoder(MistralConfig, MistralForCausalLM, hidden, intermediate, layers, heads, kv_heads, vocab, attn,
+                    dtype, seed, {"sliding_window": 64, **config})
 
 
 def tiny_roberta(*, hidden: int = 96, intermediate: int = 192, layers: int = 2, heads: int = 4, vocab: int = 160,
