@@ -43,6 +43,17 @@ class _StorageRecord:
         self.nbytes, self.entries, self.keep_entries, self.counted = nbytes, 0, 0, False
 
 
+class Token:
+    """One admitted entry, as :meth:`Accountant.release` and :meth:`Accountant.grow` need it."""
+
+    __slots__ = ("storage_key", "stored", "holds_storage", "host_nbytes", "row", "layer", "live")
+
+    def __init__(self, storage_key: Any, stored: int, holds_storage: bool, host_nbytes: int, row: Row, layer: Row):
+        self.storage_key, self.stored, self.holds_storage, self.host_nbytes = storage_key, stored, holds_storage, \
+            host_nbytes
+        self.row, self.layer, self.live = row, layer, True
+
+
 class Accountant:
     """Live and cumulative bytes per op class, role, module and codec, and per layer."""
 
@@ -85,7 +96,7 @@ class Accountant:
         self.backward_packs += 1
 
     def admit(self, storage_key: Any, storage_nbytes: int, site: SaveSite, codec_label: str, payload_nbytes: int,
-              holds_storage: bool, kept_reason: str | None, saved: bool = True, host_nbytes: int = 0) -> tuple:
+              holds_storage: bool, kept_reason: str | None, saved: bool = True, host_nbytes: int = 0) -> Token:
         """Count a new entry; returns the token :meth:`release` needs when autograd drops the entry.
 
         ``saved=False`` for a recipe's source: stored by us, but not (yet) saved by autograd, so its storage is
@@ -120,10 +131,23 @@ class Accountant:
             self.host_bytes += host_nbytes
             self.live_host_bytes += host_nbytes
             self.peak_host_bytes = max(self.peak_host_bytes, self.live_host_bytes)
-        return (storage_key, stored, holds_storage, host_nbytes)
+        return Token(storage_key, stored, holds_storage, host_nbytes, row, layer)
 
-    def release(self, token: tuple) -> None:
-        storage_key, stored, holds_storage, host_nbytes = token
+    def grow(self, token: Token, nbytes: int) -> None:
+        """An admitted payload now holds ``nbytes`` more (non-finite values found after its pack: see
+        NOTE [Deferred non-finite check] in ``kernels/nonfinite.py``)."""
+        token.stored += nbytes
+        token.row.stored_bytes += nbytes
+        token.layer.stored_bytes += nbytes
+        self.stored_bytes += nbytes
+        if token.live:
+            self.live_stored_bytes += nbytes
+            self.peak_stored_bytes = max(self.peak_stored_bytes, self.live_stored_bytes)
+
+    def release(self, token: Token) -> None:
+        token.live = False
+        storage_key, stored, holds_storage, host_nbytes = token.storage_key, token.stored, token.holds_storage, \
+            token.host_nbytes
         self.live_host_bytes -= host_nbytes
         rec = self._records.get(storage_key)
         if rec is None:

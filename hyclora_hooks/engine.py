@@ -20,11 +20,15 @@ NOTE [Lifetimes]
      codec sees the memory-order view and decode permutes back. Some backward kernels read a saved tensor's
      layout, not only its values (CUDA flash attention's backward with a contiguous copy of its transposed
      output gave LoRA-gradient cosine 0.61 on an H100, bit-identical with every stream synchronised).
+  9. A device encode does not wait for the device to count non-finite values: the count is read later, when
+     its event has completed, while more than ``MAX_PENDING_BYTES`` of sources wait, or on exit (NOTE [Deferred
+     non-finite check] in ``kernels/nonfinite.py``). A late find grows the entry's stored bytes.
 """
 
 from __future__ import annotations
 
 import weakref
+from collections import deque
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
@@ -39,9 +43,13 @@ from .attention import SdpaRecompute, sdpa_call_args
 from .codecs import Codec
 from .codecs.calibration import calibration_scope
 from .errors import HycloraTypeError, user_error
+from .kernels.nonfinite import Nonfinite, collecting
 from .policy import KEEP, Policy, Route, load_policy
 from .sites import SaveSite, classify, is_trainable_module
 from .tracking import ModuleTracker, OpTracker, ParamRegistry, checkpoint_region
+
+# Sources a device encode may keep alive while its non-finite count is still queued (NOTE [Lifetimes] rule 9).
+MAX_PENDING_BYTES = 256 << 20
 
 # -1 outside a backward; torch.utils.checkpoint relies on the same private call (torch >= 2.0).
 _graph_task_id = getattr(torch._C, "_current_graph_task_id", lambda: -1)
@@ -100,7 +108,7 @@ def _unpack(packed: Any) -> torch.Tensor:
     return packed.decode() if isinstance(packed, Entry) else packed
 
 
-def _release(acct_ref: weakref.ref, token: tuple) -> None:
+def _release(acct_ref: weakref.ref, token: Any) -> None:
     acct = acct_ref()
     if acct is not None:
         acct.release(token)
@@ -133,6 +141,9 @@ class Compressor:
         self._dedupe: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
         self._trainable: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
         self._stack: ExitStack | None = None
+        self._fresh: list[Nonfinite] = []  # pending checks of the encode running now
+        self._pending: deque = deque()  # (Nonfinite, accountant token), oldest first
+        self._pending_bytes = 0
         self._device: torch.device | None = None
         self._model = weakref.ref(model) if model is not None else None
 
@@ -151,6 +162,8 @@ class Compressor:
             stack.callback(self._modules.stop)
             stack.enter_context(self._ops)
             stack.enter_context(calibration_scope(self._root))
+            stack.enter_context(collecting(self._fresh.append))
+            stack.callback(self._settle, True)
             stack.enter_context(torch.autograd.graph.saved_tensors_hooks(self._pack, _unpack))
         except BaseException:
             stack.close()
@@ -203,8 +216,23 @@ class Compressor:
         if t.is_contiguous():  # decodes to the same layout: other views of this storage can read from it
             self._by_storage.setdefault(key[0], []).append((weakref.ref(entry), t.storage_offset(), t.numel()))
 
+    def _settle(self, block: bool = False) -> None:
+        """Read the non-finite counts the device has produced (all of them if ``block``; NOTE [Lifetimes] rule 9)."""
+        pending = self._pending
+        while pending and (block or self._pending_bytes > MAX_PENDING_BYTES or pending[0][0].ready()):
+            rec, token = pending.popleft()
+            self._pending_bytes -= rec.pending_nbytes
+            added = rec.settle()
+            if added and token is not None:
+                self.accountant.grow(token, added)
+        for rec in self._fresh:  # encoded outside _admit: nothing to account
+            rec.settle()
+        self._fresh.clear()
+
     def _pack(self, t: torch.Tensor) -> Any:
         acct = self.accountant
+        if self._pending:
+            self._settle()
         if _graph_task_id() != -1:  # NOTE [Lifetimes] rule 7
             acct.note_backward_pack()
             return t
@@ -253,6 +281,11 @@ class Compressor:
         token = self.accountant.admit(skey, storage_nbytes, site, codec.describe(),
                                       0 if codec.lossless else codec.nbytes(payload), codec.lossless, reason, saved,
                                       codec.host_nbytes(payload))
+        if self._fresh:
+            for rec in self._fresh:
+                self._pending.append((rec, token))
+                self._pending_bytes += rec.pending_nbytes
+            self._fresh.clear()
         weakref.finalize(entry, _release, weakref.ref(self.accountant), token)
         return entry
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import torch
 
+from .nonfinite import Nonfinite
 from .quant import PARAM_DTYPE, round_bf16
 
 FP8 = torch.float8_e4m3fn
@@ -27,16 +28,15 @@ FP8_MAX = 448.0
 class Fp8Groups:
     codes: torch.Tensor
     scale: torch.Tensor
-    nonfinite_index: torch.Tensor | None
-    nonfinite_value: torch.Tensor | None
+    nonfinite: Nonfinite | None
     shape: torch.Size
     dtype: torch.dtype
     group_size: int
 
     @property
     def nbytes(self) -> int:
-        held = [self.codes, self.scale, self.nonfinite_index, self.nonfinite_value]
-        return sum(t.untyped_storage().nbytes() for t in held if t is not None)
+        nf = self.nonfinite.nbytes if self.nonfinite is not None else 0
+        return nf + sum(t.untyped_storage().nbytes() for t in (self.codes, self.scale))
 
 
 def fp8_encode_ref(x: torch.Tensor, group_size: int) -> Fp8Groups:
@@ -46,21 +46,19 @@ def fp8_encode_ref(x: torch.Tensor, group_size: int) -> Fp8Groups:
     ngroups = -(-n // g)
     xf = flat.float()
     finite = torch.isfinite(xf)
-    nf_index = nf_value = None
-    if not bool(finite.all()):
-        nf_index = (~finite).nonzero().squeeze(1)
-        nf_value = flat[nf_index].clone()
+    nonfinite = Nonfinite.find(flat.view(1, -1), (~finite).sum())
+    if nonfinite is not None:  # may be pending on a GPU (kernels/nonfinite.py): zero them without asking
         xf = torch.where(finite, xf, torch.zeros((), device=x.device))
     groups = torch.nn.functional.pad(xf, (0, ngroups * g - n)).view(ngroups, g)
     scale = round_bf16(groups.abs().amax(dim=1) / FP8_MAX, up=True) if n else torch.zeros(0, dtype=PARAM_DTYPE)
     scale = torch.where(scale == 0, torch.ones_like(scale), scale)
     codes = (groups / scale.float().unsqueeze(1)).clamp(-FP8_MAX, FP8_MAX).to(FP8)
-    return Fp8Groups(codes, scale, nf_index, nf_value, shape, dtype, g)
+    return Fp8Groups(codes, scale, nonfinite, shape, dtype, g)
 
 
 def fp8_decode_ref(q: Fp8Groups) -> torch.Tensor:
     n = q.shape.numel()
     vals = (q.codes.float() * q.scale.float().unsqueeze(1)).view(-1)[:n].to(q.dtype)
-    if q.nonfinite_index is not None:
-        vals[q.nonfinite_index] = q.nonfinite_value
+    if q.nonfinite is not None:
+        q.nonfinite.restore(vals)
     return vals.view(q.shape)

@@ -18,12 +18,14 @@ NOTE [Quant layout]
   the packed matrix (so the ``group`` layout is also ``R x C*bits/8`` when ``G`` divides ``C``).
 
   Parameters (bf16, which keeps fp32's range): asymmetric ``zero`` = the group's minimum rounded *down* to bf16,
-  ``scale`` = ``(max - zero) / (2^bits - 1)`` rounded *up*, so the grid covers ``[min, max]``; code
-  ``clamp(floor((x - zero) / scale + r), 0, 2^bits - 1)``, ``x_hat = code * scale + zero``. Symmetric:
-  ``qmax = 2^(bits-1) - 1``, ``scale = amax / qmax`` rounded up, code ``clamp(floor(x / scale + r), -qmax, qmax) +
-  qmax``. A group with no finite value, or ``scale == 0``, gets ``scale = 1``. ``r = 1/2`` (round to nearest) or
-  ``u`` in ``[0, 1)`` from :func:`hash_uniform` of (seed, row-major index) for stochastic rounding: the same on
-  every path, so the Triton kernel and this reference store the same bytes either way.
+  ``scale`` = ``(max - zero) / (2^bits - 1)`` rounded *up*, so the grid covers ``[min, max]``; with ``inv = 1 /
+  scale`` (one division a group) code ``clamp(floor((x - zero) * inv + r), 0, 2^bits - 1)``, ``x_hat = code *
+  scale + zero``. Symmetric: ``qmax = 2^(bits-1) - 1``, ``scale = amax / qmax`` rounded up, code
+  ``clamp(floor(x * inv + r), -qmax, qmax) + qmax``. A group with no finite value, or ``scale == 0``, gets
+  ``scale = 1``; a step is never below ``2^-126`` (``MIN_STEP``, the smallest normal fp32, so that ``inv`` is
+  finite: groups of denormal data decode near 0). ``r = 1/2`` (round to nearest) or ``u`` in ``[0, 1)`` from
+  :func:`hash_uniform` of (seed, row-major index) for stochastic rounding: the same on every path, so the Triton
+  kernel and this reference store the same bytes either way.
 
   Outliers: the channels in ``outlier_index`` (int16, or int32 when ``C > 32767``) are copied dense in the
   source dtype (``R x k``), excluded from every group's statistics and coded 0.
@@ -31,13 +33,14 @@ NOTE [Quant layout]
   exactly (int64 row-major positions + source-dtype values): they never disturb another element.
 
   Error bound for every other element: ``|x - x_hat| <= scale / 2`` (round to nearest) or ``< scale``
-  (stochastic), up to fp32 arithmetic (``2^-24`` of the range and of ``|x_hat|``), plus one rounding of ``x_hat`` to the
-  output dtype (relative ``2^-8`` for bf16, ``2^-11`` for fp16; for a subnormal result half its step, ``2^-25``
+  (stochastic), up to fp32 arithmetic (``2^-23`` of the range and of ``|x_hat|``), plus one rounding of ``x_hat``
+  to the output dtype (relative ``2^-8`` for bf16, ``2^-11`` for fp16; for a subnormal result half its step, ``2^-25``
   for fp16). Data within 1e38 of zero (bf16's range) only.
 
   Triton vs reference (see ``quantize``/``dequantize``): the same formulas in the same fp32 operations (IEEE
-  division ``div_rn``; ``code * scale`` is exact because a bf16 step times a code < 256 fits in fp32's mantissa,
-  so a fused multiply-add rounds like a multiply then an add) give the same packed codes, parameters and
+  division ``div_rn``; the quantize kernel is compiled without fp fusion, so ``(x - zero) * inv + r`` rounds
+  three times, as in torch; ``code * scale`` is exact because a bf16 step times a code < 256 fits in fp32's
+  mantissa, so a fused multiply-add rounds like a multiply then an add) give the same packed codes, parameters and
   decoded values, bit for bit. The one freedom: in dynamic outlier mode the channel L2 norms are summed in a
   different order, so near-ties may pick different channels; given the same channels, the bytes are equal.
 """
@@ -50,7 +53,10 @@ from dataclasses import dataclass
 
 import torch
 
+from .nonfinite import Nonfinite
+
 PARAM_DTYPE = torch.bfloat16  # bf16 keeps fp32's range (no overflow for huge activations) at 2 bytes a group
+MIN_STEP = 2.0**-126  # the smallest normal fp32: a step never below it keeps 1 / step finite
 GRANULARITIES = ("group", "channel", "token_group")
 _M32 = 0xFFFFFFFF
 
@@ -62,8 +68,7 @@ class QuantizedTensor:
     packed: torch.Tensor
     scale: torch.Tensor
     zero: torch.Tensor | None
-    nonfinite_index: torch.Tensor | None  # flat int64 positions in row-major order
-    nonfinite_value: torch.Tensor | None
+    nonfinite: Nonfinite | None  # NaN/Inf outside outlier channels, stored exactly (kernels/nonfinite.py)
     shape: torch.Size
     dtype: torch.dtype
     bits: int
@@ -75,9 +80,24 @@ class QuantizedTensor:
     @property
     def nbytes(self) -> int:
         """Bytes held, exactly: the storages of every tensor referenced (each is compact, none a view)."""
-        held = [self.packed, self.scale, self.zero, self.nonfinite_index, self.nonfinite_value, self.outlier_index,
-                self.outlier_value]
-        return sum(t.untyped_storage().nbytes() for t in held if t is not None)
+        held = [self.packed, self.scale, self.zero, self.outlier_index, self.outlier_value]
+        nf = self.nonfinite.nbytes if self.nonfinite is not None else 0
+        return nf + sum(t.untyped_storage().nbytes() for t in held if t is not None)
+
+    @property
+    def nonfinite_index(self) -> torch.Tensor | None:
+        """Flat int64 positions (row-major) of the non-finite values (settles a pending check)."""
+        if self.nonfinite is None:
+            return None
+        self.nonfinite.settle()
+        return self.nonfinite.index
+
+    @property
+    def nonfinite_value(self) -> torch.Tensor | None:
+        if self.nonfinite is None:
+            return None
+        self.nonfinite.settle()
+        return self.nonfinite.value
 
 
 QuantizedGroups = QuantizedTensor  # the name the core engine's reference used
@@ -136,18 +156,19 @@ def params_from_stats(lo: torch.Tensor, hi: torch.Tensor, amax: torch.Tensor, bi
         levels = torch.tensor(float(2**bits - 1), device=hi.device)
         scale = round_bf16((hi - zero.float()) / levels, up=True)
     scale = torch.where(scale == 0, torch.ones_like(scale), scale)
-    return scale, zero
+    return torch.clamp_min(scale, MIN_STEP), zero
 
 
 def codes_from(xf: torch.Tensor, valid: torch.Tensor, scale: torch.Tensor, zero: torch.Tensor | None, bits: int,
                r: torch.Tensor | float) -> torch.Tensor:
     """Codes (int32) of fp32 ``xf`` given broadcastable fp32 ``scale``/``zero``; invalid elements get 0."""
     x = torch.where(valid, xf, torch.zeros((), device=xf.device))
+    inv = torch.ones_like(scale) / scale  # one IEEE division a group, as the kernel does; then multiplies
     if zero is None:
         qmax = 2 ** (bits - 1) - 1
-        q = torch.floor(x / scale + r).clamp(-qmax, qmax) + qmax
+        q = torch.floor(x * inv + r).clamp(-qmax, qmax) + qmax
     else:
-        q = torch.floor((x - zero) / scale + r).clamp(0, 2**bits - 1)
+        q = torch.floor((x - zero) * inv + r).clamp(0, 2**bits - 1)
     return torch.where(valid, q, torch.zeros((), device=xf.device)).to(torch.int32)
 
 
@@ -199,10 +220,7 @@ def quantize_ref(x: torch.Tensor, bits: int, group_size: int, symmetric: bool = 
         bad = ~finite & ~ocol
     else:
         bad = ~finite
-    nf_index = nf_value = None
-    if bool(bad.any()):
-        nf_index = bad.reshape(-1).nonzero().squeeze(1)
-        nf_value = x2.reshape(-1)[nf_index].clone()
+    nonfinite = Nonfinite.find(x2, bad.sum(), outlier_index)
     rnd: torch.Tensor | float = 0.5
     if seed is not None:
         rnd = hash_uniform(torch.arange(n, device=dev, dtype=torch.int64), seed).view(r, c)
@@ -241,7 +259,7 @@ def quantize_ref(x: torch.Tensor, bits: int, group_size: int, symmetric: bool = 
         codes = torch.nn.functional.pad(codes, (0, per - c % per))
     packed = pack_codes(codes.to(torch.uint8), bits)
     oi = outlier_index.contiguous() if outlier_index is not None else None
-    return QuantizedTensor(packed, scale, zero, nf_index, nf_value, shape, dtype, bits, g, granularity, oi, outl_val)
+    return QuantizedTensor(packed, scale, zero, nonfinite, shape, dtype, bits, g, granularity, oi, outl_val)
 
 
 def dequantize_ref(q: QuantizedTensor) -> torch.Tensor:
@@ -265,8 +283,8 @@ def dequantize_ref(q: QuantizedTensor) -> torch.Tensor:
     out = vals.reshape(-1)[:n].to(q.dtype).view(r, c)
     if q.outlier_index is not None:
         out[:, q.outlier_index.long()] = q.outlier_value
-    if q.nonfinite_index is not None:
-        out.view(-1)[q.nonfinite_index] = q.nonfinite_value
+    if q.nonfinite is not None:
+        q.nonfinite.restore(out)
     return out.view(q.shape)
 
 
@@ -297,7 +315,7 @@ def unpack_codes(packed: torch.Tensor, bits: int) -> torch.Tensor:
 # hyclora_hooks is imported (tests set it late). ``tl`` is bound by ``_build`` too.
 tl = None
 _BUILT = False
-_JIT_NAMES = ("_bf16_round", "_hash_uniform", "_quant_kernel", "_colstats_kernel", "_dequant_kernel")
+_JIT_NAMES = ("_bf16_round", "_hash_uniform", "_tile", "_quant_kernel", "_colstats_kernel", "_dequant_kernel")
 
 # Tile sizes: 4096 elements a program (16 per thread at 8 warps: two 16-byte loads of bf16), the usual shape of
 # a memory-bound Triton kernel. Chosen by reasoning, not yet swept on an H100 (tools/bench_quant.py measures).
@@ -343,16 +361,10 @@ def _hash_uniform(index, seed):
     return (h >> 8).to(tl.float32) * (1.0 / 16777216)
 
 
-def _quant_kernel(x_ptr, packed_ptr, scale_ptr, zero_ptr, slot_ptr, outl_ptr, nf_ptr,
-                  R, C, s_r, s_c, N, CO, K, PW, seed,
-                  MODE: tl.constexpr, BITS: tl.constexpr, SYM: tl.constexpr, HAS_OUTL: tl.constexpr,
-                  STOCH: tl.constexpr, RAGGED: tl.constexpr, INT64: tl.constexpr,
-                  BLOCK_R: tl.constexpr, BLOCK_C: tl.constexpr):
-    """One read of a BLOCK_R x BLOCK_C tile: outlier gather, group statistics (MODE 0: along the row, one group
-    per row of the tile; MODE 1: along the tokens; MODE 2: parameters given), codes, packed store."""
-    PER: tl.constexpr = 8 // BITS
-    QMAX: tl.constexpr = 2 ** (BITS - 1) - 1
-    LEVELS: tl.constexpr = 2**BITS - 1
+def _tile(R, C, N, RAGGED: tl.constexpr, EVEN: tl.constexpr, INT64: tl.constexpr, BLOCK_R: tl.constexpr,
+          BLOCK_C: tl.constexpr):
+    """This program's BLOCK_R x BLOCK_C tile of the R x C matrix: its row and column indices, the in-bounds mask
+    (all true when EVEN: the tiles cover the matrix exactly) and the row-major flat index."""
     pid = tl.program_id(0)
     ncb = tl.cdiv(C, BLOCK_C)
     pid_c = pid % ncb
@@ -363,34 +375,53 @@ def _quant_kernel(x_ptr, packed_ptr, scale_ptr, zero_ptr, slot_ptr, outl_ptr, nf
     cols = pid_c * BLOCK_C + tl.arange(0, BLOCK_C)
     r2 = rows[:, None]
     c2 = cols[None, :]
-    mask = (r2 < R) & (c2 < C)
     flat = r2 * C + c2
-    if RAGGED:
-        mask = mask & (flat < N)
-    x = tl.load(x_ptr + r2 * s_r + c2 * s_c, mask=mask, other=0.0)
+    if EVEN:
+        mask = tl.full((BLOCK_R, BLOCK_C), 1, tl.int1)
+    else:
+        mask = (r2 < R) & (c2 < C)
+        if RAGGED:
+            mask = mask & (flat < N)
+    return pid_r, pid_c, rows, cols, r2, c2, flat, mask
+
+
+def _quant_kernel(x_ptr, packed_ptr, scale_ptr, zero_ptr, slot_ptr, outl_ptr, nf_ptr,
+                  R, C, s_r, s_c, N, CO, K, PW, seed,
+                  MODE: tl.constexpr, BITS: tl.constexpr, SYM: tl.constexpr, HAS_OUTL: tl.constexpr,
+                  STOCH: tl.constexpr, RAGGED: tl.constexpr, EVEN: tl.constexpr, INT64: tl.constexpr,
+                  BLOCK_R: tl.constexpr, BLOCK_C: tl.constexpr):
+    """One read of a BLOCK_R x BLOCK_C tile: group statistics (MODE 0: along the row, one group per row of the
+    tile; MODE 1: along the tokens; MODE 2: parameters given), codes, packed store. Outlier channels are skipped
+    (their values were gathered before the launch), except for RAGGED groups, where this kernel stores them."""
+    PER: tl.constexpr = 8 // BITS
+    QMAX: tl.constexpr = 2 ** (BITS - 1) - 1
+    LEVELS: tl.constexpr = 2**BITS - 1
+    pid_r, pid_c, rows, cols, r2, c2, flat, mask = _tile(R, C, N, RAGGED, EVEN, INT64, BLOCK_R, BLOCK_C)
+    if EVEN:
+        x = tl.load(x_ptr + r2 * s_r + c2 * s_c)
+    else:
+        x = tl.load(x_ptr + r2 * s_r + c2 * s_c, mask=mask, other=0.0)
     xf = x.to(tl.float32)
     finite = tl.abs(xf) < float("inf")  # false for NaN and +-inf
     valid = mask & finite
-    bad = mask & ~finite
     if HAS_OUTL:
-        if RAGGED:
-            ch = flat % CO
-            orow = flat // CO
-            slot = tl.load(slot_ptr + ch, mask=mask, other=-1)
+        if RAGGED:  # groups span rows: the channel of each element, and the store of outlier values, here
+            slot = tl.load(slot_ptr + flat % CO, mask=mask, other=-1)
+            tl.store(outl_ptr + (flat // CO) * K + slot, x, mask=mask & (slot >= 0))
         else:
             slot = tl.load(slot_ptr + cols, mask=cols < C, other=-1)[None, :]
-            orow = r2
-        is_o = mask & (slot >= 0)
-        tl.store(outl_ptr + orow * K + slot, x, mask=is_o)
         valid = valid & (slot < 0)
-        bad = bad & (slot < 0)
-    nbad = tl.sum(tl.sum(bad.to(tl.int32), axis=1), axis=0)
+        bad = mask & ~finite & (slot < 0)
+    else:
+        bad = mask & ~finite
+    nbad = tl.max(tl.max(bad.to(tl.int32), axis=1), axis=0)
     if nbad > 0:
-        tl.atomic_add(nf_ptr, nbad)
+        tl.atomic_add(nf_ptr, 1)  # a flag: the host gathers positions later (kernels/nonfinite.py)
 
     if MODE == 2:
         pmask = cols < C
         s = tl.load(scale_ptr + cols, mask=pmask, other=1.0).to(tl.float32)[None, :]
+        inv = tl.math.div_rn(1.0, s)
         if not SYM:
             z = tl.load(zero_ptr + cols, mask=pmask, other=0.0).to(tl.float32)[None, :]
     else:
@@ -406,17 +437,20 @@ def _quant_kernel(x_ptr, packed_ptr, scale_ptr, zero_ptr, slot_ptr, outl_ptr, nf
             hi = tl.where(empty, 0.0, hi)
             zp = _bf16_round(lo, False)
             sc = _bf16_round(tl.math.div_rn(hi - zp, LEVELS * 1.0), True)
-        sc = tl.where(sc == 0.0, 1.0, sc)
+        sc = tl.maximum(tl.where(sc == 0.0, 1.0, sc), 2.0**-126)  # MIN_STEP
+        isc = tl.math.div_rn(1.0, sc)  # one division a group; the elements multiply
         if MODE == 0:
             pidx = rows * (C // BLOCK_C) + pid_c
             pmask = rows < R
             s = sc[:, None]
+            inv = isc[:, None]
             if not SYM:
                 z = zp[:, None]
         else:
             pidx = pid_r * C + cols
             pmask = cols < C
             s = sc[None, :]
+            inv = isc[None, :]
             if not SYM:
                 z = zp[None, :]
         tl.store(scale_ptr + pidx, sc.to(tl.bfloat16), mask=pmask)
@@ -428,11 +462,11 @@ def _quant_kernel(x_ptr, packed_ptr, scale_ptr, zero_ptr, slot_ptr, outl_ptr, nf
         rnd = _hash_uniform(flat, seed)
     else:
         rnd = 0.5
-    if SYM:
-        q = tl.floor(tl.math.div_rn(xv, s) + rnd)
+    if SYM:  # launched without fp fusion: multiply, then add, each rounded (as the reference)
+        q = tl.floor(xv * inv + rnd)
         q = tl.minimum(tl.maximum(q, -QMAX * 1.0), QMAX * 1.0) + QMAX
     else:
-        q = tl.floor(tl.math.div_rn(xv - z, s) + rnd)
+        q = tl.floor((xv - z) * inv + rnd)
         q = tl.minimum(tl.maximum(q, 0.0), LEVELS * 1.0)
     q = tl.where(valid, q, 0.0).to(tl.int32)
     if PER == 1:
@@ -442,7 +476,10 @@ def _quant_kernel(x_ptr, packed_ptr, scale_ptr, zero_ptr, slot_ptr, outl_ptr, nf
         sh = tl.arange(0, PER) * BITS
         pk = tl.sum(q3 << sh[None, None, :], axis=2)
     pcols = pid_c * (BLOCK_C // PER) + tl.arange(0, BLOCK_C // PER)
-    tl.store(packed_ptr + r2 * PW + pcols[None, :], pk.to(tl.uint8), mask=(r2 < R) & (pcols[None, :] < PW))
+    if EVEN:
+        tl.store(packed_ptr + r2 * PW + pcols[None, :], pk.to(tl.uint8))
+    else:
+        tl.store(packed_ptr + r2 * PW + pcols[None, :], pk.to(tl.uint8), mask=(r2 < R) & (pcols[None, :] < PW))
 
 
 def _colstats_kernel(x_ptr, lo_ptr, hi_ptr, amax_ptr, ss_ptr, R, C, s_r, s_c, ROWS_PER: tl.constexpr,
@@ -484,28 +521,19 @@ def _colstats_kernel(x_ptr, lo_ptr, hi_ptr, amax_ptr, ss_ptr, R, C, s_r, s_c, RO
 def _dequant_kernel(packed_ptr, scale_ptr, zero_ptr, slot_ptr, outl_ptr, out_ptr,
                     R, C, N, CO, K, PW,
                     MODE: tl.constexpr, BITS: tl.constexpr, SYM: tl.constexpr, HAS_OUTL: tl.constexpr,
-                    RAGGED: tl.constexpr, INT64: tl.constexpr, OUT_BF16: tl.constexpr,
+                    RAGGED: tl.constexpr, EVEN: tl.constexpr, INT64: tl.constexpr, OUT_BF16: tl.constexpr,
                     BLOCK_R: tl.constexpr, BLOCK_C: tl.constexpr):
     """Unpack a tile of codes, apply its parameters (MODE as in ``_quant_kernel``; for MODE 1 the tile is one
-    token group tall), scatter the dense outlier channels, store contiguous output."""
+    token group tall), store contiguous output. Outlier channels are scattered after the launch, except for
+    RAGGED groups (HAS_OUTL), where this kernel writes them."""
     PER: tl.constexpr = 8 // BITS
     QMAX: tl.constexpr = 2 ** (BITS - 1) - 1
-    pid = tl.program_id(0)
-    ncb = tl.cdiv(C, BLOCK_C)
-    pid_c = pid % ncb
-    pid_r = pid // ncb
-    rows = pid_r * BLOCK_R + tl.arange(0, BLOCK_R)
-    if INT64:
-        rows = rows.to(tl.int64)
-    cols = pid_c * BLOCK_C + tl.arange(0, BLOCK_C)
-    r2 = rows[:, None]
-    c2 = cols[None, :]
-    mask = (r2 < R) & (c2 < C)
-    flat = r2 * C + c2
-    if RAGGED:
-        mask = mask & (flat < N)
+    pid_r, pid_c, rows, cols, r2, c2, flat, mask = _tile(R, C, N, RAGGED, EVEN, INT64, BLOCK_R, BLOCK_C)
     pcols = pid_c * (BLOCK_C // PER) + tl.arange(0, BLOCK_C // PER)
-    pk = tl.load(packed_ptr + r2 * PW + pcols[None, :], mask=(r2 < R) & (pcols[None, :] < PW), other=0)
+    if EVEN:
+        pk = tl.load(packed_ptr + r2 * PW + pcols[None, :])
+    else:
+        pk = tl.load(packed_ptr + r2 * PW + pcols[None, :], mask=(r2 < R) & (pcols[None, :] < PW), other=0)
     pk = pk.to(tl.int32)
     if PER == 1:
         q = pk
@@ -538,17 +566,14 @@ def _dequant_kernel(packed_ptr, scale_ptr, zero_ptr, slot_ptr, outl_ptr, out_ptr
         v = u.to(tl.float32, bitcast=True)
     y = v.to(out_ptr.dtype.element_ty)
     if HAS_OUTL:
-        if RAGGED:
-            ch = flat % CO
-            orow = flat // CO
-            slot = tl.load(slot_ptr + ch, mask=mask, other=-1)
-        else:
-            slot = tl.load(slot_ptr + cols, mask=cols < C, other=-1)[None, :]
-            orow = r2
+        slot = tl.load(slot_ptr + flat % CO, mask=mask, other=-1)
         is_o = mask & (slot >= 0)
-        ov = tl.load(outl_ptr + orow * K + slot, mask=is_o, other=0.0)
+        ov = tl.load(outl_ptr + (flat // CO) * K + slot, mask=is_o, other=0.0)
         y = tl.where(is_o, ov, y)
-    tl.store(out_ptr + flat, y, mask=mask)
+    if EVEN:
+        tl.store(out_ptr + flat, y)
+    else:
+        tl.store(out_ptr + flat, y, mask=mask)
 
 
 def _build() -> None:
@@ -639,7 +664,10 @@ def quantize_triton(x: torch.Tensor, bits: int, group_size: int, symmetric: bool
     zero = None if symmetric else torch.empty_like(scale)
     k = 0 if outlier_index is None else outlier_index.numel()
     slot = outlier_slots(outlier_index, c, dev) if outlier_index is not None else None
-    outl = torch.empty((r, k), dtype=dtype, device=dev) if outlier_index is not None else None
+    outl = None
+    if outlier_index is not None:  # a gather of k columns here; a ragged kernel stores them itself
+        outl = torch.empty((r, k), dtype=dtype, device=dev) if ragged else x2.index_select(1, outlier_index.long())
+    even = not ragged and kr % br == 0 and kc % bc == 0
     nf = torch.zeros(1, dtype=torch.int32, device=dev)
     dummy = nf
 
@@ -664,18 +692,12 @@ def quantize_triton(x: torch.Tensor, bits: int, group_size: int, symmetric: bool
         x2, packed, scale, zero if zero is not None else scale, slot if slot is not None else dummy,
         outl if outl is not None else x2, nf, kr, kc, sr, sc, n, c, k, pw, 0 if seed is None else seed & _M32,
         MODE=mode, BITS=bits, SYM=symmetric, HAS_OUTL=outlier_index is not None, STOCH=seed is not None,
-        RAGGED=ragged, INT64=int64, BLOCK_R=br, BLOCK_C=bc, num_warps=_WARPS)
+        RAGGED=ragged, EVEN=even, INT64=int64, BLOCK_R=br, BLOCK_C=bc, num_warps=_WARPS, enable_fp_fusion=False)
 
-    nf_index = nf_value = None
-    if int(nf.item()):  # one sync a call: non-finite values are rare, and their count sizes the payload
-        xr = x.reshape(r, c)
-        bad = ~torch.isfinite(xr)
-        if outlier_index is not None:
-            bad[:, outlier_index.long()] = False
-        nf_index = bad.reshape(-1).nonzero().squeeze(1)
-        nf_value = xr.reshape(-1)[nf_index].clone()
+    # the count stays on the device: no wait for the GPU here (NOTE [Deferred non-finite check])
+    nonfinite = Nonfinite.find(x2, nf, outlier_index)
     oi = outlier_index.contiguous() if outlier_index is not None else None
-    return QuantizedTensor(packed, scale, zero, nf_index, nf_value, shape, dtype, bits, g, granularity, oi, outl)
+    return QuantizedTensor(packed, scale, zero, nonfinite, shape, dtype, bits, g, granularity, oi, outl)
 
 
 def channel_sumsq_triton(x: torch.Tensor) -> torch.Tensor:
@@ -709,16 +731,20 @@ def dequantize_triton(q: QuantizedTensor) -> torch.Tensor:
     mode, br, bc = _tiles(q.granularity, g, c, q.bits)
     pw = c * q.bits // 8 if q.granularity == "group" and not ragged else q.packed.shape[1]
     int64 = _needs_int64(n + kc)
-    slot = outlier_slots(q.outlier_index, c, dev)
+    in_kernel = ragged and q.outlier_index is not None  # else outlier channels are scattered after the kernel
+    slot = outlier_slots(q.outlier_index, c, dev) if in_kernel else None
     k = 0 if q.outlier_index is None else q.outlier_index.numel()
+    even = not ragged and kr % br == 0 and kc % bc == 0
     grid = (_cdiv(kc, bc) * _cdiv(kr, br),)
     _dequant_kernel[grid](
         q.packed, q.scale, q.zero if q.zero is not None else q.scale, slot if slot is not None else q.scale,
-        q.outlier_value if q.outlier_value is not None else out, out, kr, kc, n, c, k, pw,
-        MODE=mode, BITS=q.bits, SYM=q.zero is None, HAS_OUTL=q.outlier_index is not None, RAGGED=ragged,
+        q.outlier_value if in_kernel else out, out, kr, kc, n, c, k, pw,
+        MODE=mode, BITS=q.bits, SYM=q.zero is None, HAS_OUTL=in_kernel, RAGGED=ragged, EVEN=even,
         INT64=int64, OUT_BF16=q.dtype == torch.bfloat16, BLOCK_R=br, BLOCK_C=bc, num_warps=_WARPS)
-    if q.nonfinite_index is not None:
-        out[q.nonfinite_index] = q.nonfinite_value
+    if q.outlier_index is not None and not in_kernel:
+        out.view(r, c).index_copy_(1, q.outlier_index.long(), q.outlier_value)
+    if q.nonfinite is not None:
+        q.nonfinite.restore(out)
     return out.view(q.shape)
 
 

@@ -4,13 +4,14 @@ Not a test. For bf16 tensors of 64 MiB to 1 GiB (hidden size 4096), at 2/4/8 bit
 channels (0.5% of channels, frozen as after calibration: the steady state of training), it times
 
 * ``copy``: ``dst.copy_(src)`` in the same run; bytes = read + written = 2 x the tensor;
-* ``quantize``: :func:`hyclora_hooks.kernels.quant.quantize_triton` (the codec's CUDA path, including its one
-  sync for non-finite values); bytes = the tensor read + the payload written;
+* ``quantize``: :func:`hyclora_hooks.kernels.quant.quantize_triton` (the codec's CUDA path; its non-finite
+  count stays on the device, see ``kernels/nonfinite.py``); bytes = the tensor read + the payload written;
 * ``dequantize``: :func:`dequantize_triton`; bytes = the payload read + the tensor written;
 
 with ``triton.testing.do_bench`` (median), and checks on the GPU, in the same run, that the kernels store the
 same bytes as the plain-PyTorch reference and decode the same values (64 MiB tensors). Extra rows (4 bits):
-per-channel steps (two passes: statistics, then codes) and dynamic outliers (a scoring pass first).
+per-token-group steps (intra_inter's), per-channel steps (two passes: statistics, then codes) and dynamic outliers
+(a scoring pass first). ``--tiles 4096x8,8192x16`` sweeps the kernels' tile size and warps.
 
     python tools/bench_quant.py --out bench_quant.json          # on a GPU; ~2-3 minutes on an H100
     TRITON_INTERPRET=1 python tools/bench_quant.py --smoke      # CPU: tiny sizes, checks the script's logic
@@ -38,6 +39,8 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--hidden", type=int, default=4096, help="last dimension (channels)")
     p.add_argument("--outlier-ratio", type=float, default=0.005, help="HyC-LoRA's layernorm_outlier_ratio")
     p.add_argument("--group-size", type=int, default=64)
+    p.add_argument("--tiles", default="", help="sweep: comma list of TILExWARPS (e.g. 4096x8,8192x8) for the "
+                   "group and token_group rows; the kernels' defaults when empty")
     p.add_argument("--smoke", action="store_true", help="tiny sizes, runs on CPU under TRITON_INTERPRET=1")
     return p.parse_args(argv)
 
@@ -80,6 +83,8 @@ def main(argv: list[str] | None = None) -> int:
     gen = torch.Generator(device=dev).manual_seed(0)
     rows_out: list[dict] = []
     checks: list[dict] = []
+    default_tile = (Q._TILE, Q._WARPS)
+    tiles = [tuple(int(v) for v in t.split("x")) for t in args.tiles.split(",") if t]
 
     def make(rows: int):
         x = torch.randn((rows, c), generator=gen, device=dev, dtype=torch.float32).to(torch.bfloat16)
@@ -113,8 +118,14 @@ def main(argv: list[str] | None = None) -> int:
         del dst
         configs = [(b, o, "group") for b in bits_list for o in (False, True)]
         if 4 in bits_list:
-            configs += [(4, True, "channel"), (4, True, "dynamic")]
-        for bits, outl, gran in configs:
+            configs += [(4, True, "token_group"), (4, True, "channel"), (4, True, "dynamic")]
+        if tiles:
+            configs = [(b, o, gr, t) for b, o, gr in configs for t in tiles if gr in ("group", "token_group")]
+        else:
+            configs = [cfg + (None,) for cfg in configs]
+        for bits, outl, gran, tile in configs:
+            if tile is not None:
+                Q._TILE, Q._WARPS = tile
             oi = idx if outl else None
             if gran == "dynamic":
                 def enc(bits=bits):
@@ -123,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 def enc(bits=bits, oi=oi, gran=gran):
                     return Q.quantize_triton(x, bits, g, False, gran, oi)
-            if mib == sizes[0] and gran != "dynamic":
+            if mib == sizes[0] and gran != "dynamic" and (tile is None or tile == tiles[0]):
                 check(x, bits, oi, gran)
             q = enc()
             payload = q.nbytes
@@ -132,13 +143,14 @@ def main(argv: list[str] | None = None) -> int:
             for op, t in (("quantize", t_q), ("dequantize", t_d)):
                 moved = nbytes + payload
                 rows_out.append({"size_mib": mib, "op": op, "bits": bits, "outliers": outl, "granularity": gran,
-                                 "seconds": t, "bytes": moved, "gbps": moved / t / 1e9,
+                                 "tile": f"{Q._TILE}x{Q._WARPS}", "seconds": t, "bytes": moved, "gbps": moved / t / 1e9,
                                  "pct_copy": 100.0 * (moved / t) / (2 * nbytes / t_copy),
                                  "payload_ratio": payload / nbytes})
             del q
         del x
         if cuda:
             torch.cuda.empty_cache()
+    Q._TILE, Q._WARPS = default_tile
 
     meta = {"device": torch.cuda.get_device_name(0) if cuda else "cpu (TRITON_INTERPRET)",
             "torch": torch.__version__, "triton": _triton_version(), "date": datetime.date.today().isoformat(),
@@ -168,10 +180,11 @@ def _print_table(result: dict) -> None:
           "all bit-exact" if result["all_checks_pass"] else
           "MISMATCH: " + ", ".join(f"{c['bits']}b/{c['granularity']}/o={c['outliers']}" for c in result["checks"]
                                    if not (c["bytes_equal"] and c["decode_equal"])))
-    print(f"{'MiB':>6} {'op':<11} {'bits':>4} {'outl':>5} {'gran':<8} {'us':>9} {'GB/s':>8} {'% copy':>7}")
+    print(f"{'MiB':>6} {'op':<11} {'bits':>4} {'outl':>5} {'gran':<12} {'tile':>8} {'us':>9} {'GB/s':>8} {'% copy':>7}")
     for r in result["rows"]:
         print(f"{r['size_mib']:>6} {r['op']:<11} {str(r['bits'] or '-'):>4} {'yes' if r['outliers'] else 'no':>5} "
-              f"{r['granularity']:<8} {r['seconds'] * 1e6:>9.1f} {r['gbps']:>8.1f} {r['pct_copy']:>6.1f}%")
+              f"{r['granularity']:<12} {r.get('tile', '-'):>8} {r['seconds'] * 1e6:>9.1f} {r['gbps']:>8.1f} "
+              f"{r['pct_copy']:>6.1f}%")
 
 
 if __name__ == "__main__":

@@ -74,6 +74,14 @@ def resolve_rank(rank: int | float, n: int) -> int:
     return max(1, min(k, n))
 
 
+def kept_columns(outlier_index: torch.Tensor, n: int) -> torch.Tensor:
+    """The ``n - o`` columns not in ``outlier_index``, ascending, found on the device (a boolean mask index
+    would wait for the GPU to count them)."""
+    keep = torch.ones(n, dtype=torch.uint8, device=outlier_index.device)
+    keep[outlier_index] = 0
+    return torch.sort(keep, descending=True, stable=True).indices[: n - outlier_index.numel()]
+
+
 def lowrank_encode(a: torch.Tensor, rank: int | float, outlier_ratio: float = 0.0, seed: int = 0,
                    factor_dtype: torch.dtype | None = None) -> LowRankPayload | torch.Tensor:
     """Encode ``a`` (any float dtype, any shape and strides); returns ``a`` itself where factors would not pay."""
@@ -91,10 +99,8 @@ def lowrank_encode(a: torch.Tensor, rank: int | float, outlier_ratio: float = 0.
     out_idx = outliers = None
     if o:
         out_idx = a32.square().sum(0).topk(o).indices.sort().values
-        keep = torch.ones(n, dtype=torch.bool, device=a.device)
-        keep[out_idx] = False
         outliers = src.reshape(m, n)[:, out_idx]  # advanced indexing: a compact copy in the saved dtype
-        a32 = a32[:, keep]
+        a32 = a32.index_select(1, kept_columns(out_idx, n))
     gen = torch.Generator().manual_seed(seed)
     idx = torch.randperm(a32.shape[1], generator=gen)[:k].to(a.device)
     y = a32.t() @ a32[:, idx]  # (n - o) x k: k columns of the Gram matrix
@@ -124,10 +130,8 @@ def lowrank_decode(payload: LowRankPayload | torch.Tensor) -> torch.Tensor:
         return approx.to(payload.dtype).view(payload.shape)
     m, n = approx.shape[0], payload.shape[-1] if len(payload.shape) else 1
     out = torch.empty(m, n, dtype=payload.dtype, device=approx.device)
-    keep = torch.ones(n, dtype=torch.bool, device=approx.device)
-    keep[payload.outlier_index] = False
-    out[:, keep] = approx.to(payload.dtype)
-    out[:, payload.outlier_index] = payload.outliers
+    out.index_copy_(1, kept_columns(payload.outlier_index, n), approx.to(payload.dtype))
+    out.index_copy_(1, payload.outlier_index, payload.outliers)
     return out.view(payload.shape)
 
 

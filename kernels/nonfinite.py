@@ -1,0 +1,123 @@
+"""Non-finite elements of an encoded tensor: stored exactly, and on a GPU found without waiting for the GPU.
+
+Every lossy codec keeps NaN and +-Inf out of its statistics and stores them beside the payload (int64 row-major
+positions + values in the source dtype). How many there are is only known once the device has looked: asking at
+once (``count.item()``) would make every encode wait for all the work queued before it, and the host would stop
+running ahead of the GPU (on an H100 that serialised the hooks' Python with the model's kernels).
+
+NOTE [Deferred non-finite check]
+  1. :meth:`Nonfinite.find` takes a device-side count (a kernel's, or one it computes) and, when a collector is
+     active on this thread (:func:`collecting`, entered by ``compress()``), returns a *pending* record holding
+     the source tensor, a pinned host copy of the count (copied asynchronously) and an event recorded after that
+     copy; the collector is told of it.
+  2. Outside a collector, and on CPU, the record settles at once: the pre-deferral behaviour.
+  3. :meth:`Nonfinite.settle` reads the host copy (a wait for that event only) and, when it is not zero, gathers
+     positions and values from the source; then the source is dropped. A pending record keeps its source alive,
+     so the collector settles records whose event has completed at every pack, settles the oldest while more
+     than a byte cap is pending, and settles everything when the context exits.
+  4. Decoding settles first, so a payload is correct whoever forgot to settle it.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Callable, Iterator
+
+import torch
+
+_COLLECTOR: ContextVar[Callable[[Nonfinite], None] | None] = ContextVar("hyclora_nonfinite_collector", default=None)
+
+
+@contextmanager
+def collecting(on_pending: Callable[[Nonfinite], None]) -> Iterator[None]:
+    """While entered, device encodes defer their non-finite check and pass the pending record to ``on_pending``."""
+    token = _COLLECTOR.set(on_pending)
+    try:
+        yield
+    finally:
+        _COLLECTOR.reset(token)
+
+
+class Nonfinite:
+    """Positions (flat, row-major, int64) and values of the non-finite elements of a ``R x C`` tensor."""
+
+    __slots__ = ("index", "value", "_count", "_source", "_skip", "_event")
+
+    def __init__(self, index: torch.Tensor | None = None, value: torch.Tensor | None = None):
+        self.index, self.value = index, value
+        self._count = self._source = self._skip = self._event = None
+
+    @classmethod
+    def find(cls, x2: torch.Tensor, count: torch.Tensor | None = None,
+             skip_columns: torch.Tensor | None = None) -> Nonfinite | None:
+        """The non-finite elements of the matrix ``x2`` outside ``skip_columns`` (None when there are none).
+
+        ``count``: their number as a device tensor if a kernel counted them already (else counted here).
+        """
+        rec = cls()
+        rec._source, rec._skip = x2, skip_columns
+        on_pending = _COLLECTOR.get()
+        if not x2.is_cuda or on_pending is None:  # rule 2
+            if count is None or int(count.item()):
+                rec._gather()
+            rec._count = rec._source = rec._skip = None
+            return rec if rec.index is not None else None
+        count = count if count is not None else rec._bad().sum()
+        # to pinned host memory behind the kernel: once the event has completed, reading it waits for nothing
+        # (``count.item()`` would queue its copy behind all work issued since, and wait for that)
+        rec._count = torch.empty(count.shape, dtype=count.dtype, pin_memory=True)
+        rec._count.copy_(count, non_blocking=True)
+        rec._event = torch.cuda.Event()
+        rec._event.record()
+        on_pending(rec)
+        return rec
+
+    def _bad(self) -> torch.Tensor:
+        bad = ~torch.isfinite(self._source)
+        if self._skip is not None:
+            bad[:, self._skip.long()] = False
+        return bad
+
+    def _gather(self) -> None:
+        bad = self._bad().reshape(-1)
+        if bool(bad.any()):
+            self.index = bad.nonzero().squeeze(1)
+            self.value = self._source.reshape(-1)[self.index].clone()
+        self._count = self._source = self._skip = self._event = None
+
+    @property
+    def pending(self) -> bool:
+        return self._source is not None
+
+    @property
+    def pending_nbytes(self) -> int:
+        """Bytes of the source this record keeps alive until it settles."""
+        s = self._source
+        return s.numel() * s.element_size() if s is not None else 0
+
+    def ready(self) -> bool:
+        """True when settling will not wait for the device."""
+        return self._event is None or self._event.query()
+
+    def settle(self) -> int:
+        """Resolve a pending record (rule 3); returns the bytes it now holds (0 when there was nothing)."""
+        if self._source is not None:
+            if self._event is not None:
+                self._event.synchronize()  # returns at once when ready() said so
+            if int(self._count.reshape(-1)[0]):
+                self._gather()
+            self._count = self._source = self._skip = self._event = None
+        return self.nbytes
+
+    @property
+    def nbytes(self) -> int:
+        if self.index is None:
+            return 0
+        return sum(t.untyped_storage().nbytes() for t in (self.index, self.value))
+
+    def restore(self, out: torch.Tensor) -> None:
+        """Write the values back into the contiguous decoded tensor ``out`` (rule 4: settles first)."""
+        self.settle()
+        if self.index is not None:
+            out.view(-1)[self.index] = self.value
