@@ -322,7 +322,7 @@ class Compressor:
             if split is not None:
                 ops, branch = split
                 branch = planner.replay_chain(ops, branch, skip_casts=True)  # the branch in t's layout
-                base = (t.float() - lineage.evaluate(branch).float()).to(t.dtype)
+                base = lineage.lora_combine(t, lineage.evaluate(branch), t.dtype, subtract=True)
                 leaf = lineage.EntryRef(self._source(base, site, route))
                 return self._recipe(t, site, planner.lora_rebuild(leaf, branch, t.dtype))
         ops, src = planner.chain(t)  # P2

@@ -11,8 +11,9 @@ NOTE [Deferred non-finite check]
      the source tensor, a pinned host copy of the count (copied asynchronously) and an event recorded after that
      copy; the collector is told of it.
   2. Outside a collector, and on CPU, the record settles at once: the pre-deferral behaviour.
-  3. :meth:`Nonfinite.settle` reads the host copy (a wait for that event only) and, when it is not zero, gathers
-     positions and values from the source; then the source is dropped. A pending record keeps its source alive,
+  3. :meth:`Nonfinite.settle` reads the host copy (a wait for that event only) and, when it is not zero, runs
+     the encoder's ``repair`` (a kernel that assumed finite data re-runs with masks into the same payload) and
+     gathers positions and values from the source; then the source is dropped. A pending record keeps its source alive,
      so the collector settles records whose event has completed at every pack, settles the oldest while more
      than a byte cap is pending, and settles everything when the context exits.
   4. Decoding settles first, so a payload is correct whoever forgot to settle it.
@@ -42,26 +43,29 @@ def collecting(on_pending: Callable[[Nonfinite], None]) -> Iterator[None]:
 class Nonfinite:
     """Positions (flat, row-major, int64) and values of the non-finite elements of a ``R x C`` tensor."""
 
-    __slots__ = ("index", "value", "_count", "_source", "_skip", "_event")
+    __slots__ = ("index", "value", "_count", "_source", "_skip", "_event", "_repair")
 
     def __init__(self, index: torch.Tensor | None = None, value: torch.Tensor | None = None):
         self.index, self.value = index, value
-        self._count = self._source = self._skip = self._event = None
+        self._count = self._source = self._skip = self._event = self._repair = None
 
     @classmethod
-    def find(cls, x2: torch.Tensor, count: torch.Tensor | None = None,
-             skip_columns: torch.Tensor | None = None) -> Nonfinite | None:
+    def find(cls, x2: torch.Tensor, count: torch.Tensor | None = None, skip_columns: torch.Tensor | None = None,
+             repair: Callable[[], None] | None = None) -> Nonfinite | None:
         """The non-finite elements of the matrix ``x2`` outside ``skip_columns`` (None when there are none).
 
-        ``count``: their number as a device tensor if a kernel counted them already (else counted here).
+        ``count``: their number, or a non-zero flag, as a device tensor if a kernel looked already (else counted
+        here). ``repair``: called first when it is not zero (a kernel that assumed finite data re-runs checked).
         """
         rec = cls()
-        rec._source, rec._skip = x2, skip_columns
+        rec._source, rec._skip, rec._repair = x2, skip_columns, repair
         on_pending = _COLLECTOR.get()
         if not x2.is_cuda or on_pending is None:  # rule 2
             if count is None or int(count.item()):
+                if repair is not None:
+                    repair()
                 rec._gather()
-            rec._count = rec._source = rec._skip = None
+            rec._count = rec._source = rec._skip = rec._repair = None
             return rec if rec.index is not None else None
         count = count if count is not None else rec._bad().sum()
         # to pinned host memory behind the kernel: once the event has completed, reading it waits for nothing
@@ -84,7 +88,7 @@ class Nonfinite:
         if bool(bad.any()):
             self.index = bad.nonzero().squeeze(1)
             self.value = self._source.reshape(-1)[self.index].clone()
-        self._count = self._source = self._skip = self._event = None
+        self._count = self._source = self._skip = self._event = self._repair = None
 
     @property
     def pending(self) -> bool:
@@ -106,8 +110,10 @@ class Nonfinite:
             if self._event is not None:
                 self._event.synchronize()  # returns at once when ready() said so
             if int(self._count.reshape(-1)[0]):
+                if self._repair is not None:
+                    self._repair()
                 self._gather()
-            self._count = self._source = self._skip = self._event = None
+            self._count = self._source = self._skip = self._event = self._repair = None
         return self.nbytes
 
     @property

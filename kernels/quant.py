@@ -317,10 +317,10 @@ tl = None
 _BUILT = False
 _JIT_NAMES = ("_bf16_round", "_hash_uniform", "_tile", "_quant_kernel", "_colstats_kernel", "_dequant_kernel")
 
-# Tile sizes: 4096 elements a program (16 per thread at 8 warps: two 16-byte loads of bf16), the usual shape of
-# a memory-bound Triton kernel. Chosen by reasoning, not yet swept on an H100 (tools/bench_quant.py measures).
-_TILE = 4096
-_WARPS = 8
+# Tile sizes: 2048 elements a program at 4 warps (16 per thread: two 16-byte loads of bf16). Swept on an H100
+# (tools/bench_quant.py --tiles, docs/benchmarks.md): 1024-4096 at 4-8 warps are within a few percent.
+_TILE = 2048
+_WARPS = 4
 
 
 def triton_available() -> bool:
@@ -389,10 +389,14 @@ def _quant_kernel(x_ptr, packed_ptr, scale_ptr, zero_ptr, slot_ptr, outl_ptr, nf
                   R, C, s_r, s_c, N, CO, K, PW, seed,
                   MODE: tl.constexpr, BITS: tl.constexpr, SYM: tl.constexpr, HAS_OUTL: tl.constexpr,
                   STOCH: tl.constexpr, RAGGED: tl.constexpr, EVEN: tl.constexpr, INT64: tl.constexpr,
-                  BLOCK_R: tl.constexpr, BLOCK_C: tl.constexpr):
+                  CHECKED: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_C: tl.constexpr):
     """One read of a BLOCK_R x BLOCK_C tile: group statistics (MODE 0: along the row, one group per row of the
     tile; MODE 1: along the tokens; MODE 2: parameters given), codes, packed store. Outlier channels are skipped
-    (their values were gathered before the launch), except for RAGGED groups, where this kernel stores them."""
+    (their values were gathered before the launch), except for RAGGED groups, where this kernel stores them.
+
+    Not CHECKED (the first launch) assumes finite data and raises ``nf_ptr`` if a row is not; the host then runs
+    the launch again CHECKED, which keeps NaN/Inf out of the statistics (see ``quantize_triton``). Masking every
+    element for a case that almost never happens cost ~35% of the kernel's bandwidth on an H100."""
     PER: tl.constexpr = 8 // BITS
     QMAX: tl.constexpr = 2 ** (BITS - 1) - 1
     LEVELS: tl.constexpr = 2**BITS - 1
@@ -402,8 +406,12 @@ def _quant_kernel(x_ptr, packed_ptr, scale_ptr, zero_ptr, slot_ptr, outl_ptr, nf
     else:
         x = tl.load(x_ptr + r2 * s_r + c2 * s_c, mask=mask, other=0.0)
     xf = x.to(tl.float32)
-    finite = tl.abs(xf) < float("inf")  # false for NaN and +-inf
-    valid = mask & finite
+    if CHECKED:
+        valid = mask & (tl.abs(xf) < float("inf"))  # false for NaN and +-inf
+    else:
+        valid = mask
+        probe = tl.sum(xf - xf, axis=1)  # NaN iff the row holds a NaN or an Inf (masked lanes loaded 0)
+        tl.store(nf_ptr + rows * 0, 1, mask=probe != 0.0)
     if HAS_OUTL:
         if RAGGED:  # groups span rows: the channel of each element, and the store of outlier values, here
             slot = tl.load(slot_ptr + flat % CO, mask=mask, other=-1)
@@ -411,12 +419,6 @@ def _quant_kernel(x_ptr, packed_ptr, scale_ptr, zero_ptr, slot_ptr, outl_ptr, nf
         else:
             slot = tl.load(slot_ptr + cols, mask=cols < C, other=-1)[None, :]
         valid = valid & (slot < 0)
-        bad = mask & ~finite & (slot < 0)
-    else:
-        bad = mask & ~finite
-    nbad = tl.max(tl.max(bad.to(tl.int32), axis=1), axis=0)
-    if nbad > 0:
-        tl.atomic_add(nf_ptr, 1)  # a flag: the host gathers positions later (kernels/nonfinite.py)
 
     if MODE == 2:
         pmask = cols < C
@@ -688,14 +690,19 @@ def quantize_triton(x: torch.Tensor, bits: int, group_size: int, symmetric: bool
             zero.copy_(z_)
 
     grid = (_cdiv(kc, bc) * _cdiv(kr, br),)
-    _quant_kernel[grid](
-        x2, packed, scale, zero if zero is not None else scale, slot if slot is not None else dummy,
-        outl if outl is not None else x2, nf, kr, kc, sr, sc, n, c, k, pw, 0 if seed is None else seed & _M32,
-        MODE=mode, BITS=bits, SYM=symmetric, HAS_OUTL=outlier_index is not None, STOCH=seed is not None,
-        RAGGED=ragged, EVEN=even, INT64=int64, BLOCK_R=br, BLOCK_C=bc, num_warps=_WARPS, enable_fp_fusion=False)
 
-    # the count stays on the device: no wait for the GPU here (NOTE [Deferred non-finite check])
-    nonfinite = Nonfinite.find(x2, nf, outlier_index)
+    def launch(checked: bool) -> None:
+        _quant_kernel[grid](
+            x2, packed, scale, zero if zero is not None else scale, slot if slot is not None else dummy,
+            outl if outl is not None else x2, nf, kr, kc, sr, sc, n, c, k, pw, 0 if seed is None else seed & _M32,
+            MODE=mode, BITS=bits, SYM=symmetric, HAS_OUTL=outlier_index is not None, STOCH=seed is not None,
+            RAGGED=ragged, EVEN=even, INT64=int64, CHECKED=checked, BLOCK_R=br, BLOCK_C=bc, num_warps=_WARPS,
+            enable_fp_fusion=False)
+
+    launch(False)
+    # The flag stays on the device: no wait for the GPU here. If it is raised, the settle re-runs the kernel
+    # CHECKED into the same buffers before gathering the values (NOTE [Deferred non-finite check]).
+    nonfinite = Nonfinite.find(x2, nf, outlier_index, repair=lambda: launch(True))
     oi = outlier_index.contiguous() if outlier_index is not None else None
     return QuantizedTensor(packed, scale, zero, nonfinite, shape, dtype, bits, g, granularity, oi, outl)
 
