@@ -209,3 +209,23 @@ def test_decoded_tensors_keep_permuted_strides(codec):
         y = _SaveAndCheckStrides.apply(x)
     y.sum().backward()
     assert _SaveAndCheckStrides.seen == [(tuple(x.shape), x.stride())]
+
+
+def test_accountant_grow_after_a_late_nonfinite_find():
+    """NOTE [Lifetimes] rule 9: non-finite values found after a pack grow that entry's stored bytes, totals and
+    live figures alike; a find after the entry was released changes the totals only."""
+    from hyclora_hooks.accounting import Accountant
+    from hyclora_hooks.sites import SaveSite
+
+    site = SaveSite("sin", "unknown", "sin", "model.layers.0.mlp", "MLP", "", torch.float32, (8, 8))
+    acct = Accountant()
+    a = acct.admit(("id", 1), 256, site, "quant4/g64", 40, False, None)
+    b = acct.admit(("id", 2), 256, site, "quant4/g64", 40, False, None)
+    acct.grow(a, 24)
+    assert (acct.stored_bytes, acct.live_stored_bytes, acct.peak_stored_bytes) == (104, 104, 104)
+    assert acct.by_layer["model.layers.0"].stored_bytes == 104
+    acct.release(b)
+    acct.grow(b, 12)  # released already: counted in the totals, never in the live bytes
+    assert (acct.stored_bytes, acct.live_stored_bytes) == (116, 64)
+    acct.release(a)
+    assert acct.live_stored_bytes == 0 and acct.live_activation_bytes == 0
