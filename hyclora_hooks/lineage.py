@@ -200,6 +200,9 @@ def evaluate(node: Node) -> torch.Tensor:
 _CASTS = {"to", "type", "float", "half", "bfloat16", "double", "type_as"}
 
 
+_FP = (torch.float32, torch.bfloat16, torch.float16)
+
+
 def lora_combine(a: torch.Tensor, b: torch.Tensor, dtype: torch.dtype, subtract: bool = False) -> torch.Tensor:
     """``(a.float() +- b.float()).to(dtype)`` in one pass where it can: torch computes a mixed or half-precision
     add in fp32 (bf16 -> fp32 is exact) and rounds once, so the promoted op gives the same bits without the fp32
@@ -209,9 +212,6 @@ def lora_combine(a: torch.Tensor, b: torch.Tensor, dtype: torch.dtype, subtract:
         return out if out.dtype == dtype else out.to(dtype)
     af, bf = a.float(), b.float()
     return (af - bf if subtract else af + bf).to(dtype)
-
-
-_FP = (torch.float32, torch.bfloat16, torch.float16)
 
 
 def _lora_rebuild(base: torch.Tensor, branch: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:

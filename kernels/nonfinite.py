@@ -13,9 +13,9 @@ NOTE [Deferred non-finite check]
   2. Outside a collector, and on CPU, the record settles at once: the pre-deferral behaviour.
   3. :meth:`Nonfinite.settle` reads the host copy (a wait for that event only) and, when it is not zero, runs
      the encoder's ``repair`` (a kernel that assumed finite data re-runs with masks into the same payload) and
-     gathers positions and values from the source; then the source is dropped. A pending record keeps its source alive,
-     so the collector settles records whose event has completed at every pack, settles the oldest while more
-     than a byte cap is pending, and settles everything when the context exits.
+     gathers positions and values from the source; then the source is dropped. A pending record keeps its
+     source alive, so the collector settles records whose event has completed at every pack, settles the
+     oldest while more than a byte cap is pending, and settles everything when the context exits.
   4. Decoding settles first, so a payload is correct whoever forgot to settle it.
 """
 
@@ -47,6 +47,10 @@ class Nonfinite:
 
     def __init__(self, index: torch.Tensor | None = None, value: torch.Tensor | None = None):
         self.index, self.value = index, value
+        self._drop()
+
+    def _drop(self) -> None:
+        """Forget everything a pending record holds (the source above all)."""
         self._count = self._source = self._skip = self._event = self._repair = None
 
     @classmethod
@@ -61,11 +65,7 @@ class Nonfinite:
         rec._source, rec._skip, rec._repair = x2, skip_columns, repair
         on_pending = _COLLECTOR.get()
         if not x2.is_cuda or on_pending is None:  # rule 2
-            if count is None or int(count.item()):
-                if repair is not None:
-                    repair()
-                rec._gather()
-            rec._count = rec._source = rec._skip = rec._repair = None
+            rec._resolve(count is None or bool(int(count.item())))
             return rec if rec.index is not None else None
         count = count if count is not None else rec._bad().sum()
         # to pinned host memory behind the kernel: once the event has completed, reading it waits for nothing
@@ -83,16 +83,16 @@ class Nonfinite:
             bad[:, self._skip.long()] = False
         return bad
 
-    def _gather(self) -> None:
-        bad = self._bad().reshape(-1)
-        if bool(bad.any()):
-            self.index = bad.nonzero().squeeze(1)
-            self.value = self._source.reshape(-1)[self.index].clone()
-        self._count = self._source = self._skip = self._event = self._repair = None
-
-    @property
-    def pending(self) -> bool:
-        return self._source is not None
+    def _resolve(self, flagged: bool) -> None:
+        """Rule 3 once the count is known: repair and gather when it is not zero, then drop the source."""
+        if flagged:
+            if self._repair is not None:
+                self._repair()
+            bad = self._bad().reshape(-1)
+            if bool(bad.any()):
+                self.index = bad.nonzero().squeeze(1)
+                self.value = self._source.reshape(-1)[self.index].clone()
+        self._drop()
 
     @property
     def pending_nbytes(self) -> int:
@@ -109,11 +109,7 @@ class Nonfinite:
         if self._source is not None:
             if self._event is not None:
                 self._event.synchronize()  # returns at once when ready() said so
-            if int(self._count.reshape(-1)[0]):
-                if self._repair is not None:
-                    self._repair()
-                self._gather()
-            self._count = self._source = self._skip = self._event = self._repair = None
+            self._resolve(bool(int(self._count.reshape(-1)[0])))
         return self.nbytes
 
     @property
@@ -121,6 +117,18 @@ class Nonfinite:
         if self.index is None:
             return 0
         return sum(t.untyped_storage().nbytes() for t in (self.index, self.value))
+
+    @staticmethod
+    def nbytes_of(rec: Nonfinite | None) -> int:
+        """Bytes a payload's (maybe absent) record holds: what every payload's ``nbytes`` adds."""
+        return rec.nbytes if rec is not None else 0
+
+    @staticmethod
+    def settled(rec: Nonfinite | None) -> Nonfinite | None:
+        """``rec`` after :meth:`settle` (None stays None)."""
+        if rec is not None:
+            rec.settle()
+        return rec
 
     def restore(self, out: torch.Tensor) -> None:
         """Write the values back into the contiguous decoded tensor ``out`` (rule 4: settles first)."""

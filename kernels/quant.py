@@ -81,23 +81,17 @@ class QuantizedTensor:
     def nbytes(self) -> int:
         """Bytes held, exactly: the storages of every tensor referenced (each is compact, none a view)."""
         held = [self.packed, self.scale, self.zero, self.outlier_index, self.outlier_value]
-        nf = self.nonfinite.nbytes if self.nonfinite is not None else 0
+        nf = Nonfinite.nbytes_of(self.nonfinite)
         return nf + sum(t.untyped_storage().nbytes() for t in held if t is not None)
 
     @property
     def nonfinite_index(self) -> torch.Tensor | None:
         """Flat int64 positions (row-major) of the non-finite values (settles a pending check)."""
-        if self.nonfinite is None:
-            return None
-        self.nonfinite.settle()
-        return self.nonfinite.index
+        return getattr(Nonfinite.settled(self.nonfinite), "index", None)
 
     @property
     def nonfinite_value(self) -> torch.Tensor | None:
-        if self.nonfinite is None:
-            return None
-        self.nonfinite.settle()
-        return self.nonfinite.value
+        return getattr(Nonfinite.settled(self.nonfinite), "value", None)
 
 
 QuantizedGroups = QuantizedTensor  # the name the core engine's reference used

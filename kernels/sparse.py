@@ -34,7 +34,7 @@ class SparseRows:
 
     @property
     def nbytes(self) -> int:
-        nf = self.nonfinite.nbytes if self.nonfinite is not None else 0
+        nf = Nonfinite.nbytes_of(self.nonfinite)
         return nf + sum(t.untyped_storage().nbytes() for t in (self.value, self.column))
 
 
