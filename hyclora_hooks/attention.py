@@ -69,6 +69,9 @@ class _SdpaPart(Node):
     def eval(self, memo: dict) -> torch.Tensor:
         return self.shared.get(self.role, memo)
 
+    def key(self) -> tuple:
+        return ("sdpa", id(self.shared), self.role)
+
 
 def _expand_kv(q: torch.Tensor, kv: torch.Tensor) -> torch.Tensor:
     if kv.shape[-3] != q.shape[-3]:

@@ -23,6 +23,8 @@ NOTE [Lifetimes]
   9. A device encode does not wait for the device to count non-finite values: the count is read later, when
      its event has completed, while more than ``MAX_PENDING_BYTES`` of sources wait, or on exit (NOTE [Deferred
      non-finite check] in ``kernels/nonfinite.py``). A late find grows the entry's stored bytes.
+ 10. Within one backward, the readers of one entry share one decode, kept from the first reader to the last
+     (NOTE [Shared decodes] in ``sharing.py``); recipes that compute the same thing are one entry.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ import torch
 from torch import nn
 from torch.multiprocessing.reductions import StorageWeakRef
 
-from . import lineage
+from . import lineage, sharing
 from .accounting import Accountant, Report
 from .attention import SdpaRecompute, sdpa_call_args
 from .codecs import Codec
@@ -51,8 +53,7 @@ from .tracking import ModuleTracker, OpTracker, ParamRegistry, checkpoint_region
 # Sources a device encode may keep alive while its non-finite count is still queued (NOTE [Lifetimes] rule 9).
 MAX_PENDING_BYTES = 256 << 20
 
-# -1 outside a backward; torch.utils.checkpoint relies on the same private call (torch >= 2.0).
-_graph_task_id = getattr(torch._C, "_current_graph_task_id", lambda: -1)
+_graph_task_id = sharing.graph_task_id
 
 
 class Recompute(Codec):
@@ -75,9 +76,10 @@ class Entry:
     """What autograd holds for one saved tensor: the codec and its payload (see NOTE [Lifetimes]).
 
     ``lossless`` says whether decoding gives back the exact data (a recipe is lossless when all its leaves are).
+    ``readers``: saved-variable slots and recipes the entry was handed to (NOTE [Shared decodes]).
     """
 
-    __slots__ = ("codec", "payload", "site", "lossless", "cost", "perm", "__weakref__")
+    __slots__ = ("codec", "payload", "site", "lossless", "cost", "perm", "readers", "__weakref__")
 
     def __init__(self, codec: Codec, payload: Any, site: SaveSite, lossless: bool | None = None, cost: int = 0,
                  perm: tuple[int, ...] | None = None):
@@ -85,10 +87,15 @@ class Entry:
         self.lossless = codec.lossless if lossless is None else lossless
         self.cost = cost  # ops a decode replays (0 for stored data; see lineage.MAX_COST)
         self.perm = perm  # NOTE [Lifetimes] rule 8: the permutation that restores the saved tensor's strides
+        self.readers = 0
 
     def decode(self) -> torch.Tensor:
         out = self.codec.decode(self.payload)
         return out if self.perm is None else out.permute(self.perm)
+
+    def value(self) -> torch.Tensor:
+        """The decoded tensor, shared with this entry's other readers in one backward (NOTE [Lifetimes] rule 10)."""
+        return self.decode() if self.readers < 2 else sharing.read(self, self.decode)
 
 
 def memory_order(t: torch.Tensor) -> tuple[torch.Tensor, tuple[int, ...] | None]:
@@ -105,7 +112,7 @@ def memory_order(t: torch.Tensor) -> tuple[torch.Tensor, tuple[int, ...] | None]
 
 
 def _unpack(packed: Any) -> torch.Tensor:
-    return packed.decode() if isinstance(packed, Entry) else packed
+    return packed.value() if isinstance(packed, Entry) else packed
 
 
 def _release(acct_ref: weakref.ref, token: Any) -> None:
@@ -134,6 +141,7 @@ class Compressor:
             self._planner = lineage.Planner(self._lookup_node, self._params.is_param)
             self._by_storage: dict = {}
             self._sdpa: dict[int, SdpaRecompute] = {}
+            self._recipes: weakref.WeakValueDictionary = weakref.WeakValueDictionary()  # recipe_key -> entry
 
             def record(func, name, args, kwargs, out, _is_param=self._params.is_param):
                 lineage.record(func, name, args, kwargs, out, _is_param)
@@ -181,6 +189,7 @@ class Compressor:
             # Planning ends with the forward too: drop the view index (it pins storages' bookkeeping).
             self._sdpa = {}
             self._by_storage = {}
+            self._recipes = weakref.WeakValueDictionary()
 
     def report(self) -> Report:
         """Accounting of everything saved under this context so far (see :mod:`hyclora_hooks.accounting`)."""
@@ -240,11 +249,14 @@ class Compressor:
             acct.note_parameter()
             return t
         if t.layout != torch.strided or t.is_nested or type(t) is not torch.Tensor and not isinstance(t, nn.Parameter):
-            return self._admit(t, self._site(t), reason="not a plain strided tensor")
+            entry = self._admit(t, self._site(t), reason="not a plain strided tensor")
+            entry.readers += 1
+            return entry
         key = self._key(t)
         entry = self._dedupe.get(key)
         if entry is not None:
             acct.note_duplicate(key[0], self._site(t), entry.codec.describe())
+            entry.readers += 1
             return entry
         if self._device is None:
             self._device = t.device
@@ -260,6 +272,7 @@ class Compressor:
             entry = self._admit(t, site, route.codec, None if not route.codec.lossless else route.reason,
                                 key[0], t.untyped_storage().nbytes())
         self._remember(key, t, entry) if self.policy.inter else self._dedupe.__setitem__(key, entry)
+        entry.readers += 1
         return entry
 
     def _sdpa_replayable(self) -> bool:
@@ -291,7 +304,15 @@ class Compressor:
 
     # recipes (NOTE [Recipes] in lineage.py) -------------------------------------------------------
     def _recipe(self, t: torch.Tensor, site: SaveSite, node: lineage.Node) -> Entry:
-        entry = Entry(RECOMPUTE, node, site, lossless=node.lossless, cost=node.cost)
+        """The recipe entry for ``t``: an existing one that computes the same (``lineage.recipe_key``), or new."""
+        rkey = lineage.recipe_key(node)
+        entry = self._recipes.get(rkey) if rkey is not None else None
+        if entry is None:
+            entry = Entry(RECOMPUTE, node, site, lossless=node.lossless, cost=node.cost)
+            for leaf in lineage.leaf_entries(node):
+                leaf.readers += 1
+            if rkey is not None:
+                self._recipes[rkey] = entry
         key = StorageWeakRef(t.untyped_storage())
         token = self.accountant.admit(key, t.untyped_storage().nbytes(), site, "recompute", 0, False, None)
         weakref.finalize(entry, _release, weakref.ref(self.accountant), token)
@@ -395,6 +416,8 @@ class Compressor:
                     self._source(mask, site, Route(KEEP, None, "mask")))
             shared = SdpaRecompute(*nodes, mask_node, bool(call.get("is_causal", False)), call.get("scale"),
                                    bool(call.get("enable_gqa", False)))
+            for leaf in lineage.leaf_entries(*nodes, mask_node):  # the parts read them through `shared`, once
+                leaf.readers += 1
             self._sdpa = {id(frame): shared}  # one SDPA call at a time; the frame id is stable during the call
         return self._recipe(t, site, shared.node(site.role, (t.shape, t.dtype)))
 

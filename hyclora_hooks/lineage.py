@@ -133,6 +133,10 @@ class Node:
     def eval(self, memo: dict) -> Any:
         raise NotImplementedError
 
+    def key(self) -> Any:
+        """What the node computes, hashable (see :func:`recipe_key`); raises TypeError where it cannot say."""
+        raise TypeError(type(self).__name__)
+
 
 class EntryRef(Node):
     """A stored entry (decoded once per evaluation, however often it is used)."""
@@ -145,8 +149,11 @@ class EntryRef(Node):
     def eval(self, memo: dict) -> torch.Tensor:
         key = id(self.entry)
         if key not in memo:
-            memo[key] = self.entry.decode()
+            memo[key] = self.entry.value()
         return memo[key]
+
+    def key(self) -> Any:
+        return ("entry", id(self.entry))
 
 
 class Const(Node):
@@ -157,6 +164,9 @@ class Const(Node):
 
     def eval(self, memo: dict) -> Any:
         return self.value
+
+    def key(self) -> Any:
+        return ("tensor", id(self.value)) if isinstance(self.value, torch.Tensor) else _key(self.value)
 
 
 class Replay(Node):
@@ -170,6 +180,56 @@ class Replay(Node):
         args = tuple(_eval(a, memo) for a in self.args)
         kwargs = {k: _eval(v, memo) for k, v in self.kwargs.items()}
         return self.func(*args, **kwargs)
+
+    def key(self) -> Any:
+        return (self.func, self.name, _key(self.args), tuple(sorted((k, _key(v)) for k, v in self.kwargs.items())))
+
+
+def recipe_key(node: Node) -> Any:
+    """A hashable key of what ``node`` computes, or None: two recipes with one key replay the same ops on the same
+    entries and parameters, so give the same values (peft's q, k and v each cast one normalised input to fp32).
+
+    Entries and tensors appear by ``id``: valid while the recipe holding the key lives, since its nodes hold them.
+    """
+    try:
+        k = node.key()
+        hash(k)
+    except TypeError:
+        return None
+    return k
+
+
+def _key(a: Any) -> Any:
+    if isinstance(a, Node):
+        return a.key()
+    if isinstance(a, (tuple, list)):
+        return (type(a).__name__,) + tuple(_key(x) for x in a)
+    if isinstance(a, slice):
+        return ("slice", _key(a.start), _key(a.stop), _key(a.step))
+    if isinstance(a, torch.Tensor):
+        raise TypeError("tensor argument")
+    if isinstance(a, (bool, int, float)):
+        return (type(a).__name__, a)  # 1, 1.0 and True hash alike but need not replay alike
+    return a
+
+
+def leaf_entries(*nodes: Any) -> list:
+    """The distinct entries the expressions ``nodes`` read directly (one evaluation decodes each once)."""
+    seen: dict[int, Any] = {}
+
+    def walk(a: Any) -> None:
+        if isinstance(a, EntryRef):
+            seen.setdefault(id(a.entry), a.entry)
+        elif isinstance(a, Replay):
+            for x in a.args + tuple(a.kwargs.values()):
+                walk(x)
+        elif isinstance(a, (tuple, list)):
+            for x in a:
+                walk(x)
+
+    for n in nodes:
+        walk(n)
+    return list(seen.values())
 
 
 def _nodes(xs: tuple) -> list:

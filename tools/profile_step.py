@@ -6,8 +6,9 @@ warm-up it prints, in order:
 1. pack/unpack host time over ``--steps`` unprofiled steps: calls, total, microseconds per call, and the share
    of the step's wall time (the engine's ``Compressor._pack`` and ``engine._unpack`` wrapped with a timer; on
    CUDA this is launch work on the host, the kernels run asynchronously);
-2. the hyclora_hooks Python functions by cumulative host time, from cProfile over one step (``--cprofile 0``
-   to skip; cProfile inflates Python time, so read it as shares, not as absolute costs);
+2. the hyclora_hooks Python functions by cumulative host time, then all functions by own time, from cProfile
+   over one step (``--cprofile 0`` to skip; cProfile inflates Python time, so read it as shares, not as
+   absolute costs);
 3. the top ``--top`` ops by self device time (self CPU time on CPU) from torch.profiler over ``--steps`` steps;
    the ``hyclora::pack`` / ``hyclora::unpack`` rows are the wrapped hooks (``--trace DIR`` also writes a
    Chrome trace).
@@ -161,6 +162,12 @@ def main(argv: list[str] | None = None) -> int:
             body = buf.getvalue()
             start = body.find("   ncalls")
             print(f"\nhyclora_hooks Python functions, cProfile over {args.cprofile} step(s), by cumulative time:")
+            print(body[start:].rstrip() if start >= 0 else "  (none recorded)")
+            buf = io.StringIO()
+            pstats.Stats(prof, stream=buf).sort_stats("tottime").print_stats(args.top)
+            body = buf.getvalue()
+            start = body.find("   ncalls")
+            print("\nall Python functions by own time (tottime):")
             print(body[start:].rstrip() if start >= 0 else "  (none recorded)")
 
         # 3. torch.profiler

@@ -1,0 +1,123 @@
+"""Shared decodes within one backward (NOTE [Shared decodes] in hyclora_hooks/sharing.py).
+
+Sharing is an optimisation: it must never change a gradient, keep a decode past its backward, or hand a reader
+a tensor someone wrote into.
+"""
+
+from __future__ import annotations
+
+import collections
+
+import pytest
+import torch
+
+import hyclora_hooks as hyclora
+from conftest import build, step
+from hyclora_hooks import engine, sharing
+from hyclora_hooks.codecs.base import make_codec
+from hyclora_hooks.policy import Policy, Rule
+
+
+@pytest.fixture
+def decodes(monkeypatch):
+    """Count real decodes per entry (the codec still runs; only counted)."""
+    counts: collections.Counter = collections.Counter()
+    orig = engine.Entry.decode
+
+    def counting(self):
+        counts[id(self)] += 1
+        return orig(self)
+
+    monkeypatch.setattr(engine.Entry, "decode", counting)
+    return counts
+
+
+@pytest.mark.parametrize("attn", ["sdpa", "eager"])
+@pytest.mark.parametrize("preset", ["intra", "intra_inter"])
+def test_sharing_gives_the_same_gradients_as_decoding_per_reader(monkeypatch, attn, preset):
+    model, batch = build(f"llama-{attn}")
+    _, shared, _ = step(model, batch, lambda: hyclora.compress(preset, bits=2), seed=3)
+    assert sharing.kept_bytes() == 0  # all dropped by the end of the backward
+    monkeypatch.setattr(sharing, "MAX_SHARED_BYTES", 0)  # nothing kept: every reader decodes
+    _, alone, _ = step(model, batch, lambda: hyclora.compress(preset, bits=2), seed=3)
+    assert torch.equal(shared, alone)
+
+
+def test_each_entry_is_decoded_once_per_backward(decodes):
+    model, batch = build("llama-sdpa")
+    step(model, batch, lambda: hyclora.compress("intra_inter", bits=4))
+    assert decodes, "nothing decoded"
+    assert max(decodes.values()) == 1, collections.Counter(decodes.values())
+
+
+def test_without_sharing_entries_are_decoded_again(monkeypatch, decodes):
+    # the counterpart of the test above: the same step decodes some entries several times when nothing is kept
+    monkeypatch.setattr(sharing, "MAX_SHARED_BYTES", 0)
+    model, batch = build("llama-sdpa")
+    step(model, batch, lambda: hyclora.compress("intra_inter", bits=4))
+    assert max(decodes.values()) > 1
+
+
+def test_identical_recipes_are_one_entry():
+    # peft casts the normalised input to fp32 once per adapter: q, k and v's LoRA inputs are one recipe
+    model, batch = build("llama-sdpa")
+    packed = []
+    with hyclora.compress("intra_inter", bits=4) as ctx:
+        orig = ctx._pack
+        ctx._pack = lambda t: packed.append(orig(t)) or packed[-1]
+        with torch.autograd.graph.saved_tensors_hooks(ctx._pack, engine._unpack):
+            loss = model(**batch).loss
+    inputs = [e for e in packed if isinstance(e, engine.Entry) and e.site.role == "lora_a_input"
+              and e.site.module.endswith(("q_proj.lora_A.default", "k_proj.lora_A.default", "v_proj.lora_A.default"))]
+    assert len(inputs) == 6  # 2 layers x q, k, v
+    assert len({id(e) for e in inputs}) == 2, [e.site.module for e in inputs]
+    loss.backward()
+
+
+def test_a_reader_never_gets_a_tensor_written_into(decodes):
+    """A backward that writes into its saved tensor must not change what the next reader of that entry sees."""
+
+    class Scale(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x, w):
+            ctx.save_for_backward(x)
+            return x * w
+
+        @staticmethod
+        def backward(ctx, g):
+            (x,) = ctx.saved_tensors
+            gw = (g * x).sum()
+            x.zero_()  # a badly behaved backward
+            return None, gw
+
+    quant_all = Policy(name="all4", rules=(Rule(codec="quant", op_class=("unknown",), params={"bits": 4}),))
+    x = torch.randn(64, 64)
+    w1, w2 = torch.tensor(1.5, requires_grad=True), torch.tensor(-0.5, requires_grad=True)
+    with hyclora.compress(quant_all, min_bytes=0):
+        y = Scale.apply(x, w1) + Scale.apply(x, w2)  # both save the same x: one entry, two readers
+    y.sum().backward()
+    codec = make_codec("quant", {"bits": 4})
+    expect = codec.decode(codec.encode(x)).sum()
+    assert expect.abs() > 0
+    assert torch.equal(w1.grad, expect) and torch.equal(w2.grad, expect)
+    assert sum(decodes.values()) == 2  # the second reader decoded afresh
+
+
+def test_readers_that_never_run_release_at_the_end_of_backward():
+    model, batch = build("llama-sdpa")
+    with hyclora.compress("intra_inter", bits=4):
+        loss = model(**batch).loss
+    one = next(p for n, p in model.named_parameters() if p.requires_grad and "layers.1." in n)
+    torch.autograd.grad(loss, [one])  # prunes the graph: many readers never run
+    assert sharing.kept_bytes() == 0
+
+
+def test_retain_graph_backward_twice_gives_the_same_gradients():
+    model, batch = build("llama-sdpa")
+    with hyclora.compress("intra_inter", bits=2):
+        loss = model(**batch).loss
+    params = [p for p in model.parameters() if p.requires_grad]
+    first = torch.autograd.grad(loss, params, retain_graph=True)
+    second = torch.autograd.grad(loss, params)
+    for a, b in zip(first, second):
+        assert torch.equal(a, b)
