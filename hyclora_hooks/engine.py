@@ -147,6 +147,7 @@ class Compressor:
                 lineage.record(func, name, args, kwargs, out, _is_param)
         self._ops = OpTracker(self._modules, record)
         self._dedupe: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
+        self._labels: dict[int, str] = {id(KEEP): KEEP.describe()}
         self._trainable: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
         self._stack: ExitStack | None = None
         self._fresh: list[Nonfinite] = []  # pending checks of the encode running now
@@ -154,6 +155,13 @@ class Compressor:
         self._pending_bytes = 0
         self._device: torch.device | None = None
         self._model = weakref.ref(model) if model is not None else None
+
+    def _label(self, codec: Codec) -> str:
+        """``codec.describe()``, once per codec (the policy holds its codecs for the context's life)."""
+        label = self._labels.get(id(codec))
+        if label is None:
+            label = self._labels[id(codec)] = codec.describe()
+        return label
 
     def _root(self) -> nn.Module | None:
         """The model root that keys persistent codec state (NOTE [Outlier calibration] in codecs.calibration)."""
@@ -255,7 +263,7 @@ class Compressor:
         key = self._key(t)
         entry = self._dedupe.get(key)
         if entry is not None:
-            acct.note_duplicate(key[0], self._site(t), entry.codec.describe())
+            acct.note_duplicate(key[0], self._site(t), self._label(entry.codec))
             entry.readers += 1
             return entry
         if self._device is None:
@@ -291,7 +299,7 @@ class Compressor:
         if skey is None:  # not a strided tensor: count its own bytes, keyed by identity
             skey, storage_nbytes = ("id", id(t)), t.numel() * t.element_size()
         entry = Entry(codec, payload, site, perm=perm)
-        token = self.accountant.admit(skey, storage_nbytes, site, codec.describe(),
+        token = self.accountant.admit(skey, storage_nbytes, site, self._label(codec),
                                       0 if codec.lossless else codec.nbytes(payload), codec.lossless, reason, saved,
                                       codec.host_nbytes(payload))
         if self._fresh:

@@ -216,20 +216,21 @@ def _key(a: Any) -> Any:
 def leaf_entries(*nodes: Any) -> list:
     """The distinct entries the expressions ``nodes`` read directly (one evaluation decodes each once)."""
     seen: dict[int, Any] = {}
-
-    def walk(a: Any) -> None:
-        if isinstance(a, EntryRef):
-            seen.setdefault(id(a.entry), a.entry)
-        elif isinstance(a, Replay):
-            for x in a.args + tuple(a.kwargs.values()):
-                walk(x)
-        elif isinstance(a, (tuple, list)):
-            for x in a:
-                walk(x)
-
-    for n in nodes:
-        walk(n)
+    _walk_leaves(nodes, seen)
     return list(seen.values())
+
+
+def _walk_leaves(a: Any, seen: dict) -> None:
+    # a module-level function: a recursive closure would be a reference cycle holding ``seen`` (and the
+    # entries in it) until Python's cyclic GC runs
+    if isinstance(a, EntryRef):
+        seen.setdefault(id(a.entry), a.entry)
+    elif isinstance(a, Replay):
+        _walk_leaves(a.args, seen)
+        _walk_leaves(tuple(a.kwargs.values()), seen)
+    elif isinstance(a, (tuple, list)):
+        for x in a:
+            _walk_leaves(x, seen)
 
 
 def _nodes(xs: tuple) -> list:

@@ -29,6 +29,20 @@ import torch
 
 _COLLECTOR: ContextVar[Callable[[Nonfinite], None] | None] = ContextVar("hyclora_nonfinite_collector", default=None)
 
+# Pinned one-element buffers (by dtype) and CUDA events of settled records, reused: allocating both for every
+# encode cost about a third of an encode's host time on an H100 (docs/benchmarks.md, session 3).
+_FREE_PINNED: dict[torch.dtype, list[torch.Tensor]] = {}
+_FREE_EVENTS: list = []
+
+
+def _pinned(dtype: torch.dtype) -> torch.Tensor:
+    free = _FREE_PINNED.get(dtype)
+    return free.pop() if free else torch.empty(1, dtype=dtype, pin_memory=True)
+
+
+def _event() -> torch.cuda.Event:
+    return _FREE_EVENTS.pop() if _FREE_EVENTS else torch.cuda.Event()
+
 
 @contextmanager
 def collecting(on_pending: Callable[[Nonfinite], None]) -> Iterator[None]:
@@ -47,10 +61,14 @@ class Nonfinite:
 
     def __init__(self, index: torch.Tensor | None = None, value: torch.Tensor | None = None):
         self.index, self.value = index, value
-        self._drop()
+        self._count = self._source = self._skip = self._event = self._repair = None
 
     def _drop(self) -> None:
-        """Forget everything a pending record holds (the source above all)."""
+        """Forget everything a pending record holds (the source above all); its buffer and event go back for reuse
+        (only ever called once the event has completed, or before there was one)."""
+        if self._event is not None:
+            _FREE_PINNED.setdefault(self._count.dtype, []).append(self._count)
+            _FREE_EVENTS.append(self._event)
         self._count = self._source = self._skip = self._event = self._repair = None
 
     @classmethod
@@ -70,10 +88,10 @@ class Nonfinite:
         count = count if count is not None else rec._bad().sum()
         # to pinned host memory behind the kernel: once the event has completed, reading it waits for nothing
         # (``count.item()`` would queue its copy behind all work issued since, and wait for that)
-        rec._count = torch.empty(count.shape, dtype=count.dtype, pin_memory=True)
-        rec._count.copy_(count, non_blocking=True)
-        rec._event = torch.cuda.Event()
-        rec._event.record()
+        rec._count = _pinned(count.dtype)
+        rec._count.copy_(count.reshape(1), non_blocking=True)
+        rec._event = _event()
+        rec._event.record(torch.cuda.current_stream(x2.device))
         on_pending(rec)
         return rec
 
@@ -109,7 +127,7 @@ class Nonfinite:
         if self._source is not None:
             if self._event is not None:
                 self._event.synchronize()  # returns at once when ready() said so
-            self._resolve(bool(int(self._count.reshape(-1)[0])))
+            self._resolve(bool(int(self._count[0])))
         return self.nbytes
 
     @property
