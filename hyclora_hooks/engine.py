@@ -25,6 +25,9 @@ NOTE [Lifetimes]
      non-finite check] in ``kernels/nonfinite.py``). A late find grows the entry's stored bytes.
  10. Within one backward, the readers of one entry share one decode, kept from the first reader to the last
      (NOTE [Shared decodes] in ``sharing.py``); recipes that compute the same thing are one entry.
+ 11. A saved leaf that requires grad and is no parameter (a user's input; the embedding output Hugging Face makes
+     require grad for gradient checkpointing), or a view of one, is kept as is: the graph's gradient accumulator
+     holds it for the whole step, so a compressed copy would add bytes, and the accountant would miss the original.
 """
 
 from __future__ import annotations
@@ -111,6 +114,14 @@ def memory_order(t: torch.Tensor) -> tuple[torch.Tensor, tuple[int, ...] | None]
     return mem, inverse
 
 
+def _held_by_graph(t: torch.Tensor) -> bool:
+    """A non-parameter leaf that requires grad (or a view of one): the graph's gradient accumulator holds it."""
+    if not t.requires_grad:
+        return False
+    base = t._base if t._base is not None else t
+    return base.is_leaf and base.requires_grad
+
+
 def _unpack(packed: Any) -> torch.Tensor:
     return packed.value() if isinstance(packed, Entry) else packed
 
@@ -140,7 +151,7 @@ class Compressor:
         if policy.inter:
             self._planner = lineage.Planner(self._lookup_node, self._params.is_param)
             self._by_storage: dict = {}
-            self._sdpa: dict[int, SdpaRecompute] = {}
+            self._sdpa: tuple = (None, None)  # (weakref to the SDPA call's OpFrame, its SdpaRecompute)
             self._recipes: weakref.WeakValueDictionary = weakref.WeakValueDictionary()  # recipe_key -> entry
 
             def record(func, name, args, kwargs, out, _is_param=self._params.is_param):
@@ -195,7 +206,7 @@ class Compressor:
             # Only packs inside one SDPA call share its recipe; kept past the forward, the last call's recipe would
             # pin that layer's q/k/v entries (and its cached output) for as long as the context object lives.
             # Planning ends with the forward too: drop the view index (it pins storages' bookkeeping).
-            self._sdpa = {}
+            self._sdpa = (None, None)
             self._by_storage = {}
             self._recipes = weakref.WeakValueDictionary()
 
@@ -273,6 +284,8 @@ class Compressor:
         if site.op_class == "attention" and site.role in ("query", "key") and not route.codec.lossless \
                 and not self._sdpa_replayable():
             route = Route(KEEP, route.rule, "SDPA q/k need a replayable call (inter policy, no dropout)")
+        if not route.codec.lossless and _held_by_graph(t):  # NOTE [Lifetimes] rule 11
+            route = Route(KEEP, route.rule, "a leaf that requires grad: autograd's graph holds it anyway")
         entry = None
         if self.policy.inter and t.is_floating_point():
             entry = self._plan(t, site, route)
@@ -408,7 +421,9 @@ class Compressor:
         call = sdpa_call_args(frame.args, frame.kwargs) if frame is not None else None
         if call is None:
             return None
-        shared = self._sdpa.get(id(frame))
+        ref, shared = self._sdpa
+        if ref is None or ref() is not frame:  # a frame's id alone may be a later call's (freed, address reused)
+            shared = None
         if shared is None:
             nodes = [self._planner.free(call[n], lossless_only=False) if isinstance(call.get(n), torch.Tensor)
                      else None for n in ("query", "key", "value")]
@@ -426,7 +441,7 @@ class Compressor:
                                    bool(call.get("enable_gqa", False)))
             for leaf in lineage.leaf_entries(*nodes, mask_node):  # the parts read them through `shared`, once
                 leaf.readers += 1
-            self._sdpa = {id(frame): shared}  # one SDPA call at a time; the frame id is stable during the call
+            self._sdpa = (weakref.ref(frame), shared)  # one SDPA call at a time
         return self._recipe(t, site, shared.node(site.role, (t.shape, t.dtype)))
 
     def _site(self, t: torch.Tensor) -> SaveSite:

@@ -229,3 +229,31 @@ def test_accountant_grow_after_a_late_nonfinite_find():
     assert (acct.stored_bytes, acct.live_stored_bytes) == (116, 64)
     acct.release(a)
     assert acct.live_stored_bytes == 0 and acct.live_activation_bytes == 0
+
+
+def test_a_leaf_that_requires_grad_is_kept_not_compressed():
+    """NOTE [Lifetimes] rule 11: the graph holds a non-parameter leaf that requires grad (and its views) for the
+    whole step, so the lossy rule is overridden: a copy would add bytes, and the accountant would miss the leaf."""
+    from hyclora_hooks.policy import Policy, Rule
+
+    policy = Policy(name="all_quant", rules=(Rule(codec="quant", op_class=("*", "unknown"), params={"bits": 4}),))
+    torch.manual_seed(0)
+    x = torch.randn(64, 128, requires_grad=True)  # a leaf: kept
+    w = torch.randn(128, 128, requires_grad=True)
+    with hyclora.compress(policy, min_bytes=0) as ctx:
+        h = x @ w  # saves x and w (two leaves)
+        y = torch.sin(h)  # saves h: not a leaf, compressed
+        z = torch.cos(x.t())  # saves a view of x: kept
+    (y.sum() + z.sum()).backward()
+    rep = ctx.report()
+    kept = [r for r in rep.kept if "leaf" in r["reason"]]
+    assert sum(r["count"] for r in kept) >= 2, rep.kept
+    assert rep.stored_bytes >= x.numel() * 4 + w.numel() * 4  # x and w whole; h's payload on top
+    assert any(r["codec"].startswith("quant") and r["count"] for r in rep.by_op)
+    # a gradient through a kept view of a leaf is exact
+    gz = -torch.sin(x.detach().t()).t()
+    x3 = x.detach().clone().requires_grad_()
+    with hyclora.compress(policy, min_bytes=0):
+        z3 = torch.cos(x3.t())
+    z3.sum().backward()
+    assert torch.equal(x3.grad, gz)
