@@ -156,7 +156,7 @@ class Compressor:
 
             def record(func, name, args, kwargs, out, _is_param=self._params.is_param):
                 lineage.record(func, name, args, kwargs, out, _is_param)
-        self._ops = OpTracker(self._modules, record)
+        self._ops = OpTracker(self._modules, record, pack_hook=self._pack)
         self._dedupe: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
         self._labels: dict[int, str] = {id(KEEP): KEEP.describe()}
         self._trainable: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
@@ -191,7 +191,7 @@ class Compressor:
             stack.enter_context(calibration_scope(self._root))
             stack.enter_context(collecting(self._fresh.append))
             stack.callback(self._settle, True)
-            stack.enter_context(torch.autograd.graph.saved_tensors_hooks(self._pack, _unpack))
+            stack.enter_context(torch.autograd.graph.saved_tensors_hooks(self._ops.pack_hook, _unpack))
         except BaseException:
             stack.close()
             raise

@@ -49,17 +49,33 @@ class OpFrame:
     parent: OpFrame | None
 
 
+# the innermost saved-tensor hooks (pack, unpack), or None; private, present since torch 2.1 (None if it goes)
+_top_hooks = getattr(torch._C._autograd, "_top_saved_tensors_default_hooks", None)
+
+
 class OpTracker(TorchFunctionMode):
     """Note the outermost torch-level op that is running, and tag each output tensor with its producer."""
 
-    def __init__(self, modules: ModuleTracker, lineage: Callable | None = None):
+    def __init__(self, modules: ModuleTracker, lineage: Callable | None = None, pack_hook: Any = None):
         super().__init__()
         self.current: OpFrame | None = None
         self._modules = modules
         self._lineage = lineage  # lineage.record-like callable, or None when the policy stores no recipes
+        self.pack_hook = pack_hook  # the saved-tensor pack hook this tracker serves (see _ours)
+
+    def _ours(self) -> bool:
+        """Would a tensor saved now reach ``pack_hook``? Not inside a region with saved-tensor hooks of its own
+        (non-reentrant checkpoint's forward): there nothing reaches us, so frames, producer tags and lineage would
+        be host time for nothing (on an H100 the region's forward became bound by it)."""
+        if self.pack_hook is None or _top_hooks is None:
+            return True
+        top = _top_hooks(False)
+        return top is None or top[0] is self.pack_hook
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
+        if not self._ours():
+            return func(*args, **kwargs)
         frame = OpFrame(op_name(func), args, kwargs, self.current)
         self.current = frame
         try:

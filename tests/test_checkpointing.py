@@ -120,3 +120,26 @@ def test_lowrank_preset_with_checkpointing(exact):
     row = next(r for r in report.by_op if r["op"] == "checkpoint" and r["codec"] != "keep")  # layer 1's input
     assert row["codec"].startswith("lowrank")
     assert torch.isfinite(grads).all() and F.cosine_similarity(grads, ref, dim=0) > 0.5
+
+
+def test_ops_inside_a_region_with_its_own_hooks_are_not_tracked():
+    """Non-reentrant checkpoint saves through hooks of its own inside the region: nothing there reaches ours, so
+    the op tracker does no work for it (no producer tags, no lineage); before and after the region it does."""
+    torch.manual_seed(0)
+    x = torch.randn(8, 16, requires_grad=True)
+    w = torch.randn(16, 16, requires_grad=True)
+    inner = {}
+
+    def region(a):
+        inner["h"] = F.silu(a)  # silu is replayable: it would get lineage if tracked
+        return inner["h"] * 2
+
+    with hyclora.compress("intra_inter", bits=4) as ctx:
+        before = F.silu((x * 1.5) @ w)
+        y = checkpoint(region, before, use_reentrant=False)
+        after = torch.cos(y)
+    after.sum().backward()
+    assert hasattr(before, "_hyclora_producer") and hasattr(before, "_hyclora_lineage")
+    assert not hasattr(inner["h"], "_hyclora_producer") and not hasattr(inner["h"], "_hyclora_lineage")
+    assert hasattr(after, "_hyclora_producer")
+    assert any(r["op"] == "checkpoint" for r in ctx.report().by_op)  # the region's input reached our hook

@@ -62,11 +62,11 @@ def test_identical_recipes_are_one_entry():
     # peft casts the normalised input to fp32 once per adapter: q, k and v's LoRA inputs are one recipe
     model, batch = build("llama-sdpa")
     packed = []
-    with hyclora.compress("intra_inter", bits=4) as ctx:
-        orig = ctx._pack
-        ctx._pack = lambda t: packed.append(orig(t)) or packed[-1]
-        with torch.autograd.graph.saved_tensors_hooks(ctx._pack, engine._unpack):
-            loss = model(**batch).loss
+    ctx = hyclora.compress("intra_inter", bits=4)
+    orig = ctx._ops.pack_hook  # the hook __enter__ registers: record what it returns
+    ctx._ops.pack_hook = lambda t: packed.append(orig(t)) or packed[-1]
+    with ctx:
+        loss = model(**batch).loss
     inputs = [e for e in packed if isinstance(e, engine.Entry) and e.site.role == "lora_a_input"
               and e.site.module.endswith(("q_proj.lora_A.default", "k_proj.lora_A.default", "v_proj.lora_A.default"))]
     assert len(inputs) == 6  # 2 layers x q, k, v

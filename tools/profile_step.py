@@ -43,7 +43,7 @@ from tools.bench_step import parse_shapes, resolve_device, set_checkpointing, wa
 class HookTimer:
     """Wraps the engine's pack and unpack with a host timer and a profiler range (undone by :meth:`restore`).
 
-    ``Compressor.__enter__`` looks up ``self._pack`` and the module-level ``_unpack`` when it enters, so
+    ``Compressor.__init__`` looks up ``self._pack`` and ``__enter__`` the module-level ``_unpack``, so
     patching the class attribute and the module global reaches every context entered afterwards."""
 
     def __init__(self) -> None:
