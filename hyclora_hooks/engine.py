@@ -96,6 +96,20 @@ class Entry:
         out = self.codec.decode(self.payload)
         return out if self.perm is None else out.permute(self.perm)
 
+    def decode_add(self, add: torch.Tensor, dtype: torch.dtype) -> torch.Tensor | None:
+        """``decode()`` plus ``add`` (same shape), summed in fp32 and rounded once to ``dtype``, in one pass where
+        the codec can fuse it (``Codec.decode_add``); None where it cannot (the caller adds)."""
+        if getattr(self.payload, "dtype", None) != dtype:  # the sum is rounded to the stored tensor's dtype
+            return None
+        inverse = None
+        if self.perm is not None:  # the codec holds the memory-order layout: give it the branch in that order
+            inverse = tuple(sorted(range(len(self.perm)), key=lambda i: self.perm[i]))
+            add = add.permute(inverse)
+        out = self.codec.decode_add(self.payload, add)
+        if out is None or self.perm is None:
+            return out
+        return out.permute(self.perm)
+
     def value(self) -> torch.Tensor:
         """The decoded tensor, shared with this entry's other readers in one backward (NOTE [Lifetimes] rule 10)."""
         return self.decode() if self.readers < 2 else sharing.read(self, self.decode)
@@ -366,7 +380,7 @@ class Compressor:
                 branch = planner.replay_chain(ops, branch, skip_casts=True)  # the branch in t's layout
                 base = lineage.lora_combine(t, lineage.evaluate(branch), t.dtype, subtract=True)
                 leaf = lineage.EntryRef(self._source(base, site, route))
-                return self._recipe(t, site, planner.lora_rebuild(leaf, branch, t.dtype))
+                return self._recipe(t, site, planner.lora_rebuild(leaf, branch, t.dtype, self.policy.fuse))
         ops, src = planner.chain(t)  # P2
         if ops and src.is_floating_point() and src.untyped_storage().nbytes() <= t.untyped_storage().nbytes():
             leaf = lineage.EntryRef(self._source(src, site, route))

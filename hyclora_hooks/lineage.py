@@ -400,5 +400,22 @@ class Planner:
         return None
 
     @staticmethod
-    def lora_rebuild(base: Node, branch: Node, dtype: torch.dtype) -> Node:
-        return Replay(_lora_rebuild, "lora_rebuild", (base, branch, dtype), {})
+    def lora_rebuild(base: Node, branch: Node, dtype: torch.dtype, fused: bool = False) -> Node:
+        return LoraRebuild(base, branch, dtype, fused)
+
+
+class LoraRebuild(Replay):
+    """P3's decode: the stored frozen part plus the exact LoRA branch (:func:`lora_combine`). ``fused``: let the
+    frozen part's codec decode and add in one pass (``Entry.decode_add``; the policy's ``fuse``), same bits."""
+
+    def __init__(self, base: Node, branch: Node, dtype: torch.dtype, fused: bool = False):
+        super().__init__(_lora_rebuild, "lora_rebuild", (base, branch, dtype), {})
+        self.fused = fused
+
+    def eval(self, memo: dict) -> torch.Tensor:
+        base, branch, dtype = self.args
+        if self.fused and isinstance(base, EntryRef) and id(base.entry) not in memo:
+            add = _eval(branch, memo)
+            out = base.entry.decode_add(add, dtype)
+            return out if out is not None else _lora_rebuild(base.eval(memo), add, dtype)
+        return super().eval(memo)

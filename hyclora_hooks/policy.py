@@ -168,11 +168,13 @@ class Policy:
     knobs: Knobs = Knobs()
     description: str = ""
     inter: bool = False  # inter-operator recipes (lineage, recompute, LoRA compensation): hyclora_hooks.lineage
+    fuse: bool = False  # decode a compensated tensor and add its LoRA branch back in one kernel (same numbers)
 
     def __post_init__(self) -> None:
-        if not isinstance(self.inter, bool):
-            raise _at(user_error("policy field 'inter'", self.inter, "true or false", "write inter = true",
-                                 cls=HycloraTypeError), "top", None, "inter")
+        for fld in ("inter", "fuse"):
+            if not isinstance(getattr(self, fld), bool):
+                raise _at(user_error(f"policy field {fld!r}", getattr(self, fld), "true or false",
+                                     f"write {fld} = true", cls=HycloraTypeError), "top", None, fld)
         if not isinstance(self.name, str) or not self.name:
             raise user_error("policy name", self.name, "a non-empty string", "give the policy a name",
                              cls=HycloraTypeError)
@@ -229,19 +231,29 @@ class Policy:
 
     # round trips -----------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "description": self.description, "inter": self.inter,
+        return {"name": self.name, "description": self.description, "inter": self.inter, "fuse": self.fuse,
                 "knobs": dataclasses.asdict(self.knobs), "rule": [r.to_dict() for r in self.rules]}
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Policy:
-        """Inverse of :meth:`to_dict`; a rule's codec parameters sit beside its fields (as in TOML)."""
+        """Inverse of :meth:`to_dict`; a rule's codec parameters sit beside its fields (as in TOML).
+
+        ``base = "<preset>"`` starts from that preset: its rules come after this policy's own (the first match
+        wins, so own rules override), its knobs, ``inter`` and ``fuse`` apply unless this policy sets them.
+        """
         if not isinstance(d, Mapping):
             raise user_error("policy", type(d).__name__, "a table", "pass a dict", cls=HycloraTypeError)
-        top = {"name", "description", "inter", "knobs", "rule"}
+        top = {"name", "description", "base", "inter", "fuse", "knobs", "rule"}
         for k in d:
             if k not in top:
                 raise _at(user_error(f"unknown policy field {k!r}", k, f"one of {sorted(top)}",
                                              "remove it or fix its spelling"), "top", None, k)
+        parent = None
+        if "base" in d:
+            if not isinstance(d["base"], str) or d["base"] not in preset_names():
+                raise _at(user_error("policy field 'base'", d["base"], f"a preset name, one of {preset_names()}",
+                                     "fix the name"), "top", None, "base")
+            parent = load_policy(d["base"])
         knob_table = d.get("knobs", {})
         if not isinstance(knob_table, Mapping):
             raise _at(user_error("policy field 'knobs'", knob_table, "a table", "write [knobs]",
@@ -273,8 +285,12 @@ class Policy:
             if not isinstance(val, str):
                 raise _at(user_error(f"policy field {fld!r}", val, "a string", "quote it",
                                              cls=HycloraTypeError), "top", None, fld)
+        if parent is not None:
+            rules += parent.rules
+            knob_table = {**dataclasses.asdict(parent.knobs), **knob_table}
+        inherited = {f: getattr(parent, f) if parent is not None else False for f in ("inter", "fuse")}
         return cls(name=name, description=desc, rules=tuple(rules), knobs=Knobs(**knob_table),
-                   inter=d.get("inter", False))
+                   inter=d.get("inter", inherited["inter"]), fuse=d.get("fuse", inherited["fuse"]))
 
     def to_toml(self) -> str:
         import tomli_w  # only writing TOML needs it (a declared dependency); loading uses the standard library

@@ -148,8 +148,12 @@ class Nonfinite:
             rec.settle()
         return rec
 
-    def restore(self, out: torch.Tensor) -> None:
-        """Write the values back into the contiguous decoded tensor ``out`` (rule 4: settles first)."""
+    def restore(self, out: torch.Tensor, add: torch.Tensor | None = None) -> None:
+        """Write the values back into the contiguous decoded tensor ``out`` (rule 4: settles first); with ``add``
+        (contiguous, ``out``'s shape), each value plus ``add`` there, in fp32, rounded to ``out``'s dtype."""
         self.settle()
         if self.index is not None:
-            out.view(-1)[self.index] = self.value
+            value = self.value
+            if add is not None:
+                value = (value.float() + add.reshape(-1)[self.index].float()).to(out.dtype)
+            out.view(-1)[self.index] = value

@@ -309,7 +309,8 @@ def unpack_codes(packed: torch.Tensor, bits: int) -> torch.Tensor:
 # hyclora_hooks is imported (tests set it late). ``tl`` is bound by ``_build`` too.
 tl = None
 _BUILT = False
-_JIT_NAMES = ("_bf16_round", "_hash_uniform", "_tile", "_quant_kernel", "_colstats_kernel", "_dequant_kernel")
+_JIT_NAMES = ("_bf16_round", "_bf16_nearest", "_hash_uniform", "_tile", "_quant_kernel", "_colstats_kernel",
+              "_dequant_kernel")
 
 # Tile sizes: 2048 elements a program at 4 warps (16 per thread: two 16-byte loads of bf16). Swept on an H100
 # (tools/bench_quant.py --tiles, docs/benchmarks.md): 1024-4096 at 4-8 warps are within a few percent.
@@ -339,6 +340,14 @@ def _bf16_round(v, UP: tl.constexpr):
     else:
         away = ((u & 0xFFFF) != 0) & (v < 0)
     return tl.where(away, t + 0x10000, t).to(tl.float32, bitcast=True)
+
+
+def _bf16_nearest(v):
+    """fp32 -> the nearest bf16 (ties to even), still as fp32, by the bits (the interpreter's own bf16 cast breaks
+    ties differently); finite and infinite inputs only."""
+    u = v.to(tl.int32, bitcast=True)
+    u = (u + 0x7FFF + ((u >> 16) & 1)) & -65536
+    return u.to(tl.float32, bitcast=True)
 
 
 def _hash_uniform(index, seed):
@@ -514,14 +523,15 @@ def _colstats_kernel(x_ptr, lo_ptr, hi_ptr, amax_ptr, ss_ptr, R, C, s_r, s_c, RO
         tl.store(ss_ptr + out, ss, mask=cmask)
 
 
-def _dequant_kernel(packed_ptr, scale_ptr, zero_ptr, slot_ptr, outl_ptr, out_ptr,
+def _dequant_kernel(packed_ptr, scale_ptr, zero_ptr, slot_ptr, outl_ptr, out_ptr, add_ptr,
                     R, C, N, CO, K, PW,
                     MODE: tl.constexpr, BITS: tl.constexpr, SYM: tl.constexpr, HAS_OUTL: tl.constexpr,
                     RAGGED: tl.constexpr, EVEN: tl.constexpr, INT64: tl.constexpr, OUT_BF16: tl.constexpr,
-                    BLOCK_R: tl.constexpr, BLOCK_C: tl.constexpr):
+                    HAS_ADD: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_C: tl.constexpr):
     """Unpack a tile of codes, apply its parameters (MODE as in ``_quant_kernel``; for MODE 1 the tile is one
     token group tall), store contiguous output. Outlier channels are scattered after the launch, except for
-    RAGGED groups (HAS_OUTL), where this kernel writes them."""
+    RAGGED groups (HAS_OUTL), where this kernel writes them. HAS_ADD: add the contiguous tensor at ``add_ptr`` to
+    the value rounded to the output dtype, in fp32, and round once more (:func:`dequantize_add`)."""
     PER: tl.constexpr = 8 // BITS
     QMAX: tl.constexpr = 2 ** (BITS - 1) - 1
     pid_r, pid_c, rows, cols, r2, c2, flat, mask = _tile(R, C, N, RAGGED, EVEN, INT64, BLOCK_R, BLOCK_C)
@@ -556,16 +566,23 @@ def _dequant_kernel(packed_ptr, scale_ptr, zero_ptr, slot_ptr, outl_ptr, out_ptr
         v = (qf - QMAX) * s
     else:
         v = qf * s + z  # code * scale is exact (NOTE [Quant layout]): fused or not, one rounding
-    if OUT_BF16:  # round to nearest even by the bits (the interpreter's own bf16 cast breaks ties differently)
-        u = v.to(tl.int32, bitcast=True)
-        u = (u + 0x7FFF + ((u >> 16) & 1)) & -65536
-        v = u.to(tl.float32, bitcast=True)
+    if OUT_BF16:
+        v = _bf16_nearest(v)
     y = v.to(out_ptr.dtype.element_ty)
     if HAS_OUTL:
         slot = tl.load(slot_ptr + flat % CO, mask=mask, other=-1)
         is_o = mask & (slot >= 0)
         ov = tl.load(outl_ptr + (flat // CO) * K + slot, mask=is_o, other=0.0)
         y = tl.where(is_o, ov, y)
+    if HAS_ADD:
+        if EVEN:
+            a = tl.load(add_ptr + flat)
+        else:
+            a = tl.load(add_ptr + flat, mask=mask, other=0.0)
+        w = y.to(tl.float32) + a.to(tl.float32)
+        if OUT_BF16:
+            w = tl.where(w == w, _bf16_nearest(w), w)  # NaN stays NaN (the bit trick could make it an infinity)
+        y = w.to(out_ptr.dtype.element_ty)
     if EVEN:
         tl.store(out_ptr + flat, y)
     else:
@@ -717,12 +734,13 @@ def channel_sumsq_triton(x: torch.Tensor) -> torch.Tensor:
     return ss.sum(0)
 
 
-def dequantize_triton(q: QuantizedTensor) -> torch.Tensor:
-    """The kernel path of :func:`dequantize`: same values as :func:`dequantize_ref`, bit for bit."""
+def dequantize_triton(q: QuantizedTensor, add: torch.Tensor | None = None) -> torch.Tensor:
+    """The kernel path of :func:`dequantize` (same values as :func:`dequantize_ref`, bit for bit), or of
+    :func:`dequantize_add` with ``add`` (contiguous, ``q.shape``)."""
     r, c = as_matrix_shape(q.shape)
     n = r * c
     if n == 0 or not triton_supports(q.granularity, q.group_size):
-        return dequantize_ref(q)
+        return dequantize_ref(q) if add is None else _add_rounded(dequantize_ref(q), add, q.dtype)
     _build()
     g = q.group_size
     dev = q.packed.device
@@ -739,14 +757,35 @@ def dequantize_triton(q: QuantizedTensor) -> torch.Tensor:
     grid = (_cdiv(kc, bc) * _cdiv(kr, br),)
     _dequant_kernel[grid](
         q.packed, q.scale, q.zero if q.zero is not None else q.scale, slot if slot is not None else q.scale,
-        q.outlier_value if in_kernel else out, out, kr, kc, n, c, k, pw,
+        q.outlier_value if in_kernel else out, out, add if add is not None else out, kr, kc, n, c, k, pw,
         MODE=mode, BITS=q.bits, SYM=q.zero is None, HAS_OUTL=in_kernel, RAGGED=ragged, EVEN=even,
-        INT64=int64, OUT_BF16=q.dtype == torch.bfloat16, BLOCK_R=br, BLOCK_C=bc, num_warps=_WARPS)
+        INT64=int64, OUT_BF16=q.dtype == torch.bfloat16, HAS_ADD=add is not None, BLOCK_R=br, BLOCK_C=bc,
+        num_warps=_WARPS)
     if q.outlier_index is not None and not in_kernel:
-        out.view(r, c).index_copy_(1, q.outlier_index.long(), q.outlier_value)
+        cols, vals = q.outlier_index.long(), q.outlier_value
+        if add is not None:
+            vals = _add_rounded(vals, add.view(r, c).index_select(1, cols), q.dtype)
+        out.view(r, c).index_copy_(1, cols, vals)
     if q.nonfinite is not None:
-        q.nonfinite.restore(out)
+        q.nonfinite.restore(out, add)
     return out.view(q.shape)
+
+
+def _add_rounded(a: torch.Tensor, b: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """``a + b`` computed in fp32 and rounded once to ``dtype`` (``a`` exact in fp32: a bf16/fp16/fp32 tensor)."""
+    return (a.float() + b.float()).to(dtype)
+
+
+def dequantize_add(q: QuantizedTensor, add: torch.Tensor, backend: str = "auto") -> torch.Tensor:
+    """``dequantize(q)`` plus ``add``, added in fp32 and rounded once to ``q.dtype``: how LoRA compensation puts
+    the exact LoRA branch back on a stored frozen part (``lineage.lora_combine`` gives the same bits). On CUDA
+    one kernel pass that reads the codes and ``add`` and never writes the dequantized tensor."""
+    if tuple(add.shape) != tuple(q.shape):
+        raise ValueError(f"dequantize_add: add has shape {tuple(add.shape)}, the quantized tensor {tuple(q.shape)}; "
+                         "pass a tensor of the quantized tensor's shape")
+    if backend == "ref" or (backend == "auto" and not use_triton(q.packed)):
+        return _add_rounded(dequantize_ref(q), add, q.dtype)
+    return dequantize_triton(q, add.contiguous())
 
 
 def quantize(x: torch.Tensor, bits: int, group_size: int, symmetric: bool = False, granularity: str = "group",

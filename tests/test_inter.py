@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import functools
 import gc
+import os
 
-import pytest
-import torch
+os.environ.setdefault("TRITON_INTERPRET", "1")  # the fused kernel of intra_inter_full_fuse runs on CPU (jitted lazily)
 
-import hyclora_hooks as hyclora
-from conftest import build, cosine, step
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+import hyclora_hooks as hyclora  # noqa: E402
+from conftest import build, cosine, step  # noqa: E402
 from hyclora_hooks.models import (add_lora, lora_grads, random_batch, tiny_gpt2, tiny_llama, tiny_mistral,
                                   tiny_qwen2, tiny_roberta)
 from hyclora_hooks.policy import Policy, Rule, load_policy
@@ -299,3 +302,32 @@ def test_sdpa_replay_matches_forward_with_a_boolean_padding_mask(dtype, gqa):
     out, lse = sdpa_with_lse(q, k, v, mask, False, 0.3, gqa)
     assert torch.equal(out, ref)
     assert lse.shape == (2, 6, 19) and torch.isfinite(lse).all()
+
+
+# ------------------------------------------------------------------------------------ intra_inter_full_fuse
+@pytest.mark.parametrize("attn", ["sdpa", "eager"])
+@pytest.mark.parametrize("bits", [2, 4])
+def test_full_fuse_gives_the_numbers_of_intra_inter(attn, bits, monkeypatch):
+    """The preset differs only in how a compensated tensor is decoded: one fused pass (forced here onto the
+    Triton kernel under the interpreter, as on CUDA) instead of dequantize, then add. Gradients are bit-equal."""
+    from hyclora_hooks.kernels import quant as Q
+
+    full = load_policy("intra_inter_full_fuse")
+    assert full.fuse and not load_policy("intra_inter").fuse and full.rules == load_policy("intra_inter").rules
+    # the tiny model's base weights (128 wide) count as thin and are replayed outright; as at real widths, let
+    # only the LoRA factors be thin, so q, k, v, gate and up are stored by LoRA compensation
+    monkeypatch.setattr("hyclora_hooks.lineage.MAX_REPLAY_LINEAR_RANK", 64)
+    model, batch = build(f"llama-{attn}")
+    _, ref, rep_ref = seeded_step(model, batch, lambda: hyclora.compress("intra_inter", bits=bits))
+    fused_calls = []
+    orig = Q.dequantize_add
+
+    def on_kernel(q, add, backend="auto"):
+        fused_calls.append(q.shape)
+        return orig(q, add, backend="triton")  # TRITON_INTERPRET=1 (set above): the CUDA path, on CPU
+
+    monkeypatch.setattr("hyclora_hooks.codecs.quant.dequantize_add", on_kernel)
+    _, got, rep = seeded_step(model, batch, lambda: hyclora.compress("intra_inter_full_fuse", bits=bits))
+    assert torch.equal(got, ref)
+    assert rep.stored_bytes == rep_ref.stored_bytes
+    assert len(fused_calls) >= 4  # at least gate and up of both layers took the fused path

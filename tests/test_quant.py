@@ -109,6 +109,41 @@ def test_triton_stores_the_reference_bytes(dtype, granularity, g, bits, symmetri
     check_bound(x, b, yb, stochastic=seed is not None)
 
 
+def _same_floats(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """Bit for bit, except that any NaN matches any NaN (payload bits of a NaN sum are not specified)."""
+    nan = torch.isnan(a)
+    return torch.equal(nan, torch.isnan(b)) and torch.equal(_bits_view(a[~nan]), _bits_view(b[~nan]))
+
+
+@needs_triton
+@pytest.mark.parametrize("shape", [(7, 43), (8, 64)], ids=["ragged", "even"])
+@pytest.mark.parametrize("bits", [2, 4])
+@pytest.mark.parametrize("granularity,g", [("group", 32), ("channel", 64), ("token_group", 4)])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
+def test_dequantize_add_is_the_unfused_lora_re_add(dtype, granularity, g, bits, shape):
+    """The fused kernel of ``intra_inter_full_fuse`` gives the bits of dequantize-then-``lora_combine``, outlier
+    channels, non-finite stored values and a NaN in the added branch included."""
+    from hyclora_hooks.lineage import lora_combine
+
+    gen = torch.Generator().manual_seed(bits * 7 + g + shape[1])
+    x = (torch.randn(*shape, generator=gen) * 3 + 1).to(dtype)
+    x[1, 5], x[3, 40], x[6, 0] = float("nan"), float("inf"), float("-inf")
+    idx = torch.tensor([2, 40], dtype=torch.int16)
+    q = Q.quantize(x, bits, g, False, granularity, idx, backend="ref")
+    branch = torch.randn(*shape, generator=gen) * 0.37  # the fp32 LoRA branch
+    branch[2, 7], branch[4, 40] = float("nan"), 1e30  # non-finite on the branch side, one on an outlier channel
+    expect = lora_combine(Q.dequantize(q, backend="ref"), branch, dtype)
+    assert _same_floats(Q.dequantize_add(q, branch, backend="ref"), expect)
+    assert _same_floats(Q.dequantize_add(q, branch, backend="triton"), expect)
+    assert _same_floats(Q.dequantize_add(q, branch.t().contiguous().t(), backend="triton"), expect)  # any layout
+
+
+def test_dequantize_add_names_a_shape_mismatch():
+    q = Q.quantize(torch.randn(4, 64), 4, 32, backend="ref")
+    with pytest.raises(ValueError, match=r"add has shape \(4, 32\)"):
+        Q.dequantize_add(q, torch.randn(4, 32))
+
+
 @needs_triton
 @pytest.mark.parametrize("case", ["transposed", "sliced", "3d_ragged", "1d", "int64_offsets"])
 def test_triton_odd_layouts(case, monkeypatch):

@@ -34,6 +34,11 @@ class Codec:
     def nbytes(self, payload: Any) -> int:
         raise NotImplementedError
 
+    def decode_add(self, payload: Any, add: torch.Tensor) -> torch.Tensor | None:
+        """``decode(payload)`` plus ``add`` (fp32 sum, rounded once to the decoded dtype) in one pass, or None if
+        this codec has no fused path (the caller then decodes and adds)."""
+        return None
+
     def host_nbytes(self, payload: Any) -> int:
         """Bytes the payload holds in host memory on a machine whose saved tensors live on a device (offload)."""
         return 0

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import torch
 
 from ..errors import HycloraTypeError, user_error
-from ..kernels.quant import GRANULARITIES, QuantizedTensor, dequantize, quantize
+from ..kernels.quant import GRANULARITIES, QuantizedTensor, dequantize, dequantize_add, quantize
 from .base import Codec, check_float, check_int, register_codec
 from .calibration import outlier_channels
 
@@ -93,6 +93,9 @@ class Quant(Codec):
 
     def decode(self, payload: QuantizedTensor) -> torch.Tensor:
         return dequantize(payload)
+
+    def decode_add(self, payload: QuantizedTensor, add: torch.Tensor) -> torch.Tensor:
+        return dequantize_add(payload, add)
 
     def nbytes(self, payload: QuantizedTensor) -> int:
         return payload.nbytes
