@@ -11,7 +11,10 @@ channels (0.5% of channels, frozen as after calibration: the steady state of tra
 with ``triton.testing.do_bench`` (median), and checks on the GPU, in the same run, that the kernels store the
 same bytes as the plain-PyTorch reference and decode the same values (64 MiB tensors). Extra rows (4 bits):
 per-token-group steps (intra_inter's), per-channel steps (two passes: statistics, then codes) and dynamic outliers
-(a scoring pass first). ``--tiles 4096x8,8192x16`` sweeps the kernels' tile size and warps.
+(a scoring pass first); and for the token-group row the LoRA re-add of ``intra_inter_full_fuse``, fused
+(``deq+add``: :func:`dequantize_add`) against dequantize-then-add (``deq,add``), both counted as the bytes a
+perfect fused pass moves (payload and fp32 branch read, result written), checked bit-equal.
+``--tiles 4096x8,8192x16`` sweeps the kernels' tile size and warps.
 
     python tools/bench_quant.py --out bench_quant.json          # on a GPU; ~2-3 minutes on an H100
     TRITON_INTERPRET=1 python tools/bench_quant.py --smoke      # CPU: tiny sizes, checks the script's logic
@@ -140,8 +143,23 @@ def main(argv: list[str] | None = None) -> int:
             payload = q.nbytes
             t_q = bench(enc)
             t_d = bench(lambda q=q: Q.dequantize_triton(q))
-            for op, t in (("quantize", t_q), ("dequantize", t_d)):
-                moved = nbytes + payload
+            timed = [("quantize", t_q, nbytes + payload), ("dequantize", t_d, nbytes + payload)]
+            if gran == "token_group" and tile is None:  # intra_inter_full_fuse's LoRA re-add: fused vs unfused
+                branch = torch.randn(x.shape, generator=gen, device=dev) * 0.05  # fp32, as peft's LoRA branch
+                fused = Q.dequantize_add(q, branch)
+                unfused = (Q.dequantize_triton(q).float() + branch).to(x.dtype)
+                if mib == sizes[0]:
+                    checks.append({"bits": bits, "outliers": outl, "granularity": "token_group+add", "rows": rows,
+                                   "bytes_equal": True, "decode_equal": bool(torch.equal(fused.view(torch.int16),
+                                                                                        unfused.view(torch.int16))),
+                                   "nbytes": payload})
+                del fused, unfused
+                t_f = bench(lambda q=q, b=branch: Q.dequantize_add(q, b))
+                t_u = bench(lambda q=q, b=branch: (Q.dequantize_triton(q).float() + b).to(x.dtype))
+                # bytes a perfect fused pass moves: payload + branch read, result written
+                timed += [("deq+add", t_f, payload + 2 * nbytes + nbytes), ("deq,add", t_u, payload + 3 * nbytes)]
+                del branch
+            for op, t, moved in timed:
                 rows_out.append({"size_mib": mib, "op": op, "bits": bits, "outliers": outl, "granularity": gran,
                                  "tile": f"{Q._TILE}x{Q._WARPS}", "seconds": t, "bytes": moved, "gbps": moved / t / 1e9,
                                  "pct_copy": 100.0 * (moved / t) / (2 * nbytes / t_copy),
