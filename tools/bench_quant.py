@@ -13,7 +13,8 @@ same bytes as the plain-PyTorch reference and decode the same values (64 MiB ten
 per-token-group steps (intra_inter's), per-channel steps (two passes: statistics, then codes) and dynamic outliers
 (a scoring pass first); and for the token-group row the LoRA re-add of ``intra_inter_full_fuse``, fused
 (``deq+add``: :func:`dequantize_add`) against dequantize-then-add (``deq,add``), both counted as the bytes a
-perfect fused pass moves (payload and fp32 branch read, result written), checked bit-equal.
+perfect fused pass moves (payload and fp32 branch read, result written), checked bit-equal (the unfused
+side is ``lineage.lora_combine`` after :func:`dequantize_triton`, what ``intra_inter`` runs).
 ``--tiles 4096x8,8192x16`` sweeps the kernels' tile size and warps.
 
     python tools/bench_quant.py --out bench_quant.json          # on a GPU; ~2-3 minutes on an H100
@@ -58,6 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from hyclora_hooks.kernels import quant as Q
+    from hyclora_hooks.lineage import lora_combine
 
     cuda = torch.cuda.is_available()
     if not cuda and not args.smoke:
@@ -147,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
             if gran == "token_group" and tile is None:  # intra_inter_full_fuse's LoRA re-add: fused vs unfused
                 branch = torch.randn(x.shape, generator=gen, device=dev) * 0.05  # fp32, as peft's LoRA branch
                 fused = Q.dequantize_add(q, branch)
-                unfused = (Q.dequantize_triton(q).float() + branch).to(x.dtype)
+                unfused = lora_combine(Q.dequantize_triton(q), branch, x.dtype)  # intra_inter's decode
                 if mib == sizes[0]:
                     checks.append({"bits": bits, "outliers": outl, "granularity": "token_group+add", "rows": rows,
                                    "bytes_equal": True, "decode_equal": bool(torch.equal(fused.view(torch.int16),
@@ -155,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
                                    "nbytes": payload})
                 del fused, unfused
                 t_f = bench(lambda q=q, b=branch: Q.dequantize_add(q, b))
-                t_u = bench(lambda q=q, b=branch: (Q.dequantize_triton(q).float() + b).to(x.dtype))
+                t_u = bench(lambda q=q, b=branch: lora_combine(Q.dequantize_triton(q), b, x.dtype))
                 # bytes a perfect fused pass moves: payload + branch read, result written
                 timed += [("deq+add", t_f, payload + 2 * nbytes + nbytes), ("deq,add", t_u, payload + 3 * nbytes)]
                 del branch
