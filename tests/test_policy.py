@@ -114,3 +114,19 @@ def test_unknown_ops_are_never_caught_by_a_wildcard():
     assert p.route(site, 1 << 16, True).codec.name == "keep"
     p2 = Policy(rules=(Rule(codec="quant", op_class="unknown"),))
     assert p2.route(site, 1 << 16, True).codec.name == "quant"
+
+
+def test_a_policy_file_can_start_from_a_preset(tmp_path):
+    from hyclora_hooks.errors import PolicyFileError
+
+    f = tmp_path / "mine.toml"
+    f.write_text('name = "mine"\nbase = "intra_inter"\n[knobs]\nbits = 2\n'
+                 '[[rule]]\nop_class = "mul"\ncodec = "keep"\n')
+    p = hyclora.load_policy(f)
+    parent = hyclora.load_policy("intra_inter")
+    assert p.inter and not p.fuse and p.knobs.bits == 2
+    assert p.knobs.layernorm_outlier_ratio == parent.knobs.layernorm_outlier_ratio
+    assert p.rules[0].codec == "keep" and p.rules[1:] == parent.rules  # own rules first: they win
+    f.write_text('name = "bad"\nbase = "intra_intr"\n')
+    with pytest.raises(PolicyFileError, match=r"mine.toml:2: field 'base'.*got 'intra_intr'"):
+        hyclora.load_policy(f)
