@@ -89,7 +89,8 @@ def _as_patterns(what: str, value: Any) -> tuple[str, ...]:
 
 @dataclass(frozen=True)
 class Rule:
-    """Route saved tensors matching all three pattern lists to ``codec`` with ``params``."""
+    """Route saved tensors matching all three pattern lists to ``codec`` with ``params``; ``for_bits`` (empty:
+    always) limits the rule to policies whose ``bits`` knob is one of those widths."""
 
     codec: str = "keep"
     op_class: tuple[str, ...] = ("*",)
@@ -97,6 +98,7 @@ class Rule:
     module: tuple[str, ...] = ("*",)
     params: Mapping[str, Any] = field(default_factory=dict)
     reason: str = ""
+    for_bits: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         for name in ("op_class", "role", "module"):
@@ -110,6 +112,11 @@ class Rule:
                              "write params as a table", cls=HycloraTypeError)
         if not isinstance(self.reason, str):
             raise user_error("rule field 'reason'", self.reason, "a string", "quote it", cls=HycloraTypeError)
+        widths = (self.for_bits,) if isinstance(self.for_bits, int) else self.for_bits
+        if not isinstance(widths, (list, tuple)) or any(isinstance(b, bool) or b not in (2, 4, 8) for b in widths):
+            raise user_error("rule field 'for_bits'", self.for_bits, "a list of bit widths from 2, 4, 8",
+                             "write for_bits = [4, 8]", cls=HycloraTypeError)
+        object.__setattr__(self, "for_bits", tuple(widths))
         object.__setattr__(self, "params", dict(self.params))
 
     def matches(self, site: SaveSite) -> bool:
@@ -124,11 +131,13 @@ class Rule:
                              "module": list(self.module)}
         if self.reason:
             d["reason"] = self.reason
+        if self.for_bits:
+            d["for_bits"] = list(self.for_bits)
         d.update(self.params)
         return d
 
 
-_RULE_FIELDS = ("codec", "op_class", "role", "module", "reason")
+_RULE_FIELDS = ("codec", "op_class", "role", "module", "reason", "for_bits")
 
 
 def _at(err: HycloraError, section: str, index: int | None, fld: str) -> HycloraError:
@@ -208,7 +217,9 @@ class Policy:
         key = (site.op_class, site.role, site.module)
         hit = self._cache.get(key)  # type: ignore[attr-defined]
         if hit is None:
-            hit = next((i for i, r in enumerate(self.rules) if r.matches(site)), None)
+            bits = self.knobs.bits
+            hit = next((i for i, r in enumerate(self.rules)
+                        if (not r.for_bits or bits in r.for_bits) and r.matches(site)), None)
             self._cache[key] = hit  # type: ignore[attr-defined]
         if hit is None:
             return Route(KEEP, None, "unknown op" if site.op_class == "unknown" else "no rule")
@@ -272,7 +283,7 @@ class Policy:
             params = {k: v for k, v in rd.items() if k not in _RULE_FIELDS}
             if isinstance(params.get("params"), Mapping):  # accept an explicit params table too
                 params = {**params.pop("params"), **params}
-            for fld in ("op_class", "role", "module", "codec", "reason"):
+            for fld in ("op_class", "role", "module", "codec", "reason", "for_bits"):
                 if fld in kw:
                     try:
                         Rule(**{fld: kw[fld]}) if fld != "codec" else make_codec_name_check(kw[fld])
@@ -315,7 +326,9 @@ class Policy:
         lines = [f"policy {self.name!r} ({self.description})" if self.description else f"policy {self.name!r}"]
         for i, c in enumerate(self._codecs):  # type: ignore[attr-defined]
             r = self.rules[i]
-            lines.append(f"  {i}: {','.join(r.op_class)}/{','.join(r.role)} @ {','.join(r.module)} -> {c.describe()}")
+            when = f" (at {'/'.join(map(str, r.for_bits))} bits)" if r.for_bits else ""
+            lines.append(f"  {i}: {','.join(r.op_class)}/{','.join(r.role)} @ {','.join(r.module)}{when} -> "
+                         f"{c.describe()}")
         return "\n".join(lines)
 
 

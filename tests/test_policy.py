@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
 import hyclora_hooks as hyclora
 from hyclora_hooks.policy import Knobs, Policy, Rule
@@ -130,3 +131,20 @@ def test_a_policy_file_can_start_from_a_preset(tmp_path):
     f.write_text('name = "bad"\nbase = "intra_intr"\n')
     with pytest.raises(PolicyFileError, match=r"mine.toml:2: field 'base'.*got 'intra_intr'"):
         hyclora.load_policy(f)
+
+
+def test_for_bits_limits_a_rule_to_some_widths():
+    from hyclora_hooks.sites import SaveSite
+
+    rules = (Rule(codec="quant", op_class="mul", params={"bits": "$bits", "group_size": 32}, for_bits=[4, 8]),
+             Rule(codec="quant", op_class="mul", params={"bits": "$bits", "group_size": 64}))
+    site = SaveSite("mul", "mul", "swiglu", "model.layers.0.mlp", "LlamaMLP", "silu", torch.float32, (8, 64))
+    for bits, group in ((2, 64), (4, 32), (8, 32)):
+        pol = Policy(name="p", rules=rules, knobs=Knobs(bits=bits))
+        assert pol.route(site, 4096, True).codec.group_size == group
+    with pytest.raises(hyclora.HycloraTypeError, match="for_bits"):
+        Rule(codec="quant", for_bits=[3])
+    text = 'name = "x"\n[[rule]]\nop_class = "mul"\nfor_bits = [4, 16]\ncodec = "quant"\n'
+    with pytest.raises(hyclora.PolicyFileError, match=r":4: field 'for_bits'"):
+        Policy.from_toml(text, source="x.toml")
+    assert Policy.from_dict(Policy(name="p", rules=rules).to_dict()).rules == rules  # round trip
