@@ -101,10 +101,8 @@ class Entry:
         the codec can fuse it (``Codec.decode_add``); None where it cannot (the caller adds)."""
         if getattr(self.payload, "dtype", None) != dtype:  # the sum is rounded to the stored tensor's dtype
             return None
-        inverse = None
         if self.perm is not None:  # the codec holds the memory-order layout: give it the branch in that order
-            inverse = tuple(sorted(range(len(self.perm)), key=lambda i: self.perm[i]))
-            add = add.permute(inverse)
+            add = add.permute(_inverse(self.perm))
         out = self.codec.decode_add(self.payload, add)
         if out is None or self.perm is None:
             return out
@@ -124,8 +122,12 @@ def memory_order(t: torch.Tensor) -> tuple[torch.Tensor, tuple[int, ...] | None]
     mem = t.permute(order)
     if not mem.is_contiguous():
         return t, None  # not dense (a slice, an expanded view): the codec copies what it shows
-    inverse = tuple(sorted(range(t.dim()), key=lambda i: order[i]))
-    return mem, inverse
+    return mem, _inverse(order)
+
+
+def _inverse(perm: tuple[int, ...] | list[int]) -> tuple[int, ...]:
+    """The permutation that undoes ``perm``: ``x.permute(perm).permute(_inverse(perm))`` is ``x``."""
+    return tuple(sorted(range(len(perm)), key=lambda i: perm[i]))
 
 
 def _held_by_graph(t: torch.Tensor) -> bool:
@@ -272,6 +274,12 @@ class Compressor:
         self._fresh.clear()
 
     def _pack(self, t: torch.Tensor) -> Any:
+        out = self._pack_one(t)
+        if isinstance(out, Entry):  # NOTE [Shared decodes]: one more reader of this entry
+            out.readers += 1
+        return out
+
+    def _pack_one(self, t: torch.Tensor) -> Any:
         acct = self.accountant
         if self._pending:
             self._settle()
@@ -282,14 +290,11 @@ class Compressor:
             acct.note_parameter()
             return t
         if t.layout != torch.strided or t.is_nested or type(t) is not torch.Tensor and not isinstance(t, nn.Parameter):
-            entry = self._admit(t, self._site(t), reason="not a plain strided tensor")
-            entry.readers += 1
-            return entry
+            return self._admit(t, self._site(t), reason="not a plain strided tensor")
         key = self._key(t)
         entry = self._dedupe.get(key)
         if entry is not None:
             acct.note_duplicate(key[0], self._site(t), self._label(entry.codec))
-            entry.readers += 1
             return entry
         if self._device is None:
             self._device = t.device
@@ -307,7 +312,6 @@ class Compressor:
             entry = self._admit(t, site, route.codec, None if not route.codec.lossless else route.reason,
                                 key[0], t.untyped_storage().nbytes())
         self._remember(key, t, entry) if self.policy.inter else self._dedupe.__setitem__(key, entry)
-        entry.readers += 1
         return entry
 
     def _sdpa_replayable(self) -> bool:

@@ -66,9 +66,9 @@ def _end_of_backward(task: int) -> None:
 
 
 def read(entry: Any, decode: Callable[[], torch.Tensor]) -> torch.Tensor:
-    """``decode()``, or the tensor an earlier reader of ``entry`` decoded in this backward."""
-    readers = entry.readers
-    task = graph_task_id() if readers > 1 else -1
+    """``decode()``, or the tensor an earlier reader of ``entry`` decoded in this backward (``Entry.value`` calls
+    this only for entries with more than one reader)."""
+    task = graph_task_id()
     if task == -1:
         return decode()
     key = id(entry)
@@ -93,7 +93,7 @@ def read(entry: Any, decode: Callable[[], torch.Tensor]) -> torch.Tensor:
         if kept is None:
             kept = _tasks[task] = _Kept()
             torch.autograd.Variable._execution_engine.queue_callback(lambda: _end_of_backward(task))
-        kept.items[key] = [weakref.ref(entry), t, t._version, readers - 1]
+        kept.items[key] = [weakref.ref(entry), t, t._version, entry.readers - 1]
         kept.nbytes += nbytes
         while kept.nbytes > MAX_SHARED_BYTES:
             kept.drop(next(iter(kept.items)))

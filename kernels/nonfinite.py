@@ -54,6 +54,12 @@ def collecting(on_pending: Callable[[Nonfinite], None]) -> Iterator[None]:
         _COLLECTOR.reset(token)
 
 
+def add_rounded(a: torch.Tensor, b: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """``a + b`` computed in fp32 and rounded once to ``dtype`` (``a`` exact in fp32: a bf16/fp16/fp32 tensor):
+    how a decode re-adds a LoRA branch (``kernels.quant.dequantize_add``), stored values included."""
+    return (a.float() + b.float()).to(dtype)
+
+
 class Nonfinite:
     """Positions (flat, row-major, int64) and values of the non-finite elements of a ``R x C`` tensor."""
 
@@ -155,5 +161,5 @@ class Nonfinite:
         if self.index is not None:
             value = self.value
             if add is not None:
-                value = (value.float() + add.reshape(-1)[self.index].float()).to(out.dtype)
+                value = add_rounded(value, add.reshape(-1)[self.index], out.dtype)
             out.view(-1)[self.index] = value

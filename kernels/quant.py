@@ -53,7 +53,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .nonfinite import Nonfinite
+from .nonfinite import Nonfinite, add_rounded
 
 PARAM_DTYPE = torch.bfloat16  # bf16 keeps fp32's range (no overflow for huge activations) at 2 bytes a group
 MIN_STEP = 2.0**-126  # the smallest normal fp32: a step never below it keeps 1 / step finite
@@ -740,7 +740,7 @@ def dequantize_triton(q: QuantizedTensor, add: torch.Tensor | None = None) -> to
     r, c = as_matrix_shape(q.shape)
     n = r * c
     if n == 0 or not triton_supports(q.granularity, q.group_size):
-        return dequantize_ref(q) if add is None else _add_rounded(dequantize_ref(q), add, q.dtype)
+        return dequantize_ref(q) if add is None else add_rounded(dequantize_ref(q), add, q.dtype)
     _build()
     g = q.group_size
     dev = q.packed.device
@@ -764,16 +764,11 @@ def dequantize_triton(q: QuantizedTensor, add: torch.Tensor | None = None) -> to
     if q.outlier_index is not None and not in_kernel:
         cols, vals = q.outlier_index.long(), q.outlier_value
         if add is not None:
-            vals = _add_rounded(vals, add.view(r, c).index_select(1, cols), q.dtype)
+            vals = add_rounded(vals, add.view(r, c).index_select(1, cols), q.dtype)
         out.view(r, c).index_copy_(1, cols, vals)
     if q.nonfinite is not None:
         q.nonfinite.restore(out, add)
     return out.view(q.shape)
-
-
-def _add_rounded(a: torch.Tensor, b: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """``a + b`` computed in fp32 and rounded once to ``dtype`` (``a`` exact in fp32: a bf16/fp16/fp32 tensor)."""
-    return (a.float() + b.float()).to(dtype)
 
 
 def dequantize_add(q: QuantizedTensor, add: torch.Tensor, backend: str = "auto") -> torch.Tensor:
@@ -784,7 +779,7 @@ def dequantize_add(q: QuantizedTensor, add: torch.Tensor, backend: str = "auto")
         raise ValueError(f"dequantize_add: add has shape {tuple(add.shape)}, the quantized tensor {tuple(q.shape)}; "
                          "pass a tensor of the quantized tensor's shape")
     if backend == "ref" or (backend == "auto" and not use_triton(q.packed)):
-        return _add_rounded(dequantize_ref(q), add, q.dtype)
+        return add_rounded(dequantize_ref(q), add, q.dtype)
     return dequantize_triton(q, add.contiguous())
 
 
