@@ -52,6 +52,7 @@ import os
 from dataclasses import dataclass
 
 import torch
+from torch.utils.weak import WeakIdKeyDictionary
 
 from .nonfinite import Nonfinite, add_rounded
 
@@ -309,13 +310,18 @@ def unpack_codes(packed: torch.Tensor, bits: int) -> torch.Tensor:
 # hyclora_hooks is imported (tests set it late). ``tl`` is bound by ``_build`` too.
 tl = None
 _BUILT = False
-_JIT_NAMES = ("_bf16_round", "_bf16_nearest", "_hash_uniform", "_tile", "_quant_kernel", "_colstats_kernel",
-              "_dequant_kernel")
+_JIT_NAMES = ("_bf16_round", "_bf16_nearest", "_hash_uniform", "_group_params", "_tile", "_elem", "_to_bits",
+              "_round_to", "_min_nan", "_max_nan", "_word_tile", "_outlier_cols",
+              "_quant_kernel", "_colstats_kernel", "_dequant_kernel", "_quant_words_kernel", "_dequant_words_kernel")
 
 # Tile sizes: 2048 elements a program at 4 warps (16 per thread: two 16-byte loads of bf16). Swept on an H100
 # (tools/bench_quant.py --tiles, docs/benchmarks.md): 1024-4096 at 4-8 warps are within a few percent.
 _TILE = 2048
 _WARPS = 4
+# The word kernels' groups (MODE 0) take 4096 elements a program at 4 warps (32 per thread: more bytes in flight
+# per thread). H100, 1 GiB bf16, 0.5% outlier channels: 2-bit quantize 71% -> 85% of copy, 4-bit 78% -> 83%,
+# dequantize 84-87% -> 94% (docs/benchmarks.md, session 4).
+_WORD_TILE = 4096
 
 
 def triton_available() -> bool:
@@ -362,6 +368,22 @@ def _hash_uniform(index, seed):
     h = h * 0x846CA68B
     h = h ^ (h >> 16)
     return (h >> 8).to(tl.float32) * (1.0 / 16777216)
+
+
+def _group_params(lo, hi, SYM: tl.constexpr, BITS: tl.constexpr):
+    """Masked statistics (fp32; lo > hi: nothing to quantize; SYM: ``hi`` is the absmax) -> (scale, zero), fp32
+    holding bf16 values, as :func:`params_from_stats` computes them (``zero`` is unused when SYM)."""
+    if SYM:
+        sc = _bf16_round(tl.math.div_rn(hi, (2 ** (BITS - 1) - 1) * 1.0), True)
+        zp = sc
+    else:
+        empty = lo > hi
+        lo = tl.where(empty, 0.0, lo)
+        hi = tl.where(empty, 0.0, hi)
+        zp = _bf16_round(lo, False)
+        sc = _bf16_round(tl.math.div_rn(hi - zp, (2**BITS - 1) * 1.0), True)
+    sc = tl.maximum(tl.where(sc == 0.0, 1.0, sc), 2.0**-126)  # MIN_STEP
+    return sc, zp
 
 
 def _tile(R, C, N, RAGGED: tl.constexpr, EVEN: tl.constexpr, INT64: tl.constexpr, BLOCK_R: tl.constexpr,
@@ -432,17 +454,12 @@ def _quant_kernel(x_ptr, packed_ptr, scale_ptr, zero_ptr, slot_ptr, outl_ptr, nf
     else:
         AX: tl.constexpr = 1 - MODE  # MODE 0 reduces along the row, MODE 1 along the tokens
         if SYM:
-            amax = tl.max(tl.where(valid, tl.abs(xf), 0.0), axis=AX)
-            sc = _bf16_round(tl.math.div_rn(amax, QMAX * 1.0), True)
+            hi = tl.max(tl.where(valid, tl.abs(xf), 0.0), axis=AX)
+            lo = hi
         else:
             lo = tl.min(tl.where(valid, xf, float("inf")), axis=AX)
             hi = tl.max(tl.where(valid, xf, float("-inf")), axis=AX)
-            empty = lo > hi
-            lo = tl.where(empty, 0.0, lo)
-            hi = tl.where(empty, 0.0, hi)
-            zp = _bf16_round(lo, False)
-            sc = _bf16_round(tl.math.div_rn(hi - zp, LEVELS * 1.0), True)
-        sc = tl.maximum(tl.where(sc == 0.0, 1.0, sc), 2.0**-126)  # MIN_STEP
+        sc, zp = _group_params(lo, hi, SYM, BITS)
         isc = tl.math.div_rn(1.0, sc)  # one division a group; the elements multiply
         if MODE == 0:
             pidx = rows * (C // BLOCK_C) + pid_c
@@ -589,6 +606,241 @@ def _dequant_kernel(packed_ptr, scale_ptr, zero_ptr, slot_ptr, outl_ptr, out_ptr
         tl.store(out_ptr + flat, y, mask=mask)
 
 
+# ------------------------------------------------------------------------------------- Triton word kernels
+# The fast path for 16-bit data (bf16/fp16) whose channels are contiguous and a multiple of 8 // bits: every
+# hidden state of a bf16 model; quantize for groups along the row, dequantize (without the re-add) for every
+# granularity. (Per-token-group quantize on words ran at half the element kernel's rate on an H200: 13% of copy
+# against 24%, benchmarks/results/2026-11-30-h200-bench_quant-word-v1.json; it stays on ``_quant_kernel``.) A tile is loaded as integer *words* of PER = 8 // bits elements (int16/32/64),
+# so that a word's codes are one packed byte: elements come out of a word, and codes go into a byte, by shifts in
+# registers. (The other kernels pack with a reshape and a sum across lanes, a layout change through shared memory:
+# on an H100 that packing kernel moved 64% of copy where writing unpacked codes moved 87%.) Outlier channels are
+# gathered (quantize) and put back (dequantize) in the same pass, through a per-channel slot table, instead of an
+# ``index_select``/``index_copy_`` pass of their own. Same formulas, so the same bytes and values, as
+# ``_quant_kernel``/``_dequant_kernel``, which remain the path for every other case and the checked re-run.
+_WORD = {1: torch.int16, 2: torch.int32, 4: torch.int64}
+WORD_KERNELS = True  # False forces the element kernels everywhere (tools/bench_quant.py --element-kernels)
+
+
+def _elem(w, J: tl.constexpr, F16: tl.constexpr):
+    """Element J of a word of 16-bit floats, as fp32 (a bf16's bits are the high half of its fp32's). Works on
+    the 32-bit half that holds it: 64-bit shifts cost more instructions, and this kernel is bound by them."""
+    if J >= 2:
+        h = (w >> 32).to(tl.int32)
+    else:
+        h = w.to(tl.int32)
+    if F16:
+        return ((h >> (16 * (J % 2))) & 0xFFFF).to(tl.int16).to(tl.float16, bitcast=True).to(tl.float32)
+    if J % 2 == 0:
+        return (h << 16).to(tl.float32, bitcast=True)
+    return (h & -65536).to(tl.float32, bitcast=True)
+
+
+def _to_bits(y, F16: tl.constexpr):
+    """fp32 ``y`` holding a value of the 16-bit dtype (bf16: already rounded) -> its 16 bits, as int32."""
+    if F16:
+        return y.to(tl.float16).to(tl.int16, bitcast=True).to(tl.int32) & 0xFFFF
+    return (y.to(tl.int32, bitcast=True) >> 16) & 0xFFFF
+
+
+def _min_nan(a, b):
+    return tl.minimum(a, b, propagate_nan=tl.PropagateNan.ALL)
+
+
+def _max_nan(a, b):
+    return tl.maximum(a, b, propagate_nan=tl.PropagateNan.ALL)
+
+
+def _word_tile(R, CW, EVEN: tl.constexpr, INT64: tl.constexpr, BLOCK_R: tl.constexpr, NG: tl.constexpr,
+               BLOCK_W: tl.constexpr):
+    """This program's BLOCK_R x NG x BLOCK_W tile of the R x CW word matrix: NG blocks of BLOCK_W words side by
+    side along the row (MODE 0: NG groups; otherwise NG = 1). Returns the row and column-block ids, rows (BR),
+    word columns (NG x BW), the 3-D row and column offsets and the in-bounds mask (all true when EVEN)."""
+    pid = tl.program_id(0)
+    ncb = tl.cdiv(CW, NG * BLOCK_W)
+    pid_c = pid % ncb
+    pid_r = pid // ncb
+    rows = pid_r * BLOCK_R + tl.arange(0, BLOCK_R)
+    if INT64:
+        rows = rows.to(tl.int64)
+    gcol = pid_c * NG + tl.arange(0, NG)
+    wcol = gcol[:, None] * BLOCK_W + tl.arange(0, BLOCK_W)[None, :]
+    r3 = rows[:, None, None]
+    w3 = wcol[None, :, :]
+    if EVEN:
+        mask = tl.full((BLOCK_R, NG, BLOCK_W), 1, tl.int1)
+    else:
+        mask = (r3 < R) & (w3 < CW)
+    return pid_r, pid_c, rows, gcol, wcol, r3, w3, mask
+
+
+def _outlier_cols(start_ptr, lanes_ptr, pid_c, KB: tl.constexpr):
+    """The outlier channels inside column block ``pid_c``: their slots ``t`` (indices are sorted, so block ``b``
+    holds slots ``start[b]...``), channels ``c_t`` and which of the KB lanes are real (``lanes`` is the block's
+    channels padded with -1: two independent loads, not a chain through the index)."""
+    t = tl.load(start_ptr + pid_c) + tl.arange(0, KB)
+    c_t = tl.load(lanes_ptr + pid_c * KB + tl.arange(0, KB))
+    return t, c_t, c_t >= 0
+
+
+def _quant_words_kernel(w_ptr, x_ptr, packed_ptr, scale_ptr, zero_ptr, start_ptr, lanes_ptr, ocode_ptr, outl_ptr,
+                        nf_ptr, R, CW, s_r, K, seed,
+                        BITS: tl.constexpr, SYM: tl.constexpr, HAS_OUTL: tl.constexpr, STOCH: tl.constexpr,
+                        F16: tl.constexpr, EVEN: tl.constexpr, INT64: tl.constexpr, BLOCK_R: tl.constexpr,
+                        NG: tl.constexpr, BLOCK_W: tl.constexpr, KB: tl.constexpr):
+    """``_quant_kernel``'s unchecked first pass on words, for groups along the row (``granularity="group"``): NG
+    groups of a row side by side (BLOCK_W words each), so the scales and codes a program writes are contiguous
+    along the row (one group per program made scattered 2-byte scale writes the bottleneck: 68% of copy against
+    93%).
+
+    The kernel is bound by its instructions per element as much as by memory, so the codes path has none to
+    spare: the statistics propagate NaN, so a group holding NaN/Inf shows in its range at no extra reduction and
+    raises ``nf_ptr``; codes are not clamped (round to nearest provably stays in range, NOTE [Quant layout]'s
+    parameters) and are truncated (their argument is >= 0, so truncation is the floor). Outlier channels
+    (HAS_OUTL) are left out of the statistics by a select per element (replacing them by +-inf / +0 through
+    whole-word masks instead made the kernel slower on an H200: 2-bit 464 -> 714 us a GiB, every element then
+    extracted twice; ``...-bench_quant-word-mask-trick.json``). They are coded 0 (``ocode``: the
+    code bits of a word's outlier lanes, cleared once per word) and their columns copied to ``outl_ptr`` (R x K)
+    by one masked gather of the block's KB slots."""
+    PER: tl.constexpr = 8 // BITS
+    QMAX: tl.constexpr = 2 ** (BITS - 1) - 1
+    LEVELS: tl.constexpr = 2**BITS - 1
+    pid_r, pid_c, rows, gcol, wcol, r3, w3, mask = _word_tile(R, CW, EVEN, INT64, BLOCK_R, NG, BLOCK_W)
+    C = CW * PER
+    if EVEN:
+        w = tl.load(w_ptr + r3 * s_r + w3)
+    else:
+        w = tl.load(w_ptr + r3 * s_r + w3, mask=mask, other=0)
+    if HAS_OUTL:
+        oc = tl.load(ocode_ptr + w3, mask=w3 < CW, other=0).to(tl.int32)
+        t, c_t, tm = _outlier_cols(start_ptr, lanes_ptr, pid_c, KB)
+    lo = tl.full((BLOCK_R, NG, BLOCK_W), float("inf"), tl.float32)  # masked lanes: whole rows or groups, never stored
+    hi = -lo
+    for j in tl.static_range(PER):
+        e = _elem(w, j, F16)
+        if HAS_OUTL:
+            keep = ((oc >> (BITS * j)) & 1) == 0
+            if SYM:
+                e = tl.where(keep, tl.abs(e), 0.0)
+            else:
+                lo = _min_nan(lo, tl.where(keep, e, float("inf")))
+                e = tl.where(keep, e, float("-inf"))
+        elif SYM:
+            e = tl.abs(e)
+        else:
+            lo = _min_nan(lo, e)
+        hi = _max_nan(hi, e)
+    hi = tl.reduce(hi, 2, _max_nan)
+    if SYM:
+        lo = hi
+    else:
+        lo = tl.reduce(lo, 2, _min_nan)
+    d = hi - lo  # NaN or +inf iff the group holds a NaN or an infinity
+    pm = (rows < R)[:, None] & (gcol < CW // BLOCK_W)[None, :]
+    tl.store(nf_ptr + (rows[:, None] + gcol[None, :]) * 0, 1, mask=((d != d) | (d == float("inf"))) & pm)
+    sc, zp = _group_params(lo, hi, SYM, BITS)
+    pidx = rows[:, None] * (CW // BLOCK_W) + gcol[None, :]
+    tl.store(scale_ptr + pidx, sc.to(tl.bfloat16), mask=pm)
+    if not SYM:
+        tl.store(zero_ptr + pidx, zp.to(tl.bfloat16), mask=pm)
+    inv = tl.math.div_rn(1.0, sc)[:, :, None]
+    z = zp[:, :, None]
+    pk = tl.zeros((BLOCK_R, NG, BLOCK_W), tl.int32)
+    for j in tl.static_range(PER):
+        e = _elem(w, j, F16)
+        if STOCH:
+            rnd = _hash_uniform(r3 * C + w3 * PER + j, seed)
+        else:
+            rnd = 0.5
+        # Launched without fp fusion, so each step rounds as the reference's. Outlier, masked and (until the
+        # checked re-run) non-finite lanes may give any code here: each is cut to BITS bits before it is placed,
+        # and outlier lanes are cleared below.
+        if SYM:
+            q = tl.floor(e * inv + rnd).to(tl.int32) + QMAX
+            if STOCH:
+                q = tl.minimum(tl.maximum(q, 0), 2 * QMAX)
+        else:
+            q = ((e - z) * inv + rnd).to(tl.int32)
+            if STOCH:
+                q = tl.minimum(q, LEVELS)
+        if HAS_OUTL:
+            q = q & LEVELS
+        pk = pk | (q << (BITS * j))
+    if HAS_OUTL:
+        pk = pk & ~oc
+    if EVEN:
+        tl.store(packed_ptr + r3 * CW + w3, pk.to(tl.uint8))
+    else:
+        tl.store(packed_ptr + r3 * CW + w3, pk.to(tl.uint8), mask=mask)
+    if HAS_OUTL:  # last: the tile's rows are in L1 by now, and the lanes long loaded
+        rm = (rows < R)[:, None] & tm[None, :]
+        col = tl.load(x_ptr + rows[:, None] * (s_r * PER) + c_t[None, :], mask=rm)
+        tl.store(outl_ptr + rows[:, None] * K + t[None, :], col, mask=rm)
+
+
+def _dequant_words_kernel(packed_ptr, scale_ptr, zero_ptr, start_ptr, lanes_ptr, outl_ptr, out_ptr, oute_ptr,
+                          R, CW, K,
+                          MODE: tl.constexpr, BITS: tl.constexpr, SYM: tl.constexpr, HAS_OUTL: tl.constexpr,
+                          F16: tl.constexpr, EVEN: tl.constexpr, INT64: tl.constexpr,
+                          BLOCK_R: tl.constexpr, NG: tl.constexpr, BLOCK_W: tl.constexpr, KB: tl.constexpr):
+    """``_dequant_kernel`` on words (tiles as ``_quant_words_kernel``; MODE as ``_tiles``): each packed byte
+    becomes one output word (``out_ptr``). A program whose columns hold outlier channels then writes their
+    columns over its tile (``oute_ptr``: the same output, by element) after a barrier. (The fused LoRA re-add
+    stays on ``_dequant_kernel``: loading the fp32 branch a lane of a word at a time made it 2.5x slower there.)"""
+    PER: tl.constexpr = 8 // BITS
+    QMAX: tl.constexpr = 2 ** (BITS - 1) - 1
+    pid_r, pid_c, rows, gcol, wcol, r3, w3, mask = _word_tile(R, CW, EVEN, INT64, BLOCK_R, NG, BLOCK_W)
+    C = CW * PER
+    if EVEN:
+        pk = tl.load(packed_ptr + r3 * CW + w3).to(tl.int32)
+    else:
+        pk = tl.load(packed_ptr + r3 * CW + w3, mask=mask, other=0).to(tl.int32)
+    ch = w3 * PER
+    if MODE == 0:
+        pidx = rows[:, None] * (CW // BLOCK_W) + gcol[None, :]
+        pm = (rows < R)[:, None] & (gcol < CW // BLOCK_W)[None, :]
+        s = tl.load(scale_ptr + pidx, mask=pm, other=1.0).to(tl.float32)[:, :, None]
+        if not SYM:
+            z = tl.load(zero_ptr + pidx, mask=pm, other=0.0).to(tl.float32)[:, :, None]
+    if PER == 4:
+        acc = tl.zeros((BLOCK_R, NG, BLOCK_W), tl.int64)
+    else:
+        acc = tl.zeros((BLOCK_R, NG, BLOCK_W), tl.int32)
+    for j in tl.static_range(PER):
+        if MODE != 0:
+            pidx = ch + j
+            if MODE == 1:
+                pidx += pid_r * C
+            s = tl.load(scale_ptr + pidx, mask=w3 < CW, other=1.0).to(tl.float32)
+            if not SYM:
+                z = tl.load(zero_ptr + pidx, mask=w3 < CW, other=0.0).to(tl.float32)
+        qf = ((pk >> (BITS * j)) & (2**BITS - 1)).to(tl.float32)
+        if SYM:
+            y = (qf - QMAX) * s
+        else:
+            y = qf * s + z  # exact product (NOTE [Quant layout]): one rounding, fused or not
+        acc = acc | (_to_bits(_round_to(y, F16), F16).to(acc.dtype) << (16 * j))
+    if PER == 1:
+        acc = acc.to(tl.int16)
+    if EVEN:
+        tl.store(out_ptr + r3 * CW + w3, acc)
+    else:
+        tl.store(out_ptr + r3 * CW + w3, acc, mask=mask)
+    if HAS_OUTL:
+        t, c_t, tm = _outlier_cols(start_ptr, lanes_ptr, pid_c, KB)
+        if tl.max(tm.to(tl.int32), axis=0) != 0:
+            tl.debug_barrier()  # the tile's words are written: the outlier columns go over them
+            rm = (rows < R)[:, None] & tm[None, :]
+            ov = tl.load(outl_ptr + rows[:, None] * K + t[None, :], mask=rm)
+            tl.store(oute_ptr + rows[:, None] * C + c_t[None, :], ov, mask=rm)
+
+
+def _round_to(y, F16: tl.constexpr):
+    """fp32 -> the nearest value of the 16-bit output dtype (still fp32)."""
+    if F16:
+        return y.to(tl.float16).to(tl.float32)
+    return _bf16_nearest(y)
+
+
 def _build() -> None:
     """Apply ``triton.jit`` to the kernel sources (once; helpers first, so kernels resolve them as globals)."""
     global _BUILT, tl
@@ -640,6 +892,72 @@ def _tiles(granularity: str, g: int, c: int, bits: int) -> tuple[int, int, int]:
     return 2, 32, max(per, min(_next_pow2(c), 128))
 
 
+def _word_tiles(granularity: str, g: int, cw: int, per: int) -> tuple[int, int, int, int]:
+    """(mode, BLOCK_R, NG, BLOCK_W) of the word kernels. MODE 0 puts NG groups of a row side by side: the
+    largest power of two up to ``_WORD_TILE / g`` that divides the groups of a row (masked tiles when that is
+    below 4), then rows up to ``_WORD_TILE`` elements. The other modes: :func:`_tiles`' tiles, counted in words."""
+    if granularity == "group":
+        groups, cap = cw * per // g, max(1, _WORD_TILE // g)
+        ng = min(cap, groups & -groups)  # the largest power of two dividing ``groups``
+        if ng < min(4, cap, groups):
+            ng = min(cap, _next_pow2(groups))
+        return 0, max(1, _WORD_TILE // (g * ng)), ng, g // per
+    if granularity == "token_group":
+        return 1, g, 1, max(1, min(_next_pow2(cw), _TILE // g // per))
+    return 2, 32, 1, max(1, min(_next_pow2(cw), 128 // per))
+
+
+def _as_words(x2: torch.Tensor, bits: int) -> torch.Tensor | None:
+    """``x2`` (R x C) as R x C/PER integer words for the word kernels, or None where they do not apply: not a
+    16-bit float, C not a multiple of PER = 8 // bits, channels not contiguous, rows or start not word-aligned."""
+    if not WORD_KERNELS or x2.dtype not in (torch.bfloat16, torch.float16) or x2.shape[1] % (8 // bits):
+        return None
+    try:
+        return x2.view(_WORD[8 // bits])
+    except RuntimeError:  # torch's own alignment rules for a dtype view (stride 1, divisible strides and offset)
+        return None
+
+
+_TABLES = WeakIdKeyDictionary()  # outlier_index tensor -> {(kind, C, block, version): table}: frozen indices repeat
+
+
+def _outlier_table(outlier_index: torch.Tensor, kind: str, c: int, block: int = 0) -> torch.Tensor:
+    """A table derived from the (calibrated, hence reused) outlier indices, built once instead of per call:
+    ``"slot"``: :func:`outlier_slots`; ``"start"``: for each block of ``block`` channels, the number of outlier
+    channels before it (``C / block + 1`` int32: block ``b`` holds slots ``start[b]:start[b+1]``); ``"lanes"``:
+    each block's outlier channels, ``C / block`` x :func:`_outlier_lanes` int32 padded with -1; ``"words"``:
+    one uint8 per word of ``block`` channels (8 // block bits a code): the code bits of its outlier channels."""
+    tables = _TABLES.setdefault(outlier_index, {})
+    key = (kind, c, block, outlier_index._version)
+    if key not in tables:
+        dev = outlier_index.device
+        if kind == "slot":
+            tables[key] = outlier_slots(outlier_index, c, dev)
+        elif kind == "start":
+            edges = torch.arange(0, _cdiv(c, block) + 1, device=dev, dtype=torch.int64) * block
+            tables[key] = torch.searchsorted(outlier_index.long(), edges).to(torch.int32)
+        elif kind == "lanes":
+            kb = _outlier_lanes(outlier_index.numel(), block)
+            idx = outlier_index.long()
+            start = _outlier_table(outlier_index, "start", c, block).long()
+            lane = torch.arange(idx.numel(), device=dev) - start[idx // block]
+            lanes = torch.full((_cdiv(c, block), kb), -1, dtype=torch.int32, device=dev)
+            lanes[idx // block, lane] = idx.to(torch.int32)
+            tables[key] = lanes
+        else:
+            bits = 8 // block
+            hit = torch.zeros(c, dtype=torch.int32, device=dev)
+            hit[outlier_index.long()] = 2**bits - 1
+            shift = torch.arange(block, device=dev, dtype=torch.int32) * bits
+            tables[key] = (hit.view(-1, block) << shift).sum(1).to(torch.uint8)
+    return tables[key]
+
+
+def _outlier_lanes(k: int, block: int) -> int:
+    """KB: lanes for one block's outlier channels (at most ``k`` of them, and at most ``block``)."""
+    return _next_pow2(max(1, min(k, block)))
+
+
 def triton_supports(granularity: str, group_size: int) -> bool:
     """Groups must be a power of two for the kernel's tiles (everything else takes the reference)."""
     return granularity == "channel" or (_pow2(group_size) and group_size <= _TILE)
@@ -676,10 +994,12 @@ def quantize_triton(x: torch.Tensor, bits: int, group_size: int, symmetric: bool
         scale = torch.empty((-(-r // g), c) if granularity == "token_group" else (c,), dtype=PARAM_DTYPE, device=dev)
     zero = None if symmetric else torch.empty_like(scale)
     k = 0 if outlier_index is None else outlier_index.numel()
-    slot = outlier_slots(outlier_index, c, dev) if outlier_index is not None else None
+    slot = _outlier_table(outlier_index, "slot", c) if outlier_index is not None else None
+    words = _as_words(x2, bits) if granularity == "group" and not ragged else None
     outl = None
-    if outlier_index is not None:  # a gather of k columns here; a ragged kernel stores them itself
-        outl = torch.empty((r, k), dtype=dtype, device=dev) if ragged else x2.index_select(1, outlier_index.long())
+    if outlier_index is not None:  # a gather of k columns here; the ragged and word kernels store them themselves
+        in_kernel = ragged or words is not None
+        outl = torch.empty((r, k), dtype=dtype, device=dev) if in_kernel else x2.index_select(1, outlier_index.long())
     even = not ragged and kr % br == 0 and kc % bc == 0
     nf = torch.zeros(1, dtype=torch.int32, device=dev)
     dummy = nf
@@ -703,6 +1023,21 @@ def quantize_triton(x: torch.Tensor, bits: int, group_size: int, symmetric: bool
     grid = (_cdiv(kc, bc) * _cdiv(kr, br),)
 
     def launch(checked: bool) -> None:
+        if words is not None and not checked:
+            cw = c // per
+            _, wbr, ng, wbw = _word_tiles(granularity, g, cw, per)
+            has = outlier_index is not None
+            block = ng * wbw * per
+            _quant_words_kernel[(_cdiv(cw, ng * wbw) * _cdiv(r, wbr),)](
+                words, x2, packed, scale, zero if zero is not None else scale,
+                _outlier_table(outlier_index, "start", c, block) if has else dummy,
+                _outlier_table(outlier_index, "lanes", c, block) if has else dummy,
+                _outlier_table(outlier_index, "words", c, per) if has else dummy, outl if has else dummy, nf,
+                r, cw, words.stride(0), k, 0 if seed is None else seed & _M32,
+                BITS=bits, SYM=symmetric, HAS_OUTL=has, STOCH=seed is not None,
+                F16=dtype == torch.float16, EVEN=r % wbr == 0 and cw % (ng * wbw) == 0, INT64=int64, BLOCK_R=wbr,
+                NG=ng, BLOCK_W=wbw, KB=_outlier_lanes(k, block), num_warps=_WARPS, enable_fp_fusion=False)
+            return
         _quant_kernel[grid](
             x2, packed, scale, zero if zero is not None else scale, slot if slot is not None else dummy,
             outl if outl is not None else x2, nf, kr, kc, sr, sc, n, c, k, pw, 0 if seed is None else seed & _M32,
@@ -746,12 +1081,44 @@ def dequantize_triton(q: QuantizedTensor, add: torch.Tensor | None = None) -> to
     dev = q.packed.device
     out = torch.empty(n, dtype=q.dtype, device=dev)
     ragged = q.granularity == "group" and c % g != 0
+    per = 8 // q.bits
+    if WORD_KERNELS and add is None and not ragged and q.dtype in (torch.bfloat16, torch.float16) and c % per == 0:
+        _dequantize_words(q, out, r, c)
+    else:
+        _dequantize_tiles(q, out, add, r, c, ragged)
+    if q.nonfinite is not None:
+        q.nonfinite.restore(out, add)
+    return out.view(q.shape)
+
+
+def _dequantize_words(q: QuantizedTensor, out: torch.Tensor, r: int, c: int) -> None:
+    """The word kernel's launch (see ``_dequant_words_kernel``): outlier channels in the same pass."""
+    per = 8 // q.bits
+    cw = c // per
+    mode, br, ng, bw = _word_tiles(q.granularity, q.group_size, cw, per)
+    has = q.outlier_index is not None
+    k = q.outlier_value.shape[1] if has else 0
+    block = ng * bw * per
+    _dequant_words_kernel[(_cdiv(cw, ng * bw) * _cdiv(r, br),)](
+        q.packed, q.scale, q.zero if q.zero is not None else q.scale,
+        _outlier_table(q.outlier_index, "start", c, block) if has else q.scale,
+        _outlier_table(q.outlier_index, "lanes", c, block) if has else q.scale,
+        q.outlier_value if has else q.scale, out.view(_WORD[per]), out, r, cw, k,
+        MODE=mode, BITS=q.bits, SYM=q.zero is None, HAS_OUTL=has, F16=q.dtype == torch.float16,
+        EVEN=r % br == 0 and cw % (ng * bw) == 0, INT64=_needs_int64(r * c + c),
+        BLOCK_R=br, NG=ng, BLOCK_W=bw, KB=_outlier_lanes(k, block), num_warps=_WARPS)
+
+
+def _dequantize_tiles(q: QuantizedTensor, out: torch.Tensor, add: torch.Tensor | None, r: int, c: int,
+                      ragged: bool) -> None:
+    """The element kernel's launch (any dtype and layout); outlier channels scattered after it unless ragged."""
+    n, g = r * c, q.group_size
     kr, kc = (-(-n // g), g) if ragged else (r, c)
     mode, br, bc = _tiles(q.granularity, g, c, q.bits)
     pw = c * q.bits // 8 if q.granularity == "group" and not ragged else q.packed.shape[1]
     int64 = _needs_int64(n + kc)
     in_kernel = ragged and q.outlier_index is not None  # else outlier channels are scattered after the kernel
-    slot = outlier_slots(q.outlier_index, c, dev) if in_kernel else None
+    slot = _outlier_table(q.outlier_index, "slot", c) if in_kernel else None
     k = 0 if q.outlier_index is None else q.outlier_index.numel()
     even = not ragged and kr % br == 0 and kc % bc == 0
     grid = (_cdiv(kc, bc) * _cdiv(kr, br),)
@@ -766,9 +1133,6 @@ def dequantize_triton(q: QuantizedTensor, add: torch.Tensor | None = None) -> to
         if add is not None:
             vals = add_rounded(vals, add.view(r, c).index_select(1, cols), q.dtype)
         out.view(r, c).index_copy_(1, cols, vals)
-    if q.nonfinite is not None:
-        q.nonfinite.restore(out, add)
-    return out.view(q.shape)
 
 
 def dequantize_add(q: QuantizedTensor, add: torch.Tensor, backend: str = "auto") -> torch.Tensor:

@@ -144,6 +144,52 @@ def test_dequantize_add_names_a_shape_mismatch():
         Q.dequantize_add(q, torch.randn(4, 32))
 
 
+class _NoCheckedRerun:
+    def __getitem__(self, grid):
+        raise AssertionError("the word kernel raised the non-finite flag on finite data (checked re-run)")
+
+
+_WORD_CASES = [  # every granularity and width in both dtypes; the other options varied across them (~1 s a case)
+    (dtype, gran, g, bits, sym, finite, tile)
+    for dtype in (torch.bfloat16, torch.float16)
+    for gran, g in (("group", 32), ("group", 64), ("channel", 64), ("token_group", 4))
+    for bits in (2, 4, 8)
+    for sym, finite, tile in ((False, True, 128), (True, False, 4096), ((bits == 4) == (gran == "group"), bits != 2, 128))
+]
+
+
+@needs_triton
+@pytest.mark.parametrize("dtype,granularity,g,bits,symmetric,finite,word_tile", _WORD_CASES)
+def test_word_kernels_store_the_reference_bytes(dtype, granularity, g, bits, symmetric, finite, word_tile,
+                                                monkeypatch):
+    """The word kernels (16-bit data, whole words of channels: every bf16 hidden state; quantize for groups,
+    dequantize for every granularity) store and decode the reference's bits, outlier channels in several column
+    blocks (a small ``_WORD_TILE`` splits 256 channels into blocks), ragged row tiles (9 rows), and, with NaN/Inf,
+    the checked re-run into the same buffers; the fused re-add (element kernel) decodes the same payload."""
+    monkeypatch.setattr(Q, "_WORD_TILE", word_tile)
+    gen = torch.Generator().manual_seed(bits * 13 + g + word_tile)
+    x = (torch.randn(9, 256, generator=gen) * 2 - 0.5).to(dtype)
+    x[:, [3, 130, 255]] *= 40  # the outlier channels below: the first, a middle and the last block
+    if not finite:
+        x[1, 5], x[4, 200], x[8, 3] = float("nan"), float("inf"), float("-inf")  # 3 is an outlier: stored dense
+    idx = torch.tensor([3, 130, 255], dtype=torch.int16)
+    assert Q._as_words(x, bits) is not None  # this shape takes the word kernels
+    if finite and granularity == "group":  # the word pass alone must get it right: no flag, so no checked re-run
+        Q._build()
+        monkeypatch.setattr(Q, "_quant_kernel", _NoCheckedRerun())
+    seed = 5 if bits == 4 else None
+    for oi in (idx, None):
+        a = Q.quantize(x, bits, g, symmetric, granularity, oi, seed, backend="ref")
+        b = Q.quantize(x, bits, g, symmetric, granularity, oi, seed, backend="triton")
+        assert_same_payload(a, b)
+        ya = Q.dequantize(a, backend="ref")
+        assert torch.equal(_bits_view(Q.dequantize(b, backend="triton")), _bits_view(ya))
+        branch = torch.randn(9, 256, generator=gen)
+        branch[2, 7] = float("nan")
+        assert _same_floats(Q.dequantize_add(b, branch, backend="triton"),
+                            Q.dequantize_add(a, branch, backend="ref"))
+
+
 @needs_triton
 @pytest.mark.parametrize("case", ["transposed", "sliced", "3d_ragged", "1d", "int64_offsets"])
 def test_triton_odd_layouts(case, monkeypatch):

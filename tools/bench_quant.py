@@ -4,8 +4,9 @@ Not a test. For bf16 tensors of 64 MiB to 1 GiB (hidden size 4096), at 2/4/8 bit
 channels (0.5% of channels, frozen as after calibration: the steady state of training), it times
 
 * ``copy``: ``dst.copy_(src)`` in the same run; bytes = read + written = 2 x the tensor;
-* ``quantize``: :func:`hyclora_hooks.kernels.quant.quantize_triton` (the codec's CUDA path; its non-finite
-  count stays on the device, see ``kernels/nonfinite.py``); bytes = the tensor read + the payload written;
+* ``quantize``: :func:`hyclora_hooks.kernels.quant.quantize_triton` (the codec's CUDA path) run as ``compress()``
+  runs it: inside a non-finite collector, so its flag is read later instead of at once (``kernels/nonfinite.py``;
+  each record is settled two calls on); bytes = the tensor read + the payload written;
 * ``dequantize``: :func:`dequantize_triton`; bytes = the payload read + the tensor written;
 
 with ``triton.testing.do_bench`` (median), and checks on the GPU, in the same run, that the kernels store the
@@ -44,7 +45,9 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--outlier-ratio", type=float, default=0.005, help="HyC-LoRA's layernorm_outlier_ratio")
     p.add_argument("--group-size", type=int, default=64)
     p.add_argument("--tiles", default="", help="sweep: comma list of TILExWARPS (e.g. 4096x8,8192x8) for the "
-                   "group and token_group rows; the kernels' defaults when empty")
+                   "group and token_group rows (sets the element and the word kernels' tiles); the defaults when empty")
+    p.add_argument("--element-kernels", action="store_true", help="time the element kernels (any dtype and "
+                   "layout) instead of the word kernels that bf16/fp16 with whole words of channels take")
     p.add_argument("--smoke", action="store_true", help="tiny sizes, runs on CPU under TRITON_INTERPRET=1")
     return p.parse_args(argv)
 
@@ -59,8 +62,10 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from hyclora_hooks.kernels import quant as Q
+    from hyclora_hooks.kernels.nonfinite import collecting
     from hyclora_hooks.lineage import lora_combine
 
+    Q.WORD_KERNELS = not args.element_kernels
     cuda = torch.cuda.is_available()
     if not cuda and not args.smoke:
         print("bench_quant: no CUDA device; use --smoke for a CPU check of the script", file=sys.stderr)
@@ -87,8 +92,9 @@ def main(argv: list[str] | None = None) -> int:
     g = args.group_size
     gen = torch.Generator(device=dev).manual_seed(0)
     rows_out: list[dict] = []
+    pending: list = []  # deferred non-finite records of timed encodes
     checks: list[dict] = []
-    default_tile = (Q._TILE, Q._WARPS)
+    default_tile = (Q._TILE, Q._WARPS, Q._WORD_TILE)
     tiles = [tuple(int(v) for v in t.split("x")) for t in args.tiles.split(",") if t]
 
     def make(rows: int):
@@ -131,6 +137,7 @@ def main(argv: list[str] | None = None) -> int:
         for bits, outl, gran, tile in configs:
             if tile is not None:
                 Q._TILE, Q._WARPS = tile
+                Q._WORD_TILE = tile[0]
             oi = idx if outl else None
             if gran == "dynamic":
                 def enc(bits=bits):
@@ -139,11 +146,19 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 def enc(bits=bits, oi=oi, gran=gran):
                     return Q.quantize_triton(x, bits, g, False, gran, oi)
+
+            def enc_deferred(enc=enc):  # as compress() runs it: no wait for the flag at every call
+                while len(pending) > 2:
+                    pending.pop(0).settle()
+                with collecting(pending.append):
+                    return enc()
             if mib == sizes[0] and gran != "dynamic" and (tile is None or tile == tiles[0]):
                 check(x, bits, oi, gran)
             q = enc()
             payload = q.nbytes
-            t_q = bench(enc)
+            t_q = bench(enc_deferred)
+            while pending:
+                pending.pop(0).settle()
             t_d = bench(lambda q=q: Q.dequantize_triton(q))
             timed = [("quantize", t_q, nbytes + payload), ("dequantize", t_d, nbytes + payload)]
             if gran == "token_group" and tile is None:  # intra_inter_full_fuse's LoRA re-add: fused vs unfused
@@ -163,18 +178,19 @@ def main(argv: list[str] | None = None) -> int:
                 del branch
             for op, t, moved in timed:
                 rows_out.append({"size_mib": mib, "op": op, "bits": bits, "outliers": outl, "granularity": gran,
-                                 "tile": f"{Q._TILE}x{Q._WARPS}", "seconds": t, "bytes": moved, "gbps": moved / t / 1e9,
+                                 "tile": f"{Q._TILE}x{Q._WARPS}", "word_tile": Q._WORD_TILE, "seconds": t, "bytes": moved, "gbps": moved / t / 1e9,
                                  "pct_copy": 100.0 * (moved / t) / (2 * nbytes / t_copy),
                                  "payload_ratio": payload / nbytes})
             del q
         del x
         if cuda:
             torch.cuda.empty_cache()
-    Q._TILE, Q._WARPS = default_tile
+    Q._TILE, Q._WARPS, Q._WORD_TILE = default_tile
 
     meta = {"device": torch.cuda.get_device_name(0) if cuda else "cpu (TRITON_INTERPRET)",
             "torch": torch.__version__, "triton": _triton_version(), "date": datetime.date.today().isoformat(),
             "hidden": c, "group_size": g, "outlier_ratio": args.outlier_ratio,
+            "kernels": "element" if args.element_kernels else "word",
             "command": "python tools/bench_quant.py " + " ".join(argv if argv is not None else sys.argv[1:])}
     result = {"meta": meta, "rows": rows_out, "checks": checks,
               "all_checks_pass": all(ch["bytes_equal"] and ch["decode_equal"] for ch in checks)}
@@ -195,7 +211,8 @@ def _triton_version() -> str:
 def _print_table(result: dict) -> None:
     m = result["meta"]
     print(f"\nquant kernels on {m['device']} (torch {m['torch']}, triton {m['triton']}, {m['date']}); "
-          f"bf16 x {m['hidden']} channels, groups of {m['group_size']}, outliers {m['outlier_ratio']:g}")
+          f"bf16 x {m['hidden']} channels, groups of {m['group_size']}, outliers {m['outlier_ratio']:g}, "
+          f"{m.get('kernels', 'word')} kernels")
     print("correctness vs reference on this device:",
           "all bit-exact" if result["all_checks_pass"] else
           "MISMATCH: " + ", ".join(f"{c['bits']}b/{c['granularity']}/o={c['outliers']}" for c in result["checks"]
