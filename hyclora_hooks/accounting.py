@@ -79,10 +79,20 @@ class Accountant:
         self.duplicate_packs += 1
         rec = self._records.get(storage_key)
         if rec is not None and not rec.counted:
-            self._count_activation(rec, self._row(site, codec_label), self.by_layer.setdefault(site.layer, Row()))
+            self._count_activation(rec, self._row(site, codec_label), self._layer_row(site))
 
     def _row(self, site: SaveSite, codec_label: str) -> Row:
-        return self.by_op.setdefault((site.op_class, site.role, site.module_pattern, codec_label), Row())
+        key = (site.op_class, site.role, site.module_pattern, codec_label)
+        row = self.by_op.get(key)  # not setdefault: that builds a Row on every call
+        if row is None:
+            row = self.by_op[key] = Row()
+        return row
+
+    def _layer_row(self, site: SaveSite) -> Row:
+        row = self.by_layer.get(site.layer)
+        if row is None:
+            row = self.by_layer[site.layer] = Row()
+        return row
 
     def _count_activation(self, rec: _StorageRecord, row: Row, layer: Row) -> None:
         rec.counted = True
@@ -105,7 +115,7 @@ class Accountant:
         if saved:
             self.packs += 1
         row = self._row(site, codec_label)
-        layer = self.by_layer.setdefault(site.layer, Row())
+        layer = self._layer_row(site)
         row.count += 1
         layer.count += 1
         rec = self._records.get(storage_key)

