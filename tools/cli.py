@@ -5,6 +5,11 @@
     saved, per op class and per layer, what the policy stores instead, the totals, the device memory (allocator,
     NVML) and host RSS. With no arguments: a small random Llama on CPU, ``baseline`` vs ``intra``, no downloads.
 
+``hyclora probe``
+    Gradient fidelity of one or more policies at a trained state (:func:`hyclora_hooks.probe.probe`): the LoRA
+    weights are trained exactly for a few steps, then each policy's LoRA-gradient cosine to exact autograd is
+    measured there. Cheaper than ``ab`` for comparing many candidate policies.
+
 ``hyclora ab``
     The same LoRA fine-tuning run under each policy (see :func:`hyclora_hooks.ab`): memory, step time, gradient
     fidelity against exact autograd at every step, training and eval loss curves. With no arguments: SmolLM2-135M
@@ -310,6 +315,41 @@ def cmd_ab(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# --------------------------------------------------------------------------------------------------- probe
+def cmd_probe(args: argparse.Namespace) -> int:
+    import hyclora_hooks as hyclora
+    from rich.table import Table
+
+    from hyclora_hooks.accounting import fmt_bytes
+    from hyclora_hooks.probe import probe
+
+    console = _console()
+    policies = list(args.policy or [AB_DEFAULT_POLICY])
+    pols = [hyclora.load_policy(p).with_knobs(**_knobs(args)) for p in policies]  # bad input fails before loading
+    calibrate = args.calibrate if args.calibrate is not None else max(p.knobs.iteration_threshold for p in pols)
+    loaded, device = _load(args, console)
+    batches, _, data_name = _data(args, loaded, args.train_steps + calibrate + args.probe_batches, 0, console)
+    console.print(f"probe: {args.train_steps} exact AdamW steps (lr {args.lr}), then per policy {calibrate} "
+                  f"calibration passes and {args.probe_batches} measured batches")
+    results = probe(loaded.model, batches, pols, train_steps=args.train_steps, calibrate=calibrate,
+                    probe_batches=args.probe_batches, lr=args.lr, seed=args.seed,
+                    on_policy=lambda r: console.print(f"  {r.policy}: cosine {r.mean_cosine:.4f}", highlight=False))
+    t = Table(title="LoRA-gradient fidelity against exact autograd at the trained state", title_justify="left")
+    for col in ("policy", "cosine per batch", "mean", "min", "stored", "ratio"):
+        t.add_column(col, justify="left" if col == "policy" else "right")
+    for r in results:
+        t.add_row(r.policy, " ".join(f"{c:.4f}" for c in r.grad_cosine), f"{r.mean_cosine:.4f}",
+                  f"{r.min_cosine:.4f}", fmt_bytes(r.stored_bytes), _ratio(r.activation_bytes, r.stored_bytes))
+    console.print(t)
+    if args.json:
+        meta = {"command": "probe", "model": args.model, "model_source": loaded.source, "device": str(device),
+                "data": data_name, "batch_size": args.batch_size, "seq_len": args.seq_len, "lora_r": args.lora_r,
+                "random_lora_b": args.random_lora_b, "train_steps": args.train_steps, "calibrate": calibrate,
+                "probe_batches": args.probe_batches, "lr": args.lr, "knobs": _knobs(args), "seed": args.seed}
+        _write_json(args.json, {**meta, "policies": [r.to_dict() for r in results]}, console)
+    return EXIT_OK
+
+
 # ------------------------------------------------------------------------------------------------- parser
 def _common(p: argparse.ArgumentParser, *, model: str, batch: int, seq: int, policy_help: str) -> None:
     g = p.add_argument_group("model")
@@ -369,6 +409,18 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--min-grad-cosine", type=float, metavar="C",
                    help="fail if any step's LoRA-gradient cosine against exact autograd is below C")
     ab.set_defaults(func=cmd_ab)
+    pr = sub.add_parser("probe", help="gradient fidelity of policies at a trained state (no training under them)",
+                        description="Train the LoRA weights exactly for a few steps, then measure each policy's "
+                        "LoRA-gradient cosine against exact autograd there (after its calibration passes).")
+    _common(pr, model="smollm2", batch=4, seq=128,
+            policy_help=f"preset name or .toml path, repeatable (default: {AB_DEFAULT_POLICY})")
+    g = pr.add_argument_group("probe")
+    g.add_argument("--train-steps", type=int, default=20, help="exact AdamW steps before probing (default 20)")
+    g.add_argument("--calibrate", type=int, help="passes under each policy before measuring (default: the "
+                   "policies' iteration_threshold)")
+    g.add_argument("--probe-batches", type=int, default=2, help="measured batches per policy (default 2)")
+    g.add_argument("--lr", type=float, default=1e-3, help="AdamW learning rate of the exact steps")
+    pr.set_defaults(func=cmd_probe)
     return p
 
 
