@@ -88,3 +88,18 @@ def test_ratios_use_allocator_on_cuda_and_same_shape_plain() -> None:
     assert rows[0]["mem_ratio"] == 1 and rows[0]["acct_vs_alloc"] == 0.99  # plain: the probe against the allocator
     assert rows[2]["mem_ratio"] == 12 and rows[2]["acct_vs_alloc"] == 0.96 and abs(rows[2]["time_ratio"] - 1.1) < 1e-12
     assert rows[3]["mem_ratio"] is None and rows[3]["time_ratio"] is None
+
+
+def test_host_phases_cpu_smoke() -> None:
+    """tools/host_phases.py times the hooks' functions and restores them: every pack of the step is counted, and
+    the engine's functions are the originals afterwards."""
+    from hyclora_hooks import engine
+    from tools import host_phases
+
+    before = engine.Compressor.__dict__["_pack"]
+    rows = host_phases.main(["--device", "cpu", "--config", "intra_inter@4", "--layers", "1", "--shape", "1x16",
+                             "--hidden", "64", "--intermediate", "128", "--heads", "4", "--kv-heads", "4",
+                             "--vocab", "128", "--steps", "2", "--warmup", "1"], report=False)
+    assert engine.Compressor.__dict__["_pack"] is before
+    assert rows["Compressor._pack"][1] > 0 and rows["OpTracker.__torch_function__"][1] >= rows["Compressor._pack"][1] / 4
+    assert rows["Quant.encode"][1] > 0  # intra_inter quantizes something at these widths
