@@ -310,8 +310,8 @@ def unpack_codes(packed: torch.Tensor, bits: int) -> torch.Tensor:
 # hyclora_hooks is imported (tests set it late). ``tl`` is bound by ``_build`` too.
 tl = None
 _BUILT = False
-_JIT_NAMES = ("_bf16_round", "_bf16_nearest", "_hash_uniform", "_group_params", "_tile", "_elem", "_to_bits",
-              "_round_to", "_min_nan", "_max_nan", "_word_tile", "_outlier_cols",
+_JIT_NAMES = ("_bf16_round", "_bf16_nearest", "_hash_uniform", "_group_params", "_program_rows", "_tile", "_elem",
+              "_to_bits", "_round_to", "_min_nan", "_max_nan", "_word_tile", "_outlier_cols",
               "_quant_kernel", "_colstats_kernel", "_dequant_kernel", "_quant_words_kernel", "_dequant_words_kernel")
 
 # Tile sizes: 2048 elements a program at 4 warps (16 per thread: two 16-byte loads of bf16). Swept on an H100
@@ -386,17 +386,23 @@ def _group_params(lo, hi, SYM: tl.constexpr, BITS: tl.constexpr):
     return sc, zp
 
 
-def _tile(R, C, N, RAGGED: tl.constexpr, EVEN: tl.constexpr, INT64: tl.constexpr, BLOCK_R: tl.constexpr,
-          BLOCK_C: tl.constexpr):
-    """This program's BLOCK_R x BLOCK_C tile of the R x C matrix: its row and column indices, the in-bounds mask
-    (all true when EVEN: the tiles cover the matrix exactly) and the row-major flat index."""
+def _program_rows(ncb, INT64: tl.constexpr, BLOCK_R: tl.constexpr):
+    """This program's (row block, column block) of a grid laid out column blocks first (``ncb`` of them a row
+    block), and its BLOCK_R row indices (int64 when INT64)."""
     pid = tl.program_id(0)
-    ncb = tl.cdiv(C, BLOCK_C)
     pid_c = pid % ncb
     pid_r = pid // ncb
     rows = pid_r * BLOCK_R + tl.arange(0, BLOCK_R)
     if INT64:
         rows = rows.to(tl.int64)
+    return pid_r, pid_c, rows
+
+
+def _tile(R, C, N, RAGGED: tl.constexpr, EVEN: tl.constexpr, INT64: tl.constexpr, BLOCK_R: tl.constexpr,
+          BLOCK_C: tl.constexpr):
+    """This program's BLOCK_R x BLOCK_C tile of the R x C matrix: its row and column indices, the in-bounds mask
+    (all true when EVEN: the tiles cover the matrix exactly) and the row-major flat index."""
+    pid_r, pid_c, rows = _program_rows(tl.cdiv(C, BLOCK_C), INT64, BLOCK_R)
     cols = pid_c * BLOCK_C + tl.arange(0, BLOCK_C)
     r2 = rows[:, None]
     c2 = cols[None, :]
@@ -655,13 +661,7 @@ def _word_tile(R, CW, EVEN: tl.constexpr, INT64: tl.constexpr, BLOCK_R: tl.const
     """This program's BLOCK_R x NG x BLOCK_W tile of the R x CW word matrix: NG blocks of BLOCK_W words side by
     side along the row (MODE 0: NG groups; otherwise NG = 1). Returns the row and column-block ids, rows (BR),
     word columns (NG x BW), the 3-D row and column offsets and the in-bounds mask (all true when EVEN)."""
-    pid = tl.program_id(0)
-    ncb = tl.cdiv(CW, NG * BLOCK_W)
-    pid_c = pid % ncb
-    pid_r = pid // ncb
-    rows = pid_r * BLOCK_R + tl.arange(0, BLOCK_R)
-    if INT64:
-        rows = rows.to(tl.int64)
+    pid_r, pid_c, rows = _program_rows(tl.cdiv(CW, NG * BLOCK_W), INT64, BLOCK_R)
     gcol = pid_c * NG + tl.arange(0, NG)
     wcol = gcol[:, None] * BLOCK_W + tl.arange(0, BLOCK_W)[None, :]
     r3 = rows[:, None, None]
