@@ -615,14 +615,15 @@ def _dequant_kernel(packed_ptr, scale_ptr, zero_ptr, slot_ptr, outl_ptr, out_ptr
 # ------------------------------------------------------------------------------------- Triton word kernels
 # The fast path for 16-bit data (bf16/fp16) whose channels are contiguous and a multiple of 8 // bits: every
 # hidden state of a bf16 model; quantize for groups along the row, dequantize (without the re-add) for every
-# granularity. (Per-token-group quantize on words ran at half the element kernel's rate on an H200: 13% of copy
-# against 24%, benchmarks/results/2026-11-30-h200-bench_quant-word-v1.json; it stays on ``_quant_kernel``.) A tile is loaded as integer *words* of PER = 8 // bits elements (int16/32/64),
-# so that a word's codes are one packed byte: elements come out of a word, and codes go into a byte, by shifts in
-# registers. (The other kernels pack with a reshape and a sum across lanes, a layout change through shared memory:
-# on an H100 that packing kernel moved 64% of copy where writing unpacked codes moved 87%.) Outlier channels are
-# gathered (quantize) and put back (dequantize) in the same pass, through a per-channel slot table, instead of an
+# granularity. A tile is loaded as integer *words* of PER = 8 // bits elements (int16/32/64), so that a word's codes
+# are one packed byte: elements come out of a word, and codes go into a byte, by shifts in registers. (The other
+# kernels pack with a reshape and a sum across lanes, a layout change through shared memory: on an H100 that
+# packing kernel moved 64% of copy where writing unpacked codes moved 87%.) Outlier channels are gathered
+# (quantize) and put back (dequantize) in the same pass, through per-block slot tables, instead of an
 # ``index_select``/``index_copy_`` pass of their own. Same formulas, so the same bytes and values, as
 # ``_quant_kernel``/``_dequant_kernel``, which remain the path for every other case and the checked re-run.
+# (Per-token-group quantize on words ran at half the element kernel's rate on an H200, 13% of copy against 24%:
+# benchmarks/results/2026-11-30-h200-bench_quant-word-v1.json; it stays on ``_quant_kernel``.)
 _WORD = {1: torch.int16, 2: torch.int32, 4: torch.int64}
 WORD_KERNELS = True  # False forces the element kernels everywhere (tools/bench_quant.py --element-kernels)
 

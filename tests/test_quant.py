@@ -154,7 +154,8 @@ _WORD_CASES = [  # every granularity and width in both dtypes; the other options
     for dtype in (torch.bfloat16, torch.float16)
     for gran, g in (("group", 32), ("group", 64), ("channel", 64), ("token_group", 4))
     for bits in (2, 4, 8)
-    for sym, finite, tile in ((False, True, 128), (True, False, 4096), ((bits == 4) == (gran == "group"), bits != 2, 128))
+    for sym, finite, tile in ((False, True, 128), (True, False, 4096),
+                              ((bits == 4) == (gran == "group"), bits != 2, 128))
 ]
 
 

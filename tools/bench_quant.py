@@ -178,7 +178,8 @@ def main(argv: list[str] | None = None) -> int:
                 del branch
             for op, t, moved in timed:
                 rows_out.append({"size_mib": mib, "op": op, "bits": bits, "outliers": outl, "granularity": gran,
-                                 "tile": f"{Q._TILE}x{Q._WARPS}", "word_tile": Q._WORD_TILE, "seconds": t, "bytes": moved, "gbps": moved / t / 1e9,
+                                 "tile": f"{Q._TILE}x{Q._WARPS}", "word_tile": Q._WORD_TILE, "seconds": t,
+                                 "bytes": moved, "gbps": moved / t / 1e9,
                                  "pct_copy": 100.0 * (moved / t) / (2 * nbytes / t_copy),
                                  "payload_ratio": payload / nbytes})
             del q
