@@ -9,9 +9,9 @@ warm-up it prints, in order:
 2. the hyclora_hooks Python functions by cumulative host time, then all functions by own time, from cProfile
    over one step (``--cprofile 0`` to skip; cProfile inflates Python time, so read it as shares, not as
    absolute costs);
-3. the top ``--top`` ops by self device time (self CPU time on CPU) from torch.profiler over ``--steps`` steps;
-   the ``hyclora::pack`` / ``hyclora::unpack`` rows are the wrapped hooks (``--trace DIR`` also writes a
-   Chrome trace).
+3. the top ``--top`` ops by self device time (self CPU time on CPU, or with ``--sort cpu``) from torch.profiler
+   over ``--steps`` steps; the ``hyclora::pack`` / ``hyclora::unpack`` rows are the wrapped hooks (``--trace
+   DIR`` also writes a Chrome trace).
 
     PYTHONPATH=. python tools/profile_step.py --config intra@4 --layers 2 --shape 4x1024
     PYTHONPATH=. python tools/profile_step.py --device cpu --config intra@2 --layers 1 --shape 1x64 \\
@@ -108,6 +108,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--top", type=int, default=20)
     p.add_argument("--cprofile", type=int, default=1, help="steps under cProfile (default 1; 0 skips)")
     p.add_argument("--trace", help="folder for a Chrome trace of the profiled steps")
+    p.add_argument("--sort", choices=("device", "cpu"), default="device",
+                   help="order the op table by self device time (default; self CPU time on CPU) or by self CPU "
+                   "time (host work: launches, allocations, copies)")
     p.set_defaults(layers=2)
     return p
 
@@ -180,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
             path = Path(args.trace) / f"trace-{args.config.replace('@', '-').replace('+', '-')}-{args.shape}.json"
             prof_t.export_chrome_trace(str(path))
             print(f"\nwrote {path}")
-        sort = "self_cuda_time_total" if cuda else "self_cpu_time_total"
+        sort = "self_cuda_time_total" if cuda and args.sort == "device" else "self_cpu_time_total"
         avg = prof_t.key_averages()
         print(f"\ntop {args.top} ops by {sort} over {args.steps} profiled step(s):")
         print(avg.table(sort_by=sort, row_limit=args.top, max_name_column_width=48))
