@@ -29,5 +29,5 @@ __all__ = ["compress", "Compressor", "Policy", "Rule", "Knobs", "load_policy", "
 
 from .abtest import ABResult, PolicyRun, ab  # noqa: E402,I001 - the A/B tool (issue 5)
 __all__ += ["ab", "ABResult", "PolicyRun"]
-from .probe import ProbeResult, probe  # noqa: E402,I001 - fidelity of policies at a trained state
+from .fidelity import ProbeResult, probe  # noqa: E402,I001 - fidelity of policies at a trained state
 __all__ += ["probe", "ProbeResult"]

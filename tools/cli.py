@@ -6,7 +6,7 @@
     NVML) and host RSS. With no arguments: a small random Llama on CPU, ``baseline`` vs ``intra``, no downloads.
 
 ``hyclora probe``
-    Gradient fidelity of one or more policies at a trained state (:func:`hyclora_hooks.probe.probe`): the LoRA
+    Gradient fidelity of one or more policies at a trained state (:func:`hyclora_hooks.probe`): the LoRA
     weights are trained exactly for a few steps, then each policy's LoRA-gradient cosine to exact autograd is
     measured there. Cheaper than ``ab`` for comparing many candidate policies.
 
@@ -321,7 +321,7 @@ def cmd_probe(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     from hyclora_hooks.accounting import fmt_bytes
-    from hyclora_hooks.probe import probe
+    from hyclora_hooks.fidelity import probe
 
     console = _console()
     policies = list(args.policy or [AB_DEFAULT_POLICY])

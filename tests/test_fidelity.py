@@ -1,4 +1,4 @@
-"""The fidelity probe (hyclora_hooks.probe, NOTE [Fidelity probe]) and ``hyclora probe``."""
+"""The fidelity probe (hyclora_hooks.fidelity, NOTE [Fidelity probe]) and ``hyclora probe``."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from hyclora_hooks.corpus import train_eval_batches
 from hyclora_hooks.errors import HycloraValueError
 from hyclora_hooks.models import add_lora, tiny_llama
 from hyclora_hooks.policy import Policy
-from hyclora_hooks.probe import probe
+from hyclora_hooks.fidelity import probe
 from tools.cli import main
 
 # everything at 2 bits, attention's q/k included without a consistent logsumexp (REFERENCE 6: ruinous)
