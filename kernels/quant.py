@@ -319,8 +319,9 @@ _JIT_NAMES = ("_bf16_round", "_bf16_nearest", "_hash_uniform", "_group_params", 
 _TILE = 2048
 _WARPS = 4
 # The word kernels' groups (MODE 0) take 4096 elements a program at 4 warps (32 per thread: more bytes in flight
-# per thread). H100, 1 GiB bf16, 0.5% outlier channels: 2-bit quantize 71% -> 85% of copy, 4-bit 78% -> 83%,
-# dequantize 84-87% -> 94% (docs/benchmarks.md, session 4).
+# per thread). Swept on an H200 (1 GiB bf16, 2 and 4 bits, with and without 0.5% outlier channels; 2048-8192
+# elements at 4-16 warps): 4096 x 4 was the fastest in every group row (benchmarks/results/
+# 2026-11-30-h200-bench_quant-tile-sweep2.json, docs/benchmarks.md session 4).
 _WORD_TILE = 4096
 
 
@@ -908,10 +909,15 @@ def _word_tiles(granularity: str, g: int, cw: int, per: int) -> tuple[int, int, 
     return 2, 32, 1, max(1, min(_next_pow2(cw), 128 // per))
 
 
+def _words_apply(dtype: torch.dtype, c: int, bits: int) -> bool:
+    """The word kernels take 16-bit data whose rows hold whole words of PER = 8 // bits channels."""
+    return WORD_KERNELS and dtype in (torch.bfloat16, torch.float16) and c % (8 // bits) == 0
+
+
 def _as_words(x2: torch.Tensor, bits: int) -> torch.Tensor | None:
     """``x2`` (R x C) as R x C/PER integer words for the word kernels, or None where they do not apply: not a
     16-bit float, C not a multiple of PER = 8 // bits, channels not contiguous, rows or start not word-aligned."""
-    if not WORD_KERNELS or x2.dtype not in (torch.bfloat16, torch.float16) or x2.shape[1] % (8 // bits):
+    if not _words_apply(x2.dtype, x2.shape[1], bits):
         return None
     try:
         return x2.view(_WORD[8 // bits])
@@ -1082,8 +1088,7 @@ def dequantize_triton(q: QuantizedTensor, add: torch.Tensor | None = None) -> to
     dev = q.packed.device
     out = torch.empty(n, dtype=q.dtype, device=dev)
     ragged = q.granularity == "group" and c % g != 0
-    per = 8 // q.bits
-    if WORD_KERNELS and add is None and not ragged and q.dtype in (torch.bfloat16, torch.float16) and c % per == 0:
+    if add is None and not ragged and _words_apply(q.dtype, c, q.bits):
         _dequantize_words(q, out, r, c)
     else:
         _dequantize_tiles(q, out, add, r, c, ragged)
