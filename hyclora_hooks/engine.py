@@ -376,7 +376,7 @@ class Compressor:
             return self._log_softmax_recipe(t, site, route)
         node = planner.free(t, lossless_only=lossless)  # P1
         if node is not None:
-            return self._recipe(t, site, node)
+            return self._recipe(t, site, lineage.fuse_swiglu(node) if self.policy.fuse else node)
         if not lossless and route.codec.lossless is False:  # P3: store tensor - LoRA branch, add it back
             split = planner.lora_split(t)
             if split is not None:

@@ -30,6 +30,9 @@ from typing import Any, Callable
 import torch
 from torch.multiprocessing.reductions import StorageWeakRef
 
+from . import sharing
+from .kernels import swiglu
+
 # ops cheap enough to replay in backward (elementwise, views, casts; linear only with a thin weight)
 UNARY = {"to", "type", "float", "half", "bfloat16", "double", "type_as", "contiguous", "view", "reshape",
          "transpose", "permute", "flatten", "unsqueeze", "squeeze", "expand", "t", "view_as", "reshape_as",
@@ -421,3 +424,80 @@ class LoraRebuild(Replay):
             out = base.entry.decode_add(add, dtype)
             return out if out is not None else _lora_rebuild(base.eval(memo), add, dtype)
         return super().eval(memo)
+
+
+# ------------------------------------------------------------------------------------- fused SwiGLU
+def _swiglu_product(act: torch.Tensor, up: torch.Tensor, dtype: torch.dtype | None) -> torch.Tensor:
+    p = act * up
+    return p if dtype is None or p.dtype == dtype else p.to(dtype)
+
+
+class SwiGluProduct(Replay):
+    """``(silu(gate) * up).to(dtype)`` where SiLU's output is itself a recipe entry (``silu`` of a stored gate):
+    evaluated by one kernel that writes SiLU's output and the product (kernels/swiglu.py: HyC-LoRA's fused SiLU +
+    Hadamard, the same bits as torch's ops). The SiLU output it wrote is handed to that entry's other readers
+    (``sharing.share``), so MulBackward does not rebuild it. Made by :func:`fuse_swiglu` for a ``fuse`` policy."""
+
+    def __init__(self, act: EntryRef, up: Node, dtype: torch.dtype | None):
+        super().__init__(_swiglu_product, "swiglu", (act, up, dtype), {})
+        self.gate = act.entry.payload.args[0]  # the SiLU recipe's input (see fuse_swiglu)
+
+    def eval(self, memo: dict) -> torch.Tensor:
+        act, up, dtype = self.args
+        entry = act.entry
+        if id(entry) in memo:  # SiLU's output is at hand already: only the product is left
+            return super().eval(memo)
+        g, u = _eval(self.gate, memo), _eval(up, memo)
+        s, p = swiglu.silu_mul(g, u, dtype)
+        memo[id(entry)] = s
+        sharing.share(entry, s)
+        return p
+
+
+_WIDEN = {"float": torch.float32, "double": torch.float64}
+
+
+def fuse_swiglu(node: Node) -> Node:
+    """``node`` with a SwiGLU product at its top (``mul(silu_out, up)``, maybe cast wider by ``to``/``float``,
+    maybe under views) replaced by a :class:`SwiGluProduct`, where SiLU's output is a recipe entry ``silu(x)`` with no other
+    arguments; else ``node`` itself. Same value, fewer passes (kernels/swiglu.py)."""
+    if type(node) is Replay and node.name in UNARY and node.name not in _CASTS and node.args \
+            and isinstance(node.args[0], Node):  # a view of the product (F.linear saves a 2-D view of its input)
+        inner = fuse_swiglu(node.args[0])
+        if inner is node.args[0]:
+            return node
+        return Replay(node.func, node.name, (inner,) + node.args[1:], dict(node.kwargs))
+    inner, dtype = _cast_of(node)
+    if inner is None:
+        inner, dtype = node, None
+    if not (type(inner) is Replay and inner.name == "mul" and len(inner.args) == 2 and not inner.kwargs):
+        return node
+    for i in (0, 1):
+        act, up = inner.args[i], inner.args[1 - i]
+        if isinstance(act, EntryRef) and isinstance(up, Node) and _is_silu_recipe(act.entry):
+            return SwiGluProduct(act, up, dtype)
+    return node
+
+
+def _cast_of(node: Node) -> tuple[Node | None, torch.dtype | None]:
+    """``(x, dtype)`` if ``node`` is ``x.to(dtype)`` (positional or keyword dtype, nothing else) or ``x.float()``
+    / ``x.double()``; else ``(None, None)``."""
+    if type(node) is not Replay or not node.args:
+        return None, None
+    args, kwargs = node.args, node.kwargs
+    if node.name == "to":
+        if len(args) == 2 and not kwargs and isinstance(args[1], torch.dtype):
+            return args[0], args[1]
+        if len(args) == 1 and set(kwargs) == {"dtype"} and isinstance(kwargs["dtype"], torch.dtype):
+            return args[0], kwargs["dtype"]
+    elif node.name in _WIDEN and len(args) == 1 and not kwargs:
+        return args[0], _WIDEN[node.name]
+    return None, None
+
+
+def _is_silu_recipe(entry: Any) -> bool:
+    """A recipe entry ``silu(x)`` (x a node; no other arguments), decoded in the layout it was saved in."""
+    rec = entry.payload
+    return (getattr(entry, "perm", None) is None and type(rec) is Replay and rec.name == "silu"
+            and len(rec.args) == 1 and isinstance(rec.args[0], Node)
+            and all(v is False for v in rec.kwargs.values()))

@@ -85,19 +85,44 @@ def read(entry: Any, decode: Callable[[], torch.Tensor]) -> torch.Tensor:
                 return t
             kept.drop(key)
     t = decode()
-    nbytes = _nbytes(t)
-    if nbytes > MAX_SHARED_BYTES:
-        return t
+    if _nbytes(t) <= MAX_SHARED_BYTES:
+        _keep(task, entry, t)
+    return t
+
+
+def _keep(task: int, entry: Any, t: torch.Tensor) -> None:
+    """Keep ``t`` for ``entry``'s ``readers - 1`` other readers in backward ``task``."""
+    key, nbytes = id(entry), _nbytes(t)
     with _lock:
         kept = _tasks.get(task)
         if kept is None:
             kept = _tasks[task] = _Kept()
             torch.autograd.Variable._execution_engine.queue_callback(lambda: _end_of_backward(task))
+        kept.drop(key)
         kept.items[key] = [weakref.ref(entry), t, t._version, entry.readers - 1]
         kept.nbytes += nbytes
         while kept.nbytes > MAX_SHARED_BYTES:
             kept.drop(next(iter(kept.items)))
-    return t
+
+
+def share(entry: Any, t: torch.Tensor) -> None:
+    """``t`` is ``entry``'s value, made as a by-product of another decode (the fused SwiGLU kernel writes SiLU's
+    output): keep it for the entry's other readers as if one reader had decoded it. Only inside a backward and
+    for entries with more than one reader, as :func:`read`; an entry kept already counts one read instead."""
+    task = graph_task_id()
+    if task == -1 or entry.readers < 2 or _nbytes(t) > MAX_SHARED_BYTES:
+        return
+    key = id(entry)
+    with _lock:
+        kept = _tasks.get(task)
+        item = kept.items.get(key) if kept is not None else None
+        if item is not None and item[0]() is entry and item[1]._version == item[2]:
+            if item[3] <= 1:
+                kept.drop(key)
+            else:
+                item[3] -= 1
+            return
+    _keep(task, entry, t)
 
 
 def kept_bytes() -> int:

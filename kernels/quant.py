@@ -54,6 +54,7 @@ from dataclasses import dataclass
 import torch
 from torch.utils.weak import WeakIdKeyDictionary
 
+from .jit import build
 from .nonfinite import Nonfinite, add_rounded
 
 PARAM_DTYPE = torch.bfloat16  # bf16 keeps fp32's range (no overflow for huge activations) at 2 bytes a group
@@ -305,9 +306,8 @@ def unpack_codes(packed: torch.Tensor, bits: int) -> torch.Tensor:
 
 
 # ------------------------------------------------------------------------------------------ Triton kernels
-# The kernel sources below are plain functions until :func:`_build` applies ``triton.jit`` on first use. So the
-# package imports where triton is missing, and ``TRITON_INTERPRET`` is read when a kernel first runs, not when
-# hyclora_hooks is imported (tests set it late). ``tl`` is bound by ``_build`` too.
+# The kernel sources below are plain functions until :func:`_build` applies ``triton.jit`` on first use
+# (kernels/jit.py); ``tl`` is bound then too.
 tl = None
 _BUILT = False
 _JIT_NAMES = ("_bf16_round", "_bf16_nearest", "_hash_uniform", "_group_params", "_program_rows", "_tile", "_elem",
@@ -844,18 +844,11 @@ def _round_to(y, F16: tl.constexpr):
 
 
 def _build() -> None:
-    """Apply ``triton.jit`` to the kernel sources (once; helpers first, so kernels resolve them as globals)."""
-    global _BUILT, tl
+    """Apply ``triton.jit`` to the kernel sources, once (kernels/jit.py)."""
+    global _BUILT
     if _BUILT:
         return
-    import triton
-    import triton.language as _tl
-
-    tl = _tl
-    g = globals()
-    for name in _JIT_NAMES:
-        # an int argument equal to 1 would otherwise become a compile-time constant (no ``.to``) and a new variant
-        g[name] = triton.jit(g[name], do_not_specialize=["seed"] if name == "_quant_kernel" else None)
+    build(globals(), _JIT_NAMES, {"_quant_kernel": ["seed"]})
     _BUILT = True
 
 

@@ -104,3 +104,18 @@ def test_host_phases_cpu_smoke() -> None:
     packs, ops = rows["Compressor._pack"][1], rows["OpTracker.__torch_function__"][1]
     assert packs > 0 and ops >= packs / 4
     assert rows["Quant.encode"][1] > 0  # intra_inter quantizes something at these widths
+
+
+def test_bench_swiglu_cpu_smoke(tmp_path: Path) -> None:
+    """tools/bench_swiglu.py --smoke: every check and row is written; 16-bit checks pass under the interpreter
+    (fp32 may differ there by numpy's exp: the script's exit code then says so, and only on a GPU it must not)."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "TRITON_INTERPRET": "1"}
+    out = tmp_path / "swiglu.json"
+    proc = subprocess.run([sys.executable, str(ROOT / "tools" / "bench_swiglu.py"), "--smoke", "--out", str(out)],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode in (0, 1), proc.stderr[-3000:]
+    doc = json.loads(out.read_text())
+    assert len(doc["checks"]) == 12 and len(doc["rows"]) == 6
+    assert all(c["silu_equal"] and c["product_equal"] for c in doc["checks"] if c["dtype"] != "float32")
+    assert proc.returncode == (0 if doc["all_checks_pass"] else 1)
+    assert proc.stdout.strip().splitlines()[-1].split()[2] == "fused"  # the table is printed last

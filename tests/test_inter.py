@@ -20,6 +20,7 @@ import hyclora_hooks as hyclora  # noqa: E402
 from conftest import build, cosine, step  # noqa: E402
 from hyclora_hooks.models import (add_lora, lora_grads, random_batch, tiny_gpt2, tiny_llama, tiny_mistral,
                                   tiny_qwen2, tiny_roberta)
+from hyclora_hooks import lineage  # noqa: E402
 from hyclora_hooks.policy import Policy, Rule, load_policy
 
 BF16, FP32 = torch.bfloat16, torch.float32
@@ -306,12 +307,29 @@ def test_sdpa_replay_matches_forward_with_a_boolean_padding_mask(dtype, gqa):
 
 
 # ------------------------------------------------------------------------------------ intra_inter_full_fuse
+def _silu_decodes(monkeypatch) -> list:
+    """Record each decode of a SiLU-output recipe entry (the codec still runs; only recorded)."""
+    from hyclora_hooks import engine
+
+    seen, orig = [], engine.Entry.decode
+
+    def counting(self):
+        if isinstance(self.payload, lineage.Replay) and self.payload.name == "silu":
+            seen.append(id(self))
+        return orig(self)
+
+    monkeypatch.setattr(engine.Entry, "decode", counting)
+    return seen
+
+
 @pytest.mark.parametrize("attn", ["sdpa", "eager"])
 @pytest.mark.parametrize("bits", [2, 4])
 def test_full_fuse_gives_the_numbers_of_intra_inter(attn, bits, monkeypatch):
-    """The preset differs only in how a compensated tensor is decoded: one fused pass (forced here onto the
-    Triton kernel under the interpreter, as on CUDA) instead of dequantize, then add. Gradients are bit-equal."""
+    """The preset differs only in how tensors are rebuilt: a compensated tensor in one fused pass (dequantize +
+    LoRA re-add), and the SwiGLU product with SiLU's output in one more (forced here onto the Triton kernels
+    under the interpreter, as on CUDA). Gradients are bit-equal, and SiLU's output is never rebuilt on its own."""
     from hyclora_hooks.kernels import quant as Q
+    from hyclora_hooks.kernels import swiglu
 
     full = load_policy("intra_inter_full_fuse")
     assert full.fuse and not load_policy("intra_inter").fuse and full.rules == load_policy("intra_inter").rules
@@ -319,16 +337,27 @@ def test_full_fuse_gives_the_numbers_of_intra_inter(attn, bits, monkeypatch):
     # only the LoRA factors be thin, so q, k, v, gate and up are stored by LoRA compensation
     monkeypatch.setattr("hyclora_hooks.lineage.MAX_REPLAY_LINEAR_RANK", 64)
     model, batch = build(f"llama-{attn}")
+    silu_decodes = _silu_decodes(monkeypatch)
     _, ref, rep_ref = seeded_step(model, batch, lambda: hyclora.compress("intra_inter", bits=bits))
-    fused_calls = []
-    orig = Q.dequantize_add
+    assert len(silu_decodes) >= 2  # unfused: each layer's SiLU output is rebuilt from the gate
+    silu_decodes.clear()
+    fused_calls, swiglu_calls = [], []
+    orig, orig_swiglu = Q.dequantize_add, swiglu.silu_mul
 
     def on_kernel(q, add, backend="auto"):
         fused_calls.append(q.shape)
         return orig(q, add, backend="triton")  # TRITON_INTERPRET=1 (set above): the CUDA path, on CPU
 
+    def on_swiglu(gate, up, out_dtype=None, backend="auto"):
+        swiglu_calls.append(gate.shape)
+        assert swiglu.fusable(gate, up, out_dtype)
+        return orig_swiglu(gate, up, out_dtype, backend="triton")
+
     monkeypatch.setattr("hyclora_hooks.codecs.quant.dequantize_add", on_kernel)
+    monkeypatch.setattr(swiglu, "silu_mul", on_swiglu)
     _, got, rep = seeded_step(model, batch, lambda: hyclora.compress("intra_inter_full_fuse", bits=bits))
     assert torch.equal(got, ref)
     assert rep.stored_bytes == rep_ref.stored_bytes
     assert len(fused_calls) >= 4  # at least gate and up of both layers took the fused path
+    assert len(swiglu_calls) == 2  # each layer's down_proj input: one SiLU + Hadamard kernel
+    assert silu_decodes == []  # SiLU's output came from that kernel, shared with MulBackward

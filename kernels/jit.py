@@ -1,0 +1,22 @@
+"""Deferred ``triton.jit`` for the kernel modules.
+
+A kernel module defines its kernels and their ``@triton.jit`` helpers as plain functions and binds them here on
+first use. So the package imports where triton is missing, and ``TRITON_INTERPRET`` is read when a kernel first
+runs, not when hyclora_hooks is imported (tests set it late).
+"""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+
+def build(namespace: dict, names: Iterable[str], no_specialize: dict[str, list[str]] | None = None) -> None:
+    """Bind ``tl`` (triton.language) in the module ``namespace`` and replace each function in ``names`` by its
+    ``triton.jit`` (helpers first, so kernels resolve them as globals); ``no_specialize``: a function's arguments
+    that must not be specialised (an int argument equal to 1 would otherwise become a compile-time constant)."""
+    import triton
+    import triton.language as tl
+
+    namespace["tl"] = tl
+    for name in names:
+        namespace[name] = triton.jit(namespace[name], do_not_specialize=(no_specialize or {}).get(name))
