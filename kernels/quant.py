@@ -28,7 +28,11 @@ NOTE [Quant layout]
   kernel and this reference store the same bytes either way.
 
   Outliers: the channels in ``outlier_index`` (int16, or int32 when ``C > 32767``) are copied dense in the
-  source dtype (``R x k``), excluded from every group's statistics and coded 0.
+  source dtype (``R x k``), count as 0 in their group's statistics and are coded 0. So they never widen a
+  group's range; an asymmetric group along the row that holds one covers 0 (the same grid unless all its other
+  values share a sign; per-channel and token groups are all outlier or none, and a symmetric range covers 0
+  anyway). Counting them as 0 rather than leaving them out lets the word kernel clear them with one mask a word
+  instead of a select per element (2-bit quantize with outliers 465 -> ~385 us a GiB on an H200, session 5).
   Non-finite values (NaN, +-Inf) outside outlier channels: excluded from the statistics, coded 0, and stored
   exactly (int64 row-major positions + source-dtype values): they never disturb another element.
 
@@ -225,25 +229,33 @@ def quantize_ref(x: torch.Tensor, bits: int, group_size: int, symmetric: bool = 
     if granularity == "group":
         ngroups = -(-n // g)
         pad = ngroups * g - n
-        xg = torch.nn.functional.pad(xf.reshape(-1), (0, pad)).view(ngroups, g)
-        vg = torch.nn.functional.pad(valid.reshape(-1), (0, pad)).view(ngroups, g)
         red = 1
-        if seed is not None:
-            rnd = torch.nn.functional.pad(rnd.reshape(-1), (0, pad)).view(ngroups, g)
+
+        def group(t: torch.Tensor) -> torch.Tensor:
+            return torch.nn.functional.pad(t.reshape(-1), (0, pad)).view(ngroups, g)
     elif granularity == "channel":
-        xg, vg, red = xf, valid, 0
+        red = 0
+
+        def group(t: torch.Tensor) -> torch.Tensor:
+            return t
     elif granularity == "token_group":
         nr = -(-r // g)
         pad = nr * g - r
-        xg = torch.nn.functional.pad(xf, (0, 0, 0, pad)).view(nr, g, c)
-        vg = torch.nn.functional.pad(valid, (0, 0, 0, pad)).view(nr, g, c)
         red = 1
-        if seed is not None:
-            rnd = torch.nn.functional.pad(rnd, (0, 0, 0, pad)).view(nr, g, c)
+
+        def group(t: torch.Tensor) -> torch.Tensor:
+            return torch.nn.functional.pad(t, (0, 0, 0, pad)).view(nr, g, c)
     else:
         raise ValueError(f"granularity {granularity!r}")
-    lo = torch.where(vg, xg, inf).amin(dim=red) if xg.numel() else xg.sum(dim=red)
-    hi = torch.where(vg, xg, -inf).amax(dim=red) if xg.numel() else xg.sum(dim=red)
+    xg, vg = group(xf), group(valid)
+    if seed is not None:
+        rnd = group(rnd)
+    # statistics: outlier channels count as 0 (NOTE [Quant layout]), non-finite values elsewhere not at all
+    sg, xs = vg, torch.where(vg, xg, 0.0)
+    if outlier_index is not None:
+        sg = vg | group(ocol.expand(r, c))
+    lo = torch.where(sg, xs, inf).amin(dim=red) if xg.numel() else xg.sum(dim=red)
+    hi = torch.where(sg, xs, -inf).amax(dim=red) if xg.numel() else xg.sum(dim=red)
     amax = torch.where(vg, xg.abs(), 0.0).amax(dim=red) if xg.numel() else xg.sum(dim=red)
     scale, zero = params_from_stats(lo, hi, amax, bits, symmetric)
     s, z = scale.float().unsqueeze(red), (zero.float().unsqueeze(red) if zero is not None else None)
@@ -323,6 +335,8 @@ _WARPS = 4
 # elements at 4-16 warps): 4096 x 4 was the fastest in every group row (benchmarks/results/
 # 2026-11-30-h200-bench_quant-tile-sweep2.json, docs/benchmarks.md session 4).
 _WORD_TILE = 4096
+_WORD_ITERS = 8  # provisional: tiles a quantize program walks with outlier channels (see _word_iters)
+_WORD_ITERS_MIN_PROGRAMS = 1024
 
 
 def triton_available() -> bool:
@@ -423,8 +437,9 @@ def _quant_kernel(x_ptr, packed_ptr, scale_ptr, zero_ptr, slot_ptr, outl_ptr, nf
                   STOCH: tl.constexpr, RAGGED: tl.constexpr, EVEN: tl.constexpr, INT64: tl.constexpr,
                   CHECKED: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_C: tl.constexpr):
     """One read of a BLOCK_R x BLOCK_C tile: group statistics (MODE 0: along the row, one group per row of the
-    tile; MODE 1: along the tokens; MODE 2: parameters given), codes, packed store. Outlier channels are skipped
-    (their values were gathered before the launch), except for RAGGED groups, where this kernel stores them.
+    tile; MODE 1: along the tokens; MODE 2: parameters given), codes, packed store. Outlier channels count as 0
+    in the statistics and are coded 0 (their values were gathered before the launch), except for RAGGED groups,
+    where this kernel stores them.
 
     Not CHECKED (the first launch) assumes finite data and raises ``nf_ptr`` if a row is not; the host then runs
     the launch again CHECKED, which keeps NaN/Inf out of the statistics (see ``quantize_triton``). Masking every
@@ -450,7 +465,13 @@ def _quant_kernel(x_ptr, packed_ptr, scale_ptr, zero_ptr, slot_ptr, outl_ptr, nf
             tl.store(outl_ptr + (flat // CO) * K + slot, x, mask=mask & (slot >= 0))
         else:
             slot = tl.load(slot_ptr + cols, mask=cols < C, other=-1)[None, :]
+        # statistics: an outlier lane counts as 0 (NOTE [Quant layout]); codes: it is skipped (coded 0)
+        xs = tl.where(slot >= 0, 0.0, xf)
+        svalid = valid | (mask & (slot >= 0))
         valid = valid & (slot < 0)
+    else:
+        xs = xf
+        svalid = valid
 
     if MODE == 2:
         pmask = cols < C
@@ -464,8 +485,8 @@ def _quant_kernel(x_ptr, packed_ptr, scale_ptr, zero_ptr, slot_ptr, outl_ptr, nf
             hi = tl.max(tl.where(valid, tl.abs(xf), 0.0), axis=AX)
             lo = hi
         else:
-            lo = tl.min(tl.where(valid, xf, float("inf")), axis=AX)
-            hi = tl.max(tl.where(valid, xf, float("-inf")), axis=AX)
+            lo = tl.min(tl.where(svalid, xs, float("inf")), axis=AX)
+            hi = tl.max(tl.where(svalid, xs, float("-inf")), axis=AX)
         sc, zp = _group_params(lo, hi, SYM, BITS)
         isc = tl.math.div_rn(1.0, sc)  # one division a group; the elements multiply
         if MODE == 0:
@@ -659,11 +680,14 @@ def _max_nan(a, b):
 
 
 def _word_tile(R, CW, EVEN: tl.constexpr, INT64: tl.constexpr, BLOCK_R: tl.constexpr, NG: tl.constexpr,
-               BLOCK_W: tl.constexpr):
-    """This program's BLOCK_R x NG x BLOCK_W tile of the R x CW word matrix: NG blocks of BLOCK_W words side by
-    side along the row (MODE 0: NG groups; otherwise NG = 1). Returns the row and column-block ids, rows (BR),
-    word columns (NG x BW), the 3-D row and column offsets and the in-bounds mask (all true when EVEN)."""
+               BLOCK_W: tl.constexpr, it, ITERS: tl.constexpr):
+    """Tile ``it`` of this program's ITERS tiles (stacked down the rows) of BLOCK_R x NG x BLOCK_W of the R x CW
+    word matrix: NG blocks of BLOCK_W words side by side along the row (MODE 0: NG groups; otherwise NG = 1).
+    Returns the row and column-block ids, rows (BR), word columns (NG x BW), the 3-D row and column offsets and
+    the in-bounds mask (all true when EVEN)."""
     pid_r, pid_c, rows = _program_rows(tl.cdiv(CW, NG * BLOCK_W), INT64, BLOCK_R)
+    if ITERS > 1:
+        rows = rows + (pid_r * (ITERS - 1) + it) * BLOCK_R
     gcol = pid_c * NG + tl.arange(0, NG)
     wcol = gcol[:, None] * BLOCK_W + tl.arange(0, BLOCK_W)[None, :]
     r3 = rows[:, None, None]
@@ -688,7 +712,7 @@ def _quant_words_kernel(w_ptr, x_ptr, packed_ptr, scale_ptr, zero_ptr, start_ptr
                         nf_ptr, R, CW, s_r, K, seed,
                         BITS: tl.constexpr, SYM: tl.constexpr, HAS_OUTL: tl.constexpr, STOCH: tl.constexpr,
                         F16: tl.constexpr, EVEN: tl.constexpr, INT64: tl.constexpr, BLOCK_R: tl.constexpr,
-                        NG: tl.constexpr, BLOCK_W: tl.constexpr, KB: tl.constexpr):
+                        NG: tl.constexpr, BLOCK_W: tl.constexpr, KB: tl.constexpr, ITERS: tl.constexpr):
     """``_quant_kernel``'s unchecked first pass on words, for groups along the row (``granularity="group"``): NG
     groups of a row side by side (BLOCK_W words each), so the scales and codes a program writes are contiguous
     along the row (one group per program made scattered 2-byte scale writes the bottleneck: 68% of copy against
@@ -698,85 +722,89 @@ def _quant_words_kernel(w_ptr, x_ptr, packed_ptr, scale_ptr, zero_ptr, start_ptr
     spare: the statistics propagate NaN, so a group holding NaN/Inf shows in its range at no extra reduction and
     raises ``nf_ptr``; codes are not clamped (round to nearest provably stays in range, NOTE [Quant layout]'s
     parameters) and are truncated (their argument is >= 0, so truncation is the floor). Outlier channels
-    (HAS_OUTL) are left out of the statistics by a select per element (replacing them by +-inf / +0 through
-    whole-word masks instead made the kernel slower on an H200: 2-bit 464 -> 714 us a GiB, every element then
-    extracted twice; ``...-bench_quant-word-mask-trick.json``). They are coded 0 (``ocode``: the
-    code bits of a word's outlier lanes, cleared once per word) and their columns copied to ``outl_ptr`` (R x K)
-    by one masked gather of the block's KB slots."""
+    (HAS_OUTL) read as +0 (NOTE [Quant layout]): one AND a word with a mask built once per program (a select per
+    element to leave them out instead cost ~20% of the kernel's rate; replacing them by +-inf through two masked
+    copies of the word, 714 us a GiB, every element then extracted twice). A program walks ITERS row tiles so
+    that mask and its outlier slots are made once. Outlier lanes are coded 0 (``ocode``: the code bits of a
+    word's outlier lanes, cleared once per word) and their columns copied to ``outl_ptr`` (R x K) by one masked
+    gather of the block's KB slots."""
     PER: tl.constexpr = 8 // BITS
     QMAX: tl.constexpr = 2 ** (BITS - 1) - 1
     LEVELS: tl.constexpr = 2**BITS - 1
-    pid_r, pid_c, rows, gcol, wcol, r3, w3, mask = _word_tile(R, CW, EVEN, INT64, BLOCK_R, NG, BLOCK_W)
     C = CW * PER
-    if EVEN:
-        w = tl.load(w_ptr + r3 * s_r + w3)
-    else:
-        w = tl.load(w_ptr + r3 * s_r + w3, mask=mask, other=0)
-    if HAS_OUTL:
-        oc = tl.load(ocode_ptr + w3, mask=w3 < CW, other=0).to(tl.int32)
-        t, c_t, tm = _outlier_cols(start_ptr, lanes_ptr, pid_c, KB)
-    lo = tl.full((BLOCK_R, NG, BLOCK_W), float("inf"), tl.float32)  # masked lanes: whole rows or groups, never stored
-    hi = -lo
-    for j in tl.static_range(PER):
-        e = _elem(w, j, F16)
-        if HAS_OUTL:
-            keep = ((oc >> (BITS * j)) & 1) == 0
+    if HAS_OUTL:  # the program's columns are the same in every tile: their outlier lanes once
+        _, pid_c0, _, _, _, _, w30, _ = _word_tile(R, CW, EVEN, INT64, BLOCK_R, NG, BLOCK_W, 0, ITERS)
+        oc = tl.load(ocode_ptr + w30, mask=w30 < CW, other=0).to(tl.int32)
+        t, c_t, tm = _outlier_cols(start_ptr, lanes_ptr, pid_c0, KB)
+        keep = tl.zeros(oc.shape, tl.int64)  # the word's bits outside its outlier lanes
+        for j in tl.static_range(PER):
+            keep = keep | ((1 - ((oc >> (BITS * j)) & 1)).to(tl.int64) * 0xFFFF) << (16 * j)
+        keep = keep.to(w_ptr.dtype.element_ty)
+    for it in range(ITERS):
+        pid_r, pid_c, rows, gcol, wcol, r3, w3, mask = _word_tile(R, CW, EVEN, INT64, BLOCK_R, NG, BLOCK_W, it,
+                                                                  ITERS)
+        if EVEN:
+            w = tl.load(w_ptr + r3 * s_r + w3)
+        else:
+            w = tl.load(w_ptr + r3 * s_r + w3, mask=mask, other=0)
+        if HAS_OUTL:  # outlier lanes read +0 from here on (their codes are cleared below)
+            w = w & keep
+        # masked lanes: whole rows or groups, never stored
+        lo = tl.full((BLOCK_R, NG, BLOCK_W), float("inf"), tl.float32)
+        hi = -lo
+        for j in tl.static_range(PER):
+            e = _elem(w, j, F16)
             if SYM:
-                e = tl.where(keep, tl.abs(e), 0.0)
+                e = tl.abs(e)
             else:
-                lo = _min_nan(lo, tl.where(keep, e, float("inf")))
-                e = tl.where(keep, e, float("-inf"))
-        elif SYM:
-            e = tl.abs(e)
-        else:
-            lo = _min_nan(lo, e)
-        hi = _max_nan(hi, e)
-    hi = tl.reduce(hi, 2, _max_nan)
-    if SYM:
-        lo = hi
-    else:
-        lo = tl.reduce(lo, 2, _min_nan)
-    d = hi - lo  # NaN or +inf iff the group holds a NaN or an infinity
-    pm = (rows < R)[:, None] & (gcol < CW // BLOCK_W)[None, :]
-    tl.store(nf_ptr + (rows[:, None] + gcol[None, :]) * 0, 1, mask=((d != d) | (d == float("inf"))) & pm)
-    sc, zp = _group_params(lo, hi, SYM, BITS)
-    pidx = rows[:, None] * (CW // BLOCK_W) + gcol[None, :]
-    tl.store(scale_ptr + pidx, sc.to(tl.bfloat16), mask=pm)
-    if not SYM:
-        tl.store(zero_ptr + pidx, zp.to(tl.bfloat16), mask=pm)
-    inv = tl.math.div_rn(1.0, sc)[:, :, None]
-    z = zp[:, :, None]
-    pk = tl.zeros((BLOCK_R, NG, BLOCK_W), tl.int32)
-    for j in tl.static_range(PER):
-        e = _elem(w, j, F16)
-        if STOCH:
-            rnd = _hash_uniform(r3 * C + w3 * PER + j, seed)
-        else:
-            rnd = 0.5
-        # Launched without fp fusion, so each step rounds as the reference's. Outlier, masked and (until the
-        # checked re-run) non-finite lanes may give any code here: each is cut to BITS bits before it is placed,
-        # and outlier lanes are cleared below.
+                lo = _min_nan(lo, e)
+            hi = _max_nan(hi, e)
+        hi = tl.reduce(hi, 2, _max_nan)
         if SYM:
-            q = tl.floor(e * inv + rnd).to(tl.int32) + QMAX
-            if STOCH:
-                q = tl.minimum(tl.maximum(q, 0), 2 * QMAX)
+            lo = hi
         else:
-            q = ((e - z) * inv + rnd).to(tl.int32)
+            lo = tl.reduce(lo, 2, _min_nan)
+        d = hi - lo  # NaN or +inf iff the group holds a NaN or an infinity
+        pm = (rows < R)[:, None] & (gcol < CW // BLOCK_W)[None, :]
+        tl.store(nf_ptr + (rows[:, None] + gcol[None, :]) * 0, 1, mask=((d != d) | (d == float("inf"))) & pm)
+        sc, zp = _group_params(lo, hi, SYM, BITS)
+        pidx = rows[:, None] * (CW // BLOCK_W) + gcol[None, :]
+        tl.store(scale_ptr + pidx, sc.to(tl.bfloat16), mask=pm)
+        if not SYM:
+            tl.store(zero_ptr + pidx, zp.to(tl.bfloat16), mask=pm)
+        inv = tl.math.div_rn(1.0, sc)[:, :, None]
+        z = zp[:, :, None]
+        pk = tl.zeros((BLOCK_R, NG, BLOCK_W), tl.int32)
+        for j in tl.static_range(PER):
+            e = _elem(w, j, F16)
             if STOCH:
-                q = tl.minimum(q, LEVELS)
+                rnd = _hash_uniform(r3 * C + w3 * PER + j, seed)
+            else:
+                rnd = 0.5
+            # Launched without fp fusion, so each step rounds as the reference's. Outlier, masked and (until the
+            # checked re-run) non-finite lanes may give any code here: each is cut to BITS bits before it is placed,
+            # and outlier lanes are cleared below.
+            if SYM:
+                q = tl.floor(e * inv + rnd).to(tl.int32) + QMAX
+                if STOCH:
+                    q = tl.minimum(tl.maximum(q, 0), 2 * QMAX)
+            else:
+                q = ((e - z) * inv + rnd).to(tl.int32)
+                if STOCH:
+                    q = tl.minimum(q, LEVELS)
+            if HAS_OUTL:
+                q = q & LEVELS
+            pk = pk | (q << (BITS * j))
         if HAS_OUTL:
-            q = q & LEVELS
-        pk = pk | (q << (BITS * j))
-    if HAS_OUTL:
-        pk = pk & ~oc
-    if EVEN:
-        tl.store(packed_ptr + r3 * CW + w3, pk.to(tl.uint8))
-    else:
-        tl.store(packed_ptr + r3 * CW + w3, pk.to(tl.uint8), mask=mask)
-    if HAS_OUTL:  # last: the tile's rows are in L1 by now, and the lanes long loaded
-        rm = (rows < R)[:, None] & tm[None, :]
-        col = tl.load(x_ptr + rows[:, None] * (s_r * PER) + c_t[None, :], mask=rm)
-        tl.store(outl_ptr + rows[:, None] * K + t[None, :], col, mask=rm)
+            pk = pk & ~oc
+        if EVEN:
+            tl.store(packed_ptr + r3 * CW + w3, pk.to(tl.uint8))
+        else:
+            tl.store(packed_ptr + r3 * CW + w3, pk.to(tl.uint8), mask=mask)
+        if HAS_OUTL:  # last: the tile's rows are in L1 by now, and the lanes long loaded
+            rm = (rows < R)[:, None] & tm[None, :]
+            col = tl.load(x_ptr + rows[:, None] * (s_r * PER) + c_t[None, :], mask=rm)
+            tl.store(outl_ptr + rows[:, None] * K + t[None, :], col, mask=rm)
 
 
 def _dequant_words_kernel(packed_ptr, scale_ptr, zero_ptr, start_ptr, lanes_ptr, outl_ptr, out_ptr, oute_ptr,
@@ -790,7 +818,7 @@ def _dequant_words_kernel(packed_ptr, scale_ptr, zero_ptr, start_ptr, lanes_ptr,
     stays on ``_dequant_kernel``: loading the fp32 branch a lane of a word at a time made it 2.5x slower there.)"""
     PER: tl.constexpr = 8 // BITS
     QMAX: tl.constexpr = 2 ** (BITS - 1) - 1
-    pid_r, pid_c, rows, gcol, wcol, r3, w3, mask = _word_tile(R, CW, EVEN, INT64, BLOCK_R, NG, BLOCK_W)
+    pid_r, pid_c, rows, gcol, wcol, r3, w3, mask = _word_tile(R, CW, EVEN, INT64, BLOCK_R, NG, BLOCK_W, 0, 1)
     C = CW * PER
     if EVEN:
         pk = tl.load(packed_ptr + r3 * CW + w3).to(tl.int32)
@@ -900,6 +928,13 @@ def _word_tiles(granularity: str, g: int, cw: int, per: int) -> tuple[int, int, 
     if granularity == "token_group":
         return 1, g, 1, max(1, min(_next_pow2(cw), _TILE // g // per))
     return 2, 32, 1, max(1, min(_next_pow2(cw), 128 // per))
+
+
+def _word_iters(r: int, br: int, ncb: int) -> int:
+    """ITERS of ``_quant_words_kernel`` with outlier channels: tiles a program walks down the rows, so that a
+    column block's outlier lanes are decoded once for that many tiles; 1 where the grid would get too small to
+    fill the device (fewer than ``_WORD_ITERS_MIN_PROGRAMS`` programs)."""
+    return _WORD_ITERS if _cdiv(r, br * _WORD_ITERS) * ncb >= _WORD_ITERS_MIN_PROGRAMS else 1
 
 
 def _words_apply(dtype: torch.dtype, c: int, bits: int) -> bool:
@@ -1028,15 +1063,17 @@ def quantize_triton(x: torch.Tensor, bits: int, group_size: int, symmetric: bool
             _, wbr, ng, wbw = _word_tiles(granularity, g, cw, per)
             has = outlier_index is not None
             block = ng * wbw * per
-            _quant_words_kernel[(_cdiv(cw, ng * wbw) * _cdiv(r, wbr),)](
+            iters = _word_iters(r, wbr, _cdiv(cw, ng * wbw)) if has else 1
+            _quant_words_kernel[(_cdiv(cw, ng * wbw) * _cdiv(r, wbr * iters),)](
                 words, x2, packed, scale, zero if zero is not None else scale,
                 _outlier_table(outlier_index, "start", c, block) if has else dummy,
                 _outlier_table(outlier_index, "lanes", c, block) if has else dummy,
                 _outlier_table(outlier_index, "words", c, per) if has else dummy, outl if has else dummy, nf,
                 r, cw, words.stride(0), k, 0 if seed is None else seed & _M32,
                 BITS=bits, SYM=symmetric, HAS_OUTL=has, STOCH=seed is not None,
-                F16=dtype == torch.float16, EVEN=r % wbr == 0 and cw % (ng * wbw) == 0, INT64=int64, BLOCK_R=wbr,
-                NG=ng, BLOCK_W=wbw, KB=_outlier_lanes(k, block), num_warps=_WARPS, enable_fp_fusion=False)
+                F16=dtype == torch.float16, EVEN=r % (wbr * iters) == 0 and cw % (ng * wbw) == 0, INT64=int64,
+                BLOCK_R=wbr, NG=ng, BLOCK_W=wbw, KB=_outlier_lanes(k, block), ITERS=iters, num_warps=_WARPS,
+                enable_fp_fusion=False)
             return
         _quant_kernel[grid](
             x2, packed, scale, zero if zero is not None else scale, slot if slot is not None else dummy,

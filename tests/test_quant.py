@@ -165,9 +165,13 @@ def test_word_kernels_store_the_reference_bytes(dtype, granularity, g, bits, sym
                                                 monkeypatch):
     """The word kernels (16-bit data, whole words of channels: every bf16 hidden state; quantize for groups,
     dequantize for every granularity) store and decode the reference's bits, outlier channels in several column
-    blocks (a small ``_WORD_TILE`` splits 256 channels into blocks), ragged row tiles (9 rows), and, with NaN/Inf,
-    the checked re-run into the same buffers; the fused re-add (element kernel) decodes the same payload."""
+    blocks (a small ``_WORD_TILE`` splits 256 channels into blocks), ragged row tiles (9 rows), programs that walk
+    several row tiles (with the small tile: ``_WORD_ITERS``), and, with NaN/Inf, the checked re-run into the same
+    buffers; the fused re-add (element kernel) decodes the same payload."""
     monkeypatch.setattr(Q, "_WORD_TILE", word_tile)
+    if word_tile == 128:
+        monkeypatch.setattr(Q, "_WORD_ITERS", 4)
+        monkeypatch.setattr(Q, "_WORD_ITERS_MIN_PROGRAMS", 1)
     gen = torch.Generator().manual_seed(bits * 13 + g + word_tile)
     x = (torch.randn(9, 256, generator=gen) * 2 - 0.5).to(dtype)
     x[:, [3, 130, 255]] *= 40  # the outlier channels below: the first, a middle and the last block
