@@ -335,8 +335,12 @@ _WARPS = 4
 # elements at 4-16 warps): 4096 x 4 was the fastest in every group row (benchmarks/results/
 # 2026-11-30-h200-bench_quant-tile-sweep2.json, docs/benchmarks.md session 4).
 _WORD_TILE = 4096
-_WORD_ITERS = 8  # provisional: tiles a quantize program walks with outlier channels (see _word_iters)
-_WORD_ITERS_MIN_PROGRAMS = 1024
+# Row tiles a word-quantize program walks (its outlier lanes decoded once for all of them), where the grid keeps
+# at least _WORD_ITERS_MIN_PROGRAMS programs. H200, by GPU time (benchmarks/results/
+# 2026-11-30-h200-quant-words-iters.txt): with 0.5% outlier channels 8 tiles lift 1 GiB from 67% to 75% of copy
+# (2 bits) and 256 MiB from 65% to 70%; at 64 MiB (1024 programs of 8 tiles) they cost 12 points without outliers.
+_WORD_ITERS = 8
+_WORD_ITERS_MIN_PROGRAMS = 4096
 
 
 def triton_available() -> bool:
@@ -781,9 +785,9 @@ def _quant_words_kernel(w_ptr, x_ptr, packed_ptr, scale_ptr, zero_ptr, start_ptr
                 rnd = _hash_uniform(r3 * C + w3 * PER + j, seed)
             else:
                 rnd = 0.5
-            # Launched without fp fusion, so each step rounds as the reference's. Outlier, masked and (until the
-            # checked re-run) non-finite lanes may give any code here: each is cut to BITS bits before it is placed,
-            # and outlier lanes are cleared below.
+            # Launched without fp fusion, so each step rounds as the reference's. Outlier lanes read 0, inside
+            # their group's range: an in-range code, cleared below. Lanes of masked rows or groups and (until the
+            # checked re-run, which rewrites every byte) non-finite lanes may spill into their word's other codes.
             if SYM:
                 q = tl.floor(e * inv + rnd).to(tl.int32) + QMAX
                 if STOCH:
@@ -792,8 +796,6 @@ def _quant_words_kernel(w_ptr, x_ptr, packed_ptr, scale_ptr, zero_ptr, start_ptr
                 q = ((e - z) * inv + rnd).to(tl.int32)
                 if STOCH:
                     q = tl.minimum(q, LEVELS)
-            if HAS_OUTL:
-                q = q & LEVELS
             pk = pk | (q << (BITS * j))
         if HAS_OUTL:
             pk = pk & ~oc
@@ -931,9 +933,9 @@ def _word_tiles(granularity: str, g: int, cw: int, per: int) -> tuple[int, int, 
 
 
 def _word_iters(r: int, br: int, ncb: int) -> int:
-    """ITERS of ``_quant_words_kernel`` with outlier channels: tiles a program walks down the rows, so that a
-    column block's outlier lanes are decoded once for that many tiles; 1 where the grid would get too small to
-    fill the device (fewer than ``_WORD_ITERS_MIN_PROGRAMS`` programs)."""
+    """ITERS of ``_quant_words_kernel``: tiles a program walks down the rows, so that a column block's outlier
+    lanes are decoded once for that many tiles; 1 where the grid would get too small to keep the device busy
+    (fewer than ``_WORD_ITERS_MIN_PROGRAMS`` programs)."""
     return _WORD_ITERS if _cdiv(r, br * _WORD_ITERS) * ncb >= _WORD_ITERS_MIN_PROGRAMS else 1
 
 
@@ -1063,7 +1065,7 @@ def quantize_triton(x: torch.Tensor, bits: int, group_size: int, symmetric: bool
             _, wbr, ng, wbw = _word_tiles(granularity, g, cw, per)
             has = outlier_index is not None
             block = ng * wbw * per
-            iters = _word_iters(r, wbr, _cdiv(cw, ng * wbw)) if has else 1
+            iters = _word_iters(r, wbr, _cdiv(cw, ng * wbw))
             _quant_words_kernel[(_cdiv(cw, ng * wbw) * _cdiv(r, wbr * iters),)](
                 words, x2, packed, scale, zero if zero is not None else scale,
                 _outlier_table(outlier_index, "start", c, block) if has else dummy,

@@ -9,7 +9,8 @@ channels (0.5% of channels, frozen as after calibration: the steady state of tra
   each record is settled two calls on); bytes = the tensor read + the payload written;
 * ``dequantize``: :func:`dequantize_triton`; bytes = the payload read + the tensor written;
 
-with ``triton.testing.do_bench`` (median), and checks on the GPU, in the same run, that the kernels store the
+with ``triton.testing.do_bench`` (median; a call's time, launch path included: at small sizes the host's) and
+with the torch profiler (the call's GPU work alone: kernels, memsets, copies), and checks on the GPU, in the same run, that the kernels store the
 same bytes as the plain-PyTorch reference and decode the same values (64 MiB tensors). Extra rows (4 bits):
 per-token-group steps (intra_inter's), per-channel steps (two passes: statistics, then codes) and dynamic outliers
 (a scoring pass first); and for the token-group row the LoRA re-add of ``intra_inter_full_fuse``, fused
@@ -76,6 +77,18 @@ def main(argv: list[str] | None = None) -> int:
 
         def bench(fn):
             return triton.testing.do_bench(fn, warmup=25, rep=100, return_mode="median") * 1e-3
+        from torch.profiler import ProfilerActivity, profile
+
+        def device_time(fn, reps: int = 20) -> float:
+            """Seconds of GPU work a call (kernels, memsets and copies it launches, summed by the profiler):
+            the rate of the kernels themselves, whatever the host's launch path costs around them."""
+            fn()
+            torch.cuda.synchronize()
+            with profile(activities=[ProfilerActivity.CUDA]) as prof:
+                for _ in range(reps):
+                    fn()
+                torch.cuda.synchronize()
+            return sum(e.self_device_time_total for e in prof.key_averages()) * 1e-6 / reps
     else:
         def bench(fn):
             fn()
@@ -85,6 +98,8 @@ def main(argv: list[str] | None = None) -> int:
                 fn()
                 ts.append(time.perf_counter() - t0)
             return statistics.median(ts)
+
+        device_time = bench
 
     sizes = [int(s) for s in args.sizes_mib.split(",")] if not args.smoke else [0]
     bits_list = [int(b) for b in args.bits.split(",")]
@@ -123,9 +138,11 @@ def main(argv: list[str] | None = None) -> int:
         nbytes = x.numel() * x.element_size()
         dst = torch.empty_like(x)
         t_copy = bench(lambda: dst.copy_(x))
+        dev_copy = device_time(lambda: dst.copy_(x))
         copy_gbs = 2 * nbytes / t_copy / 1e9
         rows_out.append({"size_mib": mib, "op": "copy", "bits": None, "outliers": False, "granularity": "-",
-                         "seconds": t_copy, "bytes": 2 * nbytes, "gbps": copy_gbs, "pct_copy": 100.0})
+                         "seconds": t_copy, "bytes": 2 * nbytes, "gbps": copy_gbs, "pct_copy": 100.0,
+                         "device_seconds": dev_copy, "device_pct_copy": 100.0})
         del dst
         configs = [(b, o, "group") for b in bits_list for o in (False, True)]
         if 4 in bits_list:
@@ -157,10 +174,12 @@ def main(argv: list[str] | None = None) -> int:
             q = enc()
             payload = q.nbytes
             t_q = bench(enc_deferred)
+            dev_q = device_time(enc_deferred)
             while pending:
                 pending.pop(0).settle()
             t_d = bench(lambda q=q: Q.dequantize_triton(q))
-            timed = [("quantize", t_q, nbytes + payload), ("dequantize", t_d, nbytes + payload)]
+            dev_d = device_time(lambda q=q: Q.dequantize_triton(q))
+            timed = [("quantize", t_q, nbytes + payload, dev_q), ("dequantize", t_d, nbytes + payload, dev_d)]
             if gran == "token_group" and tile is None:  # intra_inter_full_fuse's LoRA re-add: fused vs unfused
                 branch = torch.randn(x.shape, generator=gen, device=dev) * 0.05  # fp32, as peft's LoRA branch
                 fused = Q.dequantize_add(q, branch)
@@ -174,13 +193,16 @@ def main(argv: list[str] | None = None) -> int:
                 t_f = bench(lambda q=q, b=branch: Q.dequantize_add(q, b))
                 t_u = bench(lambda q=q, b=branch: lora_combine(Q.dequantize_triton(q), b, x.dtype))
                 # bytes a perfect fused pass moves: payload + branch read, result written
-                timed += [("deq+add", t_f, payload + 2 * nbytes + nbytes), ("deq,add", t_u, payload + 3 * nbytes)]
+                timed += [("deq+add", t_f, payload + 2 * nbytes + nbytes, None),
+                          ("deq,add", t_u, payload + 3 * nbytes, None)]
                 del branch
-            for op, t, moved in timed:
+            for op, t, moved, t_dev in timed:
                 rows_out.append({"size_mib": mib, "op": op, "bits": bits, "outliers": outl, "granularity": gran,
                                  "tile": f"{Q._TILE}x{Q._WARPS}", "word_tile": Q._WORD_TILE, "seconds": t,
                                  "bytes": moved, "gbps": moved / t / 1e9,
                                  "pct_copy": 100.0 * (moved / t) / (2 * nbytes / t_copy),
+                                 "device_seconds": t_dev, "device_pct_copy": None if t_dev is None
+                                 else 100.0 * (moved / t_dev) / (2 * nbytes / dev_copy),
                                  "payload_ratio": payload / nbytes})
             del q
         del x
@@ -218,11 +240,16 @@ def _print_table(result: dict) -> None:
           "all bit-exact" if result["all_checks_pass"] else
           "MISMATCH: " + ", ".join(f"{c['bits']}b/{c['granularity']}/o={c['outliers']}" for c in result["checks"]
                                    if not (c["bytes_equal"] and c["decode_equal"])))
-    print(f"{'MiB':>6} {'op':<11} {'bits':>4} {'outl':>5} {'gran':<12} {'tile':>8} {'us':>9} {'GB/s':>8} {'% copy':>7}")
+    print("us / GB/s / % copy: a call as compress() makes it, timed by do_bench (at small sizes the host's launch "
+          "path shows); dev us / dev %: its GPU work alone (profiler), against the copy's")
+    print(f"{'MiB':>6} {'op':<11} {'bits':>4} {'outl':>5} {'gran':<12} {'tile':>8} {'us':>9} {'GB/s':>8} {'% copy':>7}"
+          f" {'dev us':>8} {'dev %':>6}")
     for r in result["rows"]:
+        dev = r.get("device_seconds")
+        dev_s = f" {dev * 1e6:>8.1f} {r['device_pct_copy']:>5.1f}%" if dev is not None else f" {'-':>8} {'-':>6}"
         print(f"{r['size_mib']:>6} {r['op']:<11} {str(r['bits'] or '-'):>4} {'yes' if r['outliers'] else 'no':>5} "
               f"{r['granularity']:<12} {r.get('tile', '-'):>8} {r['seconds'] * 1e6:>9.1f} {r['gbps']:>8.1f} "
-              f"{r['pct_copy']:>6.1f}%")
+              f"{r['pct_copy']:>6.1f}%" + dev_s)
 
 
 if __name__ == "__main__":

@@ -21,8 +21,12 @@ src = inspect.getsource(Q._quant_words_kernel.fn)
 # (The first two runs also had a "no select" variant: the per-element select that left outlier lanes out of the
 # statistics, replaced since by one mask a word; results in ../results/2026-11-30-h200-quant-words-outliers-*.txt.)
 GATHER = "        if HAS_OUTL:  # last:"
-assert GATHER in src
-edits = {"no gather": [(GATHER, "        if False:  # last:")]}
+AND = "            w = w & keep"
+CLEAR = [("            pk = pk & ~oc", "            pk = pk"), ("                q = q & LEVELS", "                q = q")]
+assert GATHER in src and AND in src and all(a in src for a, _ in CLEAR)
+edits = {"no gather": [(GATHER, "        if False:  # last:")], "no mask": [(AND, "            w = w")],
+         "no clear": CLEAR}
+edits["none of them"] = edits["no gather"] + edits["no mask"] + edits["no clear"]
 tmp = tempfile.mkdtemp()
 kernels = {"library": Q._quant_words_kernel}
 for i, (name, ed) in enumerate(edits.items()):
@@ -71,7 +75,7 @@ for bits in (2, 4):
             if not outl and name != "library":
                 continue
             for cap, iters in ((64, 1), (64, 2), (64, 4), (64, 8), (64, 16), (16, 1), (16, 8)):
-                if name != "library" and cap != 64:
+                if name != "library" and (cap, iters) not in ((64, 1), (64, 8)):
                     continue
                 Q._WORD_ITERS = iters
                 Q._quant_words_kernel, Q._word_tiles = k, capped(cap)
