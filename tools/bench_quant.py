@@ -53,6 +53,52 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+def device_and_timers(tool: str, smoke: bool) -> tuple | None:
+    """``(device, bench, device_time)`` (see :func:`timers`): CUDA, or the CPU for ``--smoke``; None, with a
+    message, on a machine without CUDA otherwise."""
+    import torch
+
+    cuda = torch.cuda.is_available()
+    if not cuda and not smoke:
+        print(f"{tool}: no CUDA device; use --smoke for a CPU check of the script", file=sys.stderr)
+        return None
+    return (torch.device("cuda" if cuda else "cpu"),) + timers(cuda)
+
+
+def timers(cuda: bool) -> tuple:
+    """``(bench, device_time)``: seconds a call. ``bench``: ``triton.testing.do_bench``'s median (a call's time as
+    a caller sees it, launch path included: at small sizes the host's). ``device_time``: the call's GPU work alone
+    (kernels, memsets and copies it launches, summed by the torch profiler over 20 calls): the kernels' own rate,
+    whatever the host costs around them. On CPU (``--smoke``) both are a median of wall times."""
+    import torch
+
+    if not cuda:
+        def wall(fn):
+            fn()
+            ts = []
+            for _ in range(3):
+                t0 = time.perf_counter()
+                fn()
+                ts.append(time.perf_counter() - t0)
+            return statistics.median(ts)
+        return wall, wall
+    import triton.testing
+    from torch.profiler import ProfilerActivity, profile
+
+    def bench(fn):
+        return triton.testing.do_bench(fn, warmup=25, rep=100, return_mode="median") * 1e-3
+
+    def device_time(fn, reps: int = 20) -> float:
+        fn()
+        torch.cuda.synchronize()
+        with profile(activities=[ProfilerActivity.CUDA]) as prof:
+            for _ in range(reps):
+                fn()
+            torch.cuda.synchronize()
+        return sum(e.self_device_time_total for e in prof.key_averages()) * 1e-6 / reps
+    return bench, device_time
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
     if args.smoke:
@@ -67,39 +113,11 @@ def main(argv: list[str] | None = None) -> int:
     from hyclora_hooks.lineage import lora_combine
 
     Q.WORD_KERNELS = not args.element_kernels
-    cuda = torch.cuda.is_available()
-    if not cuda and not args.smoke:
-        print("bench_quant: no CUDA device; use --smoke for a CPU check of the script", file=sys.stderr)
+    found = device_and_timers("bench_quant", args.smoke)
+    if found is None:
         return 2
-    dev = torch.device("cuda" if cuda else "cpu")
-    if cuda:
-        import triton.testing
-
-        def bench(fn):
-            return triton.testing.do_bench(fn, warmup=25, rep=100, return_mode="median") * 1e-3
-        from torch.profiler import ProfilerActivity, profile
-
-        def device_time(fn, reps: int = 20) -> float:
-            """Seconds of GPU work a call (kernels, memsets and copies it launches, summed by the profiler):
-            the rate of the kernels themselves, whatever the host's launch path costs around them."""
-            fn()
-            torch.cuda.synchronize()
-            with profile(activities=[ProfilerActivity.CUDA]) as prof:
-                for _ in range(reps):
-                    fn()
-                torch.cuda.synchronize()
-            return sum(e.self_device_time_total for e in prof.key_averages()) * 1e-6 / reps
-    else:
-        def bench(fn):
-            fn()
-            ts = []
-            for _ in range(3):
-                t0 = time.perf_counter()
-                fn()
-                ts.append(time.perf_counter() - t0)
-            return statistics.median(ts)
-
-        device_time = bench
+    dev, bench, device_time = found
+    cuda = dev.type == "cuda"
 
     sizes = [int(s) for s in args.sizes_mib.split(",")] if not args.smoke else [0]
     bits_list = [int(b) for b in args.bits.split(",")]

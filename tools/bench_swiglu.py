@@ -21,10 +21,14 @@ import argparse
 import datetime
 import json
 import os
-import statistics
 import sys
-import time
 from pathlib import Path
+
+_ROOT = Path(__file__).resolve().parent.parent
+if str(_ROOT) not in sys.path:
+    sys.path.insert(0, str(_ROOT))
+
+from tools.bench_quant import _triton_version, device_and_timers  # noqa: E402  (imports neither torch nor triton)
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
@@ -38,35 +42,17 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
-    if args.smoke:
-        os.environ.setdefault("TRITON_INTERPRET", "1")  # before triton is first imported
-    repo = Path(__file__).resolve().parent.parent
-    if str(repo) not in sys.path:
-        sys.path.insert(0, str(repo))
+    if args.smoke:  # before triton is first imported
+        os.environ.setdefault("TRITON_INTERPRET", "1")
     import torch
 
     from hyclora_hooks.kernels import swiglu
-    from tools.bench_quant import _triton_version
 
-    cuda = torch.cuda.is_available()
-    if not cuda and not args.smoke:
-        print("bench_swiglu: no CUDA device; use --smoke for a CPU check of the script", file=sys.stderr)
+    found = device_and_timers("bench_swiglu", args.smoke)
+    if found is None:
         return 2
-    dev = torch.device("cuda" if cuda else "cpu")
-    if cuda:
-        import triton.testing
-
-        def bench(fn):
-            return triton.testing.do_bench(fn, warmup=25, rep=100, return_mode="median") * 1e-3
-    else:
-        def bench(fn):
-            fn()
-            ts = []
-            for _ in range(3):
-                t0 = time.perf_counter()
-                fn()
-                ts.append(time.perf_counter() - t0)
-            return statistics.median(ts)
+    dev, bench, _ = found
+    cuda = dev.type == "cuda"
 
     tokens, inter = (8, 40) if args.smoke else (args.tokens, args.intermediate)
     gen = torch.Generator(device=dev).manual_seed(0)

@@ -4,21 +4,13 @@ H200). Run from the repository root on a GPU: ``PYTHONPATH=. python benchmarks/e
 import sys
 
 import torch
-from torch.profiler import ProfilerActivity, profile
 
 sys.path.insert(0, ".")
 from hyclora_hooks.kernels import quant as Q  # noqa: E402
 from hyclora_hooks.kernels.nonfinite import collecting  # noqa: E402
+from tools.bench_quant import timers  # noqa: E402
 
-
-def device_time(fn, reps=20):
-    fn()
-    torch.cuda.synchronize()
-    with profile(activities=[ProfilerActivity.CUDA]) as prof:
-        for _ in range(reps):
-            fn()
-        torch.cuda.synchronize()
-    return sum(e.self_device_time_total for e in prof.key_averages()) * 1e-6 / reps
+_, device_time = timers(True)
 
 
 dev = torch.device("cuda")
