@@ -71,23 +71,33 @@ def read(entry: Any, decode: Callable[[], torch.Tensor]) -> torch.Tensor:
     task = graph_task_id()
     if task == -1:
         return decode()
-    key = id(entry)
     with _lock:
-        kept = _tasks.get(task)
-        item = kept.items.get(key) if kept is not None else None
-        if item is not None:
-            ref, t, version, left = item
-            if ref() is entry and t._version == version:
-                if left <= 1:
-                    kept.drop(key)
-                else:
-                    item[3] = left - 1
-                return t
-            kept.drop(key)
+        t = _count_read(task, entry)
+    if t is not None:
+        return t
     t = decode()
     if _nbytes(t) <= MAX_SHARED_BYTES:
         _keep(task, entry, t)
     return t
+
+
+def _count_read(task: int, entry: Any) -> torch.Tensor | None:
+    """(Under ``_lock``.) ``entry``'s decode kept in backward ``task``, counted as one read (dropped at the last),
+    or None; a kept tensor that is stale (another entry at that id, or written into) is dropped."""
+    kept = _tasks.get(task)
+    key = id(entry)
+    item = kept.items.get(key) if kept is not None else None
+    if item is None:
+        return None
+    ref, t, version, left = item
+    if ref() is entry and t._version == version:
+        if left <= 1:
+            kept.drop(key)
+        else:
+            item[3] = left - 1
+        return t
+    kept.drop(key)
+    return None
 
 
 def _keep(task: int, entry: Any, t: torch.Tensor) -> None:
@@ -112,15 +122,8 @@ def share(entry: Any, t: torch.Tensor) -> None:
     task = graph_task_id()
     if task == -1 or entry.readers < 2 or _nbytes(t) > MAX_SHARED_BYTES:
         return
-    key = id(entry)
     with _lock:
-        kept = _tasks.get(task)
-        item = kept.items.get(key) if kept is not None else None
-        if item is not None and item[0]() is entry and item[1]._version == item[2]:
-            if item[3] <= 1:
-                kept.drop(key)
-            else:
-                item[3] -= 1
+        if _count_read(task, entry) is not None:
             return
     _keep(task, entry, t)
 
