@@ -28,6 +28,11 @@ NOTE [Lifetimes]
  11. A saved leaf that requires grad and is no parameter (a user's input; the embedding output Hugging Face makes
      require grad for gradient checkpointing), or a view of one, is kept as is: the graph's gradient accumulator
      holds it for the whole step, so a compressed copy would add bytes, and the accountant would miss the original.
+ 12. A codec whose statistics are per channel over tokens (``Codec.channels_after_tokens``) sees, in the
+     memory-order view of rule 8, every dim after the token dim (the saved tensor's dim -2) merged into channels.
+     SDPA's q/k/v are ``(B, H, T, D)`` views of ``(B, T, H, D)`` memory: as rows x D, 64 consecutive rows were 7
+     tokens of 9 heads, one step shared by heads of different scales (SmolLM2 q/k at 4 bits: relative error 0.071
+     against 0.046 per head over 64 tokens). Decode reshapes back, then permutes.
 """
 
 from __future__ import annotations
@@ -82,19 +87,25 @@ class Entry:
     ``readers``: saved-variable slots and recipes the entry was handed to (NOTE [Shared decodes]).
     """
 
-    __slots__ = ("codec", "payload", "site", "lossless", "cost", "perm", "readers", "__weakref__")
+    __slots__ = ("codec", "payload", "site", "lossless", "cost", "perm", "shape", "readers", "__weakref__")
 
     def __init__(self, codec: Codec, payload: Any, site: SaveSite, lossless: bool | None = None, cost: int = 0,
-                 perm: tuple[int, ...] | None = None):
+                 perm: tuple[int, ...] | None = None, shape: tuple[int, ...] | None = None):
         self.codec, self.payload, self.site = codec, payload, site
         self.lossless = codec.lossless if lossless is None else lossless
         self.cost = cost  # ops a decode replays (0 for stored data; see lineage.MAX_COST)
         self.perm = perm  # NOTE [Lifetimes] rule 8: the permutation that restores the saved tensor's strides
+        self.shape = shape  # rule 12: the memory-order shape, where the codec saw trailing dims merged
         self.readers = 0
 
-    def decode(self) -> torch.Tensor:
-        out = self.codec.decode(self.payload)
+    def _restore(self, out: torch.Tensor) -> torch.Tensor:
+        """A codec's output in the saved tensor's shape and strides (rules 8 and 12)."""
+        if self.shape is not None:
+            out = out.view(self.shape)
         return out if self.perm is None else out.permute(self.perm)
+
+    def decode(self) -> torch.Tensor:
+        return self._restore(self.codec.decode(self.payload))
 
     def decode_add(self, add: torch.Tensor, dtype: torch.dtype) -> torch.Tensor | None:
         """``decode()`` plus ``add`` (same shape), summed in fp32 and rounded once to ``dtype``, in one pass where
@@ -103,10 +114,10 @@ class Entry:
             return None
         if self.perm is not None:  # the codec holds the memory-order layout: give it the branch in that order
             add = add.permute(_inverse(self.perm))
+        if self.shape is not None:
+            add = add.reshape(self.payload.shape)
         out = self.codec.decode_add(self.payload, add)
-        if out is None or self.perm is None:
-            return out
-        return out.permute(self.perm)
+        return None if out is None else self._restore(out)
 
     def value(self) -> torch.Tensor:
         """The decoded tensor, shared with this entry's other readers in one backward (NOTE [Lifetimes] rule 10)."""
@@ -123,6 +134,21 @@ def memory_order(t: torch.Tensor) -> tuple[torch.Tensor, tuple[int, ...] | None]
     if not mem.is_contiguous():
         return t, None  # not dense (a slice, an expanded view): the codec copies what it shows
     return mem, _inverse(order)
+
+
+def codec_view(t: torch.Tensor, codec: Codec) -> tuple[torch.Tensor, tuple[int, ...] | None,
+                                                     tuple[int, ...] | None]:
+    """What a lossy codec encodes for the saved ``t``: its memory-order view (NOTE [Lifetimes] rule 8) with, for
+    a codec with ``channels_after_tokens``, the dims after the token dim merged (rule 12); the permutation and the
+    memory-order shape that :meth:`Entry._restore` undoes (None where nothing is to undo)."""
+    mem, perm = memory_order(t)
+    if not codec.channels_after_tokens or t.dim() < 3 or (perm is None and not t.is_contiguous()):
+        return mem, perm, None
+    order = _inverse(perm) if perm is not None else tuple(range(t.dim()))  # mem = t.permute(order)
+    tokens = order.index(t.dim() - 2)
+    if tokens >= t.dim() - 2:  # at most one dim after the tokens: already rows x channels
+        return mem, perm, None
+    return mem.reshape(*mem.shape[:tokens + 1], -1), perm, tuple(mem.shape)
 
 
 def _inverse(perm: tuple[int, ...] | list[int]) -> tuple[int, ...]:
@@ -323,13 +349,13 @@ class Compressor:
     def _admit(self, t: torch.Tensor, site: SaveSite, codec: Codec | None = None, reason: str | None = None,
                skey: Any = None, storage_nbytes: int | None = None, saved: bool = True) -> Entry:
         codec = codec or KEEP
-        perm = None
+        perm = shape = None
         if not codec.lossless:
-            t, perm = memory_order(t)
+            t, perm, shape = codec_view(t, codec)
         payload = codec.encode(t, site)
         if skey is None:  # not a strided tensor: count its own bytes, keyed by identity
             skey, storage_nbytes = ("id", id(t)), t.numel() * t.element_size()
-        entry = Entry(codec, payload, site, perm=perm)
+        entry = Entry(codec, payload, site, perm=perm, shape=shape)
         token = self.accountant.admit(skey, storage_nbytes, site, self._label(codec),
                                       0 if codec.lossless else codec.nbytes(payload), codec.lossless, reason, saved,
                                       codec.host_nbytes(payload))

@@ -211,6 +211,47 @@ def test_decoded_tensors_keep_permuted_strides(codec):
     assert _SaveAndCheckStrides.seen == [(tuple(x.shape), x.stride())]
 
 
+class _SaveAndRecord(torch.autograd.Function):
+    """Saves its input; backward records the unpacked tensor."""
+
+    seen: list = []
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return x * 1.0
+
+    @staticmethod
+    def backward(ctx, g):
+        _SaveAndRecord.seen.append(ctx.saved_tensors[0].detach().clone())
+        return g
+
+
+@pytest.mark.parametrize("granularity", ["token_group", "channel"])
+def test_per_channel_codecs_see_heads_as_channels(granularity):
+    """NOTE [Lifetimes] rule 12: a (B, H, T, D) view of (B, T, H, D) memory (SDPA's q/k/v) is quantized per
+    (head, channel) over tokens. As rows x D, a group of rows would mix heads: a quiet head would take the step of
+    a loud one. Decoded values equal the reference quantizer's on the (B, T, H*D) layout."""
+    from hyclora_hooks.kernels.quant import dequantize_ref, quantize_ref
+    from hyclora_hooks.policy import Policy, Rule
+
+    policy = Policy(name="t", rules=(Rule(codec="quant", op_class=("unknown",),
+                                          params={"bits": 4, "group_size": 8, "granularity": granularity}),))
+    torch.manual_seed(0)
+    mem = torch.randn(2, 32, 4, 16)  # (B, T, H, D)
+    mem[:, :, 0] *= 100.0  # one loud head
+    x = mem.transpose(1, 2).requires_grad_()  # (B, H, T, D) with (B, T, H, D) strides
+    _SaveAndRecord.seen.clear()
+    with hyclora.compress(policy, min_bytes=0):
+        y = _SaveAndRecord.apply(x)
+    y.sum().backward()
+    (got,) = _SaveAndRecord.seen
+    want = dequantize_ref(quantize_ref(mem.reshape(2, 32, 64), 4, 8, granularity=granularity))
+    assert torch.equal(got, want.view(2, 32, 4, 16).transpose(1, 2))
+    quiet = (got - x.detach())[:, 1:].abs().max() / x.detach()[:, 1:].abs().max()
+    assert quiet < 0.15, quiet  # a step of 1/15 of the quiet heads' range (mixed with the loud head: ~1.5)
+
+
 def test_accountant_grow_after_a_late_nonfinite_find():
     """NOTE [Lifetimes] rule 9: non-finite values found after a pack grow that entry's stored bytes, totals and
     live figures alike; a find after the entry was released changes the totals only."""

@@ -25,6 +25,13 @@ class Codec:
     # dtypes a codec can encode; anything else is kept as is, and the accountant records why.
     accepts: ClassVar[tuple[torch.dtype, ...]] = (torch.float32, torch.float16, torch.bfloat16)
 
+    @property
+    def channels_after_tokens(self) -> bool:
+        """True when the codec keeps statistics per channel over tokens (rows): it is then given every dim after
+        the token dim as channels (a ``(B, T, H, D)``-ordered attention tensor as ``(B, T, H*D)``), so that a
+        group of rows is a run of tokens, not a mix of heads (NOTE [Lifetimes] rule 12 in ``engine.py``)."""
+        return False
+
     def encode(self, t: torch.Tensor, site: Any = None) -> Any:
         raise NotImplementedError
 

@@ -84,6 +84,10 @@ class Quant(Codec):
         """The bits a code really takes: ``max(bits, min_bits)``."""
         return max(self.bits, self.min_bits)
 
+    @property
+    def channels_after_tokens(self) -> bool:
+        return self.granularity != "group"
+
     def encode(self, t: torch.Tensor, site=None) -> QuantizedTensor:
         idx = None
         if self.outlier_ratio > 0:
