@@ -162,7 +162,9 @@ def _sdpa_role(t: torch.Tensor, tensor_args: list) -> str:
         q, v = tensor_args[0], tensor_args[2]
         if t.dtype == q.dtype and tuple(t.shape) == tuple(q.shape[:-1]) + (v.shape[-1],):
             return "output"
-        if t.dtype == torch.float32 and t.dim() == q.dim() - 1:
+        # flash and CPU flash: (B, H, L); cuDNN: (B, H, L, 1). Missing the latter kept cuDNN's exact logsumexp
+        # beside recomputed q/k: an inconsistent softmax in backward (SmolLM2, 4-bit q/k: cosine 0.992 vs 0.999)
+        if t.dtype == torch.float32 and (t.dim() == q.dim() - 1 or (t.dim() == q.dim() and t.shape[-1] == 1)):
             return "logsumexp"
     return "internal"
 

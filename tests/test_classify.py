@@ -34,3 +34,24 @@ def test_op_classes_and_roles(name):
     missing = EXPECTED[name] - sites
     assert not missing, f"missing {missing}; got {sorted(sites)}"
     assert not any(op == "unknown" for op, _ in sites), sorted(sites)
+
+
+@pytest.mark.parametrize("op, lse_shape", [
+    ("_scaled_dot_product_flash_attention_for_cpu", (2, 3, 16)),  # flash and CPU flash: (B, H, L)
+    ("_scaled_dot_product_cudnn_attention", (2, 3, 16, 1)),  # cuDNN (Hopper's default backend): (B, H, L, 1)
+])
+def test_sdpa_logsumexp_of_every_backend(op, lse_shape):
+    """The logsumexp must be found whatever its backend's shape: kept exact beside lossy q/k it makes backward's
+    softmax inconsistent (cuDNN on an H200, SmolLM2 with 4-bit q/k: LoRA-gradient cosine 0.992 instead of 0.999)."""
+    import torch
+
+    from hyclora_hooks.sites import classify
+
+    q, k, v = (torch.randn(2, 3, 16, 8, dtype=torch.bfloat16) for _ in range(3))
+    out = torch.randn(2, 3, 16, 8, dtype=torch.bfloat16)
+    lse = torch.randn(lse_shape, dtype=torch.float32)
+    never = lambda t: False  # noqa: E731
+    args = (q, k, v)
+    assert classify(lse, op, args, "model.layers.0.self_attn", "LlamaAttention", never) == ("attention", "logsumexp")
+    assert classify(out, op, args, "model.layers.0.self_attn", "LlamaAttention", never) == ("attention", "output")
+    assert classify(k, op, args, "model.layers.0.self_attn", "LlamaAttention", never) == ("attention", "key")
