@@ -165,3 +165,17 @@ def test_loaded_policies_are_reused_until_their_file_changes(tmp_path):
     f.write_text('name = "mine"\n[[rule]]\nop_class = "linear"\ncodec = "quant"\nbits = 4\n  \n')  # new size
     second = hyclora.load_policy(str(f))
     assert second is not first and "quant4/" in second.summary() and "quant8/" in first.summary()
+
+
+@pytest.mark.parametrize("preset", ["intra", "intra_inter"])
+@pytest.mark.parametrize("bits", [2, 4])
+def test_rope_cos_sin_stay_exact(preset, bits):
+    """RoPE's cos/sin (saved by its muls) are one small copy shared by every layer, and an error in them lands on
+    every q/k gradient: no preset stores them lossy, directly or as a recipe's source."""
+    from conftest import build
+
+    model, batch = build("llama-sdpa")
+    with hyclora.compress(preset, bits=bits, min_bytes=0) as ctx:
+        model(**batch).loss.backward()
+    rows = [r for r in ctx.report().to_dict()["by_op"] if (r["op"], r["role"]) == ("mul", "rope")]
+    assert rows and all(r["codec"] in ("keep", "recompute") for r in rows), rows
