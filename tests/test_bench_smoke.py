@@ -119,3 +119,16 @@ def test_bench_swiglu_cpu_smoke(tmp_path: Path) -> None:
     assert all(c["silu_equal"] and c["product_equal"] for c in doc["checks"] if c["dtype"] != "float32")
     assert proc.returncode == (0 if doc["all_checks_pass"] else 1)
     assert proc.stdout.strip().splitlines()[-1].split()[2] == "fused"  # the table is printed last
+
+
+def test_check_sdpa_backends_cpu_smoke() -> None:
+    """tools/check_sdpa_backends.py on CPU: with lossy q/k the logsumexp is recomputed, and the gradients stay
+    close to exact (the GPU run compares cuDNN, flash and efficient attention the same way)."""
+    from tools import check_sdpa_backends
+
+    rows = check_sdpa_backends.main(["--model", "tiny-llama", "--device", "cpu", "--batch-size", "2",
+                                     "--seq-len", "32", "--policy", "intra_inter"])
+    assert [r["backend"] for r in rows] == ["FLASH_ATTENTION"]
+    (row,) = rows
+    assert row["codecs"][1].startswith("quant") and row["codecs"][2] == "recompute", row
+    assert row["cosine"] > 0.99, row
