@@ -64,7 +64,9 @@ class _SdpaPart(Node):
     def __init__(self, shared: SdpaRecompute, role: str):
         self.shared, self.role = shared, role
         self.lossless = False
-        self.cost = 1 + sum(n.cost for n in (shared.q, shared.k, shared.v))
+        # one attention forward: q, k and v are decoded for SDPA's own backward anyway (shared decodes), so a
+        # reader of the output (o_proj's input) replays only this op, not their recipes again
+        self.cost = 1
 
     def eval(self, memo: dict) -> torch.Tensor:
         return self.shared.get(self.role, memo)

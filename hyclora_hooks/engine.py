@@ -404,10 +404,8 @@ class Compressor:
         if node is not None:
             return self._recipe(t, site, lineage.fuse_swiglu(node) if self.policy.fuse else node)
         if not lossless and route.codec.lossless is False:  # P3: store tensor - LoRA branch, add it back
-            split = planner.lora_split(t)
-            if split is not None:
-                ops, branch = split
-                branch = planner.replay_chain(ops, branch, skip_casts=True)  # the branch in t's layout
+            branch = planner.lora_part(t)  # the (carried) LoRA part in t's layout
+            if branch is not None:
                 base = lineage.lora_combine(t, lineage.evaluate(branch), t.dtype, subtract=True)
                 leaf = lineage.EntryRef(self._source(base, site, route))
                 return self._recipe(t, site, planner.lora_rebuild(leaf, branch, t.dtype, self.policy.fuse))

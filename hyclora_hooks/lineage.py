@@ -12,9 +12,10 @@ When autograd saves a tensor, :class:`Planner` tries, in order (NOTE [Recipes]):
   P1 *free recipe*: every leaf of the lineage is an entry already stored (or a parameter): store nothing new.
      SiLU output from the saved gate, the SwiGLU product from its stored operands, a LoRA input's fp32 copy from
      the stored normalised input, o_proj's input from the stored attention output.
-  P3 *LoRA compensation*: up to casts and views the tensor is ``base + lora`` with the LoRA branch a free
-     recipe (from the kept ``x·A`` and the parameter ``B``): store ``tensor - lora`` (the frozen part) with the
-     codec and add the exact LoRA part back when decoding.
+  P3 *LoRA compensation*: the tensor is a linear function L of LoRA-adapted outputs ``base + lora`` (casts and
+     views: q, k, v, gate, up themselves; RoPE's ``q*cos + rotate_half(q)*sin``: q/k as SDPA saves them), each
+     LoRA branch a free recipe (from the kept ``x·A`` and the parameter ``B``): store ``tensor - L(lora)`` (the
+     frozen part) with the codec and add the exact ``L(lora)`` back when decoding.
   P2 *source*: a chain of casts and views back to a live source no larger than the tensor: encode the source
      once (every fp32 upcast of one bf16 input shares it) and replay the chain.
 
@@ -24,6 +25,7 @@ outside any hooks, and are pure: decoding twice gives the same values.
 
 from __future__ import annotations
 
+import math
 import weakref
 from typing import Any, Callable
 
@@ -174,6 +176,23 @@ class Const(Node):
         return ("tensor", id(self.value)) if isinstance(self.value, torch.Tensor) else _key(self.value)
 
 
+class Shared(Node):
+    """A sub-expression read more than once in one recipe (RoPE reads q twice: ``q*cos``, ``rotate_half(q)``):
+    evaluated once per evaluation."""
+
+    def __init__(self, inner: Node):
+        self.inner, self.lossless, self.cost = inner, inner.lossless, inner.cost
+
+    def eval(self, memo: dict) -> Any:
+        key = id(self)
+        if key not in memo:
+            memo[key] = self.inner.eval(memo)
+        return memo[key]
+
+    def key(self) -> Any:
+        return ("shared", self.inner.key())
+
+
 class Replay(Node):
     def __init__(self, func: Callable, name: str, args: tuple, kwargs: dict):
         self.func, self.name, self.args, self.kwargs = func, name, args, kwargs
@@ -233,9 +252,15 @@ def _walk_leaves(a: Any, seen: dict) -> None:
     elif isinstance(a, Replay):
         _walk_leaves(a.args, seen)
         _walk_leaves(tuple(a.kwargs.values()), seen)
+    elif isinstance(a, Shared):
+        _walk_leaves(a.inner, seen)
     elif isinstance(a, (tuple, list)):
         for x in a:
             _walk_leaves(x, seen)
+
+
+def _holds_tensors(xs: tuple) -> bool:
+    return any(isinstance(x, (TensorRef, ParamRef)) or (isinstance(x, tuple) and _holds_tensors(x)) for x in xs)
 
 
 def _nodes(xs: tuple) -> list:
@@ -387,11 +412,75 @@ class Planner:
         return node
 
     # P3 -------------------------------------------------------------------------------------------
-    def lora_split(self, t: torch.Tensor) -> tuple[list[Lineage], Node] | None:
-        """If ``t`` is, up to casts and views, ``base + branch`` with ``branch`` a lossless free recipe (peft's
-        ``lora_B(lora_A(x)) * scaling`` from the kept ``x·A``), return the chain ops and the branch."""
+    def lora_part(self, t: torch.Tensor) -> Node | None:
+        """A lossless node computing L(branches) in ``t``'s layout when ``t`` is a linear function L of tensors
+        ``base + branch`` (each ``branch`` a lossless free recipe: peft's ``lora_B(lora_A(x)) * scaling`` from
+        the kept ``x·A``); else None. L may be casts (skipped: the branch stays in its wider dtype) and views,
+        negation, ``getitem``, ``cat``, sums of carried terms and products with a lossless free factor: RoPE's
+        ``q*cos + rotate_half(q)*sin`` carries q's LoRA part to the q that SDPA saves.
+
+        Decoding ``stored + part`` gives back the tensor whatever ``part`` is (the engine stores ``t - part``);
+        linearity is what makes the stored part the frozen one, whose range the LoRA part does not widen."""
+        return self._carry(lineage_of(t), MAX_DEPTH, {})
+
+    def _carry(self, lin: Lineage | None, depth: int, memo: dict) -> Node | None:
+        if lin is None or depth == 0:
+            return None
+        split = self._lora_split(lin)
+        if split is not None:
+            ops, branch = split
+            return self.replay_chain(ops, branch, skip_casts=True)
+        name, args, kwargs = lin.name, lin.args, lin.kwargs
+        if (name in UNARY or name == "neg") and isinstance(args[0] if args else None, TensorRef) \
+                and not _holds_tensors(args[1:] + tuple(kwargs.values())):
+            inner = self._carried(args[0], depth - 1, memo)
+            if inner is None or name in _CASTS:
+                return inner
+            return Replay(lin.func, name, (inner,) + tuple(args[1:]), dict(kwargs))
+        if name == "cat" and args and isinstance(args[0], tuple) and all(isinstance(a, TensorRef) for a in args[0]) \
+                and not _holds_tensors(args[1:] + tuple(kwargs.values())):
+            # empty parts add nothing: Hugging Face's KV cache concatenates each new k/v to an empty past
+            parts = [self._carried(a, depth - 1, memo) for a in args[0] if math.prod(a.key[2])]
+            if not parts or any(p is None for p in parts):
+                return None
+            return Replay(lin.func, name, (tuple(parts),) + tuple(args[1:]), dict(kwargs))
+        if len(args) != 2 or kwargs:
+            return None
+        if name in ("add", "sub"):  # both terms must carry: a term without a LoRA part would be an offset
+            terms = [self._carried(a, depth - 1, memo) if isinstance(a, TensorRef) else None for a in args]
+            return None if None in terms else Replay(lin.func, name, tuple(terms), {})
+        if name in ("mul", "div", "truediv"):
+            for i in ((0, 1) if name == "mul" else (0,)):
+                x, f = args[i], args[1 - i]
+                factor = self._factor(f, x, depth - 1)
+                inner = self._carried(x, depth - 1, memo) if factor is not None else None
+                if inner is not None:
+                    return Replay(lin.func, name, (inner, factor) if i == 0 else (factor, inner), {})
+        return None
+
+    def _carried(self, ref: Any, depth: int, memo: dict) -> Node | None:
+        """:meth:`_carry` of an argument; one shared node per tensor (RoPE reads q twice)."""
+        if not isinstance(ref, TensorRef):
+            return None
+        if ref.key not in memo:
+            node = self._carry(ref.lineage, depth, memo)
+            memo[ref.key] = Shared(node) if node is not None else None
+        return memo[ref.key]
+
+    def _factor(self, f: Any, x: Any, depth: int) -> Any:
+        """A product's other operand as a lossless node or number (None if it is neither, or is ``x`` itself)."""
+        if isinstance(f, (int, float)) and not isinstance(f, bool):
+            return f
+        if isinstance(f, ParamRef):
+            return Const(f.value)
+        if isinstance(f, TensorRef) and isinstance(x, TensorRef) and f.key[0] != x.key[0]:
+            return self._free(f.key, f.lineage, True, depth)
+        return None
+
+    def _lora_split(self, lin: Lineage | None) -> tuple[list[Lineage], Node] | None:
+        """If ``lin`` is, up to casts and views, ``base + branch`` with ``branch`` a lossless free recipe, the
+        chain ops and the branch."""
         ops: list[Lineage] = []
-        lin = lineage_of(t)
         while self._unary(lin):
             ops.append(lin)
             lin = lin.args[0].lineage

@@ -130,5 +130,5 @@ def test_check_sdpa_backends_cpu_smoke() -> None:
                                      "--seq-len", "32", "--policy", "intra_inter"])
     assert [r["backend"] for r in rows] == ["FLASH_ATTENTION"]
     (row,) = rows
-    assert row["codecs"][1].startswith("quant") and row["codecs"][2] == "recompute", row
+    assert "quant" in row["codecs"][1] and row["codecs"][2] == "recompute", row
     assert row["cosine"] > 0.99, row

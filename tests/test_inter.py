@@ -197,6 +197,31 @@ def test_lora_part_is_exact_with_dropout_and_scaling(attn, variant):
     assert report.stored_bytes < report.activation_bytes
 
 
+@pytest.mark.parametrize("attn", ["sdpa", "eager"])
+def test_lora_compensation_reaches_q_k_through_rope_and_the_kv_cache(attn, monkeypatch):
+    """P3 through linear ops: SDPA's q is ``q*cos + rotate_half(q)*sin`` of a LoRA output, k and v also pass
+    Hugging Face's KV-cache ``cat`` with an empty past. With the frozen q/k/v weights zeroed, each of them is its
+    LoRA part only, so what the codec stores is ~0 and even 2-bit q/k/v give near-exact gradients (0.99999);
+    with compensation through casts and views only (before session 6) q/k/v were quantized themselves: 0.989
+    (SDPA) and 0.998 (eager, where only v is lossy)."""
+    # as at real widths, only the LoRA factors (rank 8) are thin enough to replay; k/v_proj (64 x 128) are not
+    monkeypatch.setattr("hyclora_hooks.lineage.MAX_REPLAY_LINEAR_RANK", 16)
+    model, batch = build(f"llama-{attn}")
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith(("q_proj.base_layer.weight", "k_proj.base_layer.weight", "v_proj.base_layer.weight")):
+                p.zero_()
+    _, exact, _ = seeded_step(model, batch)
+    two_bits = {"bits": 2, "group_size": 64, "granularity": "token_group"}
+    policy = Policy(name="qkv2", inter=True, rules=(  # only q, k, v lossy: their own error is all there is
+        Rule(codec="quant", op_class="attention", role=("query", "key", "value"), params=two_bits),
+        Rule(codec="keep", op_class=("*",))))
+    _, grads, report = seeded_step(model, batch, lambda: hyclora.compress(policy))
+    want = {("attention", "value")} | ({("attention", "query"), ("attention", "key")} if attn == "sdpa" else set())
+    assert want <= recomputed(report), sorted(recomputed(report))
+    assert cosine(grads, exact) >= 0.999, cosine(grads, exact)
+
+
 # ------------------------------------------------------------------------------------------ 4. pure recipes
 PURE = [("llama", "sdpa", BF16), ("llama", "eager", BF16), ("gpt2", "sdpa", FP32), ("roberta", "sdpa", FP32),
         ("qwen2", "eager", FP32)]

@@ -20,12 +20,14 @@ from hyclora_hooks.policy import Policy, Rule
 
 @pytest.fixture
 def decodes(monkeypatch):
-    """Count real decodes per entry (the codec still runs; only counted)."""
+    """Count real decodes per entry during backward (the codec still runs; only counted). The forward reads
+    lossless entries too, to compute a LoRA part to subtract (P3 in lineage.py); those are not backward's."""
     counts: collections.Counter = collections.Counter()
     orig = engine.Entry.decode
 
     def counting(self):
-        counts[id(self)] += 1
+        if sharing.graph_task_id() != -1:
+            counts[id(self)] += 1
         return orig(self)
 
     monkeypatch.setattr(engine.Entry, "decode", counting)

@@ -89,8 +89,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
             continue
         for policy in policies:
             got, report = lora_grads(policy, backend)
-            codecs = {(r["op"], r["role"]): r["codec"] for r in report.to_dict()["by_op"]}
-            roles = tuple(codecs.get(("attention", r), "-") for r in ("query", "key", "logsumexp"))
+            codecs: dict = {}  # a compensated tensor has two rows: its recipe, and its stored frozen part
+            for r in report.to_dict()["by_op"]:
+                codecs.setdefault((r["op"], r["role"]), set()).add(r["codec"])
+            roles = tuple("+".join(sorted(codecs.get(("attention", r), {"-"}))) for r in ("query", "key", "logsumexp"))
             cosine = F.cosine_similarity(got, exact, 0).item()
             table.add_row(backend.name, str(policy), f"{cosine:.4f}", " / ".join(roles))
             rows.append({"backend": backend.name, "policy": str(policy), "cosine": cosine, "codecs": roles})

@@ -46,7 +46,7 @@ def _targets() -> list[tuple[Any, str]]:
             (C, "_sdpa_recipe"), (C, "_log_softmax_recipe"), (C, "_remember"), (C, "_lookup_node"),
             (sites, "classify"), (policy.Policy, "route"), (accounting.Accountant, "admit"),
             (lineage, "record"), (lineage, "recipe_key"), (lineage, "leaf_entries"), (lineage.Planner, "free"),
-            (lineage.Planner, "chain"), (lineage.Planner, "lora_split"), (codec_quant.Quant, "encode"),
+            (lineage.Planner, "chain"), (lineage.Planner, "lora_part"), (codec_quant.Quant, "encode"),
             (quant, "quantize_triton"), (quant, "dequantize_triton"), (nonfinite.Nonfinite, "find"),
             (engine, "_unpack")]
 
