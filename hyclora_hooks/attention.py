@@ -56,7 +56,7 @@ class SdpaRecompute:
         if self.out_meta is not None:
             out = out.to(self.out_meta[1]).reshape(self.out_meta[0])
         if self.lse_meta is not None:
-            lse = lse.to(self.lse_meta[1]).reshape(self.lse_meta[0])
+            lse = fit_logsumexp(lse.to(self.lse_meta[1]), tuple(self.lse_meta[0]))
         return out, lse
 
 
@@ -73,6 +73,19 @@ class _SdpaPart(Node):
 
     def key(self) -> tuple:
         return ("sdpa", id(self.shared), self.role)
+
+
+def fit_logsumexp(lse: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
+    """The recomputed ``(B, H, L)`` logsumexp in the saved one's shape: cuDNN's ``(B, H, L, 1)``, or efficient
+    attention's ``(B, H, L')`` with ``L`` padded up to a multiple of 32 (rows past ``L`` are never read: zeros)."""
+    if lse.numel() == math.prod(shape):
+        return lse.reshape(shape)
+    if len(shape) == lse.dim() and tuple(lse.shape[:-1]) == shape[:-1] and shape[-1] > lse.shape[-1]:
+        out = lse.new_zeros(shape)
+        out[..., :lse.shape[-1]] = lse
+        return out
+    raise RuntimeError(f"hyclora_hooks: SDPA saved a logsumexp of shape {shape}, the recompute gives "
+                       f"{tuple(lse.shape)}; please report the SDPA backend and shapes")
 
 
 def _expand_kv(q: torch.Tensor, kv: torch.Tensor) -> torch.Tensor:

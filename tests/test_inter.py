@@ -331,6 +331,23 @@ def test_sdpa_replay_matches_forward_with_a_boolean_padding_mask(dtype, gqa):
     assert lse.shape == (2, 6, 19) and torch.isfinite(lse).all()
 
 
+@pytest.mark.parametrize("saved_shape", [(2, 6, 19), (2, 6, 19, 1), (2, 6, 32)],
+                         ids=["flash", "cudnn", "efficient-padded"])
+def test_recomputed_logsumexp_takes_each_backends_saved_shape(saved_shape):
+    """Backends save the logsumexp differently: flash (B, H, L), cuDNN (B, H, L, 1), efficient attention
+    (B, H, L) padded up to a multiple of 32. The recompute hands back exactly the saved shape, values in place."""
+    from hyclora_hooks.attention import SdpaRecompute, sdpa_with_lse
+
+    g = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(2, 6, 19, 24, generator=g) for _ in range(3))
+    _, want = sdpa_with_lse(q, k, v, None, True, None)
+    shared = SdpaRecompute(*(lineage.Const(t) for t in (q, k, v)), None, True, None, False)
+    node = shared.node("logsumexp", (torch.Size(saved_shape), torch.float32))
+    got = lineage.evaluate(node)
+    assert tuple(got.shape) == saved_shape
+    assert torch.equal(got.reshape(2, 6, -1)[..., :19], want)
+
+
 # ------------------------------------------------------------------------------------ intra_inter_full_fuse
 def _silu_decodes(monkeypatch) -> list:
     """Record each decode of a SiLU-output recipe entry (the codec still runs; only recorded)."""
