@@ -12,8 +12,10 @@ from typing import Any
 import torch
 from torch import nn
 
-LLAMA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+LLAMA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj",
+                 "qkv_proj", "gate_up_proj"]  # the last two: Phi-3's fused projections
 GPT2_TARGETS = ["c_attn", "c_proj", "c_fc"]
+NEOX_TARGETS = ["query_key_value", "dense", "dense_h_to_4h", "dense_4h_to_h"]
 ROBERTA_TARGETS = ["query", "key", "value", "dense"]
 
 
@@ -35,6 +37,36 @@ def _decoder(config_cls, model_cls, hidden, intermediate, layers, heads, kv_head
                      num_attention_heads=heads, num_key_value_heads=kv_heads, vocab_size=vocab,
                      max_position_embeddings=4096, attn_implementation=attn, **config)
     return model_cls(cfg).to(dtype)
+
+
+def tiny_phi3(*, hidden: int = 128, intermediate: int = 256, layers: int = 2, heads: int = 4, kv_heads: int = 2,
+              vocab: int = 256, attn: str = "sdpa", dtype: torch.dtype = torch.bfloat16, seed: int = 0) -> nn.Module:
+    """A random Phi-3: q/k/v from one fused ``qkv_proj`` (split by slicing), gate and up from one ``gate_up_proj``."""
+    from transformers import Phi3Config, Phi3ForCausalLM
+
+    return _decoder(Phi3Config, Phi3ForCausalLM, hidden, intermediate, layers, heads, kv_heads, vocab, attn, dtype,
+                    seed, {"pad_token_id": 0, "bos_token_id": 1, "eos_token_id": 2})
+
+
+def tiny_gemma(*, hidden: int = 128, intermediate: int = 256, layers: int = 2, heads: int = 4, kv_heads: int = 1,
+               vocab: int = 256, attn: str = "sdpa", dtype: torch.dtype = torch.bfloat16, seed: int = 0) -> nn.Module:
+    """A random Gemma: multi-query attention, GeGLU, RMSNorm scaled by ``1 + weight``, scaled embeddings."""
+    from transformers import GemmaConfig, GemmaForCausalLM
+
+    return _decoder(GemmaConfig, GemmaForCausalLM, hidden, intermediate, layers, heads, kv_heads, vocab, attn, dtype,
+                    seed, {"head_dim": hidden // heads})
+
+
+def tiny_gpt_neox(*, hidden: int = 128, intermediate: int = 256, layers: int = 2, heads: int = 4, vocab: int = 256,
+                  attn: str = "sdpa", dtype: torch.dtype = torch.bfloat16, seed: int = 0) -> nn.Module:
+    """A random GPT-NeoX: fused ``query_key_value``, rotary on a quarter of each head, parallel residual, GELU."""
+    from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
+
+    torch.manual_seed(seed)
+    cfg = GPTNeoXConfig(hidden_size=hidden, intermediate_size=intermediate, num_hidden_layers=layers,
+                        num_attention_heads=heads, vocab_size=vocab, rotary_pct=0.25, max_position_embeddings=4096,
+                        attn_implementation=attn)
+    return GPTNeoXForCausalLM(cfg).to(dtype)
 
 
 def tiny_gpt2(*, hidden: int = 128, layers: int = 2, heads: int = 4, vocab: int = 256, attn: str = "eager",
@@ -86,15 +118,16 @@ def add_lora(model: nn.Module, *, r: int = 8, alpha: int = 16, targets: list[str
 
     ``nonzero_b`` draws B at random instead of zeros, so that every LoRA gradient is non-zero from step one
     (a test of gradient fidelity needs both A's and B's gradients to be real numbers). ``rslora`` scales the
-    branch by ``alpha / sqrt(r)`` instead of ``alpha / r``. Default targets: Llama-style names, else RoBERTa's
-    (``query``, ``key``, ``value``, every ``dense``), else GPT-2's Conv1D layers.
+    branch by ``alpha / sqrt(r)`` instead of ``alpha / r``. Default targets: Llama-style names (Phi-3's fused
+    ones included), else GPT-NeoX's, else RoBERTa's (``query``, ``key``, ``value``, every ``dense``), else GPT-2's
+    Conv1D layers.
     """
     from peft import LoraConfig, get_peft_model
 
     if targets is None:
         names = {n.rsplit(".", 1)[-1] for n, m in model.named_modules() if n}
-        targets = ([t for t in LLAMA_TARGETS if t in names] or [t for t in ROBERTA_TARGETS if t in names]
-                   or GPT2_TARGETS)
+        targets = ([t for t in LLAMA_TARGETS if t in names] or [t for t in NEOX_TARGETS if t in names][:4 * (
+            "query_key_value" in names)] or [t for t in ROBERTA_TARGETS if t in names] or GPT2_TARGETS)
     torch.manual_seed(seed)
     cfg = LoraConfig(r=r, lora_alpha=alpha, target_modules=targets, lora_dropout=dropout, use_rslora=rslora,
                      init_lora_weights=not nonzero_b, fan_in_fan_out=any(t.startswith("c_") for t in targets))
