@@ -126,8 +126,9 @@ def add_lora(model: nn.Module, *, r: int = 8, alpha: int = 16, targets: list[str
 
     if targets is None:
         names = {n.rsplit(".", 1)[-1] for n, m in model.named_modules() if n}
-        targets = ([t for t in LLAMA_TARGETS if t in names] or [t for t in NEOX_TARGETS if t in names][:4 * (
-            "query_key_value" in names)] or [t for t in ROBERTA_TARGETS if t in names] or GPT2_TARGETS)
+        neox = [t for t in NEOX_TARGETS if t in names] if "query_key_value" in names else []
+        targets = ([t for t in LLAMA_TARGETS if t in names] or neox or [t for t in ROBERTA_TARGETS if t in names]
+                   or GPT2_TARGETS)
     torch.manual_seed(seed)
     cfg = LoraConfig(r=r, lora_alpha=alpha, target_modules=targets, lora_dropout=dropout, use_rslora=rslora,
                      init_lora_weights=not nonzero_b, fan_in_fan_out=any(t.startswith("c_") for t in targets))
