@@ -17,6 +17,11 @@ NOTE [Deferred non-finite check]
      source alive, so the collector settles records whose event has completed at every pack, settles the
      oldest while more than a byte cap is pending, and settles everything when the context exits.
   4. Decoding settles first, so a payload is correct whoever forgot to settle it.
+  5. A kernel that only *raises* a flag (the quantize kernels) raises one in pinned host memory
+     (:func:`host_flag`), written by the device through its mapped address: no memset before the kernel and no
+     copy after it join the device's queue (~5 us a call, a tenth of a 64 MiB encode's GPU time on an H200), and
+     the record needs only its event. The flag returns to the pool, cleared, when its record is dropped, which
+     happens only once the event has completed (the kernel has written whatever it writes).
 """
 
 from __future__ import annotations
@@ -33,6 +38,50 @@ _COLLECTOR: ContextVar[Callable[[Nonfinite], None] | None] = ContextVar("hyclora
 # encode cost about a third of an encode's host time on an H100 (docs/benchmarks.md, session 3).
 _FREE_PINNED: dict[torch.dtype, list[torch.Tensor]] = {}
 _FREE_EVENTS: list = []
+
+# Rule 5: host flags, one every 16 bytes (a kernel specialises on a pointer's 16-byte alignment: one variant).
+HOST_FLAGS = True  # off: device flags, zeroed by a memset and copied to the host after the kernel
+_FLAG_STRIDE = 4
+_FLAG_SLOTS = 1024
+
+
+class _FlagPool:
+    """Pinned int32 flags a device raises in place; taken per encode, cleared and returned when it settles."""
+
+    def __init__(self) -> None:
+        self._views: list[torch.Tensor] = []
+        self._host = None  # numpy view of the pinned buffer: clearing a flag is a store, not a torch op
+        self._free: list[int] = []
+
+    def take(self) -> torch.Tensor | None:
+        if not self._views:
+            buf = torch.zeros(_FLAG_SLOTS * _FLAG_STRIDE, dtype=torch.int32, pin_memory=True)
+            self._views = [buf[i * _FLAG_STRIDE:i * _FLAG_STRIDE + 1] for i in range(_FLAG_SLOTS)]
+            self._host = buf.numpy()
+            self._free = list(range(_FLAG_SLOTS - 1, -1, -1))
+        return self._views[self._free.pop()] if self._free else None
+
+    def owns(self, t: torch.Tensor) -> bool:
+        return bool(self._views) and t.untyped_storage().data_ptr() == self._views[0].untyped_storage().data_ptr()
+
+    def give_back(self, flag: torch.Tensor) -> None:
+        off = flag.storage_offset()
+        self._host[off] = 0
+        self._free.append(off // _FLAG_STRIDE)
+
+
+_FLAGS = _FlagPool()
+
+
+def host_flag(device: torch.device) -> torch.Tensor:
+    """A zero int32 flag a kernel on ``device`` may raise (store a non-zero value to): in pinned host memory
+    (rule 5) on CUDA, while the pool has one, else a zero tensor on ``device``. Pass it to :meth:`Nonfinite.find`
+    as ``count``."""
+    if device.type == "cuda" and HOST_FLAGS:
+        flag = _FLAGS.take()
+        if flag is not None:
+            return flag
+    return torch.zeros(1, dtype=torch.int32, device=device)
 
 
 def _pinned(dtype: torch.dtype) -> torch.Tensor:
@@ -73,7 +122,10 @@ class Nonfinite:
         """Forget everything a pending record holds (the source above all); its buffer and event go back for reuse
         (only ever called once the event has completed, or before there was one)."""
         if self._event is not None:
-            _FREE_PINNED.setdefault(self._count.dtype, []).append(self._count)
+            if _FLAGS.owns(self._count):
+                _FLAGS.give_back(self._count)
+            else:
+                _FREE_PINNED.setdefault(self._count.dtype, []).append(self._count)
             _FREE_EVENTS.append(self._event)
         self._count = self._source = self._skip = self._event = self._repair = None
 
@@ -83,11 +135,21 @@ class Nonfinite:
         """The non-finite elements of the matrix ``x2`` outside ``skip_columns`` (None when there are none).
 
         ``count``: their number, or a non-zero flag, as a device tensor if a kernel looked already (else counted
-        here). ``repair``: called first when it is not zero (a kernel that assumed finite data re-runs checked).
+        here), or a :func:`host_flag` the kernel raises. ``repair``: called first when it is not zero (a kernel
+        that assumed finite data re-runs checked).
         """
         rec = cls()
         rec._source, rec._skip, rec._repair = x2, skip_columns, repair
         on_pending = _COLLECTOR.get()
+        host = count is not None and x2.is_cuda and not count.is_cuda  # rule 5: raised in host memory
+        if host:
+            rec._count, rec._event = count, _event()
+            rec._event.record(torch.cuda.current_stream(x2.device))
+            if on_pending is None:  # rule 2: settle now (after the kernel, as a device count's .item() would)
+                rec.settle()
+                return rec if rec.index is not None else None
+            on_pending(rec)
+            return rec
         if not x2.is_cuda or on_pending is None:  # rule 2
             rec._resolve(count is None or bool(int(count.item())))
             return rec if rec.index is not None else None

@@ -56,10 +56,9 @@ import os
 from dataclasses import dataclass
 
 import torch
-from torch.utils.weak import WeakIdKeyDictionary
 
 from .jit import build
-from .nonfinite import Nonfinite, add_rounded
+from .nonfinite import Nonfinite, add_rounded, host_flag
 
 PARAM_DTYPE = torch.bfloat16  # bf16 keeps fp32's range (no overflow for huge activations) at 2 bytes a group
 MIN_STEP = 2.0**-126  # the smallest normal fp32: a step never below it keeps 1 / step finite
@@ -341,6 +340,11 @@ _WORD_TILE = 4096
 # (2 bits) and 256 MiB from 65% to 70%; at 64 MiB (1024 programs of 8 tiles) they cost 12 points without outliers.
 _WORD_ITERS = 8
 _WORD_ITERS_MIN_PROGRAMS = 4096
+# With outlier channels, word-quantize programs take 8192 elements (two rows of 4096) and one tile each instead:
+# H200, GPU time (benchmarks/results/2026-11-30-h200-quant-words-tiles-session7.txt): 64 MiB 64% -> 70% of copy
+# (2 bits) and 67% -> 71% (4 bits), 256 MiB 70% -> 73% and 68% -> 75%, 1 GiB 75% -> 78% and 71% -> 79%; walking
+# ITERS tiles of that size cost 10-20 points, 16384 elements or 8 warps 5-20.
+_WORD_TILE_OUTLIERS = 8192
 
 
 def triton_available() -> bool:
@@ -917,16 +921,18 @@ def _tiles(granularity: str, g: int, c: int, bits: int) -> tuple[int, int, int]:
     return 2, 32, max(per, min(_next_pow2(c), 128))
 
 
-def _word_tiles(granularity: str, g: int, cw: int, per: int) -> tuple[int, int, int, int]:
+def _word_tiles(granularity: str, g: int, cw: int, per: int, tile: int | None = None) -> tuple[int, int, int, int]:
     """(mode, BLOCK_R, NG, BLOCK_W) of the word kernels. MODE 0 puts NG groups of a row side by side: the
     largest power of two up to ``_WORD_TILE / g`` that divides the groups of a row (masked tiles when that is
-    below 4), then rows up to ``_WORD_TILE`` elements. The other modes: :func:`_tiles`' tiles, counted in words."""
+    below 4), then rows up to ``tile`` elements (default ``_WORD_TILE``). The other modes: :func:`_tiles`' tiles,
+    counted in words."""
     if granularity == "group":
-        groups, cap = cw * per // g, max(1, _WORD_TILE // g)
+        tile = tile or _WORD_TILE
+        groups, cap = cw * per // g, max(1, min(_WORD_TILE, tile) // g)
         ng = min(cap, groups & -groups)  # the largest power of two dividing ``groups``
         if ng < min(4, cap, groups):
             ng = min(cap, _next_pow2(groups))
-        return 0, max(1, _WORD_TILE // (g * ng)), ng, g // per
+        return 0, max(1, tile // (g * ng)), ng, g // per
     if granularity == "token_group":
         return 1, g, 1, max(1, min(_next_pow2(cw), _TILE // g // per))
     return 2, 32, 1, max(1, min(_next_pow2(cw), 128 // per))
@@ -955,7 +961,6 @@ def _as_words(x2: torch.Tensor, bits: int) -> torch.Tensor | None:
         return None
 
 
-_TABLES = WeakIdKeyDictionary()  # outlier_index tensor -> {(kind, C, block, version): table}: frozen indices repeat
 
 
 def _outlier_table(outlier_index: torch.Tensor, kind: str, c: int, block: int = 0) -> torch.Tensor:
@@ -964,7 +969,9 @@ def _outlier_table(outlier_index: torch.Tensor, kind: str, c: int, block: int = 
     channels before it (``C / block + 1`` int32: block ``b`` holds slots ``start[b]:start[b+1]``); ``"lanes"``:
     each block's outlier channels, ``C / block`` x :func:`_outlier_lanes` int32 padded with -1; ``"words"``:
     one uint8 per word of ``block`` channels (8 // block bits a code): the code bits of its outlier channels."""
-    tables = _TABLES.setdefault(outlier_index, {})
+    tables = getattr(outlier_index, "_hyclora_tables", None)  # on the tensor: lives and dies with it
+    if tables is None:
+        tables = outlier_index._hyclora_tables = {}
     key = (kind, c, block, outlier_index._version)
     if key not in tables:
         dev = outlier_index.device
@@ -1031,14 +1038,13 @@ def quantize_triton(x: torch.Tensor, bits: int, group_size: int, symmetric: bool
         scale = torch.empty((-(-r // g), c) if granularity == "token_group" else (c,), dtype=PARAM_DTYPE, device=dev)
     zero = None if symmetric else torch.empty_like(scale)
     k = 0 if outlier_index is None else outlier_index.numel()
-    slot = _outlier_table(outlier_index, "slot", c) if outlier_index is not None else None
     words = _as_words(x2, bits) if granularity == "group" and not ragged else None
     outl = None
     if outlier_index is not None:  # a gather of k columns here; the ragged and word kernels store them themselves
         in_kernel = ragged or words is not None
         outl = torch.empty((r, k), dtype=dtype, device=dev) if in_kernel else x2.index_select(1, outlier_index.long())
     even = not ragged and kr % br == 0 and kc % bc == 0
-    nf = torch.zeros(1, dtype=torch.int32, device=dev)
+    nf = host_flag(dev)  # NOTE [Deferred non-finite check] rule 5
     dummy = nf
 
     if mode == 2:  # per channel: one reduction pass over all tokens, then the parameters as the reference does
@@ -1062,10 +1068,10 @@ def quantize_triton(x: torch.Tensor, bits: int, group_size: int, symmetric: bool
     def launch(checked: bool) -> None:
         if words is not None and not checked:
             cw = c // per
-            _, wbr, ng, wbw = _word_tiles(granularity, g, cw, per)
             has = outlier_index is not None
+            _, wbr, ng, wbw = _word_tiles(granularity, g, cw, per, _WORD_TILE_OUTLIERS if has else None)
             block = ng * wbw * per
-            iters = _word_iters(r, wbr, _cdiv(cw, ng * wbw))
+            iters = 1 if has else _word_iters(r, wbr, _cdiv(cw, ng * wbw))
             _quant_words_kernel[(_cdiv(cw, ng * wbw) * _cdiv(r, wbr * iters),)](
                 words, x2, packed, scale, zero if zero is not None else scale,
                 _outlier_table(outlier_index, "start", c, block) if has else dummy,
@@ -1077,8 +1083,9 @@ def quantize_triton(x: torch.Tensor, bits: int, group_size: int, symmetric: bool
                 BLOCK_R=wbr, NG=ng, BLOCK_W=wbw, KB=_outlier_lanes(k, block), ITERS=iters, num_warps=_WARPS,
                 enable_fp_fusion=False)
             return
+        slot = _outlier_table(outlier_index, "slot", c) if outlier_index is not None else dummy
         _quant_kernel[grid](
-            x2, packed, scale, zero if zero is not None else scale, slot if slot is not None else dummy,
+            x2, packed, scale, zero if zero is not None else scale, slot,
             outl if outl is not None else x2, nf, kr, kc, sr, sc, n, c, k, pw, 0 if seed is None else seed & _M32,
             MODE=mode, BITS=bits, SYM=symmetric, HAS_OUTL=outlier_index is not None, STOCH=seed is not None,
             RAGGED=ragged, EVEN=even, INT64=int64, CHECKED=checked, BLOCK_R=br, BLOCK_C=bc, num_warps=_WARPS,

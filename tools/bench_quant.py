@@ -6,7 +6,7 @@ channels (0.5% of channels, frozen as after calibration: the steady state of tra
 * ``copy``: ``dst.copy_(src)`` in the same run; bytes = read + written = 2 x the tensor;
 * ``quantize``: :func:`hyclora_hooks.kernels.quant.quantize_triton` (the codec's CUDA path) run as ``compress()``
   runs it: inside a non-finite collector, so its flag is read later instead of at once (``kernels/nonfinite.py``;
-  each record is settled two calls on); bytes = the tensor read + the payload written;
+  a record is settled once its event has completed, or when 64 are pending); bytes = the tensor read + the payload written;
 * ``dequantize``: :func:`dequantize_triton`; bytes = the payload read + the tensor written;
 
 with ``triton.testing.do_bench`` (median; a call's time, launch path included: at small sizes the host's) and
@@ -127,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     rows_out: list[dict] = []
     pending: list = []  # deferred non-finite records of timed encodes
     checks: list[dict] = []
-    default_tile = (Q._TILE, Q._WARPS, Q._WORD_TILE)
+    default_tile = (Q._TILE, Q._WARPS, Q._WORD_TILE, Q._WORD_TILE_OUTLIERS)
     tiles = [tuple(int(v) for v in t.split("x")) for t in args.tiles.split(",") if t]
 
     def make(rows: int):
@@ -148,7 +148,21 @@ def main(argv: list[str] | None = None) -> int:
         same_dec = torch.equal(ya.view(torch.int16), yb.view(torch.int16))
         checks.append({"bits": bits, "outliers": idx is not None, "granularity": granularity, "rows": x.shape[0],
                        "bytes_equal": bool(same), "decode_equal": bool(same_dec), "nbytes": b.nbytes})
-        return same and same_dec
+        # NaN/Inf as compress() meets them: the kernel raises its flag (on CUDA in pinned host memory), the
+        # deferred check re-runs it checked, and the values come back in place, the rest as the reference's
+        bad = x[:257].clone()
+        n = bad.shape[0]
+        bad[0, 7], bad[n // 2, -1], bad[n - 1, 1] = float("nan"), float("inf"), float("-inf")
+        sink: list = []
+        with collecting(sink.append):
+            qb = Q.quantize_triton(bad, bits, g, False, granularity, idx)
+        for rec in sink:
+            rec.settle()
+        ref_b = Q.dequantize_ref(Q.quantize_ref(bad, bits, g, False, granularity, idx))
+        same_nf = torch.equal(Q.dequantize_triton(qb).view(torch.int16), ref_b.view(torch.int16))
+        checks.append({"bits": bits, "outliers": idx is not None, "granularity": granularity + "+nan/inf",
+                       "rows": bad.shape[0], "bytes_equal": True, "decode_equal": bool(same_nf), "nbytes": qb.nbytes})
+        return same and same_dec and same_nf
 
     for mib in sizes:
         rows = (mib << 20) // (2 * c) if mib else 96
@@ -172,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
         for bits, outl, gran, tile in configs:
             if tile is not None:
                 Q._TILE, Q._WARPS = tile
-                Q._WORD_TILE = tile[0]
+                Q._WORD_TILE = Q._WORD_TILE_OUTLIERS = tile[0]
             oi = idx if outl else None
             if gran == "dynamic":
                 def enc(bits=bits):
@@ -182,8 +196,8 @@ def main(argv: list[str] | None = None) -> int:
                 def enc(bits=bits, oi=oi, gran=gran):
                     return Q.quantize_triton(x, bits, g, False, gran, oi)
 
-            def enc_deferred(enc=enc):  # as compress() runs it: no wait for the flag at every call
-                while len(pending) > 2:
+            def enc_deferred(enc=enc):  # as compress() runs it: flags read once their event has completed
+                while pending and (len(pending) > 64 or pending[0].ready()):
                     pending.pop(0).settle()
                 with collecting(pending.append):
                     return enc()
@@ -226,7 +240,7 @@ def main(argv: list[str] | None = None) -> int:
         del x
         if cuda:
             torch.cuda.empty_cache()
-    Q._TILE, Q._WARPS, Q._WORD_TILE = default_tile
+    Q._TILE, Q._WARPS, Q._WORD_TILE, Q._WORD_TILE_OUTLIERS = default_tile
 
     meta = {"device": torch.cuda.get_device_name(0) if cuda else "cpu (TRITON_INTERPRET)",
             "torch": torch.__version__, "triton": _triton_version(), "date": datetime.date.today().isoformat(),
