@@ -1019,41 +1019,36 @@ def quantize_triton(x: torch.Tensor, bits: int, group_size: int, symmetric: bool
     _build()
     dev = x.device
     x2 = x.reshape(r, c)  # a view when the leading dims collapse (any 2-D strides), else one copy
+    if granularity == "group" and c % g == 0:
+        words = _as_words(x2, bits)
+        if words is not None:
+            return _quantize_words(x, x2, words, bits, g, symmetric, outlier_index, seed)
     ragged = granularity == "group" and c % g != 0
-    kr, kc, sr, sc = r, c, x2.stride(0), x2.stride(1)
-    if ragged:  # groups span rows: walk the contiguous flat tensor as ngroups x g
+    if ragged:  # groups span rows: the kernel walks the contiguous flat tensor as ngroups x g
         x2 = x2.contiguous()
-        kr, kc, sr, sc = -(-n // g), g, g, 1
-    int64 = _needs_int64(n + kc, kr * max(sr, 1) + kc * max(sc, 1))
-    mode, br, bc = _tiles(granularity, g, c, bits)
     per = 8 // bits
     if granularity == "group":
         ngroups = -(-n // g)
         packed = torch.empty((ngroups, g * bits // 8), dtype=torch.uint8, device=dev)
-        pw = c * bits // 8 if not ragged else g * bits // 8
         scale = torch.empty(ngroups, dtype=PARAM_DTYPE, device=dev)
     else:
-        pw = -(-c // per)
-        packed = torch.empty((r, pw), dtype=torch.uint8, device=dev)
+        packed = torch.empty((r, -(-c // per)), dtype=torch.uint8, device=dev)
         scale = torch.empty((-(-r // g), c) if granularity == "token_group" else (c,), dtype=PARAM_DTYPE, device=dev)
     zero = None if symmetric else torch.empty_like(scale)
-    k = 0 if outlier_index is None else outlier_index.numel()
-    words = _as_words(x2, bits) if granularity == "group" and not ragged else None
     outl = None
-    if outlier_index is not None:  # a gather of k columns here; the ragged and word kernels store them themselves
-        in_kernel = ragged or words is not None
-        outl = torch.empty((r, k), dtype=dtype, device=dev) if in_kernel else x2.index_select(1, outlier_index.long())
-    even = not ragged and kr % br == 0 and kc % bc == 0
+    if outlier_index is not None:  # a gather of k columns here; the ragged kernel stores them itself
+        k = outlier_index.numel()
+        outl = torch.empty((r, k), dtype=dtype, device=dev) if ragged else x2.index_select(1, outlier_index.long())
     nf = host_flag(dev)  # NOTE [Deferred non-finite check] rule 5
-    dummy = nf
 
-    if mode == 2:  # per channel: one reduction pass over all tokens, then the parameters as the reference does
+    if granularity == "channel":  # one reduction pass over all tokens, then the parameters as the reference does
         rows_per, split = _row_chunks(r, dev)
         parts = [torch.empty((split, c), dtype=torch.float32, device=dev) for _ in range(3)]
         sbc = max(per, min(_next_pow2(c), 128))
         _colstats_kernel[(_cdiv(c, sbc), split)](
-            x2, parts[0], parts[1], parts[2], dummy, r, c, sr, sc, rows_per,
-            NEED_MM=True, NEED_SS=False, INT64=int64, BLOCK_R=32, BLOCK_C=sbc, num_warps=4)
+            x2, parts[0], parts[1], parts[2], nf, r, c, x2.stride(0), x2.stride(1), rows_per,
+            NEED_MM=True, NEED_SS=False, INT64=_needs_int64(n + c, r * max(x2.stride(0), 1) + c * max(x2.stride(1), 1)),
+            BLOCK_R=32, BLOCK_C=sbc, num_warps=4)
         lo, hi, amax = parts[0].amin(0), parts[1].amax(0), parts[2].amax(0)
         if outlier_index is not None:  # outlier channels hold nothing to quantize (as in the reference)
             ol = outlier_index.long()
@@ -1063,40 +1058,93 @@ def quantize_triton(x: torch.Tensor, bits: int, group_size: int, symmetric: bool
         if zero is not None:
             zero.copy_(z_)
 
-    grid = (_cdiv(kc, bc) * _cdiv(kr, br),)
-
     def launch(checked: bool) -> None:
-        if words is not None and not checked:
-            cw = c // per
-            has = outlier_index is not None
-            _, wbr, ng, wbw = _word_tiles(granularity, g, cw, per, _WORD_TILE_OUTLIERS if has else None)
-            block = ng * wbw * per
-            iters = 1 if has else _word_iters(r, wbr, _cdiv(cw, ng * wbw))
-            _quant_words_kernel[(_cdiv(cw, ng * wbw) * _cdiv(r, wbr * iters),)](
-                words, x2, packed, scale, zero if zero is not None else scale,
-                _outlier_table(outlier_index, "start", c, block) if has else dummy,
-                _outlier_table(outlier_index, "lanes", c, block) if has else dummy,
-                _outlier_table(outlier_index, "words", c, per) if has else dummy, outl if has else dummy, nf,
-                r, cw, words.stride(0), k, 0 if seed is None else seed & _M32,
-                BITS=bits, SYM=symmetric, HAS_OUTL=has, STOCH=seed is not None,
-                F16=dtype == torch.float16, EVEN=r % (wbr * iters) == 0 and cw % (ng * wbw) == 0, INT64=int64,
-                BLOCK_R=wbr, NG=ng, BLOCK_W=wbw, KB=_outlier_lanes(k, block), ITERS=iters, num_warps=_WARPS,
-                enable_fp_fusion=False)
-            return
-        slot = _outlier_table(outlier_index, "slot", c) if outlier_index is not None else dummy
-        _quant_kernel[grid](
-            x2, packed, scale, zero if zero is not None else scale, slot,
-            outl if outl is not None else x2, nf, kr, kc, sr, sc, n, c, k, pw, 0 if seed is None else seed & _M32,
-            MODE=mode, BITS=bits, SYM=symmetric, HAS_OUTL=outlier_index is not None, STOCH=seed is not None,
-            RAGGED=ragged, EVEN=even, INT64=int64, CHECKED=checked, BLOCK_R=br, BLOCK_C=bc, num_warps=_WARPS,
-            enable_fp_fusion=False)
+        _launch_quant_elements(x2, packed, scale, zero, outl, nf, bits, g, symmetric, granularity, outlier_index,
+                               seed, ragged, checked)
 
     launch(False)
-    # The flag stays on the device: no wait for the GPU here. If it is raised, the settle re-runs the kernel
-    # CHECKED into the same buffers before gathering the values (NOTE [Deferred non-finite check]).
+    # The flag is read later: no wait for the GPU here. If it is raised, the settle re-runs the kernel CHECKED
+    # into the same buffers before gathering the values (NOTE [Deferred non-finite check]).
     nonfinite = Nonfinite.find(x2, nf, outlier_index, repair=lambda: launch(True))
     oi = outlier_index.contiguous() if outlier_index is not None else None
     return QuantizedTensor(packed, scale, zero, nonfinite, shape, dtype, bits, g, granularity, oi, outl)
+
+
+def _launch_quant_elements(x2: torch.Tensor, packed: torch.Tensor, scale: torch.Tensor, zero: torch.Tensor | None,
+                           outl: torch.Tensor | None, nf: torch.Tensor, bits: int, g: int, symmetric: bool,
+                           granularity: str, outlier_index: torch.Tensor | None, seed: int | None, ragged: bool,
+                           checked: bool) -> None:
+    """One launch of ``_quant_kernel`` over the R x C ``x2`` (contiguous when ``ragged``): the first, unchecked
+    pass of the element path, or the CHECKED re-run of either path into the same buffers."""
+    r, c = x2.shape
+    n = r * c
+    kr, kc, sr, sc = (-(-n // g), g, g, 1) if ragged else (r, c, x2.stride(0), x2.stride(1))
+    mode, br, bc = _tiles(granularity, g, c, bits)
+    pw = (c if not ragged else g) * bits // 8 if granularity == "group" else packed.shape[1]
+    k = 0 if outlier_index is None else outlier_index.numel()
+    slot = _outlier_table(outlier_index, "slot", c) if outlier_index is not None else nf
+    _quant_kernel[(_cdiv(kc, bc) * _cdiv(kr, br),)](
+        x2, packed, scale, zero if zero is not None else scale, slot, outl if outl is not None else x2, nf,
+        kr, kc, sr, sc, n, c, k, pw, 0 if seed is None else seed & _M32,
+        MODE=mode, BITS=bits, SYM=symmetric, HAS_OUTL=outlier_index is not None, STOCH=seed is not None,
+        RAGGED=ragged, EVEN=not ragged and kr % br == 0 and kc % bc == 0,
+        INT64=_needs_int64(n + kc, kr * max(sr, 1) + kc * max(sc, 1)), CHECKED=checked, BLOCK_R=br, BLOCK_C=bc,
+        num_warps=_WARPS, enable_fp_fusion=False)
+
+
+# Launch plans of the word quantize kernel by (shape, layout, codec, tile knobs): a training step quantizes the
+# same shapes every step, and deciding tiles and flags again was a third of a call's host time (session 7).
+_WORD_PLANS: dict = {}
+
+
+def _word_quant_plan(r: int, cw: int, s_r: int, dtype: torch.dtype, bits: int, g: int, symmetric: bool, k: int,
+                     stochastic: bool) -> tuple:
+    """(grid, outlier block width, compile-time values and options) of ``_quant_words_kernel``."""
+    key = (r, cw, s_r, dtype, bits, g, symmetric, k, stochastic, _WORD_TILE, _WORD_TILE_OUTLIERS, _WORD_ITERS,
+           _WORD_ITERS_MIN_PROGRAMS, _WARPS)
+    plan = _WORD_PLANS.get(key)
+    if plan is None:
+        per = 8 // bits
+        has = k > 0
+        _, wbr, ng, wbw = _word_tiles("group", g, cw, per, _WORD_TILE_OUTLIERS if has else None)
+        block = ng * wbw * per
+        iters = 1 if has else _word_iters(r, wbr, _cdiv(cw, ng * wbw))
+        meta = dict(BITS=bits, SYM=symmetric, HAS_OUTL=has, STOCH=stochastic, F16=dtype == torch.float16,
+                    EVEN=r % (wbr * iters) == 0 and cw % (ng * wbw) == 0,
+                    INT64=_needs_int64(r * cw * per + cw * per, r * max(s_r, 1) * per + cw * per),
+                    BLOCK_R=wbr, NG=ng, BLOCK_W=wbw, KB=_outlier_lanes(k, block), ITERS=iters, num_warps=_WARPS,
+                    enable_fp_fusion=False)
+        plan = _WORD_PLANS[key] = ((_cdiv(cw, ng * wbw) * _cdiv(r, wbr * iters),), block, meta)
+    return plan
+
+
+def _quantize_words(x: torch.Tensor, x2: torch.Tensor, words: torch.Tensor, bits: int, g: int, symmetric: bool,
+                    outlier_index: torch.Tensor | None, seed: int | None) -> QuantizedTensor:
+    """``quantize_triton`` for groups along the row of 16-bit data in whole words (every bf16 hidden state): one
+    pass of ``_quant_words_kernel`` through its launch plan; outlier columns stored by the kernel."""
+    r, cw = words.shape
+    per = 8 // bits
+    c = cw * per
+    dev = x.device
+    k = 0 if outlier_index is None else outlier_index.numel()
+    grid, block, meta = _word_quant_plan(r, cw, words.stride(0), x.dtype, bits, g, symmetric, k, seed is not None)
+    ngroups = r * c // g
+    packed = torch.empty((ngroups, g * bits // 8), dtype=torch.uint8, device=dev)
+    scale = torch.empty(ngroups, dtype=PARAM_DTYPE, device=dev)
+    zero = None if symmetric else torch.empty(ngroups, dtype=PARAM_DTYPE, device=dev)
+    nf = host_flag(dev)  # NOTE [Deferred non-finite check] rule 5
+    if k:
+        outl = torch.empty((r, k), dtype=x.dtype, device=dev)
+        tables = (_outlier_table(outlier_index, "start", c, block), _outlier_table(outlier_index, "lanes", c, block),
+                  _outlier_table(outlier_index, "words", c, per), outl)
+    else:
+        outl, tables = None, (nf, nf, nf, nf)
+    _quant_words_kernel[grid](words, x2, packed, scale, zero if zero is not None else scale, *tables, nf,
+                              r, cw, words.stride(0), k, 0 if seed is None else seed & _M32, **meta)
+    nonfinite = Nonfinite.find(x2, nf, outlier_index, repair=lambda: _launch_quant_elements(
+        x2, packed, scale, zero, outl, nf, bits, g, symmetric, "group", outlier_index, seed, False, True))
+    oi = outlier_index.contiguous() if outlier_index is not None else None
+    return QuantizedTensor(packed, scale, zero, nonfinite, x.shape, x.dtype, bits, g, "group", oi, outl)
 
 
 def channel_sumsq_triton(x: torch.Tensor) -> torch.Tensor:
