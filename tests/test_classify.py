@@ -55,3 +55,21 @@ def test_sdpa_logsumexp_of_every_backend(op, lse_shape):
     assert classify(lse, op, args, "model.layers.0.self_attn", "LlamaAttention", never) == ("attention", "logsumexp")
     assert classify(out, op, args, "model.layers.0.self_attn", "LlamaAttention", never) == ("attention", "output")
     assert classify(k, op, args, "model.layers.0.self_attn", "LlamaAttention", never) == ("attention", "key")
+
+
+def test_module_tree_matches_torch_walks():
+    """The tracker's one-pass walk names modules as ``named_modules(remove_duplicate=False)`` does (first name of a
+    shared module wins: classification and accounting read it) and finds every parameter and buffer."""
+    from torch import nn
+
+    from hyclora_hooks.models import add_lora, tiny_gpt2
+    from hyclora_hooks.tracking import module_tree
+
+    model = add_lora(tiny_gpt2())
+    model.shared = nn.ModuleDict({"again": model.base_model.model.transformer.h[0]})  # one module, two names
+    modules, tensors = module_tree(model)
+    expected = list(model.named_modules(remove_duplicate=False))
+    assert [n for n, _ in modules] == [n for n, _ in expected]
+    assert all(a is b for (_, a), (_, b) in zip(modules, expected))
+    ids = {id(t) for t in tensors}
+    assert ids == {id(t) for t in list(model.parameters()) + list(model.buffers())}
