@@ -263,6 +263,12 @@ def _holds_tensors(xs: tuple) -> bool:
     return any(isinstance(x, (TensorRef, ParamRef)) or (isinstance(x, tuple) and _holds_tensors(x)) for x in xs)
 
 
+def _one_input(lin: Lineage) -> bool:
+    """The op's first argument is its only tensor (none among the other arguments, keywords or nested tuples)."""
+    return (bool(lin.args) and isinstance(lin.args[0], TensorRef)
+            and not _holds_tensors(lin.args[1:] + tuple(lin.kwargs.values())))
+
+
 def _nodes(xs: tuple) -> list:
     out = []
     for x in xs:
@@ -399,8 +405,8 @@ class Planner:
 
     @staticmethod
     def _unary(lin: Lineage | None) -> bool:
-        return (lin is not None and lin.name in UNARY and bool(lin.args) and isinstance(lin.args[0], TensorRef)
-                and not any(isinstance(a, (TensorRef, ParamRef)) for a in lin.args[1:]))
+        """A cast or view (``UNARY``) of one tensor: what P2 chains and the loss head's input may pass through."""
+        return lin is not None and lin.name in UNARY and _one_input(lin)
 
     @staticmethod
     def replay_chain(ops: list[Lineage], inner: Node, skip_casts: bool = False) -> Node:
@@ -431,8 +437,7 @@ class Planner:
             ops, branch = split
             return self.replay_chain(ops, branch, skip_casts=True)
         name, args, kwargs = lin.name, lin.args, lin.kwargs
-        if (name in UNARY or name == "neg") and isinstance(args[0] if args else None, TensorRef) \
-                and not _holds_tensors(args[1:] + tuple(kwargs.values())):
+        if (name in UNARY or name == "neg") and _one_input(lin):
             inner = self._carried(args[0], depth - 1, memo)
             if inner is None or name in _CASTS:
                 return inner

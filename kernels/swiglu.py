@@ -22,6 +22,7 @@ import os
 
 import torch
 
+from . import quant
 from .jit import build
 from .quant import use_triton
 
@@ -84,9 +85,7 @@ _BUILT = False
 def _round(v, KIND: tl.constexpr):
     """fp32 -> the nearest value of dtype KIND (0 bf16, 1 fp16, 2 fp32), still fp32; NaN stays NaN."""
     if KIND == 0:
-        u = v.to(tl.int32, bitcast=True)
-        r = ((u + 0x7FFF + ((u >> 16) & 1)) & -65536).to(tl.float32, bitcast=True)
-        return tl.where(v != v, v, r)  # a NaN's payload could carry into the sign
+        return tl.where(v != v, v, _bf16_nearest(v))  # a NaN's payload could carry into the sign
     if KIND == 1:
         return v.to(tl.float16).to(tl.float32)
     return v
@@ -114,8 +113,11 @@ class _InterpretedLibdevice:
         return tl.exp(x)
 
 
+_bf16_nearest = None  # kernels/quant.py's jitted bf16 rounding, bound by _build (``_round`` calls it)
+
+
 def _build() -> None:
-    global _BUILT, libdevice
+    global _BUILT, libdevice, _bf16_nearest
     if _BUILT:
         return
     if os.environ.get("TRITON_INTERPRET", "0") == "1":
@@ -124,5 +126,7 @@ def _build() -> None:
         from triton.language.extra import libdevice as _libdevice
 
         libdevice = _libdevice
+    quant._build()  # one bf16 rounding for both kernel modules
+    _bf16_nearest = quant._bf16_nearest
     build(globals(), ("_round", "_silu_mul_kernel"))
     _BUILT = True
