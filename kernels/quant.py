@@ -991,7 +991,7 @@ def _outlier_table(outlier_index: torch.Tensor, kind: str, c: int, block: int = 
         else:
             bits = 8 // block
             hit = torch.zeros(c, dtype=torch.int32, device=dev)
-            hit[outlier_index.long()] = 2**bits - 1
+            hit.index_fill_(0, outlier_index.long(), 2**bits - 1)  # (``hit[i] = v`` copies v from the host: a wait)
             shift = torch.arange(block, device=dev, dtype=torch.int32) * bits
             tables[key] = (hit.view(-1, block) << shift).sum(1).to(torch.uint8)
     return tables[key]

@@ -78,7 +78,7 @@ def kept_columns(outlier_index: torch.Tensor, n: int) -> torch.Tensor:
     """The ``n - o`` columns not in ``outlier_index``, ascending, found on the device (a boolean mask index
     would wait for the GPU to count them)."""
     keep = torch.ones(n, dtype=torch.uint8, device=outlier_index.device)
-    keep[outlier_index] = 0
+    keep.index_fill_(0, outlier_index, 0)  # (``keep[i] = 0`` copies the 0 from the host: a wait)
     return torch.sort(keep, descending=True, stable=True).indices[: n - outlier_index.numel()]
 
 
@@ -102,7 +102,9 @@ def lowrank_encode(a: torch.Tensor, rank: int | float, outlier_ratio: float = 0.
         outliers = src.reshape(m, n)[:, out_idx]  # advanced indexing: a compact copy in the saved dtype
         a32 = a32.index_select(1, kept_columns(out_idx, n))
     gen = torch.Generator().manual_seed(seed)
-    idx = torch.randperm(a32.shape[1], generator=gen)[:k].to(a.device)
+    idx = torch.randperm(a32.shape[1], generator=gen)[:k]
+    if a.is_cuda:  # from pinned memory: a copy from pageable memory makes the host wait
+        idx = idx.pin_memory().to(a.device, non_blocking=True)
     y = a32.t() @ a32[:, idx]  # (n - o) x k: k columns of the Gram matrix
     q = torch.linalg.qr(y, mode="reduced").Q
     p = a32 @ q
