@@ -1104,6 +1104,8 @@ def _word_quant_plan(r: int, cw: int, s_r: int, dtype: torch.dtype, bits: int, g
            _WORD_ITERS_MIN_PROGRAMS, _WARPS)
     plan = _WORD_PLANS.get(key)
     if plan is None:
+        if len(_WORD_PLANS) >= 4096:  # shapes that keep changing (variable sequence lengths) must not pile up
+            _WORD_PLANS.clear()
         per = 8 // bits
         has = k > 0
         _, wbr, ng, wbw = _word_tiles("group", g, cw, per, _WORD_TILE_OUTLIERS if has else None)
