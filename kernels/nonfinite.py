@@ -50,12 +50,19 @@ class _FlagPool:
 
     def __init__(self) -> None:
         self._views: list[torch.Tensor] = []
-        self._host = None  # numpy view of the pinned buffer: clearing a flag is a store, not a torch op
+        self._host = None  # numpy view of the pinned buffer (clearing a flag is a store, not a torch op); False: none
         self._free: list[int] = []
 
     def take(self) -> torch.Tensor | None:
+        """A cleared flag, or None when the pool is empty or pinned memory cannot be had (then never again)."""
+        if self._host is False:
+            return None
         if not self._views:
-            buf = torch.zeros(_FLAG_SLOTS * _FLAG_STRIDE, dtype=torch.int32, pin_memory=True)
+            try:
+                buf = torch.zeros(_FLAG_SLOTS * _FLAG_STRIDE, dtype=torch.int32, pin_memory=True)
+            except RuntimeError:  # no pinned-memory allocator here: the caller falls back to device flags
+                self._host = False
+                return None
             self._views = [buf[i * _FLAG_STRIDE:i * _FLAG_STRIDE + 1] for i in range(_FLAG_SLOTS)]
             self._host = buf.numpy()
             self._free = list(range(_FLAG_SLOTS - 1, -1, -1))

@@ -377,3 +377,15 @@ def test_outlier_channels_rescue_2bit_intra():
     # measured 0.842 without and 0.924 with outlier channels (policies/intra.toml); 0.04 apart is "clearly"
     assert cos[0.03] >= 0.90
     assert cos[0.03] >= cos[0.0] + 0.04
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a pinned-memory allocator")
+def test_host_flag_pool_without_pinned_memory():
+    """Where pinned memory cannot be allocated, the flag pool gives none (every later call too) and quantize falls
+    back to a device flag (NOTE [Deferred non-finite check] rule 5); on CPU the flag is an ordinary zero."""
+    from hyclora_hooks.kernels import nonfinite
+
+    pool = nonfinite._FlagPool()
+    assert pool.take() is None and pool.take() is None
+    flag = nonfinite.host_flag(torch.device("cpu"))
+    assert flag.device.type == "cpu" and int(flag.sum()) == 0
