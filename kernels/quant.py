@@ -961,8 +961,6 @@ def _as_words(x2: torch.Tensor, bits: int) -> torch.Tensor | None:
         return None
 
 
-
-
 def _outlier_table(outlier_index: torch.Tensor, kind: str, c: int, block: int = 0) -> torch.Tensor:
     """A table derived from the (calibrated, hence reused) outlier indices, built once instead of per call:
     ``"slot"``: :func:`outlier_slots`; ``"start"``: for each block of ``block`` channels, the number of outlier
