@@ -10,22 +10,30 @@ NOTE [Deferred non-finite check]
      active on this thread (:func:`collecting`, entered by ``compress()``), returns a *pending* record holding
      the source tensor, a pinned host copy of the count (copied asynchronously) and an event recorded after that
      copy; the collector is told of it.
-  2. Outside a collector, and on CPU, the record settles at once: the pre-deferral behaviour.
+  2. On CPU, and for a device count (not a host flag) outside a collector, the record settles at once: the
+     pre-deferral behaviour.
   3. :meth:`Nonfinite.settle` reads the host copy (a wait for that event only) and, when it is not zero, runs
      the encoder's ``repair`` (a kernel that assumed finite data re-runs with masks into the same payload) and
      gathers positions and values from the source; then the source is dropped. A pending record keeps its
      source alive, so the collector settles records whose event has completed at every pack, settles the
      oldest while more than a byte cap is pending, and settles everything when the context exits.
-  4. Decoding settles first, so a payload is correct whoever forgot to settle it.
+  4. Decoding settles first, before it reads the codes (a repair rewrites them), so a payload is correct whoever
+     forgot to settle it.
   5. A kernel that only *raises* a flag (the quantize kernels) raises one in pinned host memory
      (:func:`host_flag`), written by the device through its mapped address: no memset before the kernel and no
      copy after it join the device's queue (~5 us a call, a tenth of a 64 MiB encode's GPU time on an H200), and
      the record needs only its event. The flag returns to the pool, cleared, when its record is dropped, which
      happens only once the event has completed (the kernel has written whatever it writes).
+  6. Outside a collector, a host-flag record (rule 5) is not settled at once either (that waited for the device
+     at every call of ``quantize()``: a caller timing it saw the wait, not the kernel): it joins a queue of this
+     module, settled like ``compress()``'s, at later encodes once their events have completed, the oldest at once
+     while more than ``BACKGROUND_MAX_BYTES`` of sources wait, or all by :func:`settle_background`. Such a record
+     also settles when its payload's size is read (``nbytes``), so a size read outside ``compress()`` is exact.
 """
 
 from __future__ import annotations
 
+from collections import deque
 from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Callable, Iterator
@@ -71,6 +79,10 @@ class _FlagPool:
     def owns(self, t: torch.Tensor) -> bool:
         return bool(self._views) and t.untyped_storage().data_ptr() == self._views[0].untyped_storage().data_ptr()
 
+    def read(self, flag: torch.Tensor) -> int:
+        """The flag's value, read through the numpy view (indexing the tensor cost ~2 us a settle)."""
+        return int(self._host[flag.storage_offset()])
+
     def give_back(self, flag: torch.Tensor) -> None:
         off = flag.storage_offset()
         self._host[off] = 0
@@ -114,6 +126,37 @@ def _record(event: torch.cuda.Event, device: torch.device) -> None:
     event.record(stream)
 
 
+# Rule 6: records of encodes outside a collector, with their sources' bytes, oldest first.
+BACKGROUND_MAX_BYTES = 256 << 20
+_BACKGROUND: deque = deque()
+_background_bytes = 0
+
+
+def _defer(rec: Nonfinite) -> None:
+    """Queue ``rec`` (rule 6), settling the queue's ready records first and its oldest while over the cap."""
+    global _background_bytes
+    settle_background()
+    n = rec.pending_nbytes
+    _BACKGROUND.append((rec, n))
+    _background_bytes += n
+    while _BACKGROUND and _background_bytes > BACKGROUND_MAX_BYTES:
+        _settle_oldest()
+
+
+def _settle_oldest() -> None:
+    global _background_bytes
+    rec, n = _BACKGROUND.popleft()
+    _background_bytes -= n
+    rec.settle()
+
+
+def settle_background(block: bool = False) -> None:
+    """Settle the queued records of encodes made outside ``compress()`` whose events have completed (all of them,
+    waiting for the device, with ``block``): NOTE [Deferred non-finite check] rule 6."""
+    while _BACKGROUND and (block or _BACKGROUND[0][0].ready()):
+        _settle_oldest()
+
+
 @contextmanager
 def collecting(on_pending: Callable[[Nonfinite], None]) -> Iterator[None]:
     """While entered, device encodes defer their non-finite check and pass the pending record to ``on_pending``."""
@@ -133,22 +176,26 @@ def add_rounded(a: torch.Tensor, b: torch.Tensor, dtype: torch.dtype) -> torch.T
 class Nonfinite:
     """Positions (flat, row-major, int64) and values of the non-finite elements of a ``R x C`` tensor."""
 
-    __slots__ = ("index", "value", "_count", "_source", "_skip", "_event", "_repair")
+    __slots__ = ("index", "value", "_count", "_source", "_skip", "_event", "_repair", "_queued", "_pooled", "_done")
 
     def __init__(self, index: torch.Tensor | None = None, value: torch.Tensor | None = None):
         self.index, self.value = index, value
         self._count = self._source = self._skip = self._event = self._repair = None
+        self._queued = False  # in this module's queue (rule 6): settles when its size is read
+        self._pooled = False  # the count is a flag of the pool (rule 5)
+        self._done = False  # its event has completed (ready() said so): settling needs no wait
 
     def _drop(self) -> None:
         """Forget everything a pending record holds (the source above all); its buffer and event go back for reuse
         (only ever called once the event has completed, or before there was one)."""
-        if self._event is not None:
-            if _FLAGS.owns(self._count):
-                _FLAGS.give_back(self._count)
-            else:
-                _FREE_PINNED.setdefault(self._count.dtype, []).append(self._count)
-            _FREE_EVENTS.append(self._event)
+        event, count = self._event, self._count
         self._count = self._source = self._skip = self._event = self._repair = None
+        if event is not None:
+            if self._pooled:
+                _FLAGS.give_back(count)
+            else:
+                _FREE_PINNED.setdefault(count.dtype, []).append(count)
+            _FREE_EVENTS.append(event)
 
     @classmethod
     def find(cls, x2: torch.Tensor, count: torch.Tensor | None = None, skip_columns: torch.Tensor | None = None,
@@ -164,12 +211,13 @@ class Nonfinite:
         on_pending = _COLLECTOR.get()
         host = count is not None and x2.is_cuda and not count.is_cuda  # rule 5: raised in host memory
         if host:
-            rec._count, rec._event = count, _event()
+            rec._count, rec._event, rec._pooled = count, _event(), _FLAGS.owns(count)
             _record(rec._event, x2.device)
-            if on_pending is None:  # rule 2: settle now (after the kernel, as a device count's .item() would)
-                rec.settle()
-                return rec if rec.index is not None else None
-            on_pending(rec)
+            if on_pending is None:  # rule 6
+                rec._queued = True
+                _defer(rec)
+            else:
+                on_pending(rec)
             return rec
         if not x2.is_cuda or on_pending is None:  # rule 2
             rec._resolve(count is None or bool(int(count.item())))
@@ -209,18 +257,23 @@ class Nonfinite:
 
     def ready(self) -> bool:
         """True when settling will not wait for the device."""
-        return self._event is None or self._event.query()
+        if self._event is None or self._done:
+            return True
+        self._done = self._event.query()
+        return self._done
 
     def settle(self) -> int:
         """Resolve a pending record (rule 3); returns the bytes it now holds (0 when there was nothing)."""
         if self._source is not None:
-            if self._event is not None:
-                self._event.synchronize()  # returns at once when ready() said so
-            self._resolve(bool(int(self._count[0])))
+            if self._event is not None and not self._done:
+                self._event.synchronize()
+            self._resolve(bool(_FLAGS.read(self._count) if self._pooled else int(self._count[0])))
         return self.nbytes
 
     @property
     def nbytes(self) -> int:
+        if self._queued and self._source is not None:  # rule 6
+            self.settle()
         if self.index is None:
             return 0
         return sum(t.untyped_storage().nbytes() for t in (self.index, self.value))

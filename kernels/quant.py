@@ -54,10 +54,12 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 
 from .jit import build
+from .launch import launch
 from .nonfinite import Nonfinite, add_rounded, host_flag
 
 PARAM_DTYPE = torch.bfloat16  # bf16 keeps fp32's range (no overflow for huge activations) at 2 bytes a group
@@ -271,6 +273,7 @@ def quantize_ref(x: torch.Tensor, bits: int, group_size: int, symmetric: bool = 
 
 def dequantize_ref(q: QuantizedTensor) -> torch.Tensor:
     """Rebuild a contiguous tensor of the original shape and dtype from :class:`QuantizedTensor`."""
+    Nonfinite.settled(q.nonfinite)  # a pending check may still rewrite the codes (its repair): settle first
     r, c = as_matrix_shape(q.shape)
     n = r * c
     codes = unpack_codes(q.packed, q.bits).float()
@@ -1090,20 +1093,27 @@ def _launch_quant_elements(x2: torch.Tensor, packed: torch.Tensor, scale: torch.
         num_warps=_WARPS, enable_fp_fusion=False)
 
 
-# Launch plans of the word quantize kernel by (shape, layout, codec, tile knobs): a training step quantizes the
-# same shapes every step, and deciding tiles and flags again was a third of a call's host time (session 7).
-_WORD_PLANS: dict = {}
+# Launch plans by (kernel, shape, layout, codec, tile knobs): a training step quantizes the same shapes every step,
+# and deciding tiles and flags again was a third of a call's host time (session 7). Each plan ends with its
+# direct-launch cache (NOTE [Direct launch] in kernels/launch.py).
+_PLANS: dict = {}
+
+
+def _cached_plan(key: tuple, make: Callable[[], tuple]) -> tuple:
+    """``make()`` plus an empty direct-launch cache, made once per ``key``."""
+    plan = _PLANS.get(key)
+    if plan is None:
+        if len(_PLANS) >= 4096:  # shapes that keep changing (variable sequence lengths) must not pile up
+            _PLANS.clear()
+        plan = _PLANS[key] = make() + ({},)
+    return plan
 
 
 def _word_quant_plan(r: int, cw: int, s_r: int, dtype: torch.dtype, bits: int, g: int, symmetric: bool, k: int,
                      stochastic: bool) -> tuple:
-    """(grid, outlier block width, compile-time values and options) of ``_quant_words_kernel``."""
-    key = (r, cw, s_r, dtype, bits, g, symmetric, k, stochastic, _WORD_TILE, _WORD_TILE_OUTLIERS, _WORD_ITERS,
-           _WORD_ITERS_MIN_PROGRAMS, _WARPS)
-    plan = _WORD_PLANS.get(key)
-    if plan is None:
-        if len(_WORD_PLANS) >= 4096:  # shapes that keep changing (variable sequence lengths) must not pile up
-            _WORD_PLANS.clear()
+    """(grid, outlier block width, compile-time values and options, direct-launch cache) of
+    ``_quant_words_kernel``."""
+    def make() -> tuple:
         per = 8 // bits
         has = k > 0
         _, wbr, ng, wbw = _word_tiles("group", g, cw, per, _WORD_TILE_OUTLIERS if has else None)
@@ -1114,8 +1124,9 @@ def _word_quant_plan(r: int, cw: int, s_r: int, dtype: torch.dtype, bits: int, g
                     INT64=_needs_int64(r * cw * per + cw * per, r * max(s_r, 1) * per + cw * per),
                     BLOCK_R=wbr, NG=ng, BLOCK_W=wbw, KB=_outlier_lanes(k, block), ITERS=iters, num_warps=_WARPS,
                     enable_fp_fusion=False)
-        plan = _WORD_PLANS[key] = ((_cdiv(cw, ng * wbw) * _cdiv(r, wbr * iters),), block, meta)
-    return plan
+        return (_cdiv(cw, ng * wbw) * _cdiv(r, wbr * iters),), block, meta
+    return _cached_plan(("quant_words", r, cw, s_r, dtype, bits, g, symmetric, k, stochastic, _WORD_TILE,
+                         _WORD_TILE_OUTLIERS, _WORD_ITERS, _WORD_ITERS_MIN_PROGRAMS, _WARPS), make)
 
 
 def _quantize_words(x: torch.Tensor, x2: torch.Tensor, words: torch.Tensor, bits: int, g: int, symmetric: bool,
@@ -1127,7 +1138,8 @@ def _quantize_words(x: torch.Tensor, x2: torch.Tensor, words: torch.Tensor, bits
     c = cw * per
     dev = x.device
     k = 0 if outlier_index is None else outlier_index.numel()
-    grid, block, meta = _word_quant_plan(r, cw, words.stride(0), x.dtype, bits, g, symmetric, k, seed is not None)
+    grid, block, meta, launches = _word_quant_plan(r, cw, words.stride(0), x.dtype, bits, g, symmetric, k,
+                                                   seed is not None)
     ngroups = r * c // g
     packed = torch.empty((ngroups, g * bits // 8), dtype=torch.uint8, device=dev)
     scale = torch.empty(ngroups, dtype=PARAM_DTYPE, device=dev)
@@ -1139,8 +1151,9 @@ def _quantize_words(x: torch.Tensor, x2: torch.Tensor, words: torch.Tensor, bits
                   _outlier_table(outlier_index, "words", c, per), outl)
     else:
         outl, tables = None, (nf, nf, nf, nf)
-    _quant_words_kernel[grid](words, x2, packed, scale, zero if zero is not None else scale, *tables, nf,
-                              r, cw, words.stride(0), k, 0 if seed is None else seed & _M32, **meta)
+    launch(_quant_words_kernel, grid, launches, (words, x2, packed, scale, zero if zero is not None else scale,
+                                                 *tables, nf, r, cw, words.stride(0), k,
+                                                 0 if seed is None else seed & _M32), meta)
     nonfinite = Nonfinite.find(x2, nf, outlier_index, repair=lambda: _launch_quant_elements(
         x2, packed, scale, zero, outl, nf, bits, g, symmetric, "group", outlier_index, seed, False, True))
     oi = outlier_index.contiguous() if outlier_index is not None else None
@@ -1166,6 +1179,7 @@ def channel_sumsq_triton(x: torch.Tensor) -> torch.Tensor:
 def dequantize_triton(q: QuantizedTensor, add: torch.Tensor | None = None) -> torch.Tensor:
     """The kernel path of :func:`dequantize` (same values as :func:`dequantize_ref`, bit for bit), or of
     :func:`dequantize_add` with ``add`` (contiguous, ``q.shape``)."""
+    Nonfinite.settled(q.nonfinite)  # a pending check may still rewrite the codes (its repair): settle first
     r, c = as_matrix_shape(q.shape)
     n = r * c
     if n == 0 or not triton_supports(q.granularity, q.group_size):
@@ -1186,20 +1200,32 @@ def dequantize_triton(q: QuantizedTensor, add: torch.Tensor | None = None) -> to
 
 def _dequantize_words(q: QuantizedTensor, out: torch.Tensor, r: int, c: int) -> None:
     """The word kernel's launch (see ``_dequant_words_kernel``): outlier channels in the same pass."""
-    per = 8 // q.bits
-    cw = c // per
-    mode, br, ng, bw = _word_tiles(q.granularity, q.group_size, cw, per)
     has = q.outlier_index is not None
     k = q.outlier_value.shape[1] if has else 0
-    block = ng * bw * per
-    _dequant_words_kernel[(_cdiv(cw, ng * bw) * _cdiv(r, br),)](
+    grid, block, meta, launches = _word_dequant_plan(r, c, q.dtype, q.bits, q.group_size, q.granularity,
+                                                     q.zero is None, k)
+    launch(_dequant_words_kernel, grid, launches, (
         q.packed, q.scale, q.zero if q.zero is not None else q.scale,
         _outlier_table(q.outlier_index, "start", c, block) if has else q.scale,
         _outlier_table(q.outlier_index, "lanes", c, block) if has else q.scale,
-        q.outlier_value if has else q.scale, out.view(_WORD[per]), out, r, cw, k,
-        MODE=mode, BITS=q.bits, SYM=q.zero is None, HAS_OUTL=has, F16=q.dtype == torch.float16,
-        EVEN=r % br == 0 and cw % (ng * bw) == 0, INT64=_needs_int64(r * c + c),
-        BLOCK_R=br, NG=ng, BLOCK_W=bw, KB=_outlier_lanes(k, block), num_warps=_WARPS)
+        q.outlier_value if has else q.scale, out.view(_WORD[8 // q.bits]), out, r, c // (8 // q.bits), k), meta)
+
+
+def _word_dequant_plan(r: int, c: int, dtype: torch.dtype, bits: int, g: int, granularity: str, symmetric: bool,
+                       k: int) -> tuple:
+    """(grid, outlier block width, compile-time values and options, direct-launch cache) of
+    ``_dequant_words_kernel``."""
+    def make() -> tuple:
+        per = 8 // bits
+        cw = c // per
+        mode, br, ng, bw = _word_tiles(granularity, g, cw, per)
+        block = ng * bw * per
+        meta = dict(MODE=mode, BITS=bits, SYM=symmetric, HAS_OUTL=k > 0, F16=dtype == torch.float16,
+                    EVEN=r % br == 0 and cw % (ng * bw) == 0, INT64=_needs_int64(r * c + c),
+                    BLOCK_R=br, NG=ng, BLOCK_W=bw, KB=_outlier_lanes(k, block), num_warps=_WARPS)
+        return (_cdiv(cw, ng * bw) * _cdiv(r, br),), block, meta
+    return _cached_plan(("dequant_words", r, c, dtype, bits, g, granularity, symmetric, k, _WORD_TILE, _TILE,
+                         _WARPS), make)
 
 
 def _dequantize_tiles(q: QuantizedTensor, out: torch.Tensor, add: torch.Tensor | None, r: int, c: int,

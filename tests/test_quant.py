@@ -169,7 +169,7 @@ def test_word_kernels_store_the_reference_bytes(dtype, granularity, g, bits, sym
     several row tiles (with the small tile: ``_WORD_ITERS``), and, with NaN/Inf, the checked re-run into the same
     buffers; the fused re-add (element kernel) decodes the same payload."""
     monkeypatch.setattr(Q, "_WORD_TILE", word_tile)
-    monkeypatch.setattr(Q, "_WORD_PLANS", {})  # plans made under other knobs (``_needs_int64`` below) stay out
+    monkeypatch.setattr(Q, "_PLANS", {})  # plans made under other knobs (``_needs_int64`` below) stay out
     if word_tile == 128:
         monkeypatch.setattr(Q, "_WORD_ITERS", 4)
         monkeypatch.setattr(Q, "_WORD_ITERS_MIN_PROGRAMS", 1)

@@ -140,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     def check(x, bits, idx, granularity):
         a = Q.quantize_ref(x, bits, g, False, granularity, idx)
         same = same_dec = True
-        for _ in range(2):  # the first launch compiles; the second takes the compiled kernel's launcher (kernels/jit.py)
+        for _ in range(2):  # the first launch compiles; the second takes the compiled kernel's launcher (kernels/launch.py)
             b = Q.quantize_triton(x, bits, g, False, granularity, idx)
             same = same and all(torch.equal(getattr(a, f), getattr(b, f)) for f in ("packed", "scale", "zero")
                                 if getattr(a, f) is not None)

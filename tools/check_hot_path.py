@@ -86,7 +86,7 @@ def deferred_nonfinite(codec_spec: dict, dev: torch.device) -> tuple[bool, str]:
     name = codec_spec["codec"]
     params = {k: v for k, v in codec_spec.items() if k != "codec"}
     codec = make_codec(name, params)
-    ref = codec.encode(x)  # outside a context: settled at once
+    ref = codec.encode(x)  # outside a context: queued (NOTE [Deferred non-finite check] rule 6), settled by decode
     expect = (torch.ones_like(x) * codec.decode(ref).float().nan_to_num(7.0, 11.0, -13.0).to(x.dtype))
     policy = Policy(name="all_" + name, rules=(Rule(codec=name, op_class=("unknown",), params=params),))
     leaf = x.clone().requires_grad_()
