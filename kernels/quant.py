@@ -719,7 +719,8 @@ def _outlier_cols(start_ptr, lanes_ptr, pid_c, KB: tl.constexpr):
     return t, c_t, c_t >= 0
 
 
-def _quant_words_kernel(w_ptr, x_ptr, packed_ptr, scale_ptr, zero_ptr, start_ptr, lanes_ptr, ocode_ptr, outl_ptr,
+def _quant_words_kernel(w_ptr, x_ptr, packed_ptr, scale_ptr, zero_ptr, start_ptr, lanes_ptr, ocode_ptr, keep_ptr,
+                        outl_ptr,
                         nf_ptr, R, CW, s_r, K, seed,
                         BITS: tl.constexpr, SYM: tl.constexpr, HAS_OUTL: tl.constexpr, STOCH: tl.constexpr,
                         F16: tl.constexpr, EVEN: tl.constexpr, INT64: tl.constexpr, BLOCK_R: tl.constexpr,
@@ -733,11 +734,14 @@ def _quant_words_kernel(w_ptr, x_ptr, packed_ptr, scale_ptr, zero_ptr, start_ptr
     spare: the statistics propagate NaN, so a group holding NaN/Inf shows in its range at no extra reduction and
     raises ``nf_ptr``; codes are not clamped (round to nearest provably stays in range, NOTE [Quant layout]'s
     parameters) and are truncated (their argument is >= 0, so truncation is the floor). Outlier channels
-    (HAS_OUTL) read as +0 (NOTE [Quant layout]): one AND a word with a mask built once per program (a select per
-    element to leave them out instead cost ~20% of the kernel's rate; replacing them by +-inf through two masked
-    copies of the word, 714 us a GiB, every element then extracted twice). A program walks ITERS row tiles so
-    that mask and its outlier slots are made once. Outlier lanes are coded 0 (``ocode``: the code bits of a
-    word's outlier lanes, cleared once per word) and their columns copied to ``outl_ptr`` (R x K) by one masked
+    (HAS_OUTL) read as +0 (NOTE [Quant layout]): one AND a word with a mask (a select per element to leave them
+    out instead cost ~20% of the kernel's rate; replacing them by +-inf through two masked copies of the word, 714
+    us a GiB, every element then extracted twice). At 4 and 8 bits the mask is read from ``keep_ptr`` (a table of
+    one word per word of channels, made once per outlier index) where it is used, and so is ``ocode`` (the code
+    bits of a word's outlier lanes, cleared to code 0): neither stays live across the statistics, +6-9 points of
+    copy at 64 MiB-1 GiB on an H200 (session 8). At 2 bits (64-bit words) the table was slower (59-67% against
+    70-79%): the mask is built once per program from ``ocode``, as are the outlier slots; a program walks ITERS
+    row tiles so that they are made once. The outlier columns are copied to ``outl_ptr`` (R x K) by one masked
     gather of the block's KB slots."""
     PER: tl.constexpr = 8 // BITS
     QMAX: tl.constexpr = 2 ** (BITS - 1) - 1
@@ -745,12 +749,13 @@ def _quant_words_kernel(w_ptr, x_ptr, packed_ptr, scale_ptr, zero_ptr, start_ptr
     C = CW * PER
     if HAS_OUTL:  # the program's columns are the same in every tile: their outlier lanes once
         _, pid_c0, _, _, _, _, w30, _ = _word_tile(R, CW, EVEN, INT64, BLOCK_R, NG, BLOCK_W, 0, ITERS)
-        oc = tl.load(ocode_ptr + w30, mask=w30 < CW, other=0).to(tl.int32)
         t, c_t, tm = _outlier_cols(start_ptr, lanes_ptr, pid_c0, KB)
-        keep = tl.zeros(oc.shape, tl.int64)  # the word's bits outside its outlier lanes
-        for j in tl.static_range(PER):
-            keep = keep | ((1 - ((oc >> (BITS * j)) & 1)).to(tl.int64) * 0xFFFF) << (16 * j)
-        keep = keep.to(w_ptr.dtype.element_ty)
+        if PER == 4:
+            oc = tl.load(ocode_ptr + w30, mask=w30 < CW, other=0).to(tl.int32)
+            keep = tl.zeros(oc.shape, tl.int64)  # the word's bits outside its outlier lanes
+            for j in tl.static_range(PER):
+                keep = keep | ((1 - ((oc >> (BITS * j)) & 1)).to(tl.int64) * 0xFFFF) << (16 * j)
+            keep = keep.to(w_ptr.dtype.element_ty)
     for it in tl.static_range(ITERS):  # unrolled: 70 -> 60 registers, +3-4 points of copy at 256 MiB-1 GiB
         pid_r, pid_c, rows, gcol, wcol, r3, w3, mask = _word_tile(R, CW, EVEN, INT64, BLOCK_R, NG, BLOCK_W, it,
                                                                   ITERS)
@@ -759,7 +764,12 @@ def _quant_words_kernel(w_ptr, x_ptr, packed_ptr, scale_ptr, zero_ptr, start_ptr
         else:
             w = tl.load(w_ptr + r3 * s_r + w3, mask=mask, other=0)
         if HAS_OUTL:  # outlier lanes read +0 from here on (their codes are cleared below)
-            w = w & keep
+            if PER == 4:
+                w = w & keep
+            elif EVEN:  # the table's word of each column, the same for every row
+                w = w & tl.load(keep_ptr + (w3 + 0 * r3))
+            else:
+                w = w & tl.load(keep_ptr + (w3 + 0 * r3), mask=mask, other=0)
         # masked lanes: whole rows or groups, never stored
         lo = tl.full((BLOCK_R, NG, BLOCK_W), float("inf"), tl.float32)
         hi = -lo
@@ -805,7 +815,10 @@ def _quant_words_kernel(w_ptr, x_ptr, packed_ptr, scale_ptr, zero_ptr, start_ptr
                     q = tl.minimum(q, LEVELS)
             pk = pk | (q << (BITS * j))
         if HAS_OUTL:
-            pk = pk & ~oc
+            if PER == 4:
+                pk = pk & ~oc
+            else:
+                pk = pk & ~tl.load(ocode_ptr + (w3 + 0 * r3), mask=w3 < CW, other=0).to(tl.int32)
         if EVEN:
             tl.store(packed_ptr + r3 * CW + w3, pk.to(tl.uint8))
         else:
@@ -969,7 +982,9 @@ def _outlier_table(outlier_index: torch.Tensor, kind: str, c: int, block: int = 
     ``"slot"``: :func:`outlier_slots`; ``"start"``: for each block of ``block`` channels, the number of outlier
     channels before it (``C / block + 1`` int32: block ``b`` holds slots ``start[b]:start[b+1]``); ``"lanes"``:
     each block's outlier channels, ``C / block`` x :func:`_outlier_lanes` int32 padded with -1; ``"words"``:
-    one uint8 per word of ``block`` channels (8 // block bits a code): the code bits of its outlier channels."""
+    one uint8 per word of ``block`` channels (8 // block bits a code): the code bits of its outlier channels;
+    ``"keep"``: one int16 (``block`` 1) or int32 (2) word per word of channels, 0xFFFF in each 16-bit lane that
+    is not an outlier channel."""
     tables = getattr(outlier_index, "_hyclora_tables", None)  # on the tensor: lives and dies with it
     if tables is None:
         tables = outlier_index._hyclora_tables = {}
@@ -989,6 +1004,13 @@ def _outlier_table(outlier_index: torch.Tensor, kind: str, c: int, block: int = 
             lanes = torch.full((_cdiv(c, block), kb), -1, dtype=torch.int32, device=dev)
             lanes[idx // block, lane] = idx.to(torch.int32)
             tables[key] = lanes
+        elif kind == "keep":
+            hit = torch.zeros(c, dtype=torch.int64, device=dev)
+            hit.index_fill_(0, outlier_index.long(), 1)
+            shift = torch.arange(block, device=dev, dtype=torch.int64) * 16
+            keep = ((1 - hit.view(-1, block)) * 0xFFFF << shift).sum(1)
+            top = 1 << (16 * block)  # the unsigned word as the signed integer of its bits
+            tables[key] = torch.where(keep >= top // 2, keep - top, keep).to(_WORD[block])
         else:
             bits = 8 // block
             hit = torch.zeros(c, dtype=torch.int32, device=dev)
@@ -1148,9 +1170,10 @@ def _quantize_words(x: torch.Tensor, x2: torch.Tensor, words: torch.Tensor, bits
     if k:
         outl = torch.empty((r, k), dtype=x.dtype, device=dev)
         tables = (_outlier_table(outlier_index, "start", c, block), _outlier_table(outlier_index, "lanes", c, block),
-                  _outlier_table(outlier_index, "words", c, per), outl)
+                  _outlier_table(outlier_index, "words", c, per),
+                  _outlier_table(outlier_index, "keep", c, per) if per < 4 else nf, outl)
     else:
-        outl, tables = None, (nf, nf, nf, nf)
+        outl, tables = None, (nf,) * 5
     launch(_quant_words_kernel, grid, launches, (words, x2, packed, scale, zero if zero is not None else scale,
                                                  *tables, nf, r, cw, words.stride(0), k,
                                                  0 if seed is None else seed & _M32), meta)

@@ -199,6 +199,26 @@ def test_word_kernels_store_the_reference_bytes(dtype, granularity, g, bits, sym
 
 
 @needs_triton
+@pytest.mark.parametrize("bits", [2, 4, 8])
+def test_word_quantize_with_outliers_on_whole_tiles(bits, monkeypatch):
+    """Rows that fill the outlier tiles exactly (EVEN: no masks), where the 4- and 8-bit kernels read their keep
+    mask and code mask from tables (``_outlier_table`` "keep"/"words"), outlier channels in several words."""
+    monkeypatch.setattr(Q, "_PLANS", {})
+    gen = torch.Generator().manual_seed(bits)
+    x = torch.randn(32, 256, generator=gen).to(torch.bfloat16)
+    idx = torch.tensor([0, 1, 7, 130, 255], dtype=torch.int16)  # two lanes of one word, the first and last words
+    x[:, idx.long()] *= 40
+    assert Q._as_words(x, bits) is not None
+    grid, _, meta, _ = Q._word_quant_plan(32, 256 // (8 // bits), 256 // (8 // bits), x.dtype, bits, 64, False,
+                                          idx.numel(), False)
+    assert meta["EVEN"] and meta["HAS_OUTL"]
+    a = Q.quantize(x, bits, 64, False, "group", idx, backend="ref")
+    b = Q.quantize(x, bits, 64, False, "group", idx, backend="triton")
+    assert_same_payload(a, b)
+    assert torch.equal(_bits_view(Q.dequantize(b, backend="triton")), _bits_view(Q.dequantize(a, backend="ref")))
+
+
+@needs_triton
 @pytest.mark.parametrize("case", ["transposed", "sliced", "3d_ragged", "1d", "int64_offsets"])
 def test_triton_odd_layouts(case, monkeypatch):
     base = torch.randn(50, 37, dtype=torch.float32).to(torch.bfloat16)
