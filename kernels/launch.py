@@ -3,7 +3,8 @@
 NOTE [Direct launch]
   ``kernel[grid](*args, **meta)`` binds the arguments, builds Triton's specialisation of each, turns the options
   into a string for the cache key, asks the driver for the device and stream and builds launch metadata, at every
-  call: ~25 us of host time on an H200's host against ~7 us for the compiled kernel's own launcher (session 7).
+  call: ~22 us of host time on an H200's host against ~7 us for the compiled kernel's own launcher, ~13 us
+  through :func:`launch` (docs/benchmarks.md session 8).
   A training step launches the same few kernels with the same compile-time values hundreds of times, and at 64 MiB
   a quantize's whole GPU time is ~27 us, so that host path, not the kernel, set the rate a caller saw.
 
