@@ -208,29 +208,40 @@ class Nonfinite:
         """
         rec = cls()
         rec._source, rec._skip, rec._repair = x2, skip_columns, repair
+        return rec._begin(count)
+
+    def _begin(self, count: torch.Tensor | None) -> Nonfinite | None:
+        """Rules 1, 2, 5 and 6 for a record whose source (and repair) are set: the record, or None where it
+        settled at once and found nothing."""
+        x2 = self._source
         on_pending = _COLLECTOR.get()
         host = count is not None and x2.is_cuda and not count.is_cuda  # rule 5: raised in host memory
         if host:
-            rec._count, rec._event, rec._pooled = count, _event(), _FLAGS.owns(count)
-            _record(rec._event, x2.device)
+            self._count, self._event, self._pooled = count, _event(), _FLAGS.owns(count)
+            _record(self._event, x2.device)
             if on_pending is None:  # rule 6
-                rec._queued = True
-                _defer(rec)
+                self._queued = True
+                _defer(self)
             else:
-                on_pending(rec)
-            return rec
+                on_pending(self)
+            return self
         if not x2.is_cuda or on_pending is None:  # rule 2
-            rec._resolve(count is None or bool(int(count.item())))
-            return rec if rec.index is not None else None
-        count = count if count is not None else rec._bad().sum()
+            self._resolve(count is None or bool(int(count.item())))
+            return self if self.index is not None else None
+        count = count if count is not None else self._bad().sum()
         # to pinned host memory behind the kernel: once the event has completed, reading it waits for nothing
         # (``count.item()`` would queue its copy behind all work issued since, and wait for that)
-        rec._count = _pinned(count.dtype)
-        rec._count.copy_(count.reshape(1), non_blocking=True)
-        rec._event = _event()
-        _record(rec._event, x2.device)
-        on_pending(rec)
-        return rec
+        self._count = _pinned(count.dtype)
+        self._count.copy_(count.reshape(1), non_blocking=True)
+        self._event = _event()
+        _record(self._event, x2.device)
+        on_pending(self)
+        return self
+
+    @property
+    def pending(self) -> bool:
+        """Not settled yet (the source is still held)."""
+        return self._source is not None
 
     def _bad(self) -> torch.Tensor:
         bad = ~torch.isfinite(self._source)

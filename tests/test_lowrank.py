@@ -151,6 +151,24 @@ def test_kept_as_is_when_factors_do_not_pay_or_values_are_not_finite():
     assert lowrank_encode(torch.randn(64, 64), 1.0).shape == (64, 64)  # full rank never pays
 
 
+def test_fp16_factors_that_would_overflow_go_to_fp32_or_the_tensor_stays():
+    """P = A·Q can pass fp16's range where A does not (rows of 64 values near 30000 have norms near 240000)."""
+    gen = torch.Generator().manual_seed(1)
+
+    def big(m):
+        u = torch.rand(m, 1, generator=gen) + 0.5
+        return (u * torch.ones(1, 64) * 30000 + torch.randn(m, 64, generator=gen) * 100).half()
+    a = big(300)
+    payload = lowrank_encode(a, 16)
+    assert isinstance(payload, LowRankPayload) and payload.p.dtype == payload.qt.dtype == torch.float32
+    assert payload.nbytes == 16 * (300 + 64) * 4
+    out = lowrank_decode(payload)
+    assert out.dtype == torch.float16 and torch.isfinite(out).all()
+    assert float((out.float() - a.float()).norm() / a.float().norm()) < 0.01
+    small = big(60)  # fp32 factors (16 * 124 * 4 bytes) no longer pay against 60 * 64 * 2
+    assert lowrank_encode(small, 16) is small
+
+
 def test_rank_resolution():
     assert resolve_rank(0.125, 4096) == 512 and resolve_rank(0.01, 10) == 1
     assert resolve_rank(128, 64) == 64 and resolve_rank(1.0, 7) == 7

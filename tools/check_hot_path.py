@@ -5,9 +5,10 @@
    listed with its stack. A host wait inside a pack stops the host from queueing work ahead of the GPU, so the
    hooks' Python time adds to the step instead of overlapping with the model's kernels.
 2. *Deferred non-finite values* (NOTE [Deferred non-finite check] in ``kernels/nonfinite.py``): a tensor with
-   NaN and +-Inf saved under ``quant``, ``fp8`` and ``sparse`` inside ``compress()`` on CUDA gives the same
-   gradient, bit for bit, as decoding the same codec's payload built outside a context (settled at once), and
-   the accountant's stored bytes equal that payload's size, non-finite values included.
+   NaN and +-Inf saved under ``quant``, ``fp8``, ``sparse`` and ``lowrank`` (whose factors' check falls back to
+   the tensor itself) inside ``compress()`` on CUDA gives the same gradient, bit for bit, as decoding the same
+   codec's payload built outside a context, and the accountant's stored bytes equal that payload's size,
+   non-finite values (or the fallback) included.
 
     PYTHONPATH=. python tools/check_hot_path.py            # ~30 s on an H100
 """
@@ -120,7 +121,7 @@ def main() -> int:
                          "; ".join(sites[:3]) + (f" (+{len(sites) - 3} more)" if len(sites) > 3 else "")
                          if sites else "none"))
     for spec in ({"codec": "quant", "bits": 4}, {"codec": "quant", "bits": 2, "outlier_ratio": 0.01},
-                 {"codec": "fp8"}, {"codec": "sparse", "ratio": 0.1}):
+                 {"codec": "fp8"}, {"codec": "sparse", "ratio": 0.1}, {"codec": "lowrank", "rank": 0.125}):
         ok, detail = deferred_nonfinite(spec, dev)
         rows.append((f"deferred non-finite: {spec}", ok, detail))
     w = max(len(r[0]) for r in rows)

@@ -34,7 +34,8 @@ subspace, so (before rounding the factors):
 Kept as is (the payload is the tensor itself, lossless, counted as its storage) when the stored bytes above would
 not be fewer than the tensor's ``M*n*s`` (e.g. few tokens, ``k`` near ``n``, or fp32 factors of a bf16 tensor), and when
 the tensor or its factors hold a non-finite value (a low-rank fit of NaN/Inf is meaningless; fp16 factors that
-would overflow are stored in fp32 instead, see ``_factor_dtype``).
+would overflow are stored in fp32 instead). On a GPU inside ``compress()`` those two checks are read later, not at
+the encode (:class:`FactorCheck`): the payload holds the tensor until then, and switches when they fail.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ from dataclasses import dataclass
 import torch
 
 from ..errors import HycloraTypeError, user_error
+from ..kernels.nonfinite import Nonfinite
 from .base import Codec, check_float, held_nbytes, register_codec
 
 _FACTOR_DTYPES = {"source": None, "float32": torch.float32, "bfloat16": torch.bfloat16}
@@ -52,20 +54,67 @@ _FACTOR_DTYPES = {"source": None, "float32": torch.float32, "bfloat16": torch.bf
 
 @dataclass
 class LowRankPayload:
-    """``p @ qt`` rebuilds the non-outlier columns; ``outliers`` (``M x o``) sit at columns ``outlier_index``."""
+    """``p @ qt`` rebuilds the non-outlier columns; ``outliers`` (``M x o``) sit at columns ``outlier_index``.
 
-    p: torch.Tensor  # M x k, factor dtype
-    qt: torch.Tensor  # k x (n - o), factor dtype
+    ``check``: the factors' check, pending on a GPU (:class:`FactorCheck`); ``fallback``: the tensor itself, where
+    the check found the factors unusable (then ``p`` and ``qt`` are None)."""
+
+    p: torch.Tensor | None  # M x k, factor dtype
+    qt: torch.Tensor | None  # k x (n - o), factor dtype
     outlier_index: torch.Tensor | None  # o int64 column indices, ascending
     outliers: torch.Tensor | None  # M x o, the saved dtype
     shape: torch.Size
     dtype: torch.dtype
+    check: FactorCheck | None = None
+    fallback: torch.Tensor | None = None
 
     @property
     def nbytes(self) -> int:
-        """Bytes held, exactly: each tensor here owns a compact storage of its own."""
+        """Bytes held, exactly: each tensor here owns a compact storage of its own (a pending check is not read:
+        ``compress()`` accounts what it changes when it settles)."""
+        if self.fallback is not None:
+            return held_nbytes(self.fallback)
         return sum(t.untyped_storage().nbytes() for t in (self.p, self.qt, self.outlier_index, self.outliers)
                    if t is not None)
+
+
+class FactorCheck(Nonfinite):
+    """Whether the factors are usable, found on the device and read later (NOTE [Deferred non-finite check] in
+    ``kernels/nonfinite.py``; reading it at once made every encode wait for the GPU). Raised when the tensor or its
+    factors hold a non-finite value, or when fp16 factors would overflow; settling then changes the payload
+    (:meth:`_resolve`) and reports the change of its bytes, which ``compress()`` adds to the accountant."""
+
+    __slots__ = ("payload", "factors", "delta")
+
+    @classmethod
+    def find(cls, src: torch.Tensor, flag: torch.Tensor, payload: LowRankPayload,
+             factors: tuple[torch.Tensor, torch.Tensor]) -> FactorCheck:
+        """The check of ``payload``'s factors (``factors``: fp32 P and Q before their cast), ``flag`` a device int:
+        settled at once on CPU and outside ``compress()`` (then ``payload.fallback`` says the verdict), else
+        pending."""
+        rec = cls()
+        rec._source, rec.payload, rec.factors, rec.delta = src, payload, factors, 0
+        rec._begin(flag)
+        return rec
+
+    def _resolve(self, flagged: bool) -> None:
+        if flagged:  # rare: the waits below are for this record alone
+            payload, before = self.payload, self.payload.nbytes
+            p, q = self.factors
+            src = self._source
+            finite = bool(torch.isfinite(p).all()) and bool(torch.isfinite(q).all())
+            if finite:  # then fp16 P overflows: fp32 factors
+                payload.p, payload.qt = p.contiguous(), q.t().contiguous()
+            if not finite or payload.nbytes >= src.numel() * src.element_size():  # or fp32 ones do not pay
+                payload.fallback, payload.p, payload.qt = src, None, None
+            self.delta = payload.nbytes - before
+        self.payload = self.factors = None
+        self._drop()
+
+    @property
+    def nbytes(self) -> int:
+        """The change of the payload's bytes that settling made (0 before, and when the factors were usable)."""
+        return self.delta
 
 
 def resolve_rank(rank: int | float, n: int) -> int:
@@ -108,25 +157,29 @@ def lowrank_encode(a: torch.Tensor, rank: int | float, outlier_ratio: float = 0.
     y = a32.t() @ a32[:, idx]  # (n - o) x k: k columns of the Gram matrix
     q = torch.linalg.qr(y, mode="reduced").Q
     p = a32 @ q
-    if not (bool(torch.isfinite(p).all()) and bool(torch.isfinite(q).all())):
-        return a
-    fd = _factor_dtype(factor_dtype, a.dtype, p)
+    fd = factor_dtype or a.dtype
     payload = LowRankPayload(p.to(fd).contiguous(), q.t().to(fd).contiguous(), out_idx, outliers, a.shape, a.dtype)
-    return payload if payload.nbytes < m * n * size else a  # fp16 factors moved to fp32 may no longer pay
-
-
-def _factor_dtype(requested: torch.dtype | None, source: torch.dtype, p: torch.Tensor) -> torch.dtype:
-    """The dtype the factors are stored in; fp16 falls back to fp32 where ``P`` would overflow it."""
-    fd = requested or source
-    if fd == torch.float16 and float(p.abs().max()) > torch.finfo(torch.float16).max:
-        return torch.float32
-    return fd
+    if payload.nbytes >= m * n * size:
+        return a
+    # unusable factors (a non-finite value, or fp16 P that overflows): found on the device, read later
+    bad = ~(torch.isfinite(p).all() & torch.isfinite(q).all())
+    if fd == torch.float16:
+        bad = bad | (p.abs().max() > torch.finfo(torch.float16).max)
+    check = FactorCheck.find(src, bad.to(torch.int32), payload, (p, q))
+    if not check.pending:  # settled at once (CPU, or outside compress()): the verdict is known
+        return a if payload.fallback is not None else payload
+    payload.check = check
+    return payload
 
 
 def lowrank_decode(payload: LowRankPayload | torch.Tensor) -> torch.Tensor:
     """Rebuild a contiguous tensor of the saved shape and dtype; pure, so every call returns the same values."""
     if isinstance(payload, torch.Tensor):
         return payload
+    if payload.check is not None:  # settle first: it may replace the factors (rule 4)
+        payload.check.settle()
+    if payload.fallback is not None:
+        return payload.fallback
     approx = payload.p.float() @ payload.qt.float()
     if payload.outlier_index is None:
         return approx.to(payload.dtype).view(payload.shape)
