@@ -325,8 +325,9 @@ def unpack_codes(packed: torch.Tensor, bits: int) -> torch.Tensor:
 tl = None
 _BUILT = False
 _JIT_NAMES = ("_bf16_round", "_bf16_nearest", "_hash_uniform", "_group_params", "_program_rows", "_tile", "_elem",
-              "_to_bits", "_round_to", "_min_nan", "_max_nan", "_word_tile", "_outlier_cols",
-              "_quant_kernel", "_colstats_kernel", "_dequant_kernel", "_quant_words_kernel", "_dequant_words_kernel")
+              "_to_bits", "_round_to", "_min_nan", "_max_nan", "_word_tile", "_outlier_cols", "_packed_codes",
+              "_quant_kernel", "_quant_tokens_kernel", "_colstats_kernel", "_dequant_kernel", "_quant_words_kernel",
+              "_dequant_words_kernel")
 
 # Tile sizes: 2048 elements a program at 4 warps (16 per thread: two 16-byte loads of bf16). Swept on an H100
 # (tools/bench_quant.py --tiles, docs/benchmarks.md): 1024-4096 at 4-8 warps are within a few percent.
@@ -442,6 +443,31 @@ def _tile(R, C, N, RAGGED: tl.constexpr, EVEN: tl.constexpr, INT64: tl.constexpr
     return pid_r, pid_c, rows, cols, r2, c2, flat, mask
 
 
+def _packed_codes(xv, valid, inv, z, flat, seed, BITS: tl.constexpr, SYM: tl.constexpr, STOCH: tl.constexpr,
+                  ROWS: tl.constexpr, BLOCK_C: tl.constexpr):
+    """The codes of the ROWS x BLOCK_C values ``xv`` (0 where not ``valid``, which are coded 0) with step ``1 /
+    inv`` and zero ``z`` (unused when SYM), rounded as the reference rounds them, then packed 8 // BITS to a byte
+    along the row (int32; ``flat``: the elements' row-major indices, for stochastic rounding)."""
+    PER: tl.constexpr = 8 // BITS
+    QMAX: tl.constexpr = 2 ** (BITS - 1) - 1
+    LEVELS: tl.constexpr = 2**BITS - 1
+    if STOCH:
+        rnd = _hash_uniform(flat, seed)
+    else:
+        rnd = 0.5
+    if SYM:  # launched without fp fusion: multiply, then add, each rounded (as the reference)
+        q = tl.floor(xv * inv + rnd)
+        q = tl.minimum(tl.maximum(q, -QMAX * 1.0), QMAX * 1.0) + QMAX
+    else:
+        q = tl.floor((xv - z) * inv + rnd)
+        q = tl.minimum(tl.maximum(q, 0.0), LEVELS * 1.0)
+    q = tl.where(valid, q, 0.0).to(tl.int32)
+    if PER == 1:
+        return q
+    sh = tl.arange(0, PER) * BITS
+    return tl.sum(tl.reshape(q, (ROWS, BLOCK_C // PER, PER)) << sh[None, None, :], axis=2)
+
+
 def _quant_kernel(x_ptr, packed_ptr, scale_ptr, zero_ptr, slot_ptr, outl_ptr, nf_ptr,
                   R, C, s_r, s_c, N, CO, K, PW, seed,
                   MODE: tl.constexpr, BITS: tl.constexpr, SYM: tl.constexpr, HAS_OUTL: tl.constexpr,
@@ -456,8 +482,6 @@ def _quant_kernel(x_ptr, packed_ptr, scale_ptr, zero_ptr, slot_ptr, outl_ptr, nf
     the launch again CHECKED, which keeps NaN/Inf out of the statistics (see ``quantize_triton``). Masking every
     element for a case that almost never happens cost ~35% of the kernel's bandwidth on an H100."""
     PER: tl.constexpr = 8 // BITS
-    QMAX: tl.constexpr = 2 ** (BITS - 1) - 1
-    LEVELS: tl.constexpr = 2**BITS - 1
     pid_r, pid_c, rows, cols, r2, c2, flat, mask = _tile(R, C, N, RAGGED, EVEN, INT64, BLOCK_R, BLOCK_C)
     if EVEN:
         x = tl.load(x_ptr + r2 * s_r + c2 * s_c)
@@ -518,29 +542,70 @@ def _quant_kernel(x_ptr, packed_ptr, scale_ptr, zero_ptr, slot_ptr, outl_ptr, nf
         if not SYM:
             tl.store(zero_ptr + pidx, zp.to(tl.bfloat16), mask=pmask)
 
-    xv = tl.where(valid, xf, 0.0)
-    if STOCH:
-        rnd = _hash_uniform(flat, seed)
-    else:
-        rnd = 0.5
-    if SYM:  # launched without fp fusion: multiply, then add, each rounded (as the reference)
-        q = tl.floor(xv * inv + rnd)
-        q = tl.minimum(tl.maximum(q, -QMAX * 1.0), QMAX * 1.0) + QMAX
-    else:
-        q = tl.floor((xv - z) * inv + rnd)
-        q = tl.minimum(tl.maximum(q, 0.0), LEVELS * 1.0)
-    q = tl.where(valid, q, 0.0).to(tl.int32)
-    if PER == 1:
-        pk = q
-    else:
-        q3 = tl.reshape(q, (BLOCK_R, BLOCK_C // PER, PER))
-        sh = tl.arange(0, PER) * BITS
-        pk = tl.sum(q3 << sh[None, None, :], axis=2)
+    pk = _packed_codes(tl.where(valid, xf, 0.0), valid, inv, inv if SYM else z, flat, seed, BITS, SYM, STOCH,
+                       BLOCK_R, BLOCK_C)
     pcols = pid_c * (BLOCK_C // PER) + tl.arange(0, BLOCK_C // PER)
     if EVEN:
         tl.store(packed_ptr + r2 * PW + pcols[None, :], pk.to(tl.uint8))
     else:
         tl.store(packed_ptr + r2 * PW + pcols[None, :], pk.to(tl.uint8), mask=(r2 < R) & (pcols[None, :] < PW))
+
+
+def _quant_tokens_kernel(x_ptr, packed_ptr, scale_ptr, zero_ptr, slot_ptr, nf_ptr, R, C, s_r, s_c, PW, seed,
+                         BITS: tl.constexpr, SYM: tl.constexpr, HAS_OUTL: tl.constexpr, STOCH: tl.constexpr,
+                         INT64: tl.constexpr, G: tl.constexpr, RB: tl.constexpr, BLOCK_C: tl.constexpr):
+    """``_quant_kernel``'s unchecked first pass for token groups (MODE 1): a program takes G tokens of BLOCK_C
+    channels and walks them RB rows at a time, twice: first a running min/max per element of the RB x BLOCK_C
+    slab (no reduction across threads until one at the end), then the codes from the same rows (cached by then).
+    ``_quant_kernel`` reduced a 64 x 32 tile across warps at every tile, at 23-25% of the copy (docs/benchmarks.md
+    session 8). Outlier channels read 0 (their columns were gathered before the launch) and are coded 0; a row
+    holding NaN/Inf raises ``nf_ptr`` (the CHECKED re-run is ``_quant_kernel``'s)."""
+    PER: tl.constexpr = 8 // BITS
+    pid_c = tl.program_id(0)
+    pid_g = tl.program_id(1)
+    cols = pid_c * BLOCK_C + tl.arange(0, BLOCK_C)
+    cmask = cols < C
+    if INT64:
+        r0 = pid_g.to(tl.int64) * G
+    else:
+        r0 = pid_g * G
+    keep = cmask
+    if HAS_OUTL:
+        keep = cmask & (tl.load(slot_ptr + cols, mask=cmask, other=-1) < 0)
+    c2 = cols[None, :]
+    keep2 = keep[None, :]
+    rr = tl.arange(0, RB)[:, None]
+    lo = tl.full((RB, BLOCK_C), float("inf"), tl.float32)
+    hi = tl.full((RB, BLOCK_C), float("-inf"), tl.float32)
+    probe = tl.zeros((RB, BLOCK_C), tl.float32)
+    for i in range(0, G, RB):
+        r = r0 + i + rr
+        m = cmask[None, :] & (r < R)
+        x = tl.load(x_ptr + r * s_r + c2 * s_c, mask=m, other=0.0).to(tl.float32)
+        x = tl.where(keep2, x, 0.0)
+        probe += x - x  # NaN from here on iff a NaN or an infinity was met
+        if SYM:
+            hi = tl.maximum(hi, tl.where(m, tl.abs(x), 0.0))
+        else:
+            lo = tl.minimum(lo, tl.where(m, x, float("inf")))
+            hi = tl.maximum(hi, tl.where(m, x, float("-inf")))
+    tl.store(nf_ptr + cols * 0, 1, mask=cmask & (tl.sum(probe, axis=0) != 0.0))
+    hi1 = tl.max(hi, axis=0)
+    lo1 = hi1 if SYM else tl.min(lo, axis=0)
+    sc, zp = _group_params(lo1, hi1, SYM, BITS)
+    tl.store(scale_ptr + pid_g * C + cols, sc.to(tl.bfloat16), mask=cmask)
+    if not SYM:
+        tl.store(zero_ptr + pid_g * C + cols, zp.to(tl.bfloat16), mask=cmask)
+    inv = tl.math.div_rn(1.0, sc)[None, :]
+    z = zp[None, :]
+    pcols = (pid_c * (BLOCK_C // PER) + tl.arange(0, BLOCK_C // PER))[None, :]
+    for i in range(0, G, RB):
+        r = r0 + i + rr
+        m = cmask[None, :] & (r < R)
+        xv = tl.load(x_ptr + r * s_r + c2 * s_c, mask=m, other=0.0).to(tl.float32)
+        valid = m & keep2
+        pk = _packed_codes(tl.where(valid, xv, 0.0), valid, inv, z, r * C + c2, seed, BITS, SYM, STOCH, RB, BLOCK_C)
+        tl.store(packed_ptr + r * PW + pcols, pk.to(tl.uint8), mask=(r < R) & (pcols < PW))
 
 
 def _colstats_kernel(x_ptr, lo_ptr, hi_ptr, amax_ptr, ss_ptr, R, C, s_r, s_c, ROWS_PER: tl.constexpr,
@@ -659,6 +724,9 @@ def _dequant_kernel(packed_ptr, scale_ptr, zero_ptr, slot_ptr, outl_ptr, out_ptr
 # benchmarks/results/2026-11-30-h200-bench_quant-word-v1.json; it stays on ``_quant_kernel``.)
 _WORD = {1: torch.int16, 2: torch.int32, 4: torch.int64}
 WORD_KERNELS = True  # False forces the element kernels everywhere (tools/bench_quant.py --element-kernels)
+TOKEN_KERNEL = True  # False: token groups' first pass on ``_quant_kernel`` too (benchmarks compare)
+_TOKEN_BLOCK_C = 512  # channels a program of ``_quant_tokens_kernel`` (1024 was as fast from 256 MiB, slower at 64)
+_TOKEN_ROWS = 1  # rows a step of its walk: slabs of 2-16 rows were slower (docs/benchmarks.md session 8)
 
 
 def _elem(w, J: tl.constexpr, F16: tl.constexpr):
@@ -1100,6 +1168,9 @@ def _launch_quant_elements(x2: torch.Tensor, packed: torch.Tensor, scale: torch.
     """One launch of ``_quant_kernel`` over the R x C ``x2`` (contiguous when ``ragged``): the first, unchecked
     pass of the element path, or the CHECKED re-run of either path into the same buffers."""
     r, c = x2.shape
+    if granularity == "token_group" and not checked and TOKEN_KERNEL:
+        _launch_quant_tokens(x2, packed, scale, zero, nf, bits, g, symmetric, outlier_index, seed)
+        return
     n = r * c
     kr, kc, sr, sc = (-(-n // g), g, g, 1) if ragged else (r, c, x2.stride(0), x2.stride(1))
     mode, br, bc = _tiles(granularity, g, c, bits)
@@ -1113,6 +1184,28 @@ def _launch_quant_elements(x2: torch.Tensor, packed: torch.Tensor, scale: torch.
         RAGGED=ragged, EVEN=not ragged and kr % br == 0 and kc % bc == 0,
         INT64=_needs_int64(n + kc, kr * max(sr, 1) + kc * max(sc, 1)), CHECKED=checked, BLOCK_R=br, BLOCK_C=bc,
         num_warps=_WARPS, enable_fp_fusion=False)
+
+
+def _launch_quant_tokens(x2: torch.Tensor, packed: torch.Tensor, scale: torch.Tensor, zero: torch.Tensor | None,
+                         nf: torch.Tensor, bits: int, g: int, symmetric: bool, outlier_index: torch.Tensor | None,
+                         seed: int | None) -> None:
+    """The unchecked first pass of token groups: ``_quant_tokens_kernel`` through its launch plan."""
+    r, c = x2.shape
+    s_r, s_c = x2.stride(0), x2.stride(1)
+    k = 0 if outlier_index is None else outlier_index.numel()
+
+    def make() -> tuple:
+        block_c = max(8 // bits, min(_TOKEN_BLOCK_C, _next_pow2(c)))
+        meta = dict(BITS=bits, SYM=symmetric, HAS_OUTL=k > 0, STOCH=seed is not None,
+                    INT64=_needs_int64(r * c + c, r * max(s_r, 1) + c * max(s_c, 1)), G=g, RB=min(g, _TOKEN_ROWS),
+                    BLOCK_C=block_c, num_warps=_WARPS, enable_fp_fusion=False)
+        return (_cdiv(c, block_c), _cdiv(r, g)), meta
+    grid, meta, launches = _cached_plan(("quant_tokens", r, c, s_r, s_c, bits, g, symmetric, k > 0, seed is not None,
+                                         _TOKEN_BLOCK_C, _TOKEN_ROWS, _WARPS), make)
+    slot = _outlier_table(outlier_index, "slot", c) if k else nf
+    launch(_quant_tokens_kernel, grid, launches, (x2, packed, scale, zero if zero is not None else scale, slot, nf,
+                                                  r, c, s_r, s_c, packed.shape[1], 0 if seed is None else seed & _M32),
+           meta)
 
 
 # Launch plans by (kernel, shape, layout, codec, tile knobs): a training step quantizes the same shapes every step,

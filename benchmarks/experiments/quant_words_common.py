@@ -75,13 +75,13 @@ def kernel_variants(edits: dict) -> dict:
     return kernels
 
 
-def encoder(x: torch.Tensor, bits: int, oi: torch.Tensor | None):
+def encoder(x: torch.Tensor, bits: int, oi: torch.Tensor | None, granularity: str = "group"):
     """A quantize call as ``compress()`` makes it (non-finite check deferred), returning the payload."""
     sink: list = []
 
     def run():
         with collecting(sink.append):
-            q = Q.quantize_triton(x, bits, 64, False, "group", oi)
+            q = Q.quantize_triton(x, bits, 64, False, granularity, oi)
         sink.clear()
         return q
     return run
