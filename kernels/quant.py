@@ -553,10 +553,13 @@ def _quant_kernel(x_ptr, packed_ptr, scale_ptr, zero_ptr, slot_ptr, outl_ptr, nf
 
 def _quant_tokens_kernel(x_ptr, packed_ptr, scale_ptr, zero_ptr, slot_ptr, nf_ptr, R, C, s_r, s_c, PW, seed,
                          BITS: tl.constexpr, SYM: tl.constexpr, HAS_OUTL: tl.constexpr, STOCH: tl.constexpr,
-                         INT64: tl.constexpr, G: tl.constexpr, RB: tl.constexpr, BLOCK_C: tl.constexpr):
+                         INT64: tl.constexpr, G: tl.constexpr, RB: tl.constexpr, BLOCK_C: tl.constexpr,
+                         STAGES: tl.constexpr):
     """``_quant_kernel``'s unchecked first pass for token groups (MODE 1): a program takes G tokens of BLOCK_C
     channels and walks them RB rows at a time, twice: first a running min/max per element of the RB x BLOCK_C
     slab (no reduction across threads until one at the end), then the codes from the same rows (cached by then).
+    Each walk keeps STAGES rows' loads in flight (``tl.range``'s software pipelining: 44 -> 52% of the copy at
+    1 GiB, 4 bits; without it every step waited for its row).
     ``_quant_kernel`` reduced a 64 x 32 tile across warps at every tile, at 23-25% of the copy (docs/benchmarks.md
     session 8). Outlier channels read 0 (their columns were gathered before the launch) and are coded 0; a row
     holding NaN/Inf raises ``nf_ptr`` (the CHECKED re-run is ``_quant_kernel``'s)."""
@@ -578,7 +581,7 @@ def _quant_tokens_kernel(x_ptr, packed_ptr, scale_ptr, zero_ptr, slot_ptr, nf_pt
     lo = tl.full((RB, BLOCK_C), float("inf"), tl.float32)
     hi = tl.full((RB, BLOCK_C), float("-inf"), tl.float32)
     probe = tl.zeros((RB, BLOCK_C), tl.float32)
-    for i in range(0, G, RB):
+    for i in tl.range(0, G, RB, num_stages=STAGES):
         r = r0 + i + rr
         m = cmask[None, :] & (r < R)
         x = tl.load(x_ptr + r * s_r + c2 * s_c, mask=m, other=0.0).to(tl.float32)
@@ -599,7 +602,7 @@ def _quant_tokens_kernel(x_ptr, packed_ptr, scale_ptr, zero_ptr, slot_ptr, nf_pt
     inv = tl.math.div_rn(1.0, sc)[None, :]
     z = zp[None, :]
     pcols = (pid_c * (BLOCK_C // PER) + tl.arange(0, BLOCK_C // PER))[None, :]
-    for i in range(0, G, RB):
+    for i in tl.range(0, G, RB, num_stages=STAGES):
         r = r0 + i + rr
         m = cmask[None, :] & (r < R)
         xv = tl.load(x_ptr + r * s_r + c2 * s_c, mask=m, other=0.0).to(tl.float32)
@@ -725,8 +728,9 @@ def _dequant_kernel(packed_ptr, scale_ptr, zero_ptr, slot_ptr, outl_ptr, out_ptr
 _WORD = {1: torch.int16, 2: torch.int32, 4: torch.int64}
 WORD_KERNELS = True  # False forces the element kernels everywhere (tools/bench_quant.py --element-kernels)
 TOKEN_KERNEL = True  # False: token groups' first pass on ``_quant_kernel`` too (benchmarks compare)
-_TOKEN_BLOCK_C = 512  # channels a program of ``_quant_tokens_kernel`` (1024 was as fast from 256 MiB, slower at 64)
+_TOKEN_BLOCK_C = 1024  # channels a program of ``_quant_tokens_kernel`` (8 a thread at 4 warps: 16-byte loads)
 _TOKEN_ROWS = 1  # rows a step of its walk: slabs of 2-16 rows were slower (docs/benchmarks.md session 8)
+_TOKEN_STAGES = 3  # software-pipelining stages of the walk (tl.range's num_stages): rows' loads kept in flight
 
 
 def _elem(w, J: tl.constexpr, F16: tl.constexpr):
@@ -1198,10 +1202,10 @@ def _launch_quant_tokens(x2: torch.Tensor, packed: torch.Tensor, scale: torch.Te
         block_c = max(8 // bits, min(_TOKEN_BLOCK_C, _next_pow2(c)))
         meta = dict(BITS=bits, SYM=symmetric, HAS_OUTL=k > 0, STOCH=seed is not None,
                     INT64=_needs_int64(r * c + c, r * max(s_r, 1) + c * max(s_c, 1)), G=g, RB=min(g, _TOKEN_ROWS),
-                    BLOCK_C=block_c, num_warps=_WARPS, enable_fp_fusion=False)
+                    BLOCK_C=block_c, STAGES=_TOKEN_STAGES, num_warps=_WARPS, enable_fp_fusion=False)
         return (_cdiv(c, block_c), _cdiv(r, g)), meta
     grid, meta, launches = _cached_plan(("quant_tokens", r, c, s_r, s_c, bits, g, symmetric, k > 0, seed is not None,
-                                         _TOKEN_BLOCK_C, _TOKEN_ROWS, _WARPS), make)
+                                         _TOKEN_BLOCK_C, _TOKEN_ROWS, _TOKEN_STAGES, _WARPS), make)
     slot = _outlier_table(outlier_index, "slot", c) if k else nf
     launch(_quant_tokens_kernel, grid, launches, (x2, packed, scale, zero if zero is not None else scale, slot, nf,
                                                   r, c, s_r, s_c, packed.shape[1], 0 if seed is None else seed & _M32),
