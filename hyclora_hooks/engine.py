@@ -38,7 +38,6 @@ NOTE [Lifetimes]
 from __future__ import annotations
 
 import weakref
-from collections import deque
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
@@ -53,7 +52,7 @@ from .attention import SdpaRecompute, sdpa_call_args
 from .codecs import Codec
 from .codecs.calibration import calibration_scope
 from .errors import HycloraTypeError, user_error
-from .kernels.nonfinite import Nonfinite, collecting
+from .kernels.nonfinite import Nonfinite, PendingChecks, collecting
 from .policy import KEEP, Policy, Route, load_policy
 from .sites import SaveSite, classify, is_trainable_module
 from .tracking import ModuleTracker, OpTracker, ParamRegistry, checkpoint_region
@@ -204,8 +203,7 @@ class Compressor:
         self._trainable: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
         self._stack: ExitStack | None = None
         self._fresh: list[Nonfinite] = []  # pending checks of the encode running now
-        self._pending: deque = deque()  # (Nonfinite, accountant token), oldest first
-        self._pending_bytes = 0
+        self._pending = PendingChecks(MAX_PENDING_BYTES, self.accountant.grow)  # with their accountant tokens
         self._device: torch.device | None = None
         self._model = weakref.ref(model) if model is not None else None
 
@@ -288,13 +286,7 @@ class Compressor:
 
     def _settle(self, block: bool = False) -> None:
         """Read the non-finite counts the device has produced (all of them if ``block``; NOTE [Lifetimes] rule 9)."""
-        pending = self._pending
-        while pending and (block or self._pending_bytes > MAX_PENDING_BYTES or pending[0][0].ready()):
-            rec, token = pending.popleft()
-            self._pending_bytes -= rec.pending_nbytes
-            added = rec.settle()
-            if added and token is not None:
-                self.accountant.grow(token, added)
+        self._pending.settle(block)
         for rec in self._fresh:  # encoded outside _admit: nothing to account
             rec.settle()
         self._fresh.clear()
@@ -361,8 +353,7 @@ class Compressor:
                                       codec.host_nbytes(payload))
         if self._fresh:
             for rec in self._fresh:
-                self._pending.append((rec, token))
-                self._pending_bytes += rec.pending_nbytes
+                self._pending.add(rec, token)
             self._fresh.clear()
         weakref.finalize(entry, _release, weakref.ref(self.accountant), token)
         return entry

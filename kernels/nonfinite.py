@@ -16,7 +16,8 @@ NOTE [Deferred non-finite check]
      the encoder's ``repair`` (a kernel that assumed finite data re-runs with masks into the same payload) and
      gathers positions and values from the source; then the source is dropped. A pending record keeps its
      source alive, so the collector settles records whose event has completed at every pack, settles the
-     oldest while more than a byte cap is pending, and settles everything when the context exits.
+     oldest while more than a byte cap is pending, and settles everything when the context exits
+     (:class:`PendingChecks`, the queue rule 6 uses too).
   4. Decoding settles first, before it reads the codes (a repair rewrites them), so a payload is correct whoever
      forgot to settle it.
   5. A kernel that only *raises* a flag (the quantize kernels) raises one in pinned host memory
@@ -126,35 +127,49 @@ def _record(event: torch.cuda.Event, device: torch.device) -> None:
     event.record(stream)
 
 
-# Rule 6: records of encodes outside a collector, with their sources' bytes, oldest first.
+class PendingChecks:
+    """Pending records, oldest first, with the bytes of the sources each holds (counted when queued): ``settle``
+    reads those whose events have completed, the oldest at once while more than ``max_bytes`` wait, and all of them
+    with ``block`` (rules 3 and 6). ``grow(token, added)`` is told of each record that settled holding bytes."""
+
+    def __init__(self, max_bytes: int, grow: Callable[[object, int], None] | None = None):
+        self.max_bytes, self._grow = max_bytes, grow
+        self._queue: deque = deque()  # (record, token, source bytes)
+        self.nbytes = 0
+
+    def __bool__(self) -> bool:
+        return bool(self._queue)
+
+    def add(self, rec: Nonfinite, token: object = None) -> None:
+        n = rec.pending_nbytes
+        self._queue.append((rec, token, n))
+        self.nbytes += n
+
+    def settle(self, block: bool = False) -> None:
+        queue = self._queue
+        while queue and (block or self.nbytes > self.max_bytes or queue[0][0].ready()):
+            rec, token, n = queue.popleft()
+            self.nbytes -= n
+            added = rec.settle()
+            if added and token is not None and self._grow is not None:
+                self._grow(token, added)
+
+
+# Rule 6: records of encodes outside a collector.
 BACKGROUND_MAX_BYTES = 256 << 20
-_BACKGROUND: deque = deque()
-_background_bytes = 0
+_BACKGROUND = PendingChecks(BACKGROUND_MAX_BYTES)
 
 
 def _defer(rec: Nonfinite) -> None:
-    """Queue ``rec`` (rule 6), settling the queue's ready records first and its oldest while over the cap."""
-    global _background_bytes
-    settle_background()
-    n = rec.pending_nbytes
-    _BACKGROUND.append((rec, n))
-    _background_bytes += n
-    while _BACKGROUND and _background_bytes > BACKGROUND_MAX_BYTES:
-        _settle_oldest()
-
-
-def _settle_oldest() -> None:
-    global _background_bytes
-    rec, n = _BACKGROUND.popleft()
-    _background_bytes -= n
-    rec.settle()
+    """Queue ``rec`` (rule 6), then settle the queue's ready records and, while over the cap, its oldest."""
+    _BACKGROUND.add(rec)
+    _BACKGROUND.settle()
 
 
 def settle_background(block: bool = False) -> None:
     """Settle the queued records of encodes made outside ``compress()`` whose events have completed (all of them,
     waiting for the device, with ``block``): NOTE [Deferred non-finite check] rule 6."""
-    while _BACKGROUND and (block or _BACKGROUND[0][0].ready()):
-        _settle_oldest()
+    _BACKGROUND.settle(block)
 
 
 @contextmanager

@@ -409,3 +409,41 @@ def test_host_flag_pool_without_pinned_memory():
     assert pool.take() is None and pool.take() is None
     flag = nonfinite.host_flag(torch.device("cpu"))
     assert flag.device.type == "cpu" and int(flag.sum()) == 0
+
+
+class _Check:
+    """A record's side of the queue protocol (``ready``, ``settle``, ``pending_nbytes``): its event completes when
+    the test says, and settling reports the bytes it found."""
+
+    def __init__(self, log: list, name: str, nbytes: int, found: int = 0):
+        self.log, self.name, self.pending_nbytes, self.found, self.done = log, name, nbytes, found, False
+
+    def ready(self) -> bool:
+        return self.done
+
+    def settle(self) -> int:
+        self.log.append(self.name)
+        self.pending_nbytes = 0  # a settled record holds no source (the queue keeps the count it was given)
+        return self.found
+
+
+def test_pending_checks_settle_ready_records_in_order_and_the_oldest_over_the_cap():
+    """The queue ``compress()`` and rule 6 share (NOTE [Deferred non-finite check]): in order, only what is ready
+    (a later ready record waits behind an earlier one), the oldest at once while over the byte cap, everything with
+    ``block``; bytes a settled record found go to ``grow`` with its token."""
+    from hyclora_hooks.kernels.nonfinite import PendingChecks
+
+    log, grown = [], []
+    q = PendingChecks(100, lambda token, added: grown.append((token, added)))
+    a, b, c = _Check(log, "a", 40), _Check(log, "b", 40, found=24), _Check(log, "c", 40)
+    q.add(a, "ta")
+    q.add(b, "tb")
+    b.done = True
+    q.settle()
+    assert log == [] and q.nbytes == 80  # b is ready, but a is not: nothing settles
+    q.add(c, "tc")
+    q.settle()
+    assert log == ["a", "b"] and q.nbytes == 40  # 120 > 100: a at once, then b (ready); c is neither
+    assert grown == [("tb", 24)] and q
+    q.settle(block=True)
+    assert log == ["a", "b", "c"] and q.nbytes == 0 and not q
