@@ -1154,8 +1154,11 @@ def quantize_triton(x: torch.Tensor, bits: int, group_size: int, symmetric: bool
             zero.copy_(z_)
 
     def launch(checked: bool) -> None:
-        _launch_quant_elements(x2, packed, scale, zero, outl, nf, bits, g, symmetric, granularity, outlier_index,
-                               seed, ragged, checked)
+        if granularity == "token_group" and not checked and TOKEN_KERNEL:
+            _launch_quant_tokens(x2, packed, scale, zero, nf, bits, g, symmetric, outlier_index, seed)
+        else:
+            _launch_quant_elements(x2, packed, scale, zero, outl, nf, bits, g, symmetric, granularity, outlier_index,
+                                   seed, ragged, checked)
 
     launch(False)
     # The flag is read later: no wait for the GPU here. If it is raised, the settle re-runs the kernel CHECKED
@@ -1172,9 +1175,6 @@ def _launch_quant_elements(x2: torch.Tensor, packed: torch.Tensor, scale: torch.
     """One launch of ``_quant_kernel`` over the R x C ``x2`` (contiguous when ``ragged``): the first, unchecked
     pass of the element path, or the CHECKED re-run of either path into the same buffers."""
     r, c = x2.shape
-    if granularity == "token_group" and not checked and TOKEN_KERNEL:
-        _launch_quant_tokens(x2, packed, scale, zero, nf, bits, g, symmetric, outlier_index, seed)
-        return
     n = r * c
     kr, kc, sr, sc = (-(-n // g), g, g, 1) if ragged else (r, c, x2.stride(0), x2.stride(1))
     mode, br, bc = _tiles(granularity, g, c, bits)
