@@ -409,67 +409,69 @@ class Planner:
         return lin is not None and lin.name in UNARY and _one_input(lin)
 
     @staticmethod
-    def replay_chain(ops: list[Lineage], inner: Node, skip_casts: bool = False) -> Node:
+    def replay_chain(ops: list[Lineage], inner: Node) -> Node:
         node = inner
         for lin in reversed(ops):
-            if skip_casts and lin.name in _CASTS:
-                continue
             node = Replay(lin.func, lin.name, (node,) + tuple(lin.args[1:]), dict(lin.kwargs))
         return node
 
     # P3 -------------------------------------------------------------------------------------------
     def lora_part(self, t: torch.Tensor) -> Node | None:
-        """A lossless node computing L(branches) in ``t``'s layout when ``t`` is a linear function L of tensors
+        """A node computing L(branches) in ``t``'s layout when ``t`` is a linear function L of tensors
         ``base + branch`` (each ``branch`` a lossless free recipe: peft's ``lora_B(lora_A(x)) * scaling`` from
-        the kept ``x·A``); else None. L may be casts (skipped: the branch stays in its wider dtype) and views,
+        the kept ``x·A``); else None. L may be casts (skipped: the branch stays in its own dtype) and views,
         negation, ``getitem``, ``cat``, sums of carried terms and products with a lossless free factor: RoPE's
         ``q*cos + rotate_half(q)*sin`` carries q's LoRA part to the q that SDPA saves.
 
-        Decoding ``stored + part`` gives back the tensor whatever ``part`` is (the engine stores ``t - part``);
-        linearity is what makes the stored part the frozen one, whose range the LoRA part does not widen."""
-        return self._carry(lineage_of(t), MAX_DEPTH, {})
+        Decoding ``stored + part`` gives back the tensor whatever ``part`` is (the engine stores ``t - part``), as
+        long as forward and backward evaluate the same node; linearity is what makes the stored part the frozen
+        one, whose range the LoRA part does not widen. So the part need not be the branch's exact value, and is
+        made cheap (NOTE [LoRA part]): each branch is evaluated once however often L reads it, with peft's scaling
+        folded into ``B``, and in bf16 for a bf16 ``t``."""
+        part_dtype = torch.bfloat16 if t.dtype == torch.bfloat16 else None
+        return self._carry(lineage_of(t), MAX_DEPTH, {}, part_dtype)
 
-    def _carry(self, lin: Lineage | None, depth: int, memo: dict) -> Node | None:
+    def _carry(self, lin: Lineage | None, depth: int, memo: dict, part_dtype: torch.dtype | None) -> Node | None:
         if lin is None or depth == 0:
             return None
-        split = self._lora_split(lin)
-        if split is not None:
-            ops, branch = split
-            return self.replay_chain(ops, branch, skip_casts=True)
         name, args, kwargs = lin.name, lin.args, lin.kwargs
-        if (name in UNARY or name == "neg") and _one_input(lin):
-            inner = self._carried(args[0], depth - 1, memo)
+        if (name in UNARY or name == "neg") and _one_input(lin):  # through the memo: RoPE reads q twice
+            inner = self._carried(args[0], depth, memo, part_dtype)  # views and casts cost no depth, as before
             if inner is None or name in _CASTS:
                 return inner
             return Replay(lin.func, name, (inner,) + tuple(args[1:]), dict(kwargs))
+        split = self._lora_branch(lin, memo, part_dtype)
+        if split is not None:
+            return split
         if name == "cat" and args and isinstance(args[0], tuple) and all(isinstance(a, TensorRef) for a in args[0]) \
                 and not _holds_tensors(args[1:] + tuple(kwargs.values())):
             # empty parts add nothing: Hugging Face's KV cache concatenates each new k/v to an empty past
-            parts = [self._carried(a, depth - 1, memo) for a in args[0] if math.prod(a.key[2])]
+            parts = [self._carried(a, depth - 1, memo, part_dtype) for a in args[0] if math.prod(a.key[2])]
             if not parts or any(p is None for p in parts):
                 return None
             return Replay(lin.func, name, (tuple(parts),) + tuple(args[1:]), dict(kwargs))
         if len(args) != 2 or kwargs:
             return None
         if name in ("add", "sub"):  # both terms must carry: a term without a LoRA part would be an offset
-            terms = [self._carried(a, depth - 1, memo) if isinstance(a, TensorRef) else None for a in args]
+            terms = [self._carried(a, depth - 1, memo, part_dtype) if isinstance(a, TensorRef) else None
+                     for a in args]
             return None if None in terms else Replay(lin.func, name, tuple(terms), {})
         if name in ("mul", "div", "truediv"):
             for i in ((0, 1) if name == "mul" else (0,)):
                 x, f = args[i], args[1 - i]
                 factor = self._factor(f, x, depth - 1)
-                inner = self._carried(x, depth - 1, memo) if factor is not None else None
+                inner = self._carried(x, depth - 1, memo, part_dtype) if factor is not None else None
                 if inner is not None:
                     return Replay(lin.func, name, (inner, factor) if i == 0 else (factor, inner), {})
         return None
 
-    def _carried(self, ref: Any, depth: int, memo: dict) -> Node | None:
+    def _carried(self, ref: Any, depth: int, memo: dict, part_dtype: torch.dtype | None) -> Node | None:
         """:meth:`_carry` of an argument; one shared node per tensor (RoPE reads q twice)."""
         if not isinstance(ref, TensorRef):
             return None
         if ref.key not in memo:
-            node = self._carry(ref.lineage, depth, memo)
-            memo[ref.key] = Shared(node) if node is not None else None
+            node = self._carry(ref.lineage, depth, memo, part_dtype)
+            memo[ref.key] = node if node is None or isinstance(node, Shared) else Shared(node)
         return memo[ref.key]
 
     def _factor(self, f: Any, x: Any, depth: int) -> Any:
@@ -482,25 +484,60 @@ class Planner:
             return self._free(f.key, f.lineage, True, depth)
         return None
 
-    def _lora_split(self, lin: Lineage | None) -> tuple[list[Lineage], Node] | None:
-        """If ``lin`` is, up to casts and views, ``base + branch`` with ``branch`` a lossless free recipe, the
-        chain ops and the branch."""
-        ops: list[Lineage] = []
-        while self._unary(lin):
-            ops.append(lin)
-            lin = lin.args[0].lineage
-        if lin is None or lin.name != "add" or len(lin.args) < 2 or lin.kwargs:
+    def _lora_branch(self, lin: Lineage, memo: dict, part_dtype: torch.dtype | None) -> Node | None:
+        """If ``lin`` is ``base + branch`` with ``branch`` a lossless free recipe, the branch made cheap
+        (:func:`cheap_branch`); one node per branch tensor in ``memo``."""
+        if lin.name != "add" or len(lin.args) < 2 or lin.kwargs:
             return None
         for other in lin.args[:2]:
             if isinstance(other, TensorRef) and other.lineage is not None:
-                branch = self._free(other.key, other.lineage, True, MAX_DEPTH)
-                if isinstance(branch, Replay):
-                    return ops, branch
+                key = ("branch", other.key)
+                if key not in memo:
+                    branch = self._free(other.key, other.lineage, True, MAX_DEPTH)
+                    memo[key] = cheap_branch(branch, part_dtype) if isinstance(branch, Replay) else None
+                if memo[key] is not None:
+                    return memo[key]
         return None
 
     @staticmethod
     def lora_rebuild(base: Node, branch: Node, dtype: torch.dtype, fused: bool = False) -> Node:
         return LoraRebuild(base, branch, dtype, fused)
+
+
+# NOTE [LoRA part]
+#   P3 stores ``t - part`` and decodes ``stored + part``; any part does, as long as forward and backward evaluate the
+#   same node, so the part is made cheap rather than exact. peft's branch ``lora_B(x·A) * s`` is fp32 (peft keeps the
+#   adapters in fp32), T x N: evaluated as written it is a K = r matmul writing fp32 and a pass for the scaling,
+#   and RoPE's ``q*cos + rotate_half(q)*sin`` read it three times (q, and each half). On 8 Llama-2-7B-shaped layers
+#   at 4 x 1024 tokens these fp32 passes were most of the 49 ms of GPU work a step ``intra_inter`` added (H200,
+#   session 9). Now the branch is one node per tensor however often L reads it, ``s`` is folded into ``B`` (an
+#   N x r op), and for a bf16 ``t`` the matmul reads bf16 copies of ``x·A`` and ``s·B`` and writes bf16: the part
+#   is then within bf16 rounding of the branch (what the stored frozen part keeps of the LoRA part), and L runs
+#   on half the bytes. fp16 and fp32 tensors keep the branch's dtype: an fp16 part could overflow where fp32 does
+#   not.
+def _scaled(w: torch.Tensor, s: float, dtype: torch.dtype | None) -> torch.Tensor:
+    """``w * s`` in ``dtype`` (the weight's own when None): a LoRA factor with its scaling folded in."""
+    out = w * s
+    return out if dtype is None else out.to(dtype)
+
+
+def _cast(x: torch.Tensor, dtype: torch.dtype | None) -> torch.Tensor:
+    return x if dtype is None else x.to(dtype)
+
+
+def cheap_branch(branch: Replay, dtype: torch.dtype | None) -> Node:
+    """A P3 branch ``linear(x, W) * s`` (either order, ``s`` a number, ``W`` a parameter, no bias) as
+    ``linear(x, s * W)``, in ``dtype`` when one is given (NOTE [LoRA part]); any other branch as it is."""
+    if branch.name != "mul" or len(branch.args) != 2 or branch.kwargs:
+        return branch
+    for lin, s in (branch.args, branch.args[::-1]):
+        if type(lin) is Replay and lin.name == "linear" and not lin.kwargs and isinstance(s, (int, float)) \
+                and not isinstance(s, bool) and len(lin.args) in (2, 3) and isinstance(lin.args[1], Const) \
+                and (len(lin.args) == 2 or lin.args[2] is None) and isinstance(lin.args[0], Node):
+            x = lin.args[0] if dtype is None else Replay(_cast, "cast", (lin.args[0], dtype), {})
+            w = Replay(_scaled, "scaled", (lin.args[1], s, dtype), {})
+            return Replay(lin.func, "linear", (x, w), {})
+    return branch
 
 
 class LoraRebuild(Replay):

@@ -230,6 +230,80 @@ def test_lora_compensation_reaches_q_k_through_rope_and_the_kv_cache(attn, monke
     assert cosine(grads, exact) >= 0.999, cosine(grads, exact)
 
 
+class _CountMatmuls(torch.utils._python_dispatch.TorchDispatchMode):
+    """Counts the matmuls of inner size ``k`` run under it (a LoRA branch's ``x·A @ B``, k = the rank; RoPE's
+    ``inv_freq @ positions`` has k = 1)."""
+
+    def __init__(self, k: int):
+        super().__init__()
+        self.k, self.mm = k, 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if func.overloadpacket in (torch.ops.aten.mm, torch.ops.aten.bmm) and args[0].shape[-1] == self.k:
+            self.mm += 1
+        elif func.overloadpacket is torch.ops.aten.addmm and args[1].shape[-1] == self.k:
+            self.mm += 1
+        return func(*args, **(kwargs or {}))
+
+
+def test_lora_part_through_rope_evaluates_each_branch_once(monkeypatch):
+    """NOTE [LoRA part]: RoPE reads q's LoRA part three times (``q*cos`` and both halves of ``rotate_half``); the
+    part is one node, so decoding q replays the branch's matmul once (three times before session 9), and the part
+    is bf16 for bf16 q, within bf16 rounding of the exact fp32 LoRA term carried through RoPE."""
+    parts = []
+    real = lineage.Planner.lora_part
+
+    def spy(self, t):
+        node = real(self, t)
+        if node is not None:
+            parts.append((t.dtype, tuple(t.shape), node))
+        return node
+
+    monkeypatch.setattr(lineage.Planner, "lora_part", spy)
+    monkeypatch.setattr("hyclora_hooks.lineage.MAX_REPLAY_LINEAR_RANK", 16)  # as at real widths: only LoRA replays
+    model, batch = build("llama-sdpa")
+    rank = next(m.lora_A["default"].weight.shape[0] for m in model.modules() if hasattr(m, "lora_A"))
+    two_bits = {"bits": 2, "group_size": 64, "granularity": "token_group"}
+    policy = Policy(name="q2", inter=True, rules=(
+        Rule(codec="quant", op_class="attention", role=("query",), params=two_bits), Rule(codec="keep", op_class=("*",))))
+    with hyclora.compress(policy):
+        loss = model(**batch).loss
+    q_parts = [(dtype, shape, node) for dtype, shape, node in parts if len(shape) == 4]
+    assert len(q_parts) == model.config.num_hidden_layers
+    for dtype, shape, node in q_parts:
+        counter = _CountMatmuls(k=rank)
+        with counter:
+            value = lineage.evaluate(node)
+        assert counter.mm == 1
+        assert value.dtype == dtype == BF16 and tuple(value.shape) == shape
+    loss.backward()
+
+
+def test_cheap_branch_folds_the_scaling_and_casts():
+    torch.manual_seed(0)
+    x, w = torch.randn(64, 8), torch.randn(96, 8)
+    for scale in (2.0, 0.37):
+        for order in ((0, 1), (1, 0)):
+            lin = lineage.Replay(torch.nn.functional.linear, "linear", (lineage.Const(x), lineage.Const(w)), {})
+            args = (lin, scale) if order == (0, 1) else (scale, lin)
+            branch = lineage.Replay(torch.mul, "mul", args, {})
+            exact = lineage.evaluate(branch)
+            same_dtype = lineage.cheap_branch(branch, None)
+            assert same_dtype is not branch and same_dtype.name == "linear"
+            got = lineage.evaluate(same_dtype)
+            assert got.dtype == FP32
+            if scale == 2.0:  # a power of two: folding it into the weight changes no bit
+                assert torch.equal(got, exact)
+            else:
+                torch.testing.assert_close(got, exact, rtol=1e-5, atol=1e-5)
+            half = lineage.evaluate(lineage.cheap_branch(branch, BF16))
+            assert half.dtype == BF16
+            torch.testing.assert_close(half.float(), exact, rtol=2e-2, atol=2e-2 * exact.abs().max().item())
+    lin = lineage.Replay(torch.nn.functional.linear, "linear", (lineage.Const(x), lineage.Const(w)), {})
+    not_scaled = lineage.Replay(torch.add, "add", (lin, 1.0), {})
+    assert lineage.cheap_branch(not_scaled, BF16) is not_scaled  # only linear * number is rewritten
+
+
 # ------------------------------------------------------------------------------------------ 4. pure recipes
 PURE = [("llama", "sdpa", BF16), ("llama", "eager", BF16), ("gpt2", "sdpa", FP32), ("roberta", "sdpa", FP32),
         ("qwen2", "eager", FP32)]
