@@ -190,7 +190,10 @@ class Shared(Node):
         return memo[key]
 
     def key(self) -> Any:
-        return ("shared", self.inner.key())
+        k = self.__dict__.get("_key")
+        if k is None:  # a shared node is read several times in one tree: its key is computed once
+            k = self._key = ("shared", self.inner.key())
+        return k
 
 
 class Replay(Node):
@@ -206,7 +209,11 @@ class Replay(Node):
         return self.func(*args, **kwargs)
 
     def key(self) -> Any:
-        return (self.func, self.name, _key(self.args), tuple(sorted((k, _key(v)) for k, v in self.kwargs.items())))
+        k = self.__dict__.get("_key")
+        if k is None:  # nodes are not changed once built; a recipe's key is asked once per node, not per read
+            k = self._key = (self.func, self.name, _key(self.args),
+                             tuple(sorted((k, _key(v)) for k, v in self.kwargs.items())))
+        return k
 
 
 def recipe_key(node: Node) -> Any:
@@ -240,23 +247,25 @@ def _key(a: Any) -> Any:
 def leaf_entries(*nodes: Any) -> list:
     """The distinct entries the expressions ``nodes`` read directly (one evaluation decodes each once)."""
     seen: dict[int, Any] = {}
-    _walk_leaves(nodes, seen)
+    _walk_leaves(nodes, seen, set())
     return list(seen.values())
 
 
-def _walk_leaves(a: Any, seen: dict) -> None:
+def _walk_leaves(a: Any, seen: dict, shared: set) -> None:
     # a module-level function: a recursive closure would be a reference cycle holding ``seen`` (and the
-    # entries in it) until Python's cyclic GC runs
+    # entries in it) until Python's cyclic GC runs. ``shared``: ids of Shared nodes walked already.
     if isinstance(a, EntryRef):
         seen.setdefault(id(a.entry), a.entry)
     elif isinstance(a, Replay):
-        _walk_leaves(a.args, seen)
-        _walk_leaves(tuple(a.kwargs.values()), seen)
+        _walk_leaves(a.args, seen, shared)
+        _walk_leaves(tuple(a.kwargs.values()), seen, shared)
     elif isinstance(a, Shared):
-        _walk_leaves(a.inner, seen)
+        if id(a) not in shared:
+            shared.add(id(a))
+            _walk_leaves(a.inner, seen, shared)
     elif isinstance(a, (tuple, list)):
         for x in a:
-            _walk_leaves(x, seen)
+            _walk_leaves(x, seen, shared)
 
 
 def _holds_tensors(xs: tuple) -> bool:
