@@ -180,14 +180,14 @@ class Compressor:
         self.policy = policy
         self.accountant = Accountant()
         self._params = ParamRegistry()
+        self._modules = ModuleTracker(self._params)
         if model is not None:
             if not isinstance(model, nn.Module):
                 raise user_error("compress(model=...)", type(model).__name__, "an nn.Module or None",
                                  "pass the model being trained", cls=HycloraTypeError)
-            self._params.add_module_tree(model)
+            self._modules.add_tree(model)  # names too: the forward's first module hook then walks nothing
         for codec in policy.codecs:  # refuse what this machine cannot run now, not at the first pack
             codec.check_available()
-        self._modules = ModuleTracker(self._params)
         record = None
         if policy.inter:
             self._planner = lineage.Planner(self._lookup_node, self._params.is_param)
@@ -292,7 +292,16 @@ class Compressor:
         self._fresh.clear()
 
     def _pack(self, t: torch.Tensor) -> Any:
-        out = self._pack_one(t)
+        ops = self._ops
+        # Inside an op's handler torch has taken the op tracker off the mode stack; a pack outside any op (a
+        # checkpoint region's inputs) would run our own code through it: every tensor method of the encode a
+        # tracked "op" (NOTE [Untracked regions]).
+        left = ops.current is None and ops.suspend()
+        try:
+            out = self._pack_one(t)
+        finally:
+            if left:
+                ops.resume()
         if isinstance(out, Entry):  # NOTE [Shared decodes]: one more reader of this entry
             out.readers += 1
         return out

@@ -19,7 +19,7 @@ from typing import Any, Callable
 
 import torch
 from torch import nn
-from torch.overrides import TorchFunctionMode
+from torch.overrides import TorchFunctionMode, _get_current_function_mode, _pop_mode, _push_mode
 
 
 _OP_NAMES: dict = {}  # func -> op_name(func): asked for every op a tracked forward runs
@@ -79,6 +79,8 @@ class OpTracker(TorchFunctionMode):
         self._modules = modules
         self._lineage = lineage  # lineage.record-like callable, or None when the policy stores no recipes
         self.pack_hook = pack_hook  # the saved-tensor pack hook this tracker serves (see _ours)
+        self._suspended = False
+        modules.ops = self  # NOTE [Untracked regions]
 
     def _ours(self) -> bool:
         """Would a tensor saved now reach ``pack_hook``? Not inside a region with saved-tensor hooks of its own
@@ -88,6 +90,24 @@ class OpTracker(TorchFunctionMode):
             return True
         top = _top_hooks(False)
         return top is None or top[0] is self.pack_hook
+
+    def suspend(self) -> bool:
+        """Leave torch's function-mode stack until :meth:`resume` (NOTE [Untracked regions]); only when this mode
+        is on top of it. True if it left."""
+        if self._suspended or _get_current_function_mode() is not self:
+            return False
+        _pop_mode()
+        self._suspended = True
+        return True
+
+    def resume(self) -> None:
+        if self._suspended:
+            _push_mode(self)
+            self._suspended = False
+
+    def __exit__(self, *exc: Any) -> Any:
+        self.resume()  # a region left by an exception that skipped its module's hook: back on the stack to be popped
+        return super().__exit__(*exc)
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
@@ -169,7 +189,17 @@ class ParamRegistry:
 
 
 class ModuleTracker:
-    """Stack of modules inside their forward, on the thread that entered the context."""
+    """Stack of modules inside their forward, on the thread that entered the context.
+
+    NOTE [Untracked regions]
+      A module entered while saved-tensor hooks other than ours are innermost (non-reentrant checkpoint's region:
+      Hugging Face checkpoints each decoder layer) saves nothing that reaches our pack hook, so the op tracker
+      has nothing to do there; yet as a torch-function mode it would still be called for every op of the region
+      (on the dev CPU, 8 tiny checkpointed layers: 1306 calls a forward, the forward 13.5 -> 26.4 ms). At such a
+      module's entry the tracker leaves the function-mode stack (when it is on top: modes entered after it stay
+      untouched), and comes back when that module's forward ends, normally or not (``always_call``), or at the
+      context's exit. Regions that are not modules (``checkpoint(fn)`` on a function) keep the per-op check.
+    """
 
     def __init__(self, params: ParamRegistry) -> None:
         self._params = params
@@ -178,10 +208,23 @@ class ModuleTracker:
         self._thread = threading.get_ident()
         self._handles: list = []
         self._root: weakref.ref | None = None
+        self.ops: OpTracker | None = None  # set by the OpTracker serving this context
+        self._region: nn.Module | None = None  # the module whose forward the op tracker sits out
 
     def root(self) -> nn.Module | None:
         """The outermost module whose forward ran most recently (the model, when none was named)."""
         return self._root() if self._root is not None else None
+
+    def add_tree(self, root: nn.Module) -> None:
+        """Qualified names of ``root``'s modules, and its parameters and buffers registered: one walk of the tree.
+        Names are relative to the latest root added (the outermost module that runs, or the ``model`` given to
+        ``compress``: usually the same one, walked once); a module reached twice in one tree keeps its first name."""
+        modules, tensors = module_tree(root)
+        names: dict = {}
+        for name, sub in modules:
+            names.setdefault(sub, name)
+        self._names.update(names)
+        self._params.add_module_tree(root, tensors)
 
     def start(self) -> None:
         self._handles = [
@@ -194,25 +237,40 @@ class ModuleTracker:
             h.remove()
         self._handles = []
         self._stack.clear()
+        self._end_region()
+
+    def _end_region(self) -> None:
+        if self._region is not None:
+            self._region = None
+            if self.ops is not None:
+                self.ops.resume()
 
     def _enter(self, module: nn.Module, args: Any) -> None:
-        if threading.get_ident() != self._thread:
-            return
+        if self._region is not None or threading.get_ident() != self._thread:
+            return  # inside an untracked region its modules are not stacked either: nothing there packs for us
         if not self._stack:
             self._root = weakref.ref(module)
         if not self._stack and module not in self._names:
-            modules, tensors = module_tree(module)
-            for name, sub in modules:
-                self._names.setdefault(sub, name)
-            self._params.add_module_tree(module, tensors)
+            left = self.ops is not None and self.ops.suspend()  # our own tensor calls are no ops of the model
+            try:
+                self.add_tree(module)
+            finally:
+                if left:
+                    self.ops.resume()
         self._stack.append(module)
+        ops = self.ops
+        if self._region is None and ops is not None and not ops._ours() and ops.suspend():
+            self._region = module  # NOTE [Untracked regions]
 
     def _leave(self, module: nn.Module, args: Any, output: Any) -> None:
-        if threading.get_ident() != self._thread:
+        if (self._region is not None and module is not self._region) or threading.get_ident() != self._thread:
             return
         # pop back to this module even if an inner forward raised before its own hook ran
         while self._stack:
-            if self._stack.pop() is module:
+            top = self._stack.pop()
+            if top is self._region:
+                self._end_region()
+            if top is module:
                 break
 
     def current(self) -> nn.Module | None:
