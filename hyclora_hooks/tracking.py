@@ -66,6 +66,8 @@ class OpFrame:
         self.name, self.args, self.kwargs, self.parent = name, args, kwargs, parent
 
 
+_ATTRIBUTE_READ = type(torch.Tensor.shape.__get__)  # what a torch-function mode gets for ``t.shape``: a method-wrapper
+
 # the innermost saved-tensor hooks (pack, unpack), or None; private, present since torch 2.1 (None if it goes)
 _top_hooks = getattr(torch._C._autograd, "_top_saved_tensors_default_hooks", None)
 
@@ -111,6 +113,14 @@ class OpTracker(TorchFunctionMode):
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
+        if type(func) is _ATTRIBUTE_READ:
+            # ``t.shape``, ``t.dtype``: a quarter of the calls a Llama forward makes here, each a fresh callable
+            # (``op_name``'s cache would only churn), and none saves anything. A tensor one returns (``t.T``,
+            # ``t.data``) is tagged like any op's output.
+            out = func(*args, **kwargs)
+            if isinstance(out, torch.Tensor) and self._ours():
+                self._tag("get", func, args, kwargs, out)
+            return out
         if not self._ours():
             return func(*args, **kwargs)
         frame = OpFrame(op_name(func), args, kwargs, self.current)
@@ -119,17 +129,23 @@ class OpTracker(TorchFunctionMode):
             out = func(*args, **kwargs)
         finally:
             self.current = frame.parent
-        if isinstance(out, torch.Tensor) and torch.is_grad_enabled():
-            producer = (frame.name, self._modules.current_class())
-            if frame.name in _LINEAGE_PRESERVING and args and isinstance(args[0], torch.Tensor):
-                producer = getattr(args[0], "_hyclora_producer", producer)
-            try:
-                out._hyclora_producer = producer
-            except (AttributeError, RuntimeError):  # some tensor subclasses refuse attributes
-                pass
-            if self._lineage is not None:
-                self._lineage(func, frame.name, args, kwargs, out)
+        if isinstance(out, torch.Tensor):
+            self._tag(frame.name, func, args, kwargs, out)
         return out
+
+    def _tag(self, name: str, func: Any, args: tuple, kwargs: dict, out: torch.Tensor) -> None:
+        """Producer tag and lineage record of an op's output (under autograd only: nothing is saved without it)."""
+        if not torch.is_grad_enabled():
+            return
+        producer = (name, self._modules.current_class())
+        if name in _LINEAGE_PRESERVING and args and isinstance(args[0], torch.Tensor):
+            producer = getattr(args[0], "_hyclora_producer", producer)
+        try:
+            out._hyclora_producer = producer
+        except (AttributeError, RuntimeError):  # some tensor subclasses refuse attributes
+            pass
+        if self._lineage is not None:
+            self._lineage(func, name, args, kwargs, out)
 
 
 def module_tree(root: nn.Module) -> tuple[list[tuple[str, nn.Module]], list[torch.Tensor]]:

@@ -281,3 +281,20 @@ def test_a_leaf_that_requires_grad_is_kept_not_compressed():
         z3 = torch.cos(x3.t())
     z3.sum().backward()
     assert torch.equal(x3.grad, gz)
+
+
+def test_attribute_reads_skip_the_op_tracker_but_tensor_attributes_are_tagged(llama):
+    """``t.shape``/``t.dtype`` reach the op tracker as a fresh callable at every read; naming each one filled
+    ``op_name``'s cache with dead entries (cleared, real ops included, every 4096). ``t.T`` is still tagged."""
+    from hyclora_hooks import tracking
+
+    model, batch = llama
+    tracking._OP_NAMES.clear()
+    with hyclora.compress("intra_inter", bits=4):
+        loss = model(**batch).loss
+        x = torch.randn(4, 3, requires_grad=True) * 2
+        xt = x.T
+    loss.backward()
+    assert tracking._OP_NAMES  # the real ops were named
+    assert not [f for f in tracking._OP_NAMES if type(f) is tracking._ATTRIBUTE_READ]
+    assert xt._hyclora_producer[0] == "get" and x._hyclora_producer[0] == "mul"
