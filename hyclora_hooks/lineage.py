@@ -550,8 +550,9 @@ def cheap_branch(branch: Replay, dtype: torch.dtype | None) -> Node:
 
 
 class LoraRebuild(Replay):
-    """P3's decode: the stored frozen part plus the exact LoRA branch (:func:`lora_combine`). ``fused``: let the
-    frozen part's codec decode and add in one pass (``Entry.decode_add``; the policy's ``fuse``), same bits."""
+    """P3's decode: the stored frozen part plus the LoRA part the forward subtracted (:func:`lora_combine`; NOTE
+    [LoRA part]). ``fused``: let the frozen part's codec decode and add in one pass (``Entry.decode_add``; the
+    policy's ``fuse``), same bits."""
 
     def __init__(self, base: Node, branch: Node, dtype: torch.dtype, fused: bool = False):
         super().__init__(_lora_rebuild, "lora_rebuild", (base, branch, dtype), {})
