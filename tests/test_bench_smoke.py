@@ -88,6 +88,12 @@ def test_ratios_use_allocator_on_cuda_and_same_shape_plain() -> None:
     assert rows[0]["mem_ratio"] == 1 and rows[0]["acct_vs_alloc"] == 0.99  # plain: the probe against the allocator
     assert rows[2]["mem_ratio"] == 12 and rows[2]["acct_vs_alloc"] == 0.96 and abs(rows[2]["time_ratio"] - 1.1) < 1e-12
     assert rows[3]["mem_ratio"] is None and rows[3]["time_ratio"] is None
+    assert rows[2]["gpu_work_ratio"] is None  # no GPU work measured
+    rows[1]["gpu_work_s"], rows[2]["gpu_work_s"] = 0.2, 0.25
+    b.add_ratios(rows)
+    assert rows[2]["gpu_work_ratio"] == 1.25
+    table = b.table(rows, cuda=True)
+    assert "gpu x" in table.splitlines()[0] and "1.25x" in table
 
 
 def test_host_phases_cpu_smoke() -> None:

@@ -256,6 +256,24 @@ class Bench:
                 step.append(t2 - t0)
         return {"fwd": fwd, "bwd": bwd, "step": step, "wall": wall}
 
+    def gpu_work(self, cfg: Config, n: int) -> float:
+        """Seconds of GPU work a step: the device time of every kernel over ``n`` steps under the torch profiler,
+        counted as its table's "Self CUDA time total" (device events, no user ranges), divided by ``n``. Unlike
+        the step time it does not move with the host's speed: it says what the step would take were the host
+        free (docs/benchmarks.md, session 9)."""
+        from torch.autograd import DeviceType
+
+        with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
+            for _ in range(n):
+                self.model.zero_grad(set_to_none=True)
+                loss, _ = self.forward(cfg)
+                loss.backward()
+                del loss
+            self.sync()
+        us = sum(e.self_device_time_total for e in prof.events()
+                 if e.device_type == DeviceType.CUDA and not e.is_user_annotation)
+        return us / 1e6 / n
+
     def memory_step(self, cfg: Config) -> dict[str, Any]:
         """One step with the memory figures (REFERENCE 4) and, for compress configs, the accountant's."""
         out: dict[str, Any] = {}
@@ -295,7 +313,7 @@ class Bench:
                 "probe_parameter_packs": probe.param_packs}
 
     # one configuration --------------------------------------------------------------------------------
-    def run(self, cfg: Config, warmup: int, steps: int) -> dict[str, Any]:
+    def run(self, cfg: Config, warmup: int, steps: int, gpu_work_steps: int = 0) -> dict[str, Any]:
         set_checkpointing(self.model, cfg.checkpoint)
         try:
             for _ in range(warmup):
@@ -313,18 +331,21 @@ class Bench:
                        bwd_s=statistics.median(times["bwd"]), wall_s=statistics.median(times["wall"]),
                        step_min_s=min(times["step"]), step_max_s=max(times["step"]), steps=steps,
                        step_times_s=[round(x, 6) for x in times["step"]])
+            if gpu_work_steps and self.cuda:
+                res["gpu_work_s"] = self.gpu_work(cfg, gpu_work_steps)
             return res
         finally:
             set_checkpointing(self.model, False)
 
 
-def run_config(bench: Bench, cfg: Config, warmup: int, steps: int, presets: list[str]) -> dict[str, Any]:
+def run_config(bench: Bench, cfg: Config, warmup: int, steps: int, presets: list[str],
+               gpu_work_steps: int = 0) -> dict[str, Any]:
     """``bench.run`` with the failures turned into a status; memory is freed whatever happened."""
     if cfg.preset is not None and cfg.preset not in presets:
         return {"status": "missing"}
     status = None
     try:
-        return bench.run(cfg, warmup, steps)
+        return bench.run(cfg, warmup, steps, gpu_work_steps)
     except _OOM:
         status = "oom"
     except Exception as e:  # noqa: BLE001 - one config's failure must not end the run
@@ -368,7 +389,7 @@ def add_ratios(results: list[dict[str, Any]]) -> None:
     plain = {r["shape"]: r for r in results if r["config"] == "plain" and r["status"] == "ok"}
     for r in results:
         p = plain.get(r["shape"])
-        r["mem_ratio"] = r["time_ratio"] = r["acct_vs_alloc"] = None
+        r["mem_ratio"] = r["time_ratio"] = r["acct_vs_alloc"] = r["gpu_work_ratio"] = None
         if r["status"] != "ok":
             continue
         if isinstance(r.get("act_alloc_bytes"), int):
@@ -384,6 +405,8 @@ def add_ratios(results: list[dict[str, Any]]) -> None:
                 r["mem_ratio"] = p["probe_saved_bytes"] / r["acct_stored_bytes"]
         if p:
             r["time_ratio"] = r["step_s"] / p["step_s"]
+            if r.get("gpu_work_s") and p.get("gpu_work_s"):
+                r["gpu_work_ratio"] = r["gpu_work_s"] / p["gpu_work_s"]
 
 
 def output_path(out_dir: Path, env: dict[str, Any]) -> Path:
@@ -417,24 +440,30 @@ def _x(x: Any, digits: int = 2) -> str:
 
 
 def table(results: list[dict[str, Any]], cuda: bool) -> str:
+    gpu = any(r.get("gpu_work_s") for r in results)
     head = ("shape", "config", "status", "act", "mem x", "acct", "acct/alloc", "peak", "step ms",
-            "time x")
+            "time x") + (("gpu ms", "gpu x") if gpu else ())
     rows = [head]
     for r in results:
         ok = r["status"] == "ok"
         act = r.get("act_alloc_bytes") if cuda else r.get("probe_saved_bytes", r.get("acct_activation_bytes"))
         stored = r.get("acct_stored_bytes", r.get("probe_saved_bytes"))
-        rows.append((r["shape"], r["config"], r["status"][:28], _gib(act) if ok else "",
-                     _x(r.get("mem_ratio")) if ok else "", _gib(stored) if ok and stored is not None else "",
-                     _x(r.get("acct_vs_alloc"), 3) if ok else "", _gib(r.get("peak_over_resident_bytes")) if ok else "",
-                     f"{r['step_s'] * 1e3:.1f}" if ok else "", _x(r.get("time_ratio")) if ok else ""))
+        row = (r["shape"], r["config"], r["status"][:28], _gib(act) if ok else "",
+               _x(r.get("mem_ratio")) if ok else "", _gib(stored) if ok and stored is not None else "",
+               _x(r.get("acct_vs_alloc"), 3) if ok else "", _gib(r.get("peak_over_resident_bytes")) if ok else "",
+               f"{r['step_s'] * 1e3:.1f}" if ok else "", _x(r.get("time_ratio")) if ok else "")
+        if gpu:
+            work = r.get("gpu_work_s") if ok else None
+            row += (f"{work * 1e3:.1f}" if work else "", _x(r.get("gpu_work_ratio")) if work else "")
+        rows.append(row)
     widths = [max(len(str(row[i])) for row in rows) for i in range(len(head))]
     lines = ["  ".join(str(c).ljust(w) if i < 3 else str(c).rjust(w) for i, (c, w) in enumerate(zip(row, widths)))
              for row in rows]
     lines.insert(1, "-" * len(lines[0]))
     note = ("act = allocator delta over forward; acct = accountant's stored bytes (probe count for plain); "
             "acct/alloc = acct / act (target 0.95-1.05);\npeak = peak allocated above resident; "
-            "mem x = plain act / act; time x = step / plain step (median of steps)")
+            "mem x = plain act / act; time x = step / plain step (median of steps)"
+            + ("; gpu ms = kernels' device time a step (profiler), gpu x = against plain's" if gpu else ""))
     if not cuda:
         note = ("CPU (no allocator): act = probe count (plain) or accountant's activation bytes; mem x = plain act / acct; "
                 "time x = step / plain step")
@@ -456,6 +485,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "reported as skipped, and the table still prints): fits a run into a time limit")
     p.add_argument("--out", default="benchmarks/results", help="folder for <date>-<gpu>.json")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--gpu-work-steps", type=int, default=0,
+                   help="also profile this many steps per config for the GPU work a step (CUDA; default 0: off)")
     p.add_argument("--layers", type=int, default=8)
     p.add_argument("--hidden", type=int, default=4096)
     p.add_argument("--intermediate", type=int, default=11008)
@@ -534,7 +565,7 @@ def main(argv: list[str] | None = None) -> int:
             if args.budget_s is not None and tc - t0 > args.budget_s:
                 res = {"status": "skipped: time budget"}
             else:
-                res = run_config(bench, cfg, warm, args.steps, presets)
+                res = run_config(bench, cfg, warm, args.steps, presets, args.gpu_work_steps)
             leak = bench.allocated()
             rec = {"config": cfg.name, "shape": shape, "batch": bsz, "seq": seq, "tokens": bsz * seq,
                    "preset": cfg.preset, "bits": cfg.bits, "checkpoint": cfg.checkpoint,
