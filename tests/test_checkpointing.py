@@ -207,3 +207,39 @@ def test_a_region_that_raises_leaves_the_mode_stack_clean():
         loss = model(**batch).loss
     loss.backward()
     assert any(r["op"] == "checkpoint" for r in ctx.report().by_op)
+
+
+def test_a_mode_entered_after_compress_stays_on_top_and_sees_every_op():
+    """The op tracker leaves the mode stack only from its top: a user's torch-function mode entered inside
+    ``compress()`` keeps its place and still sees the checkpointed layers' ops; gradients are those without it."""
+    from torch.overrides import TorchFunctionMode, _get_current_function_mode
+
+    class Count(TorchFunctionMode):
+        def __init__(self):
+            super().__init__()
+            self.n = 0
+
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            self.n += 1
+            return func(*args, **(kwargs or {}))
+
+    batch = random_batch(VOCAB, batch=2, seq=48)
+    grads = []
+    for with_mode in (False, True):
+        torch.manual_seed(0)
+        model = _model(torch.float32, False)
+        counter = Count()
+        with hyclora.compress("intra_inter", bits=4):
+            if with_mode:
+                with counter:
+                    loss = model(**batch).loss
+            else:
+                loss = model(**batch).loss
+        loss.backward()
+        grads.append(lora_grads(model))
+        assert _get_current_function_mode() is None
+    alone, model = Count(), _model(torch.float32, False)
+    with alone:  # the same forward without compress(): every op the user's mode can see
+        model(**batch)
+    assert counter.n >= alone.n > 200, (counter.n, alone.n)  # nothing was hidden from it
+    assert torch.equal(grads[0], grads[1])
