@@ -19,18 +19,11 @@ variants = {
     "nf none": ksrc.replace(NB, ""),
     "nf none, no finite": ksrc.replace(NB, "").replace("valid = mask & finite", "valid = mask"),
 }
-import importlib.util, os, tempfile
-kernels = {}
-tmp = tempfile.mkdtemp()
-for i, (name, s) in enumerate(variants.items()):
-    path = os.path.join(tmp, f"qv{i}.py")
-    with open(path, "w") as fh:
-        fh.write("import triton\nimport triton.language as tl\nfrom hyclora_hooks.kernels import quant as Q\n"
-                 "_tile, _bf16_round, _hash_uniform = Q._tile, Q._bf16_round, Q._hash_uniform\n\n"
-                 "@triton.jit(do_not_specialize=['seed'])\n" + s)
-    spec = importlib.util.spec_from_file_location(f"qv{i}", path)
-    mod = importlib.util.module_from_spec(spec); spec.loader.exec_module(mod)
-    kernels[name] = mod._quant_kernel
+from variant_loader import load_kernel
+header = ("import triton\nimport triton.language as tl\nfrom hyclora_hooks.kernels import quant as Q\n"
+          "_tile, _bf16_round, _hash_uniform = Q._tile, Q._bf16_round, Q._hash_uniform\n\n"
+          "@triton.jit(do_not_specialize=['seed'])\n")
+kernels = {name: load_kernel(header, s, "_quant_kernel") for name, s in variants.items()}
 dev = torch.device("cuda"); C = 4096; R = (1 << 30) // (2 * C)
 x = torch.randn((R, C), device=dev).to(torch.bfloat16)
 nb = x.numel() * 2

@@ -1,11 +1,9 @@
 """Set-up shared by the session-7 experiments on ``_quant_words_kernel`` (GPU only): GPU time of a call by the torch
 profiler, a bf16 tensor with outlier channels, kernel variants made by editing the kernel's source, a call as
 ``compress()`` makes it, and the bit-exact check against the reference."""
-import importlib.util
 import inspect
 import os
 import sys
-import tempfile
 
 import torch
 
@@ -13,6 +11,7 @@ sys.path.insert(0, ".")
 from hyclora_hooks.kernels import quant as Q  # noqa: E402
 from hyclora_hooks.kernels.nonfinite import collecting  # noqa: E402
 from tools.bench_quant import timers  # noqa: E402
+from variant_loader import load_kernel  # noqa: E402
 
 _device_time = timers(True)[1]
 
@@ -57,21 +56,15 @@ def kernel_variants(edits: dict) -> dict:
     Q._build()
     src = inspect.getsource(Q._quant_words_kernel.fn)
     kernels = {"library": Q._quant_words_kernel}
-    tmp = tempfile.mkdtemp()
-    for i, (name, pairs) in enumerate(edits.items()):
+    header = ("import triton\nimport triton.language as tl\nfrom hyclora_hooks.kernels.quant import ("
+              "_word_tile, _outlier_cols, _elem, _min_nan, _max_nan, _group_params, _hash_uniform)\n\n"
+              "@triton.jit\n")
+    for name, pairs in edits.items():
         s = src
         for old, new in pairs:
             assert old in s, (name, old)
             s = s.replace(old, new)
-        path = os.path.join(tmp, f"variant{i}.py")
-        with open(path, "w") as fh:
-            fh.write("import triton\nimport triton.language as tl\nfrom hyclora_hooks.kernels.quant import ("
-                     "_word_tile, _outlier_cols, _elem, _min_nan, _max_nan, _group_params, _hash_uniform)\n\n"
-                     "@triton.jit\n" + s)
-        spec = importlib.util.spec_from_file_location(f"variant{i}", path)
-        mod = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(mod)
-        kernels[name] = mod._quant_words_kernel
+        kernels[name] = load_kernel(header, s, "_quant_words_kernel")
     return kernels
 
 
