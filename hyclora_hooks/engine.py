@@ -292,16 +292,9 @@ class Compressor:
         self._fresh.clear()
 
     def _pack(self, t: torch.Tensor) -> Any:
-        ops = self._ops
-        # Inside an op's handler torch has taken the op tracker off the mode stack; a pack outside any op (a
-        # checkpoint region's inputs) would run our own code through it: every tensor method of the encode a
-        # tracked "op" (NOTE [Untracked regions]).
-        left = ops.current is None and ops.suspend()
-        try:
-            out = self._pack_one(t)
-        finally:
-            if left:
-                ops.resume()
+        # a pack outside any op (a checkpoint region's inputs) would otherwise run every tensor call of our encode
+        # through the op tracker as an "op" (NOTE [Untracked regions])
+        out = self._ops.outside(self._pack_one, t)
         if isinstance(out, Entry):  # NOTE [Shared decodes]: one more reader of this entry
             out.readers += 1
         return out

@@ -107,6 +107,16 @@ class OpTracker(TorchFunctionMode):
             _push_mode(self)
             self._suspended = False
 
+    def outside(self, fn: Callable, *args: Any) -> Any:
+        """``fn(*args)`` with this tracker off the mode stack where it is on it (inside an op's handler torch has
+        taken it off already): our own tensor calls are no ops of the model (NOTE [Untracked regions])."""
+        left = self.current is None and self.suspend()
+        try:
+            return fn(*args)
+        finally:
+            if left:
+                self.resume()
+
     def __exit__(self, *exc: Any) -> Any:
         self.resume()  # a region left by an exception that skipped its module's hook: back on the stack to be popped
         return super().__exit__(*exc)
@@ -215,6 +225,8 @@ class ModuleTracker:
       module's entry the tracker leaves the function-mode stack (when it is on top: modes entered after it stay
       untouched), and comes back when that module's forward ends, normally or not (``always_call``), or at the
       context's exit. Regions that are not modules (``checkpoint(fn)`` on a function) keep the per-op check.
+      Our own code run outside any op (a pack of a region's inputs, the module-tree walk) runs outside the tracker
+      too (``OpTracker.outside``).
     """
 
     def __init__(self, params: ParamRegistry) -> None:
@@ -267,12 +279,7 @@ class ModuleTracker:
         if not self._stack:
             self._root = weakref.ref(module)
         if not self._stack and module not in self._names:
-            left = self.ops is not None and self.ops.suspend()  # our own tensor calls are no ops of the model
-            try:
-                self.add_tree(module)
-            finally:
-                if left:
-                    self.ops.resume()
+            self.ops.outside(self.add_tree, module) if self.ops is not None else self.add_tree(module)
         self._stack.append(module)
         ops = self.ops
         if self._region is None and ops is not None and not ops._ours() and ops.suspend():
