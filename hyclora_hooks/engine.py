@@ -282,10 +282,10 @@ class Compressor:
         entry = self._dedupe.get(key)
         if entry is not None:
             return lineage.EntryRef(entry)
-        skey, offset, shape, stride, dtype = key
-        for ref, e_offset, numel in self._by_storage.get(skey, ()):
+        skey, offset, shape, stride, dtype, version = key
+        for ref, e_offset, numel, e_version in self._by_storage.get(skey, ()):
             e = ref()
-            if e is None or dtype != e.site.dtype or min(stride, default=1) < 0:
+            if e is None or dtype != e.site.dtype or version != e_version or min(stride, default=1) < 0:
                 continue
             lo = offset - e_offset
             hi = lo + sum((n - 1) * st for n, st in zip(shape, stride) if n > 0)
@@ -296,7 +296,8 @@ class Compressor:
     def _remember(self, key: tuple, t: torch.Tensor, entry: Entry) -> None:
         self._dedupe[key] = entry
         if t.is_contiguous():  # decodes to the same layout: other views of this storage can read from it
-            self._by_storage.setdefault(key[0], []).append((weakref.ref(entry), t.storage_offset(), t.numel()))
+            self._by_storage.setdefault(key[0], []).append((weakref.ref(entry), t.storage_offset(), t.numel(),
+                                                            t._version))
 
     def _settle(self, block: bool = False) -> None:
         """Read the non-finite counts the device has produced (all of them if ``block``; NOTE [Lifetimes] rule 9)."""

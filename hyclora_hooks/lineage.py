@@ -4,8 +4,13 @@ While a compressed forward runs, :class:`~hyclora_hooks.tracking.OpTracker` call
 output of a cheap, deterministic op (casts, views, elementwise ops, activations, linear layers): the output
 gets a ``_hyclora_lineage`` attribute naming the op and its arguments. Arguments are held *weakly*, except
 parameters and inputs sharing the output's storage (views), whose memory the output pins anyway; so lineage
-keeps no activation alive. Each argument's version counter is noted: an in-place change since makes the
-lineage unusable.
+keeps no activation alive.
+
+Versions (NOTE [Recipes and in-place changes]): a recipe is only right for the data its lineage describes. A
+lineage notes its output's version counter, and :func:`lineage_of` drops it once the tensor was changed in place
+(``s.mul_(3)`` after ``s = silu(g)``: rebuilt as ``silu(g)``, ``s`` would come back a third of itself, with no
+error). An argument's lineage is taken, and checked, when the op reads it. A storage key holds the version too,
+so an entry stored after an in-place change never stands in for the data an earlier op read.
 
 When autograd saves a tensor, :class:`Planner` tries, in order (NOTE [Recipes]):
 
@@ -78,19 +83,22 @@ class TensorRef:
 
 
 def storage_key(t: torch.Tensor) -> tuple:
-    """Identity of a tensor's data: storage (held weakly, so its address is not reused) and view geometry."""
-    return (StorageWeakRef(t.untyped_storage()), t.storage_offset(), tuple(t.shape), tuple(t.stride()), t.dtype)
+    """Identity of a tensor's data: storage (held weakly, so its address is not reused), view geometry, dtype, and
+    version (an in-place change makes other data of the same storage)."""
+    return (StorageWeakRef(t.untyped_storage()), t.storage_offset(), tuple(t.shape), tuple(t.stride()), t.dtype,
+            t._version)
 
 
 class Lineage:
     """How a tensor was made: the op and its arguments (tensors as :class:`TensorRef` / :class:`ParamRef`, a list
-    of tensors as a tuple of those). Read-only by convention; a plain slotted class because one is built for every
-    recorded op (0.26 us to build against a frozen dataclass's 0.73 us, on the dev machine's CPU)."""
+    of tensors as a tuple of those), and the output's version when it was made. Read-only by convention; a plain
+    slotted class because one is built for every recorded op (0.26 us to build against a frozen dataclass's 0.73
+    us, on the dev machine's CPU)."""
 
-    __slots__ = ("func", "name", "args", "kwargs")
+    __slots__ = ("func", "name", "args", "kwargs", "version")
 
-    def __init__(self, func: Callable, name: str, args: tuple, kwargs: dict):
-        self.func, self.name, self.args, self.kwargs = func, name, args, kwargs
+    def __init__(self, func: Callable, name: str, args: tuple, kwargs: dict, version: int):
+        self.func, self.name, self.args, self.kwargs, self.version = func, name, args, kwargs, version
 
 
 def _wrap(a: Any, is_param: Callable) -> Any:
@@ -109,7 +117,7 @@ def record(func: Callable, name: str, args: tuple, kwargs: dict, out: Any, is_pa
         return
     try:
         out._hyclora_lineage = Lineage(func, name, tuple(_wrap(a, is_param) for a in args),
-                                       {k: _wrap(v, is_param) for k, v in kwargs.items()})
+                                       {k: _wrap(v, is_param) for k, v in kwargs.items()}, out._version)
     except (AttributeError, RuntimeError):
         pass
 
@@ -120,14 +128,17 @@ def view_lineage(t: torch.Tensor) -> Lineage | None:
     base = t._base
     if base is None or not base.is_contiguous() or base.layout != torch.strided:
         return None
-    return Lineage(torch.as_strided, "as_strided",
-                   (TensorRef(base, getattr(base, "_hyclora_lineage", None)), tuple(t.shape), tuple(t.stride()),
-                    t.storage_offset() - base.storage_offset()), {})
+    lin = getattr(base, "_hyclora_lineage", None)
+    if lin is not None and lin.version != base._version:  # the base changed in place since its op
+        lin = None
+    return Lineage(torch.as_strided, "as_strided", (TensorRef(base, lin), tuple(t.shape), tuple(t.stride()),
+                                                    t.storage_offset() - base.storage_offset()), {}, t._version)
 
 
 def lineage_of(t: torch.Tensor) -> Lineage | None:
+    """How ``t``'s data was made, or None: its own lineage while ``t`` is unchanged since its op, else a view's."""
     lin = getattr(t, "_hyclora_lineage", None)
-    return lin if lin is not None else view_lineage(t)
+    return lin if lin is not None and lin.version == t._version else view_lineage(t)
 
 
 # ------------------------------------------------------------------------------------------------ nodes
@@ -327,7 +338,8 @@ def _lora_rebuild(base: torch.Tensor, branch: torch.Tensor, dtype: torch.dtype) 
 class Planner:
     """Find a recipe for a saved tensor (NOTE [Recipes] above).
 
-    ``lookup(key)`` returns a node reading the data of :func:`storage_key` ``key`` from a live entry (the entry
+    ``lookup(key)`` returns a node reading the data of :func:`storage_key` ``key`` (version included) from a live
+    entry (the entry
     itself, or a view of a stored tensor), or None; ``is_param(t)`` tells weights.
     """
 

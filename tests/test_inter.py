@@ -485,3 +485,41 @@ def test_full_fuse_gives_the_numbers_of_intra_inter(attn, bits, monkeypatch):
     assert len(fused_calls) >= 4  # at least gate and up of both layers took the fused path
     assert len(swiglu_calls) == 2  # each layer's down_proj input: one SiLU + Hadamard kernel
     assert silu_decodes == []  # SiLU's output came from that kernel, shared with MulBackward
+
+
+# ------------------------------------------------------------------ in-place changes (NOTE [Recipes] versions)
+def _inplace_grads(f, policy=None):
+    torch.manual_seed(0)
+    w, u = (torch.nn.Parameter(torch.randn(256, 256) / 16) for _ in range(2))
+    x = torch.randn(64, 256)
+    if policy is None:
+        f(x, w, u).backward()
+    else:
+        with hyclora.compress(policy, bits=8):
+            loss = f(x, w, u)
+        loss.backward()
+    return torch.cat([w.grad.flatten(), u.grad.flatten()])
+
+
+def _changed_after_its_op(x, w, u):
+    s = torch.nn.functional.silu(torch.nn.functional.linear(x, w))  # silu saves its input: s is silu(stored)
+    s.mul_(3.0)  # s's lineage no longer says what s holds
+    return (s * torch.nn.functional.linear(x, u)).square().sum()
+
+
+def _changed_before_its_save(x, w, u):
+    g = torch.nn.functional.linear(x, w)
+    a = g.double()  # a = double(g) of g as it was here
+    g.mul_(3.0)
+    h = torch.nn.functional.silu(g)  # silu saves g as it is now: an entry under g's storage key
+    return (a * h.double() * torch.nn.functional.linear(x, u).double()).square().sum()
+
+
+@pytest.mark.parametrize("f", [_changed_after_its_op, _changed_before_its_save])
+def test_recipes_see_in_place_changes(f):
+    """A tensor changed in place after the op that made it, or an argument changed after an op read it, must not
+    be rebuilt from the lineage or entry of another version: the gradient would be wrong with no error."""
+    want = _inplace_grads(f)
+    got = _inplace_grads(f, "intra_inter")
+    assert cosine(got, want) > 0.999
+    assert abs(got.norm() / want.norm() - 1) < 0.01
