@@ -309,7 +309,7 @@ class Compressor:
     def _pack(self, t: torch.Tensor) -> Any:
         # a pack outside any op (a checkpoint region's inputs) would otherwise run every tensor call of our encode
         # through the op tracker as an "op" (NOTE [Untracked regions])
-        out = self._ops.outside(self._pack_one, t)
+        out = self._ops.outside(lineage.outside_autocast, self._pack_one, t)
         if isinstance(out, Entry):  # NOTE [Shared decodes]: one more reader of this entry
             out.readers += 1
         return out
@@ -467,7 +467,7 @@ class Compressor:
         rest = tuple(lineage.Const(a.value) if isinstance(a, lineage.ParamRef) else a for a in lin.args[2:])
         if any(isinstance(a, lineage.TensorRef) for a in rest):
             return None
-        return lineage.Replay(lin.func, "linear", (h_node, lineage.Const(lin.args[1].value)) + rest, dict(lin.kwargs))
+        return lineage.Replay.of(lin, (h_node, lineage.Const(lin.args[1].value)) + rest, dict(lin.kwargs))
 
     def _sdpa_recipe(self, t: torch.Tensor, site: SaveSite, route: Route) -> Entry | None:
         """Rebuild SDPA's output and logsumexp from the stored q, k, v (see attention.py)."""

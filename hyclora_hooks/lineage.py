@@ -12,6 +12,14 @@ lineage notes its output's version counter, and :func:`lineage_of` drops it once
 error). An argument's lineage is taken, and checked, when the op reads it. A storage key holds the version too,
 so an entry stored after an in-place change never stands in for the data an earlier op read.
 
+NOTE [Recipes under autocast]
+  Under ``torch.autocast`` an op's result depends on the region it ran in: ``linear`` of fp32 tensors gives bf16,
+  ``rsqrt`` of bf16 gives fp32. Backward runs outside that region, so a replay there would compute something else
+  (peft's LoRA branch replayed in fp32 where the forward ran bf16 stopped backward with a dtype error). A lineage
+  notes the autocast region of its op (:func:`autocast_state`), its replay runs inside the same one, and every
+  evaluation (the forward's LoRA part inside the user's region, backward's decodes) starts outside any, so
+  forward and backward compute the same values.
+
 When autograd saves a tensor, :class:`Planner` tries, in order (NOTE [Recipes]):
 
   P1 *free recipe*: every leaf of the lineage is an entry already stored (or a parameter): store nothing new.
@@ -30,6 +38,7 @@ outside any hooks, and are pure: decoding twice gives the same values.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import weakref
 from typing import Any, Callable
@@ -82,6 +91,38 @@ class TensorRef:
         return t if t is not None and t._version == self.version else None
 
 
+# torch's own one-call check of every device's autocast flag (private; if it goes, each device is asked)
+_any_autocast = getattr(torch._C, "_is_any_autocast_enabled", None)
+_AUTOCAST_DEVICES = ("cuda", "cpu")
+
+
+def autocast_on() -> bool:
+    """Is any autocast region active now?"""
+    if _any_autocast is not None:
+        return _any_autocast()
+    return any(torch.is_autocast_enabled(d) for d in _AUTOCAST_DEVICES)
+
+
+def autocast_state(device_type: str) -> tuple[str, torch.dtype] | None:
+    """``(device type, dtype)`` of the autocast region active now for ``device_type``, or None (NOTE [Recipes
+    under autocast])."""
+    if not autocast_on() or not torch.is_autocast_enabled(device_type):
+        return None
+    return device_type, torch.get_autocast_dtype(device_type)
+
+
+def outside_autocast(fn: Callable, *args: Any) -> Any:
+    """``fn(*args)`` with every autocast region switched off: our own tensor work (encodes, the LoRA part, replays)
+    must not depend on the user's region."""
+    if not autocast_on():
+        return fn(*args)
+    with contextlib.ExitStack() as stack:
+        for d in _AUTOCAST_DEVICES:
+            if torch.is_autocast_enabled(d):
+                stack.enter_context(torch.autocast(d, enabled=False))
+        return fn(*args)
+
+
 def storage_key(t: torch.Tensor) -> tuple:
     """Identity of a tensor's data: storage (held weakly, so its address is not reused), view geometry, dtype, and
     version (an in-place change makes other data of the same storage)."""
@@ -91,14 +132,16 @@ def storage_key(t: torch.Tensor) -> tuple:
 
 class Lineage:
     """How a tensor was made: the op and its arguments (tensors as :class:`TensorRef` / :class:`ParamRef`, a list
-    of tensors as a tuple of those), and the output's version when it was made. Read-only by convention; a plain
-    slotted class because one is built for every recorded op (0.26 us to build against a frozen dataclass's 0.73
-    us, on the dev machine's CPU)."""
+    of tensors as a tuple of those), the output's version when it was made, and the autocast region it ran in
+    (NOTE [Recipes under autocast]). Read-only by convention; a plain slotted class because one is built for every
+    recorded op (0.26 us to build against a frozen dataclass's 0.73 us, on the dev machine's CPU)."""
 
-    __slots__ = ("func", "name", "args", "kwargs", "version")
+    __slots__ = ("func", "name", "args", "kwargs", "version", "autocast")
 
-    def __init__(self, func: Callable, name: str, args: tuple, kwargs: dict, version: int):
+    def __init__(self, func: Callable, name: str, args: tuple, kwargs: dict, version: int,
+                 autocast: tuple | None = None):
         self.func, self.name, self.args, self.kwargs, self.version = func, name, args, kwargs, version
+        self.autocast = autocast
 
 
 def _wrap(a: Any, is_param: Callable) -> Any:
@@ -117,7 +160,8 @@ def record(func: Callable, name: str, args: tuple, kwargs: dict, out: Any, is_pa
         return
     try:
         out._hyclora_lineage = Lineage(func, name, tuple(_wrap(a, is_param) for a in args),
-                                       {k: _wrap(v, is_param) for k, v in kwargs.items()}, out._version)
+                                       {k: _wrap(v, is_param) for k, v in kwargs.items()}, out._version,
+                                       autocast_state(out.device.type) if autocast_on() else None)
     except (AttributeError, RuntimeError):
         pass
 
@@ -208,22 +252,33 @@ class Shared(Node):
 
 
 class Replay(Node):
-    def __init__(self, func: Callable, name: str, args: tuple, kwargs: dict):
-        self.func, self.name, self.args, self.kwargs = func, name, args, kwargs
+    """``func(*args, **kwargs)`` on the evaluated arguments; inside the autocast region ``autocast`` (``(device
+    type, dtype)``) where the recorded op ran in one (NOTE [Recipes under autocast])."""
+
+    def __init__(self, func: Callable, name: str, args: tuple, kwargs: dict, autocast: tuple | None = None):
+        self.func, self.name, self.args, self.kwargs, self.autocast = func, name, args, kwargs, autocast
         inner = _nodes(args) + _nodes(tuple(kwargs.values()))
         self.lossless = all(a.lossless for a in inner)
         self.cost = 1 + sum(a.cost for a in inner)
 
+    @classmethod
+    def of(cls, lin: Lineage, args: tuple, kwargs: dict) -> Replay:
+        """The recorded op ``lin`` on new arguments."""
+        return cls(lin.func, lin.name, args, kwargs, lin.autocast)
+
     def eval(self, memo: dict) -> torch.Tensor:
         args = tuple(_eval(a, memo) for a in self.args)
         kwargs = {k: _eval(v, memo) for k, v in self.kwargs.items()}
-        return self.func(*args, **kwargs)
+        if self.autocast is None:
+            return self.func(*args, **kwargs)
+        with torch.autocast(self.autocast[0], dtype=self.autocast[1]):
+            return self.func(*args, **kwargs)
 
     def key(self) -> Any:
         k = self.__dict__.get("_key")
         if k is None:  # nodes are not changed once built; a recipe's key is asked once per node, not per read
             k = self._key = (self.func, self.name, _key(self.args),
-                             tuple(sorted((k, _key(v)) for k, v in self.kwargs.items())))
+                             tuple(sorted((k, _key(v)) for k, v in self.kwargs.items())), self.autocast)
         return k
 
 
@@ -308,9 +363,10 @@ def _eval(a: Any, memo: dict) -> Any:
 
 
 def evaluate(node: Node) -> torch.Tensor:
-    """Replay ``node`` without building a graph (so nothing is saved, and no hook runs, whatever is active)."""
+    """Replay ``node`` without building a graph (so nothing is saved, and no hook runs, whatever is active), outside
+    any autocast region but the ones its ops ran in (NOTE [Recipes under autocast])."""
     with torch.no_grad():
-        return node.eval({})
+        return outside_autocast(node.eval, {})
 
 
 # ---------------------------------------------------------------------------------------------- planner
@@ -365,7 +421,7 @@ class Planner:
         kwargs = self._resolve(tuple(lin.kwargs.values()), lossless_only, depth - 1)
         if args is None or kwargs is None:
             return None
-        node = Replay(lin.func, lin.name, args, dict(zip(lin.kwargs, kwargs)))
+        node = Replay.of(lin, args, dict(zip(lin.kwargs, kwargs)))
         return node if node.cost <= MAX_COST else None
 
     @staticmethod
@@ -433,7 +489,7 @@ class Planner:
     def replay_chain(ops: list[Lineage], inner: Node) -> Node:
         node = inner
         for lin in reversed(ops):
-            node = Replay(lin.func, lin.name, (node,) + tuple(lin.args[1:]), dict(lin.kwargs))
+            node = Replay.of(lin, (node,) + tuple(lin.args[1:]), dict(lin.kwargs))
         return node
 
     # P3 -------------------------------------------------------------------------------------------
@@ -460,7 +516,7 @@ class Planner:
             inner = self._carried(args[0], depth, memo, part_dtype)  # views and casts cost no depth, as before
             if inner is None or name in _CASTS:
                 return inner
-            return Replay(lin.func, name, (inner,) + tuple(args[1:]), dict(kwargs))
+            return Replay.of(lin, (inner,) + tuple(args[1:]), dict(kwargs))
         split = self._lora_branch(lin, memo, part_dtype)
         if split is not None:
             return split
@@ -470,20 +526,20 @@ class Planner:
             parts = [self._carried(a, depth - 1, memo, part_dtype) for a in args[0] if math.prod(a.key[2])]
             if not parts or any(p is None for p in parts):
                 return None
-            return Replay(lin.func, name, (tuple(parts),) + tuple(args[1:]), dict(kwargs))
+            return Replay.of(lin, (tuple(parts),) + tuple(args[1:]), dict(kwargs))
         if len(args) != 2 or kwargs:
             return None
         if name in ("add", "sub"):  # both terms must carry: a term without a LoRA part would be an offset
             terms = [self._carried(a, depth - 1, memo, part_dtype) if isinstance(a, TensorRef) else None
                      for a in args]
-            return None if None in terms else Replay(lin.func, name, tuple(terms), {})
+            return None if None in terms else Replay.of(lin, tuple(terms), {})
         if name in ("mul", "div", "truediv"):
             for i in ((0, 1) if name == "mul" else (0,)):
                 x, f = args[i], args[1 - i]
                 factor = self._factor(f, x, depth - 1)
                 inner = self._carried(x, depth - 1, memo, part_dtype) if factor is not None else None
                 if inner is not None:
-                    return Replay(lin.func, name, (inner, factor) if i == 0 else (factor, inner), {})
+                    return Replay.of(lin, (inner, factor) if i == 0 else (factor, inner), {})
         return None
 
     def _carried(self, ref: Any, depth: int, memo: dict, part_dtype: torch.dtype | None) -> Node | None:
@@ -557,7 +613,7 @@ def cheap_branch(branch: Replay, dtype: torch.dtype | None) -> Node:
                 and (len(lin.args) == 2 or lin.args[2] is None) and isinstance(lin.args[0], Node):
             x = lin.args[0] if dtype is None else Replay(_cast, "cast", (lin.args[0], dtype), {})
             w = Replay(_scaled, "scaled", (lin.args[1], s, dtype), {})
-            return Replay(lin.func, "linear", (x, w), {})
+            return Replay(lin.func, "linear", (x, w), {}, lin.autocast)
     return branch
 
 
@@ -619,7 +675,7 @@ def fuse_swiglu(node: Node) -> Node:
         inner = fuse_swiglu(node.args[0])
         if inner is node.args[0]:
             return node
-        return Replay(node.func, node.name, (inner,) + node.args[1:], dict(node.kwargs))
+        return Replay(node.func, node.name, (inner,) + node.args[1:], dict(node.kwargs), node.autocast)
     inner, dtype = _cast_of(node)
     if inner is None:
         inner, dtype = node, None

@@ -8,6 +8,16 @@
   qualified names of the outermost module's tree, and registers every parameter and buffer it meets.
 * :class:`ParamRegistry` answers "is this tensor a weight, or a view of one?" by storage, since autograd
   saves ``W.t()``, not ``W`` (see REFERENCE section 3).
+
+NOTE [Autocast casts]
+  Under ``torch.autocast`` a matmul-like op casts its floating arguments to the region's dtype below the
+  torch-function level, so the tensors it saves are copies nothing here has seen: a frozen fp32 weight's bf16
+  copy was classified as the op's input and quantized (a 4-bit weight in every input gradient, no error), and
+  SDPA's q, k, v lost their roles. For the ops autocast runs in lower precision on both CPU and CUDA
+  (``AUTOCAST_LOWER``) the tracker makes those casts itself, as autocast would (``x.to(dtype)`` of every floating
+  tensor argument of the region's device that is not fp64), before calling the op, which then finds nothing to
+  cast. A parameter's copy is registered as a parameter (returned unchanged, never counted, as plain autocast
+  keeps it); an activation's copy gets its producer tag and lineage like any op's output.
 """
 
 from __future__ import annotations
@@ -20,6 +30,8 @@ from typing import Any, Callable
 import torch
 from torch import nn
 from torch.overrides import TorchFunctionMode, _get_current_function_mode, _pop_mode, _push_mode
+
+from .lineage import autocast_on
 
 
 _OP_NAMES: dict = {}  # func -> op_name(func): asked for every op a tracked forward runs
@@ -51,6 +63,9 @@ def _op_name(func: Any) -> str:
 
 
 _DUNDER_BINARY = {"mul", "matmul", "add", "sub", "truediv", "div", "pow"}
+# ops that autocast runs in its lower-precision dtype on CPU and on CUDA alike (torch's autocast op lists)
+AUTOCAST_LOWER = frozenset({"linear", "matmul", "mm", "bmm", "addmm", "baddbmm", "scaled_dot_product_attention"})
+_AUTOCAST_DEVICES = ("cuda", "cpu")
 # ops whose output is the input re-typed or re-shaped: it keeps its input's producer (softmax -> .to() -> matmul)
 _LINEAGE_PRESERVING = {"to", "type", "float", "half", "bfloat16", "contiguous", "view", "reshape", "transpose",
                        "permute", "dropout", "clone", "detach", "expand", "flatten", "unsqueeze", "squeeze"}
@@ -133,7 +148,10 @@ class OpTracker(TorchFunctionMode):
             return out
         if not self._ours():
             return func(*args, **kwargs)
-        frame = OpFrame(op_name(func), args, kwargs, self.current)
+        name = op_name(func)
+        if name in AUTOCAST_LOWER and autocast_on():
+            args, kwargs = self._autocast_casts(args, kwargs)
+        frame = OpFrame(name, args, kwargs, self.current)
         self.current = frame
         try:
             out = func(*args, **kwargs)
@@ -142,6 +160,26 @@ class OpTracker(TorchFunctionMode):
         if isinstance(out, torch.Tensor):
             self._tag(frame.name, func, args, kwargs, out)
         return out
+
+    def _autocast_casts(self, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
+        """The op's arguments cast as autocast would cast them (NOTE [Autocast casts])."""
+        def cast(a: Any) -> Any:
+            if not isinstance(a, torch.Tensor) or not a.is_floating_point() or a.dtype == torch.float64:
+                return a
+            dev = a.device.type
+            if dev not in _AUTOCAST_DEVICES or not torch.is_autocast_enabled(dev):
+                return a
+            dtype = torch.get_autocast_dtype(dev)
+            if a.dtype == dtype:
+                return a
+            out = a.to(dtype)
+            if self._modules.params.is_param(a):
+                self._modules.params.add_copy(out)
+            else:
+                self._tag("to", torch.Tensor.to, (a, dtype), {}, out)
+            return out
+
+        return tuple(cast(a) for a in args), {k: cast(v) for k, v in kwargs.items()}
 
     def _tag(self, name: str, func: Any, args: tuple, kwargs: dict, out: torch.Tensor) -> None:
         """Producer tag and lineage record of an op's output (under autograd only: nothing is saved without it)."""
@@ -197,6 +235,12 @@ class ParamRegistry:
             if ptr:
                 self._by_ptr[ptr] = weakref.ref(t)
 
+    def add_copy(self, t: torch.Tensor) -> None:
+        """Count ``t``, a parameter's autocast copy made for one op (NOTE [Autocast casts]), as a parameter."""
+        ptr = t.untyped_storage().data_ptr()
+        if ptr:
+            self._by_ptr[ptr] = weakref.ref(t)
+
     def is_param(self, t: torch.Tensor) -> bool:
         # ``isinstance(x, nn.Parameter)`` runs Parameter's Python ``__instancecheck__`` (it also accepts tensor
         # subclasses flagged ``_is_param``), asked of every saved tensor and op argument: ask it only of tensors
@@ -231,6 +275,7 @@ class ModuleTracker:
 
     def __init__(self, params: ParamRegistry) -> None:
         self._params = params
+        self.params = params  # the registry this tracker fills (the op tracker registers autocast copies in it)
         self._names: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
         self._stack: list[nn.Module] = []
         self._thread = threading.get_ident()

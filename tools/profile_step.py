@@ -108,6 +108,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--top", type=int, default=20)
     p.add_argument("--cprofile", type=int, default=1, help="steps under cProfile (default 1; 0 skips)")
     p.add_argument("--trace", help="folder for a Chrome trace of the profiled steps")
+    p.add_argument("--by-shape", action="store_true",
+                   help="one row per op and input shapes (which matmuls a configuration adds, say)")
+    p.add_argument("--name-width", type=int, default=48, help="width of the op-name column (default 48)")
     p.add_argument("--sort", choices=("device", "cpu"), default="device",
                    help="order the op table by self device time (default; self CPU time on CPU) or by self CPU "
                    "time (host work: launches, allocations, copies)")
@@ -175,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
 
         # 3. torch.profiler
         acts = [torch.profiler.ProfilerActivity.CPU] + ([torch.profiler.ProfilerActivity.CUDA] if cuda else [])
-        with torch.profiler.profile(activities=acts, record_shapes=False) as prof_t:
+        with torch.profiler.profile(activities=acts, record_shapes=args.by_shape) as prof_t:
             for _ in range(args.steps):
                 _step(bench, cfg)
         if args.trace:
@@ -184,9 +187,10 @@ def main(argv: list[str] | None = None) -> int:
             prof_t.export_chrome_trace(str(path))
             print(f"\nwrote {path}")
         sort = "self_cuda_time_total" if cuda and args.sort == "device" else "self_cpu_time_total"
-        avg = prof_t.key_averages()
+        avg = prof_t.key_averages(group_by_input_shape=args.by_shape)
         print(f"\ntop {args.top} ops by {sort} over {args.steps} profiled step(s):")
-        print(avg.table(sort_by=sort, row_limit=args.top, max_name_column_width=48))
+        print(avg.table(sort_by=sort, row_limit=args.top, max_name_column_width=args.name_width,
+                        max_shapes_column_width=120))
         rows = [e for e in avg if e.key.startswith("hyclora::")]
         if rows:
             print("hook ranges (host time includes the profiler's own overhead):")

@@ -1,0 +1,81 @@
+"""Mixed precision: a forward under ``torch.autocast`` (fp32 weights, bf16 compute: Hugging Face Trainer's
+``bf16=True`` on an fp32 model) gives exact gradients wherever the policy is lossless, and the gradients of
+plain autocast within codec error where it is not (NOTE [Recipes under autocast] in lineage.py)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import hyclora_hooks as hyclora
+from conftest import cosine
+from hyclora_hooks.models import add_lora, lora_grads, random_batch, tiny_gpt2, tiny_llama
+from hyclora_hooks.policy import Policy, Rule
+
+KEEP_WITH_RECIPES = Policy(name="inter_keep_all", rules=(Rule(codec="keep", op_class=("*", "unknown")),), inter=True)
+MODELS = {"llama-sdpa": lambda: tiny_llama(attn="sdpa", dtype=torch.float32),
+          "llama-eager": lambda: tiny_llama(attn="eager", dtype=torch.float32),
+          "gpt2": lambda: tiny_gpt2(dtype=torch.float32)}
+
+
+def _autocast_step(model, batch, policy=None, **knobs):
+    """One forward under CPU bf16 autocast (inside ``compress(policy)`` when given), backward outside it."""
+    model.zero_grad(set_to_none=True)
+    report = None
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        if policy is None:
+            loss = model(**batch).loss
+        else:
+            with hyclora.compress(policy, **knobs) as ctx:
+                loss = model(**batch).loss
+            report = ctx.report()
+    loss.backward()
+    return loss.detach(), lora_grads(model), report
+
+
+@pytest.fixture(scope="module", params=list(MODELS))
+def exact(request):
+    model = add_lora(MODELS[request.param]())
+    batch = random_batch(model.config.vocab_size, batch=2, seq=32)
+    return model, batch, _autocast_step(model, batch)
+
+
+def test_lossless_recipes_are_bit_exact_under_autocast(exact):
+    model, batch, (loss0, grads0, _) = exact
+    loss, grads, report = _autocast_step(model, batch, KEEP_WITH_RECIPES)
+    assert any(r["codec"] == "recompute" and r["count"] for r in report.by_op)  # recipes were used
+    assert torch.equal(loss, loss0)
+    assert torch.equal(grads, grads0)
+
+
+@pytest.mark.parametrize("bits,min_cos", [(8, 0.999), (4, 0.97)])
+def test_intra_inter_under_autocast(exact, bits, min_cos):
+    model, batch, (loss0, grads0, _) = exact
+    loss, grads, report = _autocast_step(model, batch, "intra_inter", bits=bits)
+    assert torch.equal(loss, loss0)  # compression changes no forward value
+    assert report.stored_bytes < report.activation_bytes / 2
+    assert cosine(grads, grads0) > min_cos
+    assert abs(grads.norm() / grads0.norm() - 1) < 0.05
+
+
+def test_weight_copies_pass_through_like_weights(exact):
+    """Autocast's bf16 copy of a weight is a weight (NOTE [Autocast casts] in tracking.py): returned unchanged
+    and never counted, as many as the weights passed through without autocast. Before, the frozen weights'
+    copies were quantized as the op's input."""
+    model, batch, _ = exact
+    model.zero_grad(set_to_none=True)
+    with hyclora.compress("intra_inter", bits=2) as ctx:
+        model(**batch).loss.backward()
+    _, _, report = _autocast_step(model, batch, "intra_inter", bits=2)
+    assert report.parameter_packs == ctx.report().parameter_packs > 0
+
+
+def test_sdpa_keeps_its_roles_under_autocast():
+    """SDPA saves the copies autocast made of q, k, v; the tracker makes them itself, so they keep their roles
+    and q/k stay on the consistent low-bit path (output and logsumexp rebuilt)."""
+    model = add_lora(MODELS["llama-sdpa"]())
+    batch = random_batch(model.config.vocab_size, batch=2, seq=32)
+    _, _, report = _autocast_step(model, batch, "intra_inter", bits=2)
+    roles = {(r["role"], r["codec"]) for r in report.by_op if r["op"] == "attention" and r["count"]}
+    assert {("output", "recompute"), ("logsumexp", "recompute")} <= roles
+    assert any(role == "query" and not codec.startswith(("keep", "recompute")) for role, codec in roles)
