@@ -1,8 +1,13 @@
 """Mixed precision: a forward under ``torch.autocast`` (fp32 weights, bf16 compute: Hugging Face Trainer's
 ``bf16=True`` on an fp32 model) gives exact gradients wherever the policy is lossless, and the gradients of
-plain autocast within codec error where it is not (NOTE [Recipes under autocast] in lineage.py)."""
+plain autocast within codec error where it is not (NOTE [Recipes under autocast] in lineage.py).
+
+CPU autocast here; on the GPU machine the same tests run under CUDA autocast with
+``HYCLORA_TEST_DEVICE=cuda python -m pytest tests/test_autocast.py`` (results in docs/benchmarks.md)."""
 
 from __future__ import annotations
+
+import os
 
 import pytest
 import torch
@@ -12,6 +17,7 @@ from conftest import cosine
 from hyclora_hooks.models import add_lora, lora_grads, random_batch, tiny_gpt2, tiny_llama
 from hyclora_hooks.policy import Policy, Rule
 
+DEVICE = os.environ.get("HYCLORA_TEST_DEVICE", "cpu")
 KEEP_WITH_RECIPES = Policy(name="inter_keep_all", rules=(Rule(codec="keep", op_class=("*", "unknown")),), inter=True)
 MODELS = {"llama-sdpa": lambda: tiny_llama(attn="sdpa", dtype=torch.float32),
           "llama-eager": lambda: tiny_llama(attn="eager", dtype=torch.float32),
@@ -22,7 +28,7 @@ def _autocast_step(model, batch, policy=None, **knobs):
     """One forward under CPU bf16 autocast (inside ``compress(policy)`` when given), backward outside it."""
     model.zero_grad(set_to_none=True)
     report = None
-    with torch.autocast("cpu", dtype=torch.bfloat16):
+    with torch.autocast(DEVICE, dtype=torch.bfloat16):
         if policy is None:
             loss = model(**batch).loss
         else:
@@ -35,8 +41,8 @@ def _autocast_step(model, batch, policy=None, **knobs):
 
 @pytest.fixture(scope="module", params=list(MODELS))
 def exact(request):
-    model = add_lora(MODELS[request.param]())
-    batch = random_batch(model.config.vocab_size, batch=2, seq=32)
+    model = add_lora(MODELS[request.param]()).to(DEVICE)
+    batch = {k: v.to(DEVICE) for k, v in random_batch(model.config.vocab_size, batch=2, seq=32).items()}
     return model, batch, _autocast_step(model, batch)
 
 
@@ -73,8 +79,8 @@ def test_weight_copies_pass_through_like_weights(exact):
 def test_sdpa_keeps_its_roles_under_autocast():
     """SDPA saves the copies autocast made of q, k, v; the tracker makes them itself, so they keep their roles
     and q/k stay on the consistent low-bit path (output and logsumexp rebuilt)."""
-    model = add_lora(MODELS["llama-sdpa"]())
-    batch = random_batch(model.config.vocab_size, batch=2, seq=32)
+    model = add_lora(MODELS["llama-sdpa"]()).to(DEVICE)
+    batch = {k: v.to(DEVICE) for k, v in random_batch(model.config.vocab_size, batch=2, seq=32).items()}
     _, _, report = _autocast_step(model, batch, "intra_inter", bits=2)
     roles = {(r["role"], r["codec"]) for r in report.by_op if r["op"] == "attention" and r["count"]}
     assert {("output", "recompute"), ("logsumexp", "recompute")} <= roles
