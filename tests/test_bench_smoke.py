@@ -83,8 +83,11 @@ def test_ratios_use_allocator_on_cuda_and_same_shape_plain() -> None:
     rows = [dict(config="plain", shape="4x1024", status="ok", act_alloc_bytes=1000, probe_saved_bytes=990, step_s=0.1),
             dict(config="plain", shape="1x8192", status="ok", act_alloc_bytes=3000, probe_saved_bytes=2990, step_s=0.3),
             dict(config="intra@2", shape="1x8192", status="ok", act_alloc_bytes=250, acct_stored_bytes=240, step_s=0.33),
-            dict(config="intra@4", shape="1x8192", status="oom")]
+            dict(config="intra@4", shape="1x8192", status="oom"),
+            dict(config="save_on_cpu", shape="1x8192", status="ok", act_alloc_bytes=512, step_s=1.2, save_on_cpu=True)]
     b.add_ratios(rows)
+    assert rows[4]["mem_ratio"] is None and rows[4]["mem_ratio_basis"] == "host" \
+        and abs(rows[4]["time_ratio"] - 4) < 1e-12
     assert rows[0]["mem_ratio"] == 1 and rows[0]["acct_vs_alloc"] == 0.99  # plain: the probe against the allocator
     assert rows[2]["mem_ratio"] == 12 and rows[2]["acct_vs_alloc"] == 0.96 and abs(rows[2]["time_ratio"] - 1.1) < 1e-12
     assert rows[3]["mem_ratio"] is None and rows[3]["time_ratio"] is None
