@@ -15,16 +15,10 @@ The last thing printed is the table.
 from __future__ import annotations
 
 import argparse
-import sys
-from pathlib import Path
-
-_ROOT = Path(__file__).resolve().parent.parent
-if str(_ROOT) not in sys.path:
-    sys.path.insert(0, str(_ROOT))
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(description="GPU check: the SDPA replay against the forward it replays.")
     p.add_argument("--shapes", default="4x1024,1x8192", help="comma list of BATCHxSEQ")
     p.add_argument("--heads", type=int, default=32)
     p.add_argument("--head-dim", type=int, default=128)
