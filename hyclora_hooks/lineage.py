@@ -506,16 +506,21 @@ class Planner:
         made cheap (NOTE [LoRA part]): each branch is evaluated once however often L reads it, with peft's scaling
         folded into ``B``, and in bf16 for a bf16 ``t``."""
         part_dtype = torch.bfloat16 if t.dtype == torch.bfloat16 else None
-        return self._carry(lineage_of(t), MAX_DEPTH, {}, part_dtype)
+        return self._carry(lineage_of(t), MAX_DEPTH, {}, part_dtype, tuple(t.stride()))
 
-    def _carry(self, lin: Lineage | None, depth: int, memo: dict, part_dtype: torch.dtype | None) -> Node | None:
+    def _carry(self, lin: Lineage | None, depth: int, memo: dict, part_dtype: torch.dtype | None,
+               stride: tuple) -> Node | None:
+        """The part of the tensor ``lin`` made, whose strides are ``stride`` (views replayed on a part must find
+        the layout they were made on)."""
         if lin is None or depth == 0:
             return None
         name, args, kwargs = lin.name, lin.args, lin.kwargs
         if (name in UNARY or name == "neg") and _one_input(lin):  # through the memo: RoPE reads q twice
             inner = self._carried(args[0], depth, memo, part_dtype)  # views and casts cost no depth, as before
-            if inner is None or name in _CASTS:
-                return inner
+            if inner is None:
+                return None
+            if name in _CASTS:
+                return _cast_layout(inner, args[0].key, stride)
             return Replay.of(lin, (inner,) + tuple(args[1:]), dict(kwargs))
         split = self._lora_branch(lin, memo, part_dtype)
         if split is not None:
@@ -547,7 +552,7 @@ class Planner:
         if not isinstance(ref, TensorRef):
             return None
         if ref.key not in memo:
-            node = self._carry(ref.lineage, depth, memo, part_dtype)
+            node = self._carry(ref.lineage, depth, memo, part_dtype, ref.key[3])
             memo[ref.key] = node if node is None or isinstance(node, Shared) else Shared(node)
         return memo[ref.key]
 
@@ -579,6 +584,24 @@ class Planner:
     @staticmethod
     def lora_rebuild(base: Node, branch: Node, dtype: torch.dtype, fused: bool = False) -> Node:
         return LoraRebuild(base, branch, dtype, fused)
+
+
+def _contiguous_strides(shape: tuple) -> tuple:
+    out, step = [], 1
+    for n in reversed(shape):
+        out.append(step)
+        step *= n
+    return tuple(reversed(out))
+
+
+def _cast_layout(inner: Node, src_key: tuple, stride: tuple) -> Node | None:
+    """A skipped cast's part (the part keeps its own dtype) with the layout the cast gave: a cast copies a
+    non-dense tensor (an expanded k/v) into a contiguous one, and views replayed after it expect that layout."""
+    if src_key[3] == stride:
+        return inner
+    if stride == _contiguous_strides(src_key[2]):
+        return Replay(torch.Tensor.contiguous, "contiguous", (inner,), {})
+    return None
 
 
 # NOTE [LoRA part]
