@@ -496,7 +496,7 @@ class Compressor:
             for leaf in lineage.leaf_entries(*nodes, mask_node):  # the parts read them through `shared`, once
                 leaf.readers += 1
             self._sdpa = (weakref.ref(frame), shared)  # one SDPA call at a time
-        return self._recipe(t, site, shared.node(site.role, (t.shape, t.dtype)))
+        return self._recipe(t, site, shared.node(site.role, (t.shape, t.dtype, t.stride())))
 
     def _site(self, t: torch.Tensor) -> SaveSite:
         frame = self._ops.current

@@ -523,3 +523,19 @@ def test_recipes_see_in_place_changes(f):
     got = _inplace_grads(f, "intra_inter")
     assert cosine(got, want) > 0.999
     assert abs(got.norm() / want.norm() - 1) < 0.01
+
+
+def test_recomputed_output_takes_the_saved_strides():
+    """The rebuilt SDPA output is laid out like the saved one (cuDNN's is a (B, H, L, D) view of (B, L, H, D)
+    memory): backward kernels read the layout, and a contiguous replay under a padding mask gave cosines of
+    0.85-0.94 on an H200."""
+    from hyclora_hooks.attention import SdpaRecompute, sdpa_with_lse
+
+    g = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(2, 6, 19, 24, generator=g) for _ in range(3))
+    want, _ = sdpa_with_lse(q, k, v, None, True, None)
+    saved = torch.empty(2, 19, 6, 24).transpose(1, 2)  # the layout cuDNN writes
+    shared = SdpaRecompute(*(lineage.Const(t) for t in (q, k, v)), None, True, None, False)
+    got = lineage.evaluate(shared.node("output", (saved.shape, saved.dtype, saved.stride())))
+    assert got.stride() == saved.stride()
+    assert torch.equal(got, want)
