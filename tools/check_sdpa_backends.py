@@ -32,6 +32,9 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, default=4)
     p.add_argument("--seq-len", type=int, default=256)
     p.add_argument("--device", default="cuda")
+    p.add_argument("--pad", type=int, default=0,
+                   help="right-pad the batch's last row by this many tokens (attention_mask 0, labels -100): the "
+                        "boolean-mask path, whose replay runs the math kernel")
     return p.parse_args(argv)
 
 
@@ -59,6 +62,12 @@ def main(argv: list[str] | None = None) -> list[dict]:
     model = zoo.ensure_lora(loaded.model, r=8, random_b=True, seed=0).to(args.device)
     batch = corpus.train_eval_batches("auto", loaded.tokenizer, model.config.vocab_size, batch=args.batch_size,
                                       seq=args.seq_len, n_train=1, n_eval=0)[0][0]
+    if args.pad:
+        batch = dict(batch)
+        mask = batch.get("attention_mask", torch.ones_like(batch["input_ids"])).clone()
+        labels = batch.get("labels", batch["input_ids"]).clone()
+        mask[-1, -args.pad:], labels[-1, -args.pad:] = 0, -100
+        batch["attention_mask"], batch["labels"] = mask, labels
     batch = {k: v.to(args.device) for k, v in batch.items()}
     policies = args.policy or ["intra_inter"]
 
@@ -76,7 +85,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         return torch.cat(grads), report
 
     table = Table(title=f"LoRA-gradient cosine to exact autograd per SDPA backend ({args.model}, "
-                        f"{args.batch_size} x {args.seq_len}, {args.bits} bits)")
+                        f"{args.batch_size} x {args.seq_len}, {args.bits} bits, last row padded by {args.pad})")
     for col in ("backend", "policy", "cosine", "q / k / logsumexp codecs"):
         table.add_column(col)
     rows: list[dict] = []
