@@ -19,7 +19,8 @@ NOTE [Lifetimes]
   8. A decoded tensor has the saved tensor's strides when those were a permutation of a contiguous layout: the
      codec sees the memory-order view and decode permutes back. Some backward kernels read a saved tensor's
      layout, not only its values (CUDA flash attention's backward with a contiguous copy of its transposed
-     output gave LoRA-gradient cosine 0.61 on an H100, bit-identical with every stream synchronised).
+     output gave LoRA-gradient cosine 0.61 on an H100, bit-identical with every stream synchronised). The same
+     holds for SDPA's output rebuilt by a recipe (``attention._with_strides``).
   9. A device encode does not wait for the device to count non-finite values: the count is read later, when
      its event has completed, while more than ``MAX_PENDING_BYTES`` of sources wait, or on exit (NOTE [Deferred
      non-finite check] in ``kernels/nonfinite.py``). A late find grows the entry's stored bytes.
