@@ -115,33 +115,40 @@ def _expand_kv(q: torch.Tensor, kv: torch.Tensor) -> torch.Tensor:
     return kv
 
 
+def _additive(mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """A boolean mask (True = attend; transformers' padding masks) as the additive one of ``dtype`` that
+    F.scaled_dot_product_attention makes of it before dispatch (0 and -inf): the fused kernels take only that."""
+    if mask.dtype != torch.bool:
+        return mask
+    return torch.zeros(mask.shape, dtype=dtype, device=mask.device).masked_fill_(~mask, float("-inf"))
+
+
 def sdpa_with_lse(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None, is_causal: bool,
                   scale: float | None, enable_gqa: bool = False,
                   cudnn: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """Attention output and fp32 logsumexp (``(B, H, L)``; cuDNN's ``(B, H, L, 1)``) for ``(B, H, L, D)`` inputs.
-    ``cudnn``: try cuDNN's kernel first on CUDA (the forward's backend; flash where it refuses)."""
+    ``cudnn``: try cuDNN's kernel first on CUDA (the forward's backend, with or without a mask; flash, or the math
+    path where it refuses)."""
     k, v = _expand_kv(q, k), _expand_kv(q, v)
     if q.device.type == "cpu" and q.dim() == 4:
-        if mask is not None and mask.dtype == torch.bool:
-            # F.scaled_dot_product_attention turns a boolean mask (True = attend; transformers' padding masks) into
-            # an additive one of the query's dtype before dispatch; the fused CPU kernel accepts only that form.
-            mask = torch.zeros(mask.shape, dtype=q.dtype, device=q.device).masked_fill_(~mask, float("-inf"))
         out, lse = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(
-            q, k, v, 0.0, is_causal, attn_mask=mask, scale=scale)
+            q, k, v, 0.0, is_causal, attn_mask=None if mask is None else _additive(mask, q.dtype), scale=scale)
         return out, lse
-    if q.is_cuda and mask is None and q.dtype in (torch.float16, torch.bfloat16) and q.dim() == 4:
+    if q.is_cuda and q.dtype in (torch.float16, torch.bfloat16) and q.dim() == 4:
         if cudnn:
             try:
-                res = torch.ops.aten._scaled_dot_product_cudnn_attention(q, k, v, None, True, 0.0, is_causal, False,
+                bias = None if mask is None else _additive(mask, q.dtype)
+                res = torch.ops.aten._scaled_dot_product_cudnn_attention(q, k, v, bias, True, 0.0, is_causal, False,
                                                                          scale=scale)
                 return res[0], res[1]
-            except RuntimeError:  # a shape or build cuDNN does not take: flash computes the same attention
+            except RuntimeError:  # a shape or build cuDNN does not take: the others compute the same attention
                 pass
-        try:
-            res = torch.ops.aten._scaled_dot_product_flash_attention(q, k, v, 0.0, is_causal, False, scale=scale)
-            return res[0], res[1]
-        except RuntimeError:  # shape or device the flash kernel does not take
-            pass
+        if mask is None:
+            try:
+                res = torch.ops.aten._scaled_dot_product_flash_attention(q, k, v, 0.0, is_causal, False, scale=scale)
+                return res[0], res[1]
+            except RuntimeError:  # shape or device the flash kernel does not take
+                pass
     return _math_sdpa(q, k, v, mask, is_causal, scale)
 
 

@@ -3,8 +3,10 @@
 Not a test. ``intra_inter`` rebuilds SDPA's output and logsumexp in backward from the decoded q, k, v
 (``SdpaRecompute``). On unchanged inputs the replay must give the forward's bits: for each backend the forward can
 run (cuDNN, flash), this runs the forward under that backend, saves what autograd saved (output and logsumexp) and
-compares the replay (``sdpa_with_lse`` with ``cudnn=`` as ``SdpaRecompute`` sets it) bit for bit. Then it times the
-replay kernels at Llama-2-7B attention shapes (32 heads of 128, causal) with ``triton.testing.do_bench``.
+compares the replay (``sdpa_with_lse`` with ``cudnn=`` as ``SdpaRecompute`` sets it) bit for bit, causal and with
+a boolean padding mask (causal and the last row's last eighth of keys masked: what transformers passes for a padded
+batch). Then it times the replay kernels at Llama-2-7B attention shapes (32 heads of 128) with
+``triton.testing.do_bench`` (``flash ms``: flash without a mask, the fp32 math path with one).
 
     PYTHONPATH=. python tools/check_sdpa_replay.py                  # 4x1024 and 1x8192
     PYTHONPATH=. python tools/check_sdpa_replay.py --shapes 2x512
@@ -25,7 +27,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def _saved(backend, q, k, v):
+def _saved(backend, q, k, v, mask):
     """Output and logsumexp that SDPA under ``backend`` saves for backward."""
     import torch
     import torch.nn.functional as F
@@ -38,7 +40,7 @@ def _saved(backend, q, k, v):
         return t
 
     with sdpa_kernel(backend), torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        out = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=mask is None)
     lse = [t for t in saved if t.dtype == torch.float32 and t.shape[:3] == q.shape[:3]]
     return out.detach(), lse[0] if lse else None
 
@@ -59,19 +61,27 @@ def main(argv: list[str] | None = None) -> list[dict]:
         g = torch.Generator(device="cuda").manual_seed(0)
         q, k, v = (torch.randn(b, args.heads, t, args.head_dim, device="cuda", dtype=torch.bfloat16, generator=g,
                                requires_grad=True) for _ in range(3))
-        for backend in (SDPBackend.CUDNN_ATTENTION, SDPBackend.FLASH_ATTENTION):
+        padded = torch.ones(t, t, dtype=torch.bool, device="cuda").tril().expand(b, 1, t, t).clone()
+        padded[-1, ..., t - t // 8:] = False
+        for mask, backend in ((None, SDPBackend.CUDNN_ATTENTION), (None, SDPBackend.FLASH_ATTENTION),
+                              (padded, SDPBackend.CUDNN_ATTENTION), (padded, SDPBackend.EFFICIENT_ATTENTION)):
+            name = backend.name + ("" if mask is None else " + mask")
             try:
-                out, lse = _saved(backend, q, k, v)
+                out, lse = _saved(backend, q, k, v, mask)
             except RuntimeError as e:  # the backend does not run here
-                rows.append({"shape": spec, "backend": backend.name, "error": str(e).splitlines()[0][:60]})
+                rows.append({"shape": spec, "backend": name, "error": str(e).splitlines()[0][:60]})
                 continue
-            cudnn = lse is not None and saved_by_cudnn(tuple(lse.shape))
+            if lse is None:
+                rows.append({"shape": spec, "backend": name, "error": "no logsumexp saved"})
+                continue
+            cudnn = saved_by_cudnn(tuple(lse.shape))
+            causal = mask is None
             with torch.no_grad():
-                r_out, r_lse = sdpa_with_lse(q.detach(), k.detach(), v.detach(), None, True, None, cudnn=cudnn)
+                r_out, r_lse = sdpa_with_lse(q.detach(), k.detach(), v.detach(), mask, causal, None, cudnn=cudnn)
                 r_lse = fit_logsumexp(r_lse, tuple(lse.shape))
-                ms_cudnn = do_bench(lambda: sdpa_with_lse(q, k, v, None, True, None, cudnn=True), rep=200)
-                ms_flash = do_bench(lambda: sdpa_with_lse(q, k, v, None, True, None, cudnn=False), rep=200)
-            rows.append({"shape": spec, "backend": backend.name, "lse": tuple(lse.shape), "replay_cudnn": cudnn,
+                ms_cudnn = do_bench(lambda: sdpa_with_lse(q, k, v, mask, causal, None, cudnn=True), rep=100)
+                ms_flash = do_bench(lambda: sdpa_with_lse(q, k, v, mask, causal, None, cudnn=False), rep=100)
+            rows.append({"shape": spec, "backend": name, "lse": tuple(lse.shape), "replay_cudnn": cudnn,
                          "out_equal": bool(torch.equal(r_out, out)), "lse_equal": bool(torch.equal(r_lse, lse)),
                          "out_max_diff": float((r_out.float() - out.float()).abs().max()),
                          "ms_cudnn": ms_cudnn, "ms_flash": ms_flash})

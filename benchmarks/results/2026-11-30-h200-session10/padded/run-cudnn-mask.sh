@@ -1,0 +1,1 @@
+TRITON_INTERPRET=0 PYTHONPATH=. python tools/check_sdpa_replay.py > $OUT/sdpa-mask.txt 2>&1; TRITON_INTERPRET=0 PYTHONPATH=. python benchmarks/results/2026-11-30-h200-session10/padded/padded_cuda.py 2>&1 | grep "pad 7" > $OUT/padded-after-cudnn-mask.txt
