@@ -93,14 +93,14 @@ class TensorRef:
 
 # torch's own one-call check of every device's autocast flag (private; if it goes, each device is asked)
 _any_autocast = getattr(torch._C, "_is_any_autocast_enabled", None)
-_AUTOCAST_DEVICES = ("cuda", "cpu")
+AUTOCAST_DEVICES = ("cuda", "cpu")
 
 
 def autocast_on() -> bool:
     """Is any autocast region active now?"""
     if _any_autocast is not None:
         return _any_autocast()
-    return any(torch.is_autocast_enabled(d) for d in _AUTOCAST_DEVICES)
+    return any(torch.is_autocast_enabled(d) for d in AUTOCAST_DEVICES)
 
 
 def autocast_state(device_type: str) -> tuple[str, torch.dtype] | None:
@@ -117,7 +117,7 @@ def outside_autocast(fn: Callable, *args: Any) -> Any:
     if not autocast_on():
         return fn(*args)
     with contextlib.ExitStack() as stack:
-        for d in _AUTOCAST_DEVICES:
+        for d in AUTOCAST_DEVICES:
             if torch.is_autocast_enabled(d):
                 stack.enter_context(torch.autocast(d, enabled=False))
         return fn(*args)

@@ -31,7 +31,7 @@ import torch
 from torch import nn
 from torch.overrides import TorchFunctionMode, _get_current_function_mode, _pop_mode, _push_mode
 
-from .lineage import autocast_on
+from .lineage import AUTOCAST_DEVICES, autocast_on
 
 
 _OP_NAMES: dict = {}  # func -> op_name(func): asked for every op a tracked forward runs
@@ -65,7 +65,6 @@ def _op_name(func: Any) -> str:
 _DUNDER_BINARY = {"mul", "matmul", "add", "sub", "truediv", "div", "pow"}
 # ops that autocast runs in its lower-precision dtype on CPU and on CUDA alike (torch's autocast op lists)
 AUTOCAST_LOWER = frozenset({"linear", "matmul", "mm", "bmm", "addmm", "baddbmm", "scaled_dot_product_attention"})
-_AUTOCAST_DEVICES = ("cuda", "cpu")
 # ops whose output is the input re-typed or re-shaped: it keeps its input's producer (softmax -> .to() -> matmul)
 _LINEAGE_PRESERVING = {"to", "type", "float", "half", "bfloat16", "contiguous", "view", "reshape", "transpose",
                        "permute", "dropout", "clone", "detach", "expand", "flatten", "unsqueeze", "squeeze"}
@@ -167,14 +166,14 @@ class OpTracker(TorchFunctionMode):
             if not isinstance(a, torch.Tensor) or not a.is_floating_point() or a.dtype == torch.float64:
                 return a
             dev = a.device.type
-            if dev not in _AUTOCAST_DEVICES or not torch.is_autocast_enabled(dev):
+            if dev not in AUTOCAST_DEVICES or not torch.is_autocast_enabled(dev):
                 return a
             dtype = torch.get_autocast_dtype(dev)
             if a.dtype == dtype:
                 return a
             out = a.to(dtype)
             if self._modules.params.is_param(a):
-                self._modules.params.add_copy(out)
+                self._modules.params.add(out)
             else:
                 self._tag("to", torch.Tensor.to, (a, dtype), {}, out)
             return out
@@ -231,12 +230,11 @@ class ParamRegistry:
             return
         self._seen_modules.add(root)
         for t in tensors if tensors is not None else module_tree(root)[1]:
-            ptr = t.untyped_storage().data_ptr()
-            if ptr:
-                self._by_ptr[ptr] = weakref.ref(t)
+            self.add(t)
 
-    def add_copy(self, t: torch.Tensor) -> None:
-        """Count ``t``, a parameter's autocast copy made for one op (NOTE [Autocast casts]), as a parameter."""
+    def add(self, t: torch.Tensor) -> None:
+        """Count ``t`` (and its views) as a parameter: a weight or buffer, or a weight's autocast copy made for
+        one op (NOTE [Autocast casts])."""
         ptr = t.untyped_storage().data_ptr()
         if ptr:
             self._by_ptr[ptr] = weakref.ref(t)
@@ -274,8 +272,7 @@ class ModuleTracker:
     """
 
     def __init__(self, params: ParamRegistry) -> None:
-        self._params = params
-        self.params = params  # the registry this tracker fills (the op tracker registers autocast copies in it)
+        self.params = params  # the registry it fills (the op tracker registers autocast copies in it too)
         self._names: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
         self._stack: list[nn.Module] = []
         self._thread = threading.get_ident()
@@ -297,7 +294,7 @@ class ModuleTracker:
         for name, sub in modules:
             names.setdefault(sub, name)
         self._names.update(names)
-        self._params.add_module_tree(root, tensors)
+        self.params.add_module_tree(root, tensors)
 
     def start(self) -> None:
         self._handles = [
