@@ -106,3 +106,13 @@ def test_any_model_under_autocast(name, attn):
     assert torch.equal(loss, loss0) and torch.equal(grads, grads0)
     _, grads, _ = _autocast_step(model, batch, "intra_inter", bits=4)
     assert cosine(grads, grads0) > 0.99
+
+
+def test_model_families_check_runs_and_holds_on_cpu():
+    """tools/check_model_families.py (the GPU check of layout-reading kernels) runs end to end here too; at 8
+    bits every row is within 0.999 of exact autograd."""
+    from tools.check_model_families import main
+
+    rows = main(["--device", "cpu", "--models", "llama,gpt2", "--bits", "8"])
+    assert len(rows) == 2 * 2 * 2 * 2  # models x attention x (bf16, autocast) x (padded, not)
+    assert min(r["cosine"] for r in rows) > 0.999
