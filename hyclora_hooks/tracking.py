@@ -66,6 +66,14 @@ _DUNDER_BINARY = {"mul", "matmul", "add", "sub", "truediv", "div", "pow"}
 # ops that autocast runs in its lower-precision dtype on CPU and on CUDA alike (torch's autocast op lists)
 AUTOCAST_LOWER = frozenset({"linear", "matmul", "mm", "bmm", "addmm", "baddbmm", "scaled_dot_product_attention"})
 # ops whose output is the input re-typed or re-shaped: it keeps its input's producer (softmax -> .to() -> matmul)
+def _functional(func: Any, kwargs: dict) -> bool:
+    """Not an in-place (``addmm_``, ``__iadd__``) or ``out=`` call: autocast casts only functional calls, and a cast
+    of the tensor written to would be a copy, the caller's tensor left unwritten with no error."""
+    fname = getattr(func, "__name__", "")
+    return "out" not in kwargs and not fname.startswith("__i") and not (fname.endswith("_")
+                                                                        and not fname.endswith("__"))
+
+
 _LINEAGE_PRESERVING = {"to", "type", "float", "half", "bfloat16", "contiguous", "view", "reshape", "transpose",
                        "permute", "dropout", "clone", "detach", "expand", "flatten", "unsqueeze", "squeeze"}
 
@@ -148,7 +156,7 @@ class OpTracker(TorchFunctionMode):
         if not self._ours():
             return func(*args, **kwargs)
         name = op_name(func)
-        if name in AUTOCAST_LOWER and autocast_on():
+        if name in AUTOCAST_LOWER and autocast_on() and _functional(func, kwargs):
             args, kwargs = self._autocast_casts(args, kwargs)
         frame = OpFrame(name, args, kwargs, self.current)
         self.current = frame

@@ -116,3 +116,20 @@ def test_model_families_check_runs_and_holds_on_cpu():
     rows = main(["--device", "cpu", "--models", "llama,gpt2", "--bits", "8"])
     assert len(rows) == 2 * 2 * 2 * 2  # models x attention x (bf16, autocast) x (padded, not)
     assert min(r["cosine"] for r in rows) > 0.999
+
+
+@pytest.mark.parametrize("call", ["out", "inplace"])
+def test_out_and_inplace_calls_behave_as_under_plain_autocast(call):
+    """Autocast casts only functional calls; so must the tracker (a cast of the tensor written to would be a copy:
+    ``matmul(out=c)`` and ``c.addmm_(a, b)`` left ``c`` unwritten, with no error)."""
+    a, b = torch.randn(4, 4), torch.randn(4, 4)
+    plain, ours = torch.zeros(4, 4), torch.zeros(4, 4)
+
+    def run(c):
+        torch.matmul(a, b, out=c) if call == "out" else c.addmm_(a, b)
+
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        run(plain)
+        with hyclora.compress("intra_inter"):
+            run(ours)
+    assert plain.abs().sum() > 0 and torch.equal(ours, plain)
