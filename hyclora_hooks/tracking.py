@@ -16,7 +16,7 @@ NOTE [Autocast casts]
   SDPA's q, k, v lost their roles. For the ops autocast runs in lower precision on both CPU and CUDA
   (``AUTOCAST_LOWER``) the tracker makes those casts itself, as autocast would (``x.to(dtype)`` of every floating
   tensor argument of the region's device that is not fp64), before calling the op, which then finds nothing to
-  cast. A parameter's copy is registered as a parameter (returned unchanged, never counted, as plain autocast
+  cast; only for functional calls, as autocast (an ``out=`` or in-place call's target must stay the caller's). A parameter's copy is registered as a parameter (returned unchanged, never counted, as plain autocast
   keeps it); an activation's copy gets its producer tag and lineage like any op's output.
 """
 
