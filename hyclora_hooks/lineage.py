@@ -395,8 +395,7 @@ class Planner:
     """Find a recipe for a saved tensor (NOTE [Recipes] above).
 
     ``lookup(key)`` returns a node reading the data of :func:`storage_key` ``key`` (version included) from a live
-    entry (the entry
-    itself, or a view of a stored tensor), or None; ``is_param(t)`` tells weights.
+    entry (the entry itself, or a view of a stored tensor), or None; ``is_param(t)`` tells weights.
     """
 
     def __init__(self, lookup: Callable, is_param: Callable):
