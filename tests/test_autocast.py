@@ -3,7 +3,8 @@
 plain autocast within codec error where it is not (NOTE [Recipes under autocast] in lineage.py).
 
 CPU autocast here; on the GPU machine the same tests run under CUDA autocast with
-``HYCLORA_TEST_DEVICE=cuda python -m pytest tests/test_autocast.py`` (results in docs/benchmarks.md)."""
+``TRITON_INTERPRET=0 HYCLORA_TEST_DEVICE=cuda python -m pytest tests/test_autocast.py`` (results in
+docs/benchmarks.md; tests/test_inter.py, imported here, sets TRITON_INTERPRET=1 unless it is set)."""
 
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ MODELS = {"llama-sdpa": lambda: tiny_llama(attn="sdpa", dtype=torch.float32),
 
 
 def _autocast_step(model, batch, policy=None, **knobs):
-    """One forward under CPU bf16 autocast (inside ``compress(policy)`` when given), backward outside it."""
+    """One forward under bf16 autocast on ``DEVICE`` (inside ``compress(policy)`` when given), backward outside it."""
     model.zero_grad(set_to_none=True)
     report = None
     with torch.autocast(DEVICE, dtype=torch.bfloat16):
