@@ -37,7 +37,7 @@ class SdpaRecompute:
 
     def node(self, role: str, meta: tuple) -> Node:
         """The recipe node of ``role`` (``output`` or ``logsumexp``); ``meta``: the saved tensor's ``(shape, dtype,
-        strides)`` (strides may be None), which the recomputed one is given."""
+        strides)``, which the recomputed one is given (strides None: as the kernel writes them)."""
         if role == "output":
             self.out_meta = meta
         else:
@@ -85,7 +85,7 @@ def _with_strides(t: torch.Tensor, meta: tuple) -> torch.Tensor:
     read the layout they wrote, not only the values (NOTE [Lifetimes] rule 8 in engine.py): cuDNN's output is a
     (B, H, L, D) view of (B, L, H, D) memory, and the fp32 math replay's contiguous output read back under a
     padding mask gave LoRA-gradient cosines of 0.85-0.94 against exact autograd on an H200."""
-    stride = meta[2] if len(meta) > 2 else None
+    stride = meta[2]
     if stride is None or t.stride() == tuple(stride):
         return t
     return torch.empty_strided(t.shape, stride, dtype=t.dtype, device=t.device).copy_(t)

@@ -297,8 +297,7 @@ class Compressor:
     def _remember(self, key: tuple, t: torch.Tensor, entry: Entry) -> None:
         self._dedupe[key] = entry
         if t.is_contiguous():  # decodes to the same layout: other views of this storage can read from it
-            self._by_storage.setdefault(key[0], []).append((weakref.ref(entry), t.storage_offset(), t.numel(),
-                                                            t._version))
+            self._by_storage.setdefault(key[0], []).append((weakref.ref(entry), key[1], t.numel(), key[5]))
 
     def _settle(self, block: bool = False) -> None:
         """Read the non-finite counts the device has produced (all of them if ``block``; NOTE [Lifetimes] rule 9)."""

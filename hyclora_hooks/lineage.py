@@ -103,10 +103,13 @@ def autocast_on() -> bool:
     return any(torch.is_autocast_enabled(d) for d in AUTOCAST_DEVICES)
 
 
-def autocast_state(device_type: str) -> tuple[str, torch.dtype] | None:
-    """``(device type, dtype)`` of the autocast region active now for ``device_type``, or None (NOTE [Recipes
-    under autocast])."""
-    if not autocast_on() or not torch.is_autocast_enabled(device_type):
+def autocast_state(t: torch.Tensor) -> tuple[str, torch.dtype] | None:
+    """``(device type, dtype)`` of the autocast region active now for ``t``'s device, or None (NOTE [Recipes under
+    autocast])."""
+    if not autocast_on():
+        return None
+    device_type = t.device.type
+    if not torch.is_autocast_enabled(device_type):
         return None
     return device_type, torch.get_autocast_dtype(device_type)
 
@@ -161,7 +164,7 @@ def record(func: Callable, name: str, args: tuple, kwargs: dict, out: Any, is_pa
     try:
         out._hyclora_lineage = Lineage(func, name, tuple(_wrap(a, is_param) for a in args),
                                        {k: _wrap(v, is_param) for k, v in kwargs.items()}, out._version,
-                                       autocast_state(out.device.type) if autocast_on() else None)
+                                       autocast_state(out))
     except (AttributeError, RuntimeError):
         pass
 
@@ -172,17 +175,21 @@ def view_lineage(t: torch.Tensor) -> Lineage | None:
     base = t._base
     if base is None or not base.is_contiguous() or base.layout != torch.strided:
         return None
-    lin = getattr(base, "_hyclora_lineage", None)
-    if lin is not None and lin.version != base._version:  # the base changed in place since its op
-        lin = None
-    return Lineage(torch.as_strided, "as_strided", (TensorRef(base, lin), tuple(t.shape), tuple(t.stride()),
-                                                    t.storage_offset() - base.storage_offset()), {}, t._version)
+    args = (TensorRef(base, _own_lineage(base)), tuple(t.shape), tuple(t.stride()),
+            t.storage_offset() - base.storage_offset())
+    return Lineage(torch.as_strided, "as_strided", args, {}, t._version)
+
+
+def _own_lineage(t: torch.Tensor) -> Lineage | None:
+    """The lineage ``t``'s op recorded, while ``t`` is unchanged since (not changed in place)."""
+    lin = getattr(t, "_hyclora_lineage", None)
+    return lin if lin is not None and lin.version == t._version else None
 
 
 def lineage_of(t: torch.Tensor) -> Lineage | None:
     """How ``t``'s data was made, or None: its own lineage while ``t`` is unchanged since its op, else a view's."""
-    lin = getattr(t, "_hyclora_lineage", None)
-    return lin if lin is not None and lin.version == t._version else view_lineage(t)
+    lin = _own_lineage(t)
+    return lin if lin is not None else view_lineage(t)
 
 
 # ------------------------------------------------------------------------------------------------ nodes

@@ -16,8 +16,9 @@ NOTE [Autocast casts]
   SDPA's q, k, v lost their roles. For the ops autocast runs in lower precision on both CPU and CUDA
   (``AUTOCAST_LOWER``) the tracker makes those casts itself, as autocast would (``x.to(dtype)`` of every floating
   tensor argument of the region's device that is not fp64), before calling the op, which then finds nothing to
-  cast; only for functional calls, as autocast (an ``out=`` or in-place call's target must stay the caller's). A parameter's copy is registered as a parameter (returned unchanged, never counted, as plain autocast
-  keeps it); an activation's copy gets its producer tag and lineage like any op's output.
+  cast; only for functional calls, as autocast (an ``out=`` or in-place call's target must stay the caller's).
+  A parameter's copy is registered as a parameter (returned unchanged, never counted, as plain autocast keeps
+  it); an activation's copy gets its producer tag and lineage like any op's output.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ import torch
 from torch import nn
 from torch.overrides import TorchFunctionMode, _get_current_function_mode, _pop_mode, _push_mode
 
-from .lineage import AUTOCAST_DEVICES, autocast_on
+from .lineage import AUTOCAST_DEVICES, autocast_on, autocast_state
 
 
 _OP_NAMES: dict = {}  # func -> op_name(func): asked for every op a tracked forward runs
@@ -65,7 +66,8 @@ def _op_name(func: Any) -> str:
 _DUNDER_BINARY = {"mul", "matmul", "add", "sub", "truediv", "div", "pow"}
 # ops that autocast runs in its lower-precision dtype on CPU and on CUDA alike (torch's autocast op lists)
 AUTOCAST_LOWER = frozenset({"linear", "matmul", "mm", "bmm", "addmm", "baddbmm", "scaled_dot_product_attention"})
-# ops whose output is the input re-typed or re-shaped: it keeps its input's producer (softmax -> .to() -> matmul)
+
+
 def _functional(func: Any, kwargs: dict) -> bool:
     """Not an in-place (``addmm_``, ``__iadd__``) or ``out=`` call: autocast casts only functional calls, and a cast
     of the tensor written to would be a copy, the caller's tensor left unwritten with no error."""
@@ -74,6 +76,7 @@ def _functional(func: Any, kwargs: dict) -> bool:
                                                                         and not fname.endswith("__"))
 
 
+# ops whose output is the input re-typed or re-shaped: it keeps its input's producer (softmax -> .to() -> matmul)
 _LINEAGE_PRESERVING = {"to", "type", "float", "half", "bfloat16", "contiguous", "view", "reshape", "transpose",
                        "permute", "dropout", "clone", "detach", "expand", "flatten", "unsqueeze", "squeeze"}
 
@@ -173,12 +176,10 @@ class OpTracker(TorchFunctionMode):
         def cast(a: Any) -> Any:
             if not isinstance(a, torch.Tensor) or not a.is_floating_point() or a.dtype == torch.float64:
                 return a
-            dev = a.device.type
-            if dev not in AUTOCAST_DEVICES or not torch.is_autocast_enabled(dev):
+            state = autocast_state(a)
+            if state is None or state[0] not in AUTOCAST_DEVICES or a.dtype == state[1]:
                 return a
-            dtype = torch.get_autocast_dtype(dev)
-            if a.dtype == dtype:
-                return a
+            dtype = state[1]
             out = a.to(dtype)
             if self._modules.params.is_param(a):
                 self._modules.params.add(out)

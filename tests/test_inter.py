@@ -424,7 +424,7 @@ def test_recomputed_logsumexp_takes_each_backends_saved_shape(saved_shape):
     q, k, v = (torch.randn(2, 6, 19, 24, generator=g) for _ in range(3))
     _, want = sdpa_with_lse(q, k, v, None, True, None)
     shared = SdpaRecompute(*(lineage.Const(t) for t in (q, k, v)), None, True, None, False)
-    node = shared.node("logsumexp", (torch.Size(saved_shape), torch.float32))
+    node = shared.node("logsumexp", (torch.Size(saved_shape), torch.float32, None))
     got = lineage.evaluate(node)
     assert tuple(got.shape) == saved_shape
     assert torch.equal(got.reshape(2, 6, -1)[..., :19], want)
