@@ -47,7 +47,7 @@ import torch
 from torch.multiprocessing.reductions import StorageWeakRef
 
 from . import sharing
-from .kernels import swiglu
+from .kernels import rope_part, swiglu
 
 # ops cheap enough to replay in backward (elementwise, views, casts; linear only with a thin weight)
 UNARY = {"to", "type", "float", "half", "bfloat16", "double", "type_as", "contiguous", "view", "reshape",
@@ -512,7 +512,8 @@ class Planner:
         made cheap (NOTE [LoRA part]): each branch is evaluated once however often L reads it, with peft's scaling
         folded into ``B``, and in bf16 for a bf16 ``t``."""
         part_dtype = torch.bfloat16 if t.dtype == torch.bfloat16 else None
-        return self._carry(lineage_of(t), MAX_DEPTH, {}, part_dtype, tuple(t.stride()))
+        part = self._carry(lineage_of(t), MAX_DEPTH, {}, part_dtype, tuple(t.stride()))
+        return fuse_rope(part) if part is not None else None
 
     def _carry(self, lin: Lineage | None, depth: int, memo: dict, part_dtype: torch.dtype | None,
                stride: tuple) -> Node | None:
@@ -644,6 +645,113 @@ def cheap_branch(branch: Replay, dtype: torch.dtype | None) -> Node:
             w = Replay(_scaled, "scaled", (lin.args[1], s, dtype), {})
             return Replay(lin.func, "linear", (x, w), {}, lin.autocast)
     return branch
+
+
+# NOTE [RoPE part]
+#   For q and k, L is Hugging Face's rotary embedding ``y*cos + rotate_half(y)*sin`` of the projection's output
+#   viewed as heads, ``y = (x·A)·(s·B)``: replayed op by op, ten passes over a T x N tensor a part (8.7 ms of a 170
+#   ms backward at 1 x 8192 tokens on 8 Llama-2-7B-shaped layers, H200, session 11), once in the forward and once in
+#   the backward. :func:`fuse_rope` finds that expression in a part and evaluates it as one kernel
+#   (``kernels/rope_part.py``: ``rotate_half`` moves and negates columns of ``B``'s rows, so both terms are K = r
+#   dots), computed in fp32 and rounded once. A part is anything the forward and the backward evaluate alike (NOTE
+#   [LoRA part]); the kernel and its reference choose by devices, dtypes and shapes alone, so both take one path.
+class RopePart(Replay):
+    """``rope(p @ w.T)`` in one pass (NOTE [RoPE part]); ``view``: the (B, T, H, D) view the projection's output
+    took, maybe with one -1."""
+
+    def __init__(self, p: Node, w: Node, cos: Node, sin: Node, view: tuple):
+        super().__init__(_rope_part, "rope_part", (p, w, cos, sin, view), {})
+
+
+def _rope_part(p: torch.Tensor, w: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, view: tuple) -> torch.Tensor:
+    numel = p.numel() // max(p.shape[-1], 1) * w.shape[0]
+    known = math.prod(n for n in view if n != -1)
+    shape = tuple(numel // known if n == -1 else n for n in view) if known else view
+    return rope_part.rope_part(p, w, cos, sin, shape)
+
+
+def _unshared(n: Any) -> Any:
+    while isinstance(n, Shared):
+        n = n.inner
+    return n
+
+
+def _op(n: Any, name: str, nargs: int, kwargs: tuple = ()) -> Replay | None:
+    """``n`` (through Shared) if it replays op ``name`` with ``nargs`` positional arguments and keywords among
+    ``kwargs`` outside any autocast region; else None."""
+    n = _unshared(n)
+    if type(n) is Replay and n.name == name and len(n.args) == nargs and set(n.kwargs) <= set(kwargs) \
+            and n.autocast is None:
+        return n
+    return None
+
+
+def _heads_of_linear(y: Any) -> tuple[Node, Node, tuple] | None:
+    """``(p, w, view)`` if ``y`` is ``linear(p, w).view(view).transpose(1, 2)`` with a 4-d ``view`` of a known head
+    size: a projection's output as (B, H, T, D)."""
+    tr = _op(y, "transpose", 3)
+    if tr is None or set(tr.args[1:]) != {1, 2}:
+        return None
+    v = _op(tr.args[0], "view", 2)
+    view = v.args[1] if v is not None else None
+    if not isinstance(view, tuple) or len(view) != 4 or not all(type(n) is int for n in view) or view[3] <= 0:
+        return None
+    lin = _op(v.args[0], "linear", 2)
+    if lin is None or not all(isinstance(a, Node) for a in lin.args):
+        return None
+    return lin.args[0], lin.args[1], view
+
+
+def _is_rotate_half(rot: Any, y: Replay, d: int) -> bool:
+    """``rot`` is ``cat((-y[..., d/2:], y[..., :d/2]), dim=-1)`` (Hugging Face's ``rotate_half``) of ``y`` itself."""
+    cat = _op(rot, "cat", 1, ("dim",)) or _op(rot, "cat", 2)
+    if cat is None or d % 2:
+        return False
+    dim = cat.args[1] if len(cat.args) == 2 else cat.kwargs.get("dim", 0)
+    parts = cat.args[0]
+    if dim not in (-1, 3) or not isinstance(parts, tuple) or len(parts) != 2:
+        return False
+    neg = _op(parts[0], "neg", 1)
+    hi = _op(neg.args[0], "getitem", 2) if neg is not None else None
+    lo = _op(parts[1], "getitem", 2)
+    half = d // 2
+    return (hi is not None and lo is not None and _unshared(hi.args[0]) is y and _unshared(lo.args[0]) is y
+            and hi.args[1] == (Ellipsis, slice(half, None, None)) and lo.args[1] == (Ellipsis, slice(None, half, None)))
+
+
+def fuse_rope(part: Node) -> Node:
+    """``part`` as a :class:`RopePart` where it is ``y*cos + rotate_half(y)*sin`` of a projection's output ``y``
+    (either operand order in each product and in the sum), maybe under views and casts (GQA's ``repeat_kv``
+    expands and reshapes k) and a KV cache's ``cat`` to an empty past; else ``part`` itself (NOTE [RoPE part])."""
+    top = _unshared(part)
+    if type(top) is Replay and top.name in UNARY and top.args and isinstance(top.args[0], Node) \
+            and not _nodes(top.args[1:] + tuple(top.kwargs.values())):
+        inner = fuse_rope(top.args[0])
+        if inner is top.args[0]:
+            return part
+        return Replay(top.func, top.name, (inner,) + top.args[1:], dict(top.kwargs), top.autocast)
+    if type(top) is Replay and top.name == "cat" and top.args and isinstance(top.args[0], tuple) \
+            and len(top.args[0]) == 1 and isinstance(top.args[0][0], Node):  # a KV cache's cat to an empty past
+        inner = fuse_rope(top.args[0][0])
+        if inner is top.args[0][0]:
+            return part
+        return Replay(top.func, top.name, ((inner,),) + top.args[1:], dict(top.kwargs), top.autocast)
+    add = _op(part, "add", 2)
+    if add is None or add.kwargs:
+        return part
+    for first, second in (add.args, add.args[::-1]):
+        m1, m2 = _op(first, "mul", 2), _op(second, "mul", 2)
+        if m1 is None or m2 is None or m1.kwargs or m2.kwargs:
+            continue
+        for y, cos in (m1.args, m1.args[::-1]):
+            heads = _heads_of_linear(y)
+            if heads is None or not isinstance(cos, Node):
+                continue
+            p, w, view = heads
+            for rot, sin in (m2.args, m2.args[::-1]):
+                if isinstance(sin, Node) and _is_rotate_half(rot, _unshared(y), view[3]):
+                    return RopePart(p, w, cos, sin, view)
+    return part
 
 
 class LoraRebuild(Replay):

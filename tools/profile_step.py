@@ -9,7 +9,11 @@ warm-up it prints, in order:
 2. the hyclora_hooks Python functions by cumulative host time, then all functions by own time, from cProfile
    over one step (``--cprofile 0`` to skip; cProfile inflates Python time, so read it as shares, not as
    absolute costs);
-3. the top ``--top`` ops by self device time (self CPU time on CPU, or with ``--sort cpu``) from torch.profiler
+3. with ``--by-recipe``, the backward's decodes by kind (codec, saved tensor's op class and role, a recipe's top
+   op): calls and exclusive time a step (CUDA events around each decode, nested decodes subtracted; the
+   backward is device-bound at these shapes, so event time is device time; on CPU, host time), against the
+   backward's whole time;
+4. the top ``--top`` ops by self device time (self CPU time on CPU, or with ``--sort cpu``) from torch.profiler
    over ``--steps`` steps; the ``hyclora::pack`` / ``hyclora::unpack`` rows are the wrapped hooks (``--trace
    DIR`` also writes a Chrome trace).
 
@@ -85,6 +89,74 @@ class HookTimer:
         self.seconds.clear()
 
 
+def decode_label(entry: Any) -> str:
+    """``quant:attention.query`` for a stored entry; ``recompute:attention.query:lora_rebuild`` for a recipe."""
+    site = entry.site
+    label = f"{entry.codec.name}:{site.op_class}.{site.role}"
+    name = getattr(entry.payload, "name", None) if entry.codec.name == "recompute" else None
+    return f"{label}:{name}" if name else label
+
+
+class RecipeTimer:
+    """Times every ``Entry.decode`` of the backward by :func:`decode_label`, exclusive of the decodes nested in it
+    (a recipe decodes its leaves). CUDA events on CUDA (elapsed device time between a decode's launches, which is
+    its device time while the device is busy), host time on CPU."""
+
+    def __init__(self, cuda: bool) -> None:
+        self.cuda = cuda
+        self.records: list[tuple[str, Any, Any, int]] = []  # label, start, end, parent index (-1: none)
+        self._open: list[int] = []
+        self._undo: Callable[[], None] | None = None
+
+    def _mark(self) -> Any:
+        if self.cuda:
+            ev = torch.cuda.Event(enable_timing=True)
+            ev.record()
+            return ev
+        return time.perf_counter()
+
+    def install(self) -> RecipeTimer:
+        from hyclora_hooks import engine
+
+        orig = engine.Entry.decode
+        timer = self
+
+        def decode(entry: Any) -> Any:
+            i = len(timer.records)
+            timer.records.append((decode_label(entry), timer._mark(), None, timer._open[-1] if timer._open else -1))
+            timer._open.append(i)
+            try:
+                return orig(entry)
+            finally:
+                timer._open.pop()
+                label, start, _, parent = timer.records[i]
+                timer.records[i] = (label, start, timer._mark(), parent)
+
+        engine.Entry.decode = decode
+        self._undo = lambda: setattr(engine.Entry, "decode", orig)
+        return self
+
+    def restore(self) -> None:
+        if self._undo is not None:
+            self._undo()
+            self._undo = None
+
+    def summary(self) -> dict[str, tuple[int, float]]:
+        """label -> (calls, exclusive seconds), over every decode recorded."""
+        if self.cuda:
+            torch.cuda.synchronize()
+        spans = [s.elapsed_time(e) / 1e3 if self.cuda else e - s for _, s, e, _ in self.records]
+        own = list(spans)
+        for i, (_, _, _, parent) in enumerate(self.records):
+            if parent >= 0:
+                own[parent] -= spans[i]
+        out: dict[str, tuple[int, float]] = {}
+        for (label, *_), sec in zip(self.records, own):
+            n, total = out.get(label, (0, 0.0))
+            out[label] = (n + 1, total + sec)
+        return out
+
+
 def _step(bench: Bench, cfg: Any) -> None:
     bench.model.zero_grad(set_to_none=True)
     with torch.profiler.record_function("bench::forward"):
@@ -110,6 +182,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--trace", help="folder for a Chrome trace of the profiled steps")
     p.add_argument("--by-shape", action="store_true",
                    help="one row per op and input shapes (which matmuls a configuration adds, say)")
+    p.add_argument("--by-recipe", action="store_true",
+                   help="the backward's decodes by kind (codec, op class and role, recipe op) with their time")
     p.add_argument("--name-width", type=int, default=48, help="width of the op-name column (default 48)")
     p.add_argument("--sort", choices=("device", "cpu"), default="device",
                    help="order the op table by self device time (default; self CPU time on CPU) or by self CPU "
@@ -176,7 +250,22 @@ def main(argv: list[str] | None = None) -> int:
             print("\nall Python functions by own time (tottime):")
             print(body[start:].rstrip() if start >= 0 else "  (none recorded)")
 
-        # 3. torch.profiler
+        # 3. the backward's decodes by kind
+        if args.by_recipe:
+            rtimer = RecipeTimer(cuda).install()
+            try:
+                times = bench.timed_steps(cfg, args.steps)
+            finally:
+                rtimer.restore()
+            bwd_ms = 1e3 * sum(times["bwd"]) / args.steps
+            rows = sorted(rtimer.summary().items(), key=lambda kv: -kv[1][1])
+            total = sum(sec for _, (_, sec) in rows)
+            print(f"\nbackward decodes by kind over {args.steps} step(s) (exclusive; nested decodes subtracted): "
+                  f"{1e3 * total / args.steps:.2f} ms of a {bwd_ms:.2f} ms backward a step")
+            for label, (n, sec) in rows:
+                print(f"  {label:<60} {n / args.steps:6.0f} calls/step {1e3 * sec / args.steps:9.3f} ms/step")
+
+        # 4. torch.profiler
         acts = [torch.profiler.ProfilerActivity.CPU] + ([torch.profiler.ProfilerActivity.CUDA] if cuda else [])
         with torch.profiler.profile(activities=acts, record_shapes=args.by_shape) as prof_t:
             for _ in range(args.steps):

@@ -1,0 +1,151 @@
+"""A LoRA branch's part carried through rotary embedding, ``rope(P @ W.T)``, in one pass: the plain-PyTorch
+reference and a Triton kernel.
+
+Why: under ``intra_inter`` the query and key SDPA saves are stored as ``q - part`` and rebuilt as ``stored + part``
+(NOTE [LoRA part] in ``hyclora_hooks/lineage.py``), where ``part`` is peft's LoRA branch ``(x·A)·(s·B)`` carried
+through Hugging Face's rotary embedding ``y * cos + rotate_half(y) * sin``. Replayed op by op that is a K = r
+matmul writing ``y``, two products, a negation and a concatenation of halves and a sum: about ten passes over a
+T x N tensor, once in the forward and once in the backward, for q and for k of every layer (8.7 ms of a 170 ms
+backward at 1 x 8192 tokens, 8 Llama-2-7B-shaped layers, H200). ``rotate_half`` only moves and negates columns
+within a head, so ``rotate_half(P @ W.T) = P @ W_rot.T`` with ``W_rot`` the rows of ``W`` moved and negated the
+same way: each output tile is two K = r dot products and one write.
+
+Values: both paths compute in fp32 (products of the inputs' values, fp32 sums) and round once to the output dtype,
+so they agree to the order of the K = r sums and that rounding. The part need not equal the op-by-op replay (NOTE
+[LoRA part]: any part rebuilds the tensor exactly, as long as the forward and the backward evaluate the same one).
+
+Layout: ``y`` is ``P @ W.T`` (M x N, M = B·T, N = H·D) viewed as (B, T, H, D) and transposed to (B, H, T, D), as
+Hugging Face's attention does with a projection's output; the result has that layout too.
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+
+from .jit import build
+from .launch import launch
+from .quant import use_triton
+
+_DTYPES = (torch.bfloat16, torch.float16, torch.float32)
+_BLOCK_M = 64
+_WARPS = 4
+_launches: dict = {}
+
+
+def out_dtype(p: torch.Tensor, w: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.dtype:
+    """The op-by-op replay's dtype: the matmul's, promoted with cos's and sin's by the products."""
+    return torch.promote_types(torch.promote_types(torch.promote_types(p.dtype, w.dtype), cos.dtype), sin.dtype)
+
+
+def rope_part_ref(p: torch.Tensor, w: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
+                  shape: tuple[int, int, int, int]) -> torch.Tensor:
+    """``(y * cos + rotate_half(y) * sin)`` for ``y = (p @ w.T).view(shape).transpose(1, 2)``, in fp32, rounded once
+    to :func:`out_dtype` (the CPU path and the oracle). ``shape`` is (B, T, H, D)."""
+    dtype = out_dtype(p, w, cos, sin)
+    y = (p.reshape(-1, p.shape[-1]).float() @ w.float().t()).view(shape).transpose(1, 2)
+    half = shape[3] // 2
+    rot = torch.cat((-y[..., half:], y[..., :half]), dim=-1)
+    return (y * cos.float() + rot * sin.float()).to(dtype)
+
+
+def fusable(p: torch.Tensor, w: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
+            shape: tuple[int, int, int, int]) -> bool:
+    """The kernel's cases: float inputs of one device, ``p`` (..., r) with r <= 64 over M = B·T rows, ``w`` (H·D, r),
+    an even head size of 16 to 256, cos and sin broadcastable to (B, H, T, D)."""
+    b, t, h, d = shape
+    r = p.shape[-1] if p.dim() else 0
+    tensors = (p, w, cos, sin)
+    if any(x.dtype not in _DTYPES or x.device != p.device for x in tensors):
+        return False
+    if p.numel() != b * t * r or tuple(w.shape) != (h * d, r) or not 1 <= r <= 64:
+        return False
+    if d % 2 or not 16 <= d <= 256 or d & (d - 1):
+        return False
+    try:
+        torch.broadcast_shapes(cos.shape, (b, h, t, d))
+        torch.broadcast_shapes(sin.shape, (b, h, t, d))
+    except RuntimeError:
+        return False
+    return cos.dim() <= 4 and sin.dim() <= 4 and torch.broadcast_shapes(cos.shape, sin.shape, (b, h, t, d)) \
+        == (b, h, t, d)
+
+
+def rope_part(p: torch.Tensor, w: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
+              shape: tuple[int, int, int, int], backend: str = "auto") -> torch.Tensor:
+    """:func:`rope_part_ref`'s value: one Triton pass on CUDA (``backend="auto"``) where :func:`fusable`, else the
+    reference. ``backend="triton"`` forces the kernel (on CPU only under ``TRITON_INTERPRET=1``), ``"ref"`` the
+    reference. The choice depends only on the inputs' devices, dtypes and shapes, so a forward and a backward
+    evaluating one part take the same path."""
+    if backend == "ref" or (backend == "auto" and not use_triton(p)) or not fusable(p, w, cos, sin, shape):
+        return rope_part_ref(p, w, cos, sin, shape)
+    return rope_part_triton(p, w, cos, sin, shape)
+
+
+def rope_part_triton(p: torch.Tensor, w: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
+                     shape: tuple[int, int, int, int]) -> torch.Tensor:
+    """The kernel path of :func:`rope_part` (the caller checks :func:`fusable`)."""
+    _build()
+    b, t, h, d = shape
+    m, r = b * t, p.shape[-1]
+    p2, w2 = p.reshape(m, r).contiguous(), w.contiguous()
+    c4 = cos.expand(b, h, t, d)
+    s4 = sin.expand(b, h, t, d)
+    out = torch.empty((m, h * d), dtype=out_dtype(p, w, cos, sin), device=p.device)
+    if m:
+        grid = (-(-m // _BLOCK_M), h)
+        block_r = max(16, 1 << (r - 1).bit_length())
+        # tensor-core dots need one 16-bit dtype; the interpreter's bf16 dot is wrong (numpy has no bf16): fp32 there
+        ieee = not (p2.dtype == w2.dtype != torch.float32) or os.environ.get("TRITON_INTERPRET", "0") == "1"
+        launch(_rope_part_kernel, grid, _launches.setdefault((d, block_r, ieee), {}),
+               (p2, w2, c4, s4, out, m, t, h, r, *c4.stride(), *s4.stride()),
+               dict(D=d, HALF=d // 2, BLOCK_M=_BLOCK_M, BLOCK_R=block_r, IEEE=ieee, num_warps=_WARPS))
+    return out.view(b, t, h, d).transpose(1, 2)
+
+
+# ------------------------------------------------------------------------------------------ Triton kernel
+# A plain function until :func:`_build` (kernels/jit.py): the package imports without triton.
+tl = None
+_BUILT = False
+
+
+def _rope_part_kernel(p_ptr, w_ptr, c_ptr, s_ptr, o_ptr, M, T, H, R,
+                      c_sb, c_sh, c_st, c_sd, s_sb, s_sh, s_st, s_sd,
+                      D: tl.constexpr, HALF: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_R: tl.constexpr,
+                      IEEE: tl.constexpr):
+    # one program: BLOCK_M rows (tokens) of one head; y = P W_h^T and rotate_half(y) = P W_rot^T, both K = R
+    rows = tl.program_id(0).to(tl.int64) * BLOCK_M + tl.arange(0, BLOCK_M)
+    h = tl.program_id(1)
+    rmask = rows < M
+    k = tl.arange(0, BLOCK_R)
+    kmask = k < R
+    d = tl.arange(0, D)
+    p = tl.load(p_ptr + rows[:, None] * R + k[None, :], mask=rmask[:, None] & kmask[None, :], other=0.0)
+    col = h * D + d
+    w = tl.load(w_ptr + col[None, :] * R + k[:, None], mask=kmask[:, None], other=0.0)  # (BLOCK_R, D)
+    partner = tl.where(d < HALF, col + HALF, col - HALF)  # rotate_half: (-y2, y1)
+    w_rot = tl.load(w_ptr + partner[None, :] * R + k[:, None], mask=kmask[:, None], other=0.0)
+    if IEEE:
+        y = tl.dot(p.to(tl.float32), w.to(tl.float32), input_precision="ieee")
+        y_rot = tl.dot(p.to(tl.float32), w_rot.to(tl.float32), input_precision="ieee")
+    else:  # 16-bit inputs: exact products, fp32 sums
+        y = tl.dot(p, w)
+        y_rot = tl.dot(p, w_rot)
+    y_rot = tl.where((d < HALF)[None, :], -y_rot, y_rot)  # the sign of rotate_half's first half (exact)
+    bi = rows // T
+    ti = rows % T
+    c = tl.load(c_ptr + bi[:, None] * c_sb + h * c_sh + ti[:, None] * c_st + d[None, :] * c_sd,
+                mask=rmask[:, None], other=0.0).to(tl.float32)
+    s = tl.load(s_ptr + bi[:, None] * s_sb + h * s_sh + ti[:, None] * s_st + d[None, :] * s_sd,
+                mask=rmask[:, None], other=0.0).to(tl.float32)
+    out = y * c + y_rot * s
+    tl.store(o_ptr + rows[:, None] * (H * D) + col[None, :], out.to(o_ptr.dtype.element_ty), mask=rmask[:, None])
+
+
+def _build() -> None:
+    global _BUILT
+    if _BUILT:
+        return
+    build(globals(), ("_rope_part_kernel",))
+    _BUILT = True

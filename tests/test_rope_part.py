@@ -1,0 +1,144 @@
+"""The LoRA part carried through rotary embedding (NOTE [RoPE part] in lineage.py, kernels/rope_part.py): the kernel
+against its reference under TRITON_INTERPRET=1, the reference against the op-by-op replay it replaces, the
+pattern that finds it, and a compressed step that runs the kernel end to end."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TRITON_INTERPRET", "1")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+import hyclora_hooks as hyclora  # noqa: E402
+from hyclora_hooks import lineage  # noqa: E402
+from hyclora_hooks.kernels import rope_part as rp  # noqa: E402
+from hyclora_hooks.policy import Policy, Rule  # noqa: E402
+from tests.conftest import build, cosine  # noqa: E402
+from tests.test_inter import seeded_step  # noqa: E402
+
+BF16, FP16, FP32 = torch.bfloat16, torch.float16, torch.float32
+
+
+def _inputs(b: int, t: int, h: int, d: int, r: int, dtype: torch.dtype, cos_batch: int = 1, seed: int = 0):
+    gen = torch.Generator().manual_seed(seed)
+    p = torch.randn(b * t, r, generator=gen).to(dtype)
+    w = (torch.randn(h * d, r, generator=gen) * 0.3).to(dtype)
+    angle = torch.randn(cos_batch, 1, t, d, generator=gen) * 3
+    return p, w, angle.cos().to(dtype), angle.sin().to(dtype)
+
+
+def _op_by_op(p, w, cos, sin, shape):
+    """What the part was before the kernel: Hugging Face's rotary embedding of the branch, op by op."""
+    y = (p @ w.t()).view(shape).transpose(1, 2)
+    half = shape[3] // 2
+    return y * cos + torch.cat((-y[..., half:], y[..., :half]), dim=-1) * sin
+
+
+_CASES = [  # (B, T, H, D), r, dtype, cos batch
+    ((2, 24, 3, 32), 16, BF16, 1),
+    ((1, 70, 2, 64), 8, FP32, 1),  # T not a multiple of the 64-row tile; r under the dot's 16
+    ((2, 9, 2, 16), 6, FP16, 2),  # cos and sin per batch row
+    ((1, 130, 1, 128), 16, BF16, 1),
+]
+
+
+@pytest.mark.parametrize("shape,r,dtype,cos_batch", _CASES)
+def test_kernel_matches_reference(shape, r, dtype, cos_batch):
+    p, w, cos, sin = _inputs(*shape, r, dtype, cos_batch)
+    got = rp.rope_part(p, w, cos, sin, shape, backend="triton")
+    ref = rp.rope_part_ref(p, w, cos, sin, shape)
+    assert got.dtype == ref.dtype == dtype and got.shape == ref.shape == (shape[0], shape[2], shape[1], shape[3])
+    def layout(x):  # strides of the dims that have more than one element
+        return [st for n, st in zip(x.shape, x.stride()) if n > 1]
+
+    assert layout(got) == layout(ref)  # (B, T, H, D) memory, as the projection's output viewed as heads
+    # fp32 sums in another order, then one rounding: at most one ulp of the output dtype apart
+    ulp = torch.finfo(dtype).eps * ref.float().abs().clamp_min(1.0)
+    assert ((got.float() - ref.float()).abs() <= ulp * 1.01).all()
+
+
+@pytest.mark.parametrize("shape,r,dtype,cos_batch", _CASES)
+def test_reference_is_the_op_by_op_value(shape, r, dtype, cos_batch):
+    p, w, cos, sin = _inputs(*shape, r, dtype, cos_batch)
+    ref = rp.rope_part_ref(p, w, cos, sin, shape)
+    exact = _op_by_op(p.double(), w.double(), cos.double(), sin.double(), shape)
+    ops = _op_by_op(p, w, cos, sin, shape)  # rounded at every op: the ops the kernel replaces
+    err_ref = (ref.double() - exact).abs().max().item()
+    err_ops = (ops.double() - exact).abs().max().item()
+    assert err_ref <= err_ops + 1e-12, (err_ref, err_ops)  # one rounding, no worse than five
+
+
+def test_not_fusable_falls_back_to_reference():
+    p, w, cos, sin = _inputs(1, 8, 2, 24, 8, FP32)  # head size 24 is no power of two: the kernel's arange
+    assert not rp.fusable(p, w, cos, sin, (1, 8, 2, 24))
+    torch.testing.assert_close(rp.rope_part(p, w, cos, sin, (1, 8, 2, 24), backend="triton"),
+                               rp.rope_part_ref(p, w, cos, sin, (1, 8, 2, 24)), rtol=0, atol=0)
+
+
+# ------------------------------------------------------------------------------------------- the pattern
+def _part_nodes(rot_lo: slice | None = None, other_y: bool = False, order: int = 0):
+    """A LoRA part as the planner carries it through RoPE (Shared nodes as its memo makes them), with knobs to
+    break the pattern: another slice for rotate_half's second half, or rotate_half of another tensor."""
+    b, t, h, d, r = 1, 8, 2, 16, 4
+    p, w, cos, sin = _inputs(b, t, h, d, r, FP32)
+
+    def heads(wt):
+        lin = lineage.Replay(torch.nn.functional.linear, "linear", (lineage.Const(p), lineage.Const(wt)), {})
+        view = lineage.Shared(lineage.Replay(torch.Tensor.view, "view", (lin, (b, t, -1, d)), {}))
+        return lineage.Shared(lineage.Replay(torch.transpose, "transpose", (view, 1, 2), {}))
+
+    y = heads(w)
+    y2 = heads(w * 2) if other_y else y
+    hi = lineage.Shared(lineage.Replay(torch.Tensor.__getitem__, "getitem", (y2, (Ellipsis, slice(d // 2, None))), {}))
+    lo = lineage.Shared(lineage.Replay(torch.Tensor.__getitem__, "getitem",
+                                       (y, (Ellipsis, rot_lo or slice(None, d // 2))), {}))
+    neg = lineage.Shared(lineage.Replay(torch.neg, "neg", (hi,), {}))
+    rot = lineage.Shared(lineage.Replay(torch.cat, "cat", ((neg, lo),), {"dim": -1}))
+    c, s = lineage.Const(cos), lineage.Const(sin)
+    m1 = lineage.Replay(torch.mul, "mul", (y, c) if order == 0 else (c, y), {})
+    m2 = lineage.Replay(torch.mul, "mul", (rot, s) if order == 0 else (s, rot), {})
+    part = lineage.Replay(torch.add, "add", (m1, m2) if order == 0 else (m2, m1), {})
+    return part, (p, w, cos, sin, (b, t, h, d))
+
+
+@pytest.mark.parametrize("order", [0, 1])
+def test_fuse_rope_finds_the_pattern(order):
+    part, (p, w, cos, sin, shape) = _part_nodes(order=order)
+    fused = lineage.fuse_rope(part)
+    assert isinstance(fused, lineage.RopePart)
+    torch.testing.assert_close(lineage.evaluate(fused), lineage.evaluate(part), rtol=1e-5, atol=1e-5)
+    assert lineage.recipe_key(fused) is not None  # recipes with it still find their twins
+
+
+@pytest.mark.parametrize("broken", ["slice", "other_y"])
+def test_fuse_rope_leaves_other_expressions(broken):
+    part, _ = _part_nodes(rot_lo=slice(None, 4) if broken == "slice" else None, other_y=broken == "other_y")
+    assert lineage.fuse_rope(part) is part
+
+
+# ---------------------------------------------------------------------------------- a step with the kernel
+def test_step_with_the_kernel_rebuilds_q_and_k(monkeypatch):
+    """With q/k's frozen weights zeroed, q and k are their LoRA parts only: stored ``q - part`` is ~0, so 2-bit q/k
+    give near-exact gradients only if the forward and the backward evaluate the same part, here by the kernel
+    (forced on CPU under the interpreter)."""
+    monkeypatch.setattr("hyclora_hooks.lineage.MAX_REPLAY_LINEAR_RANK", 16)  # as at real widths
+    monkeypatch.setattr(rp, "use_triton", lambda t: True)
+    calls = []
+    real = rp.rope_part_triton
+    monkeypatch.setattr(rp, "rope_part_triton", lambda *a: calls.append(1) or real(*a))
+    model, batch = build("llama-sdpa")
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith(("q_proj.base_layer.weight", "k_proj.base_layer.weight")):
+                p.zero_()
+    _, exact, _ = seeded_step(model, batch)
+    two_bits = {"bits": 2, "group_size": 64, "granularity": "token_group"}
+    policy = Policy(name="qk2", inter=True, rules=(
+        Rule(codec="quant", op_class="attention", role=("query", "key"), params=two_bits),
+        Rule(codec="keep", op_class=("*",))))
+    _, grads, _ = seeded_step(model, batch, lambda: hyclora.compress(policy))
+    layers = model.config.num_hidden_layers
+    assert len(calls) == 4 * layers  # q and k, forward and backward
+    assert cosine(grads, exact) >= 0.999, cosine(grads, exact)

@@ -1,0 +1,91 @@
+"""GPU check: the RoPE'd LoRA part kernel (kernels/rope_part.py) against its reference, and what it saves.
+
+Not a test. For q and k, ``intra_inter`` subtracts the LoRA part carried through rotary embedding before storing
+(and adds it back in backward); NOTE [RoPE part] in ``hyclora_hooks/lineage.py``. At Llama-2-7B attention shapes
+(32 heads of 128, LoRA r16, bf16) this checks, on the GPU:
+
+* the kernel against ``rope_part_ref`` (fp32 math, one rounding): at most one bf16 ulp apart;
+* two kernel calls give the same bits (the forward's part and the backward's must be one);
+* how far each is from the exact (fp64) value, next to the op-by-op replay it replaces;
+
+then times, with ``triton.testing.do_bench`` (median ms), the op-by-op replay (bf16 ops, as before the kernel),
+the reference and the kernel.
+
+    PYTHONPATH=. python tools/check_rope_part.py                  # 4x1024 and 1x8192
+    PYTHONPATH=. python tools/check_rope_part.py --shapes 2x512
+
+The last thing printed is the table.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+
+def _parse(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description="GPU check: the RoPE'd LoRA part kernel against its reference.")
+    p.add_argument("--shapes", default="4x1024,1x8192", help="comma list of BATCHxSEQ")
+    p.add_argument("--heads", type=int, default=32)
+    p.add_argument("--head-dim", type=int, default=128)
+    p.add_argument("--rank", type=int, default=16)
+    return p.parse_args(argv)
+
+
+def _op_by_op(p, w, cos, sin, shape):
+    """The part as the planner replayed it before the kernel: Hugging Face's rotary embedding, op by op."""
+    import torch
+
+    y = (p @ w.t()).view(shape).transpose(1, 2)
+    half = shape[3] // 2
+    return y * cos + torch.cat((-y[..., half:], y[..., :half]), dim=-1) * sin
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    args = _parse(argv)
+    import torch
+    from rich.console import Console
+    from rich.table import Table
+    from triton.testing import do_bench
+
+    from hyclora_hooks.kernels import rope_part as rp
+
+    rows = []
+    gen = torch.Generator(device="cuda").manual_seed(0)
+    for spec in args.shapes.split(","):
+        b, t = (int(x) for x in spec.split("x"))
+        h, d, r = args.heads, args.head_dim, args.rank
+        shape = (b, t, h, d)
+        p = torch.randn(b * t, r, device="cuda", generator=gen).bfloat16()
+        w = (torch.randn(h * d, r, device="cuda", generator=gen) * 0.05).bfloat16()
+        pos = torch.arange(t, device="cuda", dtype=torch.float32)
+        inv = 1.0 / (10000 ** (torch.arange(0, d, 2, device="cuda", dtype=torch.float32) / d))
+        ang = torch.cat([torch.outer(pos, inv)] * 2, dim=-1)[None, None]
+        cos, sin = ang.cos().bfloat16(), ang.sin().bfloat16()
+        got = rp.rope_part_triton(p, w, cos, sin, shape)
+        again = rp.rope_part_triton(p, w, cos, sin, shape)
+        ref = rp.rope_part_ref(p, w, cos, sin, shape)
+        ops = _op_by_op(p, w, cos, sin, shape)
+        exact = _op_by_op(p.double(), w.double(), cos.double(), sin.double(), shape)
+        ulp = torch.finfo(torch.bfloat16).eps * ref.float().abs().clamp_min(1.0)
+        rows.append({
+            "shape": spec,
+            "within 1 ulp": bool(((got.float() - ref.float()).abs() <= ulp * 1.01).all()),
+            "repeatable": torch.equal(got, again),
+            "err kernel": (got.double() - exact).abs().max().item(),
+            "err ops": (ops.double() - exact).abs().max().item(),
+            "ops ms": do_bench(lambda: _op_by_op(p, w, cos, sin, shape), return_mode="median"),
+            "ref ms": do_bench(lambda: rp.rope_part_ref(p, w, cos, sin, shape), return_mode="median"),
+            "kernel ms": do_bench(lambda: rp.rope_part_triton(p, w, cos, sin, shape), return_mode="median"),
+        })
+    table = Table(title=f"RoPE'd LoRA part, {args.heads} heads x {args.head_dim}, r{args.rank}, bf16, "
+                        f"{torch.cuda.get_device_name()}")
+    for key in rows[0]:
+        table.add_column(key, justify="right")
+    for row in rows:
+        table.add_row(*(f"{v:.3g}" if isinstance(v, float) else str(v) for v in row.values()))
+    Console(width=160).print(table)
+    return rows
+
+
+if __name__ == "__main__":
+    main()
