@@ -50,6 +50,15 @@ def rope_part_ref(p: torch.Tensor, w: torch.Tensor, cos: torch.Tensor, sin: torc
     return (y * cos.float() + rot * sin.float()).to(dtype)
 
 
+def rope_part_ops(p: torch.Tensor, w: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
+                  shape: tuple[int, int, int, int]) -> torch.Tensor:
+    """The part as it was replayed before the kernel: Hugging Face's rotary embedding op by op, each op rounded to
+    the inputs' dtype (what tests and ``tools/check_rope_part.py`` compare the kernel with)."""
+    y = (p @ w.t()).view(shape).transpose(1, 2)
+    half = shape[3] // 2
+    return y * cos + torch.cat((-y[..., half:], y[..., :half]), dim=-1) * sin
+
+
 def fusable(p: torch.Tensor, w: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
             shape: tuple[int, int, int, int]) -> bool:
     """The kernel's cases: float inputs of one device, ``p`` (..., r) with r <= 64 over M = B·T rows, ``w`` (H·D, r),
@@ -63,13 +72,15 @@ def fusable(p: torch.Tensor, w: torch.Tensor, cos: torch.Tensor, sin: torch.Tens
         return False
     if d % 2 or not 16 <= d <= 256 or d & (d - 1):
         return False
-    try:
-        torch.broadcast_shapes(cos.shape, (b, h, t, d))
-        torch.broadcast_shapes(sin.shape, (b, h, t, d))
-    except RuntimeError:
+    return _expands_to(cos.shape, (b, h, t, d)) and _expands_to(sin.shape, (b, h, t, d))
+
+
+def _expands_to(shape: tuple, target: tuple) -> bool:
+    """``x.expand(*target)`` works for an ``x`` of ``shape`` (``torch.broadcast_shapes`` costs ~50 us of host time
+    a call, and this is asked at every pack of q and k)."""
+    if len(shape) > len(target):
         return False
-    return cos.dim() <= 4 and sin.dim() <= 4 and torch.broadcast_shapes(cos.shape, sin.shape, (b, h, t, d)) \
-        == (b, h, t, d)
+    return all(n == 1 or n == m for n, m in zip(reversed(shape), reversed(target)))
 
 
 def rope_part(p: torch.Tensor, w: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,

@@ -29,13 +29,6 @@ def _inputs(b: int, t: int, h: int, d: int, r: int, dtype: torch.dtype, cos_batc
     return p, w, angle.cos().to(dtype), angle.sin().to(dtype)
 
 
-def _op_by_op(p, w, cos, sin, shape):
-    """What the part was before the kernel: Hugging Face's rotary embedding of the branch, op by op."""
-    y = (p @ w.t()).view(shape).transpose(1, 2)
-    half = shape[3] // 2
-    return y * cos + torch.cat((-y[..., half:], y[..., :half]), dim=-1) * sin
-
-
 _CASES = [  # (B, T, H, D), r, dtype, cos batch
     ((2, 24, 3, 32), 16, BF16, 1),
     ((1, 70, 2, 64), 8, FP32, 1),  # T not a multiple of the 64-row tile; r under the dot's 16
@@ -63,8 +56,8 @@ def test_kernel_matches_reference(shape, r, dtype, cos_batch):
 def test_reference_is_the_op_by_op_value(shape, r, dtype, cos_batch):
     p, w, cos, sin = _inputs(*shape, r, dtype, cos_batch)
     ref = rp.rope_part_ref(p, w, cos, sin, shape)
-    exact = _op_by_op(p.double(), w.double(), cos.double(), sin.double(), shape)
-    ops = _op_by_op(p, w, cos, sin, shape)  # rounded at every op: the ops the kernel replaces
+    exact = rp.rope_part_ops(p.double(), w.double(), cos.double(), sin.double(), shape)
+    ops = rp.rope_part_ops(p, w, cos, sin, shape)  # rounded at every op: the ops the kernel replaces
     err_ref = (ref.double() - exact).abs().max().item()
     err_ops = (ops.double() - exact).abs().max().item()
     assert err_ref <= err_ops + 1e-12, (err_ref, err_ops)  # one rounding, no worse than five
@@ -75,6 +68,11 @@ def test_not_fusable_falls_back_to_reference():
     assert not rp.fusable(p, w, cos, sin, (1, 8, 2, 24))
     torch.testing.assert_close(rp.rope_part(p, w, cos, sin, (1, 8, 2, 24), backend="triton"),
                                rp.rope_part_ref(p, w, cos, sin, (1, 8, 2, 24)), rtol=0, atol=0)
+    p, w, cos, sin = _inputs(2, 8, 2, 16, 8, FP32, cos_batch=2)
+    assert rp.fusable(p, w, cos, sin, (2, 8, 2, 16))
+    assert not rp.fusable(p, w, cos[:1, :, :4], sin, (2, 8, 2, 16))  # cos of another length: no expand
+    assert not rp.fusable(p, w, cos, sin, (1, 16, 2, 16))  # cos of 2 batch rows for a batch of 1
+    assert not rp.fusable(p, w, cos[None], sin, (2, 8, 2, 16))  # 5-d
 
 
 # ------------------------------------------------------------------------------------------- the pattern

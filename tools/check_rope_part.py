@@ -31,15 +31,6 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def _op_by_op(p, w, cos, sin, shape):
-    """The part as the planner replayed it before the kernel: Hugging Face's rotary embedding, op by op."""
-    import torch
-
-    y = (p @ w.t()).view(shape).transpose(1, 2)
-    half = shape[3] // 2
-    return y * cos + torch.cat((-y[..., half:], y[..., :half]), dim=-1) * sin
-
-
 def main(argv: list[str] | None = None) -> list[dict]:
     args = _parse(argv)
     import torch
@@ -64,8 +55,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
         got = rp.rope_part_triton(p, w, cos, sin, shape)
         again = rp.rope_part_triton(p, w, cos, sin, shape)
         ref = rp.rope_part_ref(p, w, cos, sin, shape)
-        ops = _op_by_op(p, w, cos, sin, shape)
-        exact = _op_by_op(p.double(), w.double(), cos.double(), sin.double(), shape)
+        ops = rp.rope_part_ops(p, w, cos, sin, shape)
+        exact = rp.rope_part_ops(p.double(), w.double(), cos.double(), sin.double(), shape)
         ulp = torch.finfo(torch.bfloat16).eps * ref.float().abs().clamp_min(1.0)
         rows.append({
             "shape": spec,
@@ -73,7 +64,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
             "repeatable": torch.equal(got, again),
             "err kernel": (got.double() - exact).abs().max().item(),
             "err ops": (ops.double() - exact).abs().max().item(),
-            "ops ms": do_bench(lambda: _op_by_op(p, w, cos, sin, shape), return_mode="median"),
+            "ops ms": do_bench(lambda: rp.rope_part_ops(p, w, cos, sin, shape), return_mode="median"),
             "ref ms": do_bench(lambda: rp.rope_part_ref(p, w, cos, sin, shape), return_mode="median"),
             "kernel ms": do_bench(lambda: rp.rope_part_triton(p, w, cos, sin, shape), return_mode="median"),
         })
