@@ -652,9 +652,10 @@ def cheap_branch(branch: Replay, dtype: torch.dtype | None) -> Node:
 #   viewed as heads, ``y = (x·A)·(s·B)``: replayed op by op, ten passes over a T x N tensor a part (8.7 ms of a 170
 #   ms backward at 1 x 8192 tokens on 8 Llama-2-7B-shaped layers, H200, session 11), once in the forward and once in
 #   the backward. :func:`fuse_rope` finds that expression in a part and evaluates it as one kernel
-#   (``kernels/rope_part.py``: ``rotate_half`` moves and negates columns of ``B``'s rows, so both terms are K = r
-#   dots), computed in fp32 and rounded once. A part is anything the forward and the backward evaluate alike (NOTE
-#   [LoRA part]); the kernel and its reference choose by devices, dtypes and shapes alone, so both take one path.
+#   on CUDA (``kernels/rope_part.py``: ``rotate_half`` moves and negates columns of ``B``'s rows, so both terms are
+#   K = r dots), computed in fp32 and rounded once; on CPU, and for shapes the kernel does not take, as the same ops
+#   as before. A part is anything the forward and the backward evaluate alike (NOTE [LoRA part]); the path is
+#   chosen by devices, dtypes and shapes alone, so both take the same one.
 class RopePart(Replay):
     """``rope(p @ w.T)`` in one pass (NOTE [RoPE part]); ``view``: the (B, T, H, D) view the projection's output
     took, maybe with one -1."""

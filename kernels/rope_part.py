@@ -1,5 +1,5 @@
-"""A LoRA branch's part carried through rotary embedding, ``rope(P @ W.T)``, in one pass: the plain-PyTorch
-reference and a Triton kernel.
+"""A LoRA branch's part carried through rotary embedding, ``rope(P @ W.T)``, in one pass: a Triton kernel, its
+plain-PyTorch reference, and the op-by-op replay it replaces (still the path on CPU and for other shapes).
 
 Why: under ``intra_inter`` the query and key SDPA saves are stored as ``q - part`` and rebuilt as ``stored + part``
 (NOTE [LoRA part] in ``hyclora_hooks/lineage.py``), where ``part`` is peft's LoRA branch ``(x·A)·(s·B)`` carried
@@ -10,9 +10,10 @@ backward at 1 x 8192 tokens, 8 Llama-2-7B-shaped layers, H200). ``rotate_half`` 
 within a head, so ``rotate_half(P @ W.T) = P @ W_rot.T`` with ``W_rot`` the rows of ``W`` moved and negated the
 same way: each output tile is two K = r dot products and one write.
 
-Values: both paths compute in fp32 (products of the inputs' values, fp32 sums) and round once to the output dtype,
-so they agree to the order of the K = r sums and that rounding. The part need not equal the op-by-op replay (NOTE
-[LoRA part]: any part rebuilds the tensor exactly, as long as the forward and the backward evaluate the same one).
+Values: the kernel and its reference compute in fp32 (products of the inputs' values, fp32 sums) and round once to
+the output dtype, so they agree to the order of the K = r sums and that rounding; the op-by-op replay rounds at
+every op. The part need not be one or the other (NOTE [LoRA part]: any part rebuilds the tensor exactly, as long
+as the forward and the backward evaluate the same one, and the path is chosen by devices, dtypes and shapes).
 
 Layout: ``y`` is ``P @ W.T`` (M x N, M = B·T, N = H·D) viewed as (B, T, H, D) and transposed to (B, H, T, D), as
 Hugging Face's attention does with a projection's output; the result has that layout too.
@@ -42,7 +43,7 @@ def out_dtype(p: torch.Tensor, w: torch.Tensor, cos: torch.Tensor, sin: torch.Te
 def rope_part_ref(p: torch.Tensor, w: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
                   shape: tuple[int, int, int, int]) -> torch.Tensor:
     """``(y * cos + rotate_half(y) * sin)`` for ``y = (p @ w.T).view(shape).transpose(1, 2)``, in fp32, rounded once
-    to :func:`out_dtype` (the CPU path and the oracle). ``shape`` is (B, T, H, D)."""
+    to :func:`out_dtype`: the kernel's oracle. ``shape`` is (B, T, H, D)."""
     dtype = out_dtype(p, w, cos, sin)
     y = (p.reshape(-1, p.shape[-1]).float() @ w.float().t()).view(shape).transpose(1, 2)
     half = shape[3] // 2
@@ -54,7 +55,7 @@ def rope_part_ops(p: torch.Tensor, w: torch.Tensor, cos: torch.Tensor, sin: torc
                   shape: tuple[int, int, int, int]) -> torch.Tensor:
     """The part as it was replayed before the kernel: Hugging Face's rotary embedding op by op, each op rounded to
     the inputs' dtype (what tests and ``tools/check_rope_part.py`` compare the kernel with)."""
-    y = (p @ w.t()).view(shape).transpose(1, 2)
+    y = torch.nn.functional.linear(p, w).view(shape).transpose(1, 2)
     half = shape[3] // 2
     return y * cos + torch.cat((-y[..., half:], y[..., :half]), dim=-1) * sin
 
@@ -85,12 +86,13 @@ def _expands_to(shape: tuple, target: tuple) -> bool:
 
 def rope_part(p: torch.Tensor, w: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
               shape: tuple[int, int, int, int], backend: str = "auto") -> torch.Tensor:
-    """:func:`rope_part_ref`'s value: one Triton pass on CUDA (``backend="auto"``) where :func:`fusable`, else the
-    reference. ``backend="triton"`` forces the kernel (on CPU only under ``TRITON_INTERPRET=1``), ``"ref"`` the
-    reference. The choice depends only on the inputs' devices, dtypes and shapes, so a forward and a backward
-    evaluating one part take the same path."""
-    if backend == "ref" or (backend == "auto" and not use_triton(p)) or not fusable(p, w, cos, sin, shape):
-        return rope_part_ref(p, w, cos, sin, shape)
+    """The part: one Triton pass (:func:`rope_part_ref`'s value) on CUDA (``backend="auto"``) where :func:`fusable`,
+    else :func:`rope_part_ops` (the op-by-op replay, on CPU and for shapes the kernel does not take: faster there
+    than the fp32 reference). ``backend="triton"`` forces the kernel where fusable (on CPU only under
+    ``TRITON_INTERPRET=1``). The choice depends only on the inputs' devices, dtypes and shapes, so a forward and a
+    backward evaluating one part take the same path."""
+    if (backend == "auto" and not use_triton(p)) or not fusable(p, w, cos, sin, shape):
+        return rope_part_ops(p, w, cos, sin, shape)
     return rope_part_triton(p, w, cos, sin, shape)
 
 

@@ -63,11 +63,15 @@ def test_reference_is_the_op_by_op_value(shape, r, dtype, cos_batch):
     assert err_ref <= err_ops + 1e-12, (err_ref, err_ops)  # one rounding, no worse than five
 
 
-def test_not_fusable_falls_back_to_reference():
-    p, w, cos, sin = _inputs(1, 8, 2, 24, 8, FP32)  # head size 24 is no power of two: the kernel's arange
+def test_not_fusable_falls_back_to_the_op_by_op_replay():
+    p, w, cos, sin = _inputs(1, 8, 2, 24, 8, BF16)  # head size 24 is no power of two: the kernel's arange
     assert not rp.fusable(p, w, cos, sin, (1, 8, 2, 24))
     torch.testing.assert_close(rp.rope_part(p, w, cos, sin, (1, 8, 2, 24), backend="triton"),
-                               rp.rope_part_ref(p, w, cos, sin, (1, 8, 2, 24)), rtol=0, atol=0)
+                               rp.rope_part_ops(p, w, cos, sin, (1, 8, 2, 24)), rtol=0, atol=0)
+    p, w, cos, sin = _inputs(1, 8, 2, 16, 8, BF16)
+    assert rp.fusable(p, w, cos, sin, (1, 8, 2, 16))  # on CPU without backend="triton": the replay too
+    torch.testing.assert_close(rp.rope_part(p, w, cos, sin, (1, 8, 2, 16)),
+                               rp.rope_part_ops(p, w, cos, sin, (1, 8, 2, 16)), rtol=0, atol=0)
     p, w, cos, sin = _inputs(2, 8, 2, 16, 8, FP32, cos_batch=2)
     assert rp.fusable(p, w, cos, sin, (2, 8, 2, 16))
     assert not rp.fusable(p, w, cos[:1, :, :4], sin, (2, 8, 2, 16))  # cos of another length: no expand
