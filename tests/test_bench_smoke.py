@@ -141,3 +141,36 @@ def test_check_sdpa_backends_cpu_smoke() -> None:
     (row,) = rows
     assert "quant" in row["codecs"][1] and row["codecs"][2] == "recompute", row
     assert row["cosine"] > 0.99, row
+
+
+def test_profile_step_by_recipe_cpu_smoke() -> None:
+    """tools/profile_step.py --by-recipe: every decode of a compressed backward is labelled, a recipe's time excludes
+    the decodes nested in it (so none is negative beyond timer noise), and Entry.decode is the original afterwards."""
+    import torch
+
+    import hyclora_hooks as hy
+    from hyclora_hooks import engine
+    from tools.bench_step import build_model, build_parser, make_batch
+    from tools.profile_step import RecipeTimer
+
+    args = build_parser().parse_args(["--device", "cpu", "--layers", "1", "--hidden", "64", "--intermediate", "128",
+                                      "--heads", "4", "--kv-heads", "4", "--vocab", "128"])
+    args.shape_list = [(1, 16)]
+    model = build_model(args, torch.device("cpu"))
+    batch = make_batch(128, 1, 16, torch.device("cpu"), 0)
+    before = engine.Entry.decode
+    timer = RecipeTimer(cuda=False).install()
+    try:
+        with hy.compress("intra_inter", model=model, bits=4):
+            loss = model(**batch).loss
+        loss.backward()
+    finally:
+        timer.restore()
+    assert engine.Entry.decode is before
+    rows = timer.summary()
+    nested = [i for i, (*_, parent) in enumerate(timer.records) if parent >= 0]
+    assert nested  # recipes decode their leaves inside their own decode
+    assert any(k.startswith("recompute:attention.output") for k in rows), sorted(rows)
+    assert any(k.startswith("quant:") for k in rows), sorted(rows)
+    assert all(sec > -1e-3 for _, sec in rows.values()), rows
+    assert sum(n for n, _ in rows.values()) == len(timer.records)
