@@ -34,12 +34,16 @@ NOTE [Lifetimes]
      SDPA's q/k/v are ``(B, H, T, D)`` views of ``(B, T, H, D)`` memory: as rows x D, 64 consecutive rows were 7
      tokens of 9 heads, one step shared by heads of different scales (SmolLM2 q/k at 4 bits: relative error 0.071
      against 0.046 per head over 64 tokens). Decode reshapes back, then permutes.
+ 13. Encodes and decodes run with the saved tensor's CUDA device current. Triton kernels (and the direct launches of
+     ``kernels/launch.py``) go to the current device's stream, and a forward runs on the caller's current device:
+     with a model on another GPU than the current one (one process spreading a model over GPUs), an encode would
+     run on the wrong device's stream, unordered with the work that made its input (``tools/check_multi_device.py``).
 """
 
 from __future__ import annotations
 
 import weakref
-from contextlib import ExitStack
+from contextlib import ExitStack, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -87,11 +91,13 @@ class Entry:
     ``readers``: saved-variable slots and recipes the entry was handed to (NOTE [Shared decodes]).
     """
 
-    __slots__ = ("codec", "payload", "site", "lossless", "cost", "perm", "shape", "readers", "__weakref__")
+    __slots__ = ("codec", "payload", "site", "lossless", "cost", "perm", "shape", "readers", "device", "__weakref__")
 
     def __init__(self, codec: Codec, payload: Any, site: SaveSite, lossless: bool | None = None, cost: int = 0,
-                 perm: tuple[int, ...] | None = None, shape: tuple[int, ...] | None = None):
+                 perm: tuple[int, ...] | None = None, shape: tuple[int, ...] | None = None,
+                 device: int | None = None):
         self.codec, self.payload, self.site = codec, payload, site
+        self.device = device  # the saved tensor's CUDA device index, None off CUDA (NOTE [Lifetimes] rule 13)
         self.lossless = codec.lossless if lossless is None else lossless
         self.cost = cost  # ops a decode replays (0 for stored data; see lineage.MAX_COST)
         self.perm = perm  # NOTE [Lifetimes] rule 8: the permutation that restores the saved tensor's strides
@@ -165,7 +171,24 @@ def _held_by_graph(t: torch.Tensor) -> bool:
 
 
 def _unpack(packed: Any) -> torch.Tensor:
-    return packed.value() if isinstance(packed, Entry) else packed
+    if not isinstance(packed, Entry):
+        return packed
+    with _current(packed.device):
+        return packed.value()
+
+
+def _cuda_index(t: torch.Tensor) -> int | None:
+    return t.get_device() if t.is_cuda else None
+
+
+_NOTHING = nullcontext()
+
+
+def _current(index: int | None) -> Any:
+    """A context making CUDA device ``index`` current where another one is (NOTE [Lifetimes] rule 13)."""
+    if index is None or index == torch.cuda.current_device():
+        return _NOTHING
+    return torch.cuda.device(index)
 
 
 def _twin(group: list, node: lineage.Node) -> Entry | None:
@@ -309,7 +332,8 @@ class Compressor:
     def _pack(self, t: torch.Tensor) -> Any:
         # a pack outside any op (a checkpoint region's inputs) would otherwise run every tensor call of our encode
         # through the op tracker as an "op" (NOTE [Untracked regions])
-        out = self._ops.outside(lineage.outside_autocast, self._pack_one, t)
+        with _current(_cuda_index(t)):
+            out = self._ops.outside(lineage.outside_autocast, self._pack_one, t)
         if isinstance(out, Entry):  # NOTE [Shared decodes]: one more reader of this entry
             out.readers += 1
         return out
@@ -364,7 +388,7 @@ class Compressor:
         payload = codec.encode(t, site)
         if skey is None:  # not a strided tensor: count its own bytes, keyed by identity
             skey, storage_nbytes = ("id", id(t)), t.numel() * t.element_size()
-        entry = Entry(codec, payload, site, perm=perm, shape=shape)
+        entry = Entry(codec, payload, site, perm=perm, shape=shape, device=_cuda_index(t))
         token = self.accountant.admit(skey, storage_nbytes, site, self._label(codec),
                                       0 if codec.lossless else codec.nbytes(payload), codec.lossless, reason, saved,
                                       codec.host_nbytes(payload))
@@ -386,7 +410,7 @@ class Compressor:
         group = self._recipes.setdefault((node.cost, tuple(map(id, leaves))), [])
         entry = _twin(group, node)
         if entry is None:
-            entry = Entry(RECOMPUTE, node, site, lossless=node.lossless, cost=node.cost)
+            entry = Entry(RECOMPUTE, node, site, lossless=node.lossless, cost=node.cost, device=_cuda_index(t))
             for leaf in leaves:
                 leaf.readers += 1
             group.append(weakref.ref(entry))
