@@ -539,3 +539,35 @@ def test_recomputed_output_takes_the_saved_strides():
     got = lineage.evaluate(shared.node("output", (saved.shape, saved.dtype, saved.stride())))
     assert got.stride() == saved.stride()
     assert torch.equal(got, want)
+
+
+# ------------------------------------------------------------------------- casts into outputs (NOTE in lineage.py)
+def _cast_of_op(op: str, a, b, dtype):
+    inner = lineage.Replay(getattr(torch.Tensor, f"__{op}__") if op != "truediv" else torch.Tensor.__truediv__,
+                           op, (lineage.Const(a), lineage.Const(b) if isinstance(b, torch.Tensor) else b), {})
+    return lineage.Replay(torch.Tensor.to, "to", (inner, dtype), {})
+
+
+@pytest.mark.parametrize("op", ["mul", "add", "sub", "truediv"])
+@pytest.mark.parametrize("src,dst", [(BF16, FP32), (FP32, BF16), (torch.float16, FP32)])
+def test_casts_into_outputs_give_the_op_by_op_bits(op, src, dst, monkeypatch):
+    """``op(a, b).to(dtype)`` evaluated as ``op(a, b, out=...)`` (one write) gives the bits of the two ops, with a
+    broadcast operand and with a number; a non-contiguous operand is replayed op by op (same layout as before)."""
+    gen = torch.Generator().manual_seed(0)
+    a = (torch.randn(6, 40, 24, generator=gen) * 5).to(src)
+    cases = [(a, (torch.randn(6, 40, 24, generator=gen) * 3).to(src)), (a, torch.rand(6, 40, 1, generator=gen).to(src)),
+             (a, 0.37), (a, torch.randn(24, generator=gen))]  # the last promotes a 16-bit a to fp32 first
+    outs = []
+    real = torch.mul
+    monkeypatch.setitem(lineage._OUT_OPS, op, lambda *x, **k: outs.append(k["out"]) or
+                        {"mul": real, "add": torch.add, "sub": torch.sub, "truediv": torch.div}[op](*x, **k))
+    for x, y in cases:
+        node = _cast_of_op(op, x, y, dst)
+        got = lineage.evaluate(node)
+        want = getattr(x, f"__{op}__")(y).to(dst)
+        assert got.dtype == want.dtype and torch.equal(got, want)
+    assert len(outs) == len(cases)  # every case went through out=
+    t = a.transpose(0, 2)  # not contiguous: op by op, the op's own layout
+    got = lineage.evaluate(_cast_of_op(op, t, t, dst))
+    want = getattr(t, f"__{op}__")(t).to(dst)
+    assert len(outs) == len(cases) and torch.equal(got, want) and got.stride() == want.stride()
