@@ -22,13 +22,12 @@ def main(argv: list[str] | None = None) -> list[dict]:
     p.add_argument("--tokens", type=int, default=8192)
     args = p.parse_args(argv)
     import torch
-    from rich.console import Console
-    from rich.table import Table
     from triton.testing import do_bench
 
     import hyclora_hooks as hy
     from hyclora_hooks import lineage, models
     from hyclora_hooks.policy import Policy, Rule
+    from tools.tables import print_rows
 
     dev, t = "cuda", args.tokens
     bf16, fp32 = torch.bfloat16, torch.float32
@@ -72,12 +71,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     rows.append({"case": "tiny Llama, lossless inter policy", "same bits": torch.equal(grads(keep_all), exact),
                  "op by op ms": float("nan"), "out= ms": float("nan")})
     rows[-1]["case"] += f" (exact twice: {'same' if torch.equal(grads(), exact) else 'differ'})"
-    table = Table(title=f"casts into outputs, {t} tokens ({torch.cuda.get_device_name()}, torch {torch.__version__})")
-    for col in rows[0]:
-        table.add_column(col, justify="right")
-    for r in rows:
-        table.add_row(*(f"{v:.3f}" if isinstance(v, float) else str(v) for v in r.values()))
-    Console(width=140).print(table)
+    print_rows(f"casts into outputs, {t} tokens ({torch.cuda.get_device_name()}, torch {torch.__version__})", rows)
     return rows
 
 

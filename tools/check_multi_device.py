@@ -26,13 +26,12 @@ def main(argv: list[str] | None = None) -> list[dict]:
     p.add_argument("--seq", type=int, default=256)
     args = p.parse_args(argv)
     import torch
-    from rich.console import Console
-    from rich.table import Table
     from triton.runtime.jit import JITFunction
 
     import hyclora_hooks as hy
     from hyclora_hooks import models
     from hyclora_hooks.kernels import launch
+    from tools.tables import print_rows
 
     if torch.cuda.device_count() < 2:
         raise SystemExit("check_multi_device: needs two GPUs")
@@ -70,17 +69,12 @@ def main(argv: list[str] | None = None) -> list[dict]:
             wrong = sum(1 for current, devices in seen if devices and devices != {current})
             cos = torch.nn.functional.cosine_similarity(got.double(), exact.double(), dim=0).item()
             rows.append({"preset": f"{preset}@{bits}", "launches": len(seen), "on another device": wrong,
-                         "cosine": cos})
+                         "cosine": f"{cos:.4f}"})
     finally:
         JITFunction.run = real_run
         launch.DIRECT = True
-    table = Table(title=f"model on {args.device}, cuda:{torch.cuda.current_device()} current "
-                        f"({torch.cuda.get_device_name()}, torch {torch.__version__})")
-    for col in rows[0]:
-        table.add_column(col, justify="right")
-    for r in rows:
-        table.add_row(r["preset"], str(r["launches"]), str(r["on another device"]), f"{r['cosine']:.4f}")
-    Console(width=120).print(table)
+    print_rows(f"model on {args.device}, cuda:{torch.cuda.current_device()} current "
+               f"({torch.cuda.get_device_name()}, torch {torch.__version__})", rows)
     return rows
 
 

@@ -34,11 +34,10 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> list[dict]:
     args = _parse(argv)
     import torch
-    from rich.console import Console
-    from rich.table import Table
     from triton.testing import do_bench
 
     from hyclora_hooks.kernels import rope_part as rp
+    from tools.tables import print_rows
 
     rows = []
     gen = torch.Generator(device="cuda").manual_seed(0)
@@ -68,13 +67,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
             "ref ms": do_bench(lambda: rp.rope_part_ref(p, w, cos, sin, shape), return_mode="median"),
             "kernel ms": do_bench(lambda: rp.rope_part_triton(p, w, cos, sin, shape), return_mode="median"),
         })
-    table = Table(title=f"RoPE'd LoRA part, {args.heads} heads x {args.head_dim}, r{args.rank}, bf16, "
-                        f"{torch.cuda.get_device_name()}")
-    for key in rows[0]:
-        table.add_column(key, justify="right")
-    for row in rows:
-        table.add_row(*(f"{v:.3g}" if isinstance(v, float) else str(v) for v in row.values()))
-    Console(width=160).print(table)
+    print_rows(f"RoPE'd LoRA part, {args.heads} heads x {args.head_dim}, r{args.rank}, bf16, "
+               f"{torch.cuda.get_device_name()}", rows)
     return rows
 
 
