@@ -44,11 +44,7 @@ def rope_part_ref(p: torch.Tensor, w: torch.Tensor, cos: torch.Tensor, sin: torc
                   shape: tuple[int, int, int, int]) -> torch.Tensor:
     """``(y * cos + rotate_half(y) * sin)`` for ``y = (p @ w.T).view(shape).transpose(1, 2)``, in fp32, rounded once
     to :func:`out_dtype`: the kernel's oracle. ``shape`` is (B, T, H, D)."""
-    dtype = out_dtype(p, w, cos, sin)
-    y = (p.reshape(-1, p.shape[-1]).float() @ w.float().t()).view(shape).transpose(1, 2)
-    half = shape[3] // 2
-    rot = torch.cat((-y[..., half:], y[..., :half]), dim=-1)
-    return (y * cos.float() + rot * sin.float()).to(dtype)
+    return rope_part_ops(p.float(), w.float(), cos.float(), sin.float(), shape).to(out_dtype(p, w, cos, sin))
 
 
 def rope_part_ops(p: torch.Tensor, w: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
