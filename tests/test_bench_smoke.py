@@ -144,8 +144,9 @@ def test_check_sdpa_backends_cpu_smoke() -> None:
 
 
 def test_profile_step_by_recipe_cpu_smoke() -> None:
-    """tools/profile_step.py --by-recipe: every decode of a compressed backward is labelled, a recipe's time excludes
-    the decodes nested in it (so none is negative beyond timer noise), and Entry.decode is the original afterwards."""
+    """tools/profile_step.py --by-recipe: every decode of a compressed backward, and none of its forward, is
+    labelled, a recipe's time excludes the decodes nested in it (so none is negative beyond timer noise), and
+    Entry.decode is the original afterwards."""
     import torch
 
     import hyclora_hooks as hy
@@ -163,6 +164,7 @@ def test_profile_step_by_recipe_cpu_smoke() -> None:
     try:
         with hy.compress("intra_inter", model=model, bits=4):
             loss = model(**batch).loss
+        assert not timer.records  # the forward's decodes (LoRA parts reading x·A) are not the backward's
         loss.backward()
     finally:
         timer.restore()

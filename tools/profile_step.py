@@ -98,7 +98,7 @@ def decode_label(entry: Any) -> str:
 
 
 class RecipeTimer:
-    """Times every ``Entry.decode`` of the backward by :func:`decode_label`, exclusive of the decodes nested in it
+    """Times every ``Entry.decode`` in a backward by :func:`decode_label`, exclusive of the decodes nested in it
     (a recipe decodes its leaves). CUDA events on CUDA (elapsed device time between a decode's launches, which is
     its device time while the device is busy), host time on CPU."""
 
@@ -122,6 +122,8 @@ class RecipeTimer:
         timer = self
 
         def decode(entry: Any) -> Any:
+            if engine._graph_task_id() == -1:  # a forward's decode (a LoRA part reading x·A): not the backward's
+                return orig(entry)
             i = len(timer.records)
             timer.records.append((decode_label(entry), timer._mark(), None, timer._open[-1] if timer._open else -1))
             timer._open.append(i)
