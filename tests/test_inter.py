@@ -543,8 +543,8 @@ def test_recomputed_output_takes_the_saved_strides():
 
 # ------------------------------------------------------------------------- casts into outputs (NOTE in lineage.py)
 def _cast_of_op(op: str, a, b, dtype):
-    inner = lineage.Replay(getattr(torch.Tensor, f"__{op}__") if op != "truediv" else torch.Tensor.__truediv__,
-                           op, (lineage.Const(a), lineage.Const(b) if isinstance(b, torch.Tensor) else b), {})
+    inner = lineage.Replay(getattr(torch.Tensor, f"__{op}__"), op,
+                           (lineage.Const(a), lineage.Const(b) if isinstance(b, torch.Tensor) else b), {})
     return lineage.Replay(torch.Tensor.to, "to", (inner, dtype), {})
 
 
@@ -558,9 +558,8 @@ def test_casts_into_outputs_give_the_op_by_op_bits(op, src, dst, monkeypatch):
     cases = [(a, (torch.randn(6, 40, 24, generator=gen) * 3).to(src)), (a, torch.rand(6, 40, 1, generator=gen).to(src)),
              (a, 0.37), (a, torch.randn(24, generator=gen))]  # the last promotes a 16-bit a to fp32 first
     outs = []
-    real = torch.mul
-    monkeypatch.setitem(lineage._OUT_OPS, op, lambda *x, **k: outs.append(k["out"]) or
-                        {"mul": real, "add": torch.add, "sub": torch.sub, "truediv": torch.div}[op](*x, **k))
+    real = lineage._OUT_OPS[op]
+    monkeypatch.setitem(lineage._OUT_OPS, op, lambda *x, **k: outs.append(k["out"]) or real(*x, **k))
     for x, y in cases:
         node = _cast_of_op(op, x, y, dst)
         got = lineage.evaluate(node)
