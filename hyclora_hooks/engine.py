@@ -51,7 +51,7 @@ import torch
 from torch import nn
 from torch.multiprocessing.reductions import StorageWeakRef
 
-from . import lineage, sharing
+from . import lineage, replay, sharing
 from .accounting import Accountant, Report
 from .attention import SdpaRecompute, sdpa_call_args
 from .codecs import Codec
@@ -64,6 +64,8 @@ from .tracking import ModuleTracker, OpTracker, ParamRegistry, checkpoint_region
 
 # Sources a device encode may keep alive while its non-finite count is still queued (NOTE [Lifetimes] rule 9).
 MAX_PENDING_BYTES = 256 << 20
+
+_MISS = object()  # a replayed pack's check failed (NOTE [Replay] rule 4)
 
 _graph_task_id = sharing.graph_task_id
 
@@ -214,7 +216,7 @@ def _release(acct_ref: weakref.ref, token: Any) -> None:
 class Compressor:
     """The context manager returned by :func:`compress`. Use once per forward (one training step)."""
 
-    def __init__(self, policy: Policy, model: nn.Module | None = None):
+    def __init__(self, policy: Policy, model: nn.Module | None = None, replay_steps: bool = True):
         self.policy = policy
         self.accountant = Accountant()
         self._params = ParamRegistry()
@@ -236,6 +238,13 @@ class Compressor:
             def record(func, name, args, kwargs, out, _is_param=self._params.is_param):
                 lineage.record(func, name, args, kwargs, out, _is_param)
         self._ops = OpTracker(self._modules, record, pack_hook=self._pack)
+        # NOTE [Replay]: the step's op signatures; the mode is chosen at the first pack
+        self._trace = replay.Trace(self._params.is_param) if replay_steps else None
+        self._ops.trace = self._trace  # with weak references to op outputs: a replayed source may be any of them
+        self._mode: str | None = None if replay_steps else "off"  # "record", "replay", "missed" or "off"
+        self._made: list[Entry] = []  # entries made this step, in order (a template's placeholders number them)
+        self._log: list | None = None  # the running pack's actions, while recording
+        self._lora_base: tuple | None = None  # (t - part, part) while P3 stores it
         self._dedupe: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
         self._labels: dict[int, str] = {id(KEEP): KEEP.describe()}
         self._trainable: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
@@ -280,6 +289,7 @@ class Compressor:
         stack, self._stack = self._stack, None
         if stack is not None:
             stack.close()
+        self._end_step(exc[0] is None)
         if self.policy.inter:
             # Only packs inside one SDPA call share its recipe; kept past the forward, the last call's recipe would
             # pin that layer's q/k/v entries (and its cached output) for as long as the context object lives.
@@ -329,6 +339,167 @@ class Compressor:
             rec.settle()
         self._fresh.clear()
 
+    # replay (NOTE [Replay] in replay.py) -----------------------------------------------------------
+    def _begin_step(self) -> str:
+        """At the first pack: replay a plan whose signatures match the ops so far, else record one."""
+        trace = self._trace
+        plan = replay.find_plan(self._root(), self.policy)
+        n = len(trace.sigs)
+        if plan is not None and n <= len(plan.sigs) and replay.same_sigs(trace.sigs, plan.sigs[:n]):
+            self._mode, self._replay_plan, self._next, self._checked, self._memo = "replay", plan, 0, n, {}
+            self._lineage, self._ops._lineage = self._ops._lineage, None  # rule 3: no lineage while replaying
+        else:
+            self._mode, self._packs, self._index, self._memo, self._recordable = "record", [], {}, {}, True
+        return self._mode
+
+    def _end_replay(self) -> None:
+        """A failed check (rule 4): the rest of the step decides; lineage again for the ops still to come."""
+        self._mode = "missed"
+        self._ops._lineage = self._lineage
+
+    def _end_step(self, clean: bool) -> None:
+        """On exit: keep a cleanly recorded plan, drop one a replay did not follow to its end."""
+        mode, root = self._mode, self._root()
+        if mode == "record" and clean and self._recordable:
+            replay.store_plan(root, self.policy, replay.Plan(self._trace.sigs, self._packs))
+        elif mode == "missed" or (mode == "replay" and (not clean or self._next != len(self._replay_plan.packs)
+                                                       or len(self._trace.sigs) != len(self._replay_plan.sigs))):
+            replay.store_plan(root, self.policy, None)
+        if self._mode is not None and self._mode != "off":
+            self._mode = "done"
+        self._made, self._memo, self._index = [], {}, {}  # the entries belong to autograd's graph alone now
+
+    def _index_of(self, entry: Entry) -> int | None:
+        """The creation index of an entry made this step (None for any other: the step is then unreplayable)."""
+        index = self._index.get(id(entry))
+        if index is None:
+            for i in range(len(self._index), len(self._made)):
+                self._index[id(self._made[i])] = i
+            index = self._index.get(id(entry))
+            if index is None:
+                self._recordable = False
+        return index
+
+    def _note(self, action: str, data: Any, entry: Entry, new: bool) -> None:
+        """Log an action of the pack being recorded, with the index of the entry it gave."""
+        if self._log is not None:
+            self._log.append((action, data, self._index_of(entry), new))
+
+    def _template(self, node: lineage.Node) -> Any:
+        """``node`` with this step's entries as placeholders (``replay.rebind``); None when it cannot be."""
+        def placeholder(e: Entry) -> replay.Placeholder:
+            index = self._index_of(e)
+            if index is None:
+                raise replay.Unreplayable("a recipe reads an entry this step did not make")
+            return replay.Placeholder(index, e)
+        try:
+            return replay.rebind(node, placeholder, self._params.is_param, self._memo)
+        except replay.Unreplayable:
+            self._recordable = False
+            return None
+        finally:
+            self._memo.pop("new_sdpa", None)
+
+    def _source_spec(self, src: torch.Tensor) -> tuple | None:
+        """Where a replay finds a recipe source: this step's op output ``slot``, or P3's ``t - part``."""
+        if self._lora_base is not None and src is self._lora_base[0]:
+            branch = self._template(self._lora_base[1])
+            return ("base", branch) if branch is not None else None
+        slot = self._trace.slot(src)
+        if slot is None:
+            self._recordable = False
+            return None
+        return ("slot", slot)
+
+    def _record_pack(self, t: torch.Tensor) -> Any:
+        op = len(self._trace.sigs)
+        strided = t.layout == torch.strided and not t.is_nested
+        meta = replay.pack_meta(t) if strided else None
+        self._log = []
+        try:
+            out = self._decide(t)
+        finally:
+            log, self._log = self._log, None
+        if not strided:
+            self._recordable = False
+        elif not isinstance(out, Entry):
+            self._packs.append(replay.PackRecord(op, meta, "param", None, [], None))
+        elif log and log[0][0] == "dup":
+            self._packs.append(replay.PackRecord(op, meta, "dup", log[0][1], [], self._index.get(id(out))))
+        else:
+            result = self._index_of(out)
+            if result is None or any(a[2] is None for a in log):
+                self._recordable = False
+            self._packs.append(replay.PackRecord(op, meta, "entry", None, log, result))
+        return out
+
+    def _rebound(self, template: Any) -> Any:
+        """A template of the plan with this step's entries (raises ``Unreplayable`` if it names one not made)."""
+        made = self._made
+
+        def entry(p: replay.Placeholder) -> Entry:
+            if p.index >= len(made):
+                raise replay.Unreplayable("a template names an entry this step has not made")
+            return made[p.index]
+        return replay.rebind(template, entry, self._params.is_param, self._memo)
+
+    def _replay_pack(self, t: torch.Tensor) -> Any:
+        """The recorded pack's actions on ``t`` after the checks of rule 3, or ``_MISS``."""
+        plan, trace, i = self._replay_plan, self._trace, self._next
+        n = len(trace.sigs)
+        if i >= len(plan.packs) or n > len(plan.sigs):
+            return _MISS
+        if self._checked < n:
+            if not replay.same_sigs(trace.sigs[self._checked:n], plan.sigs[self._checked:n]):
+                return _MISS
+            self._checked = n
+        rec = plan.packs[i]
+        if rec.op != n or rec.meta != replay.pack_meta(t):
+            return _MISS
+        self._next = i + 1
+        acct, made = self.accountant, self._made
+        if rec.kind == "param":
+            if not self._params.is_param(t):
+                return _MISS
+            acct.note_parameter()
+            return t
+        key = self._key(t)
+        hit = self._dedupe.get(key)
+        if rec.kind == "dup":
+            if hit is None or rec.result >= len(made) or hit is not made[rec.result]:
+                return _MISS
+            acct.note_duplicate(key[0], rec.site, self._label(hit.codec))
+            return hit
+        if hit is not None:
+            return _MISS
+        for action, data, index, new in rec.actions:
+            before = len(made)
+            try:
+                if action == "admit_t":
+                    site, codec, reason = data
+                    got = self._admit(t, site, codec, reason, key[0], t.untyped_storage().nbytes())
+                elif action == "source":
+                    (kind, what), site, route = data
+                    if kind == "slot":
+                        src = trace.output(what)
+                        if src is None:
+                            return _MISS
+                    else:
+                        src = lineage.lora_combine(t, lineage.evaluate(self._rebound(what)), t.dtype, subtract=True)
+                    got = self._source(src, site, route)
+                else:
+                    got = self._recipe(t, data[1], self._rebound(data[0]))
+                    for shared in self._memo.pop("new_sdpa", ()):  # as _sdpa_recipe: its parts read them once
+                        for leaf in lineage.leaf_entries(shared.q, shared.k, shared.v, shared.mask):
+                            leaf.readers += 1
+            except replay.Unreplayable:
+                return _MISS
+            if (len(made) > before) != new or index >= len(made) or got is not made[index]:
+                return _MISS
+        entry = made[rec.result]
+        self._remember(key, t, entry) if self.policy.inter else self._dedupe.__setitem__(key, entry)
+        return entry
+
     def _pack(self, t: torch.Tensor) -> Any:
         # a pack outside any op (a checkpoint region's inputs) would otherwise run every tensor call of our encode
         # through the op tracker as an "op" (NOTE [Untracked regions])
@@ -339,12 +510,24 @@ class Compressor:
         return out
 
     def _pack_one(self, t: torch.Tensor) -> Any:
-        acct = self.accountant
         if self._pending:
             self._settle()
         if _graph_task_id() != -1:  # NOTE [Lifetimes] rule 7
-            acct.note_backward_pack()
+            self.accountant.note_backward_pack()
             return t
+        mode = self._mode or self._begin_step()
+        if mode == "replay":
+            out = self._replay_pack(t)
+            if out is not _MISS:
+                return out
+            self._end_replay()
+        elif mode == "record":
+            return self._record_pack(t)
+        return self._decide(t)
+
+    def _decide(self, t: torch.Tensor) -> Any:
+        """What to hold for ``t``: classify, route, plan a recipe or encode (NOTE [Lifetimes])."""
+        acct = self.accountant
         if self._params.is_param(t):  # NOTE [Lifetimes] rule 6
             acct.note_parameter()
             return t
@@ -353,7 +536,10 @@ class Compressor:
         key = self._key(t)
         entry = self._dedupe.get(key)
         if entry is not None:
-            acct.note_duplicate(key[0], self._site(t), self._label(entry.codec))
+            site = self._site(t)
+            if self._log is not None:
+                self._log.append(("dup", site, None, False))
+            acct.note_duplicate(key[0], site, self._label(entry.codec))
             return entry
         if self._device is None:
             self._device = t.device
@@ -368,8 +554,9 @@ class Compressor:
         if self.policy.inter and t.is_floating_point():
             entry = self._plan(t, site, route)
         if entry is None:
-            entry = self._admit(t, site, route.codec, None if not route.codec.lossless else route.reason,
-                                key[0], t.untyped_storage().nbytes())
+            reason = None if not route.codec.lossless else route.reason
+            entry = self._admit(t, site, route.codec, reason, key[0], t.untyped_storage().nbytes())
+            self._note("admit_t", (site, route.codec, reason), entry, True)
         self._remember(key, t, entry) if self.policy.inter else self._dedupe.__setitem__(key, entry)
         return entry
 
@@ -389,6 +576,7 @@ class Compressor:
         if skey is None:  # not a strided tensor: count its own bytes, keyed by identity
             skey, storage_nbytes = ("id", id(t)), t.numel() * t.element_size()
         entry = Entry(codec, payload, site, perm=perm, shape=shape, device=_cuda_index(t))
+        self._made.append(entry)
         token = self.accountant.admit(skey, storage_nbytes, site, self._label(codec),
                                       0 if codec.lossless else codec.nbytes(payload), codec.lossless, reason, saved,
                                       codec.host_nbytes(payload))
@@ -406,21 +594,28 @@ class Compressor:
         Recipes are grouped by cost and leaf entries, which two recipes computing the same must share: the full
         key (a walk of the whole expression, ~6% of a compressed forward on the dev CPU when asked of every
         recipe) is asked only where a group has a recipe already (peft's q, k and v casting one input)."""
+        if self._log is not None:
+            made, tpl = len(self._made), self._template(node)
         leaves = lineage.leaf_entries(node)
         group = self._recipes.setdefault((node.cost, tuple(map(id, leaves))), [])
         entry = _twin(group, node)
         if entry is None:
             entry = Entry(RECOMPUTE, node, site, lossless=node.lossless, cost=node.cost, device=_cuda_index(t))
+            self._made.append(entry)
             for leaf in leaves:
                 leaf.readers += 1
             group.append(weakref.ref(entry))
         key = StorageWeakRef(t.untyped_storage())
         token = self.accountant.admit(key, t.untyped_storage().nbytes(), site, "recompute", 0, False, None)
         weakref.finalize(entry, _release, weakref.ref(self.accountant), token)
+        if self._log is not None:
+            self._note("recipe", (tpl, site), entry, len(self._made) > made)
         return entry
 
     def _source(self, src: torch.Tensor, site: SaveSite, route: Route) -> Entry:
         """Store a recipe's source with the saved tensor's codec (or find it stored already)."""
+        if self._log is not None:
+            made, spec = len(self._made), self._source_spec(src)
         entry = self._lookup(src)
         if entry is None:
             codec = route.codec if route.codec.lossless or src.numel() * src.element_size() >= \
@@ -428,6 +623,8 @@ class Compressor:
             key = self._key(src)
             entry = self._admit(src, site, codec, None, key[0], src.untyped_storage().nbytes(), saved=False)
             self._remember(key, src, entry)
+        if self._log is not None:
+            self._note("source", (spec, site, route), entry, len(self._made) > made)
         return entry
 
     def _plan(self, t: torch.Tensor, site: SaveSite, route: Route) -> Entry | None:
@@ -443,7 +640,11 @@ class Compressor:
             branch = planner.lora_part(t)  # the (carried) LoRA part in t's layout
             if branch is not None:
                 base = lineage.lora_combine(t, lineage.evaluate(branch), t.dtype, subtract=True)
-                leaf = lineage.EntryRef(self._source(base, site, route))
+                self._lora_base = (base, branch)  # what a recorded source says it was (NOTE [Replay] rule 2)
+                try:
+                    leaf = lineage.EntryRef(self._source(base, site, route))
+                finally:
+                    self._lora_base = None
                 return self._recipe(t, site, planner.lora_rebuild(leaf, branch, t.dtype, self.policy.fuse))
         ops, src = planner.chain(t)  # P2
         if ops and src.is_floating_point() and src.untyped_storage().nbytes() <= t.untyped_storage().nbytes():
@@ -543,17 +744,20 @@ class Compressor:
                         t.dtype, tuple(t.shape))
 
 
-def compress(policy: str | Path | Policy = "baseline", *, model: nn.Module | None = None, **knobs: Any) -> Compressor:
+def compress(policy: str | Path | Policy = "baseline", *, model: nn.Module | None = None, replay: bool = True,
+             **knobs: Any) -> Compressor:
     """Compress what autograd saves for backward inside the ``with`` block.
 
     ``policy`` is a preset name (``hyclora_hooks.preset_names()``), a path to a ``.toml`` policy file, or a
     :class:`~hyclora_hooks.policy.Policy`. ``knobs`` override the policy's knobs by the papers' names: ``bits``
     (2, 4 or 8), ``layernorm_outlier_ratio``, ``softmax_outlier_ratio``, ``iteration_threshold``, and
     ``min_bytes``. ``model`` is optional: parameters are found from the modules that run, but naming the model
-    registers its weights up front.
+    registers its weights up front. ``replay``: from the second step of a model with one policy, carry out the
+    decisions the previous step recorded instead of planning them again, while every op matches (NOTE [Replay]
+    in ``hyclora_hooks/replay.py``); False decides every pack afresh.
 
     >>> with compress("intra", bits=4) as ctx:      # doctest: +SKIP
     ...     loss = model(**batch).loss
     >>> print(ctx.report()); loss.backward()        # doctest: +SKIP
     """
-    return Compressor(load_policy(policy).with_knobs(**knobs), model=model)
+    return Compressor(load_policy(policy).with_knobs(**knobs), model=model, replay_steps=replay)

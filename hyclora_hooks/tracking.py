@@ -107,6 +107,7 @@ class OpTracker(TorchFunctionMode):
         self._lineage = lineage  # lineage.record-like callable, or None when the policy stores no recipes
         self.pack_hook = pack_hook  # the saved-tensor pack hook this tracker serves (see _ours)
         self._suspended = False
+        self.trace: Any = None  # replay.Trace of the step (NOTE [Replay]), or None
         modules.ops = self  # NOTE [Untracked regions]
 
     def _ours(self) -> bool:
@@ -154,11 +155,17 @@ class OpTracker(TorchFunctionMode):
             # ``t.data``) is tagged like any op's output.
             out = func(*args, **kwargs)
             if isinstance(out, torch.Tensor) and self._ours():
+                if self.trace is not None:
+                    self.trace.op("get", args, kwargs)
+                    self.trace.tag(out)
                 self._tag("get", func, args, kwargs, out)
             return out
         if not self._ours():
             return func(*args, **kwargs)
         name = op_name(func)
+        trace = self.trace
+        if trace is not None:
+            trace.op(name, args, kwargs)
         if name in AUTOCAST_LOWER and autocast_on() and _functional(func, kwargs):
             args, kwargs = self._autocast_casts(args, kwargs)
         frame = OpFrame(name, args, kwargs, self.current)
@@ -167,6 +174,8 @@ class OpTracker(TorchFunctionMode):
             out = func(*args, **kwargs)
         finally:
             self.current = frame.parent
+        if trace is not None:
+            trace.tag(out)
         if isinstance(out, torch.Tensor):
             self._tag(frame.name, func, args, kwargs, out)
         return out
@@ -368,7 +377,7 @@ _CHECKPOINT_MODULE = "torch.utils.checkpoint"
 _PASS_THROUGH = ("hyclora_hooks", "torch.autograd")  # our own frames, and Function.apply between C++ and caller
 
 
-def checkpoint_region(max_depth: int = 8) -> tuple[bool, nn.Module | None]:
+def checkpoint_region(max_depth: int = 12) -> tuple[bool, nn.Module | None]:
     """Is the running pack saving a ``torch.utils.checkpoint`` region's inputs, and which module is the region?
 
     Called from a pack that no torch-level op is running (see docs/checkpointing.md): non-reentrant checkpoint

@@ -1,0 +1,241 @@
+"""Replay: a step carries out the decisions a recorded step took, instead of planning them again.
+
+NOTE [Replay]
+  A training loop runs the same forward every step, and the engine reached the same decisions every step: on an
+  H200's host, planning recipes and recording lineage were ~half of an ``intra_inter`` forward's host time, and a
+  forward of 8 Llama-2-7B-shaped layers at 4 x 1024 tokens was bound by its host (docs/replay.md,
+  docs/benchmarks.md session 12).
+  1. Every op the tracker sees adds its *signature* to the step's :class:`Trace`: its name, the grad mode, and each
+     argument as a plain value or, for a tensor, its *slot*: the index of the op of this step that made it (the
+     trace tags outputs with ``_hyclora_slot``), a parameter's storage and layout, or, for a tensor from outside
+     the step (the batch), its shape, strides, dtype, device and ``requires_grad``.
+  2. At the first pack of a step the engine looks up a plan for its (model root, policy). With none, or with one
+     whose signatures differ from the step's so far, the step *records*: it decides as always, and each pack notes
+     what the engine did: the op it came in, the tensor's layout, the entries it admitted and from which tensor
+     (the saved one, a tagged op output, or the ``t - part`` of a LoRA compensation), the recipes it made as
+     *templates* (:func:`rebind`: entries replaced by placeholders numbered in creation order), and which entry it
+     returned. A step that recorded every pack stores its plan on exit.
+  3. With a matching plan the step *replays*: lineage is no longer recorded, nothing is classified or planned;
+     each pack checks that every op so far had the recorded signature and that the pack comes in the recorded op
+     with the recorded layout and dedupe outcome, then repeats the recorded actions on this step's tensors and
+     entries. Equal signatures mean the same ops, in the same order, on the same data flow from the same
+     parameters and outside tensors of the same layouts, so a recorded recipe computes this step's tensor as it
+     computed the recorded one.
+  4. The first failed check ends the replay (the plan is dropped; the next step records): the rest of the step is
+     decided as without replay, but ops that ran during the replay left no lineage, so their tensors get codecs,
+     not recipes (correct; less compression for that step).
+  5. A template holds entries of the step (as placeholders), parameters and plain values. A recipe that would hold
+     any other tensor, or a source that is no tagged op output, makes the recorded step unreplayable: no plan.
+  6. Codecs run as they do without replay (calibration included: NOTE [Outlier calibration]); only the search for
+     a recipe and the classification are skipped, never an encode or the accounting.
+"""
+
+from __future__ import annotations
+
+import copy
+import weakref
+from typing import Any, Callable
+
+import torch
+
+from . import lineage
+from .attention import SdpaRecompute, _SdpaPart
+
+SLOT = "_hyclora_slot"  # (trace token, op index) on every tensor a tracked op returned
+
+
+class Unreplayable(Exception):
+    """A recorded step did something a replay could not repeat (NOTE [Replay] rule 5)."""
+
+
+class Trace:
+    """The signatures of one step's ops, in order (NOTE [Replay] rule 1), and weak references to their outputs."""
+
+    __slots__ = ("token", "sigs", "outs", "_is_param")
+
+    def __init__(self, is_param: Callable[[torch.Tensor], bool]):
+        self.token = object()
+        self.sigs: list[tuple] = []
+        self.outs: dict[int, Any] = {}  # op index -> weak reference to its tensor output
+        self._is_param = is_param
+
+    def op(self, name: str, args: tuple, kwargs: dict) -> None:
+        self.sigs.append((name, torch.is_grad_enabled(), self._value(args),
+                          self._value(kwargs) if kwargs else None))
+
+    def tag(self, out: Any) -> None:
+        """Tag the current op's tensor outputs with their slot, and keep a weak reference to a tensor output."""
+        k = len(self.sigs) - 1
+        if isinstance(out, torch.Tensor):
+            try:
+                setattr(out, SLOT, (self.token, k))
+            except (AttributeError, RuntimeError):  # some tensor subclasses refuse attributes
+                return
+            self.outs[k] = weakref.ref(out)
+        elif isinstance(out, (tuple, list)):
+            for j, o in enumerate(out):
+                if isinstance(o, torch.Tensor):
+                    try:
+                        setattr(o, SLOT, (self.token, (k, j)))
+                    except (AttributeError, RuntimeError):
+                        pass
+
+    def slot(self, t: torch.Tensor) -> Any:
+        """``t``'s slot in this step, or None when no op of this step made it."""
+        s = getattr(t, SLOT, None)
+        return s[1] if s is not None and s[0] is self.token else None
+
+    def output(self, slot: Any) -> torch.Tensor | None:
+        ref = self.outs.get(slot) if type(slot) is int else None
+        return ref() if ref is not None else None
+
+    def _value(self, a: Any) -> Any:
+        if isinstance(a, torch.Tensor):
+            s = getattr(a, SLOT, None)
+            if s is not None and s[0] is self.token:
+                return s[1]
+            if self._is_param(a):
+                return ("param", a.untyped_storage().data_ptr(), a.storage_offset(), tuple(a.shape), a.stride(),
+                        a.dtype)
+            return ("outside", tuple(a.shape), a.stride(), a.dtype, a.device, a.requires_grad)
+        t = type(a)
+        if t is tuple or t is list:
+            return tuple(self._value(x) for x in a)
+        if t is dict:
+            return tuple((k, self._value(v)) for k, v in a.items())
+        return a
+
+
+def same_sigs(a: list, b: list) -> bool:
+    """Signature lists equal (an argument whose ``==`` is not a plain truth value counts as a difference)."""
+    try:
+        return a == b
+    except Exception:  # noqa: BLE001 - a value torch compares elementwise, say: not provably equal
+        return False
+
+
+class Placeholder:
+    """The ``index``-th entry a step made, in a template (NOTE [Replay] rule 2)."""
+
+    __slots__ = ("index", "lossless", "cost")
+
+    def __init__(self, index: int, entry: Any):
+        self.index, self.lossless, self.cost = index, entry.lossless, entry.cost
+
+
+def rebind(node: Any, entry_of: Callable[[Any], Any], is_param: Callable[[torch.Tensor], bool],
+           memo: dict) -> Any:
+    """A copy of the recipe node (or argument) ``node`` that reads ``entry_of(e)`` wherever it read entry ``e``.
+
+    ``memo`` maps the id of each node copied so far to ``(node, copy)`` (holding ``node``, so the id stays its
+    own): a sub-expression shared in the original is shared in the copy, across all recipes of a step. Raises
+    :class:`Unreplayable` for a tensor that is no parameter, or a node kind it does not know.
+    """
+    if isinstance(node, (tuple, list)):
+        return type(node)(rebind(a, entry_of, is_param, memo) for a in node)
+    if isinstance(node, torch.Tensor):
+        if is_param(node):
+            return node
+        raise Unreplayable("a recipe holds a tensor that is no parameter")
+    if not isinstance(node, (lineage.Node, SdpaRecompute)):
+        return node  # numbers, dtypes, shapes, None, callables
+    hit = memo.get(id(node))
+    if hit is not None:
+        return hit[1]
+    if isinstance(node, lineage.EntryRef):
+        new: Any = lineage.EntryRef(entry_of(node.entry))
+    elif isinstance(node, lineage.Const):
+        if isinstance(node.value, torch.Tensor) and not is_param(node.value):
+            raise Unreplayable("a recipe holds a tensor that is no parameter")
+        new = node
+    elif isinstance(node, lineage.Shared):
+        new = lineage.Shared(rebind(node.inner, entry_of, is_param, memo))
+    elif isinstance(node, lineage.Replay):
+        new = copy.copy(node)
+        new.__dict__.pop("_key", None)
+        new.args = rebind(node.args, entry_of, is_param, memo)
+        new.kwargs = {k: rebind(v, entry_of, is_param, memo) for k, v in node.kwargs.items()}
+        if isinstance(node, lineage.SwiGluProduct):
+            new.gate = rebind(node.gate, entry_of, is_param, memo)
+    elif isinstance(node, SdpaRecompute):  # the parts set the saved tensors' layouts, as each is packed
+        new = SdpaRecompute(*(rebind(n, entry_of, is_param, memo) for n in (node.q, node.k, node.v, node.mask)),
+                            node.is_causal, node.scale, node.enable_gqa)
+        memo.setdefault("new_sdpa", []).append(new)  # a replay counts the readers of its q, k, v and mask
+    elif isinstance(node, _SdpaPart):
+        meta = getattr(node, "meta", None)
+        if meta is None:  # recording: the layout the engine gave the shared call for this part's pack
+            meta = node.shared.out_meta if node.role == "output" else node.shared.lse_meta
+        new = rebind(node.shared, entry_of, is_param, memo).node(node.role, meta)
+        new.meta = meta
+    else:
+        raise Unreplayable(f"a recipe node of kind {type(node).__name__}")
+    memo[id(node)] = (node, new)
+    return new
+
+
+class PackRecord:
+    """What one pack of a recorded step did (NOTE [Replay] rule 2).
+
+    ``kind``: ``"param"`` (returned the tensor), ``"dup"`` (returned entry ``result``, stored already),
+    ``"entry"`` (ran ``actions``, then returned entry ``result``). ``actions``: ``(name, data, index, new)`` in
+    order, where ``index`` is the entry the action gave and ``new`` whether it made that entry.
+    """
+
+    __slots__ = ("op", "meta", "kind", "site", "actions", "result")
+
+    def __init__(self, op: int, meta: tuple, kind: str, site: Any, actions: list, result: int | None):
+        self.op, self.meta, self.kind, self.site, self.actions, self.result = op, meta, kind, site, actions, result
+
+
+def pack_meta(t: torch.Tensor) -> tuple:
+    return (t.shape, t.stride(), t.dtype, t.requires_grad)
+
+
+class Plan:
+    """A recorded step: its op signatures and its packs."""
+
+    __slots__ = ("sigs", "packs")
+
+    def __init__(self, sigs: list, packs: list[PackRecord]):
+        self.sigs, self.packs = sigs, packs
+
+
+# Plans by model root (weakly: a dropped model drops its plans), then by policy object (policies are cached per
+# name and knobs, so a training loop's compress() gets the same object every step).
+_PLANS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def find_plan(root: Any, policy: Any) -> Plan | None:
+    if root is None:
+        return None
+    try:
+        hit = _PLANS.get(root, {}).get(id(policy))
+    except TypeError:  # a root that cannot be weakly referenced
+        return None
+    return hit[1] if hit is not None and hit[0] is policy else None
+
+
+def store_plan(root: Any, policy: Any, plan: Plan | None) -> None:
+    """Keep ``plan`` for ``(root, policy)``; None forgets it."""
+    if root is None:
+        return
+    try:
+        table = _PLANS.setdefault(root, {})
+    except TypeError:
+        return
+    if plan is None:
+        table.pop(id(policy), None)
+    else:
+        table[id(policy)] = (policy, plan)
+
+
+def forget_plans(root: Any | None = None) -> None:
+    """Drop the plans of ``root`` (of every model when None): the next step of each records again."""
+    if root is None:
+        _PLANS.clear()
+    else:
+        _PLANS.pop(root, None)
+
+
+__all__ = ["Trace", "Plan", "PackRecord", "Placeholder", "Unreplayable", "rebind", "find_plan", "store_plan",
+           "forget_plans", "pack_meta", "same_sigs"]
