@@ -242,6 +242,7 @@ class Compressor:
         self._trace = replay.Trace(self._params.is_param) if replay_steps else None
         self._ops.trace = self._trace  # with weak references to op outputs: a replayed source may be any of them
         self._mode: str | None = None if replay_steps else "off"  # "record", "replay", "missed" or "off"
+        self.replayed_packs = 0  # packs this step carried out from a recorded plan
         self._made: list[Entry] = []  # entries made this step, in order (a template's placeholders number them)
         self._log: list | None = None  # the running pack's actions, while recording
         self._lora_base: tuple | None = None  # (t - part, part) while P3 stores it
@@ -519,6 +520,7 @@ class Compressor:
         if mode == "replay":
             out = self._replay_pack(t)
             if out is not _MISS:
+                self.replayed_packs += 1
                 return out
             self._end_replay()
         elif mode == "record":

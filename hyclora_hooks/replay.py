@@ -8,7 +8,8 @@ NOTE [Replay]
   1. Every op the tracker sees adds its *signature* to the step's :class:`Trace`: its name, the grad mode, and each
      argument as a plain value or, for a tensor, its *slot*: the index of the op of this step that made it (the
      trace tags outputs with ``_hyclora_slot``), a parameter's storage and layout, or, for a tensor from outside
-     the step (the batch), its shape, strides, dtype, device and ``requires_grad``.
+     the step (the batch), the order in which the step first met it (tagged too), with its shape, strides, dtype,
+     device and ``requires_grad`` at that first use.
   2. At the first pack of a step the engine looks up a plan for its (model root, policy). With none, or with one
      whose signatures differ from the step's so far, the step *records*: it decides as always, and each pack notes
      what the engine did: the op it came in, the tensor's layout, the entries it admitted and from which tensor
@@ -51,13 +52,14 @@ class Unreplayable(Exception):
 class Trace:
     """The signatures of one step's ops, in order (NOTE [Replay] rule 1), and weak references to their outputs."""
 
-    __slots__ = ("token", "sigs", "outs", "_is_param")
+    __slots__ = ("token", "sigs", "outs", "_is_param", "_outside")
 
     def __init__(self, is_param: Callable[[torch.Tensor], bool]):
         self.token = object()
         self.sigs: list[tuple] = []
-        self.outs: dict[int, Any] = {}  # op index -> weak reference to its tensor output
+        self.outs: dict[Any, Any] = {}  # slot -> weak reference to the tensor (op outputs and outside tensors)
         self._is_param = is_param
+        self._outside = 0  # outside tensors met so far: the next one's slot is ("outside", this)
 
     def op(self, name: str, args: tuple, kwargs: dict) -> None:
         self.sigs.append((name, torch.is_grad_enabled(), self._value(args),
@@ -86,7 +88,7 @@ class Trace:
         return s[1] if s is not None and s[0] is self.token else None
 
     def output(self, slot: Any) -> torch.Tensor | None:
-        ref = self.outs.get(slot) if type(slot) is int else None
+        ref = self.outs.get(slot)
         return ref() if ref is not None else None
 
     def _value(self, a: Any) -> Any:
@@ -97,7 +99,15 @@ class Trace:
             if self._is_param(a):
                 return ("param", a.untyped_storage().data_ptr(), a.storage_offset(), tuple(a.shape), a.stride(),
                         a.dtype)
-            return ("outside", tuple(a.shape), a.stride(), a.dtype, a.device, a.requires_grad)
+            # a tensor from outside the step (the batch): numbered when first met, so later uses name it
+            slot = ("outside", self._outside)
+            try:
+                setattr(a, SLOT, (self.token, slot))
+            except (AttributeError, RuntimeError):
+                return ("outside", None, tuple(a.shape), a.stride(), a.dtype, a.device, a.requires_grad)
+            self._outside += 1
+            self.outs[slot] = weakref.ref(a)
+            return slot + (tuple(a.shape), a.stride(), a.dtype, a.device, a.requires_grad)
         t = type(a)
         if t is tuple or t is list:
             return tuple(self._value(x) for x in a)

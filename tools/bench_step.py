@@ -188,8 +188,8 @@ class SavedBytesProbe:
 class Bench:
     """The model, the batch and the device; runs and measures steps."""
 
-    def __init__(self, model: torch.nn.Module, device: torch.device):
-        self.model, self.device = model, device
+    def __init__(self, model: torch.nn.Module, device: torch.device, replay: bool = True):
+        self.model, self.device, self.replay = model, device, replay
         self.cuda = device.type == "cuda"
         self.batch: dict[str, torch.Tensor] = {}
 
@@ -217,7 +217,7 @@ class Bench:
             import hyclora_hooks as hyclora
 
             knobs = {"bits": cfg.bits} if cfg.bits is not None else {}
-            return hyclora.compress(cfg.preset, model=self.model, **knobs)
+            return hyclora.compress(cfg.preset, model=self.model, replay=self.replay, **knobs)
         return nullcontext()
 
     def forward(self, cfg: Config) -> tuple[torch.Tensor, Any]:
@@ -288,7 +288,8 @@ class Bench:
         if cfg.preset is not None:
             rep = ctx.report()
             out.update(acct_activation_bytes=rep.activation_bytes, acct_stored_bytes=rep.stored_bytes,
-                       packs=rep.packs, parameter_packs=rep.parameter_packs, duplicate_packs=rep.duplicate_packs)
+                       packs=rep.packs, parameter_packs=rep.parameter_packs, duplicate_packs=rep.duplicate_packs,
+                       replayed_packs=ctx.replayed_packs)
         del ctx
         loss.backward()
         self.sync()
@@ -488,6 +489,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "reported as skipped, and the table still prints): fits a run into a time limit")
     p.add_argument("--out", default="benchmarks/results", help="folder for <date>-<gpu>.json")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--replay", action=argparse.BooleanOptionalAction, default=True,
+                   help="hyclora configs replay the previous step's decisions (NOTE [Replay]; default on)")
     p.add_argument("--gpu-work-steps", type=int, default=0,
                    help="also profile this many steps per config for the GPU work a step (CUDA; default 0: off)")
     p.add_argument("--layers", type=int, default=8)
@@ -548,7 +551,7 @@ def main(argv: list[str] | None = None) -> int:
     model = build_model(args, device)
     n_params = sum(p.numel() for p in model.parameters())
     n_train = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    bench = Bench(model, device)
+    bench = Bench(model, device, args.replay)
     bench.free()
     model_info = {"layers": args.layers, "hidden": args.hidden, "intermediate": args.intermediate,
                   "heads": args.heads, "kv_heads": args.kv_heads, "vocab": args.vocab, "lora_r": args.lora_r,

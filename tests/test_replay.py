@@ -1,0 +1,181 @@
+"""Replayed steps (NOTE [Replay] in hyclora_hooks/replay.py): the same gradients as deciding every pack afresh.
+
+Each test trains two copies of one model side by side on the same batches: one with ``replay=True`` (the default),
+one with ``replay=False``. A replayed step must give the deciding copy's LoRA gradients bit for bit (same entries,
+same recipes, same codecs); a step that cannot replay must say so and still give correct gradients.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from torch import nn
+
+import hyclora_hooks as hyclora
+from hyclora_hooks import replay
+from hyclora_hooks.models import add_lora, lora_grads, random_batch, tiny_gpt2, tiny_llama
+
+VOCAB = 256
+
+
+def _pair(make=tiny_llama, **kw) -> tuple[nn.Module, nn.Module]:
+    model = add_lora(make(vocab=VOCAB, dtype=torch.float32, **kw))
+    model.train()
+    return model, copy.deepcopy(model)
+
+
+def _step(model: nn.Module, policy: str, batch: dict, replay_on: bool, **knobs):
+    with hyclora.compress(policy, replay=replay_on, **knobs) as ctx:
+        loss = model(**batch).loss
+    loss.backward()
+    grads = lora_grads(model)
+    model.zero_grad(set_to_none=True)
+    return grads, ctx
+
+
+@pytest.mark.parametrize("policy", ["intra_inter", "intra_inter_full_fuse", "intra", "baseline", "lowrank"])
+def test_replayed_steps_give_the_deciding_steps_gradients_bit_for_bit(policy):
+    on, off = _pair()
+    batch = random_batch(VOCAB, batch=2, seq=24)
+    for step in range(4):
+        g_on, ctx = _step(on, policy, batch, True, bits=2)
+        g_off, ref = _step(off, policy, batch, False, bits=2)
+        assert torch.equal(g_on, g_off), f"step {step}"
+        assert ctx.report().stored_bytes == ref.report().stored_bytes
+        # the first step records; every later one replays every pack
+        assert ctx.replayed_packs == (0 if step == 0 else ctx.report().packs), f"step {step}"
+    assert ref.replayed_packs == 0
+
+
+def test_eager_attention_and_gpt2_replay_too():
+    for make, kw in ((tiny_llama, {"attn": "eager"}), (tiny_gpt2, {})):
+        on, off = _pair(make, **kw)
+        batch = random_batch(VOCAB, batch=2, seq=16)
+        for _ in range(3):
+            g_on, ctx = _step(on, "intra_inter", batch, True, bits=4)
+            g_off, _ = _step(off, "intra_inter", batch, False, bits=4)
+            assert torch.equal(g_on, g_off)
+        assert ctx.replayed_packs == ctx.report().packs > 0
+
+
+def test_a_new_shape_records_at_once_and_the_next_step_replays_it():
+    on, off = _pair()
+    short, long = random_batch(VOCAB, batch=2, seq=16), random_batch(VOCAB, batch=2, seq=20, seed=1)
+    for batch, replayed in ((short, False), (short, True), (long, False), (long, True), (short, False)):
+        g_on, ctx = _step(on, "intra_inter", batch, True, bits=2)
+        g_off, _ = _step(off, "intra_inter", batch, False, bits=2)
+        # a different sequence length differs at the first op (the batch's shape), before anything was replayed:
+        # the step decides and records, with lineage for every op, so it is the deciding step exactly
+        assert torch.equal(g_on, g_off)
+        assert (ctx.replayed_packs > 0) is replayed
+
+
+class _Branchy(nn.Module):
+    """A LoRA-style block whose forward takes an extra op on odd calls, after the first saves."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.base = nn.Linear(64, 64).requires_grad_(False)
+        self.a = nn.Linear(64, 4, bias=False)
+        self.b = nn.Linear(4, 64, bias=False)
+        self.calls = 0
+
+    def forward(self, x):
+        self.calls += 1
+        h = torch.nn.functional.silu(self.base(x) + self.b(self.a(x)))
+        if self.calls % 2 == 0:
+            h = h * 1.5
+        y = torch.nn.functional.silu(self.base(h) + self.b(self.a(h)))
+        return (y * y).mean()
+
+
+def test_a_forward_that_changes_mid_step_stops_the_replay_and_stays_correct():
+    model = _Branchy()
+    x = torch.randn(8, 16, 64)
+    states = []
+    for _ in range(4):
+        with hyclora.compress("intra_inter", model=model, bits=8) as ctx:
+            loss = model(x)
+        loss.backward()
+        got = [p.grad.clone() for p in (model.a.weight, model.b.weight)]
+        model.zero_grad(set_to_none=True)
+        model.calls -= 1  # the same branch again, without hooks: exact autograd's gradients
+        model(x).backward()
+        exact = [p.grad.clone() for p in (model.a.weight, model.b.weight)]
+        model.zero_grad(set_to_none=True)
+        for g, e in zip(got, exact):
+            assert torch.nn.functional.cosine_similarity(g.flatten(), e.flatten(), dim=0) > 0.999
+        states.append((ctx.replayed_packs, ctx.report().packs))
+    # call 1 records; call 2 takes the extra op: the replay stops there and its plan is dropped; call 3 records
+    # again, call 4 stops again. Nothing is replayed past the first different op.
+    assert states[0][0] == 0 and states[2][0] == 0
+    assert 0 < states[1][0] < states[1][1] and 0 < states[3][0] < states[3][1]
+
+
+def test_gradient_accumulation_two_forwards_then_one_backward():
+    on, off = _pair()
+    batches = [random_batch(VOCAB, batch=2, seq=16, seed=s) for s in (0, 1)]
+    for _ in range(3):
+        for model, rp in ((on, True), (off, False)):
+            losses = []
+            for batch in batches:
+                with hyclora.compress("intra_inter", replay=rp, bits=2):
+                    losses.append(model(**batch).loss)
+            sum(losses).backward()
+        assert torch.equal(lora_grads(on), lora_grads(off))
+        on.zero_grad(set_to_none=True)
+        off.zero_grad(set_to_none=True)
+
+
+def test_a_replaced_weight_is_a_different_op_signature():
+    on, off = _pair()
+    batch = random_batch(VOCAB, batch=2, seq=16)
+    for _ in range(2):
+        _step(on, "intra", batch, True, bits=4)
+        _step(off, "intra", batch, False, bits=4)
+    for model in (on, off):  # a new frozen weight object (same values) for the first q_proj
+        lin = model.base_model.model.model.layers[0].self_attn.q_proj.base_layer
+        lin.weight = nn.Parameter(lin.weight.detach().clone(), requires_grad=False)
+    g_on, ctx = _step(on, "intra", batch, True, bits=4)
+    g_off, _ = _step(off, "intra", batch, False, bits=4)
+    assert torch.equal(g_on, g_off)
+    assert ctx.replayed_packs < ctx.report().packs
+
+
+def test_replay_off_and_forget_plans():
+    on, _ = _pair()
+    batch = random_batch(VOCAB, batch=2, seq=16)
+    _step(on, "intra", batch, True, bits=4)
+    _, ctx = _step(on, "intra", batch, True, bits=4)
+    assert ctx.replayed_packs > 0
+    replay.forget_plans(on)
+    _, ctx = _step(on, "intra", batch, True, bits=4)
+    assert ctx.replayed_packs == 0  # recorded again
+    _, ctx = _step(on, "intra", batch, False, bits=4)
+    assert ctx.replayed_packs == 0
+    _, ctx = _step(on, "intra", batch, True, bits=4)
+    assert ctx.replayed_packs == ctx.report().packs
+
+
+def test_signatures_tell_data_flow_apart():
+    """Two forwards with the same ops on the same shapes but wired differently have different signatures."""
+    w = nn.Parameter(torch.randn(8))
+    x = torch.randn(4, 8)
+
+    def sigs(swap: bool) -> list:
+        trace = replay.Trace(lambda t: t is w)
+        from hyclora_hooks.tracking import ModuleTracker, OpTracker, ParamRegistry
+
+        ops = OpTracker(ModuleTracker(ParamRegistry()))
+        ops.trace = trace
+        with ops:
+            a = torch.tanh(x)
+            b = torch.sigmoid(x)
+            torch.mul(a, w) if not swap else torch.mul(b, w)
+        return trace.sigs
+
+    assert replay.same_sigs(sigs(False), sigs(False))
+    assert not replay.same_sigs(sigs(False), sigs(True))

@@ -1,0 +1,97 @@
+"""GPU check: replayed steps (NOTE [Replay] in ``hyclora_hooks/replay.py``) give the same gradients, and their host time.
+
+Not a test. Three copies of bench_step's Llama-2-7B-shaped model (bf16, SDPA, peft LoRA r16), one run with
+``replay=True`` (the default), two with ``replay=False``, run the same batch for ``--steps`` steps per preset. Each
+step's LoRA gradients of the replaying copy must equal the first deciding copy's bit for bit, or, where the two
+deciding copies differ from each other too (kernels that sum in a varying order), differ by no more than they do;
+from the second step on every pack of the replaying copy must have been replayed. Per preset it prints the median forward host time (wall clock of the ``with`` block, the GPU
+waited for after it) of both copies at ``--shape`` (1x64: the GPU has almost nothing to do, so it is host time).
+
+    TRITON_INTERPRET=0 PYTHONPATH=. python tools/check_replay.py --layers 2 --shape 1x1024
+
+The last thing printed is the table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import statistics
+import time
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    p = argparse.ArgumentParser(description="GPU check: replayed steps give the same gradients.")
+    p.add_argument("--layers", type=int, default=2)
+    p.add_argument("--shape", default="1x1024")
+    p.add_argument("--host-shape", default="1x64", help="shape of the host-time steps")
+    p.add_argument("--steps", type=int, default=8)
+    p.add_argument("--presets", default="intra_inter@2,intra_inter@4,intra_inter_full_fuse@2,intra@2,baseline")
+    p.add_argument("--device", default="cuda")
+    args = p.parse_args(argv)
+    import torch
+
+    import hyclora_hooks as hy
+    from tools.bench_step import build_model, build_parser, make_batch, parse_shapes
+    from tools.tables import print_rows
+
+    margs = build_parser().parse_args(["--layers", str(args.layers), "--device", args.device])
+    margs.shape_list = parse_shapes(f"{args.shape},{args.host_shape}")
+    dev = torch.device(args.device)
+    first = build_model(margs, dev)
+    models = {True: first, False: copy.deepcopy(first), "again": copy.deepcopy(first)}
+    (b, t), (hb, ht) = margs.shape_list
+    batch, host_batch = make_batch(margs.vocab, b, t, dev, 0), make_batch(margs.vocab, hb, ht, dev, 1)
+
+    def step(preset: str, bits: int | None, rp: bool | str, data: dict) -> tuple[list, object, float]:
+        model = models[rp]
+        rp = rp is True
+        knobs = {"bits": bits} if bits else {}
+        torch.cuda.synchronize() if dev.type == "cuda" else None
+        t0 = time.perf_counter()
+        with hy.compress(preset, model=model, replay=rp, **knobs) as ctx:
+            loss = model(**data).loss
+        t1 = time.perf_counter()
+        loss.backward()
+        grads = [q.grad.clone() for q in model.parameters() if q.grad is not None]
+        model.zero_grad(set_to_none=True)
+        return grads, ctx, t1 - t0
+
+    rows = []
+    for spec in args.presets.split(","):
+        preset, _, bits = spec.partition("@")
+        bits = int(bits) if bits else None
+        equal, repeatable, worst, noise, replayed, packs = True, True, 0.0, 0.0, 0, 0
+        for i in range(args.steps):
+            g_on, ctx, _ = step(preset, bits, True, batch)
+            g_off, _, _ = step(preset, bits, False, batch)
+            g_again, _, _ = step(preset, bits, "again", batch)
+            equal &= len(g_on) == len(g_off) and all(torch.equal(a, c) for a, c in zip(g_on, g_off))
+            repeatable &= all(torch.equal(a, c) for a, c in zip(g_again, g_off))
+            worst = max(worst, _rel(g_on, g_off))
+            noise = max(noise, _rel(g_again, g_off))
+            if i:
+                replayed += ctx.replayed_packs
+                packs += ctx.report().packs
+        host = {}
+        for rp in (True, False):
+            times = [step(preset, bits, rp, host_batch)[2] for _ in range(args.steps)]
+            host[rp] = statistics.median(times[min(2, len(times) - 1):]) * 1e3
+        rows.append({"preset": spec, "bitwise": equal, "decide repeatable": repeatable, "rel diff": worst,
+                     "decide rel diff": noise, "ok": equal or worst <= noise, "packs replayed": f"{replayed}/{packs}",
+                     "fwd host ms replay": host[True], "fwd host ms decide": host[False],
+                     "ratio": host[True] / host[False]})
+        print(rows[-1], flush=True)
+    name = torch.cuda.get_device_name() if dev.type == "cuda" else "cpu"
+    print_rows(f"replay | {name} | torch {torch.__version__} | {args.layers} layers | grads at {args.shape}, "
+               f"host at {args.host_shape}", rows)
+    return rows
+
+
+def _rel(a: list, b: list) -> float:
+    """Largest ``max|a - b| / max|b|`` over the gradient tensors."""
+    return max(float((x.float() - y.float()).abs().max() / y.float().abs().max().clamp_min(1e-30)) for x, y in zip(a, b))
+
+
+if __name__ == "__main__":
+    main()
