@@ -488,11 +488,19 @@ class Compressor:
                     else:
                         src = lineage.lora_combine(t, lineage.evaluate(self._rebound(what)), t.dtype, subtract=True)
                     got = self._source(src, site, route)
-                else:
-                    got = self._recipe(t, data[1], self._rebound(data[0]))
-                    for shared in self._memo.pop("new_sdpa", ()):  # as _sdpa_recipe: its parts read them once
-                        for leaf in lineage.leaf_entries(shared.q, shared.k, shared.v, shared.mask):
-                            leaf.readers += 1
+                else:  # a recipe: made as recorded (twin or new) without searching for a twin
+                    template, site, leaves = data
+                    if new:
+                        if any(i is None or i >= len(made) for i in leaves):
+                            return _MISS
+                        got = self._recipe_entry(t, site, self._rebound(template), [made[i] for i in leaves])
+                        for shared in self._memo.pop("new_sdpa", ()):  # as _sdpa_recipe: its parts read them once
+                            for leaf in lineage.leaf_entries(shared.q, shared.k, shared.v, shared.mask):
+                                leaf.readers += 1
+                    else:
+                        got = made[index] if index < len(made) else None
+                    if got is not None:
+                        self._account_recipe(t, site, got)
             except replay.Unreplayable:
                 return _MISS
             if (len(made) > before) != new or index >= len(made) or got is not made[index]:
@@ -602,17 +610,26 @@ class Compressor:
         group = self._recipes.setdefault((node.cost, tuple(map(id, leaves))), [])
         entry = _twin(group, node)
         if entry is None:
-            entry = Entry(RECOMPUTE, node, site, lossless=node.lossless, cost=node.cost, device=_cuda_index(t))
-            self._made.append(entry)
-            for leaf in leaves:
-                leaf.readers += 1
+            entry = self._recipe_entry(t, site, node, leaves)
             group.append(weakref.ref(entry))
+        self._account_recipe(t, site, entry)
+        if self._log is not None:
+            self._note("recipe", (tpl, site, tuple(self._index_of(e) for e in leaves)), entry,
+                       len(self._made) > made)
+        return entry
+
+    def _recipe_entry(self, t: torch.Tensor, site: SaveSite, node: lineage.Node, leaves: list) -> Entry:
+        """A new recipe entry; its leaves get one more reader each (NOTE [Shared decodes])."""
+        entry = Entry(RECOMPUTE, node, site, lossless=node.lossless, cost=node.cost, device=_cuda_index(t))
+        self._made.append(entry)
+        for leaf in leaves:
+            leaf.readers += 1
+        return entry
+
+    def _account_recipe(self, t: torch.Tensor, site: SaveSite, entry: Entry) -> None:
         key = StorageWeakRef(t.untyped_storage())
         token = self.accountant.admit(key, t.untyped_storage().nbytes(), site, "recompute", 0, False, None)
         weakref.finalize(entry, _release, weakref.ref(self.accountant), token)
-        if self._log is not None:
-            self._note("recipe", (tpl, site), entry, len(self._made) > made)
-        return entry
 
     def _source(self, src: torch.Tensor, site: SaveSite, route: Route) -> Entry:
         """Store a recipe's source with the saved tensor's codec (or find it stored already)."""

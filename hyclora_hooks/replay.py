@@ -133,6 +133,9 @@ class Placeholder:
         self.index, self.lossless, self.cost = index, entry.lossless, entry.cost
 
 
+_HOLDERS = (lineage.Node, SdpaRecompute, tuple, list, torch.Tensor)  # what may hold an entry or a tensor
+
+
 def rebind(node: Any, entry_of: Callable[[Any], Any], is_param: Callable[[torch.Tensor], bool],
            memo: dict) -> Any:
     """A copy of the recipe node (or argument) ``node`` that reads ``entry_of(e)`` wherever it read entry ``e``.
@@ -149,6 +152,8 @@ def rebind(node: Any, entry_of: Callable[[Any], Any], is_param: Callable[[torch.
         raise Unreplayable("a recipe holds a tensor that is no parameter")
     if not isinstance(node, (lineage.Node, SdpaRecompute)):
         return node  # numbers, dtypes, shapes, None, callables
+    if node.__dict__.get("_static"):  # no entry below: the template itself serves every step
+        return node
     hit = memo.get(id(node))
     if hit is not None:
         return hit[1]
@@ -163,8 +168,9 @@ def rebind(node: Any, entry_of: Callable[[Any], Any], is_param: Callable[[torch.
     elif isinstance(node, lineage.Replay):
         new = copy.copy(node)
         new.__dict__.pop("_key", None)
-        new.args = rebind(node.args, entry_of, is_param, memo)
-        new.kwargs = {k: rebind(v, entry_of, is_param, memo) for k, v in node.kwargs.items()}
+        new.args = tuple(rebind(a, entry_of, is_param, memo) if isinstance(a, _HOLDERS) else a for a in node.args)
+        if node.kwargs:
+            new.kwargs = {k: rebind(v, entry_of, is_param, memo) for k, v in node.kwargs.items()}
         if isinstance(node, lineage.SwiGluProduct):
             new.gate = rebind(node.gate, entry_of, is_param, memo)
     elif isinstance(node, SdpaRecompute):  # the parts set the saved tensors' layouts, as each is packed
@@ -179,8 +185,24 @@ def rebind(node: Any, entry_of: Callable[[Any], Any], is_param: Callable[[torch.
         new.meta = meta
     else:
         raise Unreplayable(f"a recipe node of kind {type(node).__name__}")
+    if isinstance(new, lineage.Shared):
+        new._static = _static(new.inner)
+    elif isinstance(new, lineage.Replay):
+        new._static = _static(new.args) and _static(tuple(new.kwargs.values()))
     memo[id(node)] = (node, new)
     return new
+
+
+def _static(a: Any) -> bool:
+    """Reads no entry (parameters, numbers, ops of them): a template node any number of steps may share, since
+    an evaluation keeps its values in its own memo, not in the nodes."""
+    if isinstance(a, (tuple, list)):
+        return all(_static(x) for x in a)
+    if isinstance(a, lineage.Const):
+        return True
+    if isinstance(a, (lineage.Shared, lineage.Replay)):
+        return bool(a.__dict__.get("_static"))
+    return not isinstance(a, (lineage.Node, SdpaRecompute, torch.Tensor))
 
 
 class PackRecord:

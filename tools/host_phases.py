@@ -36,7 +36,7 @@ from tools.profile_step import build_parser as profile_parser  # noqa: E402
 
 def _targets() -> list[tuple[Any, str]]:
     """(owner, attribute) of every timed function; looked up when called, so wrapping the attribute reaches it."""
-    from hyclora_hooks import accounting, engine, lineage, policy, sites, tracking
+    from hyclora_hooks import accounting, engine, lineage, policy, replay, sites, tracking
     from hyclora_hooks.codecs import quant as codec_quant
     from hyclora_hooks.kernels import nonfinite, quant
 
@@ -48,7 +48,8 @@ def _targets() -> list[tuple[Any, str]]:
             (lineage, "record"), (lineage, "recipe_key"), (lineage, "leaf_entries"), (lineage.Planner, "free"),
             (lineage.Planner, "chain"), (lineage.Planner, "lora_part"), (codec_quant.Quant, "encode"),
             (quant, "quantize_triton"), (quant, "dequantize_triton"), (nonfinite.Nonfinite, "find"),
-            (engine, "_unpack")]
+            (engine, "_unpack"), (C, "_replay_pack"), (C, "_record_pack"), (C, "_decide"), (C, "_recipe_entry"),
+            (C, "_account_recipe"), (C, "_rebound"), (replay.Trace, "op"), (replay.Trace, "tag")]
 
 
 class PhaseTimer:
