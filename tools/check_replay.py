@@ -4,7 +4,8 @@ Not a test. Three copies of bench_step's Llama-2-7B-shaped model (bf16, SDPA, pe
 ``replay=True`` (the default), two with ``replay=False``, run the same batch for ``--steps`` steps per preset. Each
 step's LoRA gradients of the replaying copy must equal the first deciding copy's bit for bit, or, where the two
 deciding copies differ from each other too (kernels that sum in a varying order), differ by no more than they do;
-from the second step on every pack of the replaying copy must have been replayed. Per preset it prints the median forward host time (wall clock of the ``with`` block, the GPU
+from the second step on every pack of the replaying copy must have been replayed. Both are also held to exact
+autograd (the first deciding copy's step without hooks): the smallest cosine over the LoRA gradient tensors. Per preset it prints the median forward host time (wall clock of the ``with`` block, the GPU
 waited for after it) of both copies at ``--shape`` (1x64: the GPU has almost nothing to do, so it is host time).
 
     TRITON_INTERPRET=0 PYTHONPATH=. python tools/check_replay.py --layers 2 --shape 1x1024
@@ -43,6 +44,13 @@ def main(argv: list[str] | None = None) -> list[dict]:
     (b, t), (hb, ht) = margs.shape_list
     batch, host_batch = make_batch(margs.vocab, b, t, dev, 0), make_batch(margs.vocab, hb, ht, dev, 1)
 
+    def exact(data: dict) -> list:
+        model = models[False]
+        model(**data).loss.backward()
+        grads = [q.grad.clone() for q in model.parameters() if q.grad is not None]
+        model.zero_grad(set_to_none=True)
+        return grads
+
     def step(preset: str, bits: int | None, rp: bool | str, data: dict) -> tuple[list, object, float]:
         model = models[rp]
         rp = rp is True
@@ -62,6 +70,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         preset, _, bits = spec.partition("@")
         bits = int(bits) if bits else None
         equal, repeatable, worst, noise, replayed, packs = True, True, 0.0, 0.0, 0, 0
+        cos_on, cos_off = 1.0, 1.0
         for i in range(args.steps):
             g_on, ctx, _ = step(preset, bits, True, batch)
             g_off, _, _ = step(preset, bits, False, batch)
@@ -70,6 +79,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
             repeatable &= all(torch.equal(a, c) for a, c in zip(g_again, g_off))
             worst = max(worst, _rel(g_on, g_off))
             noise = max(noise, _rel(g_again, g_off))
+            g_exact = exact(batch)
+            cos_on, cos_off = min(cos_on, _cos(g_on, g_exact)), min(cos_off, _cos(g_off, g_exact))
             if i:
                 replayed += ctx.replayed_packs
                 packs += ctx.report().packs
@@ -78,7 +89,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
             times = [step(preset, bits, rp, host_batch)[2] for _ in range(args.steps)]
             host[rp] = statistics.median(times[min(2, len(times) - 1):]) * 1e3
         rows.append({"preset": spec, "bitwise": equal, "decide repeatable": repeatable, "rel diff": worst,
-                     "decide rel diff": noise, "ok": equal or worst <= noise, "packs replayed": f"{replayed}/{packs}",
+                     "decide rel diff": noise, "ok": equal or worst <= noise, "cos replay": cos_on,
+                     "cos decide": cos_off, "packs replayed": f"{replayed}/{packs}",
                      "fwd host ms replay": host[True], "fwd host ms decide": host[False],
                      "ratio": host[True] / host[False]})
         print(rows[-1], flush=True)
@@ -86,6 +98,14 @@ def main(argv: list[str] | None = None) -> list[dict]:
     print_rows(f"replay | {name} | torch {torch.__version__} | {args.layers} layers | grads at {args.shape}, "
                f"host at {args.host_shape}", rows)
     return rows
+
+
+def _cos(a: list, b: list) -> float:
+    """Smallest cosine similarity between matching gradient tensors."""
+    import torch
+
+    return min(float(torch.nn.functional.cosine_similarity(x.float().flatten(), y.float().flatten(), dim=0))
+               for x, y in zip(a, b))
 
 
 def _rel(a: list, b: list) -> float:
