@@ -38,6 +38,9 @@ NOTE [Lifetimes]
      ``kernels/launch.py``) go to the current device's stream, and a forward runs on the caller's current device:
      with a model on another GPU than the current one (one process spreading a model over GPUs), an encode would
      run on the wrong device's stream, unordered with the work that made its input (``tools/check_multi_device.py``).
+ 14. While a step records or replays (NOTE [Replay] in ``replay.py``), the context also holds the entries it made,
+     in order, until it exits: their creation order numbers a recipe template's placeholders. After the exit only
+     autograd holds them (rule 1).
 """
 
 from __future__ import annotations
@@ -586,7 +589,8 @@ class Compressor:
         if skey is None:  # not a strided tensor: count its own bytes, keyed by identity
             skey, storage_nbytes = ("id", id(t)), t.numel() * t.element_size()
         entry = Entry(codec, payload, site, perm=perm, shape=shape, device=_cuda_index(t))
-        self._made.append(entry)
+        if self._trace is not None:  # rule 14
+            self._made.append(entry)
         token = self.accountant.admit(skey, storage_nbytes, site, self._label(codec),
                                       0 if codec.lossless else codec.nbytes(payload), codec.lossless, reason, saved,
                                       codec.host_nbytes(payload))
@@ -621,7 +625,8 @@ class Compressor:
     def _recipe_entry(self, t: torch.Tensor, site: SaveSite, node: lineage.Node, leaves: list) -> Entry:
         """A new recipe entry; its leaves get one more reader each (NOTE [Shared decodes])."""
         entry = Entry(RECOMPUTE, node, site, lossless=node.lossless, cost=node.cost, device=_cuda_index(t))
-        self._made.append(entry)
+        if self._trace is not None:  # rule 14
+            self._made.append(entry)
         for leaf in leaves:
             leaf.readers += 1
         return entry
