@@ -373,15 +373,19 @@ class Compressor:
             self._mode = "done"
         self._made, self._memo, self._index = [], {}, {}  # the entries belong to autograd's graph alone now
 
+    def _keep(self, entry: Entry) -> Entry:
+        """A new entry, held in creation order while the step records or replays (NOTE [Lifetimes] rule 14)."""
+        if self._trace is not None:
+            if self._mode == "record":
+                self._index[id(entry)] = len(self._made)
+            self._made.append(entry)
+        return entry
+
     def _index_of(self, entry: Entry) -> int | None:
         """The creation index of an entry made this step (None for any other: the step is then unreplayable)."""
         index = self._index.get(id(entry))
         if index is None:
-            for i in range(len(self._index), len(self._made)):
-                self._index[id(self._made[i])] = i
-            index = self._index.get(id(entry))
-            if index is None:
-                self._recordable = False
+            self._recordable = False
         return index
 
     def _note(self, action: str, data: Any, entry: Entry, new: bool) -> None:
@@ -429,7 +433,7 @@ class Compressor:
         elif not isinstance(out, Entry):
             self._packs.append(replay.PackRecord(op, meta, "param", None, [], None))
         elif log and log[0][0] == "dup":
-            self._packs.append(replay.PackRecord(op, meta, "dup", log[0][1], [], self._index.get(id(out))))
+            self._packs.append(replay.PackRecord(op, meta, "dup", log[0][1], [], self._index_of(out)))
         else:
             result = self._index_of(out)
             if result is None or any(a[2] is None for a in log):
@@ -588,9 +592,7 @@ class Compressor:
         payload = codec.encode(t, site)
         if skey is None:  # not a strided tensor: count its own bytes, keyed by identity
             skey, storage_nbytes = ("id", id(t)), t.numel() * t.element_size()
-        entry = Entry(codec, payload, site, perm=perm, shape=shape, device=_cuda_index(t))
-        if self._trace is not None:  # rule 14
-            self._made.append(entry)
+        entry = self._keep(Entry(codec, payload, site, perm=perm, shape=shape, device=_cuda_index(t)))
         token = self.accountant.admit(skey, storage_nbytes, site, self._label(codec),
                                       0 if codec.lossless else codec.nbytes(payload), codec.lossless, reason, saved,
                                       codec.host_nbytes(payload))
@@ -624,9 +626,8 @@ class Compressor:
 
     def _recipe_entry(self, t: torch.Tensor, site: SaveSite, node: lineage.Node, leaves: list) -> Entry:
         """A new recipe entry; its leaves get one more reader each (NOTE [Shared decodes])."""
-        entry = Entry(RECOMPUTE, node, site, lossless=node.lossless, cost=node.cost, device=_cuda_index(t))
-        if self._trace is not None:  # rule 14
-            self._made.append(entry)
+        entry = self._keep(Entry(RECOMPUTE, node, site, lossless=node.lossless, cost=node.cost,
+                                 device=_cuda_index(t)))
         for leaf in leaves:
             leaf.readers += 1
         return entry
