@@ -185,10 +185,11 @@ def rebind(node: Any, entry_of: Callable[[Any], Any], is_param: Callable[[torch.
         new.meta = meta
     else:
         raise Unreplayable(f"a recipe node of kind {type(node).__name__}")
-    if isinstance(new, lineage.Shared):
-        new._static = _static(new.inner)
-    elif isinstance(new, lineage.Replay):
-        new._static = _static(new.args) and _static(tuple(new.kwargs.values()))
+    if "_static" not in node.__dict__:  # making a template (a template's Shared and Replay nodes carry the flag)
+        if isinstance(new, lineage.Shared):
+            new._static = _static(new.inner)
+        elif isinstance(new, lineage.Replay):
+            new._static = _static(new.args) and _static(tuple(new.kwargs.values()))
     memo[id(node)] = (node, new)
     return new
 
