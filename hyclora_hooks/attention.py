@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from .lineage import Node
+from .lineage import ENV, Node
 
 _MATH_CHUNK_BYTES = 256 << 20  # fp32 score block per chunk of the math fallback
 
@@ -48,10 +48,12 @@ class SdpaRecompute:
         # o_proj's backward asks for the output, SDPA's backward then for logsumexp and output: compute the pair
         # once and keep it while this object lives, i.e. until autograd frees the last entry that refers to it
         # (right after SDPA's backward, or with the graph under retain_graph=True).
-        if not self._cache:
-            out, lse = self._compute(memo)
-            self._cache = {"output": out, "logsumexp": lse}
-        return self._cache[role]
+        # A replayed step's parts read a plan's template: their Env holds that step's cache (NOTE [Replay]).
+        env = memo.get(ENV)
+        cache = self._cache if env is None else env.caches.setdefault(id(self), {})
+        if not cache:
+            cache["output"], cache["logsumexp"] = self._compute(memo)
+        return cache[role]
 
     def _compute(self, memo: dict) -> tuple[torch.Tensor, torch.Tensor]:
         q, k, v = self.q.eval(memo), self.k.eval(memo), self.v.eval(memo)

@@ -393,20 +393,18 @@ class Compressor:
         if self._log is not None:
             self._log.append((action, data, self._index_of(entry), new))
 
-    def _template(self, node: lineage.Node) -> Any:
-        """``node`` with this step's entries as placeholders (``replay.rebind``); None when it cannot be."""
+    def _template(self, node: lineage.Node) -> replay.Template | None:
+        """``node`` with this step's entries as placeholders (``replay.template``); None when it cannot be."""
         def placeholder(e: Entry) -> replay.Placeholder:
             index = self._index_of(e)
             if index is None:
                 raise replay.Unreplayable("a recipe reads an entry this step did not make")
             return replay.Placeholder(index, e)
         try:
-            return replay.rebind(node, placeholder, self._params.is_param, self._memo)
+            return replay.template(node, placeholder, self._params.is_param, self._memo)
         except replay.Unreplayable:
             self._recordable = False
             return None
-        finally:
-            self._memo.pop("new_sdpa", None)
 
     def _source_spec(self, src: torch.Tensor) -> tuple | None:
         """Where a replay finds a recipe source: this step's op output ``slot``, or P3's ``t - part``."""
@@ -441,15 +439,21 @@ class Compressor:
             self._packs.append(replay.PackRecord(op, meta, "entry", None, log, result))
         return out
 
-    def _rebound(self, template: Any) -> Any:
-        """A template of the plan with this step's entries (raises ``Unreplayable`` if it names one not made)."""
+    def _bound(self, tpl: replay.Template) -> lineage.Bound:
+        """A plan's template read with this step's entries (NOTE [Replay] rule 7); ``Unreplayable`` if it names an
+        entry the step has not made."""
         made = self._made
-
-        def entry(p: replay.Placeholder) -> Entry:
-            if p.index >= len(made):
-                raise replay.Unreplayable("a template names an entry this step has not made")
-            return made[p.index]
-        return replay.rebind(template, entry, self._params.is_param, self._memo)
+        if tpl.end > len(made):
+            raise replay.Unreplayable("a template names an entry this step has not made")
+        caches = {}
+        for call, leaves in tpl.sdpas:  # one cache per SDPA call and step, shared by its output and logsumexp
+            cache = self._memo.get(id(call))
+            if cache is None:
+                cache = self._memo[id(call)] = {}
+                for i in leaves:  # as _sdpa_recipe: the parts read them through the call, once
+                    made[i].readers += 1
+            caches[id(call)] = cache
+        return lineage.Bound(tpl.node, lineage.Env({i: made[i] for i in tpl.refs}, caches))
 
     def _replay_pack(self, t: torch.Tensor) -> Any:
         """The recorded pack's actions on ``t`` after the checks of rule 3, or ``_MISS``."""
@@ -493,17 +497,14 @@ class Compressor:
                         if src is None:
                             return _MISS
                     else:
-                        src = lineage.lora_combine(t, lineage.evaluate(self._rebound(what)), t.dtype, subtract=True)
+                        src = lineage.lora_combine(t, lineage.evaluate(self._bound(what)), t.dtype, subtract=True)
                     got = self._source(src, site, route)
                 else:  # a recipe: made as recorded (twin or new) without searching for a twin
                     template, site, leaves = data
                     if new:
                         if any(i is None or i >= len(made) for i in leaves):
                             return _MISS
-                        got = self._recipe_entry(t, site, self._rebound(template), [made[i] for i in leaves])
-                        for shared in self._memo.pop("new_sdpa", ()):  # as _sdpa_recipe: its parts read them once
-                            for leaf in lineage.leaf_entries(shared.q, shared.k, shared.v, shared.mask):
-                                leaf.readers += 1
+                        got = self._recipe_entry(t, site, self._bound(template), [made[i] for i in leaves])
                     else:
                         got = made[index] if index < len(made) else None
                     if got is not None:

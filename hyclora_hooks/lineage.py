@@ -207,18 +207,47 @@ class Node:
         raise TypeError(type(self).__name__)
 
 
+class Placeholder:
+    """The ``index``-th entry of a step, in a replay plan's template (NOTE [Replay] in replay.py): an evaluation
+    finds the entry in the :class:`Env` it runs with."""
+
+    __slots__ = ("index", "lossless", "cost")
+
+    def __init__(self, index: int, entry: Any):
+        self.index, self.lossless, self.cost = index, entry.lossless, entry.cost
+
+
+ENV = "env"  # the memo key of the Env a Bound node evaluates its template with
+
+
+class Env:
+    """One step's values for a template: ``entries[i]`` is the entry of placeholder ``i`` (a list or a dict), and
+    ``caches`` holds this step's shared state of a template's SDPA calls (``SdpaRecompute.get``), by their id."""
+
+    __slots__ = ("entries", "caches")
+
+    def __init__(self, entries: Any, caches: dict | None = None):
+        self.entries, self.caches = entries, caches if caches is not None else {}
+
+
 class EntryRef(Node):
-    """A stored entry (decoded once per evaluation, however often it is used)."""
+    """A stored entry (decoded once per evaluation, however often it is used), or a template's placeholder."""
 
     def __init__(self, entry: Any):
         self.entry = entry
         self.lossless = entry.lossless
         self.cost = entry.cost
 
+    def resolve(self, memo: dict) -> Any:
+        """The entry: itself, or for a placeholder the one of the Env this evaluation runs with."""
+        e = self.entry
+        return memo[ENV].entries[e.index] if type(e) is Placeholder else e
+
     def eval(self, memo: dict) -> torch.Tensor:
-        key = id(self.entry)
+        entry = self.resolve(memo)
+        key = id(entry)
         if key not in memo:
-            memo[key] = self.entry.value()
+            memo[key] = entry.value()
         return memo[key]
 
     def key(self) -> Any:
@@ -256,6 +285,19 @@ class Shared(Node):
         if k is None:  # a shared node is read several times in one tree: its key is computed once
             k = self._key = ("shared", self.inner.key())
         return k
+
+
+class Bound(Node):
+    """A replay plan's template read with one step's entries (NOTE [Replay] rule 7 in replay.py): what a replayed
+    recipe stores, instead of a copy of the template per step."""
+
+    def __init__(self, template: Node, env: Env):
+        self.template, self.env = template, env
+        self.lossless, self.cost = template.lossless, template.cost
+
+    def eval(self, memo: dict) -> Any:
+        memo[ENV] = self.env
+        return self.template.eval(memo)
 
 
 class Replay(Node):
@@ -797,9 +839,10 @@ class LoraRebuild(Replay):
 
     def eval(self, memo: dict) -> torch.Tensor:
         base, branch, dtype = self.args
-        if self.fused and isinstance(base, EntryRef) and id(base.entry) not in memo:
+        entry = base.resolve(memo) if self.fused and isinstance(base, EntryRef) else None
+        if entry is not None and id(entry) not in memo:
             add = _eval(branch, memo)
-            out = base.entry.decode_add(add, dtype)
+            out = entry.decode_add(add, dtype)
             return out if out is not None else _lora_rebuild(base.eval(memo), add, dtype)
         return super().eval(memo)
 
@@ -822,7 +865,7 @@ class SwiGluProduct(Replay):
 
     def eval(self, memo: dict) -> torch.Tensor:
         act, up, dtype = self.args
-        entry = act.entry
+        entry = act.resolve(memo)
         if id(entry) in memo:  # SiLU's output is at hand already: only the product is left
             return super().eval(memo)
         g, u = _eval(self.gate, memo), _eval(up, memo)

@@ -29,6 +29,11 @@ NOTE [Replay]
      any other tensor, or a source that is no tagged op output, makes the recorded step unreplayable: no plan.
   6. Codecs run as they do without replay (calibration included: NOTE [Outlier calibration]); only the search for
      a recipe and the classification are skipped, never an encode or the accounting.
+  7. A replayed recipe is not a copy of its template: it stores the plan's template itself with an ``Env`` of the
+     step's entries it names (``lineage.Bound``; copying took 13 ms of a 130 ms replayed forward's host time,
+     8 layers on the H200, session 12). So template nodes hold no state of a step: an evaluation keeps values in
+     its own memo, and an SDPA call's result (computed once for its output and logsumexp) is kept in a cache the
+     Envs of that call's two recipes share.
 """
 
 from __future__ import annotations
@@ -124,14 +129,7 @@ def same_sigs(a: list, b: list) -> bool:
         return False
 
 
-class Placeholder:
-    """The ``index``-th entry a step made, in a template (NOTE [Replay] rule 2)."""
-
-    __slots__ = ("index", "lossless", "cost")
-
-    def __init__(self, index: int, entry: Any):
-        self.index, self.lossless, self.cost = index, entry.lossless, entry.cost
-
+Placeholder = lineage.Placeholder  # the ``index``-th entry a step made, in a template (rule 2)
 
 _HOLDERS = (lineage.Node, SdpaRecompute, tuple, list, torch.Tensor)  # what may hold an entry or a tensor
 
@@ -141,8 +139,9 @@ def rebind(node: Any, entry_of: Callable[[Any], Any], is_param: Callable[[torch.
     """A copy of the recipe node (or argument) ``node`` that reads ``entry_of(e)`` wherever it read entry ``e``.
 
     ``memo`` maps the id of each node copied so far to ``(node, copy)`` (holding ``node``, so the id stays its
-    own): a sub-expression shared in the original is shared in the copy, across all recipes of a step. Raises
-    :class:`Unreplayable` for a tensor that is no parameter, or a node kind it does not know.
+    own): a sub-expression shared in the original is shared in the copy, across all recipes of a step (SDPA's
+    output and logsumexp share one call). Raises :class:`Unreplayable` for a tensor that is no parameter, or a
+    node kind it does not know.
     """
     if isinstance(node, (tuple, list)):
         return type(node)(rebind(a, entry_of, is_param, memo) for a in node)
@@ -152,8 +151,6 @@ def rebind(node: Any, entry_of: Callable[[Any], Any], is_param: Callable[[torch.
         raise Unreplayable("a recipe holds a tensor that is no parameter")
     if not isinstance(node, (lineage.Node, SdpaRecompute)):
         return node  # numbers, dtypes, shapes, None, callables
-    if node.__dict__.get("_static"):  # no entry below: the template itself serves every step
-        return node
     hit = memo.get(id(node))
     if hit is not None:
         return hit[1]
@@ -176,34 +173,63 @@ def rebind(node: Any, entry_of: Callable[[Any], Any], is_param: Callable[[torch.
     elif isinstance(node, SdpaRecompute):  # the parts set the saved tensors' layouts, as each is packed
         new = SdpaRecompute(*(rebind(n, entry_of, is_param, memo) for n in (node.q, node.k, node.v, node.mask)),
                             node.is_causal, node.scale, node.enable_gqa)
-        memo.setdefault("new_sdpa", []).append(new)  # a replay counts the readers of its q, k, v and mask
     elif isinstance(node, _SdpaPart):
-        meta = getattr(node, "meta", None)
-        if meta is None:  # recording: the layout the engine gave the shared call for this part's pack
-            meta = node.shared.out_meta if node.role == "output" else node.shared.lse_meta
+        meta = node.shared.out_meta if node.role == "output" else node.shared.lse_meta
         new = rebind(node.shared, entry_of, is_param, memo).node(node.role, meta)
-        new.meta = meta
     else:
         raise Unreplayable(f"a recipe node of kind {type(node).__name__}")
-    if "_static" not in node.__dict__:  # making a template (a template's Shared and Replay nodes carry the flag)
-        if isinstance(new, lineage.Shared):
-            new._static = _static(new.inner)
-        elif isinstance(new, lineage.Replay):
-            new._static = _static(new.args) and _static(tuple(new.kwargs.values()))
     memo[id(node)] = (node, new)
     return new
 
 
-def _static(a: Any) -> bool:
-    """Reads no entry (parameters, numbers, ops of them): a template node any number of steps may share, since
-    an evaluation keeps its values in its own memo, not in the nodes."""
+class Template:
+    """A recipe (or P3's LoRA branch) of a recorded step with its entries as placeholders (rules 2 and 7).
+
+    ``refs``: the placeholder indices it reads (a replay binds those entries of its step); ``sdpas``: the SDPA
+    calls in it, each ``(call, leaf indices)``: a replayed step gives each call one cache, shared by its output and
+    logsumexp recipes, and its leaves one more reader (as ``Compressor._sdpa_recipe``)."""
+
+    __slots__ = ("node", "refs", "sdpas", "end")
+
+    def __init__(self, node: Any, refs: tuple[int, ...], sdpas: tuple):
+        self.node, self.refs, self.sdpas = node, refs, sdpas
+        self.end = max(refs, default=-1) + 1  # a step must have made this many entries to bind it
+
+
+def template(node: Any, entry_of: Callable[[Any], Placeholder], is_param: Callable[[torch.Tensor], bool],
+             memo: dict) -> Template:
+    """``node`` with placeholders (:func:`rebind`), and what a replay binds."""
+    tpl = rebind(node, entry_of, is_param, memo)
+    refs: dict[int, None] = {}
+    sdpas: dict[int, tuple] = {}
+    _walk(tpl, refs, sdpas, set())
+    return Template(tpl, tuple(refs), tuple(sdpas.values()))
+
+
+def _walk(a: Any, refs: dict, sdpas: dict, seen: set) -> None:
+    """Collect the placeholder indices and SDPA calls a template reads."""
     if isinstance(a, (tuple, list)):
-        return all(_static(x) for x in a)
-    if isinstance(a, lineage.Const):
-        return True
-    if isinstance(a, (lineage.Shared, lineage.Replay)):
-        return bool(a.__dict__.get("_static"))
-    return not isinstance(a, (lineage.Node, SdpaRecompute, torch.Tensor))
+        for x in a:
+            _walk(x, refs, sdpas, seen)
+        return
+    if not isinstance(a, (lineage.Node, SdpaRecompute)) or id(a) in seen:
+        return
+    seen.add(id(a))
+    if isinstance(a, lineage.EntryRef):
+        refs[a.entry.index] = None
+    elif isinstance(a, lineage.Shared):
+        _walk(a.inner, refs, sdpas, seen)
+    elif isinstance(a, lineage.Replay):
+        _walk(a.args, refs, sdpas, seen)
+        _walk(tuple(a.kwargs.values()), refs, sdpas, seen)
+        if isinstance(a, lineage.SwiGluProduct):
+            _walk(a.gate, refs, sdpas, seen)
+    elif isinstance(a, _SdpaPart):
+        _walk(a.shared, refs, sdpas, seen)
+    elif isinstance(a, SdpaRecompute):
+        leaves = tuple(sorted({p.index for p in lineage.leaf_entries(a.q, a.k, a.v, a.mask)}))
+        sdpas[id(a)] = (a, leaves)
+        _walk((a.q, a.k, a.v, a.mask), refs, sdpas, seen)
 
 
 class PackRecord:
@@ -270,5 +296,5 @@ def forget_plans(root: Any | None = None) -> None:
         _PLANS.pop(root, None)
 
 
-__all__ = ["Trace", "Plan", "PackRecord", "Placeholder", "Unreplayable", "rebind", "find_plan", "store_plan",
+__all__ = ["Trace", "Plan", "PackRecord", "Placeholder", "Template", "Unreplayable", "rebind", "template", "find_plan", "store_plan",
            "forget_plans", "pack_meta", "same_sigs"]

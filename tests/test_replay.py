@@ -130,6 +130,30 @@ def test_gradient_accumulation_two_forwards_then_one_backward():
         off.zero_grad(set_to_none=True)
 
 
+def test_a_replayed_backward_reruns_each_attention_once(monkeypatch):
+    """Replayed recipes share the plan's templates (NOTE [Replay] rule 7): an SDPA call's output and logsumexp
+    recipes must still share one rerun per step, whichever of the two backward asks for first."""
+    from hyclora_hooks import attention
+
+    calls = []
+    real = attention.sdpa_with_lse
+
+    def counted(*args, **kwargs):
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(attention, "sdpa_with_lse", counted)
+    on, off = _pair()
+    layers = on.config.num_hidden_layers
+    batch = random_batch(VOCAB, batch=2, seq=16)
+    for step in range(3):
+        for model, rp in ((on, True), (off, False)):
+            calls.clear()
+            _, ctx = _step(model, "intra_inter", batch, rp, bits=2)
+            assert len(calls) == layers, (step, rp)
+            assert (ctx.replayed_packs > 0) is (rp and step > 0)
+
+
 def test_a_replaced_weight_is_a_different_op_signature():
     on, off = _pair()
     batch = random_batch(VOCAB, batch=2, seq=16)

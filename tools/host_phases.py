@@ -49,7 +49,7 @@ def _targets() -> list[tuple[Any, str]]:
             (lineage.Planner, "chain"), (lineage.Planner, "lora_part"), (codec_quant.Quant, "encode"),
             (quant, "quantize_triton"), (quant, "dequantize_triton"), (nonfinite.Nonfinite, "find"),
             (engine, "_unpack"), (C, "_replay_pack"), (C, "_record_pack"), (C, "_decide"), (C, "_recipe_entry"),
-            (C, "_account_recipe"), (C, "_rebound"), (replay.Trace, "op"), (replay.Trace, "tag")]
+            (C, "_account_recipe"), (C, "_bound"), (replay.Trace, "op"), (replay.Trace, "tag")]
 
 
 class PhaseTimer:
