@@ -6,8 +6,9 @@ step's LoRA gradients of the replaying copy must equal the first deciding copy's
 deciding copies differ from each other too (kernels that sum in a varying order), differ by no more than they do
 (two exact autograd steps are compared the same way, to show the plain backward's own spread);
 from the second step on every pack of the replaying copy must have been replayed. Both are also held to exact
-autograd (the first deciding copy's step without hooks): the smallest cosine over the LoRA gradient tensors. Per preset it prints the median forward host time (wall clock of the ``with`` block, the GPU
-waited for after it) of both copies at ``--shape`` (1x64: the GPU has almost nothing to do, so it is host time).
+autograd (the first deciding copy's step without hooks): the smallest cosine over the LoRA gradient tensors. Per
+preset it prints the median forward host time (wall clock of the ``with`` block, the GPU waited for before it) of
+the replaying and the deciding copy at ``--host-shape``, their steps alternated (the host's speed drifts in a run).
 
     TRITON_INTERPRET=0 PYTHONPATH=. python tools/check_replay.py --layers 2 --shape 1x1024
 
@@ -86,10 +87,11 @@ def main(argv: list[str] | None = None) -> list[dict]:
             if i:
                 replayed += ctx.replayed_packs
                 packs += ctx.report().packs
-        host = {}
-        for rp in (True, False):
-            times = [step(preset, bits, rp, host_batch)[2] for _ in range(args.steps)]
-            host[rp] = statistics.median(times[min(2, len(times) - 1):]) * 1e3
+        times: dict = {True: [], False: []}
+        for _ in range(args.steps):  # alternated step by step: the host's speed drifts within a run
+            for rp in (True, False):
+                times[rp].append(step(preset, bits, rp, host_batch)[2])
+        host = {rp: statistics.median(ts[min(2, len(ts) - 1):]) * 1e3 for rp, ts in times.items()}
         rows.append({"preset": spec, "bitwise": equal, "decide repeatable": repeatable, "rel diff": worst,
                      "decide rel diff": noise, "exact rel diff": exact_noise, "ok": equal or worst <= noise, "cos replay": cos_on,
                      "cos decide": cos_off, "packs replayed": f"{replayed}/{packs}",
