@@ -67,8 +67,9 @@ class Trace:
         self._outside = 0  # outside tensors met so far: the next one's slot is ("outside", this)
 
     def op(self, name: str, args: tuple, kwargs: dict) -> None:
-        self.sigs.append((name, torch.is_grad_enabled(), self._value(args),
-                          self._value(kwargs) if kwargs else None))
+        value = self._value
+        self.sigs.append((name, torch.is_grad_enabled(), tuple([value(a) for a in args]),
+                          value(kwargs) if kwargs else None))
 
     def tag(self, out: Any) -> None:
         """Tag the current op's tensor outputs with their slot, and keep a weak reference to a tensor output."""
@@ -97,7 +98,10 @@ class Trace:
         return ref() if ref is not None else None
 
     def _value(self, a: Any) -> Any:
-        if isinstance(a, torch.Tensor):
+        t = type(a)
+        if t is int or t is float or t is bool or a is None:  # most arguments that are no tensor
+            return a
+        if t is torch.Tensor or isinstance(a, torch.Tensor):
             s = getattr(a, SLOT, None)
             if s is not None and s[0] is self.token:
                 return s[1]
@@ -113,9 +117,8 @@ class Trace:
             self._outside += 1
             self.outs[slot] = weakref.ref(a)
             return slot + (tuple(a.shape), a.stride(), a.dtype, a.device, a.requires_grad)
-        t = type(a)
         if t is tuple or t is list:
-            return tuple(self._value(x) for x in a)
+            return tuple([self._value(x) for x in a])
         if t is dict:
             return tuple((k, self._value(v)) for k, v in a.items())
         return a
