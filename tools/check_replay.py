@@ -31,8 +31,21 @@ def main(argv: list[str] | None = None) -> list[dict]:
     p.add_argument("--steps", type=int, default=8)
     p.add_argument("--presets", default="intra_inter@2,intra_inter@4,intra_inter_full_fuse@2,intra@2,baseline")
     p.add_argument("--device", default="cuda")
+    p.add_argument("--deterministic", choices=("warn", "strict"),
+                   help="torch.use_deterministic_algorithms(True): 'warn' runs every kernel as usual and warns for "
+                        "those that sum in a varying order; 'strict' makes those run deterministic versions "
+                        "(cuDNN attention's backward has one) or raise")
     args = p.parse_args(argv)
     import torch
+
+    if args.deterministic:
+        import os
+        import warnings
+
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True, warn_only=args.deterministic == "warn")
+        torch.backends.cudnn.deterministic = True
+        warnings.simplefilter("default")  # each nondeterministic op's warning once
 
     import hyclora_hooks as hy
     from tools.bench_step import build_model, build_parser, make_batch, parse_shapes
