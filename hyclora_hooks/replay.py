@@ -67,9 +67,19 @@ class Trace:
         self._outside = 0  # outside tensors met so far: the next one's slot is ("outside", this)
 
     def op(self, name: str, args: tuple, kwargs: dict) -> None:
-        value = self._value
-        self.sigs.append((name, torch.is_grad_enabled(), tuple([value(a) for a in args]),
-                          value(kwargs) if kwargs else None))
+        token, values = self.token, []
+        for a in args:  # the two commonest kinds inline: a tensor this step made, a plain number
+            t = type(a)
+            if t is torch.Tensor:
+                s = getattr(a, SLOT, None)
+                if s is not None and s[0] is token:
+                    values.append(s[1])
+                    continue
+            elif t is int or t is float or t is bool or a is None:
+                values.append(a)
+                continue
+            values.append(self._value(a))
+        self.sigs.append((name, torch.is_grad_enabled(), tuple(values), self._value(kwargs) if kwargs else None))
 
     def tag(self, out: Any) -> None:
         """Tag the current op's tensor outputs with their slot, and keep a weak reference to a tensor output."""
