@@ -6,8 +6,11 @@ NOTE [Lifetimes]
   2. Dedupe: a table maps (storage, offset, shape, strides, dtype) to a *weak* reference to the entry. Its key
      holds a weak reference to the storage (``StorageWeakRef``), which keeps the storage's address from being
      reused while the key exists: a new tensor can never be taken for a freed one.
-  3. Entries reach the context only through finalizers holding a weak reference to the accountant. A graph kept
-     after the context neither keeps the context alive nor needs it: decoding needs only codec and payload.
+  3. Entries reach the context only through a weak reference to the accountant, which an entry's ``__del__``
+     tells its tokens are gone. A graph kept after the context neither keeps the context alive nor needs it:
+     decoding needs only codec and payload. (Not ``weakref.finalize``: five objects per entry, ~345 entries a
+     step for 8 Llama layers, fed Python's cyclic GC, whose collections set the slowest steps' host time on the
+     H200; docs/benchmarks.md session 13.)
   4. ``unpack`` is pure: it decodes the payload every time, never changes it, and returns the same values
      however often backward runs (``retain_graph=True``).
   5. On exit, normal or through an exception, the saved-tensor hooks, the op-tracking mode and the global module
@@ -96,7 +99,8 @@ class Entry:
     ``readers``: saved-variable slots and recipes the entry was handed to (NOTE [Shared decodes]).
     """
 
-    __slots__ = ("codec", "payload", "site", "lossless", "cost", "perm", "shape", "readers", "device", "__weakref__")
+    __slots__ = ("codec", "payload", "site", "lossless", "cost", "perm", "shape", "readers", "device", "_release",
+                 "__weakref__")
 
     def __init__(self, codec: Codec, payload: Any, site: SaveSite, lossless: bool | None = None, cost: int = 0,
                  perm: tuple[int, ...] | None = None, shape: tuple[int, ...] | None = None,
@@ -108,6 +112,19 @@ class Entry:
         self.perm = perm  # NOTE [Lifetimes] rule 8: the permutation that restores the saved tensor's strides
         self.shape = shape  # rule 12: the memory-order shape, where the codec saw trailing dims merged
         self.readers = 0
+        self._release: tuple | None = None  # (weak reference to the accountant, its tokens...): rule 3
+
+    def hold(self, acct_ref: weakref.ref, token: Any) -> None:
+        """Release ``token`` with the accountant when this entry dies (a recipe entry may carry several)."""
+        self._release = (acct_ref, token) if self._release is None else self._release + (token,)
+
+    def __del__(self) -> None:
+        release = self._release
+        if release is not None:
+            acct = release[0]()
+            if acct is not None:
+                for token in release[1:]:
+                    acct.release(token)
 
     def _restore(self, out: torch.Tensor) -> torch.Tensor:
         """A codec's output in the saved tensor's shape and strides (rules 8 and 12)."""
@@ -210,18 +227,13 @@ def _twin(group: list, node: lineage.Node) -> Entry | None:
     return None
 
 
-def _release(acct_ref: weakref.ref, token: Any) -> None:
-    acct = acct_ref()
-    if acct is not None:
-        acct.release(token)
-
-
 class Compressor:
     """The context manager returned by :func:`compress`. Use once per forward (one training step)."""
 
     def __init__(self, policy: Policy, model: nn.Module | None = None, replay_steps: bool = True):
         self.policy = policy
         self.accountant = Accountant()
+        self._acct_ref = weakref.ref(self.accountant)  # what entries hold (NOTE [Lifetimes] rule 3)
         self._params = ParamRegistry()
         self._modules = ModuleTracker(self._params)
         if model is not None:
@@ -601,7 +613,7 @@ class Compressor:
             for rec in self._fresh:
                 self._pending.add(rec, token)
             self._fresh.clear()
-        weakref.finalize(entry, _release, weakref.ref(self.accountant), token)
+        entry.hold(self._acct_ref, token)
         return entry
 
     # recipes (NOTE [Recipes] in lineage.py) -------------------------------------------------------
@@ -636,7 +648,7 @@ class Compressor:
     def _account_recipe(self, t: torch.Tensor, site: SaveSite, entry: Entry) -> None:
         key = StorageWeakRef(t.untyped_storage())
         token = self.accountant.admit(key, t.untyped_storage().nbytes(), site, "recompute", 0, False, None)
-        weakref.finalize(entry, _release, weakref.ref(self.accountant), token)
+        entry.hold(self._acct_ref, token)
 
     def _source(self, src: torch.Tensor, site: SaveSite, route: Route) -> Entry:
         """Store a recipe's source with the saved tensor's codec (or find it stored already)."""
