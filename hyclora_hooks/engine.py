@@ -55,7 +55,6 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.multiprocessing.reductions import StorageWeakRef
 
 from . import lineage, replay, sharing
 from .accounting import Accountant, Report
@@ -234,6 +233,7 @@ class Compressor:
         self.policy = policy
         self.accountant = Accountant()
         self._acct_ref = weakref.ref(self.accountant)  # what entries hold (NOTE [Lifetimes] rule 3)
+        self._storage_refs: dict = {}  # storage's C++ address -> its StorageWeakRef, for the step (lineage.storage_ref)
         self._params = ParamRegistry()
         self._modules = ModuleTracker(self._params)
         if model is not None:
@@ -313,13 +313,16 @@ class Compressor:
             self._sdpa = (None, None)
             self._by_storage = {}
             self._recipes = {}
+        self._storage_refs = {}
 
     def report(self) -> Report:
         """Accounting of everything saved under this context so far (see :mod:`hyclora_hooks.accounting`)."""
         return self.accountant.report(self.policy.name, self._device)
 
     # pack ------------------------------------------------------------------------------------------
-    _key = staticmethod(lineage.storage_key)
+    def _key(self, t: torch.Tensor) -> tuple:
+        """``lineage.storage_key`` with one weak reference per storage and step (fewer objects for the cyclic GC)."""
+        return lineage.storage_key(t, self._storage_refs)
 
     def _lookup(self, t: torch.Tensor) -> Entry | None:
         if t.layout != torch.strided:
@@ -358,11 +361,9 @@ class Compressor:
     # replay (NOTE [Replay] in replay.py) -----------------------------------------------------------
     def _begin_step(self) -> str:
         """At the first pack: replay a plan whose signatures match the ops so far, else record one."""
-        trace = self._trace
         plan = replay.find_plan(self._root(), self.policy)
-        n = len(trace.sigs)
-        if plan is not None and n <= len(plan.sigs) and replay.same_sigs(trace.sigs, plan.sigs[:n]):
-            self._mode, self._replay_plan, self._next, self._checked, self._memo = "replay", plan, 0, n, {}
+        if plan is not None and self._trace.follow(plan):
+            self._mode, self._replay_plan, self._next, self._memo = "replay", plan, 0, {}
             self._lineage, self._ops._lineage = self._ops._lineage, None  # rule 3: no lineage while replaying
         else:
             self._mode, self._packs, self._index, self._memo, self._recordable = "record", [], {}, {}, True
@@ -372,6 +373,7 @@ class Compressor:
         """A failed check (rule 4): the rest of the step decides; lineage again for the ops still to come."""
         self._mode = "missed"
         self._ops._lineage = self._lineage
+        self._trace.stop_following()
 
     def _end_step(self, clean: bool) -> None:
         """On exit: keep a cleanly recorded plan, drop one a replay did not follow to its end."""
@@ -379,7 +381,8 @@ class Compressor:
         if mode == "record" and clean and self._recordable:
             replay.store_plan(root, self.policy, replay.Plan(self._trace.sigs, self._packs))
         elif mode == "missed" or (mode == "replay" and (not clean or self._next != len(self._replay_plan.packs)
-                                                       or len(self._trace.sigs) != len(self._replay_plan.sigs))):
+                                                       or self._trace.diverged
+                                                       or self._trace.count != len(self._replay_plan.sigs))):
             replay.store_plan(root, self.policy, None)
         if self._mode is not None and self._mode != "off":
             self._mode = "done"
@@ -430,7 +433,7 @@ class Compressor:
         return ("slot", slot)
 
     def _record_pack(self, t: torch.Tensor) -> Any:
-        op = len(self._trace.sigs)
+        op = self._trace.count
         strided = t.layout == torch.strided and not t.is_nested
         meta = replay.pack_meta(t) if strided else None
         self._log = []
@@ -470,15 +473,10 @@ class Compressor:
     def _replay_pack(self, t: torch.Tensor) -> Any:
         """The recorded pack's actions on ``t`` after the checks of rule 3, or ``_MISS``."""
         plan, trace, i = self._replay_plan, self._trace, self._next
-        n = len(trace.sigs)
-        if i >= len(plan.packs) or n > len(plan.sigs):
+        if i >= len(plan.packs) or trace.diverged:  # every op so far had the plan's signature (Trace.follow)
             return _MISS
-        if self._checked < n:
-            if not replay.same_sigs(trace.sigs[self._checked:n], plan.sigs[self._checked:n]):
-                return _MISS
-            self._checked = n
         rec = plan.packs[i]
-        if rec.op != n or rec.meta != replay.pack_meta(t):
+        if rec.op != trace.count or rec.meta != replay.pack_meta(t):
             return _MISS
         self._next = i + 1
         acct, made = self.accountant, self._made
@@ -646,7 +644,7 @@ class Compressor:
         return entry
 
     def _account_recipe(self, t: torch.Tensor, site: SaveSite, entry: Entry) -> None:
-        key = StorageWeakRef(t.untyped_storage())
+        key = lineage.storage_ref(t.untyped_storage(), self._storage_refs)
         token = self.accountant.admit(key, t.untyped_storage().nbytes(), site, "recompute", 0, False, None)
         entry.hold(self._acct_ref, token)
 

@@ -126,11 +126,23 @@ def outside_autocast(fn: Callable, *args: Any) -> Any:
         return fn(*args)
 
 
-def storage_key(t: torch.Tensor) -> tuple:
+def storage_key(t: torch.Tensor, refs: dict | None = None) -> tuple:
     """Identity of a tensor's data: storage (held weakly, so its address is not reused), view geometry, dtype, and
-    version (an in-place change makes other data of the same storage)."""
-    return (StorageWeakRef(t.untyped_storage()), t.storage_offset(), tuple(t.shape), tuple(t.stride()), t.dtype,
+    version (an in-place change makes other data of the same storage). ``refs``: see :func:`storage_ref`."""
+    return (storage_ref(t.untyped_storage(), refs), t.storage_offset(), tuple(t.shape), tuple(t.stride()), t.dtype,
             t._version)
+
+
+def storage_ref(storage: torch.UntypedStorage, refs: dict | None = None) -> StorageWeakRef:
+    """A weak reference to ``storage``; with ``refs`` (a cache by storage), the one made before for it. Sound: a
+    cached reference keeps the storage's C++ object (not its data) allocated, so no other storage can reuse its
+    address while the cache holds it."""
+    if refs is None:
+        return StorageWeakRef(storage)
+    ref = refs.get(storage._cdata)
+    if ref is None:
+        ref = refs[storage._cdata] = StorageWeakRef(storage)
+    return ref
 
 
 class Lineage:

@@ -17,9 +17,9 @@ NOTE [Replay]
      *templates* (:func:`rebind`: entries replaced by placeholders numbered in creation order), and which entry it
      returned. A step that recorded every pack stores its plan on exit.
   3. With a matching plan the step *replays*: lineage is no longer recorded, nothing is classified or planned;
-     each pack checks that every op so far had the recorded signature and that the pack comes in the recorded op
-     with the recorded layout and dedupe outcome, then repeats the recorded actions on this step's tensors and
-     entries. Equal signatures mean the same ops, in the same order, on the same data flow from the same
+     each op's signature is compared with the plan's as the op runs (and not kept: ``Trace.follow``), and each
+     pack checks that no op so far differed and that the pack comes in the recorded op with the recorded layout
+     and dedupe outcome, then repeats the recorded actions on this step's tensors and entries. Equal signatures mean the same ops, in the same order, on the same data flow from the same
      parameters and outside tensors of the same layouts, so a recorded recipe computes this step's tensor as it
      computed the recorded one.
   4. The first failed check ends the replay (the plan is dropped; the next step records): the rest of the step is
@@ -55,16 +55,53 @@ class Unreplayable(Exception):
 
 
 class Trace:
-    """The signatures of one step's ops, in order (NOTE [Replay] rule 1), and weak references to their outputs."""
+    """The signatures of one step's ops, in order (NOTE [Replay] rule 1), and weak references to their outputs.
 
-    __slots__ = ("token", "sigs", "outs", "_is_param", "_outside")
+    While a step replays (:meth:`follow`), each signature is compared with the plan's as the op runs and not kept:
+    ``diverged`` then says whether an op so far differed, ``count`` how many ran. Only the outputs a plan reads as
+    sources are referenced then (a step's ~800 signatures and weak references would otherwise live until its
+    exit, feeding Python's cyclic GC; docs/benchmarks.md session 13)."""
+
+    __slots__ = ("token", "sigs", "outs", "count", "diverged", "_expect", "_keep", "_is_param", "_outside")
 
     def __init__(self, is_param: Callable[[torch.Tensor], bool]):
         self.token = object()
         self.sigs: list[tuple] = []
         self.outs: dict[Any, Any] = {}  # slot -> weak reference to the tensor (op outputs and outside tensors)
+        self.count = 0  # ops so far
+        self.diverged = False  # while following a plan: an op's signature differed from the plan's
+        self._expect: list | None = None  # the plan's signatures, while following it
+        self._keep: frozenset | None = None  # while following: the op outputs a replay may read
         self._is_param = is_param
         self._outside = 0  # outside tensors met so far: the next one's slot is ("outside", this)
+
+    def follow(self, plan: Plan) -> bool:
+        """Compare the signatures so far with ``plan``'s; if equal, compare every later op's as it runs instead of
+        keeping it. False (and nothing changed) if they differ."""
+        n = len(self.sigs)
+        if n > len(plan.sigs) or not same_sigs(self.sigs, plan.sigs[:n]):
+            return False
+        self._expect, self._keep, self.sigs = plan.sigs, plan.sources, []
+        return True
+
+    def stop_following(self) -> None:
+        """The replay ended (NOTE [Replay] rule 4): signatures are no longer needed; outputs no longer kept."""
+        self._expect, self._keep = None, frozenset()
+
+    def _add(self, sig: tuple) -> None:
+        expect, n = self._expect, self.count
+        self.count = n + 1
+        if expect is None:
+            if self._keep is None:  # recording (or deciding): keep it
+                self.sigs.append(sig)
+            return
+        if not self.diverged:
+            try:
+                same = n < len(expect) and sig == expect[n]
+            except Exception:  # noqa: BLE001 - a value torch compares elementwise, say: not provably equal
+                same = False
+            if not same:
+                self.diverged = True
 
     def op(self, name: str, args: tuple, kwargs: dict) -> None:
         token, values = self.token, []
@@ -79,17 +116,18 @@ class Trace:
                 values.append(a)
                 continue
             values.append(self._value(a))
-        self.sigs.append((name, torch.is_grad_enabled(), tuple(values), self._value(kwargs) if kwargs else None))
+        self._add((name, torch.is_grad_enabled(), tuple(values), self._value(kwargs) if kwargs else None))
 
     def tag(self, out: Any) -> None:
         """Tag the current op's tensor outputs with their slot, and keep a weak reference to a tensor output."""
-        k = len(self.sigs) - 1
+        k = self.count - 1
         if isinstance(out, torch.Tensor):
             try:
                 setattr(out, SLOT, (self.token, k))
             except (AttributeError, RuntimeError):  # some tensor subclasses refuse attributes
                 return
-            self.outs[k] = weakref.ref(out)
+            if self._keep is None or k in self._keep:
+                self.outs[k] = weakref.ref(out)
         elif isinstance(out, (tuple, list)):
             for j, o in enumerate(out):
                 if isinstance(o, torch.Tensor):
@@ -264,12 +302,14 @@ def pack_meta(t: torch.Tensor) -> tuple:
 
 
 class Plan:
-    """A recorded step: its op signatures and its packs."""
+    """A recorded step: its op signatures and its packs; ``sources``: the op outputs its packs read as sources."""
 
-    __slots__ = ("sigs", "packs")
+    __slots__ = ("sigs", "packs", "sources")
 
     def __init__(self, sigs: list, packs: list[PackRecord]):
         self.sigs, self.packs = sigs, packs
+        self.sources = frozenset(data[0][1] for rec in packs for action, data, _, _ in rec.actions
+                                 if action == "source" and data[0] is not None and data[0][0] == "slot")
 
 
 # Plans by model root (weakly: a dropped model drops its plans), then by policy object (policies are cached per

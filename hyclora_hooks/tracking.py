@@ -107,6 +107,7 @@ class OpTracker(TorchFunctionMode):
         self._lineage = lineage  # lineage.record-like callable, or None when the policy stores no recipes
         self.pack_hook = pack_hook  # the saved-tensor pack hook this tracker serves (see _ours)
         self._suspended = False
+        self._producers: dict[tuple, tuple] = {}  # the producer tags handed out, each once
         self.trace: Any = None  # replay.Trace of the step (NOTE [Replay]), or None
         modules.ops = self  # NOTE [Untracked regions]
 
@@ -205,6 +206,8 @@ class OpTracker(TorchFunctionMode):
         producer = (name, self._modules.current_class())
         if name in _LINEAGE_PRESERVING and args and isinstance(args[0], torch.Tensor):
             producer = getattr(args[0], "_hyclora_producer", producer)
+        else:  # one tuple per (op, module class), not one per output: fewer objects for Python's cyclic GC
+            producer = self._producers.setdefault(producer, producer)
         try:
             out._hyclora_producer = producer
         except (AttributeError, RuntimeError):  # some tensor subclasses refuse attributes
