@@ -234,6 +234,48 @@ def module_tree(root: nn.Module) -> tuple[list[tuple[str, nn.Module]], list[torc
     return modules, tensors
 
 
+class TreeWalk:
+    """What one walk of a model's tree found: qualified module names and the storages of its parameters and
+    buffers. Kept between ``compress()`` calls (:func:`walk_tree`); holds the model only weakly."""
+
+    __slots__ = ("paths", "modules", "tensors", "ptrs", "names", "by_ptr", "__weakref__")
+
+    def __init__(self, modules: list[tuple[str, nn.Module]], tensors: list[torch.Tensor], ptrs: list[int]):
+        self.paths = [name for name, _ in modules]
+        self.modules = [weakref.ref(m) for _, m in modules]
+        self.tensors = [weakref.ref(t) for t in tensors]
+        self.ptrs = ptrs
+        names: dict = {}
+        for name, sub in modules:
+            names.setdefault(sub, name)  # a module reached twice keeps its first name
+        self.names: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary(names)
+        self.by_ptr = {ptr: ref for ref, ptr in zip(self.tensors, ptrs) if ptr}
+
+    def matches(self, modules: list[tuple[str, nn.Module]], tensors: list[torch.Tensor], ptrs: list[int]) -> bool:
+        """The same modules under the same names, the same tensors on the same storages, in the same order."""
+        return (self.ptrs == ptrs and len(self.tensors) == len(tensors) and len(self.modules) == len(modules)
+                and self.paths == [name for name, _ in modules]
+                and all(r() is m for r, (_, m) in zip(self.modules, modules))
+                and all(r() is t for r, t in zip(self.tensors, tensors)))
+
+
+# root module -> its last walk. A training loop's compress() walks the same tree every step; building the names
+# and the registry's weak references again made ~860 objects a step for Python's cyclic GC and ~1 ms of host time
+# (8 tiny layers, dev CPU), so an unchanged tree reuses them (docs/benchmarks.md session 13).
+_WALKS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def walk_tree(root: nn.Module) -> TreeWalk:
+    """Walk ``root`` (:func:`module_tree`); the last walk's names and registry where nothing changed."""
+    modules, tensors = module_tree(root)
+    ptrs = [t.untyped_storage().data_ptr() for t in tensors]
+    last = _WALKS.get(root)
+    if last is not None and last.matches(modules, tensors, ptrs):
+        return last
+    walk = _WALKS[root] = TreeWalk(modules, tensors, ptrs)
+    return walk
+
+
 def _maybe_param(t: torch.Tensor | None) -> bool:
     return t is not None and type(t) is not torch.Tensor and isinstance(t, nn.Parameter)
 
@@ -245,13 +287,12 @@ class ParamRegistry:
         self._by_ptr: dict[int, weakref.ref] = {}
         self._seen_modules: weakref.WeakSet = weakref.WeakSet()
 
-    def add_module_tree(self, root: nn.Module, tensors: list[torch.Tensor] | None = None) -> None:
-        """Register ``root``'s parameters and buffers (``tensors``: those, when the caller walked the tree)."""
+    def add_module_tree(self, root: nn.Module, walk: TreeWalk | None = None) -> None:
+        """Register ``root``'s parameters and buffers (``walk``: the tree's walk, when the caller has it)."""
         if root in self._seen_modules:
             return
         self._seen_modules.add(root)
-        for t in tensors if tensors is not None else module_tree(root)[1]:
-            self.add(t)
+        self._by_ptr.update((walk or walk_tree(root)).by_ptr)
 
     def add(self, t: torch.Tensor) -> None:
         """Count ``t`` (and its views) as a parameter: a weight or buffer, or a weight's autocast copy made for
@@ -294,7 +335,7 @@ class ModuleTracker:
 
     def __init__(self, params: ParamRegistry) -> None:
         self.params = params  # the registry it fills (the op tracker registers autocast copies in it too)
-        self._names: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+        self._names: list[weakref.WeakKeyDictionary] = []  # module -> qualified name, one map per tree added
         self._stack: list[nn.Module] = []
         self._thread = threading.get_ident()
         self._handles: list = []
@@ -310,12 +351,16 @@ class ModuleTracker:
         """Qualified names of ``root``'s modules, and its parameters and buffers registered: one walk of the tree.
         Names are relative to the latest root added (the outermost module that runs, or the ``model`` given to
         ``compress``: usually the same one, walked once); a module reached twice in one tree keeps its first name."""
-        modules, tensors = module_tree(root)
-        names: dict = {}
-        for name, sub in modules:
-            names.setdefault(sub, name)
-        self._names.update(names)
-        self.params.add_module_tree(root, tensors)
+        walk = walk_tree(root)
+        self._names.append(walk.names)  # read newest first (name_of): the latest root's names win
+        self.params.add_module_tree(root, walk)
+
+    def _name(self, module: nn.Module) -> str | None:
+        for names in reversed(self._names):
+            name = names.get(module)
+            if name is not None:
+                return name
+        return None
 
     def start(self) -> None:
         self._handles = [
@@ -341,7 +386,7 @@ class ModuleTracker:
             return  # inside an untracked region its modules are not stacked either: nothing there packs for us
         if not self._stack:
             self._root = weakref.ref(module)
-        if not self._stack and module not in self._names:
+        if not self._stack and self._name(module) is None:
             self.ops.outside(self.add_tree, module) if self.ops is not None else self.add_tree(module)
         self._stack.append(module)
         ops = self.ops
@@ -369,7 +414,7 @@ class ModuleTracker:
     def name_of(self, module: nn.Module | None) -> str:
         if module is None:
             return ""
-        name = self._names.get(module)
+        name = self._name(module)
         if name is None:  # a module outside the first tree (e.g. built during forward)
             name = f"<{type(module).__name__}>"
         return name

@@ -73,3 +73,38 @@ def test_module_tree_matches_torch_walks():
     assert all(a is b for (_, a), (_, b) in zip(modules, expected))
     ids = {id(t) for t in tensors}
     assert ids == {id(t) for t in list(model.parameters()) + list(model.buffers())}
+
+
+def test_an_unchanged_tree_is_walked_once_and_a_changed_one_again():
+    """``walk_tree`` reuses the last walk's names and registry only for the same modules under the same names and
+    the same tensors on the same storages: a replaced module gets its own name, a moved buffer is a parameter."""
+    import torch
+    from torch import nn
+
+    from hyclora_hooks.models import random_batch, tiny_llama
+    from hyclora_hooks.tracking import ModuleTracker, ParamRegistry, walk_tree
+
+    model = tiny_llama(vocab=256, dtype=torch.float32)
+    first = walk_tree(model)
+    assert walk_tree(model) is first
+    mlp = model.model.layers[0].mlp
+    mlp.up_proj = nn.Linear(mlp.up_proj.in_features, mlp.up_proj.out_features, bias=False)
+    second = walk_tree(model)
+    assert second is not first and second.names[mlp.up_proj] == "model.layers.0.mlp.up_proj"
+    model.to(torch.float64)  # new buffer tensors (rotary inv_freq), parameters on new storages
+    assert walk_tree(model) is not second
+    third = walk_tree(model)
+    with torch.no_grad():
+        for p in model.parameters():  # the same Parameter objects on new storages
+            p.data = p.data.clone()
+    tracker = ModuleTracker(ParamRegistry())
+    tracker.add_tree(model)
+    assert walk_tree(model) is not third
+    # detached aliases are found by storage alone (no Parameter type, no view base): the registry must have the
+    # parameters' new storages
+    assert all(tracker.params.is_param(t.detach()) for t in list(model.buffers()) + list(model.parameters()))
+    assert tracker.name_of(mlp.up_proj) == "model.layers.0.mlp.up_proj"
+    # and under compress(): every saved tensor's module has its qualified name, none the "<Class>" fallback
+    with hyclora.compress("baseline", model=model) as ctx:
+        model(**random_batch(256, batch=1, seq=8)).loss.backward()
+    assert not any(pattern.startswith("<") for _, _, pattern, _ in ctx.accountant.by_op)
