@@ -19,9 +19,9 @@ NOTE [Replay]
   3. With a matching plan the step *replays*: lineage is no longer recorded, nothing is classified or planned;
      each op's signature is compared with the plan's as the op runs (and not kept: ``Trace.follow``), and each
      pack checks that no op so far differed and that the pack comes in the recorded op with the recorded layout
-     and dedupe outcome, then repeats the recorded actions on this step's tensors and entries. Equal signatures mean the same ops, in the same order, on the same data flow from the same
-     parameters and outside tensors of the same layouts, so a recorded recipe computes this step's tensor as it
-     computed the recorded one.
+     and dedupe outcome, then repeats the recorded actions on this step's tensors and entries. Equal signatures
+     mean the same ops, in the same order, on the same data flow from the same parameters and outside tensors of
+     the same layouts, so a recorded recipe computes this step's tensor as it computed the recorded one.
   4. The first failed check ends the replay (the plan is dropped; the next step records): the rest of the step is
      decided as without replay, but ops that ran during the replay left no lineage, so their tensors get codecs,
      not recipes (correct; less compression for that step).
@@ -349,5 +349,6 @@ def forget_plans(root: Any | None = None) -> None:
         _PLANS.pop(root, None)
 
 
-__all__ = ["Trace", "Plan", "PackRecord", "Placeholder", "Template", "Unreplayable", "rebind", "template", "find_plan", "store_plan",
+__all__ = ["Trace", "Plan", "PackRecord", "Placeholder", "Template", "Unreplayable", "rebind", "template",
+           "find_plan", "store_plan",
            "forget_plans", "pack_meta", "same_sigs"]

@@ -110,7 +110,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
                 times[rp].append(step(preset, bits, rp, host_batch)[2])
         host = {rp: statistics.median(ts[min(2, len(ts) - 1):]) * 1e3 for rp, ts in times.items()}
         rows.append({"preset": spec, "bitwise": equal, "decide repeatable": repeatable, "rel diff": worst,
-                     "decide rel diff": noise, "exact rel diff": exact_noise, "ok": equal or worst <= noise, "cos replay": cos_on,
+                     "decide rel diff": noise, "exact rel diff": exact_noise, "ok": equal or worst <= noise,
+                     "cos replay": cos_on,
                      "cos decide": cos_off, "packs replayed": f"{replayed}/{packs}",
                      "fwd host ms replay": host[True], "fwd host ms decide": host[False],
                      "ratio": host[True] / host[False]})
