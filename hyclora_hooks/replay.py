@@ -350,5 +350,4 @@ def forget_plans(root: Any | None = None) -> None:
 
 
 __all__ = ["Trace", "Plan", "PackRecord", "Placeholder", "Template", "Unreplayable", "rebind", "template",
-           "find_plan", "store_plan",
-           "forget_plans", "pack_meta", "same_sigs"]
+           "find_plan", "store_plan", "forget_plans", "pack_meta", "same_sigs"]
