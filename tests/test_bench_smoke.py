@@ -92,6 +92,10 @@ def test_ratios_use_allocator_on_cuda_and_same_shape_plain() -> None:
     assert rows[2]["mem_ratio"] == 12 and rows[2]["acct_vs_alloc"] == 0.96 and abs(rows[2]["time_ratio"] - 1.1) < 1e-12
     assert rows[3]["mem_ratio"] is None and rows[3]["time_ratio"] is None
     assert rows[2]["gpu_work_ratio"] is None  # no GPU work measured
+    assert rows[2]["best_time_ratio"] is None  # no fastest steps recorded
+    rows[1]["step_min_s"], rows[2]["step_min_s"] = 0.25, 0.3  # the fastest steps: against plain's fastest
+    b.add_ratios(rows)
+    assert abs(rows[2]["best_time_ratio"] - 1.2) < 1e-12 and "1.20x" in b.table(rows, cuda=True)
     rows[1]["gpu_work_s"], rows[2]["gpu_work_s"] = 0.2, 0.25
     b.add_ratios(rows)
     assert rows[2]["gpu_work_ratio"] == 1.25
