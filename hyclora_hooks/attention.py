@@ -48,9 +48,9 @@ class SdpaRecompute:
         # o_proj's backward asks for the output, SDPA's backward then for logsumexp and output: compute the pair
         # once and keep it while this object lives, i.e. until autograd frees the last entry that refers to it
         # (right after SDPA's backward, or with the graph under retain_graph=True).
-        # A replayed step's parts read a plan's template: their Env holds that step's cache (NOTE [Replay]).
-        env = memo.get(ENV)
-        cache = self._cache if env is None else env.caches.setdefault(id(self), {})
+        # A replayed step's parts read a plan's template: their Bound holds that step's cache (NOTE [Replay]).
+        bound = memo.get(ENV)
+        cache = self._cache if bound is None else bound.caches.setdefault(id(self), {})
         if not cache:
             cache["output"], cache["logsumexp"] = self._compute(memo)
         return cache[role]

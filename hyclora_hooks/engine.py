@@ -468,7 +468,7 @@ class Compressor:
                 for i in leaves:  # as _sdpa_recipe: the parts read them through the call, once
                     made[i].readers += 1
             caches[id(call)] = cache
-        return lineage.Bound(tpl.node, lineage.Env({i: made[i] for i in tpl.refs}, caches))
+        return lineage.Bound(tpl.node, {i: made[i] for i in tpl.refs}, caches)
 
     def _next_record(self, t: torch.Tensor) -> replay.PackRecord | None:
         """The plan's record for this pack, if the checks of rule 3 pass (every op so far had the plan's signature:

@@ -221,7 +221,7 @@ class Node:
 
 class Placeholder:
     """The ``index``-th entry of a step, in a replay plan's template (NOTE [Replay] in replay.py): an evaluation
-    finds the entry in the :class:`Env` it runs with."""
+    finds the entry in the :class:`Bound` it runs under."""
 
     __slots__ = ("index", "lossless", "cost")
 
@@ -229,17 +229,7 @@ class Placeholder:
         self.index, self.lossless, self.cost = index, entry.lossless, entry.cost
 
 
-ENV = "env"  # the memo key of the Env a Bound node evaluates its template with
-
-
-class Env:
-    """One step's values for a template: ``entries[i]`` is the entry of placeholder ``i`` (a list or a dict), and
-    ``caches`` holds this step's shared state of a template's SDPA calls (``SdpaRecompute.get``), by their id."""
-
-    __slots__ = ("entries", "caches")
-
-    def __init__(self, entries: Any, caches: dict | None = None):
-        self.entries, self.caches = entries, caches if caches is not None else {}
+ENV = "env"  # the memo key of the Bound whose template an evaluation runs (its entries and SDPA caches)
 
 
 class EntryRef(Node):
@@ -251,7 +241,7 @@ class EntryRef(Node):
         self.cost = entry.cost
 
     def resolve(self, memo: dict) -> Any:
-        """The entry: itself, or for a placeholder the one of the Env this evaluation runs with."""
+        """The entry: itself, or for a placeholder the one of the Bound this evaluation runs under."""
         e = self.entry
         return memo[ENV].entries[e.index] if type(e) is Placeholder else e
 
@@ -301,14 +291,16 @@ class Shared(Node):
 
 class Bound(Node):
     """A replay plan's template read with one step's entries (NOTE [Replay] rule 7 in replay.py): what a replayed
-    recipe stores, instead of a copy of the template per step."""
+    recipe stores, instead of a copy of the template per step. ``entries[i]`` is the entry of placeholder ``i`` (a
+    dict, or the step's list), ``caches`` the step's state of the template's SDPA calls (``SdpaRecompute.get``), by
+    the calls' ids."""
 
-    def __init__(self, template: Node, env: Env):
-        self.template, self.env = template, env
+    def __init__(self, template: Node, entries: Any, caches: dict | None = None):
+        self.template, self.entries, self.caches = template, entries, caches if caches is not None else {}
         self.lossless, self.cost = template.lossless, template.cost
 
     def eval(self, memo: dict) -> Any:
-        memo[ENV] = self.env
+        memo[ENV] = self
         return self.template.eval(memo)
 
 

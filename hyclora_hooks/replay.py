@@ -29,11 +29,11 @@ NOTE [Replay]
      any other tensor, or a source that is no tagged op output, makes the recorded step unreplayable: no plan.
   6. Codecs run as they do without replay (calibration included: NOTE [Outlier calibration]); only the search for
      a recipe and the classification are skipped, never an encode or the accounting.
-  7. A replayed recipe is not a copy of its template: it stores the plan's template itself with an ``Env`` of the
-     step's entries it names (``lineage.Bound``; copying took 13 ms of a 130 ms replayed forward's host time,
-     8 layers on the H200, session 12). So template nodes hold no state of a step: an evaluation keeps values in
-     its own memo, and an SDPA call's result (computed once for its output and logsumexp) is kept in a cache the
-     Envs of that call's two recipes share.
+  7. A replayed recipe is not a copy of its template: it stores the plan's template itself with the step's
+     entries it names (``lineage.Bound``; copying took 13 ms of a 130 ms replayed forward's host time, 8 layers
+     on the H200, session 12). So template nodes hold no state of a step: an evaluation keeps values in its own
+     memo, and an SDPA call's result (computed once for its output and logsumexp) is kept in a cache the Bounds
+     of that call's two recipes share.
 """
 
 from __future__ import annotations
