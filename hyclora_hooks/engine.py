@@ -483,11 +483,18 @@ class Compressor:
         """A replayed parameter's pack without the encode scaffolding of ``_pack`` (38% of a Llama forward's packs);
         ``_MISS`` sends it the long way (which also handles a miss and NOTE [Lifetimes] rule 7)."""
         rec = self._next_record(t) if _graph_task_id() == -1 else None
-        if rec is None or rec.kind != "param" or not self._params.is_param(t):
+        if rec is None or self._replay_parameter_record(rec, t) is _MISS:
             return _MISS
         self._next += 1
-        self.accountant.note_parameter()
         self.replayed_packs += 1
+        return t
+
+    def _replay_parameter_record(self, rec: replay.PackRecord, t: torch.Tensor) -> Any:
+        """A ``"param"`` record carried out: ``t`` itself, counted (NOTE [Lifetimes] rule 6); ``_MISS`` if the
+        record is another kind or ``t`` is no parameter."""
+        if rec.kind != "param" or not self._params.is_param(t):
+            return _MISS
+        self.accountant.note_parameter()
         return t
 
     def _replay_pack(self, t: torch.Tensor) -> Any:
@@ -498,10 +505,7 @@ class Compressor:
         self._next += 1
         acct, made, trace = self.accountant, self._made, self._trace
         if rec.kind == "param":
-            if not self._params.is_param(t):
-                return _MISS
-            acct.note_parameter()
-            return t
+            return self._replay_parameter_record(rec, t)
         key = self._key(t)
         hit = self._dedupe.get(key)
         if rec.kind == "dup":
