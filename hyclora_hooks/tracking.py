@@ -253,8 +253,8 @@ class TreeWalk:
 
     def matches(self, modules: list[tuple[str, nn.Module]], tensors: list[torch.Tensor], ptrs: list[int]) -> bool:
         """The same modules under the same names, the same tensors on the same storages, in the same order."""
-        return (self.ptrs == ptrs and len(self.tensors) == len(tensors) and len(self.modules) == len(modules)
-                and self.paths == [name for name, _ in modules]
+        # equal ptrs and paths (one per tensor, one per module) mean equal lengths: the zips below see everything
+        return (self.ptrs == ptrs and self.paths == [name for name, _ in modules]
                 and all(r() is m for r, (_, m) in zip(self.modules, modules))
                 and all(r() is t for r, t in zip(self.tensors, tensors)))
 
