@@ -150,9 +150,9 @@ class Trace:
         if t is int or t is float or t is bool or a is None:  # most arguments that are no tensor
             return a
         if t is torch.Tensor or isinstance(a, torch.Tensor):
-            s = getattr(a, SLOT, None)
-            if s is not None and s[0] is self.token:
-                return s[1]
+            s = self.slot(a)
+            if s is not None:
+                return s
             if self._is_param(a):
                 return ("param", a.untyped_storage().data_ptr(), a.storage_offset(), tuple(a.shape), a.stride(),
                         a.dtype)
