@@ -60,12 +60,15 @@ def main(argv: list[str] | None = None) -> list[dict]:
     (b, t), (hb, ht) = margs.shape_list
     batch, host_batch = make_batch(margs.vocab, b, t, dev, 0), make_batch(margs.vocab, hb, ht, dev, 1)
 
-    def exact(data: dict) -> list:
-        model = models[False]
-        model(**data).loss.backward()
+    def taken_grads(model) -> list:
+        """The model's gradients, cleared from it for the next step."""
         grads = [q.grad.clone() for q in model.parameters() if q.grad is not None]
         model.zero_grad(set_to_none=True)
         return grads
+
+    def exact(data: dict) -> list:
+        models[False](**data).loss.backward()
+        return taken_grads(models[False])
 
     def step(preset: str, bits: int | None, rp: bool | str, data: dict) -> tuple[list, object, float]:
         model = models[rp]
@@ -77,9 +80,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
             loss = model(**data).loss
         t1 = time.perf_counter()
         loss.backward()
-        grads = [q.grad.clone() for q in model.parameters() if q.grad is not None]
-        model.zero_grad(set_to_none=True)
-        return grads, ctx, t1 - t0
+        return taken_grads(model), ctx, t1 - t0
 
     rows = []
     for spec in args.presets.split(","):
