@@ -293,7 +293,9 @@ class Compressor:
             stack.enter_context(self._ops)
             stack.enter_context(calibration_scope(self._root))
             stack.enter_context(collecting(self._fresh.append))
-            stack.callback(self._settle, True)
+            # off the op tracker: how many records are still pending on exit depends on the device's progress, and
+            # settling one reads host tensors, so traced it made a step's op count vary (NOTE [Replay] rule 8)
+            stack.callback(self._ops.outside, self._settle, True)
             stack.enter_context(torch.autograd.graph.saved_tensors_hooks(self._ops.pack_hook, _unpack))
         except BaseException:
             stack.close()

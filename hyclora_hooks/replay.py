@@ -34,6 +34,11 @@ NOTE [Replay]
      on the H200, session 12). So template nodes hold no state of a step: an evaluation keeps values in its own
      memo, and an SDPA call's result (computed once for its output and logsumexp) is kept in a cache the Bounds
      of that call's two recipes share.
+  8. Signatures are the model's ops alone: the engine's own tensor calls run off the tracker (inside an op torch
+     has taken it off already; a pack outside any op and the exit's settling of pending non-finite checks take it
+     off). How many checks are still pending on exit depends on the device's progress, and while that settling
+     was traced a replayed step could end with more ops than its plan: the plan was dropped and the next step
+     recorded again (on the H200 every other ``intra_inter`` step at 1 x 8192; docs/benchmarks.md session 14).
 """
 
 from __future__ import annotations

@@ -248,3 +248,29 @@ def test_signatures_tell_data_flow_apart():
 
     assert replay.same_sigs(sigs(False), sigs(False))
     assert not replay.same_sigs(sigs(False), sigs(True))
+
+
+def test_checks_still_pending_on_exit_leave_the_op_count_alone():
+    """How many non-finite checks are still pending when the context exits depends on the device's progress (NOTE
+    [Replay] rule 8). Settling one runs tensor calls; were they traced, a replayed step would end with more ops
+    than its plan, the plan would be dropped and the next step would record again (every other step on the H200).
+    A CPU encode settles at once, so the queue is given a real pending record here, on alternate steps."""
+    from hyclora_hooks.kernels.nonfinite import Nonfinite
+
+    model, _ = _pair()
+    batch = random_batch(VOCAB, batch=2, seq=16)
+    replayed = []
+    for step in range(4):
+        rec = Nonfinite()  # made outside the context: its tensors are no ops of the step
+        rec._source = torch.tensor([[1.0, float("nan")]])
+        rec._count = torch.ones(1, dtype=torch.int32)  # the kernel's count: one non-finite value
+        with hyclora.compress("intra_inter", bits=2) as ctx:
+            loss = model(**batch).loss
+            if step % 2:  # queued as an encode queues it: off the op tracker (its size is read)
+                ctx._ops.outside(ctx._pending.add, rec)
+        loss.backward()
+        model.zero_grad(set_to_none=True)
+        replayed.append(ctx.replayed_packs == ctx.report().packs)
+        if step % 2:
+            assert rec.index is not None and rec.index.tolist() == [1]  # it was settled, on exit
+    assert replayed == [False, True, True, True]
