@@ -34,7 +34,7 @@ cuda = dev.type == "cuda"
 
 def forward_profile(cfg) -> tuple[dict, dict, float]:
     """(aten op -> [calls, device us], kernel -> [calls, device us], forward device ms) a forward."""
-    for _ in range(warmup_for(cfg, 3)):
+    for _ in range(warmup_for(cfg, None)):  # calibration over (its per-step top-k would be counted otherwise)
         bench.model.zero_grad(set_to_none=True)
         loss, _ = bench.forward(cfg)
         loss.backward()
