@@ -220,17 +220,22 @@ def module_tree(root: nn.Module) -> tuple[list[tuple[str, nn.Module]], list[torc
     """Every module under ``root`` with its qualified name, in ``named_modules(remove_duplicate=False)``'s order,
     and every parameter and buffer, in one walk over the modules' own dicts. ``named_modules`` plus
     ``parameters()`` and ``buffers()`` took ~2 ms a step for two 7B-shaped LoRA layers on an H200 host (session
-    7), paid at every ``compress()``."""
+    7), paid at every ``compress()``; this loop skips empty dicts and makes no generator per module (8 tiny peft
+    layers, 673 modules, dev CPU: 0.90 -> 0.35 ms, session 14)."""
     modules: list[tuple[str, nn.Module]] = []
     tensors: list[torch.Tensor] = []
     stack = [("", root)]
+    pop, push, add, extend = stack.pop, stack.extend, modules.append, tensors.extend
     while stack:
-        prefix, m = stack.pop()
-        modules.append((prefix, m))
-        tensors.extend(t for t in m._parameters.values() if t is not None)
-        tensors.extend(t for t in m._buffers.values() if t is not None)
-        children = [(f"{prefix}.{name}" if prefix else name, sub) for name, sub in m._modules.items() if sub is not None]
-        stack.extend(reversed(children))  # pre-order, children in registration order
+        prefix, m = pop()
+        add((prefix, m))
+        if m._parameters:
+            extend([t for t in m._parameters.values() if t is not None])
+        if m._buffers:
+            extend([t for t in m._buffers.values() if t is not None])
+        if m._modules:  # pre-order, children in registration order (pushed last first)
+            dot = prefix + "." if prefix else ""
+            push([(dot + name, sub) for name, sub in reversed(m._modules.items()) if sub is not None])
     return modules, tensors
 
 
