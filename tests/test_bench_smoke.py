@@ -37,6 +37,8 @@ def test_bench_step_cpu_smoke(tmp_path: Path) -> None:
             assert f in r, (name, f)
         assert r["act_alloc_bytes"] == "n/a"  # no allocator figures on CPU
         assert len(r["step_times_s"]) == 2 and r["step_s"] > 0
+        # every timed step of a compressed configuration replays the recorded plan (NOTE [Replay])
+        assert r["replayed_steps"] == (None if name == "plain" else 2), (name, r["replayed_steps"])
     # A preset this checkout lacks is reported, not fatal (and once it exists it must simply run).
     fuse = res["intra_inter_full_fuse@2"]["status"]
     assert fuse == "ok" if "intra_inter_full_fuse" in doc["meta"]["presets_available"] else fuse == "missing"
@@ -101,6 +103,9 @@ def test_ratios_use_allocator_on_cuda_and_same_shape_plain() -> None:
     assert rows[2]["gpu_work_ratio"] == 1.25
     table = b.table(rows, cuda=True)
     assert "gpu x" in table.splitlines()[0] and "1.25x" in table
+    assert "warning" not in table
+    rows[2].update(replayed_steps=7, steps=10)  # three timed steps decided afresh: said under the table
+    assert "warning: 1x8192 intra@2: 7 of 10 timed steps replayed" in b.table(rows, cuda=True)
 
 
 def test_host_phases_cpu_smoke() -> None:

@@ -225,9 +225,11 @@ class Bench:
             loss = self.model(**self.batch).loss  # the output object (and its logits) dies here
         return loss, ctx
 
-    def timed_steps(self, cfg: Config, n: int) -> dict[str, list[float]]:
-        """``n`` steps, each synchronized; per step: event time of forward, backward, both; host wall time."""
-        fwd, bwd, step, wall = [], [], [], []
+    def timed_steps(self, cfg: Config, n: int) -> dict[str, list]:
+        """``n`` steps, each synchronized; per step: event time of forward, backward, both; host wall time; and for a
+        hyclora configuration whether the step replayed every pack (NOTE [Replay]: a step that recorded again
+        decides every pack and is slower; session 14 found steps that did so every other time)."""
+        fwd, bwd, step, wall, replayed = [], [], [], [], []
         for _ in range(n):
             self.model.zero_grad(set_to_none=True)
             self.sync()
@@ -235,10 +237,13 @@ class Bench:
             if self.cuda:
                 ev = [torch.cuda.Event(enable_timing=True) for _ in range(3)]
                 ev[0].record()
-            loss, _ = self.forward(cfg)
+            loss, ctx = self.forward(cfg)
             t1 = time.perf_counter()
             if self.cuda:
                 ev[1].record()
+            if cfg.preset is not None:
+                replayed.append(0 < ctx.replayed_packs == ctx.accountant.packs)
+            del ctx
             loss.backward()
             if self.cuda:
                 ev[2].record()
@@ -254,7 +259,7 @@ class Bench:
                 fwd.append(t1 - t0)
                 bwd.append(t2 - t1)
                 step.append(t2 - t0)
-        return {"fwd": fwd, "bwd": bwd, "step": step, "wall": wall}
+        return {"fwd": fwd, "bwd": bwd, "step": step, "wall": wall, "replayed": replayed}
 
     def gpu_work(self, cfg: Config, n: int) -> float:
         """Seconds of GPU work a step: the device time of every kernel over ``n`` steps under the torch profiler,
@@ -331,7 +336,8 @@ class Bench:
             res.update(step_s=statistics.median(times["step"]), fwd_s=statistics.median(times["fwd"]),
                        bwd_s=statistics.median(times["bwd"]), wall_s=statistics.median(times["wall"]),
                        step_min_s=min(times["step"]), step_max_s=max(times["step"]), steps=steps,
-                       step_times_s=[round(x, 6) for x in times["step"]])
+                       step_times_s=[round(x, 6) for x in times["step"]],
+                       replayed_steps=sum(times["replayed"]) if cfg.preset is not None and self.replay else None)
             if gpu_work_steps and self.cuda:
                 res["gpu_work_s"] = self.gpu_work(cfg, gpu_work_steps)
             return res
@@ -475,7 +481,10 @@ def table(results: list[dict[str, Any]], cuda: bool) -> str:
     if not cuda:
         note = ("CPU (no allocator): act = probe count (plain) or accountant's activation bytes; mem x = plain act / acct; "
                 "time x = step / plain step; best x = fastest step / plain's fastest")
-    return "\n".join(lines + [note])
+    warnings = [f"warning: {r['shape']} {r['config']}: {r['replayed_steps']} of {r['steps']} timed steps replayed "
+                "every pack; the others decided afresh (NOTE [Replay] in hyclora_hooks/replay.py)"
+                for r in results if r.get("replayed_steps") is not None and r["replayed_steps"] < r["steps"]]
+    return "\n".join(lines + [note] + warnings)
 
 
 # ------------------------------------------------------------------------------------------------ main
