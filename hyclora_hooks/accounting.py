@@ -44,18 +44,36 @@ class _StorageRecord:
 
 
 class Token:
-    """One admitted entry, as :meth:`Accountant.release` and :meth:`Accountant.grow` need it."""
+    """One admitted entry, as :meth:`Accountant.release` and :meth:`Accountant.grow` need it, with what
+    :meth:`Accountant.admit` was told until the accountant counts it (``row`` is None until then: NOTE [Deferred
+    counting]). Slots, not a tuple of the arguments: one object an entry for Python's cyclic GC, as before."""
 
-    __slots__ = ("storage_key", "stored", "holds_storage", "host_nbytes", "row", "layer", "live")
+    __slots__ = ("storage_key", "stored", "holds_storage", "host_nbytes", "row", "layer", "live", "storage_nbytes",
+                 "site", "codec_label", "kept_reason", "saved")
 
-    def __init__(self, storage_key: Any, stored: int, holds_storage: bool, host_nbytes: int, row: Row, layer: Row):
+    def __init__(self, storage_key: Any, stored: int, holds_storage: bool, host_nbytes: int, storage_nbytes: int,
+                 site: SaveSite, codec_label: str, kept_reason: str | None, saved: bool):
         self.storage_key, self.stored, self.holds_storage, self.host_nbytes = storage_key, stored, holds_storage, \
             host_nbytes
-        self.row, self.layer, self.live = row, layer, True
+        self.storage_nbytes, self.site, self.codec_label, self.kept_reason, self.saved = storage_nbytes, site, \
+            codec_label, kept_reason, saved
+        self.row: Row | None = None
+        self.layer: Row | None = None
+        self.live = True
 
 
 class Accountant:
-    """Live and cumulative bytes per op class, role, module and codec, and per layer."""
+    """Live and cumulative bytes per op class, role, module and codec, and per layer.
+
+    NOTE [Deferred counting]
+      ``admit`` and ``note_duplicate`` only queue what they were told; :meth:`flush` counts the queue, in order,
+      and every method that reads or changes the figures (``grow``, ``release``, ``report``) flushes first, as does
+      the context's ``accountant`` attribute. A training step's first release comes in its backward, where the host
+      waits for the GPU, so the counting leaves the forward, whose host time bounds the step at 4 x 1024 tokens on
+      the H200 (``baseline``'s forward on the dev CPU 28.6 -> 27.6 ms; docs/benchmarks.md session 14). The figures
+      are the same as when counted at once: nothing reads them between an admit and the flush. Read the public
+      attributes of an accountant you hold yourself only after :meth:`flush`.
+    """
 
     def __init__(self) -> None:
         self.by_op: dict[tuple[str, str, str, str], Row] = {}
@@ -68,6 +86,19 @@ class Accountant:
         self.packs = self.parameter_packs = self.duplicate_packs = 0
         self.host_bytes = self.live_host_bytes = self.peak_host_bytes = 0
         self.backward_packs = 0
+        self._queue: list = []  # tokens of uncounted admits, and (storage key, site, codec label) of duplicates
+
+    def flush(self) -> None:
+        """Count what ``admit`` and ``note_duplicate`` queued, in order (NOTE [Deferred counting])."""
+        queue = self._queue
+        if not queue:
+            return
+        self._queue = []
+        for item in queue:
+            if type(item) is tuple:
+                self._count_duplicate(*item)
+            else:
+                self._count(item)
 
     def note_parameter(self) -> None:
         self.packs += 1
@@ -77,6 +108,9 @@ class Accountant:
         """A pack that found its data already stored; it may be the first *save* of a stored recipe source."""
         self.packs += 1
         self.duplicate_packs += 1
+        self._queue.append((storage_key, site, codec_label))
+
+    def _count_duplicate(self, storage_key: Any, site: SaveSite, codec_label: str) -> None:
         rec = self._records.get(storage_key)
         if rec is not None and not rec.counted:
             self._count_activation(rec, self._row(site, codec_label), self._layer_row(site))
@@ -107,29 +141,38 @@ class Accountant:
 
     def admit(self, storage_key: Any, storage_nbytes: int, site: SaveSite, codec_label: str, payload_nbytes: int,
               holds_storage: bool, kept_reason: str | None, saved: bool = True, host_nbytes: int = 0) -> Token:
-        """Count a new entry; returns the token :meth:`release` needs when autograd drops the entry.
+        """Count a new entry (queued: NOTE [Deferred counting]); returns the token :meth:`release` needs when
+        autograd drops the entry.
 
         ``saved=False`` for a recipe's source: stored by us, but not (yet) saved by autograd, so its storage is
         not an activation until some op saves it. ``host_nbytes``: bytes the entry holds in host memory.
         """
         if saved:
             self.packs += 1
-        row = self._row(site, codec_label)
-        layer = self._layer_row(site)
+        token = Token(storage_key, payload_nbytes, holds_storage, host_nbytes, storage_nbytes, site, codec_label,
+                      kept_reason, saved)
+        self._queue.append(token)
+        return token
+
+    def _count(self, token: Token) -> None:
+        storage_key, storage_nbytes, site, host_nbytes = token.storage_key, token.storage_nbytes, token.site, \
+            token.host_nbytes
+        row = token.row = self._row(site, token.codec_label)
+        layer = token.layer = self._layer_row(site)
         row.count += 1
         layer.count += 1
         rec = self._records.get(storage_key)
         if rec is None:
             rec = self._records[storage_key] = _StorageRecord(storage_nbytes)
-        if saved and not rec.counted:
+        if token.saved and not rec.counted:
             self._count_activation(rec, row, layer)
         rec.entries += 1
-        stored = payload_nbytes
-        if holds_storage:  # a kept view holds its whole storage, once however many views are kept
+        stored = token.stored  # the payload's bytes
+        if token.holds_storage:  # a kept view holds its whole storage, once however many views are kept
             rec.keep_entries += 1
-            stored = storage_nbytes if rec.keep_entries == 1 else 0
-        if kept_reason is not None:
-            k = self.kept.setdefault(kept_reason, Row())
+            stored = token.stored = storage_nbytes if rec.keep_entries == 1 else 0
+        if token.kept_reason is not None:
+            k = self.kept.setdefault(token.kept_reason, Row())
             k.count += 1
             k.stored_bytes += stored
         row.stored_bytes += stored
@@ -141,11 +184,11 @@ class Accountant:
             self.host_bytes += host_nbytes
             self.live_host_bytes += host_nbytes
             self.peak_host_bytes = max(self.peak_host_bytes, self.live_host_bytes)
-        return Token(storage_key, stored, holds_storage, host_nbytes, row, layer)
 
     def grow(self, token: Token, nbytes: int) -> None:
         """An admitted payload now holds ``nbytes`` more (non-finite values found after its pack: see
         NOTE [Deferred non-finite check] in ``kernels/nonfinite.py``)."""
+        self.flush()
         token.stored += nbytes
         token.row.stored_bytes += nbytes
         token.layer.stored_bytes += nbytes
@@ -155,6 +198,7 @@ class Accountant:
             self.peak_stored_bytes = max(self.peak_stored_bytes, self.live_stored_bytes)
 
     def release(self, token: Token) -> None:
+        self.flush()
         token.live = False
         storage_key, stored, holds_storage, host_nbytes = token.storage_key, token.stored, token.holds_storage, \
             token.host_nbytes
@@ -173,6 +217,7 @@ class Accountant:
                 self.live_activation_bytes -= rec.nbytes
 
     def report(self, policy_name: str = "", device: torch.device | None = None) -> Report:
+        self.flush()
         return Report(
             policy=policy_name,
             activation_bytes=self.activation_bytes,

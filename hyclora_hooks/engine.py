@@ -231,8 +231,8 @@ class Compressor:
 
     def __init__(self, policy: Policy, model: nn.Module | None = None, replay_steps: bool = True):
         self.policy = policy
-        self.accountant = Accountant()
-        self._acct_ref = weakref.ref(self.accountant)  # what entries hold (NOTE [Lifetimes] rule 3)
+        self._acct = Accountant()  # counts when read (NOTE [Deferred counting] in accounting.py): see ``accountant``
+        self._acct_ref = weakref.ref(self._acct)  # what entries hold (NOTE [Lifetimes] rule 3)
         self._storage_refs: dict = {}  # storage's C++ address -> its StorageWeakRef, for the step (lineage.storage_ref)
         self._params = ParamRegistry()
         self._modules = ModuleTracker(self._params)
@@ -266,7 +266,7 @@ class Compressor:
         self._trainable: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
         self._stack: ExitStack | None = None
         self._fresh: list[Nonfinite] = []  # pending checks of the encode running now
-        self._pending = PendingChecks(MAX_PENDING_BYTES, self.accountant.grow)  # with their accountant tokens
+        self._pending = PendingChecks(MAX_PENDING_BYTES, self._acct.grow)  # with their accountant tokens
         self._device: torch.device | None = None
         self._model = weakref.ref(model) if model is not None else None
 
@@ -317,9 +317,15 @@ class Compressor:
             self._recipes = {}
         self._storage_refs = {}
 
+    @property
+    def accountant(self) -> Accountant:
+        """The context's accountant, with everything admitted so far counted (NOTE [Deferred counting])."""
+        self._acct.flush()
+        return self._acct
+
     def report(self) -> Report:
         """Accounting of everything saved under this context so far (see :mod:`hyclora_hooks.accounting`)."""
-        return self.accountant.report(self.policy.name, self._device)
+        return self._acct.report(self.policy.name, self._device)
 
     # pack ------------------------------------------------------------------------------------------
     def _key(self, t: torch.Tensor) -> tuple:
@@ -496,7 +502,7 @@ class Compressor:
         record is another kind or ``t`` is no parameter."""
         if rec.kind != "param" or not self._params.is_param(t):
             return _MISS
-        self.accountant.note_parameter()
+        self._acct.note_parameter()
         return t
 
     def _replay_pack(self, t: torch.Tensor) -> Any:
@@ -505,7 +511,7 @@ class Compressor:
         if rec is None:
             return _MISS
         self._next += 1
-        acct, made, trace = self.accountant, self._made, self._trace
+        acct, made, trace = self._acct, self._made, self._trace
         if rec.kind == "param":
             return self._replay_parameter_record(rec, t)
         key = self._key(t)
@@ -567,7 +573,7 @@ class Compressor:
         if self._pending:
             self._settle()
         if _graph_task_id() != -1:  # NOTE [Lifetimes] rule 7
-            self.accountant.note_backward_pack()
+            self._acct.note_backward_pack()
             return t
         mode = self._mode or self._begin_step()
         if mode == "replay":
@@ -582,7 +588,7 @@ class Compressor:
 
     def _decide(self, t: torch.Tensor) -> Any:
         """What to hold for ``t``: classify, route, plan a recipe or encode (NOTE [Lifetimes])."""
-        acct = self.accountant
+        acct = self._acct
         if self._params.is_param(t):  # NOTE [Lifetimes] rule 6
             acct.note_parameter()
             return t
@@ -631,7 +637,7 @@ class Compressor:
         if skey is None:  # not a strided tensor: count its own bytes, keyed by identity
             skey, storage_nbytes = ("id", id(t)), t.numel() * t.element_size()
         entry = self._keep(Entry(codec, payload, site, perm=perm, shape=shape, device=_cuda_index(t)))
-        token = self.accountant.admit(skey, storage_nbytes, site, self._label(codec),
+        token = self._acct.admit(skey, storage_nbytes, site, self._label(codec),
                                       0 if codec.lossless else codec.nbytes(payload), codec.lossless, reason, saved,
                                       codec.host_nbytes(payload))
         if self._fresh:
@@ -672,7 +678,7 @@ class Compressor:
 
     def _account_recipe(self, t: torch.Tensor, site: SaveSite, entry: Entry) -> None:
         key = lineage.storage_ref(t.untyped_storage(), self._storage_refs)
-        token = self.accountant.admit(key, t.untyped_storage().nbytes(), site, "recompute", 0, False, None)
+        token = self._acct.admit(key, t.untyped_storage().nbytes(), site, "recompute", 0, False, None)
         entry.hold(self._acct_ref, token)
 
     def _source(self, src: torch.Tensor, site: SaveSite, route: Route) -> Entry:

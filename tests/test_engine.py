@@ -255,6 +255,31 @@ def test_accountant_grow_after_a_late_nonfinite_find():
     assert acct.live_stored_bytes == 0 and acct.live_activation_bytes == 0
 
 
+def test_accountant_counts_queued_admits_in_order_when_read():
+    """NOTE [Deferred counting]: admits and duplicates are counted when the figures are read or changed, in the
+    order they came: a recipe source (not saved) whose storage a later pack saves counts as an activation once,
+    a kept view holds its whole storage once, and a release before any read counts first, then releases."""
+    from hyclora_hooks.accounting import Accountant
+    from hyclora_hooks.sites import SaveSite
+
+    site = SaveSite("mul", "mul", "other", "model.layers.1.mlp", "MLP", "", torch.float32, (8, 8))
+    acct = Accountant()
+    src = acct.admit(("s", 1), 1000, site, "quant4/g64", 100, False, None, saved=False)
+    acct.note_duplicate(("s", 1), site, "quant4/g64")  # the source's storage saved by an op: an activation now
+    kept_a = acct.admit(("k", 2), 512, site, "keep", 0, True, "small")
+    kept_b = acct.admit(("k", 2), 512, site, "keep", 0, True, "small")  # a second view of the same storage
+    assert acct.packs == 3 and acct.duplicate_packs == 1  # counters at once
+    acct.release(kept_b)  # before anything was read: counted first, then released
+    assert (acct.activation_bytes, acct.stored_bytes) == (1000 + 512, 100 + 512)
+    assert acct.live_stored_bytes == 100 + 512  # the storage is held until its last kept view goes
+    assert acct.peak_stored_bytes == 612 and acct.kept["small"].count == 2
+    rep = acct.report()
+    assert rep.by_layer[0]["layer"] == "model.layers.1" and rep.by_layer[0]["activation_bytes"] == 1512
+    acct.release(kept_a)
+    acct.release(src)
+    assert acct.live_stored_bytes == 0 and acct.live_activation_bytes == 0
+
+
 def test_a_leaf_that_requires_grad_is_kept_not_compressed():
     """NOTE [Lifetimes] rule 11: the graph holds a non-parameter leaf that requires grad (and its views) for the
     whole step, so the lossy rule is overridden: a copy would add bytes, and the accountant would miss the leaf."""
