@@ -30,6 +30,7 @@ from .launch import launch
 from .quant import use_triton
 
 _DTYPES = (torch.bfloat16, torch.float16, torch.float32)
+_CASTS = {torch.bfloat16: 1, torch.float16: 2}  # the kernel's CAST: the 16-bit dtype it casts fp32 factors to
 _BLOCK_M = 64
 _WARPS = 4
 _launches: dict = {}
@@ -92,24 +93,43 @@ def rope_part(p: torch.Tensor, w: torch.Tensor, cos: torch.Tensor, sin: torch.Te
     return rope_part_triton(p, w, cos, sin, shape)
 
 
+def rope_lora_part(x: torch.Tensor, b: torch.Tensor, scale: float, dtype: torch.dtype, cos: torch.Tensor,
+                   sin: torch.Tensor, shape: tuple[int, int, int, int], backend: str = "auto") -> torch.Tensor:
+    """``rope_part(x.to(dtype), (b * scale).to(dtype), cos, sin, shape)``: a LoRA branch's part in its cheap form
+    (NOTE [LoRA part] in lineage.py: ``x·A`` and ``s·B`` cast to the tensor's 16-bit dtype). On the kernel path,
+    for fp32 factors, the scaling and the casts happen in the kernel with torch's roundings (an fp32 product, then
+    round to nearest even), so the value is the same bits without three torch calls a part (each ~30 us of host
+    time on the H200's host, docs/benchmarks.md session 14)."""
+    if (backend == "auto" and not use_triton(x)) or dtype not in _CASTS or x.dtype != torch.float32 \
+            or b.dtype != torch.float32 or not fusable(x, b, cos, sin, shape):
+        return rope_part(x.to(dtype), (b * scale).to(dtype), cos, sin, shape, backend)
+    return rope_part_triton(x, b, cos, sin, shape, (dtype, scale))
+
+
 def rope_part_triton(p: torch.Tensor, w: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
-                     shape: tuple[int, int, int, int]) -> torch.Tensor:
-    """The kernel path of :func:`rope_part` (the caller checks :func:`fusable`)."""
+                     shape: tuple[int, int, int, int], cast: tuple[torch.dtype, float] | None = None) -> torch.Tensor:
+    """The kernel path of :func:`rope_part` (the caller checks :func:`fusable`); with ``cast = (dtype, scale)``,
+    of :func:`rope_lora_part` (``p`` and ``w`` fp32, cast in the kernel)."""
     _build()
     b, t, h, d = shape
     m, r = b * t, p.shape[-1]
     p2, w2 = p.reshape(m, r).contiguous(), w.contiguous()
     c4 = cos.expand(b, h, t, d)
     s4 = sin.expand(b, h, t, d)
-    out = torch.empty((m, h * d), dtype=out_dtype(p, w, cos, sin), device=p.device)
+    dtype, scale = cast if cast is not None else (None, 1.0)
+    out_type = out_dtype(p, w, cos, sin) if dtype is None else \
+        torch.promote_types(torch.promote_types(dtype, cos.dtype), sin.dtype)
+    out = torch.empty((m, h * d), dtype=out_type, device=p.device)
     if m:
         grid = (-(-m // _BLOCK_M), h)
         block_r = max(16, 1 << (r - 1).bit_length())
         # tensor-core dots need one 16-bit dtype; the interpreter's bf16 dot is wrong (numpy has no bf16): fp32 there
-        ieee = not (p2.dtype == w2.dtype != torch.float32) or os.environ.get("TRITON_INTERPRET", "0") == "1"
-        launch(_rope_part_kernel, grid, _launches.setdefault((d, block_r, ieee), {}),
-               (p2, w2, c4, s4, out, m, t, h, r, *c4.stride(), *s4.stride()),
-               dict(D=d, HALF=d // 2, BLOCK_M=_BLOCK_M, BLOCK_R=block_r, IEEE=ieee, num_warps=_WARPS))
+        sixteen = dtype is not None or p2.dtype == w2.dtype != torch.float32
+        ieee = not sixteen or os.environ.get("TRITON_INTERPRET", "0") == "1"
+        key = (d, block_r, ieee, _CASTS.get(dtype, 0))
+        launch(_rope_part_kernel, grid, _launches.setdefault(key, {}),
+               (p2, w2, c4, s4, out, m, t, h, r, *c4.stride(), *s4.stride(), float(scale)),
+               dict(D=d, HALF=d // 2, BLOCK_M=_BLOCK_M, BLOCK_R=block_r, IEEE=ieee, CAST=key[3], num_warps=_WARPS))
     return out.view(b, t, h, d).transpose(1, 2)
 
 
@@ -120,9 +140,9 @@ _BUILT = False
 
 
 def _rope_part_kernel(p_ptr, w_ptr, c_ptr, s_ptr, o_ptr, M, T, H, R,
-                      c_sb, c_sh, c_st, c_sd, s_sb, s_sh, s_st, s_sd,
+                      c_sb, c_sh, c_st, c_sd, s_sb, s_sh, s_st, s_sd, scale,
                       D: tl.constexpr, HALF: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_R: tl.constexpr,
-                      IEEE: tl.constexpr):
+                      IEEE: tl.constexpr, CAST: tl.constexpr):
     # one program: BLOCK_M rows (tokens) of one head; y = P W_h^T and rotate_half(y) = P W_rot^T, both K = R
     rows = tl.program_id(0).to(tl.int64) * BLOCK_M + tl.arange(0, BLOCK_M)
     h = tl.program_id(1)
@@ -135,6 +155,10 @@ def _rope_part_kernel(p_ptr, w_ptr, c_ptr, s_ptr, o_ptr, M, T, H, R,
     w = tl.load(w_ptr + col[None, :] * R + k[:, None], mask=kmask[:, None], other=0.0)  # (BLOCK_R, D)
     partner = tl.where(d < HALF, col + HALF, col - HALF)  # rotate_half: (-y2, y1)
     w_rot = tl.load(w_ptr + partner[None, :] * R + k[:, None], mask=kmask[:, None], other=0.0)
+    if CAST == 1:  # rope_lora_part: x·A and s·B to bf16 as torch casts them (fp32 product, round to nearest even)
+        p, w, w_rot = _to_bf16(p), _to_bf16(w * scale), _to_bf16(w_rot * scale)
+    elif CAST == 2:
+        p, w, w_rot = p.to(tl.float16), (w * scale).to(tl.float16), (w_rot * scale).to(tl.float16)
     if IEEE:
         y = tl.dot(p.to(tl.float32), w.to(tl.float32), input_precision="ieee")
         y_rot = tl.dot(p.to(tl.float32), w_rot.to(tl.float32), input_precision="ieee")
@@ -152,9 +176,17 @@ def _rope_part_kernel(p_ptr, w_ptr, c_ptr, s_ptr, o_ptr, M, T, H, R,
     tl.store(o_ptr + rows[:, None] * (H * D) + col[None, :], out.to(o_ptr.dtype.element_ty), mask=rmask[:, None])
 
 
+def _to_bf16(v):
+    """fp32 -> bf16, nearest with ties to even, by the bits (as ``quant._bf16_nearest``: the interpreter's own cast
+    truncates, the GPU's rounds); NaN stays NaN."""
+    u = v.to(tl.int32, bitcast=True)
+    u = (u + 0x7FFF + ((u >> 16) & 1)) & -65536
+    return tl.where(v != v, v, u.to(tl.float32, bitcast=True)).to(tl.bfloat16)
+
+
 def _build() -> None:
     global _BUILT
     if _BUILT:
         return
-    build(globals(), ("_rope_part_kernel",))
+    build(globals(), ("_to_bf16", "_rope_part_kernel"))
     _BUILT = True

@@ -79,15 +79,37 @@ def test_not_fusable_falls_back_to_the_op_by_op_replay():
     assert not rp.fusable(p, w, cos[None], sin, (2, 8, 2, 16))  # 5-d
 
 
+@pytest.mark.parametrize("dtype,scale", [(BF16, 2.0), (BF16, 1.7), (FP16, 0.3)])
+def test_lora_part_casts_its_factors_in_the_kernel_to_the_same_bits(dtype, scale):
+    """``rope_lora_part`` hands peft's fp32 ``x·A`` and ``B`` to the kernel, which scales and casts them itself:
+    the same bits as casting first with torch (fp32 product, round to nearest even)."""
+    shape, r = (2, 24, 3, 32), 16
+    p, w, cos, sin = _inputs(*shape, r, FP32)
+    cos, sin = cos.to(dtype), sin.to(dtype)
+    got = rp.rope_lora_part(p, w, scale, dtype, cos, sin, shape, backend="triton")
+    want = rp.rope_part(p.to(dtype), (w * scale).to(dtype), cos, sin, shape, backend="triton")
+    assert got.dtype == want.dtype == dtype and torch.equal(got, want)
+    # off the kernel path (CPU, no backend forced): the casts, then the op-by-op replay, as before
+    assert torch.equal(rp.rope_lora_part(p, w, scale, dtype, cos, sin, shape),
+                       rp.rope_part_ops(p.to(dtype), (w * scale).to(dtype), cos, sin, shape))
+
+
 # ------------------------------------------------------------------------------------------- the pattern
-def _part_nodes(rot_lo: slice | None = None, other_y: bool = False, order: int = 0):
+def _part_nodes(rot_lo: slice | None = None, other_y: bool = False, order: int = 0, cheap: bool = False):
     """A LoRA part as the planner carries it through RoPE (Shared nodes as its memo makes them), with knobs to
-    break the pattern: another slice for rotate_half's second half, or rotate_half of another tensor."""
+    break the pattern: another slice for rotate_half's second half, or rotate_half of another tensor; ``cheap``:
+    the branch's factors cast to bf16 as ``lineage.cheap_branch`` makes them (cos and sin in bf16 too)."""
     b, t, h, d, r = 1, 8, 2, 16, 4
     p, w, cos, sin = _inputs(b, t, h, d, r, FP32)
+    if cheap:
+        cos, sin = cos.to(BF16), sin.to(BF16)
 
     def heads(wt):
-        lin = lineage.Replay(torch.nn.functional.linear, "linear", (lineage.Const(p), lineage.Const(wt)), {})
+        x, wn = lineage.Const(p), lineage.Const(wt)
+        if cheap:
+            x = lineage.Replay(lineage._cast, "cast", (x, BF16), {})
+            wn = lineage.Replay(lineage._scaled, "scaled", (wn, 2.0, BF16), {})
+        lin = lineage.Replay(torch.nn.functional.linear, "linear", (x, wn), {})
         view = lineage.Shared(lineage.Replay(torch.Tensor.view, "view", (lin, (b, t, -1, d)), {}))
         return lineage.Shared(lineage.Replay(torch.transpose, "transpose", (view, 1, 2), {}))
 
@@ -112,6 +134,22 @@ def test_fuse_rope_finds_the_pattern(order):
     assert isinstance(fused, lineage.RopePart)
     torch.testing.assert_close(lineage.evaluate(fused), lineage.evaluate(part), rtol=1e-5, atol=1e-5)
     assert lineage.recipe_key(fused) is not None  # recipes with it still find their twins
+
+
+def test_fuse_rope_reads_the_cheap_branch_factors_themselves():
+    """With the cheap branch's casts under it, the fused part reads ``x·A`` and ``B`` and leaves the casts to
+    ``rope_lora_part``: the same bits as the fused part over the cast nodes, and a recipe key of its own."""
+    part, (p, w, cos, sin, shape) = _part_nodes(cheap=True)
+    fused = lineage.fuse_rope(part)
+    assert isinstance(fused, lineage.RopePart) and fused.func is lineage._rope_lora_part
+    x, b = fused.args[:2]
+    assert isinstance(x, lineage.Const) and x.value is p and isinstance(b, lineage.Const) and b.value is w
+    cast = lineage.Replay(lineage._cast, "cast", (lineage.Const(p), BF16), {})
+    scaled = lineage.Replay(lineage._scaled, "scaled", (lineage.Const(w), 2.0, BF16), {})
+    before = lineage.Replay(lineage._rope_part, "rope_part", (cast, scaled) + fused.args[4:], {})
+    got = lineage.evaluate(fused)
+    assert got.dtype == BF16 and torch.equal(got, lineage.evaluate(before))
+    assert lineage.recipe_key(fused) is not None and lineage.recipe_key(fused) != lineage.recipe_key(before)
 
 
 @pytest.mark.parametrize("broken", ["slice", "other_y"])

@@ -7,6 +7,8 @@ Not a test. For q and k, ``intra_inter`` subtracts the LoRA part carried through
 * the kernel against ``rope_part_ref`` (fp32 math, one rounding): at most one bf16 ulp apart;
 * two kernel calls give the same bits (the forward's part and the backward's must be one);
 * how far each is from the exact (fp64) value, next to the op-by-op replay it replaces;
+* ``rope_lora_part`` (peft's fp32 ``x·A`` and ``B`` scaled and cast in the kernel) gives the same bits as the
+  kernel fed torch's casts (session 14), and its host time against the casts plus the kernel;
 
 then times, with ``triton.testing.do_bench`` (median ms), the op-by-op replay (bf16 ops, as before the kernel),
 the reference and the kernel.
@@ -31,6 +33,23 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+def _host_us(fn, n: int = 200) -> float:
+    """Median host time of a call, launches only (the GPU is synchronised before each)."""
+    import statistics
+    import time
+
+    import torch
+
+    times = []
+    for _ in range(n):
+        torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    torch.cuda.synchronize()
+    return statistics.median(times) * 1e6
+
+
 def main(argv: list[str] | None = None) -> list[dict]:
     args = _parse(argv)
     import torch
@@ -45,13 +64,15 @@ def main(argv: list[str] | None = None) -> list[dict]:
         b, t = (int(x) for x in spec.split("x"))
         h, d, r = args.heads, args.head_dim, args.rank
         shape = (b, t, h, d)
-        p = torch.randn(b * t, r, device="cuda", generator=gen).bfloat16()
-        w = (torch.randn(h * d, r, device="cuda", generator=gen) * 0.05).bfloat16()
+        x = torch.randn(b * t, r, device="cuda", generator=gen)  # peft's fp32 x·A and B, scaling 2
+        bw = torch.randn(h * d, r, device="cuda", generator=gen) * 0.025
+        p, w = x.bfloat16(), (bw * 2.0).bfloat16()
         pos = torch.arange(t, device="cuda", dtype=torch.float32)
         inv = 1.0 / (10000 ** (torch.arange(0, d, 2, device="cuda", dtype=torch.float32) / d))
         ang = torch.cat([torch.outer(pos, inv)] * 2, dim=-1)[None, None]
         cos, sin = ang.cos().bfloat16(), ang.sin().bfloat16()
         got = rp.rope_part_triton(p, w, cos, sin, shape)
+        cast_in = rp.rope_lora_part(x, bw, 2.0, torch.bfloat16, cos, sin, shape)
         again = rp.rope_part_triton(p, w, cos, sin, shape)
         ref = rp.rope_part_ref(p, w, cos, sin, shape)
         ops = rp.rope_part_ops(p, w, cos, sin, shape)
@@ -61,11 +82,16 @@ def main(argv: list[str] | None = None) -> list[dict]:
             "shape": spec,
             "within 1 ulp": bool(((got.float() - ref.float()).abs() <= ulp * 1.01).all()),
             "repeatable": torch.equal(got, again),
+            "casts in kernel same bits": torch.equal(cast_in, got),
             "err kernel": (got.double() - exact).abs().max().item(),
             "err ops": (ops.double() - exact).abs().max().item(),
             "ops ms": do_bench(lambda: rp.rope_part_ops(p, w, cos, sin, shape), return_mode="median"),
             "ref ms": do_bench(lambda: rp.rope_part_ref(p, w, cos, sin, shape), return_mode="median"),
             "kernel ms": do_bench(lambda: rp.rope_part_triton(p, w, cos, sin, shape), return_mode="median"),
+            "host us casts+kernel": _host_us(lambda: rp.rope_part(x.bfloat16(), (bw * 2.0).bfloat16(), cos, sin,
+                                                                   shape)),
+            "host us casts in kernel": _host_us(lambda: rp.rope_lora_part(x, bw, 2.0, torch.bfloat16, cos, sin,
+                                                                          shape)),
         })
     print_rows(f"RoPE'd LoRA part, {args.heads} heads x {args.head_dim}, r{args.rank}, bf16, "
                f"{torch.cuda.get_device_name()}", rows)
