@@ -87,18 +87,23 @@ class Accountant:
         self.host_bytes = self.live_host_bytes = self.peak_host_bytes = 0
         self.backward_packs = 0
         self._queue: list = []  # tokens of uncounted admits, and (storage key, site, codec label) of duplicates
+        self._counted = 0  # how many of the queue a flush has taken
 
     def flush(self) -> None:
-        """Count what ``admit`` and ``note_duplicate`` queued, in order (NOTE [Deferred counting])."""
+        """Count what ``admit`` and ``note_duplicate`` queued, in order (NOTE [Deferred counting]). Counting makes
+        objects, so the cyclic GC may run an entry's ``__del__`` midway: its ``release`` flushes too, and goes on
+        from the same place in the queue (the position is the accountant's, not this call's), so the released
+        token is counted before it is released."""
         queue = self._queue
-        if not queue:
-            return
-        self._queue = []
-        for item in queue:
+        while self._counted < len(queue):
+            item = queue[self._counted]
+            self._counted += 1
             if type(item) is tuple:
                 self._count_duplicate(*item)
             else:
                 self._count(item)
+        queue.clear()
+        self._counted = 0
 
     def note_parameter(self) -> None:
         self.packs += 1

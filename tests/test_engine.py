@@ -280,6 +280,34 @@ def test_accountant_counts_queued_admits_in_order_when_read():
     assert acct.live_stored_bytes == 0 and acct.live_activation_bytes == 0
 
 
+def test_a_release_while_the_accountant_counts_goes_on_from_the_same_place():
+    """An entry's ``__del__`` can run midway through a flush (counting makes objects; the cyclic GC may collect an
+    entry then). Its release must find its token counted: here a site whose layer, read while the first admit is
+    counted, releases the second admit's token (NOTE [Deferred counting])."""
+    from hyclora_hooks.accounting import Accountant
+    from hyclora_hooks.sites import SaveSite
+
+    acct = Accountant()
+    later = []
+
+    class ReleasingSite(SaveSite):
+        @property
+        def layer(self) -> str:
+            while later:
+                acct.release(later.pop())
+            return "model.layers.0"
+
+    site = SaveSite("sin", "unknown", "sin", "model.layers.0.mlp", "MLP", "", torch.float32, (8, 8))
+    first = ReleasingSite("sin", "unknown", "sin", "model.layers.0.mlp", "MLP", "", torch.float32, (8, 8))
+    a = acct.admit(("id", 1), 256, first, "quant4/g64", 40, False, None)
+    later.append(acct.admit(("id", 2), 256, site, "quant4/g64", 24, False, None))
+    acct.flush()
+    assert (acct.stored_bytes, acct.live_stored_bytes) == (64, 40)
+    assert (acct.activation_bytes, acct.live_activation_bytes) == (512, 256)
+    acct.release(a)
+    assert acct.live_stored_bytes == 0 and acct.live_activation_bytes == 0
+
+
 def test_a_leaf_that_requires_grad_is_kept_not_compressed():
     """NOTE [Lifetimes] rule 11: the graph holds a non-parameter leaf that requires grad (and its views) for the
     whole step, so the lossy rule is overridden: a copy would add bytes, and the accountant would miss the leaf."""
