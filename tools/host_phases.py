@@ -29,9 +29,8 @@ if str(_ROOT) not in sys.path:
 
 import torch  # noqa: E402
 
-from tools.bench_step import Bench, all_configs, build_model, make_batch, parse_shapes, resolve_device  # noqa: E402
-from tools.bench_step import set_checkpointing, warmup_for  # noqa: E402
-from tools.profile_step import build_parser as profile_parser  # noqa: E402
+from tools.bench_step import all_configs, set_checkpointing, warmup_for  # noqa: E402
+from tools.profile_step import build_parser as profile_parser, shape_bench  # noqa: E402
 
 
 def _targets() -> list[tuple[Any, str]]:
@@ -102,11 +101,8 @@ def main(argv: list[str] | None = None, report: bool = True) -> dict[str, tuple[
     cfg = {c.name: c for c in all_configs()}.get(args.config)
     if cfg is None:
         raise SystemExit(f"host_phases: unknown --config {args.config!r}")
-    args.shape_list = parse_shapes(args.shape)
-    (bsz, seq), = args.shape_list
-    device = resolve_device(args.device)
-    bench = Bench(build_model(args, device), device)
-    bench.batch = make_batch(args.vocab, bsz, seq, device, args.seed)
+    bench = shape_bench(args)
+    device = bench.device
     set_checkpointing(bench.model, cfg.checkpoint)
     timer = PhaseTimer().install()
     try:

@@ -194,6 +194,16 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def shape_bench(args: argparse.Namespace) -> Bench:
+    """The model of :func:`build_parser`'s flags on ``--device``, with the batch of its one ``--shape``."""
+    args.shape_list = parse_shapes(args.shape)
+    (bsz, seq), = args.shape_list
+    device = resolve_device(args.device)
+    bench = Bench(build_model(args, device), device)
+    bench.batch = make_batch(args.vocab, bsz, seq, device, args.seed)
+    return bench
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     by_name = {c.name: c for c in all_configs()}
@@ -205,12 +215,8 @@ def main(argv: list[str] | None = None) -> int:
     if cfg.preset is not None and cfg.preset not in hyclora_hooks.preset_names():
         raise SystemExit(f"profile_step: preset {cfg.preset!r} is not in this checkout "
                          f"(have {hyclora_hooks.preset_names()})")
-    args.shape_list = parse_shapes(args.shape)
-    (bsz, seq), = args.shape_list
-    device = resolve_device(args.device)
-    cuda = device.type == "cuda"
-    bench = Bench(build_model(args, device), device)
-    bench.batch = make_batch(args.vocab, bsz, seq, device, args.seed)
+    bench = shape_bench(args)
+    device, cuda = bench.device, bench.cuda
     timer = HookTimer().install()
     set_checkpointing(bench.model, cfg.checkpoint)
     try:

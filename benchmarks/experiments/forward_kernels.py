@@ -16,20 +16,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 import torch  # noqa: E402
 from torch.autograd import DeviceType  # noqa: E402
 
-from tools.bench_step import Bench, all_configs, build_model, make_batch, resolve_device, warmup_for  # noqa: E402
-from tools.profile_step import build_parser  # noqa: E402
+from tools.bench_step import all_configs, warmup_for  # noqa: E402
+from tools.profile_step import build_parser, shape_bench  # noqa: E402
 
 p = build_parser()
 p.add_argument("--configs", default="plain,intra_inter@2")
 p.add_argument("--rows", type=int, default=25)
 args = p.parse_args()
-batch, seq = (int(v) for v in args.shape.split("x"))
-args.shape_list = [(batch, seq)]
-dev = resolve_device(args.device)
-bench = Bench(build_model(args, dev), dev)
-bench.batch = make_batch(args.vocab, batch, seq, dev, args.seed)
+bench = shape_bench(args)
+dev, cuda = bench.device, bench.cuda
 by_name = {c.name: c for c in all_configs()}
-cuda = dev.type == "cuda"
 
 
 def forward_profile(cfg) -> tuple[dict, dict, float]:

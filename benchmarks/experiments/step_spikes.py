@@ -18,18 +18,14 @@ import torch  # noqa: E402
 
 from hyclora_hooks import engine  # noqa: E402
 
-from tools.bench_step import Bench, all_configs, build_model, make_batch, resolve_device  # noqa: E402
-from tools.profile_step import build_parser  # noqa: E402
+from tools.bench_step import all_configs  # noqa: E402
+from tools.profile_step import build_parser, shape_bench  # noqa: E402
 
 p = build_parser()
 p.add_argument("--configs", default="intra_inter@2,plain")
 args = p.parse_args()
-batch, seq = (int(v) for v in args.shape.split("x"))
-args.shape_list = [(batch, seq)]
-dev = resolve_device(args.device)
-cuda = dev.type == "cuda"
-bench = Bench(build_model(args, dev), dev)
-bench.batch = make_batch(args.vocab, batch, seq, dev, args.seed)
+bench = shape_bench(args)
+dev, cuda = bench.device, bench.cuda
 cfgs = {c.name: c for c in all_configs()}
 keys = ["num_device_alloc", "num_device_free", "num_alloc_retries"]
 ends: list = []
