@@ -638,8 +638,8 @@ class Compressor:
             skey, storage_nbytes = ("id", id(t)), t.numel() * t.element_size()
         entry = self._keep(Entry(codec, payload, site, perm=perm, shape=shape, device=_cuda_index(t)))
         token = self._acct.admit(skey, storage_nbytes, site, self._label(codec),
-                                      0 if codec.lossless else codec.nbytes(payload), codec.lossless, reason, saved,
-                                      codec.host_nbytes(payload))
+                                 0 if codec.lossless else codec.nbytes(payload), codec.lossless, reason, saved,
+                                 codec.host_nbytes(payload))
         if self._fresh:
             for rec in self._fresh:
                 self._pending.add(rec, token)
