@@ -33,20 +33,22 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def _host_us(fn, n: int = 200) -> float:
-    """Median host time of a call, launches only (the GPU is synchronised before each)."""
+def host_us(fn, n: int = 200, sync=None) -> float:
+    """Median host time of a call in microseconds, launches only: ``sync`` (default: the current CUDA device's)
+    runs before each call and after the last, so no call waits for an earlier one's kernels."""
     import statistics
     import time
 
     import torch
 
+    sync = sync or torch.cuda.synchronize
     times = []
     for _ in range(n):
-        torch.cuda.synchronize()
+        sync()
         t0 = time.perf_counter()
         fn()
         times.append(time.perf_counter() - t0)
-    torch.cuda.synchronize()
+    sync()
     return statistics.median(times) * 1e6
 
 
@@ -88,9 +90,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
             "ops ms": do_bench(lambda: rp.rope_part_ops(p, w, cos, sin, shape), return_mode="median"),
             "ref ms": do_bench(lambda: rp.rope_part_ref(p, w, cos, sin, shape), return_mode="median"),
             "kernel ms": do_bench(lambda: rp.rope_part_triton(p, w, cos, sin, shape), return_mode="median"),
-            "host us casts+kernel": _host_us(lambda: rp.rope_part(x.bfloat16(), (bw * 2.0).bfloat16(), cos, sin,
+            "host us casts+kernel": host_us(lambda: rp.rope_part(x.bfloat16(), (bw * 2.0).bfloat16(), cos, sin,
                                                                    shape)),
-            "host us casts in kernel": _host_us(lambda: rp.rope_lora_part(x, bw, 2.0, torch.bfloat16, cos, sin,
+            "host us casts in kernel": host_us(lambda: rp.rope_lora_part(x, bw, 2.0, torch.bfloat16, cos, sin,
                                                                           shape)),
         })
     print_rows(f"RoPE'd LoRA part, {args.heads} heads x {args.head_dim}, r{args.rank}, bf16, "

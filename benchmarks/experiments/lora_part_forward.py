@@ -24,6 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 import torch  # noqa: E402
 
 from hyclora_hooks.kernels.quant import quantize  # noqa: E402
+from tools.check_rope_part import host_us  # noqa: E402
 
 p = argparse.ArgumentParser()
 p.add_argument("--device", default="cuda")
@@ -68,17 +69,6 @@ def device_ms(fn) -> float:
     return statistics.median(times)
 
 
-def host_us(fn) -> float:
-    times = []
-    for _ in range(args.reps):
-        sync()
-        t0 = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - t0) * 1e6)
-    sync()
-    return statistics.median(times)
-
-
 print(f"{torch.cuda.get_device_name(dev) if cuda else 'cpu'} | torch {torch.__version__} | rank {args.rank} | "
       f"quantize {BITS} bits, token groups of {GROUP}")
 print(f"{'T':>6} {'N':>6} | {'device ms: today':>17} {'addmm':>7} {'quant only':>10} | {'host us: today':>15} "
@@ -92,8 +82,7 @@ for T in (int(v) for v in args.tokens.split(",")):
         a, b = today(t, xA, B, 2.0), fused(t, xA, B, 2.0)
         d = (a.float() - b.float()).abs()
         differ, worst = (d > 0).float().mean().item(), (d.max() / t.float().abs().mean()).item()
-        row = [device_ms(lambda: store(today(t, xA, B, 2.0))), device_ms(lambda: store(fused(t, xA, B, 2.0))),
-               device_ms(lambda: store(t)), host_us(lambda: store(today(t, xA, B, 2.0))),
-               host_us(lambda: store(fused(t, xA, B, 2.0))), host_us(lambda: store(t))]
+        calls = (lambda: store(today(t, xA, B, 2.0)), lambda: store(fused(t, xA, B, 2.0)), lambda: store(t))
+        row = [device_ms(c) for c in calls] + [host_us(c, args.reps, sync) for c in calls]
         print(f"{T:>6} {N:>6} | {row[0]:>17.3f} {row[1]:>7.3f} {row[2]:>10.3f} | {row[3]:>15.0f} {row[4]:>7.0f} "
               f"{row[5]:>10.0f} | {differ:6.1%}  {worst:.2e}")
