@@ -241,15 +241,15 @@ class Bench:
             t1 = time.perf_counter()
             if self.cuda:
                 ev[1].record()
-            if cfg.preset is not None:
-                replayed.append(0 < ctx.replayed_packs == ctx.accountant.packs)
-            del ctx
             loss.backward()
             if self.cuda:
                 ev[2].record()
             self.sync()
             t2 = time.perf_counter()
             del loss
+            if cfg.preset is not None:  # after the step: the accountant counts when read (NOTE [Deferred counting])
+                replayed.append(0 < ctx.replayed_packs == ctx.accountant.packs)
+            del ctx
             wall.append(t2 - t0)
             if self.cuda:
                 fwd.append(ev[0].elapsed_time(ev[1]) / 1e3)
