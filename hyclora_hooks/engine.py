@@ -32,6 +32,7 @@ NOTE [Lifetimes]
  11. A saved leaf that requires grad and is no parameter (a user's input; the embedding output Hugging Face makes
      require grad for gradient checkpointing), or a view of one, is kept as is: the graph's gradient accumulator
      holds it for the whole step, so a compressed copy would add bytes, and the accountant would miss the original.
+     The same holds for such a leaf as a recipe's source (an RMSNorm's fp32 cast of it).
  12. A codec whose statistics are per channel over tokens (``Codec.channels_after_tokens``) sees, in the
      memory-order view of rule 8, every dim after the token dim (the saved tensor's dim -2) merged into channels.
      SDPA's q/k/v are ``(B, H, T, D)`` views of ``(B, T, H, D)`` memory: as rows x D, 64 consecutive rows were 7
@@ -181,6 +182,9 @@ def codec_view(t: torch.Tensor, codec: Codec) -> tuple[torch.Tensor, tuple[int, 
 def _inverse(perm: tuple[int, ...] | list[int]) -> tuple[int, ...]:
     """The permutation that undoes ``perm``: ``x.permute(perm).permute(_inverse(perm))`` is ``x``."""
     return tuple(sorted(range(len(perm)), key=lambda i: perm[i]))
+
+
+_LEAF_KEPT = "a leaf that requires grad: autograd's graph holds it anyway"
 
 
 def _held_by_graph(t: torch.Tensor) -> bool:
@@ -610,7 +614,7 @@ class Compressor:
                 and not self._sdpa_replayable():
             route = Route(KEEP, route.rule, "SDPA q/k need a replayable call (inter policy, no dropout)")
         if not route.codec.lossless and _held_by_graph(t):  # NOTE [Lifetimes] rule 11
-            route = Route(KEEP, route.rule, "a leaf that requires grad: autograd's graph holds it anyway")
+            route = Route(KEEP, route.rule, _LEAF_KEPT)
         entry = None
         if self.policy.inter and t.is_floating_point():
             entry = self._plan(t, site, route)
@@ -687,10 +691,13 @@ class Compressor:
             made, spec = len(self._made), self._source_spec(src)
         entry = self._lookup(src)
         if entry is None:
-            codec = route.codec if route.codec.lossless or src.numel() * src.element_size() >= \
-                self.policy.knobs.min_bytes else KEEP
+            codec, reason = route.codec, None
+            if not codec.lossless and src.numel() * src.element_size() < self.policy.knobs.min_bytes:
+                codec = KEEP
+            elif not codec.lossless and _held_by_graph(src):  # NOTE [Lifetimes] rule 11, for sources too
+                codec, reason = KEEP, _LEAF_KEPT
             key = self._key(src)
-            entry = self._admit(src, site, codec, None, key[0], src.untyped_storage().nbytes(), saved=False)
+            entry = self._admit(src, site, codec, reason, key[0], src.untyped_storage().nbytes(), saved=False)
             self._remember(key, src, entry)
         if self._log is not None:
             self._note("source", (spec, site, route), entry, len(self._made) > made)

@@ -1,0 +1,119 @@
+"""Issue 6's ratios measured the way a user would, sharing no code with ``tools/bench_step.py`` (session 15).
+
+The issue is judged by rerunning the benchmark and by "the same ratios measured by a separate script". This is
+such a script, written against the public API only: its own model (transformers + peft, nothing from
+``hyclora_hooks.models``), ``hyclora.compress(preset, bits=...)`` with and without ``model=``, wall-clock steps
+between ``torch.cuda.synchronize()`` calls, and activation memory as the allocator's growth over the forward. The
+configurations run interleaved, a few steps each per round, so that a drift of the host's speed (docs/benchmarks.md:
+up to 1.5x within one machine start) falls on all of them alike.
+
+    PYTHONPATH=. python benchmarks/experiments/independent_ratios.py [--shapes 4x1024,1x8192] [--rounds 4]
+
+On the dev CPU it runs at toy widths (``--tiny``) as a smoke test. Prints one table per shape: activation GiB,
+memory ratio, median and fastest step ms, and their ratios to plain's."""
+
+import argparse
+import statistics
+import time
+from contextlib import nullcontext
+
+import torch
+
+import hyclora_hooks as hyclora
+
+
+def build(tiny: bool, device: str) -> torch.nn.Module:
+    from peft import LoraConfig, get_peft_model
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    widths = dict(hidden_size=128, intermediate_size=256, num_attention_heads=4, vocab_size=256) if tiny else \
+        dict(hidden_size=4096, intermediate_size=11008, num_attention_heads=32, vocab_size=32000)
+    cfg = LlamaConfig(num_hidden_layers=8, max_position_embeddings=8192, attn_implementation="sdpa",
+                      use_cache=False, **widths)
+    with torch.device(device):
+        model = LlamaForCausalLM(cfg).to(torch.bfloat16)
+    targets = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+    model = get_peft_model(model, LoraConfig(r=16, lora_alpha=32, target_modules=targets))
+    with torch.no_grad():  # peft starts B at zero; a step on zeros times nothing real
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.02)
+    model.train()
+    return model
+
+
+def configs(model: torch.nn.Module) -> dict:
+    """name -> (context factory, checkpointing on)."""
+    return {
+        "plain": (nullcontext, False),
+        "checkpoint": (nullcontext, True),
+        "intra_inter@2": (lambda: hyclora.compress("intra_inter", model=model, bits=2), False),
+        "intra_inter@4": (lambda: hyclora.compress("intra_inter", model=model, bits=4), False),
+        "intra_inter@2 no model=": (lambda: hyclora.compress("intra_inter", bits=2), False),
+        "intra_inter+ckpt@2": (lambda: hyclora.compress("intra_inter", model=model, bits=2), True),
+    }
+
+
+def step(model, batch, ctx, sync) -> tuple[float, int]:
+    """One forward + backward; (wall seconds, allocator growth over the forward with the loss alive)."""
+    sync()
+    before = torch.cuda.memory_allocated() if torch.cuda.is_available() else 0
+    t0 = time.perf_counter()
+    with ctx():
+        loss = model(**batch).loss
+    after = torch.cuda.memory_allocated() if torch.cuda.is_available() else 0
+    loss.backward()
+    sync()
+    seconds = time.perf_counter() - t0
+    model.zero_grad(set_to_none=True)
+    return seconds, after - before
+
+
+def run_shape(model, shape, rounds, per_round, device, vocab) -> None:
+    b, t = shape
+    g = torch.Generator().manual_seed(1)
+    ids = torch.randint(0, vocab, (b, t), generator=g).to(device)
+    batch = {"input_ids": ids, "labels": ids}
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+    table = configs(model)
+    times = {k: [] for k in table}
+    mem = {}
+    for r in range(rounds + 1):  # round 0 warms up (compiles kernels, calibrates, records the replay plans)
+        for name, (ctx, ckpt) in table.items():
+            if ckpt:
+                model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            else:
+                model.gradient_checkpointing_disable()
+            for i in range(per_round + (6 if r == 0 else 1)):  # the first step after a switch is not timed
+                s, grown = step(model, batch, ctx, sync)
+                if r > 0 and i >= 1:
+                    times[name].append(s)
+                    mem[name] = grown
+    model.gradient_checkpointing_disable()
+    print(f"\n{b}x{t} ({rounds} rounds x {per_round} steps, interleaved)")
+    print(f"{'config':<26} {'act GiB':>8} {'mem x':>7} {'median ms':>10} {'time x':>7} {'fastest ms':>11} {'best x':>7}")
+    p_med, p_min, p_mem = statistics.median(times["plain"]), min(times["plain"]), mem["plain"]
+    for name in table:
+        med, fast, m = statistics.median(times[name]), min(times[name]), mem[name]
+        print(f"{name:<26} {m / 2**30:8.3f} {p_mem / m if m else float('nan'):7.2f} {med * 1e3:10.1f} "
+              f"{med / p_med:7.2f} {fast * 1e3:11.1f} {fast / p_min:7.2f}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--shapes", default="4x1024,1x8192")
+    ap.add_argument("--rounds", type=int, default=4)
+    ap.add_argument("--per-round", type=int, default=3)
+    ap.add_argument("--tiny", action="store_true", help="toy widths (CPU smoke test)")
+    args = ap.parse_args()
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    model = build(args.tiny, device)
+    print(f"torch {torch.__version__}, {torch.cuda.get_device_name() if device == 'cuda' else 'cpu'}")
+    for part in args.shapes.split(","):
+        b, t = (int(n) for n in part.split("x"))
+        run_shape(model, (b, t), args.rounds, args.per_round, device, model.config.vocab_size)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# session 15: the independent ratio script, then bench_step's rows for the same configurations, one machine start
+set -u
+export TRITON_INTERPRET=0 PYTHONPATH=.
+python benchmarks/experiments/independent_ratios.py > $OUT/independent.txt 2>&1
+python tools/bench_step.py --configs checkpoint,intra_inter@2,intra_inter@4,intra_inter+checkpoint@2 --out $OUT --budget-s 240 > $OUT/bench.txt 2>&1
+tail -20 $OUT/independent.txt; tail -16 $OUT/bench.txt
