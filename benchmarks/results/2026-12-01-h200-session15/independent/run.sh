@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# session 15: the independent ratio script, then bench_step's rows for the same configurations, one machine start
+# session 15, first run: benchmarks/experiments/independent_ratios.py as first written (six rows; it left HF's
+# embedding-output hook on after its checkpoint row, so every row after round 0 ran with the embedding output
+# requiring grad), then bench_step's rows for the same configurations, one machine start
 set -u
 export TRITON_INTERPRET=0 PYTHONPATH=.
 python benchmarks/experiments/independent_ratios.py > $OUT/independent.txt 2>&1
