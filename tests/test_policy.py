@@ -179,3 +179,25 @@ def test_rope_cos_sin_stay_exact(preset, bits):
         model(**batch).loss.backward()
     rows = [r for r in ctx.report().to_dict()["by_op"] if (r["op"], r["role"]) == ("mul", "rope")]
     assert rows and all(r["codec"] in ("keep", "recompute") for r in rows), rows
+
+
+@pytest.mark.parametrize("bits, expected", [
+    (2, {"query": "quant4/t128", "value": "quant4/g128", "swiglu": "quant4/t128", "silu": "quant4/t128",
+         "input": "quant2/g64+o0.005", "scores": "quant4/t64"}),
+    (4, {"query": "quant8/t64", "value": "quant4/g32", "swiglu": "quant8/t32", "silu": "quant8/t32",
+         "input": "quant4/g64+o0.005", "scores": "quant8/t64"}),
+    (8, {"query": "quant8/t64", "value": "quant8/g32", "swiglu": "quant8/t32", "silu": "quant8/t32",
+         "input": "quant8/g64+o0.005", "scores": "quant8/t64"}),
+])
+def test_intra_inter_groups_by_bits(bits, expected):
+    """The 2-bit setting gives the tensors floored at 4 bits groups of 128 (SDPA q/k, value, the SwiGLU operands;
+    docs/benchmarks.md session 15); the 2-bit sources, eager attention and the 4- and 8-bit settings keep theirs."""
+    from hyclora_hooks.policy import load_policy
+    from hyclora_hooks.sites import SaveSite
+
+    policy = load_policy("intra_inter").with_knobs(bits=bits)
+    classes = {"query": "attention", "value": "attention", "swiglu": "mul", "silu": "activation", "input": "norm",
+               "scores": "attention"}
+    got = {role: policy.route(SaveSite("op", classes[role], role, "m", "M", "", torch.bfloat16, (4, 4)),
+                              1 << 30, True).codec.describe() for role in expected}
+    assert got == expected
