@@ -122,9 +122,14 @@ def test_ab_default_path_end_to_end(cache, tmp_path):
     d = json.loads((tmp_path / "ab.json").read_text())
     assert d["config"]["model"] == "smollm2" and d["config"]["model_source"].startswith("SmolLM2-135M")
     assert d["config"]["data"].startswith("KJV")
+    # --dtype auto: bf16 where it is native, fp32 on a CPU that emulates it (an hour-long main job otherwise)
+    from hyclora_hooks.zoo import native_bf16
+
+    assert d["config"]["dtype"] == ("bfloat16" if native_bf16(d["config"].get("device", "cpu")) else "float32")
     assert [p["policy"] for p in d["policies"]][0] == "baseline" and len(d["policies"]) == 2
     assert d["policies"][0]["grad_rel_l2"] == [0.0]
     assert 0.5 < d["policies"][1]["grad_cosine"][0] <= 1.0  # intra_inter measured 0.935 here
     assert d["policies"][1]["stored_bytes"] < d["policies"][1]["activation_bytes"]
     # pretrained, held-out KJV, 1 x 24 tokens (little context): measured 4.7 at 32; random weights give ~10.8
     assert 2.0 < d["policies"][0]["eval_loss"][0] < 6.0
+

@@ -71,7 +71,7 @@ def _load(args: argparse.Namespace, console: Any) -> tuple[Any, torch.device]:
 
     device = _device(args.device)
     t0 = time.perf_counter()
-    loaded = load_model(args.model, dtype=args.dtype, log=lambda m: console.print(f"[dim]{m}[/dim]"))
+    loaded = load_model(args.model, dtype=args.dtype, log=lambda m: console.print(f"[dim]{m}[/dim]"), device=device)
     targets = [t.strip() for t in args.lora_targets.split(",") if t.strip()] if args.lora_targets else None
     loaded.model = ensure_lora(loaded.model, r=args.lora_r, targets=targets, random_b=args.random_lora_b,
                                seed=args.seed).to(device)
@@ -355,7 +355,8 @@ def _common(p: argparse.ArgumentParser, *, model: str, batch: int, seq: int, pol
     g = p.add_argument_group("model")
     g.add_argument("--model", default=model, help=f"smollm2, tiny-llama, tiny-gpt2, a local model folder, a .gguf "
                    f"file, or module:function returning a model (default: {model})")
-    g.add_argument("--dtype", default="auto", help="auto (bf16 for pretrained models), float32, bfloat16, float16")
+    g.add_argument("--dtype", default="auto", help="auto (bf16 for pretrained models; fp32 on a CPU without native "
+                   "bf16), float32, bfloat16, float16")
     g.add_argument("--lora-r", type=int, default=8, help="LoRA rank, unless the model already has adapters")
     g.add_argument("--lora-targets", help="comma-separated module names (default: every attention/MLP linear)")
     g.add_argument("--random-lora-b", action="store_true",
