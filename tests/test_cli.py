@@ -130,7 +130,9 @@ def test_report_model_from_local_folder(tmp_path):
     assert cli.main(["report", "--model", str(tmp_path / "m"), "--batch-size", "1", "--seq-len", "24",
                      "--data", "random", "--json", str(js)]) == 0
     d = json.loads(js.read_text())
-    assert d["dtype"] == "bfloat16" and d["data"] == "random tokens"
+    from hyclora_hooks.zoo import native_bf16  # --dtype auto: bf16 for a pretrained model where bf16 is native
+
+    assert d["dtype"] == ("bfloat16" if native_bf16(d["device"]) else "float32") and d["data"] == "random tokens"
 
 
 def test_ab_default_policy_falls_back_while_intra_inter_is_missing(capsys, monkeypatch):
