@@ -194,28 +194,33 @@ def smollm2(*, dtype: torch.dtype | None = torch.bfloat16, cache: bool = True,
 def load_model(spec: str, *, dtype: torch.dtype | str | None = None,
                log: Callable[[str], None] | None = None, device: torch.device | str | None = None) -> Loaded:
     """Resolve a ``--model`` spec (see the module docstring); ``dtype`` ``None`` keeps each loader's default
-    (for pretrained models bf16, or fp32 where ``device`` is a CPU without native bf16: :func:`native_bf16`; the
-    builders' own for tiny ones)."""
+    (for pretrained models :func:`pretrained_dtype` on ``device``, bf16 without one; the builders' and callables'
+    own for the others)."""
     from .models import tiny_gpt2, tiny_llama
 
     dtype = parse_dtype(dtype)
-    if dtype is None and device is not None and not native_bf16(device) and spec not in ("tiny-llama", "tiny-gpt2"):
-        dtype = torch.float32
-        if log is not None:
-            log("bf16 matmuls are emulated on this CPU (no AVX-512): the model runs in fp32 (--dtype bf16 forces bf16)")
     if not isinstance(spec, str) or not spec:
         raise user_error("model spec", spec, "a name, a folder, a .gguf file or module:function",
                          f"use one of {list(BUILTIN_MODELS)}")
+
+    def pretrained() -> torch.dtype:  # a pretrained model's dtype: the one asked for, else pretrained_dtype
+        if dtype is not None:
+            return dtype
+        chosen = pretrained_dtype(device) if device is not None else torch.bfloat16
+        if chosen != torch.bfloat16 and log is not None:
+            log("bf16 matmuls are emulated on this CPU (no AVX-512): the model runs in fp32 (--dtype bf16 forces bf16)")
+        return chosen
+
     if spec == "smollm2":
-        return smollm2(dtype=dtype or torch.bfloat16, log=log)
+        return smollm2(dtype=pretrained(), log=log)
     if spec in ("tiny-llama", "tiny-gpt2"):
         build = tiny_llama if spec == "tiny-llama" else tiny_gpt2
         return Loaded(build(**({"dtype": dtype} if dtype else {})), None, f"{spec} (random weights)")
     path = Path(spec).expanduser()
     if path.suffix == ".gguf":
-        return load_gguf(path, dtype=dtype or torch.bfloat16, log=log)
+        return load_gguf(path, dtype=pretrained(), log=log)
     if path.is_dir():
-        return _load_folder(path, dtype or torch.bfloat16)
+        return _load_folder(path, pretrained())
     if ":" in spec and not path.exists():
         return _load_callable(spec, dtype)
     raise user_error("unknown model", spec, f"one of {list(BUILTIN_MODELS)}, a model folder, a .gguf file or "
