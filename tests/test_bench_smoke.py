@@ -37,6 +37,7 @@ def test_bench_step_cpu_smoke(tmp_path: Path) -> None:
             assert f in r, (name, f)
         assert r["act_alloc_bytes"] == "n/a"  # no allocator figures on CPU
         assert len(r["step_times_s"]) == 2 and r["step_s"] > 0
+        assert r["rounds"] == 2  # --steps 2: one timed step in each of two rounds, configurations interleaved
         # every timed step of a compressed configuration replays the recorded plan (NOTE [Replay])
         assert r["replayed_steps"] == (None if name == "plain" else 2), (name, r["replayed_steps"])
     # A preset this checkout lacks is reported, not fatal (and once it exists it must simply run).
@@ -78,6 +79,25 @@ def test_select_configs_families_and_plain_first() -> None:
     assert b.parse_shapes("4x1024, 1X8192") == [(4, 1024), (1, 8192)]
     with pytest.raises(SystemExit, match="bad shape"):
         b.parse_shapes("4-1024")
+
+
+def test_steps_split_over_rounds() -> None:
+    b = _bench()
+    assert b.steps_per_round(12, 3) == [4, 4, 4]
+    assert b.steps_per_round(10, 3) == [4, 3, 3]
+    assert b.steps_per_round(5, 1) == [5]
+    import pytest
+
+    with pytest.raises(SystemExit, match="--rounds 4 is more than --steps 3"):
+        b.steps_per_round(3, 4)
+    with pytest.raises(SystemExit, match="must be at least 1"):
+        b.steps_per_round(3, 0)
+    times = {"step": [0.3, 0.1, 0.2, 0.4], "fwd": [1, 2, 3, 4], "bwd": [1, 1, 1, 1], "wall": [2, 2, 2, 2],
+             "replayed": [True, True, False, True]}
+    f = b.time_fields(times, 2, replay_counted=True)
+    assert (f["step_s"], f["step_min_s"], f["step_max_s"], f["steps"], f["rounds"], f["replayed_steps"]) == \
+        (0.25, 0.1, 0.4, 4, 2, 3)
+    assert b.time_fields(times, 2, replay_counted=False)["replayed_steps"] is None
 
 
 def test_ratios_use_allocator_on_cuda_and_same_shape_plain() -> None:

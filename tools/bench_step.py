@@ -11,7 +11,10 @@ shape and configuration it measures:
   independent identity hook in one extra, untimed forward (the reference the accountant must match).
 * ``peak``: ``max_memory_allocated()`` over the step (reset before), absolute and above the resident bytes.
 * ``step``: median over ``--steps`` steps after warm-up, CUDA events around forward + backward, synchronized
-  after every step; also host wall time and the forward / backward split.
+  after every step; also host wall time and the forward / backward split. The timed steps are split over
+  ``--rounds`` rounds: each shape's configurations run one after another, then again (a short warm-up each time),
+  so that a drift of the host's speed within the run (session 14 saw one configuration's steps go from 182 to
+  141 ms mid-run) lands on every configuration alike. Memory is measured in the first round.
 
 Configurations that are not presets of this checkout are reported as ``missing``; an out-of-memory step
 is reported as ``oom``; any other failure as ``error: ...``; the run goes on. Results go to
@@ -319,39 +322,70 @@ class Bench:
                 "probe_parameter_packs": probe.param_packs}
 
     # one configuration --------------------------------------------------------------------------------
+    def warm(self, cfg: Config, n: int) -> None:
+        for _ in range(n):
+            loss, _ctx = self.forward(cfg)
+            loss.backward()
+            del loss, _ctx
+        self.model.zero_grad(set_to_none=True)
+        self.sync()
+
     def run(self, cfg: Config, warmup: int, steps: int, gpu_work_steps: int = 0) -> dict[str, Any]:
+        """The configuration's first round: warm-up, the memory step, ``steps`` timed steps (their lists under
+        ``"times"``), and the GPU work if asked."""
         set_checkpointing(self.model, cfg.checkpoint)
         try:
-            for _ in range(warmup):
-                loss, _ctx = self.forward(cfg)
-                loss.backward()
-                del loss, _ctx
-            self.model.zero_grad(set_to_none=True)
-            self.sync()
+            self.warm(cfg, warmup)
             res: dict[str, Any] = {"status": "ok", "warmup": warmup}
             res.update(self.memory_step(cfg))
             if cfg.name == "plain":
                 res.update(self.probe_step())
-            times = self.timed_steps(cfg, steps)
-            res.update(step_s=statistics.median(times["step"]), fwd_s=statistics.median(times["fwd"]),
-                       bwd_s=statistics.median(times["bwd"]), wall_s=statistics.median(times["wall"]),
-                       step_min_s=min(times["step"]), step_max_s=max(times["step"]), steps=steps,
-                       step_times_s=[round(x, 6) for x in times["step"]],
-                       replayed_steps=sum(times["replayed"]) if cfg.preset is not None and self.replay else None)
+            res["times"] = self.timed_steps(cfg, steps)
             if gpu_work_steps and self.cuda:
                 res["gpu_work_s"] = self.gpu_work(cfg, gpu_work_steps)
             return res
         finally:
             set_checkpointing(self.model, False)
 
+    def more_steps(self, cfg: Config, warmup: int, steps: int) -> dict[str, list]:
+        """A later round of a configuration: ``warmup`` steps (the steps of the configurations run in between
+        may have left another plan to replay), then ``steps`` timed steps."""
+        set_checkpointing(self.model, cfg.checkpoint)
+        try:
+            self.warm(cfg, warmup)
+            return self.timed_steps(cfg, steps)
+        finally:
+            set_checkpointing(self.model, False)
+
+
+def time_fields(times: dict[str, list], rounds: int, replay_counted: bool) -> dict[str, Any]:
+    """A record's step-time fields from its timed steps (every round's, in the order they ran)."""
+    return dict(step_s=statistics.median(times["step"]), fwd_s=statistics.median(times["fwd"]),
+                bwd_s=statistics.median(times["bwd"]), wall_s=statistics.median(times["wall"]),
+                step_min_s=min(times["step"]), step_max_s=max(times["step"]), steps=len(times["step"]),
+                rounds=rounds, step_times_s=[round(x, 6) for x in times["step"]],
+                replayed_steps=sum(times["replayed"]) if replay_counted else None)
+
+
+def steps_per_round(steps: int, rounds: int) -> list[int]:
+    """``steps`` timed steps spread over ``rounds`` rounds, the first rounds taking the remainder."""
+    if steps < 1 or rounds < 1:
+        raise SystemExit(f"bench_step: --steps ({steps}) and --rounds ({rounds}) must be at least 1")
+    if rounds > steps:
+        raise SystemExit(f"bench_step: --rounds {rounds} is more than --steps {steps}: a round without a timed step")
+    return [steps // rounds + (i < steps % rounds) for i in range(rounds)]
+
 
 def run_config(bench: Bench, cfg: Config, warmup: int, steps: int, presets: list[str],
-               gpu_work_steps: int = 0) -> dict[str, Any]:
-    """``bench.run`` with the failures turned into a status; memory is freed whatever happened."""
+               gpu_work_steps: int = 0, later_round: bool = False) -> dict[str, Any]:
+    """``bench.run`` (or, for a later round, ``bench.more_steps`` as ``{"status": "ok", "times": ...}``) with the
+    failures turned into a status; memory is freed whatever happened."""
     if cfg.preset is not None and cfg.preset not in presets:
         return {"status": "missing"}
     status = None
     try:
+        if later_round:
+            return {"status": "ok", "times": bench.more_steps(cfg, warmup, steps)}
         return bench.run(cfg, warmup, steps, gpu_work_steps)
     except _OOM:
         status = "oom"
@@ -495,7 +529,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch", type=int, default=1, help="batch for --seq-len (default 1)")
     p.add_argument("--configs", help="comma list of configs or families (plain is always run); default all:\n"
                    + ", ".join(c.name for c in all_configs()))
-    p.add_argument("--steps", type=int, default=10, help="timed steps per config (median; default 10)")
+    p.add_argument("--steps", type=int, default=12, help="timed steps per config, over all rounds (median; default 12)")
+    p.add_argument("--rounds", type=int,
+                   help="run each shape's configurations this many times in turn, the timed steps split between\n"
+                   "the rounds (default 3, or --steps if fewer): a drift of the host's speed lands on every\n"
+                   "configuration alike")
+    p.add_argument("--round-warmup", type=int, default=2,
+                   help="warm-up steps of a configuration in each round after the first (default 2)")
     p.add_argument("--warmup", type=int, help="warm-up steps (default 3; hyclora configs max(3, "
                    "iteration_threshold + 1) so calibration is over)")
     p.add_argument("--budget-s", type=float, help="start no configuration after this many seconds (the rest are\n"
@@ -547,6 +587,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     args.shape_list = [(args.batch, args.seq_len)] if args.seq_len else parse_shapes(args.shapes)
     configs = select_configs(args.configs)
+    split = steps_per_round(args.steps, min(3, args.steps) if args.rounds is None else args.rounds)
     device = resolve_device(args.device)
     if args.steps < 10:
         print(f"bench_step: --steps {args.steps} < 10: fine for a smoke run, too few for a reported median",
@@ -575,16 +616,31 @@ def main(argv: list[str] | None = None) -> int:
           f"({n_train / 1e6:.1f}M trainable) on {env['gpu']}; built in {model_info['build_s']} s", flush=True)
 
     results: list[dict[str, Any]] = []
+
+    def budget_left() -> bool:
+        return args.budget_s is None or time.perf_counter() - t0 <= args.budget_s
+
+    def publish(rec: dict[str, Any], what: str) -> None:
+        add_ratios(results)
+        write_json(path, env, model_info, results)
+        msg = rec["status"] if rec["status"] != "ok" else (
+            f"step {rec['step_s'] * 1e3:.1f} ms, act {_gib(rec['act_alloc_bytes'])}, "
+            f"mem {_x(rec['mem_ratio'])}, time {_x(rec['time_ratio'])}")
+        print(f"[{time.perf_counter() - t0:6.0f}s] {rec['shape']:>7} {rec['config']:<28} {what:<9} {msg}", flush=True)
+
     for bsz, seq in args.shape_list:
         shape = f"{bsz}x{seq}"
         bench.batch = make_batch(args.vocab, bsz, seq, device, args.seed)
+        timed: list[tuple[Config, dict[str, Any], dict[str, list]]] = []  # this shape's records that ran
         for cfg in configs:
             tc = time.perf_counter()
-            warm = warmup_for(cfg, args.warmup)
-            if args.budget_s is not None and tc - t0 > args.budget_s:
-                res = {"status": "skipped: time budget"}
+            if budget_left():
+                res = run_config(bench, cfg, warmup_for(cfg, args.warmup), split[0], presets, args.gpu_work_steps)
             else:
-                res = run_config(bench, cfg, warm, args.steps, presets, args.gpu_work_steps)
+                res = {"status": "skipped: time budget"}
+            times = res.pop("times", None)
+            if times is not None:
+                res.update(time_fields(times, 1, cfg.preset is not None and args.replay))
             leak = bench.allocated()
             rec = {"config": cfg.name, "shape": shape, "batch": bsz, "seq": seq, "tokens": bsz * seq,
                    "preset": cfg.preset, "bits": cfg.bits, "checkpoint": cfg.checkpoint,
@@ -593,12 +649,28 @@ def main(argv: list[str] | None = None) -> int:
                        t.numel() * t.element_size() for t in bench.batch.values())) if leak is not None else "n/a",
                    "config_wall_s": round(time.perf_counter() - tc, 2)}
             results.append(rec)
-            add_ratios(results)
-            write_json(path, env, model_info, results)
-            msg = rec["status"] if rec["status"] != "ok" else (
-                f"step {rec['step_s'] * 1e3:.1f} ms, act {_gib(rec['act_alloc_bytes'])}, "
-                f"mem {_x(rec['mem_ratio'])}, time {_x(rec['time_ratio'])}")
-            print(f"[{time.perf_counter() - t0:6.0f}s] {shape:>7} {cfg.name:<28} {msg}", flush=True)
+            if times is not None:
+                timed.append((cfg, rec, times))
+            publish(rec, f"round 1/{len(split)}" if len(split) > 1 else "")
+        # Later rounds, configurations interleaved: a drift of the host's speed within the run lands on every
+        # configuration alike instead of on the ones that happened to run during it (docs/benchmarks.md, session 16).
+        for rnd, n in enumerate(split[1:], start=2):
+            for cfg, rec, times in timed:
+                if not budget_left():
+                    rec["rounds_note"] = "later rounds cut by --budget-s"
+                    continue
+                if rec.get("rounds") != rnd - 1:  # a round of it failed: its figures stay those of the rounds before
+                    continue
+                tc = time.perf_counter()
+                res = run_config(bench, cfg, args.round_warmup, n, presets, later_round=True)
+                if res["status"] != "ok":
+                    rec["rounds_note"] = f"round {rnd}: {res['status']}"
+                else:
+                    for key, more in res["times"].items():
+                        times[key] += more
+                    rec.update(time_fields(times, rnd, cfg.preset is not None and args.replay))
+                rec["config_wall_s"] = round(rec["config_wall_s"] + time.perf_counter() - tc, 2)
+                publish(rec, f"round {rnd}/{len(split)}")
         bench.batch = {}
         bench.free()
 
