@@ -711,6 +711,7 @@ class Compressor:
             return self._log_softmax_recipe(t, site, route)
         node = planner.free(t, lossless_only=lossless)  # P1
         if node is not None:
+            node = lineage.fuse_norm_tail(node)
             return self._recipe(t, site, lineage.fuse_swiglu(node) if self.policy.fuse else node)
         if not lossless and route.codec.lossless is False:  # P3: store tensor - LoRA branch, add it back
             branch = planner.lora_part(t)  # the (carried) LoRA part in t's layout

@@ -47,7 +47,7 @@ import torch
 from torch.multiprocessing.reductions import StorageWeakRef
 
 from . import sharing
-from .kernels import rope_part, swiglu
+from .kernels import norm_tail, rope_part, swiglu
 
 # ops cheap enough to replay in backward (elementwise, views, casts; linear only with a thin weight)
 UNARY = {"to", "type", "float", "half", "bfloat16", "double", "type_as", "contiguous", "view", "reshape",
@@ -918,6 +918,52 @@ def fuse_swiglu(node: Node) -> Node:
         act, up = inner.args[i], inner.args[1 - i]
         if isinstance(act, EntryRef) and isinstance(up, Node) and _is_silu_recipe(act.entry):
             return SwiGluProduct(act, up, dtype)
+    return node
+
+
+# ------------------------------------------------------------------------------------ fused RMSNorm tail
+def _norm_tail(a: torch.Tensor, b: torch.Tensor, w: torch.Tensor, half: torch.dtype,
+               wide: torch.dtype) -> torch.Tensor:
+    if norm_tail.fusable(b, a, w, half, wide):  # the recorded ``mul`` had rstd first
+        a, b = b, a
+    return norm_tail.norm_tail(a, b, w, half, wide)
+
+
+class NormTail(Replay):
+    """``(w * (a * b).to(half)).to(wide)`` with ``w`` a parameter: an RMSNorm's tail (``a * b`` is ``x32 * rstd``)
+    cast wider, as peft's fp32 copy of a LoRA input after a Llama RMSNorm is. Evaluated by one kernel on CUDA where
+    the operands fit it (kernels/norm_tail.py, the same bits as torch's ops), else by the same ops as the
+    expression it replaces. Made by :func:`fuse_norm_tail` in every ``inter`` policy, as :class:`RopePart` is."""
+
+    def __init__(self, a: Node, b: Node, w: Const, half: torch.dtype, wide: torch.dtype):
+        super().__init__(_norm_tail, "norm_tail", (a, b, w, half, wide), {})
+
+
+def _plain_op(node: Any, name: str) -> bool:
+    """``node`` is a recorded ``name`` op of two arguments, no keywords, outside autocast."""
+    return type(node) is Replay and node.name == name and len(node.args) == 2 and not node.kwargs \
+        and node.autocast is None
+
+
+def fuse_norm_tail(node: Node) -> Node:
+    """``node`` with ``(w * (a * b).to(half)).to(wide)`` at its top (maybe under views; either operand order of
+    each ``mul``; ``w`` a parameter, ``a`` and ``b`` nodes) replaced by a :class:`NormTail`; else ``node`` itself."""
+    if type(node) is Replay and node.name in UNARY and node.name not in _CASTS and node.args \
+            and isinstance(node.args[0], Node):  # a view of the cast (F.linear saves a 2-D view of its input)
+        inner = fuse_norm_tail(node.args[0])
+        if inner is node.args[0]:
+            return node
+        return Replay(node.func, node.name, (inner,) + node.args[1:], dict(node.kwargs), node.autocast)
+    top, wide = _cast_of(node)
+    if top is None or node.autocast is not None or not _plain_op(top, "mul"):
+        return node
+    for w, cast in (top.args, top.args[::-1]):
+        if not (isinstance(w, Const) and isinstance(w.value, torch.Tensor)):
+            continue
+        prod, half = _cast_of(cast)
+        if prod is not None and cast.autocast is None and _plain_op(prod, "mul") \
+                and all(isinstance(a, Node) for a in prod.args):
+            return NormTail(*prod.args, w, half, wide)
     return node
 
 

@@ -1,0 +1,102 @@
+"""The tail of an RMSNorm rebuilt to a wider dtype in backward, ``(w * (x * rstd).to(half)).to(wide)``: the
+plain-PyTorch reference and a Triton kernel that reads ``x`` once and writes the result once, with torch's bits.
+
+Why: peft casts a LoRA projection's input to its fp32 adapters' dtype, and autograd keeps that fp32 copy for
+``lora_A``'s weight gradient. Under ``intra_inter`` the copy after a Llama RMSNorm (q/k/v's, gate/up's) is a
+recipe: Hugging Face's ``weight * (x32 * rstd).to(bf16)`` replayed and cast to fp32. Even with each cast written
+into its op's output (NOTE [Casts into outputs] in lineage.py) that is two broadcasting passes, ``x32 * rstd`` into
+bf16 and ``w * h`` into fp32, which torch runs at ~1.4 TB/s on an H200 (0.142 + 0.138 ms at 8192 x 4096,
+docs/benchmarks.md session 11): 16 of them a step on 8 Llama-2-7B-shaped layers. The kernel reads ``x32`` (which
+the norm's own backward decodes anyway), ``rstd`` and ``w`` and writes the fp32 copy: 8 bytes an element, one
+launch instead of two.
+
+Bits: torch multiplies two fp32 values and rounds once to ``half`` (the cast into bf16/fp16); ``w * h`` of two
+``half`` tensors is computed in fp32 and rounded to ``half``; the cast to fp32 is exact. The kernel does the same
+operations, rounding to nearest even by the bits for bf16 (kernels/swiglu.py's ``_round``), no fp fusion.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from . import swiglu
+from .jit import build
+from .launch import launch
+from .quant import use_triton
+
+_HALF = (torch.bfloat16, torch.float16)
+_BLOCK = 1024
+_WARPS = 4
+_launches: dict = {}
+
+
+def norm_tail_ref(x: torch.Tensor, rstd: torch.Tensor, w: torch.Tensor, half: torch.dtype,
+                  wide: torch.dtype) -> torch.Tensor:
+    """``(w * (x * rstd).to(half)).to(wide)`` by torch's own ops (the CPU path and the oracle)."""
+    h = (x * rstd).to(half)
+    out = w * h
+    return out if out.dtype == wide else out.to(wide)
+
+
+def fusable(x: torch.Tensor, rstd: torch.Tensor, w: torch.Tensor, half: torch.dtype, wide: torch.dtype) -> bool:
+    """The kernel's case: fp32 ``x`` (contiguous, ``[..., H]``), fp32 ``rstd`` of shape ``[..., 1]`` (contiguous),
+    a contiguous ``[H]`` weight in ``half`` (bf16 or fp16), the result widened to fp32, all on one device."""
+    if x.dtype != torch.float32 or rstd.dtype != torch.float32 or half not in _HALF or w.dtype != half \
+            or wide != torch.float32 or x.dim() < 1:
+        return False
+    n = x.shape[-1]
+    return (w.dim() == 1 and w.shape[0] == n and rstd.shape == x.shape[:-1] + (1,) and x.is_contiguous()
+            and rstd.is_contiguous() and w.is_contiguous() and x.device == rstd.device == w.device)
+
+
+def norm_tail(x: torch.Tensor, rstd: torch.Tensor, w: torch.Tensor, half: torch.dtype, wide: torch.dtype,
+              backend: str = "auto") -> torch.Tensor:
+    """``(w * (x * rstd).to(half)).to(wide)``: one Triton pass on CUDA (``backend="auto"``) where :func:`fusable`,
+    else :func:`norm_tail_ref`; the same values either way. ``backend="triton"`` forces the kernel (on CPU only
+    under ``TRITON_INTERPRET=1``), ``"ref"`` the reference."""
+    if backend == "ref" or (backend == "auto" and not use_triton(x)) or not fusable(x, rstd, w, half, wide):
+        return norm_tail_ref(x, rstd, w, half, wide)
+    return norm_tail_triton(x, rstd, w, half)
+
+
+def norm_tail_triton(x: torch.Tensor, rstd: torch.Tensor, w: torch.Tensor, half: torch.dtype) -> torch.Tensor:
+    """The kernel path of :func:`norm_tail` (the caller checks :func:`fusable`); the result is fp32."""
+    _build()
+    out = torch.empty(x.shape, dtype=torch.float32, device=x.device)
+    n = x.shape[-1]
+    rows = x.numel() // n if n else 0
+    if rows:
+        meta = {"KIND": _HALF.index(half), "BLOCK": _BLOCK, "num_warps": _WARPS, "enable_fp_fusion": False}
+        launch(_norm_tail_kernel, (rows, -(-n // _BLOCK)), _launches.setdefault(meta["KIND"], {}),
+               (x, rstd, w, out, n), meta)
+    return out
+
+
+# ------------------------------------------------------------------------------------------ Triton kernel
+# A plain function until :func:`_build` (kernels/jit.py): the package imports without triton.
+tl = None
+_round = None  # kernels/swiglu.py's jitted rounding to a 16-bit dtype, bound by _build
+
+
+def _norm_tail_kernel(x_ptr, r_ptr, w_ptr, o_ptr, N, KIND: tl.constexpr, BLOCK: tl.constexpr):
+    row = tl.program_id(0).to(tl.int64)
+    cols = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
+    m = cols < N
+    r = tl.load(r_ptr + row)
+    x = tl.load(x_ptr + row * N + cols, mask=m, other=0.0)
+    w = tl.load(w_ptr + cols, mask=m, other=0.0).to(tl.float32)
+    h = _round(x * r, KIND)
+    tl.store(o_ptr + row * N + cols, _round(w * h, KIND), mask=m)
+
+
+_BUILT = False
+
+
+def _build() -> None:
+    global _BUILT, _round
+    if _BUILT:
+        return
+    swiglu._build()
+    _round = swiglu._round
+    build(globals(), ("_norm_tail_kernel",))
+    _BUILT = True
