@@ -540,7 +540,7 @@ class Compressor:
                         if src is None:
                             return _MISS
                     else:
-                        src = lineage.lora_combine(t, lineage.evaluate(self._bound(what)), t.dtype, subtract=True)
+                        src = lineage.lora_subtract(t, self._bound(what))
                     got = self._source(src, site, route)
                 else:  # a recipe: made as recorded (twin or new) without searching for a twin
                     template, site, leaves = data
@@ -716,7 +716,7 @@ class Compressor:
         if not lossless and route.codec.lossless is False:  # P3: store tensor - LoRA branch, add it back
             branch = planner.lora_part(t)  # the (carried) LoRA part in t's layout
             if branch is not None:
-                base = lineage.lora_combine(t, lineage.evaluate(branch), t.dtype, subtract=True)
+                base = lineage.lora_subtract(t, branch)
                 self._lora_base = (base, branch)  # what a recorded source says it was (NOTE [Replay] rule 2)
                 try:
                     leaf = lineage.EntryRef(self._source(base, site, route))

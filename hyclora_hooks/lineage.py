@@ -47,7 +47,7 @@ import torch
 from torch.multiprocessing.reductions import StorageWeakRef
 
 from . import sharing
-from .kernels import norm_tail, rope_part, swiglu
+from .kernels import lora_part, norm_tail, rope_part, swiglu
 
 # ops cheap enough to replay in backward (elementwise, views, casts; linear only with a thin weight)
 UNARY = {"to", "type", "float", "half", "bfloat16", "double", "type_as", "contiguous", "view", "reshape",
@@ -590,7 +590,7 @@ class Planner:
         folded into ``B``, and in bf16 for a bf16 ``t``."""
         part_dtype = torch.bfloat16 if t.dtype == torch.bfloat16 else None
         part = self._carry(lineage_of(t), MAX_DEPTH, {}, part_dtype, tuple(t.stride()))
-        return fuse_rope(part) if part is not None else None
+        return fuse_lora_parts(fuse_rope(part), {}) if part is not None else None
 
     def _carry(self, lin: Lineage | None, depth: int, memo: dict, part_dtype: torch.dtype | None,
                stride: tuple) -> Node | None:
@@ -849,6 +849,106 @@ def fuse_rope(part: Node) -> Node:
     return part
 
 
+# NOTE [Fused LoRA part]
+#   A plain part (v, gate, up: no RoPE) in its cheap form is ``linear(cast(x·A, dt), scaled(B, s, dt))`` for a 16-bit
+#   ``dt``: on CUDA :class:`LoraPart` evaluates it by one kernel (kernels/lora_part.py), and where the forward
+#   subtracts it from ``t`` (P3's source) or the backward adds it to the stored frozen part, the kernel forms the
+#   part in registers and adds or subtracts it in the same pass (:func:`lora_subtract`, :class:`LoraRebuild`),
+#   through the views the part took (SDPA's value is the projection's output viewed as heads and transposed). The
+#   part is the same bits whichever of the three ways it is used, so forward and backward agree (NOTE [LoRA part]).
+#   The fused combine runs only where ``t`` is those same views of a dense (..., N) buffer: the views replayed on
+#   that buffer must give ``t``'s exact layout without copying, so each element meets its own part; anything else
+#   materialises the part and combines as before.
+def _lora_part(x: torch.Tensor, b: torch.Tensor, scale: float, dtype: torch.dtype) -> torch.Tensor:
+    return lora_part.lora_part(x, b, scale, dtype)
+
+
+class LoraPart(Replay):
+    """A plain LoRA part in its cheap form, ``linear(x.to(dtype), (b * scale).to(dtype))`` (NOTE [Fused LoRA
+    part]); made by :func:`fuse_lora_parts` from :func:`cheap_branch`'s nodes, with the same value on CPU."""
+
+    def __init__(self, x: Node, b: Node, scale: float, dtype: torch.dtype):
+        super().__init__(_lora_part, "lora_part", (x, b, scale, dtype), {})
+
+
+_PURE_VIEWS = {"view", "transpose", "permute", "unsqueeze", "squeeze", "t", "view_as", "reshape", "flatten",
+               "expand", "as_strided", "narrow", "select", "getitem"}  # checked at run time to have copied nothing
+
+
+def fuse_lora_parts(node: Any, memo: dict) -> Any:
+    """``node`` with every cheap plain part in it (``linear(cast(x, dt), scaled(b, s, dt))``, ``dt`` 16-bit)
+    replaced by a :class:`LoraPart`; shared sub-expressions stay shared (``memo``: id -> replacement)."""
+    if isinstance(node, tuple):  # ``cat``'s tensors
+        out = tuple(fuse_lora_parts(a, memo) for a in node)
+        return node if all(a is b for a, b in zip(out, node)) else out
+    if not isinstance(node, (Replay, Shared)):
+        return node
+    hit = memo.get(id(node))
+    if hit is not None:
+        return hit[1]
+    new: Any = node
+    if isinstance(node, Shared):
+        inner = fuse_lora_parts(node.inner, memo)
+        new = node if inner is node.inner else Shared(inner)
+    elif type(node) is Replay and node.name == "linear":
+        cast = _op(node.args[0], "cast", 2) if len(node.args) == 2 else None
+        scaled = _op(node.args[1], "scaled", 3) if cast is not None else None
+        if scaled is not None and cast.args[1] in (torch.bfloat16, torch.float16) and cast.args[1] == scaled.args[2] \
+                and isinstance(cast.args[0], Node) and not node.kwargs and node.autocast is None:
+            new = LoraPart(cast.args[0], *scaled.args)
+    elif type(node) is Replay:
+        args = tuple(fuse_lora_parts(a, memo) for a in node.args)
+        if any(a is not b for a, b in zip(args, node.args)):
+            new = Replay(node.func, node.name, args, dict(node.kwargs), node.autocast)
+    memo[id(node)] = (node, new)
+    return new
+
+
+def _combine_lora_part(t: torch.Tensor, part: Any, memo: dict, subtract: bool) -> torch.Tensor | None:
+    """``t -/+ part`` in one kernel pass where ``part`` is (views of) a :class:`LoraPart` and ``t`` has the layout
+    those views give a dense buffer (NOTE [Fused LoRA part]); None where not (the caller materialises the part)."""
+    views, n = [], _unshared(part)
+    while type(n) is Replay and n.name in _PURE_VIEWS and n.args and isinstance(n.args[0], Node) \
+            and n.autocast is None:
+        views.append(n)
+        n = _unshared(n.args[0])
+    if type(n) is not LoraPart or t.dtype != n.args[3]:
+        return None
+    xn, bn, scale, dtype = n.args
+    x, b = _eval(xn, memo), _eval(bn, memo)
+    if not lora_part.fusable(x, b, dtype) or not lora_part.use_triton(x):
+        return None
+    shape = x.shape[:-1] + (b.shape[0],)
+    numel = math.prod(shape)
+    if t.untyped_storage().nbytes() < numel * t.element_size():
+        return None
+    flat = t.as_strided(shape, _contiguous_strides(tuple(shape)), 0)
+
+    def viewed(y: torch.Tensor) -> torch.Tensor:
+        for v in reversed(views):
+            y = v.func(y, *(_eval(a, memo) for a in v.args[1:]), **{k: _eval(a, memo) for k, a in v.kwargs.items()})
+        return y
+
+    seen = viewed(flat)
+    if seen.shape != t.shape or seen.stride() != t.stride() or seen.storage_offset() != t.storage_offset() \
+            or seen.untyped_storage().data_ptr() != t.untyped_storage().data_ptr():
+        return None
+    return viewed(lora_part.lora_combine(flat, x, b, scale, dtype, subtract))
+
+
+def lora_subtract(t: torch.Tensor, part: Node) -> torch.Tensor:
+    """P3's stored frozen part, ``t - part`` (:func:`lora_combine`'s value, in one pass for a plain part on CUDA),
+    evaluated as :func:`evaluate` does."""
+    with torch.no_grad():
+        return outside_autocast(_subtract, t, part)
+
+
+def _subtract(t: torch.Tensor, part: Node) -> torch.Tensor:
+    memo: dict = {}
+    out = _combine_lora_part(t, part, memo, subtract=True)
+    return out if out is not None else lora_combine(t, part.eval(memo), t.dtype, subtract=True)
+
+
 class LoraRebuild(Replay):
     """P3's decode: the stored frozen part plus the LoRA part the forward subtracted (:func:`lora_combine`; NOTE
     [LoRA part]). ``fused``: let the frozen part's codec decode and add in one pass (``Entry.decode_add``; the
@@ -865,7 +965,9 @@ class LoraRebuild(Replay):
             add = _eval(branch, memo)
             out = entry.decode_add(add, dtype)
             return out if out is not None else _lora_rebuild(base.eval(memo), add, dtype)
-        return super().eval(memo)
+        stored = _eval(base, memo)
+        out = _combine_lora_part(stored, branch, memo, subtract=False) if stored.dtype == dtype else None
+        return out if out is not None else _lora_rebuild(stored, _eval(branch, memo), dtype)
 
 
 # ------------------------------------------------------------------------------------- fused SwiGLU
@@ -903,12 +1005,22 @@ def fuse_swiglu(node: Node) -> Node:
     """``node`` with a SwiGLU product at its top (``mul(silu_out, up)``, maybe cast wider by ``to``/``float``,
     maybe under views) replaced by a :class:`SwiGluProduct`, where SiLU's output is a recipe entry ``silu(x)`` with no other
     arguments; else ``node`` itself. Same value, fewer passes (kernels/swiglu.py)."""
+    return _under_views(node, _fuse_swiglu_top)
+
+
+def _under_views(node: Node, fuse: Callable[[Node], Node]) -> Node:
+    """``fuse(node)``, or, where ``node`` is a view of another node (F.linear saves a 2-D view of its input), the
+    same view of ``fuse`` applied below it."""
     if type(node) is Replay and node.name in UNARY and node.name not in _CASTS and node.args \
-            and isinstance(node.args[0], Node):  # a view of the product (F.linear saves a 2-D view of its input)
-        inner = fuse_swiglu(node.args[0])
+            and isinstance(node.args[0], Node):
+        inner = _under_views(node.args[0], fuse)
         if inner is node.args[0]:
             return node
         return Replay(node.func, node.name, (inner,) + node.args[1:], dict(node.kwargs), node.autocast)
+    return fuse(node)
+
+
+def _fuse_swiglu_top(node: Node) -> Node:
     inner, dtype = _cast_of(node)
     if inner is None:
         inner, dtype = node, None
@@ -948,12 +1060,10 @@ def _plain_op(node: Any, name: str) -> bool:
 def fuse_norm_tail(node: Node) -> Node:
     """``node`` with ``(w * (a * b).to(half)).to(wide)`` at its top (maybe under views; either operand order of
     each ``mul``; ``w`` a parameter, ``a`` and ``b`` nodes) replaced by a :class:`NormTail`; else ``node`` itself."""
-    if type(node) is Replay and node.name in UNARY and node.name not in _CASTS and node.args \
-            and isinstance(node.args[0], Node):  # a view of the cast (F.linear saves a 2-D view of its input)
-        inner = fuse_norm_tail(node.args[0])
-        if inner is node.args[0]:
-            return node
-        return Replay(node.func, node.name, (inner,) + node.args[1:], dict(node.kwargs), node.autocast)
+    return _under_views(node, _fuse_norm_tail_top)
+
+
+def _fuse_norm_tail_top(node: Node) -> Node:
     top, wide = _cast_of(node)
     if top is None or node.autocast is not None or not _plain_op(top, "mul"):
         return node

@@ -36,6 +36,16 @@ def step(model, batch, ctx_factory=None, seed=None):
     return loss.detach(), lora_grads(model), report
 
 
+def zero_frozen(model, *projections: str) -> None:
+    """Zero the frozen base weights of the named projections (``"v_proj"``, ...): their outputs are then their LoRA
+    parts alone, so P3's stored ``t - part`` is ~0 and a lossy code of it costs nothing unless the forward and the
+    backward form different parts."""
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith(tuple(f"{proj}.base_layer.weight" for proj in projections)):
+                p.zero_()
+
+
 def cosine(a: torch.Tensor, b: torch.Tensor) -> float:
     return torch.nn.functional.cosine_similarity(a.double(), b.double(), dim=0).item()
 

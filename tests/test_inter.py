@@ -17,7 +17,7 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 
 import hyclora_hooks as hyclora  # noqa: E402
-from conftest import build, cosine, step  # noqa: E402
+from conftest import build, cosine, step, zero_frozen  # noqa: E402
 from hyclora_hooks.models import (add_lora, lora_grads, random_batch, tiny_gemma, tiny_gpt2, tiny_gpt_neox,
                                   tiny_llama, tiny_mistral, tiny_phi3, tiny_qwen2, tiny_roberta)
 from hyclora_hooks import lineage  # noqa: E402
@@ -215,10 +215,7 @@ def test_lora_compensation_reaches_q_k_through_rope_and_the_kv_cache(attn, monke
     # as at real widths, only the LoRA factors (rank 8) are thin enough to replay; k/v_proj (64 x 128) are not
     monkeypatch.setattr("hyclora_hooks.lineage.MAX_REPLAY_LINEAR_RANK", 16)
     model, batch = build(f"llama-{attn}")
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if name.endswith(("q_proj.base_layer.weight", "k_proj.base_layer.weight", "v_proj.base_layer.weight")):
-                p.zero_()
+    zero_frozen(model, "q_proj", "k_proj", "v_proj")
     _, exact, _ = seeded_step(model, batch)
     two_bits = {"bits": 2, "group_size": 64, "granularity": "token_group"}
     policy = Policy(name="qkv2", inter=True, rules=(  # only q, k, v lossy: their own error is all there is

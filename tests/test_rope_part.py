@@ -15,7 +15,7 @@ import hyclora_hooks as hyclora  # noqa: E402
 from hyclora_hooks import lineage  # noqa: E402
 from hyclora_hooks.kernels import rope_part as rp  # noqa: E402
 from hyclora_hooks.policy import Policy, Rule  # noqa: E402
-from tests.conftest import build, cosine  # noqa: E402
+from tests.conftest import build, cosine, zero_frozen  # noqa: E402
 from tests.test_inter import seeded_step  # noqa: E402
 
 BF16, FP16, FP32 = torch.bfloat16, torch.float16, torch.float32
@@ -175,10 +175,7 @@ def test_step_with_the_kernel_rebuilds_q_and_k(monkeypatch):
     real = rp.rope_part_triton
     monkeypatch.setattr(rp, "rope_part_triton", lambda *a: calls.append(1) or real(*a))
     model, batch = build("llama-sdpa")
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if name.endswith(("q_proj.base_layer.weight", "k_proj.base_layer.weight")):
-                p.zero_()
+    zero_frozen(model, "q_proj", "k_proj")
     _, exact, _ = seeded_step(model, batch)
     two_bits = {"bits": 2, "group_size": 64, "granularity": "token_group"}
     policy = Policy(name="qk2", inter=True, rules=(
