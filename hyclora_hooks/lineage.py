@@ -908,6 +908,9 @@ def _combine_lora_part(t: torch.Tensor, part: Any, memo: dict, subtract: bool) -
     """``t -/+ part`` in one kernel pass where ``part`` is (views of) a :class:`LoraPart` and ``t`` has the layout
     those views give a dense buffer (NOTE [Fused LoRA part]); None where not (the caller materialises the part)."""
     views, n = [], _unshared(part)
+    if type(n) is Bound:  # a replayed step's part: the plan's template, read with this step's entries
+        memo[ENV] = n
+        n = _unshared(n.template)
     while type(n) is Replay and n.name in _PURE_VIEWS and n.args and isinstance(n.args[0], Node) \
             and n.autocast is None:
         views.append(n)

@@ -137,16 +137,26 @@ def test_step_with_the_kernel_rebuilds_value_gate_and_up(preset, kv_heads, cache
         Rule(codec="quant", op_class="attention", role="value", params=two_bits),
         Rule(codec="quant", op_class=("activation", "mul"), params=two_bits),
         Rule(codec="keep", op_class=("*",))))
-    _, grads, _ = seeded_step(model, batch, lambda: hyclora.compress(policy))
     # v (the projection's output viewed as heads, transposed; also under GQA), gate and up subtract their parts in one
     # pass each, and the backward adds them so (full_fuse: the dequantize kernel adds the part the kernel formed).
     # With a KV cache, SDPA's value is the cache's concatenation, a copy: its part is formed by the kernel and
-    # subtracted and added by torch.
+    # subtracted and added by torch. The first step records its decisions, the next two replay them (NOTE
+    # [Replay]): a replayed part is the plan's template read with the step's entries, and takes the same path.
     layers = model.config.num_hidden_layers
     fused, copied = (2 if cache else 3) * layers, (layers if cache else 0)
-    assert calls.count("sub") == fused
-    if preset == "intra_inter":
-        assert (calls.count("add"), calls.count("part")) == (fused, 2 * copied)
-    else:
-        assert (calls.count("add"), calls.count("part")) == (0, fused + 2 * copied)
-    assert cosine(grads, exact) >= 0.999, cosine(grads, exact)
+    for step in range(3):
+        calls.clear()
+        holder = []
+
+        def ctx():
+            holder.append(hyclora.compress(policy, model=model))
+            return holder[-1]
+
+        _, grads, _ = seeded_step(model, batch, ctx)
+        assert (holder[0].replayed_packs > 0) == (step > 0)
+        assert calls.count("sub") == fused, (step, calls)
+        if preset == "intra_inter":
+            assert (calls.count("add"), calls.count("part")) == (fused, 2 * copied)
+        else:
+            assert (calls.count("add"), calls.count("part")) == (0, fused + 2 * copied)
+        assert cosine(grads, exact) >= 0.999, (step, cosine(grads, exact))
