@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# session 16, final: the issue-6 run (every configuration, both shapes, bench_step's defaults: 12 timed steps over
+# session 16, final (commit 3dc947a, whose replayed steps still subtracted v/gate/up's parts by torch): the issue-6 run (every configuration, both shapes, bench_step's defaults: 12 timed steps over
 # 3 interleaved rounds) with the GPU work, then the independent ratio script, one machine start
 set -u
 export TRITON_INTERPRET=0 PYTHONPATH=.
