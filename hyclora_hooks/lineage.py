@@ -1054,12 +1054,6 @@ class NormTail(Replay):
         super().__init__(_norm_tail, "norm_tail", (a, b, w, half, wide), {})
 
 
-def _plain_op(node: Any, name: str) -> bool:
-    """``node`` is a recorded ``name`` op of two arguments, no keywords, outside autocast."""
-    return type(node) is Replay and node.name == name and len(node.args) == 2 and not node.kwargs \
-        and node.autocast is None
-
-
 def fuse_norm_tail(node: Node) -> Node:
     """``node`` with ``(w * (a * b).to(half)).to(wide)`` at its top (maybe under views; either operand order of
     each ``mul``; ``w`` a parameter, ``a`` and ``b`` nodes) replaced by a :class:`NormTail`; else ``node`` itself."""
@@ -1068,14 +1062,15 @@ def fuse_norm_tail(node: Node) -> Node:
 
 def _fuse_norm_tail_top(node: Node) -> Node:
     top, wide = _cast_of(node)
-    if top is None or node.autocast is not None or not _plain_op(top, "mul"):
+    top = _op(top, "mul", 2) if top is not None and node.autocast is None else None
+    if top is None:
         return node
     for w, cast in (top.args, top.args[::-1]):
         if not (isinstance(w, Const) and isinstance(w.value, torch.Tensor)):
             continue
         prod, half = _cast_of(cast)
-        if prod is not None and cast.autocast is None and _plain_op(prod, "mul") \
-                and all(isinstance(a, Node) for a in prod.args):
+        prod = _op(prod, "mul", 2) if prod is not None and cast.autocast is None else None
+        if prod is not None and all(isinstance(a, Node) for a in prod.args):
             return NormTail(*prod.args, w, half, wide)
     return node
 

@@ -30,11 +30,7 @@ by_name = {c.name: c for c in all_configs()}
 
 def forward_profile(cfg) -> tuple[dict, dict, float]:
     """(aten op -> [calls, device us], kernel -> [calls, device us], forward device ms) a forward."""
-    for _ in range(warmup_for(cfg, None)):  # calibration over (its per-step top-k would be counted otherwise)
-        bench.model.zero_grad(set_to_none=True)
-        loss, _ = bench.forward(cfg)
-        loss.backward()
-    bench.sync()
+    bench.warm(cfg, warmup_for(cfg, None))  # calibration over (its per-step top-k would be counted otherwise)
     ops, kernels, total = defaultdict(lambda: [0, 0.0]), defaultdict(lambda: [0, 0.0]), 0.0
     for _ in range(args.steps):
         bench.model.zero_grad(set_to_none=True)

@@ -29,11 +29,7 @@ LAUNCH = ("cudaLaunchKernel", "cuLaunchKernel", "cuLaunchKernelEx", "cudaLaunchK
 
 def counts(cfg) -> dict[str, Counter]:
     """phase -> Counter of aten op names (plus ``launches``), a step, over ``--steps`` steps."""
-    for _ in range(warmup_for(cfg, None)):
-        bench.model.zero_grad(set_to_none=True)
-        loss, _ = bench.forward(cfg)
-        loss.backward()
-    bench.sync()
+    bench.warm(cfg, warmup_for(cfg, None))
     out = {"forward": Counter(), "backward": Counter()}
     acts = [torch.profiler.ProfilerActivity.CPU]
     for _ in range(args.steps):
