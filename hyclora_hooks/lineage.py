@@ -858,7 +858,9 @@ def fuse_rope(part: Node) -> Node:
 #   part is the same bits whichever of the three ways it is used, so forward and backward agree (NOTE [LoRA part]).
 #   The fused combine runs only where ``t`` is those same views of a dense (..., N) buffer: the views replayed on
 #   that buffer must give ``t``'s exact layout without copying, so each element meets its own part; anything else
-#   materialises the part and combines as before.
+#   materialises the part and combines as before. q/k's :class:`RopePart` combines the same way (session 17,
+#   ``rope_part.rope_combine``): its buffer is the projection's (B·T, H·D) output, which the part views as heads,
+#   transposed, as RoPE's output keeps; a KV cache's concatenated key is a copy, so it takes torch's sub/add.
 def _lora_part(x: torch.Tensor, b: torch.Tensor, scale: float, dtype: torch.dtype) -> torch.Tensor:
     return lora_part.lora_part(x, b, scale, dtype)
 
@@ -905,8 +907,9 @@ def fuse_lora_parts(node: Any, memo: dict) -> Any:
 
 
 def _combine_lora_part(t: torch.Tensor, part: Any, memo: dict, subtract: bool) -> torch.Tensor | None:
-    """``t -/+ part`` in one kernel pass where ``part`` is (views of) a :class:`LoraPart` and ``t`` has the layout
-    those views give a dense buffer (NOTE [Fused LoRA part]); None where not (the caller materialises the part)."""
+    """``t -/+ part`` in one kernel pass where ``part`` is (views of) a :class:`LoraPart` or a :class:`RopePart` and
+    ``t`` has the layout those views give the kernel's dense buffer (NOTE [Fused LoRA part]); None where not (the
+    caller materialises the part)."""
     views, n = [], _unshared(part)
     if type(n) is Bound:  # a replayed step's part: the plan's template, read with this step's entries
         memo[ENV] = n
@@ -915,19 +918,17 @@ def _combine_lora_part(t: torch.Tensor, part: Any, memo: dict, subtract: bool) -
             and n.autocast is None:
         views.append(n)
         n = _unshared(n.args[0])
-    if type(n) is not LoraPart or t.dtype != n.args[3]:
+    fused = _fused_combine(n, t, memo, subtract)
+    if fused is None:
         return None
-    xn, bn, scale, dtype = n.args
-    x, b = _eval(xn, memo), _eval(bn, memo)
-    if not lora_part.fusable(x, b, dtype) or not lora_part.use_triton(x):
-        return None
-    shape = x.shape[:-1] + (b.shape[0],)
+    shape, head_view, run = fused
     numel = math.prod(shape)
     if t.untyped_storage().nbytes() < numel * t.element_size():
         return None
     flat = t.as_strided(shape, _contiguous_strides(tuple(shape)), 0)
 
     def viewed(y: torch.Tensor) -> torch.Tensor:
+        y = head_view(y)
         for v in reversed(views):
             y = v.func(y, *(_eval(a, memo) for a in v.args[1:]), **{k: _eval(a, memo) for k, a in v.kwargs.items()})
         return y
@@ -936,7 +937,36 @@ def _combine_lora_part(t: torch.Tensor, part: Any, memo: dict, subtract: bool) -
     if seen.shape != t.shape or seen.stride() != t.stride() or seen.storage_offset() != t.storage_offset() \
             or seen.untyped_storage().data_ptr() != t.untyped_storage().data_ptr():
         return None
-    return viewed(lora_part.lora_combine(flat, x, b, scale, dtype, subtract))
+    return viewed(run(flat))
+
+
+def _fused_combine(n: Any, t: torch.Tensor, memo: dict, subtract: bool) -> tuple | None:
+    """For a part node the kernels combine: ``(shape, head_view, run)``, the dense buffer's shape, the view the part
+    takes of it (identity for a plain part; heads, transposed, for a RoPE part) and ``run(buffer)``, the kernel's
+    ``buffer -/+ part``; None for any other node, or operands the kernel does not take."""
+    if type(n) is LoraPart and t.dtype == n.args[3]:
+        xn, bn, scale, dtype = n.args
+        x, b = _eval(xn, memo), _eval(bn, memo)
+        if not lora_part.fusable(x, b, dtype) or not lora_part.use_triton(x):
+            return None
+        return (x.shape[:-1] + (b.shape[0],), lambda y: y,
+                lambda flat: lora_part.lora_combine(flat, x, b, scale, dtype, subtract))
+    if type(n) is not RopePart:
+        return None
+    args = [_eval(a, memo) for a in n.args]
+    if n.func is _rope_lora_part:
+        x, b, scale, dtype, cos, sin, view = args
+        cast, shape = (dtype, scale), _rope_shape(x, b, view)
+        takes = rope_part.lora_fusable(x, b, dtype, cos, sin, shape)
+    else:
+        x, b, cos, sin, view = args
+        cast, shape = None, _rope_shape(x, b, view)
+        takes = rope_part.fusable(x, b, cos, sin, shape)
+    if not takes or not rope_part.use_triton(x) or t.dtype != rope_part.part_dtype(x, b, cos, sin, cast):
+        return None
+    bt, h, d = shape[0], shape[2], shape[3]
+    return ((shape[0] * shape[1], h * d), lambda y: y.view(bt, shape[1], h, d).transpose(1, 2),
+            lambda flat: rope_part.rope_combine(flat, x, b, cos, sin, shape, subtract, cast))
 
 
 def lora_subtract(t: torch.Tensor, part: Node) -> torch.Tensor:

@@ -100,16 +100,49 @@ def rope_lora_part(x: torch.Tensor, b: torch.Tensor, scale: float, dtype: torch.
     for fp32 factors, the scaling and the casts happen in the kernel with torch's roundings (an fp32 product, then
     round to nearest even), so the value is the same bits without three torch calls a part (each ~30 us of host
     time on the H200's host, docs/benchmarks.md session 14)."""
-    if (backend == "auto" and not use_triton(x)) or dtype not in _CASTS or x.dtype != torch.float32 \
-            or b.dtype != torch.float32 or not fusable(x, b, cos, sin, shape):
+    if (backend == "auto" and not use_triton(x)) or not lora_fusable(x, b, dtype, cos, sin, shape):
         return rope_part(x.to(dtype), (b * scale).to(dtype), cos, sin, shape, backend)
     return rope_part_triton(x, b, cos, sin, shape, (dtype, scale))
+
+
+def lora_fusable(x: torch.Tensor, b: torch.Tensor, dtype: torch.dtype, cos: torch.Tensor, sin: torch.Tensor,
+                 shape: tuple[int, int, int, int]) -> bool:
+    """:func:`rope_lora_part`'s kernel case: fp32 factors the kernel casts to a 16-bit ``dtype``, and :func:`fusable`."""
+    return dtype in _CASTS and x.dtype == torch.float32 and b.dtype == torch.float32 \
+        and fusable(x, b, cos, sin, shape)
+
+
+def part_dtype(p: torch.Tensor, w: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
+               cast: tuple[torch.dtype, float] | None = None) -> torch.dtype:
+    """The part's dtype on the kernel path: :func:`out_dtype`, or with ``cast`` the cast factors' dtype promoted
+    with cos's and sin's."""
+    if cast is None:
+        return out_dtype(p, w, cos, sin)
+    return torch.promote_types(torch.promote_types(cast[0], cos.dtype), sin.dtype)
+
+
+def rope_combine(t: torch.Tensor, p: torch.Tensor, w: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
+                 shape: tuple[int, int, int, int], subtract: bool,
+                 cast: tuple[torch.dtype, float] | None = None) -> torch.Tensor:
+    """``t - part`` (``subtract``) or ``t + part`` in one pass, for ``t`` the dense (B·T, H·D) buffer the part's
+    (B, H, T, D) view is taken of and of the part's dtype (:func:`part_dtype`): the part is formed in registers,
+    rounded to that dtype (the same bits :func:`rope_part_triton` writes), and combined in fp32 with one rounding,
+    as torch's ``sub``/``add`` of two 16-bit tensors. The caller checks :func:`fusable` (and
+    :func:`rope_lora_part`'s conditions for ``cast``); returns the (B·T, H·D) result."""
+    return _run(p, w, cos, sin, shape, cast, (t, 2 if subtract else 1))
 
 
 def rope_part_triton(p: torch.Tensor, w: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
                      shape: tuple[int, int, int, int], cast: tuple[torch.dtype, float] | None = None) -> torch.Tensor:
     """The kernel path of :func:`rope_part` (the caller checks :func:`fusable`); with ``cast = (dtype, scale)``,
     of :func:`rope_lora_part` (``p`` and ``w`` fp32, cast in the kernel)."""
+    b, t, h, d = shape
+    return _run(p, w, cos, sin, shape, cast, None).view(b, t, h, d).transpose(1, 2)
+
+
+def _run(p: torch.Tensor, w: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, shape: tuple[int, int, int, int],
+         cast: tuple[torch.dtype, float] | None, combine: tuple[torch.Tensor, int] | None) -> torch.Tensor:
+    """One launch; ``combine = (t, mode)`` adds (1) or subtracts (2) the part from ``t``. Returns (B·T, H·D)."""
     _build()
     b, t, h, d = shape
     m, r = b * t, p.shape[-1]
@@ -117,20 +150,20 @@ def rope_part_triton(p: torch.Tensor, w: torch.Tensor, cos: torch.Tensor, sin: t
     c4 = cos.expand(b, h, t, d)
     s4 = sin.expand(b, h, t, d)
     dtype, scale = cast if cast is not None else (None, 1.0)
-    out_type = out_dtype(p, w, cos, sin) if dtype is None else \
-        torch.promote_types(torch.promote_types(dtype, cos.dtype), sin.dtype)
-    out = torch.empty((m, h * d), dtype=out_type, device=p.device)
+    out = torch.empty((m, h * d), dtype=part_dtype(p, w, cos, sin, cast), device=p.device)
+    target, mode = combine if combine is not None else (out, 0)
     if m:
         grid = (-(-m // _BLOCK_M), h)
         block_r = max(16, 1 << (r - 1).bit_length())
         # tensor-core dots need one 16-bit dtype; the interpreter's bf16 dot is wrong (numpy has no bf16): fp32 there
         sixteen = dtype is not None or p2.dtype == w2.dtype != torch.float32
         ieee = not sixteen or os.environ.get("TRITON_INTERPRET", "0") == "1"
-        key = (d, block_r, ieee, _CASTS.get(dtype, 0))
+        key = (d, block_r, ieee, _CASTS.get(dtype, 0), _CASTS.get(out.dtype, 0), mode)
         launch(_rope_part_kernel, grid, _launches.setdefault(key, {}),
-               (p2, w2, c4, s4, out, m, t, h, r, *c4.stride(), *s4.stride(), float(scale)),
-               dict(D=d, HALF=d // 2, BLOCK_M=_BLOCK_M, BLOCK_R=block_r, IEEE=ieee, CAST=key[3], num_warps=_WARPS))
-    return out.view(b, t, h, d).transpose(1, 2)
+               (p2, w2, c4, s4, target, out, m, t, h, r, *c4.stride(), *s4.stride(), float(scale)),
+               dict(D=d, HALF=d // 2, BLOCK_M=_BLOCK_M, BLOCK_R=block_r, IEEE=ieee, CAST=key[3], OUT=key[4],
+                    MODE=mode, num_warps=_WARPS))
+    return out
 
 
 # ------------------------------------------------------------------------------------------ Triton kernel
@@ -139,10 +172,10 @@ tl = None
 _BUILT = False
 
 
-def _rope_part_kernel(p_ptr, w_ptr, c_ptr, s_ptr, o_ptr, M, T, H, R,
+def _rope_part_kernel(p_ptr, w_ptr, c_ptr, s_ptr, t_ptr, o_ptr, M, T, H, R,
                       c_sb, c_sh, c_st, c_sd, s_sb, s_sh, s_st, s_sd, scale,
                       D: tl.constexpr, HALF: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_R: tl.constexpr,
-                      IEEE: tl.constexpr, CAST: tl.constexpr):
+                      IEEE: tl.constexpr, CAST: tl.constexpr, OUT: tl.constexpr, MODE: tl.constexpr):
     # one program: BLOCK_M rows (tokens) of one head; y = P W_h^T and rotate_half(y) = P W_rot^T, both K = R
     rows = tl.program_id(0).to(tl.int64) * BLOCK_M + tl.arange(0, BLOCK_M)
     h = tl.program_id(1)
@@ -172,8 +205,22 @@ def _rope_part_kernel(p_ptr, w_ptr, c_ptr, s_ptr, o_ptr, M, T, H, R,
                 mask=rmask[:, None], other=0.0).to(tl.float32)
     s = tl.load(s_ptr + bi[:, None] * s_sb + h * s_sh + ti[:, None] * s_st + d[None, :] * s_sd,
                 mask=rmask[:, None], other=0.0).to(tl.float32)
-    out = y * c + y_rot * s
-    tl.store(o_ptr + rows[:, None] * (H * D) + col[None, :], out.to(o_ptr.dtype.element_ty), mask=rmask[:, None])
+    out = _round(y * c + y_rot * s, OUT)  # the part in its dtype, exactly representable from here on
+    offs = rows[:, None] * (H * D) + col[None, :]
+    if MODE != 0:  # rope_combine: t -/+ part in fp32, rounded once (torch's 16-bit sub/add)
+        t = tl.load(t_ptr + offs, mask=rmask[:, None], other=0.0).to(tl.float32)
+        out = _round(t + out if MODE == 1 else t - out, OUT)
+    tl.store(o_ptr + offs, out.to(o_ptr.dtype.element_ty), mask=rmask[:, None])
+
+
+def _round(v, OUT: tl.constexpr):
+    """fp32 ``v`` rounded to the output dtype (OUT: 1 bf16, 2 fp16, 0 fp32) and held in fp32: the GPU's rounding
+    on the interpreter too (its own bf16 cast truncates)."""
+    if OUT == 1:
+        return _to_bf16(v).to(tl.float32)
+    if OUT == 2:
+        return v.to(tl.float16).to(tl.float32)
+    return v
 
 
 def _to_bf16(v):
@@ -188,5 +235,5 @@ def _build() -> None:
     global _BUILT
     if _BUILT:
         return
-    build(globals(), ("_to_bf16", "_rope_part_kernel"))
+    build(globals(), ("_to_bf16", "_round", "_rope_part_kernel"))
     _BUILT = True

@@ -14,8 +14,9 @@ import torch  # noqa: E402
 import hyclora_hooks as hyclora  # noqa: E402
 from hyclora_hooks import lineage  # noqa: E402
 from hyclora_hooks.kernels import rope_part as rp  # noqa: E402
+from hyclora_hooks.models import add_lora, random_batch, tiny_llama  # noqa: E402
 from hyclora_hooks.policy import Policy, Rule  # noqa: E402
-from tests.conftest import build, cosine, zero_frozen  # noqa: E402
+from tests.conftest import cosine, zero_frozen  # noqa: E402
 from tests.test_inter import seeded_step  # noqa: E402
 
 BF16, FP16, FP32 = torch.bfloat16, torch.float16, torch.float32
@@ -100,6 +101,46 @@ def test_lora_part_casts_its_factors_in_the_kernel_to_the_same_bits(dtype, scale
                        rp.rope_part_ops(p.to(dtype), (w * scale).to(dtype), cos, sin, shape))
 
 
+@pytest.mark.parametrize("dtype,cast", [(BF16, None), (FP16, None), (BF16, 1.7), (FP16, 0.3)])
+def test_combine_is_the_parts_bits_then_torchs_sub_and_add(dtype, cast):
+    """``rope_combine`` forms the part in registers and adds or subtracts it in its pass: the same bits as the part
+    the kernel writes alone, then torch's 16-bit ``sub``/``add`` (fp32, one rounding), so a forward that subtracts it
+    fused and a backward that adds it either way agree."""
+    shape, r = (2, 40, 3, 32), 16  # 80 rows: a tile the mask cuts
+    p, w, cos, sin = _inputs(*shape, r, FP32 if cast else dtype)
+    cos, sin = cos.to(dtype), sin.to(dtype)
+    factors = (p, w, cos, sin, shape, (dtype, cast) if cast else None)
+    alone = rp._run(*factors, None)  # the part, (B·T, H·D)
+    assert alone.dtype == rp.part_dtype(p, w, cos, sin, factors[-1]) == dtype
+    t = (torch.randn(alone.shape, generator=torch.Generator().manual_seed(5)) * 4).to(dtype)
+    for subtract in (True, False):
+        got = rp.rope_combine(t, *factors[:5], subtract, factors[5])
+        want = torch.sub(t, alone) if subtract else torch.add(t, alone)
+        assert got.dtype == dtype and torch.equal(got, want), subtract
+
+
+@pytest.mark.parametrize("layout", ["heads", "copied", "fp32"])
+def test_fused_combine_through_the_parts_views(layout, monkeypatch):
+    """q is the projection's output viewed as heads, transposed, through RoPE: the fused subtraction must meet each
+    element with its own part; a tensor in another layout (a contiguous copy, as a KV cache's concatenation) or of
+    another dtype than the part's must take the unfused path, with the same value."""
+    monkeypatch.setattr(rp, "use_triton", lambda t: True)
+    part, (p, w, cos, sin, (b, t, h, d)) = _part_nodes()
+    fused = lineage.fuse_rope(part)
+    y = (torch.randn(b, t, h * d) * 3).view(b, t, h, d).transpose(1, 2)
+    if layout == "copied":
+        y = y.contiguous()
+    elif layout == "fp32":  # the part here is fp32: a bf16 tensor cannot take the kernel's fp32 rounding
+        y = y.to(BF16)
+    want = lineage.lora_combine(y, lineage.evaluate(fused), y.dtype, subtract=True)  # the unfused path
+    combined = lineage._combine_lora_part(y, fused, {}, subtract=True)
+    assert (combined is None) == (layout != "heads")
+    got = lineage.lora_subtract(y, fused)
+    assert torch.equal(got, want) and got.stride() == want.stride()
+    rebuilt = lineage.evaluate(lineage.LoraRebuild(lineage.Const(want), fused, want.dtype))
+    assert torch.equal(rebuilt, lineage.lora_combine(want, lineage.evaluate(fused), want.dtype, subtract=False))
+
+
 # ------------------------------------------------------------------------------------------- the pattern
 def _part_nodes(rot_lo: slice | None = None, other_y: bool = False, order: int = 0, cheap: bool = False):
     """A LoRA part as the planner carries it through RoPE (Shared nodes as its memo makes them), with knobs to
@@ -165,23 +206,43 @@ def test_fuse_rope_leaves_other_expressions(broken):
 
 
 # ---------------------------------------------------------------------------------- a step with the kernel
-def test_step_with_the_kernel_rebuilds_q_and_k(monkeypatch):
+@pytest.mark.parametrize("preset", ["intra_inter", "intra_inter_full_fuse"])
+@pytest.mark.parametrize("kv_heads,cache", [(4, False), (2, False), (4, True)])
+def test_step_with_the_kernel_rebuilds_q_and_k(preset, kv_heads, cache, monkeypatch):
     """With q/k's frozen weights zeroed, q and k are their LoRA parts only: stored ``q - part`` is ~0, so 2-bit q/k
-    give near-exact gradients only if the forward and the backward evaluate the same part, here by the kernel
-    (forced on CPU under the interpreter)."""
+    give near-exact gradients only if the forward and the backward evaluate the same part and meet each element
+    with its own, here by the kernel (forced on CPU under the interpreter)."""
     monkeypatch.setattr("hyclora_hooks.lineage.MAX_REPLAY_LINEAR_RANK", 16)  # as at real widths
     monkeypatch.setattr(rp, "use_triton", lambda t: True)
     calls = []
-    real = rp.rope_part_triton
-    monkeypatch.setattr(rp, "rope_part_triton", lambda *a: calls.append(1) or real(*a))
-    model, batch = build("llama-sdpa")
+    real = rp._run
+    monkeypatch.setattr(rp, "_run", lambda *a: calls.append(a[-1][1] if a[-1] else 0) or real(*a))
+    model = add_lora(tiny_llama(attn="sdpa", kv_heads=kv_heads, dtype=BF16, use_cache=cache))
+    batch = random_batch(model.config.vocab_size, batch=2, seq=32)
     zero_frozen(model, "q_proj", "k_proj")
     _, exact, _ = seeded_step(model, batch)
     two_bits = {"bits": 2, "group_size": 64, "granularity": "token_group"}
-    policy = Policy(name="qk2", inter=True, rules=(
+    policy = Policy(name="qk2", inter=True, fuse=preset.endswith("fuse"), rules=(
         Rule(codec="quant", op_class="attention", role=("query", "key"), params=two_bits),
         Rule(codec="keep", op_class=("*",))))
-    _, grads, _ = seeded_step(model, batch, lambda: hyclora.compress(policy))
+    # q (the projection's output as heads, transposed, through RoPE) and k subtract their parts in the kernel's
+    # pass, and the backward adds them so (full_fuse: the dequantize kernel adds the part the kernel formed). With a
+    # KV cache SDPA's key is the cache's concatenation, a copy: its part is formed by the kernel and subtracted and
+    # added by torch. The first step records its decisions, the next two replay them (NOTE [Replay]) on the same
+    # paths.
     layers = model.config.num_hidden_layers
-    assert len(calls) == 4 * layers  # q and k, forward and backward
-    assert cosine(grads, exact) >= 0.999, cosine(grads, exact)
+    part, add, sub = 0, 1, 2  # rope_part._run's modes
+    fused, copied = (1 if cache else 2) * layers, (layers if cache else 0)
+    backward = [part] * fused if preset.endswith("fuse") else [add] * fused
+    for step in range(3):
+        calls.clear()
+        holder = []
+
+        def ctx():
+            holder.append(hyclora.compress(policy, model=model))
+            return holder[-1]
+
+        _, grads, _ = seeded_step(model, batch, ctx)
+        assert (holder[0].replayed_packs > 0) == (step > 0)
+        assert sorted(calls) == sorted([sub] * fused + backward + [part] * 2 * copied), (step, calls)
+        assert cosine(grads, exact) >= 0.999, (step, cosine(grads, exact))

@@ -9,9 +9,11 @@ Not a test. For q and k, ``intra_inter`` subtracts the LoRA part carried through
 * how far each is from the exact (fp64) value, next to the op-by-op replay it replaces;
 * ``rope_lora_part`` (peft's fp32 ``x·A`` and ``B`` scaled and cast in the kernel) gives the same bits as the
   kernel fed torch's casts (session 14), and its host time against the casts plus the kernel;
+* ``rope_combine`` (the part subtracted from / added to q in the kernel's pass, session 17) gives the same bits as
+  the part the kernel writes, then torch's ``sub``/``add``;
 
 then times, with ``triton.testing.do_bench`` (median ms), the op-by-op replay (bf16 ops, as before the kernel),
-the reference and the kernel.
+the reference and the kernel, and the subtraction as two passes (kernel, then torch) against one.
 
     PYTHONPATH=. python tools/check_rope_part.py                  # 4x1024 and 1x8192
     PYTHONPATH=. python tools/check_rope_part.py --shapes 2x512
@@ -80,11 +82,23 @@ def main(argv: list[str] | None = None) -> list[dict]:
         ops = rp.rope_part_ops(p, w, cos, sin, shape)
         exact = rp.rope_part_ops(p.double(), w.double(), cos.double(), sin.double(), shape)
         ulp = torch.finfo(torch.bfloat16).eps * ref.float().abs().clamp_min(1.0)
+        q = torch.randn(b * t, h * d, device="cuda", generator=gen).bfloat16()  # the (B·T, H·D) buffer q views
+        alone = rp.rope_lora_part(x, bw, 2.0, torch.bfloat16, cos, sin, shape).transpose(1, 2).reshape(b * t, h * d)
+        lora_cast = (torch.bfloat16, 2.0)
+
+        def combine(subtract: bool) -> torch.Tensor:
+            return rp.rope_combine(q, x, bw, cos, sin, shape, subtract, lora_cast)
+
+        def two_passes() -> torch.Tensor:
+            return torch.sub(q, rp.rope_lora_part(x, bw, 2.0, torch.bfloat16, cos, sin, shape).transpose(1, 2)
+                             .reshape(b * t, h * d))
         rows.append({
             "shape": spec,
             "within 1 ulp": bool(((got.float() - ref.float()).abs() <= ulp * 1.01).all()),
             "repeatable": torch.equal(got, again),
             "casts in kernel same bits": torch.equal(cast_in, got),
+            "combine same bits": torch.equal(combine(True), torch.sub(q, alone))
+            and torch.equal(combine(False), torch.add(q, alone)),
             "err kernel": (got.double() - exact).abs().max().item(),
             "err ops": (ops.double() - exact).abs().max().item(),
             "ops ms": do_bench(lambda: rp.rope_part_ops(p, w, cos, sin, shape), return_mode="median"),
@@ -94,6 +108,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
                                                                    shape)),
             "host us casts in kernel": host_us(lambda: rp.rope_lora_part(x, bw, 2.0, torch.bfloat16, cos, sin,
                                                                           shape)),
+            "sub 2 passes ms": do_bench(two_passes, return_mode="median"),
+            "sub fused ms": do_bench(lambda: combine(True), return_mode="median"),
+            "host us sub 2 passes": host_us(two_passes),
+            "host us sub fused": host_us(lambda: combine(True)),
         })
     print_rows(f"RoPE'd LoRA part, {args.heads} heads x {args.head_dim}, r{args.rank}, bf16, "
                f"{torch.cuda.get_device_name()}", rows)
