@@ -32,6 +32,21 @@ def seeded_step(model, batch, ctx_factory=None, seed: int = 1234):
     return step(model, batch, ctx_factory, seed)
 
 
+def replayed_steps(model, batch, policy, steps: int = 3):
+    """``steps`` seeded steps under ``compress(policy, model=model)``, yielding ``(step, grads)`` after each: the first
+    records its decisions, the others replay them (NOTE [Replay]), which is checked before each yield."""
+    for i in range(steps):
+        holder = []
+
+        def ctx():
+            holder.append(hyclora.compress(policy, model=model))
+            return holder[-1]
+
+        _, grads, _ = seeded_step(model, batch, ctx)
+        assert (holder[0].replayed_packs > 0) == (i > 0), i
+        yield i, grads
+
+
 def recomputed(report) -> set[tuple[str, str]]:
     """(op class, role) of every saved tensor the report says is rebuilt by a recipe."""
     return {(r["op"], r["role"]) for r in report.by_op if r["codec"] == "recompute" and r["count"] > 0}

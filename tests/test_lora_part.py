@@ -11,13 +11,12 @@ os.environ.setdefault("TRITON_INTERPRET", "1")
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-import hyclora_hooks as hyclora  # noqa: E402
 from hyclora_hooks import lineage  # noqa: E402
 from hyclora_hooks.kernels import lora_part as lp  # noqa: E402
 from hyclora_hooks.models import add_lora, random_batch, tiny_llama  # noqa: E402
 from hyclora_hooks.policy import Policy, Rule  # noqa: E402
 from tests.conftest import cosine, zero_frozen  # noqa: E402
-from tests.test_inter import seeded_step  # noqa: E402
+from tests.test_inter import replayed_steps, seeded_step  # noqa: E402
 
 BF16, FP16, FP32 = torch.bfloat16, torch.float16, torch.float32
 
@@ -144,19 +143,12 @@ def test_step_with_the_kernel_rebuilds_value_gate_and_up(preset, kv_heads, cache
     # [Replay]): a replayed part is the plan's template read with the step's entries, and takes the same path.
     layers = model.config.num_hidden_layers
     fused, copied = (2 if cache else 3) * layers, (layers if cache else 0)
-    for step in range(3):
-        calls.clear()
-        holder = []
-
-        def ctx():
-            holder.append(hyclora.compress(policy, model=model))
-            return holder[-1]
-
-        _, grads, _ = seeded_step(model, batch, ctx)
-        assert (holder[0].replayed_packs > 0) == (step > 0)
+    calls.clear()
+    for step, grads in replayed_steps(model, batch, policy):
         assert calls.count("sub") == fused, (step, calls)
         if preset == "intra_inter":
             assert (calls.count("add"), calls.count("part")) == (fused, 2 * copied)
         else:
             assert (calls.count("add"), calls.count("part")) == (0, fused + 2 * copied)
         assert cosine(grads, exact) >= 0.999, (step, cosine(grads, exact))
+        calls.clear()

@@ -11,13 +11,12 @@ os.environ.setdefault("TRITON_INTERPRET", "1")
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-import hyclora_hooks as hyclora  # noqa: E402
 from hyclora_hooks import lineage  # noqa: E402
 from hyclora_hooks.kernels import rope_part as rp  # noqa: E402
 from hyclora_hooks.models import add_lora, random_batch, tiny_llama  # noqa: E402
 from hyclora_hooks.policy import Policy, Rule  # noqa: E402
 from tests.conftest import cosine, zero_frozen  # noqa: E402
-from tests.test_inter import seeded_step  # noqa: E402
+from tests.test_inter import replayed_steps, seeded_step  # noqa: E402
 
 BF16, FP16, FP32 = torch.bfloat16, torch.float16, torch.float32
 
@@ -234,15 +233,8 @@ def test_step_with_the_kernel_rebuilds_q_and_k(preset, kv_heads, cache, monkeypa
     part, add, sub = 0, 1, 2  # rope_part._run's modes
     fused, copied = (1 if cache else 2) * layers, (layers if cache else 0)
     backward = [part] * fused if preset.endswith("fuse") else [add] * fused
-    for step in range(3):
-        calls.clear()
-        holder = []
-
-        def ctx():
-            holder.append(hyclora.compress(policy, model=model))
-            return holder[-1]
-
-        _, grads, _ = seeded_step(model, batch, ctx)
-        assert (holder[0].replayed_packs > 0) == (step > 0)
+    calls.clear()
+    for step, grads in replayed_steps(model, batch, policy):
         assert sorted(calls) == sorted([sub] * fused + backward + [part] * 2 * copied), (step, calls)
         assert cosine(grads, exact) >= 0.999, (step, cosine(grads, exact))
+        calls.clear()
