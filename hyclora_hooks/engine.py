@@ -147,6 +147,12 @@ class Entry:
         out = self.codec.decode_add(self.payload, add)
         return None if out is None else self._restore(out)
 
+    def decode_to(self, dtype: torch.dtype) -> torch.Tensor | None:
+        """``decode().to(dtype)``, the same bits and layout, in one pass where the codec has one
+        (``Codec.decode_to``); None where not (the caller decodes and casts)."""
+        out = self.codec.decode_to(self.payload, dtype)
+        return None if out is None else self._restore(out)
+
     def value(self) -> torch.Tensor:
         """The decoded tensor, shared with this entry's other readers in one backward (NOTE [Lifetimes] rule 10)."""
         return self.decode() if self.readers < 2 else sharing.read(self, self.decode)

@@ -347,13 +347,21 @@ class Replay(Node):
 #   type and casts into the output as it writes, one rounding each, the same values as ``op(a, b).to(dtype)``
 #   (checked bit for bit on CPU in tests/test_inter.py and on the GPU by tools/check_cast_into.py). Used for
 #   ``mul``/``add``/``sub``/``div`` of contiguous floating tensors (then both give a contiguous result, so views
-#   replayed on it see the same layout); anything else is replayed op by op.
+#   replayed on it see the same layout); anything else is replayed op by op. A stored entry cast wider (RMSNorm's
+#   fp32 input, ``hidden.to(fp32)`` of a bf16 hidden state stored at 2 bits) is decoded into the wider dtype where
+#   its codec can (``Entry.decode_to``: the same bits, one pass instead of a decode and a cast; session 17) and
+#   nothing else reads the entry's own decode.
 _OUT_OPS = {"mul": torch.mul, "add": torch.add, "sub": torch.sub, "div": torch.div, "truediv": torch.div}
 
 
 def _cast_into(cast: Replay, memo: dict) -> torch.Tensor | None:
     """``cast``'s value by NOTE [Casts into outputs], or None where it does not apply (nothing evaluated yet)."""
     inner, dtype = _cast_of(cast)
+    if type(inner) is EntryRef and cast.autocast is None:  # a stored tensor cast wider: decoded into the dtype
+        entry = inner.resolve(memo)
+        if entry.readers < 2 and id(entry) not in memo:  # no other reader wants the decode itself
+            return entry.decode_to(dtype)
+        return None
     if type(inner) is not Replay or inner.name not in _OUT_OPS or inner.kwargs or len(inner.args) != 2 \
             or inner.autocast is not None or cast.autocast is not None or not dtype.is_floating_point:
         return None

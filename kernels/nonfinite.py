@@ -324,4 +324,4 @@ class Nonfinite:
             value = self.value
             if add is not None:
                 value = add_rounded(value, add.reshape(-1)[self.index], out.dtype)
-            out.view(-1)[self.index] = value
+            out.view(-1)[self.index] = value.to(out.dtype)

@@ -333,6 +333,7 @@ _JIT_NAMES = ("_bf16_round", "_bf16_nearest", "_hash_uniform", "_group_params", 
 # (tools/bench_quant.py --tiles, docs/benchmarks.md): 1024-4096 at 4-8 warps are within a few percent.
 _TILE = 2048
 _WARPS = 4
+_TILE_DEQUANT_LAUNCHES: dict = {}  # the element dequantize kernel's direct-launch caches, by compile-time values
 # The word kernels' groups (MODE 0) take 4096 elements a program at 4 warps (32 per thread: more bytes in flight
 # per thread). Swept on an H200 (1 GiB bf16, 2 and 4 bits, with and without 0.5% outlier channels; 2048-8192
 # elements at 4-16 warps): 4096 x 4 was the fastest in every group row (benchmarks/results/
@@ -1296,20 +1297,26 @@ def channel_sumsq_triton(x: torch.Tensor) -> torch.Tensor:
     return ss.sum(0)
 
 
-def dequantize_triton(q: QuantizedTensor, add: torch.Tensor | None = None) -> torch.Tensor:
+def dequantize_triton(q: QuantizedTensor, add: torch.Tensor | None = None,
+                      dtype: torch.dtype | None = None) -> torch.Tensor:
     """The kernel path of :func:`dequantize` (same values as :func:`dequantize_ref`, bit for bit), or of
-    :func:`dequantize_add` with ``add`` (contiguous, ``q.shape``)."""
+    :func:`dequantize_add` with ``add`` (contiguous, ``q.shape``); ``dtype`` (no ``add``): written widened to that
+    dtype in the same pass, the bits of ``dequantize(q).to(dtype)`` (:func:`dequantize_to`)."""
     Nonfinite.settled(q.nonfinite)  # a pending check may still rewrite the codes (its repair): settle first
     r, c = as_matrix_shape(q.shape)
     n = r * c
+    wide = dtype is not None and dtype != q.dtype
+    if wide and q.dtype != torch.bfloat16:  # the kernel rounds to bf16 alone (OUT_BF16): decode, then cast
+        return dequantize_triton(q).to(dtype)
     if n == 0 or not triton_supports(q.granularity, q.group_size):
-        return dequantize_ref(q) if add is None else add_rounded(dequantize_ref(q), add, q.dtype)
+        out = dequantize_ref(q) if add is None else add_rounded(dequantize_ref(q), add, q.dtype)
+        return out.to(dtype) if wide else out
     _build()
     g = q.group_size
     dev = q.packed.device
-    out = torch.empty(n, dtype=q.dtype, device=dev)
+    out = torch.empty(n, dtype=dtype if wide else q.dtype, device=dev)
     ragged = q.granularity == "group" and c % g != 0
-    if add is None and not ragged and _words_apply(q.dtype, c, q.bits):
+    if add is None and not wide and not ragged and _words_apply(q.dtype, c, q.bits):
         _dequantize_words(q, out, r, c)
     else:
         _dequantize_tiles(q, out, add, r, c, ragged)
@@ -1356,22 +1363,24 @@ def _dequantize_tiles(q: QuantizedTensor, out: torch.Tensor, add: torch.Tensor |
     mode, br, bc = _tiles(q.granularity, g, c, q.bits)
     pw = c * q.bits // 8 if q.granularity == "group" and not ragged else q.packed.shape[1]
     int64 = _needs_int64(n + kc)
-    in_kernel = ragged and q.outlier_index is not None  # else outlier channels are scattered after the kernel
+    # outlier channels in the kernel for ragged groups and for a widened output (one pass; a scatter after the
+    # kernel would be three more torch calls), else scattered after it
+    in_kernel = (ragged or out.dtype != q.dtype) and q.outlier_index is not None
     slot = _outlier_table(q.outlier_index, "slot", c) if in_kernel else None
     k = 0 if q.outlier_index is None else q.outlier_index.numel()
     even = not ragged and kr % br == 0 and kc % bc == 0
     grid = (_cdiv(kc, bc) * _cdiv(kr, br),)
-    _dequant_kernel[grid](
+    meta = dict(MODE=mode, BITS=q.bits, SYM=q.zero is None, HAS_OUTL=in_kernel, RAGGED=ragged, EVEN=even,
+                INT64=int64, OUT_BF16=q.dtype == torch.bfloat16, HAS_ADD=add is not None, BLOCK_R=br, BLOCK_C=bc,
+                num_warps=_WARPS)
+    launch(_dequant_kernel, grid, _TILE_DEQUANT_LAUNCHES.setdefault(tuple(meta.values()), {}), (
         q.packed, q.scale, q.zero if q.zero is not None else q.scale, slot if slot is not None else q.scale,
-        q.outlier_value if in_kernel else out, out, add if add is not None else out, kr, kc, n, c, k, pw,
-        MODE=mode, BITS=q.bits, SYM=q.zero is None, HAS_OUTL=in_kernel, RAGGED=ragged, EVEN=even,
-        INT64=int64, OUT_BF16=q.dtype == torch.bfloat16, HAS_ADD=add is not None, BLOCK_R=br, BLOCK_C=bc,
-        num_warps=_WARPS)
+        q.outlier_value if in_kernel else out, out, add if add is not None else out, kr, kc, n, c, k, pw), meta)
     if q.outlier_index is not None and not in_kernel:
         cols, vals = q.outlier_index.long(), q.outlier_value
         if add is not None:
             vals = add_rounded(vals, add.view(r, c).index_select(1, cols), q.dtype)
-        out.view(r, c).index_copy_(1, cols, vals)
+        out.view(r, c).index_copy_(1, cols, vals.to(out.dtype))
 
 
 def dequantize_add(q: QuantizedTensor, add: torch.Tensor, backend: str = "auto") -> torch.Tensor:
@@ -1403,6 +1412,15 @@ def dequantize(q: QuantizedTensor, backend: str = "auto") -> torch.Tensor:
     if backend == "ref" or (backend == "auto" and not use_triton(q.packed)):
         return dequantize_ref(q)
     return dequantize_triton(q)
+
+
+def dequantize_to(q: QuantizedTensor, dtype: torch.dtype, backend: str = "auto") -> torch.Tensor:
+    """``dequantize(q).to(dtype)``, the same bits, for a wider float ``dtype``: on CUDA the element kernel rounds
+    each value to ``q.dtype`` and stores it widened, one pass instead of a decode and a cast (peft's and RMSNorm's
+    fp32 copies of a stored bf16 tensor)."""
+    if backend == "ref" or (backend == "auto" and not use_triton(q.packed)):
+        return dequantize_ref(q).to(dtype)
+    return dequantize_triton(q, dtype=dtype)
 
 
 def outlier_scores(x: torch.Tensor, backend: str = "auto") -> torch.Tensor:

@@ -582,3 +582,27 @@ def test_casts_into_outputs_give_the_op_by_op_bits(op, src, dst, monkeypatch):
     got = lineage.evaluate(_cast_of_op(op, t, t, dst))
     want = getattr(t, f"__{op}__")(t).to(dst)
     assert len(outs) == len(cases) and torch.equal(got, want) and got.stride() == want.stride()
+
+
+def test_a_stored_tensor_cast_wider_is_decoded_into_the_dtype(monkeypatch):
+    """RMSNorm's fp32 input rebuilt from the stored bf16 hidden state (``to(entry)``) is decoded straight into fp32
+    (``Entry.decode_to``, the element kernel forced under the interpreter) where no other recipe reads the decode:
+    the gradients are those of the decode then the cast, bit for bit, recorded and replayed."""
+    from hyclora_hooks.codecs import quant as codec_quant
+    from hyclora_hooks.kernels import quant as kq
+
+    def run(wide: bool) -> tuple[list, int]:
+        calls = []
+        real = kq.dequantize_to if wide else None
+        monkeypatch.setattr(codec_quant, "dequantize_to",
+                            (lambda q, d: calls.append(d) or real(q, d, backend="triton")) if wide
+                            else (lambda q, d: kq.dequantize(q).to(d)))
+        model = add_lora(tiny_llama(attn="sdpa", dtype=BF16, layers=3))  # each run its own (replay plans)
+        batch = random_batch(model.config.vocab_size, batch=2, seq=32)
+        grads = [g for _, g in replayed_steps(model, batch, "intra_inter")]
+        return grads, len(calls)
+
+    fused, n = run(True)
+    plain, _ = run(False)
+    assert n >= 3 * 2  # at least two norm inputs a step, over three steps (the others share their decode)
+    assert len(fused) == len(plain) == 3 and all(torch.equal(a, b) for a, b in zip(fused, plain))

@@ -138,6 +138,27 @@ def test_dequantize_add_is_the_unfused_lora_re_add(dtype, granularity, g, bits, 
     assert _same_floats(Q.dequantize_add(q, branch.t().contiguous().t(), backend="triton"), expect)  # any layout
 
 
+@needs_triton
+@pytest.mark.parametrize("shape", [(7, 43), (8, 64)], ids=["ragged", "even"])
+@pytest.mark.parametrize("bits", [2, 4, 8])
+@pytest.mark.parametrize("granularity,g", [("group", 32), ("channel", 64), ("token_group", 4)])
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("outliers", [True, False])
+def test_dequantize_to_is_the_decode_then_the_cast(dtype, granularity, g, bits, shape, outliers):
+    """``dequantize_to`` (RMSNorm's fp32 copy of a stored bf16 hidden state in one pass) gives the bits of the
+    decode then torch's cast: the values rounded to the stored dtype first, outlier channels and non-finite stored
+    values included (fp16: decoded, then cast)."""
+    gen = torch.Generator().manual_seed(bits * 5 + g + shape[1])
+    x = (torch.randn(*shape, generator=gen) * 3 + 1).to(dtype)
+    x[1, 5], x[3, 40], x[6, 0] = float("nan"), float("inf"), float("-inf")
+    idx = torch.tensor([2, 40], dtype=torch.int16) if outliers else None
+    q = Q.quantize(x, bits, g, False, granularity, idx, backend="ref")
+    expect = Q.dequantize(q, backend="ref").to(torch.float32)
+    for backend in ("ref", "triton"):
+        got = Q.dequantize_to(q, torch.float32, backend=backend)
+        assert got.dtype == torch.float32 and got.shape == x.shape and _same_floats(got, expect), backend
+
+
 def test_dequantize_add_names_a_shape_mismatch():
     q = Q.quantize(torch.randn(4, 64), 4, 32, backend="ref")
     with pytest.raises(ValueError, match=r"add has shape \(4, 32\)"):

@@ -46,6 +46,11 @@ class Codec:
         this codec has no fused path (the caller then decodes and adds)."""
         return None
 
+    def decode_to(self, payload: Any, dtype: torch.dtype) -> torch.Tensor | None:
+        """``decode(payload).to(dtype)``, the same bits, in one pass, or None if this codec has no such path (the
+        caller then decodes and casts)."""
+        return None
+
     def host_nbytes(self, payload: Any) -> int:
         """Bytes the payload holds in host memory on a machine whose saved tensors live on a device (offload)."""
         return 0

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import torch
 
 from ..errors import HycloraTypeError, user_error
-from ..kernels.quant import GRANULARITIES, QuantizedTensor, dequantize, dequantize_add, quantize
+from ..kernels.quant import GRANULARITIES, QuantizedTensor, dequantize, dequantize_add, dequantize_to, quantize
 from .base import Codec, check_float, check_int, register_codec
 from .calibration import outlier_channels
 
@@ -100,6 +100,11 @@ class Quant(Codec):
 
     def decode_add(self, payload: QuantizedTensor, add: torch.Tensor) -> torch.Tensor:
         return dequantize_add(payload, add)
+
+    def decode_to(self, payload: QuantizedTensor, dtype: torch.dtype) -> torch.Tensor | None:
+        if dtype != torch.float32 or payload.dtype not in (torch.bfloat16, torch.float16):
+            return None
+        return dequantize_to(payload, dtype)
 
     def nbytes(self, payload: QuantizedTensor) -> int:
         return payload.nbytes
