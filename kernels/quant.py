@@ -350,6 +350,12 @@ _WORD_ITERS_MIN_PROGRAMS = 4096
 # (2 bits) and 67% -> 71% (4 bits), 256 MiB 70% -> 73% and 68% -> 75%, 1 GiB 75% -> 78% and 71% -> 79%; walking
 # ITERS tiles of that size cost 10-20 points, 16384 elements or 8 warps 5-20.
 _WORD_TILE_OUTLIERS = 8192
+# Token-group decodes (MODE 1) take tiles one group tall and _WORD_TOKEN_COLS channels wide (256 bytes a row of
+# bf16), up to _WORD_TOKEN_TILE elements. H200, 8192 x 11008 bf16 (benchmarks/results/2026-12-01-h200-session17/
+# token_tiles/): groups of 128 at 4 bits 0.119 ms with the element tiles' 16 channels -> 0.069 ms at 128;
+# groups of 32 at 8 bits 0.092 -> 0.080 ms at 128 (wider, 512, was slower again); the same bits.
+_WORD_TOKEN_COLS = 128
+_WORD_TOKEN_TILE = 16384
 
 
 def triton_available() -> bool:
@@ -1013,8 +1019,9 @@ def _tiles(granularity: str, g: int, c: int, bits: int) -> tuple[int, int, int]:
 def _word_tiles(granularity: str, g: int, cw: int, per: int, tile: int | None = None) -> tuple[int, int, int, int]:
     """(mode, BLOCK_R, NG, BLOCK_W) of the word kernels. MODE 0 puts NG groups of a row side by side: the
     largest power of two up to ``_WORD_TILE / g`` that divides the groups of a row (masked tiles when that is
-    below 4), then rows up to ``tile`` elements (default ``_WORD_TILE``). The other modes: :func:`_tiles`' tiles,
-    counted in words."""
+    below 4), then rows up to ``tile`` elements (default ``_WORD_TILE``). MODE 1 (token groups): one group tall and
+    ``_WORD_TOKEN_COLS`` channels wide, up to ``_WORD_TOKEN_TILE`` elements. MODE 2: :func:`_tiles`' tiles, counted
+    in words."""
     if granularity == "group":
         tile = tile or _WORD_TILE
         groups, cap = cw * per // g, max(1, min(_WORD_TILE, tile) // g)
@@ -1023,7 +1030,8 @@ def _word_tiles(granularity: str, g: int, cw: int, per: int, tile: int | None = 
             ng = min(cap, _next_pow2(groups))
         return 0, max(1, tile // (g * ng)), ng, g // per
     if granularity == "token_group":
-        return 1, g, 1, max(1, min(_next_pow2(cw), _TILE // g // per))
+        cols = min(_WORD_TOKEN_COLS, max(per, _WORD_TOKEN_TILE // g))
+        return 1, g, 1, max(1, min(_next_pow2(cw), cols // per))
     return 2, 32, 1, max(1, min(_next_pow2(cw), 128 // per))
 
 
@@ -1352,7 +1360,7 @@ def _word_dequant_plan(r: int, c: int, dtype: torch.dtype, bits: int, g: int, gr
                     BLOCK_R=br, NG=ng, BLOCK_W=bw, KB=_outlier_lanes(k, block), num_warps=_WARPS)
         return (_cdiv(cw, ng * bw) * _cdiv(r, br),), block, meta
     return _cached_plan(("dequant_words", r, c, dtype, bits, g, granularity, symmetric, k, _WORD_TILE, _TILE,
-                         _WARPS), make)
+                         _WORD_TOKEN_COLS, _WORD_TOKEN_TILE, _WARPS), make)
 
 
 def _dequantize_tiles(q: QuantizedTensor, out: torch.Tensor, add: torch.Tensor | None, r: int, c: int,
