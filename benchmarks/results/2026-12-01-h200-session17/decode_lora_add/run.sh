@@ -9,9 +9,4 @@ set -u
 export TRITON_INTERPRET=0
 PYTHONPATH=. python benchmarks/experiments/dequant_lora_add.py > $OUT/dequant_lora_add.txt 2>&1
 cat $OUT/dequant_lora_add.txt
-for tree in old new old new; do
-  if [ $tree = old ]; then d=.scratch/ab19/old; else d=.; fi
-  mkdir -p $OUT/$tree
-  (cd $d && PYTHONPATH=. python tools/bench_step.py --configs intra_inter@2,intra_inter@4 --steps 6 --rounds 2 --gpu-work-steps 2 --out $OUT/$tree) > $OUT/$tree-$RANDOM.txt 2>&1
-done
-for f in $OUT/old-*.txt $OUT/new-*.txt; do echo "== $f"; tail -8 $f | head -7; done
+bash benchmarks/ab_step.sh .scratch/ab19/old intra_inter@2,intra_inter@4  # (the loop was inline when it ran; same commands)
