@@ -356,6 +356,10 @@ _WORD_TILE_OUTLIERS = 8192
 # groups of 32 at 8 bits 0.092 -> 0.080 ms at 128 (wider, 512, was slower again); the same bits.
 _WORD_TOKEN_COLS = 128
 _WORD_TOKEN_TILE = 16384
+# The element dequantize kernel (decode-and-add, widened decodes) takes token-group tiles at least this wide too
+# (its quantize keeps _tiles'): 8192 x 11008 decode-and-add at 4 bits, groups of 128, 0.185 -> 0.160 ms; at 8 bits,
+# groups of 32, 0.167 -> 0.157 ms; the same bits (H200, token_tiles/element.txt).
+_ELEMENT_TOKEN_COLS = 128
 
 
 def triton_available() -> bool:
@@ -1369,6 +1373,8 @@ def _dequantize_tiles(q: QuantizedTensor, out: torch.Tensor, add: torch.Tensor |
     n, g = r * c, q.group_size
     kr, kc = (-(-n // g), g) if ragged else (r, c)
     mode, br, bc = _tiles(q.granularity, g, c, q.bits)
+    if mode == 1:
+        bc = max(bc, min(_next_pow2(c), _ELEMENT_TOKEN_COLS))
     pw = c * q.bits // 8 if q.granularity == "group" and not ragged else q.packed.shape[1]
     int64 = _needs_int64(n + kc)
     # outlier channels in the kernel for ragged groups and for a widened output (one pass; a scatter after the
