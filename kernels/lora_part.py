@@ -29,7 +29,7 @@ from .jit import build
 from .launch import launch
 from .quant import use_triton
 
-_HALF = {torch.bfloat16: 1, torch.float16: 2}  # the kernel's CAST
+_HALF = {torch.bfloat16: 0, torch.float16: 1}  # the kernel's CAST: swiglu._round's KIND of the 16-bit dtype
 _MODES = {"part": 0, "add": 1, "sub": 2}
 _BLOCK_M = 64
 _BLOCK_N = 128
@@ -100,7 +100,7 @@ def _run(t: torch.Tensor | None, x: torch.Tensor, b: torch.Tensor, scale: float,
 # ------------------------------------------------------------------------------------------ Triton kernel
 # A plain function until :func:`_build` (kernels/jit.py): the package imports without triton.
 tl = None
-_to_bf16 = None  # kernels/rope_part.py's jitted rounding to bf16, bound by _build
+_to_bf16 = _round = None  # the jitted roundings of kernels/rope_part.py and kernels/swiglu.py, bound by _build
 _BUILT = False
 
 
@@ -114,7 +114,7 @@ def _lora_part_kernel(x_ptr, b_ptr, t_ptr, o_ptr, M, N, R, scale, MODE: tl.const
     kmask = k < R
     x = tl.load(x_ptr + rows[:, None] * R + k[None, :], mask=rmask[:, None] & kmask[None, :], other=0.0)
     b = tl.load(b_ptr + cols[None, :] * R + k[:, None], mask=kmask[:, None] & cmask[None, :], other=0.0)
-    if CAST == 1:  # torch's casts: round to nearest even (by the bits: the interpreter's own cast truncates)
+    if CAST == 0:  # torch's casts: round to nearest even (by the bits: the interpreter's own cast truncates)
         x, b = _to_bf16(x), _to_bf16(b * scale)
     else:
         x, b = x.to(tl.float16), (b * scale).to(tl.float16)
@@ -122,21 +122,21 @@ def _lora_part_kernel(x_ptr, b_ptr, t_ptr, o_ptr, M, N, R, scale, MODE: tl.const
         acc = tl.dot(x.to(tl.float32), b.to(tl.float32), input_precision="ieee")
     else:  # 16-bit inputs: exact products, fp32 sums
         acc = tl.dot(x, b)
-    part = _to_bf16(acc).to(tl.float32) if CAST == 1 else acc.to(tl.float16).to(tl.float32)
+    part = _round(acc, CAST)
     offs = rows[:, None] * N + cols[None, :]
     mask = rmask[:, None] & cmask[None, :]
     if MODE != 0:
         t = tl.load(t_ptr + offs, mask=mask, other=0.0).to(tl.float32)
         part = t + part if MODE == 1 else t - part
-        part = _to_bf16(part).to(tl.float32) if CAST == 1 else part.to(tl.float16).to(tl.float32)
+        part = _round(part, CAST)
     tl.store(o_ptr + offs, part.to(o_ptr.dtype.element_ty), mask=mask)
 
 
 def _build() -> None:
-    global _BUILT, _to_bf16
+    global _BUILT, _to_bf16, _round
     if _BUILT:
         return
     rope_part._build()
-    _to_bf16 = rope_part._to_bf16
+    _to_bf16, _round = rope_part._to_bf16, rope_part._round
     build(globals(), ("_lora_part_kernel",))
     _BUILT = True

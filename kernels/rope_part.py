@@ -25,6 +25,7 @@ import os
 
 import torch
 
+from . import swiglu
 from .jit import build
 from .launch import launch
 from .quant import use_triton
@@ -158,10 +159,10 @@ def _run(p: torch.Tensor, w: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
         # tensor-core dots need one 16-bit dtype; the interpreter's bf16 dot is wrong (numpy has no bf16): fp32 there
         sixteen = dtype is not None or p2.dtype == w2.dtype != torch.float32
         ieee = not sixteen or os.environ.get("TRITON_INTERPRET", "0") == "1"
-        key = (d, block_r, ieee, _CASTS.get(dtype, 0), _CASTS.get(out.dtype, 0), mode)
+        key = (d, block_r, ieee, _CASTS.get(dtype, 0), swiglu.KINDS.index(out.dtype), mode)
         launch(_rope_part_kernel, grid, _launches.setdefault(key, {}),
                (p2, w2, c4, s4, target, out, m, t, h, r, *c4.stride(), *s4.stride(), float(scale)),
-               dict(D=d, HALF=d // 2, BLOCK_M=_BLOCK_M, BLOCK_R=block_r, IEEE=ieee, CAST=key[3], OUT=key[4],
+               dict(D=d, HALF=d // 2, BLOCK_M=_BLOCK_M, BLOCK_R=block_r, IEEE=ieee, CAST=key[3], KIND=key[4],
                     MODE=mode, num_warps=_WARPS))
     return out
 
@@ -169,13 +170,14 @@ def _run(p: torch.Tensor, w: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
 # ------------------------------------------------------------------------------------------ Triton kernel
 # A plain function until :func:`_build` (kernels/jit.py): the package imports without triton.
 tl = None
+_round = None  # kernels/swiglu.py's jitted rounding, bound by _build
 _BUILT = False
 
 
 def _rope_part_kernel(p_ptr, w_ptr, c_ptr, s_ptr, t_ptr, o_ptr, M, T, H, R,
                       c_sb, c_sh, c_st, c_sd, s_sb, s_sh, s_st, s_sd, scale,
                       D: tl.constexpr, HALF: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_R: tl.constexpr,
-                      IEEE: tl.constexpr, CAST: tl.constexpr, OUT: tl.constexpr, MODE: tl.constexpr):
+                      IEEE: tl.constexpr, CAST: tl.constexpr, KIND: tl.constexpr, MODE: tl.constexpr):
     # one program: BLOCK_M rows (tokens) of one head; y = P W_h^T and rotate_half(y) = P W_rot^T, both K = R
     rows = tl.program_id(0).to(tl.int64) * BLOCK_M + tl.arange(0, BLOCK_M)
     h = tl.program_id(1)
@@ -205,35 +207,25 @@ def _rope_part_kernel(p_ptr, w_ptr, c_ptr, s_ptr, t_ptr, o_ptr, M, T, H, R,
                 mask=rmask[:, None], other=0.0).to(tl.float32)
     s = tl.load(s_ptr + bi[:, None] * s_sb + h * s_sh + ti[:, None] * s_st + d[None, :] * s_sd,
                 mask=rmask[:, None], other=0.0).to(tl.float32)
-    out = _round(y * c + y_rot * s, OUT)  # the part in its dtype, exactly representable from here on
+    out = _round(y * c + y_rot * s, KIND)  # the part in its dtype, exactly representable from here on
     offs = rows[:, None] * (H * D) + col[None, :]
     if MODE != 0:  # rope_combine: t -/+ part in fp32, rounded once (torch's 16-bit sub/add)
         t = tl.load(t_ptr + offs, mask=rmask[:, None], other=0.0).to(tl.float32)
-        out = _round(t + out if MODE == 1 else t - out, OUT)
+        out = _round(t + out if MODE == 1 else t - out, KIND)
     tl.store(o_ptr + offs, out.to(o_ptr.dtype.element_ty), mask=rmask[:, None])
 
 
-def _round(v, OUT: tl.constexpr):
-    """fp32 ``v`` rounded to the output dtype (OUT: 1 bf16, 2 fp16, 0 fp32) and held in fp32: the GPU's rounding
-    on the interpreter too (its own bf16 cast truncates)."""
-    if OUT == 1:
-        return _to_bf16(v).to(tl.float32)
-    if OUT == 2:
-        return v.to(tl.float16).to(tl.float32)
-    return v
-
-
 def _to_bf16(v):
-    """fp32 -> bf16, nearest with ties to even, by the bits (as ``quant._bf16_nearest``: the interpreter's own cast
+    """fp32 -> bf16, nearest with ties to even, by the bits (``swiglu._round``: the interpreter's own cast
     truncates, the GPU's rounds); NaN stays NaN."""
-    u = v.to(tl.int32, bitcast=True)
-    u = (u + 0x7FFF + ((u >> 16) & 1)) & -65536
-    return tl.where(v != v, v, u.to(tl.float32, bitcast=True)).to(tl.bfloat16)
+    return _round(v, 0).to(tl.bfloat16)
 
 
 def _build() -> None:
-    global _BUILT
+    global _BUILT, _round
     if _BUILT:
         return
-    build(globals(), ("_to_bf16", "_round", "_rope_part_kernel"))
+    swiglu._build()
+    _round = swiglu._round  # fp32 -> the nearest value of a dtype (KIND: 0 bf16, 1 fp16, 2 fp32), held in fp32
+    build(globals(), ("_to_bf16", "_rope_part_kernel"))
     _BUILT = True

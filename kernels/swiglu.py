@@ -26,7 +26,7 @@ from . import quant
 from .jit import build
 from .quant import use_triton
 
-_DTYPES = (torch.bfloat16, torch.float16, torch.float32)
+KINDS = (torch.bfloat16, torch.float16, torch.float32)  # _round's KIND: the index of a dtype here
 _BLOCK = 2048
 _WARPS = 4
 
@@ -42,9 +42,9 @@ def silu_mul_ref(gate: torch.Tensor, up: torch.Tensor,
 def fusable(gate: torch.Tensor, up: torch.Tensor, out_dtype: torch.dtype | None) -> bool:
     """The kernel takes two contiguous tensors of one shape and one float dtype; the product's dtype may only
     widen (a narrowing cast would round twice, which the kernel does not do)."""
-    if gate.shape != up.shape or gate.dtype != up.dtype or gate.dtype not in _DTYPES:
+    if gate.shape != up.shape or gate.dtype != up.dtype or gate.dtype not in KINDS:
         return False
-    if out_dtype is not None and out_dtype not in _DTYPES:
+    if out_dtype is not None and out_dtype not in KINDS:
         return False
     if out_dtype is not None and torch.finfo(out_dtype).bits < torch.finfo(gate.dtype).bits:
         return False
@@ -70,7 +70,7 @@ def silu_mul_triton(gate: torch.Tensor, up: torch.Tensor,
     p = torch.empty(gate.shape, dtype=out_dtype or gate.dtype, device=gate.device)
     if n:
         _silu_mul_kernel[(-(-n // _BLOCK),)](
-            gate, up, s, p, n, KIND=_DTYPES.index(gate.dtype), INT64=n + _BLOCK > 2**31 - 1, BLOCK=_BLOCK,
+            gate, up, s, p, n, KIND=KINDS.index(gate.dtype), INT64=n + _BLOCK > 2**31 - 1, BLOCK=_BLOCK,
             num_warps=_WARPS, enable_fp_fusion=False)
     return s, p
 
