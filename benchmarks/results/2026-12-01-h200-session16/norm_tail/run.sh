@@ -3,10 +3,5 @@
 set -u
 export TRITON_INTERPRET=0
 PYTHONPATH=. python tools/check_norm_tail.py > $OUT/check.txt 2>&1
-for tree in old new old new; do
-  if [ $tree = old ]; then d=.scratch/ab/old; else d=.; fi
-  mkdir -p $OUT/$tree
-  (cd $d && PYTHONPATH=. python tools/bench_step.py --configs intra_inter@2 --steps 6 --rounds 2 --gpu-work-steps 2 --out $OUT/$tree) > $OUT/$tree-$RANDOM.txt 2>&1
-done
+bash benchmarks/ab_step.sh .scratch/ab/old intra_inter@2  # (the loop was inline when it ran; same commands)
 tail -14 $OUT/check.txt
-for f in $OUT/old-*.txt $OUT/new-*.txt; do echo "== $f"; tail -6 $f | head -5; done
