@@ -159,6 +159,58 @@ class RecipeTimer:
         return out
 
 
+class DecodeRanges:
+    """Puts every backward ``Entry.decode`` in a profiler range ``decode::<label>`` (:func:`decode_label`), so
+    that :func:`print_recipe_kernels` can charge each kernel to the decode that launched it."""
+
+    def install(self) -> DecodeRanges:
+        from hyclora_hooks import engine
+
+        orig = engine.Entry.decode
+
+        def decode(entry: Any) -> Any:
+            if engine._graph_task_id() == -1:
+                return orig(entry)
+            with torch.profiler.record_function(f"decode::{decode_label(entry)}"):
+                return orig(entry)
+
+        engine.Entry.decode = decode
+        self._undo = lambda: setattr(engine.Entry, "decode", orig)
+        return self
+
+    def restore(self) -> None:
+        self._undo()
+
+
+def print_recipe_kernels(events: Any, top: int, steps: int, width: int, cuda: bool) -> None:
+    """Each kernel's device time charged to the innermost ``decode::`` range around the op that launched it (on
+    CPU, each op's own host time)."""
+    table: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(lambda: [0, 0.0]))
+    for ev in events:
+        if ev.name.startswith("decode::"):
+            continue
+        work = [(k.name, k.duration) for k in ev.kernels] if cuda else [(ev.name, ev.self_cpu_time_total)]
+        if not work:
+            continue
+        up = ev.cpu_parent
+        while up is not None and not up.name.startswith("decode::"):
+            up = up.cpu_parent
+        if up is None:
+            continue
+        for name, us in work:
+            cell = table[up.name[len("decode::"):]][name]
+            cell[0] += 1
+            cell[1] += us / 1e3
+    totals = sorted(((sum(v[1] for v in ks.values()), label) for label, ks in table.items()), reverse=True)
+    what = "kernels" if cuda else "ops (host time)"
+    print(f"\n{what} by backward decode kind, {top} a kind, per step over {steps} profiled step(s) (ms):")
+    for total, label in totals:
+        print(f"  {label}: {total / steps:.3f} ms/step")
+        rows = sorted(table[label].items(), key=lambda kv: -kv[1][1])[:top]
+        for name, (n, ms) in rows:
+            print(f"      {ms / steps:8.3f} ms {n / steps:5.0f}x  {name[:width]}")
+
+
 def _step(bench: Bench, cfg: Any) -> None:
     bench.model.zero_grad(set_to_none=True)
     with torch.profiler.record_function("bench::forward"):
@@ -186,6 +238,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="one row per op and input shapes (which matmuls a configuration adds, say)")
     p.add_argument("--by-recipe", action="store_true",
                    help="the backward's decodes by kind (codec, op class and role, recipe op) with their time")
+    p.add_argument("--recipe-kernels", type=int, default=0, metavar="N",
+                   help="with the profiled steps, the N kernels taking most device time in each kind of backward "
+                   "decode (exclusive of nested decodes; default 0: off)")
     p.add_argument("--name-width", type=int, default=48, help="width of the op-name column (default 48)")
     p.add_argument("--sort", choices=("device", "cpu"), default="device",
                    help="order the op table by self device time (default; self CPU time on CPU) or by self CPU "
@@ -275,9 +330,16 @@ def main(argv: list[str] | None = None) -> int:
 
         # 4. torch.profiler
         acts = [torch.profiler.ProfilerActivity.CPU] + ([torch.profiler.ProfilerActivity.CUDA] if cuda else [])
-        with torch.profiler.profile(activities=acts, record_shapes=args.by_shape) as prof_t:
-            for _ in range(args.steps):
-                _step(bench, cfg)
+        ranges = DecodeRanges().install() if args.recipe_kernels else None
+        try:
+            with torch.profiler.profile(activities=acts, record_shapes=args.by_shape) as prof_t:
+                for _ in range(args.steps):
+                    _step(bench, cfg)
+        finally:
+            if ranges is not None:
+                ranges.restore()
+        if ranges is not None:
+            print_recipe_kernels(prof_t.events(), args.recipe_kernels, args.steps, args.name_width, cuda)
         if args.trace:
             Path(args.trace).mkdir(parents=True, exist_ok=True)
             path = Path(args.trace) / f"trace-{args.config.replace('@', '-').replace('+', '-')}-{args.shape}.json"
