@@ -25,6 +25,7 @@ warm-up it prints, in order:
 from __future__ import annotations
 
 import argparse
+import bisect
 import cProfile
 import io
 import pstats
@@ -32,7 +33,7 @@ import sys
 import time
 from collections import defaultdict
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 _ROOT = Path(__file__).resolve().parent.parent
 if str(_ROOT) not in sys.path:
@@ -182,28 +183,54 @@ class DecodeRanges:
         self._undo()
 
 
-def print_recipe_kernels(events: Any, top: int, steps: int, width: int, cuda: bool) -> None:
-    """Each kernel's device time charged to the innermost ``decode::`` range around the op that launched it (on
-    CPU, each op's own host time)."""
-    table: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(lambda: [0, 0.0]))
-    for ev in events:
+def _cpu_work(prof: Any) -> Iterator[tuple[str, str, float]]:
+    """(decode label, op, host us): each op's own host time, charged to the innermost ``decode::`` range."""
+    for ev in prof.events():
         if ev.name.startswith("decode::"):
-            continue
-        work = [(k.name, k.duration) for k in ev.kernels] if cuda else [(ev.name, ev.self_cpu_time_total)]
-        if not work:
             continue
         up = ev.cpu_parent
         while up is not None and not up.name.startswith("decode::"):
             up = up.cpu_parent
-        if up is None:
+        if up is not None:
+            yield up.name[len("decode::"):], ev.name, ev.self_cpu_time_total
+
+
+def _cuda_work(prof: Any) -> Iterator[tuple[str, str, float]]:
+    """(decode label, kernel, device us): each kernel charged to the innermost ``decode::`` range open on the host
+    when it was launched. By launch time rather than by the op tree, because a Triton kernel is launched outside
+    any aten op and the profiler hangs it on no range."""
+    raw = prof.profiler.kineto_results.events()
+    ranges = sorted((e.start_ns(), e.end_ns(), e.start_thread_id(), e.name()[len("decode::"):])
+                    for e in raw if e.name().startswith("decode::"))
+    starts = [r[0] for r in ranges]
+    cpu = torch.autograd.DeviceType.CPU
+    launches = {e.correlation_id(): (e.start_ns(), e.start_thread_id()) for e in raw
+                if e.device_type() == cpu and any(w in e.name() for w in ("LaunchKernel", "Memcpy", "Memset"))}
+    for e in raw:
+        launch = launches.get(e.linked_correlation_id()) if e.device_type() != cpu else None
+        if launch is None:
             continue
-        for name, us in work:
-            cell = table[up.name[len("decode::"):]][name]
-            cell[0] += 1
-            cell[1] += us / 1e3
+        t, tid = launch
+        i = bisect.bisect_right(starts, t) - 1
+        while i >= 0 and not (ranges[i][1] >= t and ranges[i][2] == tid):
+            if t - ranges[i][0] > 1e9:  # no range lasts a second: t is outside every decode
+                break
+            i -= 1
+        if i >= 0 and ranges[i][1] >= t and ranges[i][2] == tid:
+            yield ranges[i][3], e.name(), e.duration_ns() / 1e3
+
+
+def print_recipe_kernels(prof: Any, top: int, steps: int, width: int, cuda: bool) -> None:
+    """The kernels (on CPU, the ops' host time) each kind of backward decode launched, by device time."""
+    table: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(lambda: [0, 0.0]))
+    for label, name, us in (_cuda_work(prof) if cuda else _cpu_work(prof)):
+        cell = table[label][name]
+        cell[0] += 1
+        cell[1] += us / 1e3
     totals = sorted(((sum(v[1] for v in ks.values()), label) for label, ks in table.items()), reverse=True)
     what = "kernels" if cuda else "ops (host time)"
-    print(f"\n{what} by backward decode kind, {top} a kind, per step over {steps} profiled step(s) (ms):")
+    print(f"\n{what} by backward decode kind, {top} a kind, per step over {steps} profiled step(s) (ms; nested "
+          "decodes apart):")
     for total, label in totals:
         print(f"  {label}: {total / steps:.3f} ms/step")
         rows = sorted(table[label].items(), key=lambda kv: -kv[1][1])[:top]
@@ -339,7 +366,7 @@ def main(argv: list[str] | None = None) -> int:
             if ranges is not None:
                 ranges.restore()
         if ranges is not None:
-            print_recipe_kernels(prof_t.events(), args.recipe_kernels, args.steps, args.name_width, cuda)
+            print_recipe_kernels(prof_t, args.recipe_kernels, args.steps, args.name_width, cuda)
         if args.trace:
             Path(args.trace).mkdir(parents=True, exist_ok=True)
             path = Path(args.trace) / f"trace-{args.config.replace('@', '-').replace('+', '-')}-{args.shape}.json"
