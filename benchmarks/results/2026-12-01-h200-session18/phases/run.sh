@@ -3,8 +3,8 @@
 export TRITON_INTERPRET=0 PYTHONPATH=.
 for cfg in plain intra_inter@2; do
 python tools/profile_step.py --config $cfg --layers 8 --shape 1x8192 --cprofile 0 --steps 2 --top 5 \
-  --recipe-kernels 8 --phase-kernels 40 --name-width 110 > $OUT/kernels-$cfg-1x8192.txt 2>&1
+  --recipe-kernels 8 --phase-kernels 40 --name-width 110 > $OUT/kernels-${cfg/@/-}-1x8192.txt 2>&1
 done
-grep -A 100 "by backward decode kind" $OUT/kernels-intra_inter@2-1x8192.txt | cut -c1-140 | head -100
+grep -A 100 "by backward decode kind" $OUT/kernels-intra_inter-2-1x8192.txt | cut -c1-140 | head -100
 grep -A 3 "by phase" $OUT/kernels-*.txt | grep -v "^--"
 grep "ms/step" $OUT/kernels-*.txt | grep -v "    "
