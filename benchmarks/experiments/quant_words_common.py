@@ -16,7 +16,7 @@ from variant_loader import load_kernel  # noqa: E402
 _device_time = timers(True)[1]
 
 C = 4096  # channels (a 7B hidden state)
-DEVICE = torch.device("cuda")
+DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 def dev_time(fn) -> float:

@@ -1,0 +1,95 @@
+"""Token-group quantize in one read (session 18, H200): a program loads a whole group (G tokens x BLOCK_C channels)
+into registers once, reduces it along the tokens, then codes and packs the same registers; against the library's
+``_quant_tokens_kernel`` (walks the group a row at a time, twice). Shapes of the step's token-group tensors
+(8192 x 4096: q, k; 8192 x 11008: gate, up, SiLU's input) at the presets' settings (4 bits / 128 tokens: the 2-bit
+setting's floor; 8 bits / 64: q/k at the 4-bit setting; 8 bits / 32: SwiGLU operands there). Bits against the
+library's payload; GPU time by the torch profiler (``tools/bench_quant.py``'s timer). Run from the repository root
+on a GPU: ``cd benchmarks/experiments && PYTHONPATH=../.. python quant_tokens_onepass.py``."""
+import torch
+
+from quant_words_common import Q, copy_time, dev_time
+from variant_loader import load_kernel
+
+SRC = '''
+@triton.jit
+def onepass(x_ptr, packed_ptr, scale_ptr, zero_ptr, nf_ptr, R, C, s_r, s_c, PW, seed,
+            BITS: tl.constexpr, SYM: tl.constexpr, STOCH: tl.constexpr, G: tl.constexpr, BLOCK_C: tl.constexpr):
+    PER: tl.constexpr = 8 // BITS
+    pid_c = tl.program_id(0)
+    pid_g = tl.program_id(1)
+    cols = pid_c * BLOCK_C + tl.arange(0, BLOCK_C)
+    cmask = cols < C
+    r = pid_g * G + tl.arange(0, G)[:, None]
+    c2 = cols[None, :]
+    m = cmask[None, :] & (r < R)
+    x = tl.load(x_ptr + r * s_r + c2 * s_c, mask=m, other=0.0).to(tl.float32)
+    tl.store(nf_ptr + cols * 0, 1, mask=cmask & (tl.sum(x - x, axis=0) != 0.0))
+    if SYM:
+        hi = tl.max(tl.where(m, tl.abs(x), 0.0), axis=0)
+        lo = hi
+    else:
+        lo = tl.min(tl.where(m, x, float("inf")), axis=0)
+        hi = tl.max(tl.where(m, x, float("-inf")), axis=0)
+    sc, zp = _group_params(lo, hi, SYM, BITS)
+    tl.store(scale_ptr + pid_g * C + cols, sc.to(tl.bfloat16), mask=cmask)
+    if not SYM:
+        tl.store(zero_ptr + pid_g * C + cols, zp.to(tl.bfloat16), mask=cmask)
+    inv = tl.math.div_rn(1.0, sc)[None, :]
+    pk = _packed_codes(x, m, inv, zp[None, :], r * C + c2, seed, BITS, SYM, STOCH, G, BLOCK_C)
+    pcols = (pid_c * (BLOCK_C // PER) + tl.arange(0, BLOCK_C // PER))[None, :]
+    tl.store(packed_ptr + r * PW + pcols, pk.to(tl.uint8), mask=(r < R) & (pcols < PW))
+'''
+Q._build()
+HEADER = ("import triton\nimport triton.language as tl\n"
+          "from hyclora_hooks.kernels.quant import _group_params, _packed_codes\n")
+onepass = load_kernel(HEADER, SRC, "onepass")
+VARIANTS = [(16, 4), (32, 4), (32, 8), (64, 4), (64, 8), (128, 8)]  # (BLOCK_C, warps)
+
+
+def library(x, bits, g):
+    nf = torch.zeros(1, dtype=torch.int32, device=x.device)
+    r, c = x.shape
+    packed = torch.empty((r, c * bits // 8), dtype=torch.uint8, device=x.device)
+    scale = torch.empty((-(-r // g), c), dtype=torch.bfloat16, device=x.device)
+    zero = torch.empty_like(scale)
+    return packed, scale, zero, nf, lambda: Q._launch_quant_tokens(x, packed, scale, zero, nf, bits, g, False, None, None)
+
+
+def variant(x, bits, g, bc, warps):
+    r, c = x.shape
+    packed = torch.empty((r, c * bits // 8), dtype=torch.uint8, device=x.device)
+    scale = torch.empty((-(-r // g), c), dtype=torch.bfloat16, device=x.device)
+    zero = torch.empty_like(scale)
+    nf = torch.zeros(1, dtype=torch.int32, device=x.device)
+    grid = (-(-c // bc), -(-r // g))
+
+    def run():
+        onepass[grid](x, packed, scale, zero, nf, r, c, x.stride(0), x.stride(1), packed.shape[1], 0,
+                      BITS=bits, SYM=False, STOCH=False, G=g, BLOCK_C=bc, num_warps=warps, enable_fp_fusion=False)
+    return packed, scale, zero, nf, run
+
+
+rows = []
+gen = torch.Generator(device="cuda").manual_seed(0)
+for shape in ((8192, 4096), (8192, 11008)):
+    x = torch.randn(shape, generator=gen, device="cuda").to(torch.bfloat16)
+    tc = copy_time(x)
+    for bits, g in ((4, 128), (8, 64), (8, 32)):
+        lp, ls, lz, _, lrun = library(x, bits, g)
+        lrun()
+        t_lib = dev_time(lrun)
+        rows.append((f"{shape[0]}x{shape[1]}", bits, g, "library", t_lib, 100 * tc / t_lib, True))
+        for bc, warps in VARIANTS:
+            try:
+                p, s, z, nf, run = variant(x, bits, g, bc, warps)
+                run()
+                same = torch.equal(p, lp) and torch.equal(s, ls) and torch.equal(z, lz) and int(nf) == 0
+                t = dev_time(run)
+                rows.append((f"{shape[0]}x{shape[1]}", bits, g, f"1pass c{bc} w{warps}", t, 100 * tc / t, same))
+            except Exception as e:  # a tile too large for the registers, say
+                print(f"{shape} {bits}/{g} c{bc} w{warps}: {type(e).__name__}: {str(e)[:200]}")
+    del x
+print(torch.cuda.get_device_name())
+print(f"{'shape':>11} {'bits':>4} {'g':>4} {'variant':<16} {'dev us':>8} {'% copy':>7} same bits")
+for r in rows:
+    print("%11s %4d %4d %-16s %8.1f %6.1f%% %s" % r)
