@@ -43,7 +43,9 @@ Q._build()
 HEADER = ("import triton\nimport triton.language as tl\n"
           "from hyclora_hooks.kernels.quant import _group_params, _packed_codes\n")
 onepass = load_kernel(HEADER, SRC, "onepass")
-VARIANTS = [(16, 4), (32, 4), (32, 8), (64, 4), (64, 8), (128, 8)]  # (BLOCK_C, warps)
+VARIANTS = [(32, 4), (64, 4), (64, 2), (128, 4)]  # (BLOCK_C, warps)
+LIBRARY_TILES = [(512, 4), (512, 2), (256, 2), (256, 1), (128, 1)]  # second run (session 18): the library narrower
+TOKEN_BLOCK_C, WARPS = Q._TOKEN_BLOCK_C, Q._WARPS
 
 
 def library(x, bits, g):
@@ -74,11 +76,19 @@ gen = torch.Generator(device="cuda").manual_seed(0)
 for shape in ((8192, 4096), (8192, 11008)):
     x = torch.randn(shape, generator=gen, device="cuda").to(torch.bfloat16)
     tc = copy_time(x)
-    for bits, g in ((4, 128), (8, 64), (8, 32)):
+    for bits, g in ((4, 128), (4, 64), (8, 64)):
         lp, ls, lz, _, lrun = library(x, bits, g)
         lrun()
         t_lib = dev_time(lrun)
         rows.append((f"{shape[0]}x{shape[1]}", bits, g, "library", t_lib, 100 * tc / t_lib, True))
+        for bc, warps in LIBRARY_TILES:  # the library kernel, narrower: more programs (8192 x 4096: 256 at 1024)
+            Q._TOKEN_BLOCK_C, Q._WARPS = bc, warps
+            p, s, z, _, run = library(x, bits, g)
+            run()
+            same = torch.equal(p, lp) and torch.equal(s, ls) and torch.equal(z, lz)
+            t = dev_time(run)
+            rows.append((f"{shape[0]}x{shape[1]}", bits, g, f"lib c{bc} w{warps}", t, 100 * tc / t, same))
+        Q._TOKEN_BLOCK_C, Q._WARPS = TOKEN_BLOCK_C, WARPS
         for bc, warps in VARIANTS:
             try:
                 p, s, z, nf, run = variant(x, bits, g, bc, warps)
