@@ -326,8 +326,8 @@ tl = None
 _BUILT = False
 _JIT_NAMES = ("_bf16_round", "_bf16_nearest", "_hash_uniform", "_group_params", "_program_rows", "_tile", "_elem",
               "_to_bits", "_round_to", "_min_nan", "_max_nan", "_word_tile", "_outlier_cols", "_packed_codes",
-              "_quant_kernel", "_quant_tokens_kernel", "_colstats_kernel", "_dequant_kernel", "_quant_words_kernel",
-              "_dequant_words_kernel")
+              "_quant_kernel", "_quant_tokens_kernel", "_quant_token_tile_kernel", "_colstats_kernel",
+              "_dequant_kernel", "_quant_words_kernel", "_dequant_words_kernel")
 
 # Tile sizes: 2048 elements a program at 4 warps (16 per thread: two 16-byte loads of bf16). Swept on an H100
 # (tools/bench_quant.py --tiles, docs/benchmarks.md): 1024-4096 at 4-8 warps are within a few percent.
@@ -622,6 +622,47 @@ def _quant_tokens_kernel(x_ptr, packed_ptr, scale_ptr, zero_ptr, slot_ptr, nf_pt
         tl.store(packed_ptr + r * PW + pcols, pk.to(tl.uint8), mask=(r < R) & (pcols < PW))
 
 
+def _quant_token_tile_kernel(x_ptr, packed_ptr, scale_ptr, zero_ptr, slot_ptr, nf_ptr, R, C, s_r, s_c, PW, seed,
+                             BITS: tl.constexpr, SYM: tl.constexpr, HAS_OUTL: tl.constexpr, STOCH: tl.constexpr,
+                             INT64: tl.constexpr, G: tl.constexpr, BLOCK_C: tl.constexpr):
+    """``_quant_tokens_kernel``'s job in one read: a program loads its whole group (G tokens x BLOCK_C channels)
+    into registers, reduces it along the tokens, then codes and packs the same registers. Narrow column blocks
+    give a grid of many programs where the walk's 1024-channel blocks gave a few hundred (see
+    ``_TOKEN_TILE_BITS``). Same statistics, codes and non-finite flag as the walk."""
+    PER: tl.constexpr = 8 // BITS
+    pid_c = tl.program_id(0)
+    pid_g = tl.program_id(1)
+    cols = pid_c * BLOCK_C + tl.arange(0, BLOCK_C)
+    cmask = cols < C
+    if INT64:
+        r = pid_g.to(tl.int64) * G + tl.arange(0, G)[:, None]
+    else:
+        r = pid_g * G + tl.arange(0, G)[:, None]
+    keep = cmask
+    if HAS_OUTL:
+        keep = cmask & (tl.load(slot_ptr + cols, mask=cmask, other=-1) < 0)
+    c2 = cols[None, :]
+    m = cmask[None, :] & (r < R)
+    x = tl.load(x_ptr + r * s_r + c2 * s_c, mask=m, other=0.0).to(tl.float32)
+    x = tl.where(keep[None, :], x, 0.0)
+    tl.store(nf_ptr + cols * 0, 1, mask=cmask & (tl.sum(x - x, axis=0) != 0.0))  # NaN iff a NaN or an inf
+    if SYM:
+        hi = tl.max(tl.where(m, tl.abs(x), 0.0), axis=0)
+        lo = hi
+    else:
+        lo = tl.min(tl.where(m, x, float("inf")), axis=0)
+        hi = tl.max(tl.where(m, x, float("-inf")), axis=0)
+    sc, zp = _group_params(lo, hi, SYM, BITS)
+    tl.store(scale_ptr + pid_g * C + cols, sc.to(tl.bfloat16), mask=cmask)
+    if not SYM:
+        tl.store(zero_ptr + pid_g * C + cols, zp.to(tl.bfloat16), mask=cmask)
+    valid = m & keep[None, :]
+    inv = tl.math.div_rn(1.0, sc)[None, :]
+    pk = _packed_codes(x, valid, inv, zp[None, :], r * C + c2, seed, BITS, SYM, STOCH, G, BLOCK_C)
+    pcols = (pid_c * (BLOCK_C // PER) + tl.arange(0, BLOCK_C // PER))[None, :]
+    tl.store(packed_ptr + r * PW + pcols, pk.to(tl.uint8), mask=(r < R) & (pcols < PW))
+
+
 def _colstats_kernel(x_ptr, lo_ptr, hi_ptr, amax_ptr, ss_ptr, R, C, s_r, s_c, ROWS_PER: tl.constexpr,
                      NEED_MM: tl.constexpr, NEED_SS: tl.constexpr, INT64: tl.constexpr,
                      BLOCK_R: tl.constexpr, BLOCK_C: tl.constexpr):
@@ -742,6 +783,16 @@ TOKEN_KERNEL = True  # False: token groups' first pass on ``_quant_kernel`` too 
 _TOKEN_BLOCK_C = 1024  # channels a program of ``_quant_tokens_kernel`` (8 a thread at 4 warps: 16-byte loads)
 _TOKEN_ROWS = 1  # rows a step of its walk: slabs of 2-16 rows were slower (docs/benchmarks.md session 8)
 _TOKEN_STAGES = 3  # software-pipelining stages of the walk (tl.range's num_stages): rows' loads kept in flight
+# 4-bit token groups of 64 or 128 tokens take ``_quant_token_tile_kernel`` instead: a whole group of
+# _TOKEN_TILE_C channels loaded once, at 2 warps. H200, bf16, GPU time (benchmarks/results/
+# 2026-12-01-h200-session18/onepass/onepass2.txt; same bits): 8192 x 4096 at 128 tokens 89.1 -> 44.3 us (the walk
+# had 256 programs there: 4 column blocks of 1024), at 64 tokens 58.8 -> 45.0; 8192 x 11008 142.6 -> 108.7 and
+# 130.5 -> 112.7. At 8 bits the walk stays faster (60 against 68 us, 138 against 173), so it keeps them; other
+# widths and group sizes were not measured and keep it too.
+_TOKEN_TILE_BITS = (4,)
+_TOKEN_TILE_GROUPS = (64, 128)
+_TOKEN_TILE_C = 64
+_TOKEN_TILE_WARPS = 2
 
 
 def _elem(w, J: tl.constexpr, F16: tl.constexpr):
@@ -1206,23 +1257,30 @@ def _launch_quant_elements(x2: torch.Tensor, packed: torch.Tensor, scale: torch.
 def _launch_quant_tokens(x2: torch.Tensor, packed: torch.Tensor, scale: torch.Tensor, zero: torch.Tensor | None,
                          nf: torch.Tensor, bits: int, g: int, symmetric: bool, outlier_index: torch.Tensor | None,
                          seed: int | None) -> None:
-    """The unchecked first pass of token groups: ``_quant_tokens_kernel`` through its launch plan."""
+    """The unchecked first pass of token groups through its launch plan: ``_quant_token_tile_kernel`` for the widths
+    and group sizes measured faster with it (``_TOKEN_TILE_BITS``), else ``_quant_tokens_kernel``."""
     r, c = x2.shape
     s_r, s_c = x2.stride(0), x2.stride(1)
     k = 0 if outlier_index is None else outlier_index.numel()
 
+    tile = bits in _TOKEN_TILE_BITS and g in _TOKEN_TILE_GROUPS
+
     def make() -> tuple:
+        flags = dict(BITS=bits, SYM=symmetric, HAS_OUTL=k > 0, STOCH=seed is not None,
+                     INT64=_needs_int64(r * c + c, r * max(s_r, 1) + c * max(s_c, 1)), G=g, enable_fp_fusion=False)
+        if tile:
+            block_c = max(8 // bits, min(_TOKEN_TILE_C, _next_pow2(c)))
+            return (_cdiv(c, block_c), _cdiv(r, g)), dict(flags, BLOCK_C=block_c, num_warps=_TOKEN_TILE_WARPS)
         block_c = max(8 // bits, min(_TOKEN_BLOCK_C, _next_pow2(c)))
-        meta = dict(BITS=bits, SYM=symmetric, HAS_OUTL=k > 0, STOCH=seed is not None,
-                    INT64=_needs_int64(r * c + c, r * max(s_r, 1) + c * max(s_c, 1)), G=g, RB=min(g, _TOKEN_ROWS),
-                    BLOCK_C=block_c, STAGES=_TOKEN_STAGES, num_warps=_WARPS, enable_fp_fusion=False)
-        return (_cdiv(c, block_c), _cdiv(r, g)), meta
+        return (_cdiv(c, block_c), _cdiv(r, g)), dict(flags, RB=min(g, _TOKEN_ROWS), BLOCK_C=block_c,
+                                                      STAGES=_TOKEN_STAGES, num_warps=_WARPS)
     grid, meta, launches = _cached_plan(("quant_tokens", r, c, s_r, s_c, bits, g, symmetric, k > 0, seed is not None,
-                                         _TOKEN_BLOCK_C, _TOKEN_ROWS, _TOKEN_STAGES, _WARPS), make)
+                                         tile, _TOKEN_TILE_C, _TOKEN_TILE_WARPS, _TOKEN_BLOCK_C, _TOKEN_ROWS,
+                                         _TOKEN_STAGES, _WARPS), make)
     slot = _outlier_table(outlier_index, "slot", c) if k else nf
-    launch(_quant_tokens_kernel, grid, launches, (x2, packed, scale, zero if zero is not None else scale, slot, nf,
-                                                  r, c, s_r, s_c, packed.shape[1], 0 if seed is None else seed & _M32),
-           meta)
+    launch(_quant_token_tile_kernel if tile else _quant_tokens_kernel, grid, launches,
+           (x2, packed, scale, zero if zero is not None else scale, slot, nf, r, c, s_r, s_c, packed.shape[1],
+            0 if seed is None else seed & _M32), meta)
 
 
 # Launch plans by (kernel, shape, layout, codec, tile knobs): a training step quantizes the same shapes every step,

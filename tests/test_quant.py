@@ -239,6 +239,60 @@ def test_word_quantize_with_outliers_on_whole_tiles(bits, monkeypatch):
     assert torch.equal(_bits_view(Q.dequantize(b, backend="triton")), _bits_view(Q.dequantize(a, backend="ref")))
 
 
+_TOKEN_TILE_CASES = [  # (bits, tokens a group, symmetric, outliers, stochastic, finite, int64): options varied
+    (bits, g, sym, outl, stoch, finite, int64)
+    for bits in (2, 4, 8)
+    for g, sym, outl, stoch, finite, int64 in ((8, False, True, False, True, False), (16, True, False, True, True, True),
+                                               (8, False, False, False, False, False), (4, True, True, True, False, False))
+]
+
+
+@needs_triton
+@pytest.mark.parametrize("bits,g,symmetric,outliers,stochastic,finite,int64", _TOKEN_TILE_CASES)
+def test_token_tile_kernel_stores_the_reference_bytes(bits, g, symmetric, outliers, stochastic, finite, int64,
+                                                      monkeypatch):
+    """The one-read token-group kernel (``_quant_token_tile_kernel``, taken for 4-bit groups of 64 or 128 tokens)
+    stores the reference's bits at every width it could be given: ragged row groups (37 tokens), several column
+    blocks with a ragged last one (70 channels, 16 a block), outlier channels, stochastic rounding, a strided
+    input, int64 addressing; with NaN/Inf, the checked re-run (the element kernel) into the same buffers. The walk
+    kernel must not run."""
+    Q._build()
+    monkeypatch.setattr(Q, "_TOKEN_TILE_BITS", (bits,))
+    monkeypatch.setattr(Q, "_TOKEN_TILE_GROUPS", (g,))
+    monkeypatch.setattr(Q, "_TOKEN_TILE_C", 16)
+    monkeypatch.setattr(Q, "_PLANS", {})
+    monkeypatch.setattr(Q, "_quant_tokens_kernel", _NoWalk())
+    if int64:
+        monkeypatch.setattr(Q, "_needs_int64", lambda *a: True)
+    gen = torch.Generator().manual_seed(bits * 31 + g)
+    x = (torch.randn(70, 37, generator=gen) * 2 - 0.5).to(torch.bfloat16).t()  # 37 tokens x 70 channels, strided
+    if not finite:
+        x[1, 5], x[30, 40], x[36, 0] = float("nan"), float("inf"), float("-inf")
+    idx = torch.tensor([2, 40, 69], dtype=torch.int16) if outliers else None
+    seed = 5 if stochastic else None
+    a = Q.quantize(x, bits, g, symmetric, "token_group", idx, seed, backend="ref")
+    b = Q.quantize(x, bits, g, symmetric, "token_group", idx, seed, backend="triton")
+    assert_same_payload(a, b)
+
+
+class _NoWalk:
+    def __getitem__(self, grid):
+        raise AssertionError("the token-group kernel that should not be chosen here ran")
+
+
+@needs_triton
+@pytest.mark.parametrize("bits,g,tile", [(4, 64, True), (4, 128, True), (8, 64, False), (4, 32, False)])
+def test_token_tile_kernel_is_taken_where_it_was_measured_faster(bits, g, tile, monkeypatch):
+    """As measured on the H200 (session 18): 4-bit groups of 64 or 128 tokens on the one-read kernel, 8 bits and
+    other group sizes on the walk (the kernel not taken is replaced by one that fails if launched)."""
+    Q._build()
+    monkeypatch.setattr(Q, "_PLANS", {})
+    monkeypatch.setattr(Q, "_quant_tokens_kernel" if tile else "_quant_token_tile_kernel", _NoWalk())
+    x = torch.randn(g + 3, 24).to(torch.bfloat16)
+    assert_same_payload(Q.quantize(x, bits, g, False, "token_group", backend="ref"),
+                        Q.quantize(x, bits, g, False, "token_group", backend="triton"))
+
+
 @needs_triton
 @pytest.mark.parametrize("case", ["transposed", "sliced", "3d_ragged", "1d", "int64_offsets"])
 def test_triton_odd_layouts(case, monkeypatch):
