@@ -326,8 +326,8 @@ tl = None
 _BUILT = False
 _JIT_NAMES = ("_bf16_round", "_bf16_nearest", "_hash_uniform", "_group_params", "_program_rows", "_tile", "_elem",
               "_to_bits", "_round_to", "_min_nan", "_max_nan", "_word_tile", "_outlier_cols", "_packed_codes",
-              "_quant_kernel", "_quant_tokens_kernel", "_quant_token_tile_kernel", "_colstats_kernel",
-              "_dequant_kernel", "_quant_words_kernel", "_dequant_words_kernel")
+              "_token_block", "_token_params", "_quant_kernel", "_quant_tokens_kernel", "_quant_token_tile_kernel",
+              "_colstats_kernel", "_dequant_kernel", "_quant_words_kernel", "_dequant_words_kernel")
 
 # Tile sizes: 2048 elements a program at 4 warps (16 per thread: two 16-byte loads of bf16). Swept on an H100
 # (tools/bench_quant.py --tiles, docs/benchmarks.md): 1024-4096 at 4-8 warps are within a few percent.
@@ -562,6 +562,33 @@ def _quant_kernel(x_ptr, packed_ptr, scale_ptr, zero_ptr, slot_ptr, outl_ptr, nf
         tl.store(packed_ptr + r2 * PW + pcols[None, :], pk.to(tl.uint8), mask=(r2 < R) & (pcols[None, :] < PW))
 
 
+def _token_block(slot_ptr, C, HAS_OUTL: tl.constexpr, INT64: tl.constexpr, G: tl.constexpr,
+                 BLOCK_C: tl.constexpr):
+    """A token-group program's place: (column block, group, first row, its BLOCK_C channels, their mask, and the
+    mask of those that are not outlier channels)."""
+    pid_c = tl.program_id(0)
+    pid_g = tl.program_id(1)
+    cols = pid_c * BLOCK_C + tl.arange(0, BLOCK_C)
+    cmask = cols < C
+    if INT64:
+        r0 = pid_g.to(tl.int64) * G
+    else:
+        r0 = pid_g * G
+    keep = cmask
+    if HAS_OUTL:
+        keep = cmask & (tl.load(slot_ptr + cols, mask=cmask, other=-1) < 0)
+    return pid_c, pid_g, r0, cols, cmask, keep
+
+
+def _token_params(lo, hi, scale_ptr, zero_ptr, at, cmask, SYM: tl.constexpr, BITS: tl.constexpr):
+    """A token group's per-channel (scale, zero) from its statistics, stored at ``at`` (bf16) and returned."""
+    sc, zp = _group_params(lo, hi, SYM, BITS)
+    tl.store(scale_ptr + at, sc.to(tl.bfloat16), mask=cmask)
+    if not SYM:
+        tl.store(zero_ptr + at, zp.to(tl.bfloat16), mask=cmask)
+    return sc, zp
+
+
 def _quant_tokens_kernel(x_ptr, packed_ptr, scale_ptr, zero_ptr, slot_ptr, nf_ptr, R, C, s_r, s_c, PW, seed,
                          BITS: tl.constexpr, SYM: tl.constexpr, HAS_OUTL: tl.constexpr, STOCH: tl.constexpr,
                          INT64: tl.constexpr, G: tl.constexpr, RB: tl.constexpr, BLOCK_C: tl.constexpr,
@@ -575,17 +602,7 @@ def _quant_tokens_kernel(x_ptr, packed_ptr, scale_ptr, zero_ptr, slot_ptr, nf_pt
     session 8). Outlier channels read 0 (their columns were gathered before the launch) and are coded 0; a row
     holding NaN/Inf raises ``nf_ptr`` (the CHECKED re-run is ``_quant_kernel``'s)."""
     PER: tl.constexpr = 8 // BITS
-    pid_c = tl.program_id(0)
-    pid_g = tl.program_id(1)
-    cols = pid_c * BLOCK_C + tl.arange(0, BLOCK_C)
-    cmask = cols < C
-    if INT64:
-        r0 = pid_g.to(tl.int64) * G
-    else:
-        r0 = pid_g * G
-    keep = cmask
-    if HAS_OUTL:
-        keep = cmask & (tl.load(slot_ptr + cols, mask=cmask, other=-1) < 0)
+    pid_c, pid_g, r0, cols, cmask, keep = _token_block(slot_ptr, C, HAS_OUTL, INT64, G, BLOCK_C)
     c2 = cols[None, :]
     keep2 = keep[None, :]
     rr = tl.arange(0, RB)[:, None]
@@ -606,10 +623,7 @@ def _quant_tokens_kernel(x_ptr, packed_ptr, scale_ptr, zero_ptr, slot_ptr, nf_pt
     tl.store(nf_ptr + cols * 0, 1, mask=cmask & (tl.sum(probe, axis=0) != 0.0))
     hi1 = tl.max(hi, axis=0)
     lo1 = hi1 if SYM else tl.min(lo, axis=0)
-    sc, zp = _group_params(lo1, hi1, SYM, BITS)
-    tl.store(scale_ptr + pid_g * C + cols, sc.to(tl.bfloat16), mask=cmask)
-    if not SYM:
-        tl.store(zero_ptr + pid_g * C + cols, zp.to(tl.bfloat16), mask=cmask)
+    sc, zp = _token_params(lo1, hi1, scale_ptr, zero_ptr, pid_g * C + cols, cmask, SYM, BITS)
     inv = tl.math.div_rn(1.0, sc)[None, :]
     z = zp[None, :]
     pcols = (pid_c * (BLOCK_C // PER) + tl.arange(0, BLOCK_C // PER))[None, :]
@@ -630,17 +644,8 @@ def _quant_token_tile_kernel(x_ptr, packed_ptr, scale_ptr, zero_ptr, slot_ptr, n
     give a grid of many programs where the walk's 1024-channel blocks gave a few hundred (see
     ``_TOKEN_TILE_BITS``). Same statistics, codes and non-finite flag as the walk."""
     PER: tl.constexpr = 8 // BITS
-    pid_c = tl.program_id(0)
-    pid_g = tl.program_id(1)
-    cols = pid_c * BLOCK_C + tl.arange(0, BLOCK_C)
-    cmask = cols < C
-    if INT64:
-        r = pid_g.to(tl.int64) * G + tl.arange(0, G)[:, None]
-    else:
-        r = pid_g * G + tl.arange(0, G)[:, None]
-    keep = cmask
-    if HAS_OUTL:
-        keep = cmask & (tl.load(slot_ptr + cols, mask=cmask, other=-1) < 0)
+    pid_c, pid_g, r0, cols, cmask, keep = _token_block(slot_ptr, C, HAS_OUTL, INT64, G, BLOCK_C)
+    r = r0 + tl.arange(0, G)[:, None]
     c2 = cols[None, :]
     m = cmask[None, :] & (r < R)
     x = tl.load(x_ptr + r * s_r + c2 * s_c, mask=m, other=0.0).to(tl.float32)
@@ -652,10 +657,7 @@ def _quant_token_tile_kernel(x_ptr, packed_ptr, scale_ptr, zero_ptr, slot_ptr, n
     else:
         lo = tl.min(tl.where(m, x, float("inf")), axis=0)
         hi = tl.max(tl.where(m, x, float("-inf")), axis=0)
-    sc, zp = _group_params(lo, hi, SYM, BITS)
-    tl.store(scale_ptr + pid_g * C + cols, sc.to(tl.bfloat16), mask=cmask)
-    if not SYM:
-        tl.store(zero_ptr + pid_g * C + cols, zp.to(tl.bfloat16), mask=cmask)
+    sc, zp = _token_params(lo, hi, scale_ptr, zero_ptr, pid_g * C + cols, cmask, SYM, BITS)
     valid = m & keep[None, :]
     inv = tl.math.div_rn(1.0, sc)[None, :]
     pk = _packed_codes(x, valid, inv, zp[None, :], r * C + c2, seed, BITS, SYM, STOCH, G, BLOCK_C)

@@ -242,8 +242,10 @@ def test_word_quantize_with_outliers_on_whole_tiles(bits, monkeypatch):
 _TOKEN_TILE_CASES = [  # (bits, tokens a group, symmetric, outliers, stochastic, finite, int64): options varied
     (bits, g, sym, outl, stoch, finite, int64)
     for bits in (2, 4, 8)
-    for g, sym, outl, stoch, finite, int64 in ((8, False, True, False, True, False), (16, True, False, True, True, True),
-                                               (8, False, False, False, False, False), (4, True, True, True, False, False))
+    for g, sym, outl, stoch, finite, int64 in ((8, False, True, False, True, False),
+                                               (16, True, False, True, True, True),
+                                               (8, False, False, False, False, False),
+                                               (4, True, True, True, False, False))
 ]
 
 

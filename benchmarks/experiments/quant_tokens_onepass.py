@@ -8,44 +8,15 @@ on a GPU: ``cd benchmarks/experiments && PYTHONPATH=../.. python quant_tokens_on
 import torch
 
 from quant_words_common import Q, copy_time, dev_time
-from variant_loader import load_kernel
 
-SRC = '''
-@triton.jit
-def onepass(x_ptr, packed_ptr, scale_ptr, zero_ptr, nf_ptr, R, C, s_r, s_c, PW, seed,
-            BITS: tl.constexpr, SYM: tl.constexpr, STOCH: tl.constexpr, G: tl.constexpr, BLOCK_C: tl.constexpr):
-    PER: tl.constexpr = 8 // BITS
-    pid_c = tl.program_id(0)
-    pid_g = tl.program_id(1)
-    cols = pid_c * BLOCK_C + tl.arange(0, BLOCK_C)
-    cmask = cols < C
-    r = pid_g * G + tl.arange(0, G)[:, None]
-    c2 = cols[None, :]
-    m = cmask[None, :] & (r < R)
-    x = tl.load(x_ptr + r * s_r + c2 * s_c, mask=m, other=0.0).to(tl.float32)
-    tl.store(nf_ptr + cols * 0, 1, mask=cmask & (tl.sum(x - x, axis=0) != 0.0))
-    if SYM:
-        hi = tl.max(tl.where(m, tl.abs(x), 0.0), axis=0)
-        lo = hi
-    else:
-        lo = tl.min(tl.where(m, x, float("inf")), axis=0)
-        hi = tl.max(tl.where(m, x, float("-inf")), axis=0)
-    sc, zp = _group_params(lo, hi, SYM, BITS)
-    tl.store(scale_ptr + pid_g * C + cols, sc.to(tl.bfloat16), mask=cmask)
-    if not SYM:
-        tl.store(zero_ptr + pid_g * C + cols, zp.to(tl.bfloat16), mask=cmask)
-    inv = tl.math.div_rn(1.0, sc)[None, :]
-    pk = _packed_codes(x, m, inv, zp[None, :], r * C + c2, seed, BITS, SYM, STOCH, G, BLOCK_C)
-    pcols = (pid_c * (BLOCK_C // PER) + tl.arange(0, BLOCK_C // PER))[None, :]
-    tl.store(packed_ptr + r * PW + pcols, pk.to(tl.uint8), mask=(r < R) & (pcols < PW))
-'''
 Q._build()
-HEADER = ("import triton\nimport triton.language as tl\n"
-          "from hyclora_hooks.kernels.quant import _group_params, _packed_codes\n")
-onepass = load_kernel(HEADER, SRC, "onepass")
+# The kernel measured in onepass.txt / onepass2.txt was this script's own copy of it (commit 764670c); the library's
+# (``_quant_token_tile_kernel``, the same code with outlier channels and int64 addressing behind flags) runs here now.
+onepass = Q._quant_token_tile_kernel
 VARIANTS = [(32, 4), (64, 4), (64, 2), (128, 4)]  # (BLOCK_C, warps)
 LIBRARY_TILES = [(512, 4), (512, 2), (256, 2), (256, 1), (128, 1)]  # second run (session 18): the library narrower
 TOKEN_BLOCK_C, WARPS = Q._TOKEN_BLOCK_C, Q._WARPS
+Q._TOKEN_TILE_BITS = ()  # "library" / "lib" rows: the walk kernel (the library now takes the one read at 4 bits)
 
 
 def library(x, bits, g):
@@ -66,8 +37,9 @@ def variant(x, bits, g, bc, warps):
     grid = (-(-c // bc), -(-r // g))
 
     def run():
-        onepass[grid](x, packed, scale, zero, nf, r, c, x.stride(0), x.stride(1), packed.shape[1], 0,
-                      BITS=bits, SYM=False, STOCH=False, G=g, BLOCK_C=bc, num_warps=warps, enable_fp_fusion=False)
+        onepass[grid](x, packed, scale, zero, nf, nf, r, c, x.stride(0), x.stride(1), packed.shape[1], 0,
+                      BITS=bits, SYM=False, HAS_OUTL=False, STOCH=False, INT64=False, G=g, BLOCK_C=bc,
+                      num_warps=warps, enable_fp_fusion=False)
     return packed, scale, zero, nf, run
 
 
