@@ -650,8 +650,8 @@ def _quant_token_tile_kernel(x_ptr, packed_ptr, scale_ptr, zero_ptr, slot_ptr, n
     m = cmask[None, :] & (r < R)
     x = tl.load(x_ptr + r * s_r + c2 * s_c, mask=m, other=0.0).to(tl.float32)
     valid = m
-    if HAS_OUTL:  # without outliers ``keep`` is ``cmask``, which the load's mask applied already (at 128 tokens
-        valid = m & keep[None, :]  # a thread holds 128 values: the extra select cost 44 -> 57 us at 8192 x 4096)
+    if HAS_OUTL:  # without outliers ``keep`` is ``cmask``, which the load's mask applied already; the select
+        valid = m & keep[None, :]  # anyway cost 44 -> 57 us (8192 x 4096, 128 tokens; session 18 recheck/)
         x = tl.where(valid, x, 0.0)
     tl.store(nf_ptr + cols * 0, 1, mask=cmask & (tl.sum(x - x, axis=0) != 0.0))  # NaN iff a NaN or an inf
     if SYM:
@@ -789,7 +789,7 @@ _TOKEN_ROWS = 1  # rows a step of its walk: slabs of 2-16 rows were slower (docs
 _TOKEN_STAGES = 3  # software-pipelining stages of the walk (tl.range's num_stages): rows' loads kept in flight
 # 4-bit token groups of 64 or 128 tokens take ``_quant_token_tile_kernel`` instead: a whole group of
 # _TOKEN_TILE_C channels loaded once, at 2 warps. H200, bf16, GPU time (benchmarks/results/
-# 2026-12-01-h200-session18/onepass/onepass2.txt; same bits): 8192 x 4096 at 128 tokens 89.1 -> 44.3 us (the walk
+# 2026-12-01-h200-session18/onepass/onepass2.txt, the library's kernel in recheck/onepass4.txt; same bits): 8192 x 4096 at 128 tokens 89.1 -> 44.3 us (the walk
 # had 256 programs there: 4 column blocks of 1024), at 64 tokens 58.8 -> 45.0; 8192 x 11008 142.6 -> 108.7 and
 # 130.5 -> 112.7. At 8 bits the walk stays faster (60 against 68 us, 138 against 173), so it keeps them; other
 # widths and group sizes were not measured and keep it too.
