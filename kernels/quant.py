@@ -788,11 +788,11 @@ _TOKEN_BLOCK_C = 1024  # channels a program of ``_quant_tokens_kernel`` (8 a thr
 _TOKEN_ROWS = 1  # rows a step of its walk: slabs of 2-16 rows were slower (docs/benchmarks.md session 8)
 _TOKEN_STAGES = 3  # software-pipelining stages of the walk (tl.range's num_stages): rows' loads kept in flight
 # 4-bit token groups of 64 or 128 tokens take ``_quant_token_tile_kernel`` instead: a whole group of
-# _TOKEN_TILE_C channels loaded once, at 2 warps. H200, bf16, GPU time (benchmarks/results/
-# 2026-12-01-h200-session18/onepass/onepass2.txt, the library's kernel in recheck/onepass4.txt; same bits): 8192 x 4096 at 128 tokens 89.1 -> 44.3 us (the walk
-# had 256 programs there: 4 column blocks of 1024), at 64 tokens 58.8 -> 45.0; 8192 x 11008 142.6 -> 108.7 and
-# 130.5 -> 112.7. At 8 bits the walk stays faster (60 against 68 us, 138 against 173), so it keeps them; other
-# widths and group sizes were not measured and keep it too.
+# _TOKEN_TILE_C channels loaded once, at 2 warps. H200, bf16, GPU time, same bits (benchmarks/results/
+# 2026-12-01-h200-session18/onepass/onepass2.txt; the library's kernel: recheck/onepass4.txt): 8192 x 4096 at 128
+# tokens 89.1 -> 44.3 us (the walk had 256 programs there: 4 column blocks of 1024), at 64 tokens 58.8 -> 45.0;
+# 8192 x 11008 142.6 -> 108.7 and 130.5 -> 112.7. At 8 bits the walk stays faster (60 against 68 us, 138 against
+# 173), so it keeps them; other widths and group sizes were not measured and keep it too.
 _TOKEN_TILE_BITS = (4,)
 _TOKEN_TILE_GROUPS = (64, 128)
 _TOKEN_TILE_C = 64
@@ -1266,7 +1266,6 @@ def _launch_quant_tokens(x2: torch.Tensor, packed: torch.Tensor, scale: torch.Te
     r, c = x2.shape
     s_r, s_c = x2.stride(0), x2.stride(1)
     k = 0 if outlier_index is None else outlier_index.numel()
-
     tile = bits in _TOKEN_TILE_BITS and g in _TOKEN_TILE_GROUPS
 
     def make() -> tuple:

@@ -195,18 +195,24 @@ def _cpu_work(prof: Any) -> Iterator[tuple[str, str, float]]:
             yield up.name[len("decode::"):], ev.name, ev.self_cpu_time_total
 
 
-def _cuda_work(prof: Any, prefix: str = "decode::") -> Iterator[tuple[str, str, float]]:
-    """(range label, kernel, device us): each kernel charged to the innermost ``<prefix>`` range open on the host
+_RANGES = ("decode::", "bench::", "hyclora::")  # our profiler ranges (the GPU timeline shows them too)
+
+
+def _cuda_work(prof: Any) -> Iterator[tuple[str, str, float]]:
+    """(decode label, kernel, device us): each kernel charged to the innermost ``decode::`` range open on the host
     when it was launched. By launch time rather than by the op tree, because a Triton kernel is launched outside
-    any aten op and the profiler hangs it on no range. (Threads are not matched: the profiler numbers a range's
-    thread its own way and a launch's by the OS; while a backward decodes, only its thread launches.)"""
+    any aten op and the profiler hangs it on no range. Approximate: ranges are timed by the profiler's clock and
+    launches by CUPTI's, so kernels launched near a range's ends can land in a neighbour (session 18 saw it).
+    (Threads are not matched: the profiler numbers a range's thread its own way and a launch's by the OS; while a
+    backward decodes, only its thread launches.)"""
+    prefix = "decode::"
     raw = prof.profiler.kineto_results.events()
     ranges = sorted((e.start_ns(), e.end_ns(), e.name()[len(prefix):]) for e in raw if e.name().startswith(prefix))
     starts = [r[0] for r in ranges]
     cpu = torch.autograd.DeviceType.CPU
     launches = {e.correlation_id(): e.start_ns() for e in raw
                 if e.device_type() == cpu and any(w in e.name() for w in ("LaunchKernel", "Memcpy", "Memset"))}
-    gpu = [e for e in raw if e.device_type() != cpu]
+    gpu = [e for e in raw if e.device_type() != cpu and not e.name().startswith(_RANGES)]  # kernels, not ranges
     found = sum(e.correlation_id() in launches for e in gpu)
     if found < 0.9 * len(gpu):  # the profiler's ids changed meaning: say so rather than print a wrong table
         print(f"profile_step: only {found} of {len(gpu)} kernels matched a launch by correlation id",
@@ -222,19 +228,17 @@ def _cuda_work(prof: Any, prefix: str = "decode::") -> Iterator[tuple[str, str, 
             yield ranges[i][2], e.name(), e.duration_ns() / 1e3
 
 
-def print_recipe_kernels(prof: Any, top: int, steps: int, width: int, cuda: bool, phases: bool = False) -> None:
-    """The kernels (on CPU, the ops' host time) each kind of backward decode launched, by device time; with
-    ``phases``, those of the forward and the backward instead (CUDA only)."""
+def print_recipe_kernels(prof: Any, top: int, steps: int, width: int, cuda: bool) -> None:
+    """The kernels (on CPU, the ops' host time) each kind of backward decode launched, by device time."""
     table: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(lambda: [0, 0.0]))
-    work = _cuda_work(prof, "bench::") if phases else _cuda_work(prof) if cuda else _cpu_work(prof)
-    for label, name, us in work:
+    for label, name, us in (_cuda_work(prof) if cuda else _cpu_work(prof)):
         cell = table[label][name]
         cell[0] += 1
         cell[1] += us / 1e3
     totals = sorted(((sum(v[1] for v in ks.values()), label) for label, ks in table.items()), reverse=True)
-    what = "kernels" if cuda else "ops (host time)"
-    by = "phase" if phases else "backward decode kind"
-    print(f"\n{what} by {by}, {top} a kind, per step over {steps} profiled step(s) (ms; nested ranges apart):")
+    what = "kernels (by launch time: approximate)" if cuda else "ops (host time)"
+    print(f"\n{what} by backward decode kind, {top} a kind, per step over {steps} profiled step(s) (ms; nested "
+          "decodes apart):")
     for total, label in totals:
         print(f"  {label}: {total / steps:.3f} ms/step")
         rows = sorted(table[label].items(), key=lambda kv: -kv[1][1])[:top]
@@ -271,10 +275,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the backward's decodes by kind (codec, op class and role, recipe op) with their time")
     p.add_argument("--recipe-kernels", type=int, default=0, metavar="N",
                    help="with the profiled steps, the N kernels taking most device time in each kind of backward "
-                   "decode (exclusive of nested decodes; default 0: off)")
-    p.add_argument("--phase-kernels", type=int, default=0, metavar="N",
-                   help="with the profiled steps, the N kernels taking most device time in the forward and in the "
-                   "backward (CUDA; default 0: off)")
+                   "decode (exclusive of nested decodes; on CUDA charged by launch time, approximate; default 0: "
+                   "off)")
     p.add_argument("--name-width", type=int, default=48, help="width of the op-name column (default 48)")
     p.add_argument("--sort", choices=("device", "cpu"), default="device",
                    help="order the op table by self device time (default; self CPU time on CPU) or by self CPU "
@@ -374,8 +376,6 @@ def main(argv: list[str] | None = None) -> int:
                 ranges.restore()
         if ranges is not None:
             print_recipe_kernels(prof_t, args.recipe_kernels, args.steps, args.name_width, cuda)
-        if args.phase_kernels and cuda:
-            print_recipe_kernels(prof_t, args.phase_kernels, args.steps, args.name_width, cuda, phases=True)
         if args.trace:
             Path(args.trace).mkdir(parents=True, exist_ok=True)
             path = Path(args.trace) / f"trace-{args.config.replace('@', '-').replace('+', '-')}-{args.shape}.json"
