@@ -205,3 +205,25 @@ def test_profile_step_by_recipe_cpu_smoke() -> None:
     assert any(k.startswith("quant:") for k in rows), sorted(rows)
     assert all(sec > -1e-3 for _, sec in rows.values()), rows
     assert sum(n for n, _ in rows.values()) == len(timer.records)
+
+
+def test_profile_step_recipe_kernels_cpu_smoke(capsys) -> None:
+    """tools/profile_step.py --recipe-kernels on CPU: each kind of backward decode with the ops it ran (host time),
+    charged to the innermost decode (a recipe's own ops apart from its leaves' decodes), and Entry.decode is the
+    original afterwards."""
+    from hyclora_hooks import engine
+    from tools import profile_step
+
+    before = engine.Entry.decode
+    assert profile_step.main(["--config", "intra_inter@4", "--device", "cpu", "--layers", "1", "--hidden", "64",
+                              "--intermediate", "128", "--heads", "4", "--kv-heads", "4", "--vocab", "128",
+                              "--shape", "1x16", "--steps", "1", "--warmup", "1", "--cprofile", "0",
+                              "--recipe-kernels", "2", "--top", "3"]) == 0
+    assert engine.Entry.decode is before
+    out = capsys.readouterr().out
+    table = out[out.index("ops (host time) by backward decode kind"):out.index("\ntop 3 ops")]
+    kinds = [line.split(":")[0].strip() + ":" + line.split(":")[1] for line in table.splitlines()[1:]
+             if line.startswith("  ") and not line.startswith("      ")]
+    assert any(k.startswith("recompute:attention.output") for k in kinds), table
+    assert any(k.startswith("quant:") for k in kinds), table
+    assert "aten::" in table
