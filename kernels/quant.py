@@ -1269,14 +1269,13 @@ def _launch_quant_tokens(x2: torch.Tensor, packed: torch.Tensor, scale: torch.Te
     tile = bits in _TOKEN_TILE_BITS and g in _TOKEN_TILE_GROUPS
 
     def make() -> tuple:
-        flags = dict(BITS=bits, SYM=symmetric, HAS_OUTL=k > 0, STOCH=seed is not None,
-                     INT64=_needs_int64(r * c + c, r * max(s_r, 1) + c * max(s_c, 1)), G=g, enable_fp_fusion=False)
-        if tile:
-            block_c = max(8 // bits, min(_TOKEN_TILE_C, _next_pow2(c)))
-            return (_cdiv(c, block_c), _cdiv(r, g)), dict(flags, BLOCK_C=block_c, num_warps=_TOKEN_TILE_WARPS)
-        block_c = max(8 // bits, min(_TOKEN_BLOCK_C, _next_pow2(c)))
-        return (_cdiv(c, block_c), _cdiv(r, g)), dict(flags, RB=min(g, _TOKEN_ROWS), BLOCK_C=block_c,
-                                                      STAGES=_TOKEN_STAGES, num_warps=_WARPS)
+        block_c = max(8 // bits, min(_TOKEN_TILE_C if tile else _TOKEN_BLOCK_C, _next_pow2(c)))
+        meta = dict(BITS=bits, SYM=symmetric, HAS_OUTL=k > 0, STOCH=seed is not None,
+                    INT64=_needs_int64(r * c + c, r * max(s_r, 1) + c * max(s_c, 1)), G=g, BLOCK_C=block_c,
+                    enable_fp_fusion=False)
+        own = dict(num_warps=_TOKEN_TILE_WARPS) if tile else dict(RB=min(g, _TOKEN_ROWS), STAGES=_TOKEN_STAGES,
+                                                                  num_warps=_WARPS)
+        return (_cdiv(c, block_c), _cdiv(r, g)), dict(meta, **own)
     grid, meta, launches = _cached_plan(("quant_tokens", r, c, s_r, s_c, bits, g, symmetric, k > 0, seed is not None,
                                          tile, _TOKEN_TILE_C, _TOKEN_TILE_WARPS, _TOKEN_BLOCK_C, _TOKEN_ROWS,
                                          _TOKEN_STAGES, _WARPS), make)
