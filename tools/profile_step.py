@@ -117,26 +117,18 @@ class RecipeTimer:
         return time.perf_counter()
 
     def install(self) -> RecipeTimer:
-        from hyclora_hooks import engine
-
-        orig = engine.Entry.decode
-        timer = self
-
-        def decode(entry: Any) -> Any:
-            if engine._graph_task_id() == -1:  # a forward's decode (a LoRA part reading x·A): not the backward's
-                return orig(entry)
-            i = len(timer.records)
-            timer.records.append((decode_label(entry), timer._mark(), None, timer._open[-1] if timer._open else -1))
-            timer._open.append(i)
+        def timed(entry: Any, decode: Callable) -> Any:
+            i = len(self.records)
+            self.records.append((decode_label(entry), self._mark(), None, self._open[-1] if self._open else -1))
+            self._open.append(i)
             try:
-                return orig(entry)
+                return decode(entry)
             finally:
-                timer._open.pop()
-                label, start, _, parent = timer.records[i]
-                timer.records[i] = (label, start, timer._mark(), parent)
+                self._open.pop()
+                label, start, _, parent = self.records[i]
+                self.records[i] = (label, start, self._mark(), parent)
 
-        engine.Entry.decode = decode
-        self._undo = lambda: setattr(engine.Entry, "decode", orig)
+        self._undo = around_backward_decodes(timed)
         return self
 
     def restore(self) -> None:
@@ -160,27 +152,25 @@ class RecipeTimer:
         return out
 
 
-class DecodeRanges:
-    """Puts every backward ``Entry.decode`` in a profiler range ``decode::<label>`` (:func:`decode_label`), so
-    that :func:`print_recipe_kernels` can charge each kernel to the decode that launched it."""
+def around_backward_decodes(around: Callable[[Any, Callable], Any]) -> Callable[[], None]:
+    """Run each backward ``Entry.decode`` as ``around(entry, decode)`` (a forward's decodes, the LoRA parts reading
+    x·A, as they are); returns the undo."""
+    from hyclora_hooks import engine
 
-    def install(self) -> DecodeRanges:
-        from hyclora_hooks import engine
+    orig = engine.Entry.decode
 
-        orig = engine.Entry.decode
+    def decode(entry: Any) -> Any:
+        return orig(entry) if engine._graph_task_id() == -1 else around(entry, orig)
 
-        def decode(entry: Any) -> Any:
-            if engine._graph_task_id() == -1:
-                return orig(entry)
-            with torch.profiler.record_function(f"decode::{decode_label(entry)}"):
-                return orig(entry)
+    engine.Entry.decode = decode
+    return lambda: setattr(engine.Entry, "decode", orig)
 
-        engine.Entry.decode = decode
-        self._undo = lambda: setattr(engine.Entry, "decode", orig)
-        return self
 
-    def restore(self) -> None:
-        self._undo()
+def _in_range(entry: Any, decode: Callable) -> Any:
+    """A decode inside a profiler range ``decode::<label>`` (:func:`decode_label`), so that
+    :func:`print_recipe_kernels` can charge each kernel to the decode that launched it."""
+    with torch.profiler.record_function(f"decode::{decode_label(entry)}"):
+        return decode(entry)
 
 
 def _cpu_work(prof: Any) -> Iterator[tuple[str, str, float]]:
@@ -366,15 +356,15 @@ def main(argv: list[str] | None = None) -> int:
 
         # 4. torch.profiler
         acts = [torch.profiler.ProfilerActivity.CPU] + ([torch.profiler.ProfilerActivity.CUDA] if cuda else [])
-        ranges = DecodeRanges().install() if args.recipe_kernels else None
+        undo = around_backward_decodes(_in_range) if args.recipe_kernels else None
         try:
             with torch.profiler.profile(activities=acts, record_shapes=args.by_shape) as prof_t:
                 for _ in range(args.steps):
                     _step(bench, cfg)
         finally:
-            if ranges is not None:
-                ranges.restore()
-        if ranges is not None:
+            if undo is not None:
+                undo()
+        if args.recipe_kernels:
             print_recipe_kernels(prof_t, args.recipe_kernels, args.steps, args.name_width, cuda)
         if args.trace:
             Path(args.trace).mkdir(parents=True, exist_ok=True)
