@@ -19,21 +19,22 @@ TOKEN_BLOCK_C, WARPS = Q._TOKEN_BLOCK_C, Q._WARPS
 Q._TOKEN_TILE_BITS = ()  # "library" / "lib" rows: the walk kernel (the library now takes the one read at 4 bits)
 
 
-def library(x, bits, g):
-    nf = torch.zeros(1, dtype=torch.int32, device=x.device)
+def buffers(x, bits, g):
+    """Codes, scales, zeros and the non-finite flag of a token-group payload of ``x``."""
     r, c = x.shape
-    packed = torch.empty((r, c * bits // 8), dtype=torch.uint8, device=x.device)
     scale = torch.empty((-(-r // g), c), dtype=torch.bfloat16, device=x.device)
-    zero = torch.empty_like(scale)
+    return (torch.empty((r, c * bits // 8), dtype=torch.uint8, device=x.device), scale, torch.empty_like(scale),
+            torch.zeros(1, dtype=torch.int32, device=x.device))
+
+
+def library(x, bits, g):
+    packed, scale, zero, nf = buffers(x, bits, g)
     return packed, scale, zero, nf, lambda: Q._launch_quant_tokens(x, packed, scale, zero, nf, bits, g, False, None, None)
 
 
 def variant(x, bits, g, bc, warps):
     r, c = x.shape
-    packed = torch.empty((r, c * bits // 8), dtype=torch.uint8, device=x.device)
-    scale = torch.empty((-(-r // g), c), dtype=torch.bfloat16, device=x.device)
-    zero = torch.empty_like(scale)
-    nf = torch.zeros(1, dtype=torch.int32, device=x.device)
+    packed, scale, zero, nf = buffers(x, bits, g)
     grid = (-(-c // bc), -(-r // g))
 
     def run():
