@@ -439,15 +439,11 @@ class Compressor:
             self._recordable = False
             return None
 
-    def _lora_spec(self, branch: lineage.Node) -> tuple | None:
-        """A recorded P3 source: ``t - branch``, the branch as a template."""
-        template = self._template(branch)
-        return ("base", template) if template is not None else None
-
     def _source_spec(self, src: torch.Tensor) -> tuple | None:
         """Where a replay finds a recipe source: this step's op output ``slot``, or P3's ``t - part``."""
         if self._lora_base is not None and src is self._lora_base[0]:
-            return self._lora_spec(self._lora_base[1])
+            branch = self._template(self._lora_base[1])
+            return ("base", branch) if branch is not None else None
         slot = self._trace.slot(src)
         if slot is None:
             self._recordable = False
@@ -549,9 +545,9 @@ class Compressor:
                         src = trace.output(what)
                         if src is None:
                             return _MISS
-                        got = self._source(src, site, route)
                     else:
-                        got = self._lora_source(t, self._bound(what), site, route)
+                        src = lineage.lora_subtract(t, self._bound(what))
+                    got = self._source(src, site, route)
                 else:  # a recipe: made as recorded (twin or new) without searching for a twin
                     template, site, leaves = data
                     if new:
@@ -650,12 +646,7 @@ class Compressor:
         payload = codec.encode(t, site)
         if skey is None:  # not a strided tensor: count its own bytes, keyed by identity
             skey, storage_nbytes = ("id", id(t)), t.numel() * t.element_size()
-        return self._store(codec, payload, site, perm, shape, _cuda_index(t), reason, skey, storage_nbytes, saved)
-
-    def _store(self, codec: Codec, payload: Any, site: SaveSite, perm: tuple | None, shape: tuple | None,
-               device: int | None, reason: str | None, skey: Any, storage_nbytes: int, saved: bool) -> Entry:
-        """A new entry holding ``payload``, counted by the accountant."""
-        entry = self._keep(Entry(codec, payload, site, perm=perm, shape=shape, device=device))
+        entry = self._keep(Entry(codec, payload, site, perm=perm, shape=shape, device=_cuda_index(t)))
         token = self._acct.admit(skey, storage_nbytes, site, self._label(codec),
                                  0 if codec.lossless else codec.nbytes(payload), codec.lossless, reason, saved,
                                  codec.host_nbytes(payload))
@@ -718,31 +709,6 @@ class Compressor:
             self._note("source", (spec, site, route), entry, len(self._made) > made)
         return entry
 
-    def _lora_source(self, t: torch.Tensor, branch: lineage.Node, site: SaveSite, route: Route) -> Entry:
-        """P3's source, ``t - part``, stored with the saved tensor's codec: encoded from ``t`` and the part's factors
-        in one pass where the codec can (``Codec.encode_difference``; NOTE [Fused LoRA difference] in
-        kernels/quant.py), else materialised (``lineage.lora_subtract``) and stored as any source. Recorded as
-        the same action either way (NOTE [Replay] rule 2), so a replayed step decides again."""
-        codec = route.codec
-        if not codec.lossless and t.numel() * t.element_size() >= self.policy.knobs.min_bytes:
-            view, perm, shape = codec_view(t, codec)
-            operands = lineage.lora_operands(t, branch) if view is t and perm is None and shape is None else None
-            payload = codec.encode_difference(t, *operands, site) if operands is not None else None
-            if payload is not None:
-                if self._log is not None:
-                    made, spec = len(self._made), self._lora_spec(branch)
-                entry = self._store(codec, payload, site, None, None, _cuda_index(t), None, ("id", id(payload)),
-                                    t.numel() * t.element_size(), False)
-                if self._log is not None:
-                    self._note("source", (spec, site, route), entry, len(self._made) > made)
-                return entry
-        base = lineage.lora_subtract(t, branch)
-        self._lora_base = (base, branch)  # what a recorded source says it was (NOTE [Replay] rule 2)
-        try:
-            return self._source(base, site, route)
-        finally:
-            self._lora_base = None
-
     def _plan(self, t: torch.Tensor, site: SaveSite, route: Route) -> Entry | None:
         planner, lossless = self._planner, route.codec.lossless
         if site.op_class == "attention" and site.role in ("output", "logsumexp"):
@@ -756,7 +722,12 @@ class Compressor:
         if not lossless and route.codec.lossless is False:  # P3: store tensor - LoRA branch, add it back
             branch = planner.lora_part(t)  # the (carried) LoRA part in t's layout
             if branch is not None:
-                leaf = lineage.EntryRef(self._lora_source(t, branch, site, route))
+                base = lineage.lora_subtract(t, branch)
+                self._lora_base = (base, branch)  # what a recorded source says it was (NOTE [Replay] rule 2)
+                try:
+                    leaf = lineage.EntryRef(self._source(base, site, route))
+                finally:
+                    self._lora_base = None
                 return self._recipe(t, site, planner.lora_rebuild(leaf, branch, t.dtype, self.policy.fuse))
         ops, src = planner.chain(t)  # P2
         if ops and src.is_floating_point() and src.untyped_storage().nbytes() <= t.untyped_storage().nbytes():

@@ -914,21 +914,14 @@ def fuse_lora_parts(node: Any, memo: dict) -> Any:
     return new
 
 
-def _part_node(part: Any, memo: dict) -> Any:
-    """``part`` without its sharing wrapper; a replayed step's part (a :class:`Bound`) as the plan's template, its
-    entries this step's (set in ``memo``)."""
-    n = _unshared(part)
-    if type(n) is Bound:
-        memo[ENV] = n
-        n = _unshared(n.template)
-    return n
-
-
 def _combine_lora_part(t: torch.Tensor, part: Any, memo: dict, subtract: bool) -> torch.Tensor | None:
     """``t -/+ part`` in one kernel pass where ``part`` is (views of) a :class:`LoraPart` or a :class:`RopePart` and
     ``t`` has the layout those views give the kernel's dense buffer (NOTE [Fused LoRA part]); None where not (the
     caller materialises the part)."""
-    views, n = [], _part_node(part, memo)
+    views, n = [], _unshared(part)
+    if type(n) is Bound:  # a replayed step's part: the plan's template, read with this step's entries
+        memo[ENV] = n
+        n = _unshared(n.template)
     while type(n) is Replay and n.name in _PURE_VIEWS and n.args and isinstance(n.args[0], Node) \
             and n.autocast is None:
         views.append(n)
@@ -995,21 +988,6 @@ def _subtract(t: torch.Tensor, part: Node) -> torch.Tensor:
     memo: dict = {}
     out = _combine_lora_part(t, part, memo, subtract=True)
     return out if out is not None else lora_combine(t, part.eval(memo), t.dtype, subtract=True)
-
-
-def lora_operands(t: torch.Tensor, part: Node) -> tuple | None:
-    """``(x, b, scale)`` of a plain LoRA part that meets ``t`` element for element (a :class:`LoraPart` taken with no
-    view; ``t`` of its dtype, in its contiguous (..., N) layout): what a codec needs to encode P3's ``t - part``
-    without materialising it (``Codec.encode_difference``; NOTE [Fused LoRA difference] in kernels/quant.py). None
-    for any other part, evaluated as :func:`lora_subtract` evaluates it."""
-    memo: dict = {}
-    n = _part_node(part, memo)
-    if type(n) is not LoraPart or t.dtype != n.args[3]:
-        return None
-    xn, bn, scale, dtype = n.args
-    with torch.no_grad():
-        x, b = outside_autocast(lambda: (_eval(xn, memo), _eval(bn, memo)))
-    return (x, b, scale) if lora_part.fusable(x, b, dtype, t) else None
 
 
 class LoraRebuild(Replay):

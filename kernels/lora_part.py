@@ -7,28 +7,29 @@ Why: under ``intra_inter`` the value, gate and up tensors are stored as ``t - pa
 with ``x·A`` and ``s·B`` cast to ``t``'s 16-bit dtype. In torch that is five calls a part (cast ``x·A``; scale and
 cast ``B``; the K = r matmul; the subtraction or sum), ~140 us of an H200 host's time a part more than its
 quantize call, for 24 parts a forward on 8 Llama-2-7B-shaped layers (docs/benchmarks.md session 14), and the part
-is written and read back once. Here each output tile forms its part in registers (``quant._lora_part_tile``) and
-adds or subtracts it: one launch, ``t`` read once and the result written once.
+is written and read back once. Here each output tile forms its part in registers (one K = r dot of the rounded
+factors) and adds or subtracts it: one launch, ``t`` read once and the result written once.
 
 Values: the factors are rounded as torch rounds them (``x·A`` to the 16-bit dtype; ``b * scale`` an fp32 product
 rounded once); the dot sums exact products in fp32 and rounds once to the dtype, as a 16-bit matmul does, in its
-own order of the K = r terms; the sum or difference is then computed in fp32 and rounded once, as torch's
-16-bit ``add``/``sub`` is. The part alone (mode 0) is the same bits as the part the other modes add or subtract, and
-as the part the token quantize subtracts (NOTE [Fused LoRA difference] in kernels/quant.py), so a forward that
-subtracts it and a backward that materialises it (for a fused decode-and-add) agree. Which path runs
+own order of the K = r terms; the sum or difference is then computed in fp32 and rounded once, as torch's 16-bit
+``add``/``sub`` is. The part alone (mode 0) is the same bits as the part the other modes add or subtract, so a
+forward that subtracts it and a backward that materialises it (for a fused decode-and-add) agree. Which path runs
 depends only on devices, dtypes and shapes, so a forward and a backward evaluating one part take the same one.
 """
 
 from __future__ import annotations
 
+import os
+
 import torch
 
-from . import quant
+from . import rope_part
 from .jit import build
 from .launch import launch
 from .quant import use_triton
 
-_HALF = {torch.bfloat16: 0, torch.float16: 1}  # the kernel's CAST: quant._round_kind's KIND of the 16-bit dtype
+_HALF = {torch.bfloat16: 0, torch.float16: 1}  # the kernel's CAST: swiglu._round's KIND of the 16-bit dtype
 _MODES = {"part": 0, "add": 1, "sub": 2}
 _BLOCK_M = 64
 _BLOCK_N = 128
@@ -87,10 +88,11 @@ def _run(t: torch.Tensor | None, x: torch.Tensor, b: torch.Tensor, scale: float,
     out = torch.empty(x.shape[:-1] + (n,), dtype=dtype, device=x.device)
     if m and n:
         block_r = max(16, 1 << (r - 1).bit_length())
-        key = (_MODES[mode], _HALF[dtype], block_r, quant._interpreted())
+        ieee = os.environ.get("TRITON_INTERPRET", "0") == "1"  # the interpreter's bf16 dot is wrong: fp32 there
+        key = (_MODES[mode], _HALF[dtype], block_r, ieee)
         launch(_lora_part_kernel, (-(-m // _BLOCK_M), -(-n // _BLOCK_N)), _launches.setdefault(key, {}),
                (x, b, out if t is None else t, out, m, n, r, float(scale)),
-               dict(MODE=key[0], CAST=key[1], BLOCK_M=_BLOCK_M, BLOCK_N=_BLOCK_N, BLOCK_R=block_r, IEEE=key[3],
+               dict(MODE=key[0], CAST=key[1], BLOCK_M=_BLOCK_M, BLOCK_N=_BLOCK_N, BLOCK_R=block_r, IEEE=ieee,
                     num_warps=_WARPS))
     return out
 
@@ -98,17 +100,29 @@ def _run(t: torch.Tensor | None, x: torch.Tensor, b: torch.Tensor, scale: float,
 # ------------------------------------------------------------------------------------------ Triton kernel
 # A plain function until :func:`_build` (kernels/jit.py): the package imports without triton.
 tl = None
-_part_tile = _round = None  # kernels/quant.py's jitted part tile and rounding, bound by _build
+_to_bf16 = _round = None  # the jitted roundings of kernels/rope_part.py and kernels/swiglu.py, bound by _build
 _BUILT = False
 
 
 def _lora_part_kernel(x_ptr, b_ptr, t_ptr, o_ptr, M, N, R, scale, MODE: tl.constexpr, CAST: tl.constexpr,
                       BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_R: tl.constexpr, IEEE: tl.constexpr):
-    # one program: BLOCK_M rows x BLOCK_N columns; part = x_16 @ (b * scale)_16 ^T, K = R (quant._lora_part_tile)
+    # one program: BLOCK_M rows x BLOCK_N columns; part = x_bf16 @ (b * scale)_bf16 ^T, K = R
     rows = tl.program_id(0).to(tl.int64) * BLOCK_M + tl.arange(0, BLOCK_M)
     cols = tl.program_id(1).to(tl.int64) * BLOCK_N + tl.arange(0, BLOCK_N)
     rmask, cmask = rows < M, cols < N
-    part = _part_tile(x_ptr, b_ptr, rows, cols, rmask, cmask, R, scale, CAST, BLOCK_R, IEEE)
+    k = tl.arange(0, BLOCK_R)
+    kmask = k < R
+    x = tl.load(x_ptr + rows[:, None] * R + k[None, :], mask=rmask[:, None] & kmask[None, :], other=0.0)
+    b = tl.load(b_ptr + cols[None, :] * R + k[:, None], mask=kmask[:, None] & cmask[None, :], other=0.0)
+    if CAST == 0:  # torch's casts: round to nearest even (by the bits: the interpreter's own cast truncates)
+        x, b = _to_bf16(x), _to_bf16(b * scale)
+    else:
+        x, b = x.to(tl.float16), (b * scale).to(tl.float16)
+    if IEEE:
+        acc = tl.dot(x.to(tl.float32), b.to(tl.float32), input_precision="ieee")
+    else:  # 16-bit inputs: exact products, fp32 sums
+        acc = tl.dot(x, b)
+    part = _round(acc, CAST)
     offs = rows[:, None] * N + cols[None, :]
     mask = rmask[:, None] & cmask[None, :]
     if MODE != 0:
@@ -119,10 +133,10 @@ def _lora_part_kernel(x_ptr, b_ptr, t_ptr, o_ptr, M, N, R, scale, MODE: tl.const
 
 
 def _build() -> None:
-    global _BUILT, _part_tile, _round
+    global _BUILT, _to_bf16, _round
     if _BUILT:
         return
-    quant._build()
-    _part_tile, _round = quant._lora_part_tile, quant._round_kind
+    rope_part._build()
+    _to_bf16, _round = rope_part._to_bf16, rope_part._round
     build(globals(), ("_lora_part_kernel",))
     _BUILT = True

@@ -214,13 +214,12 @@ class Nonfinite:
 
     @classmethod
     def find(cls, x2: torch.Tensor, count: torch.Tensor | None = None, skip_columns: torch.Tensor | None = None,
-             repair: Callable[[], torch.Tensor | None] | None = None) -> Nonfinite | None:
+             repair: Callable[[], None] | None = None) -> Nonfinite | None:
         """The non-finite elements of the matrix ``x2`` outside ``skip_columns`` (None when there are none).
 
         ``count``: their number, or a non-zero flag, as a device tensor if a kernel looked already (else counted
         here), or a :func:`host_flag` the kernel raises. ``repair``: called first when it is not zero (a kernel
-        that assumed finite data re-runs checked); if it returns a tensor, the values are gathered from that one
-        instead of ``x2`` (a kernel that quantized ``x2`` minus a part it formed itself: ``quant.quantize_difference``).
+        that assumed finite data re-runs checked).
         """
         rec = cls()
         rec._source, rec._skip, rec._repair = x2, skip_columns, repair
@@ -269,9 +268,7 @@ class Nonfinite:
         """Rule 3 once the count is known: repair and gather when it is not zero, then drop the source."""
         if flagged:
             if self._repair is not None:
-                source = self._repair()
-                if source is not None:  # the repair made the tensor whose values to gather (a fused difference)
-                    self._source = source
+                self._repair()
             bad = self._bad().reshape(-1)
             if bool(bad.any()):
                 self.index = bad.nonzero().squeeze(1)

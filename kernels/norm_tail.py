@@ -12,14 +12,14 @@ launch instead of two.
 
 Bits: torch multiplies two fp32 values and rounds once to ``half`` (the cast into bf16/fp16); ``w * h`` of two
 ``half`` tensors is computed in fp32 and rounded to ``half``; the cast to fp32 is exact. The kernel does the same
-operations, rounding to nearest even by the bits for bf16 (kernels/quant.py's ``_round_kind``), no fp fusion.
+operations, rounding to nearest even by the bits for bf16 (kernels/swiglu.py's ``_round``), no fp fusion.
 """
 
 from __future__ import annotations
 
 import torch
 
-from . import quant
+from . import swiglu
 from .jit import build
 from .launch import launch
 from .quant import use_triton
@@ -75,7 +75,7 @@ def norm_tail_triton(x: torch.Tensor, rstd: torch.Tensor, w: torch.Tensor, half:
 # ------------------------------------------------------------------------------------------ Triton kernel
 # A plain function until :func:`_build` (kernels/jit.py): the package imports without triton.
 tl = None
-_round = None  # kernels/quant.py's jitted rounding to a 16-bit dtype (``_round_kind``), bound by _build
+_round = None  # kernels/swiglu.py's jitted rounding to a 16-bit dtype, bound by _build
 
 
 def _norm_tail_kernel(x_ptr, r_ptr, w_ptr, o_ptr, N, KIND: tl.constexpr, BLOCK: tl.constexpr):
@@ -96,7 +96,7 @@ def _build() -> None:
     global _BUILT, _round
     if _BUILT:
         return
-    quant._build()
-    _round = quant._round_kind
+    swiglu._build()
+    _round = swiglu._round
     build(globals(), ("_norm_tail_kernel",))
     _BUILT = True

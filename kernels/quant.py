@@ -324,11 +324,10 @@ def unpack_codes(packed: torch.Tensor, bits: int) -> torch.Tensor:
 # (kernels/jit.py); ``tl`` is bound then too.
 tl = None
 _BUILT = False
-_JIT_NAMES = ("_bf16_round", "_bf16_nearest", "_round_kind", "_lora_part_tile", "_hash_uniform", "_group_params",
-              "_program_rows", "_tile", "_elem", "_to_bits", "_round_to", "_min_nan", "_max_nan", "_word_tile",
-              "_outlier_cols", "_packed_codes", "_token_block", "_token_params", "_quant_kernel",
-              "_quant_tokens_kernel", "_quant_token_tile_kernel", "_colstats_kernel", "_dequant_kernel",
-              "_quant_words_kernel", "_dequant_words_kernel")
+_JIT_NAMES = ("_bf16_round", "_bf16_nearest", "_hash_uniform", "_group_params", "_program_rows", "_tile", "_elem",
+              "_to_bits", "_round_to", "_min_nan", "_max_nan", "_word_tile", "_outlier_cols", "_packed_codes",
+              "_token_block", "_token_params", "_quant_kernel", "_quant_tokens_kernel", "_quant_token_tile_kernel",
+              "_colstats_kernel", "_dequant_kernel", "_quant_words_kernel", "_dequant_words_kernel")
 
 # Tile sizes: 2048 elements a program at 4 warps (16 per thread: two 16-byte loads of bf16). Swept on an H100
 # (tools/bench_quant.py --tiles, docs/benchmarks.md): 1024-4096 at 4-8 warps are within a few percent.
@@ -393,39 +392,6 @@ def _bf16_nearest(v):
     u = v.to(tl.int32, bitcast=True)
     u = (u + 0x7FFF + ((u >> 16) & 1)) & -65536
     return u.to(tl.float32, bitcast=True)
-
-
-def _round_kind(v, KIND: tl.constexpr):
-    """fp32 -> the nearest value of dtype KIND (0 bf16, 1 fp16, 2 fp32), still fp32; NaN stays NaN. The one
-    rounding of every kernel module (kernels/swiglu.py, rope_part.py, norm_tail.py, lora_part.py bind it)."""
-    if KIND == 0:
-        return tl.where(v != v, v, _bf16_nearest(v))  # a NaN's payload could carry into the sign
-    if KIND == 1:
-        return v.to(tl.float16).to(tl.float32)
-    return v
-
-
-def _lora_part_tile(x_ptr, b_ptr, rows, cols, rmask, cmask, R, scale, KIND: tl.constexpr, BLOCK_R: tl.constexpr,
-                    IEEE: tl.constexpr):
-    """A tile of a plain LoRA part, ``linear(x.to(dt), (b * scale).to(dt))`` for the 16-bit ``dt`` of KIND: rows of
-    the fp32 ``x`` (M x R) against rows of the fp32 ``b`` (N x R), both contiguous; returned in fp32, rounded once
-    to ``dt``. One K = R dot of the rounded factors (their products exact, summed in fp32 in the dot's order);
-    ``IEEE`` under the interpreter, whose 16-bit dot is wrong. What the LoRA part kernel (kernels/lora_part.py) and
-    the quantize of ``t - part`` (NOTE [Fused LoRA difference]) share: the same part, bit for bit, on the H200
-    (tools/check_quant_difference.py) and under the interpreter (tests/test_lora_part.py)."""
-    k = tl.arange(0, BLOCK_R)
-    kmask = k < R
-    x = tl.load(x_ptr + rows[:, None] * R + k[None, :], mask=rmask[:, None] & kmask[None, :], other=0.0)
-    b = tl.load(b_ptr + cols[None, :] * R + k[:, None], mask=kmask[:, None] & cmask[None, :], other=0.0)
-    if KIND == 0:  # torch's casts: round to nearest even (by the bits: the interpreter's own cast truncates)
-        x, b = _round_kind(x, 0).to(tl.bfloat16), _round_kind(b * scale, 0).to(tl.bfloat16)
-    else:
-        x, b = x.to(tl.float16), (b * scale).to(tl.float16)
-    if IEEE:
-        acc = tl.dot(x.to(tl.float32), b.to(tl.float32), input_precision="ieee")
-    else:  # 16-bit inputs: exact products, fp32 sums
-        acc = tl.dot(x, b)
-    return _round_kind(acc, KIND)
 
 
 def _hash_uniform(index, seed):
@@ -670,27 +636,19 @@ def _quant_tokens_kernel(x_ptr, packed_ptr, scale_ptr, zero_ptr, slot_ptr, nf_pt
         tl.store(packed_ptr + r * PW + pcols, pk.to(tl.uint8), mask=(r < R) & (pcols < PW))
 
 
-def _quant_token_tile_kernel(x_ptr, packed_ptr, scale_ptr, zero_ptr, slot_ptr, nf_ptr, px_ptr, pb_ptr, R, C, s_r, s_c,
-                             PW, seed, PR, pscale, BITS: tl.constexpr, SYM: tl.constexpr, HAS_OUTL: tl.constexpr,
-                             STOCH: tl.constexpr, INT64: tl.constexpr, G: tl.constexpr, BLOCK_C: tl.constexpr,
-                             PART: tl.constexpr, KIND: tl.constexpr, BLOCK_R: tl.constexpr, IEEE: tl.constexpr):
+def _quant_token_tile_kernel(x_ptr, packed_ptr, scale_ptr, zero_ptr, slot_ptr, nf_ptr, R, C, s_r, s_c, PW, seed,
+                             BITS: tl.constexpr, SYM: tl.constexpr, HAS_OUTL: tl.constexpr, STOCH: tl.constexpr,
+                             INT64: tl.constexpr, G: tl.constexpr, BLOCK_C: tl.constexpr):
     """``_quant_tokens_kernel``'s job in one read: a program loads its whole group (G tokens x BLOCK_C channels)
     into registers, reduces it along the tokens, then codes and packs the same registers. Narrow column blocks
     give a grid of many programs where the walk's 1024-channel blocks gave a few hundred (see
-    ``_TOKEN_TILE_BITS``). Same statistics, codes and non-finite flag as the walk. ``PART``: the data quantized is
-    ``x - part``, a LoRA part (``px`` R x PR, ``pb`` C x PR, ``pscale``) formed here and the difference rounded to
-    dtype KIND (NOTE [Fused LoRA difference])."""
+    ``_TOKEN_TILE_BITS``). Same statistics, codes and non-finite flag as the walk."""
     PER: tl.constexpr = 8 // BITS
     pid_c, pid_g, r0, cols, cmask, keep = _token_block(slot_ptr, C, HAS_OUTL, INT64, G, BLOCK_C)
-    rows = r0 + tl.arange(0, G)
-    r = rows[:, None]
+    r = r0 + tl.arange(0, G)[:, None]
     c2 = cols[None, :]
     m = cmask[None, :] & (r < R)
-    if PART:  # the part first: the data is then loaded in the dot's layout (no conversion of the part's tile)
-        part = _lora_part_tile(px_ptr, pb_ptr, rows, cols, rows < R, cmask, PR, pscale, KIND, BLOCK_R, IEEE)
-        x = _round_kind(tl.load(x_ptr + r * s_r + c2 * s_c, mask=m, other=0.0).to(tl.float32) - part, KIND)
-    else:
-        x = tl.load(x_ptr + r * s_r + c2 * s_c, mask=m, other=0.0).to(tl.float32)
+    x = tl.load(x_ptr + r * s_r + c2 * s_c, mask=m, other=0.0).to(tl.float32)
     valid = m
     if HAS_OUTL:  # without outliers ``keep`` is ``cmask``, which the load's mask applied already; the select
         valid = m & keep[None, :]  # anyway cost 44 -> 57 us (8192 x 4096, 128 tokens; session 18 recheck/)
@@ -839,10 +797,6 @@ _TOKEN_TILE_BITS = (4,)
 _TOKEN_TILE_GROUPS = (64, 128)
 _TOKEN_TILE_C = 64
 _TOKEN_TILE_WARPS = 2
-# With a LoRA part to subtract (NOTE [Fused LoRA difference]) a program holds the part's tile too: more warps.
-_TOKEN_PART_WARPS = 4
-_TOKEN_PART_C = 64
-_HALF_KINDS = {torch.bfloat16: 0, torch.float16: 1}  # _round_kind's KIND of a 16-bit source dtype
 
 
 def _elem(w, J: tl.constexpr, F16: tl.constexpr):
@@ -1086,11 +1040,6 @@ def _build() -> None:
     _BUILT = True
 
 
-def _interpreted() -> bool:
-    """Kernels run by ``TRITON_INTERPRET=1`` (read at launch: tests set it late)."""
-    return os.environ.get("TRITON_INTERPRET", "0") == "1"
-
-
 def _cdiv(a: int, b: int) -> int:
     return -(-a // b)
 
@@ -1311,86 +1260,29 @@ def _launch_quant_elements(x2: torch.Tensor, packed: torch.Tensor, scale: torch.
 
 def _launch_quant_tokens(x2: torch.Tensor, packed: torch.Tensor, scale: torch.Tensor, zero: torch.Tensor | None,
                          nf: torch.Tensor, bits: int, g: int, symmetric: bool, outlier_index: torch.Tensor | None,
-                         seed: int | None, part: tuple | None = None) -> None:
+                         seed: int | None) -> None:
     """The unchecked first pass of token groups through its launch plan: ``_quant_token_tile_kernel`` for the widths
-    and group sizes measured faster with it (``_TOKEN_TILE_BITS``; always with ``part``, a LoRA part's ``(x, b,
-    scale)`` to subtract: NOTE [Fused LoRA difference]), else ``_quant_tokens_kernel``."""
+    and group sizes measured faster with it (``_TOKEN_TILE_BITS``), else ``_quant_tokens_kernel``."""
     r, c = x2.shape
     s_r, s_c = x2.stride(0), x2.stride(1)
     k = 0 if outlier_index is None else outlier_index.numel()
-    tile = part is not None or (bits in _TOKEN_TILE_BITS and g in _TOKEN_TILE_GROUPS)
-    kind = _HALF_KINDS.get(x2.dtype, 0)
-    rank = part[1].shape[-1] if part is not None else 0
+    tile = bits in _TOKEN_TILE_BITS and g in _TOKEN_TILE_GROUPS
 
     def make() -> tuple:
-        wide = _TOKEN_TILE_C if part is None else _TOKEN_PART_C
-        block_c = max(8 // bits, min(wide if tile else _TOKEN_BLOCK_C, _next_pow2(c)))
+        block_c = max(8 // bits, min(_TOKEN_TILE_C if tile else _TOKEN_BLOCK_C, _next_pow2(c)))
         meta = dict(BITS=bits, SYM=symmetric, HAS_OUTL=k > 0, STOCH=seed is not None,
                     INT64=_needs_int64(r * c + c, r * max(s_r, 1) + c * max(s_c, 1)), G=g, BLOCK_C=block_c,
                     enable_fp_fusion=False)
-        if not tile:
-            return (_cdiv(c, block_c), _cdiv(r, g)), dict(meta, RB=min(g, _TOKEN_ROWS), STAGES=_TOKEN_STAGES,
-                                                          num_warps=_WARPS)
-        warps = _TOKEN_TILE_WARPS if part is None else _TOKEN_PART_WARPS
-        return (_cdiv(c, block_c), _cdiv(r, g)), dict(meta, PART=part is not None, KIND=kind,
-                                                      BLOCK_R=max(16, _next_pow2(rank)), IEEE=_interpreted(),
-                                                      num_warps=warps)
+        own = dict(num_warps=_TOKEN_TILE_WARPS) if tile else dict(RB=min(g, _TOKEN_ROWS), STAGES=_TOKEN_STAGES,
+                                                                  num_warps=_WARPS)
+        return (_cdiv(c, block_c), _cdiv(r, g)), dict(meta, **own)
     grid, meta, launches = _cached_plan(("quant_tokens", r, c, s_r, s_c, bits, g, symmetric, k > 0, seed is not None,
-                                         tile, rank, kind, _TOKEN_TILE_C, _TOKEN_TILE_WARPS, _TOKEN_PART_C,
-                                         _TOKEN_PART_WARPS, _TOKEN_BLOCK_C, _TOKEN_ROWS, _TOKEN_STAGES, _WARPS), make)
+                                         tile, _TOKEN_TILE_C, _TOKEN_TILE_WARPS, _TOKEN_BLOCK_C, _TOKEN_ROWS,
+                                         _TOKEN_STAGES, _WARPS), make)
     slot = _outlier_table(outlier_index, "slot", c) if k else nf
-    px, pb, pscale = part if part is not None else (x2, x2, 0.0)
-    head = (x2, packed, scale, zero if zero is not None else scale, slot, nf)
-    if tile:
-        launch(_quant_token_tile_kernel, grid, launches, head + (px, pb, r, c, s_r, s_c, packed.shape[1],
-               0 if seed is None else seed & _M32, rank, float(pscale)), meta)
-    else:
-        launch(_quant_tokens_kernel, grid, launches, head + (r, c, s_r, s_c, packed.shape[1],
-               0 if seed is None else seed & _M32), meta)
-
-
-# NOTE [Fused LoRA difference]
-#   Under ``intra_inter`` gate and up are stored as ``t - part`` (P3) in 4-bit token groups: the LoRA part kernel
-#   reads ``t`` and writes the difference, the token quantize reads it back. Here the one-read token kernel forms
-#   the part itself (``_lora_part_tile``, shared with kernels/lora_part.py so that both form it bit for bit) and
-#   quantizes ``t - part`` straight from ``t``: the difference is never written. The engine asks the codec
-#   (``Codec.encode_difference``) and materialises the difference where it declines.
-def quantize_difference(t: torch.Tensor, x: torch.Tensor, b: torch.Tensor, scale: float, bits: int, group_size: int,
-                        symmetric: bool = False, seed: int | None = None,
-                        backend: str = "auto") -> QuantizedTensor | None:
-    """``quantize(t - part, bits, group_size, symmetric, "token_group")`` with ``part`` the plain LoRA part
-    ``linear(x.to(dt), (b * scale).to(dt))`` (``dt`` = ``t``'s 16-bit dtype; ``t - part`` as
-    ``kernels/lora_part.lora_combine`` computes it): one read of ``t`` and no difference written (NOTE [Fused LoRA
-    difference]). None where the kernel does not take the operands (the caller materialises the difference and
-    quantizes it): not on CUDA (``backend="auto"``; ``"triton"`` forces the kernel, on CPU under
-    ``TRITON_INTERPRET=1``), widths and group sizes the one-read kernel does not serve (``_TOKEN_TILE_BITS``,
-    ``_TOKEN_TILE_GROUPS``), or operands ``lora_part.fusable`` refuses."""
-    from .lora_part import fusable  # lora_part imports this module
-
-    if (backend == "auto" and not use_triton(t)) or not TOKEN_KERNEL or bits not in _TOKEN_TILE_BITS \
-            or group_size not in _TOKEN_TILE_GROUPS or not fusable(x, b, t.dtype, t) or t.numel() == 0:
-        return None
-    _build()
-    shape, dtype, dev = t.shape, t.dtype, t.device
-    r, c = as_matrix_shape(shape)
-    t2, x2 = t.view(r, c), x.view(r, x.shape[-1])
-    packed = torch.empty((r, -(-c // (8 // bits))), dtype=torch.uint8, device=dev)
-    qscale = torch.empty((-(-r // group_size), c), dtype=PARAM_DTYPE, device=dev)
-    zero = None if symmetric else torch.empty_like(qscale)
-    nf = host_flag(dev)
-    _launch_quant_tokens(t2, packed, qscale, zero, nf, bits, group_size, symmetric, None, seed, (x2, b, scale))
-
-    def repair() -> torch.Tensor:
-        """A non-finite value met: the difference materialised, re-run checked into the same buffers, and handed to
-        the record to gather its values from (NOTE [Deferred non-finite check])."""
-        from .lora_part import lora_combine
-
-        diff = lora_combine(t, x, b, scale, dtype, subtract=True, backend="triton").view(r, c)
-        _launch_quant_elements(diff, packed, qscale, zero, None, nf, bits, group_size, symmetric, "token_group",
-                               None, seed, False, True)
-        return diff
-    nonfinite = Nonfinite.find(t2, nf, None, repair=repair)
-    return QuantizedTensor(packed, qscale, zero, nonfinite, shape, dtype, bits, group_size, "token_group", None, None)
+    launch(_quant_token_tile_kernel if tile else _quant_tokens_kernel, grid, launches,
+           (x2, packed, scale, zero if zero is not None else scale, slot, nf, r, c, s_r, s_c, packed.shape[1],
+            0 if seed is None else seed & _M32), meta)
 
 
 # Launch plans by (kernel, shape, layout, codec, tile knobs): a training step quantizes the same shapes every step,

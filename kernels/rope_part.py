@@ -25,7 +25,7 @@ import os
 
 import torch
 
-from . import quant, swiglu
+from . import swiglu
 from .jit import build
 from .launch import launch
 from .quant import use_triton
@@ -170,7 +170,7 @@ def _run(p: torch.Tensor, w: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
 # ------------------------------------------------------------------------------------------ Triton kernel
 # A plain function until :func:`_build` (kernels/jit.py): the package imports without triton.
 tl = None
-_round = None  # kernels/quant.py's jitted rounding (``_round_kind``), bound by _build
+_round = None  # kernels/swiglu.py's jitted rounding, bound by _build
 _BUILT = False
 
 
@@ -216,7 +216,7 @@ def _rope_part_kernel(p_ptr, w_ptr, c_ptr, s_ptr, t_ptr, o_ptr, M, T, H, R,
 
 
 def _to_bf16(v):
-    """fp32 -> bf16, nearest with ties to even, by the bits (``quant._round_kind``: the interpreter's own cast
+    """fp32 -> bf16, nearest with ties to even, by the bits (``swiglu._round``: the interpreter's own cast
     truncates, the GPU's rounds); NaN stays NaN."""
     return _round(v, 0).to(tl.bfloat16)
 
@@ -225,7 +225,7 @@ def _build() -> None:
     global _BUILT, _round
     if _BUILT:
         return
-    quant._build()
-    _round = quant._round_kind  # fp32 -> the nearest value of a dtype (KIND: 0 bf16, 1 fp16, 2 fp32), held in fp32
+    swiglu._build()
+    _round = swiglu._round  # fp32 -> the nearest value of a dtype (KIND: 0 bf16, 1 fp16, 2 fp32), held in fp32
     build(globals(), ("_to_bf16", "_rope_part_kernel"))
     _BUILT = True

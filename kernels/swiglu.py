@@ -82,6 +82,15 @@ libdevice = None
 _BUILT = False
 
 
+def _round(v, KIND: tl.constexpr):
+    """fp32 -> the nearest value of dtype KIND (0 bf16, 1 fp16, 2 fp32), still fp32; NaN stays NaN."""
+    if KIND == 0:
+        return tl.where(v != v, v, _bf16_nearest(v))  # a NaN's payload could carry into the sign
+    if KIND == 1:
+        return v.to(tl.float16).to(tl.float32)
+    return v
+
+
 def _silu_mul_kernel(g_ptr, u_ptr, s_ptr, p_ptr, N, KIND: tl.constexpr, INT64: tl.constexpr, BLOCK: tl.constexpr):
     pid = tl.program_id(0)
     if INT64:
@@ -104,11 +113,11 @@ class _InterpretedLibdevice:
         return tl.exp(x)
 
 
-_round = None  # kernels/quant.py's jitted rounding to a dtype (``_round_kind``), bound by _build
+_bf16_nearest = None  # kernels/quant.py's jitted bf16 rounding, bound by _build (``_round`` calls it)
 
 
 def _build() -> None:
-    global _BUILT, libdevice, _round
+    global _BUILT, libdevice, _bf16_nearest
     if _BUILT:
         return
     if os.environ.get("TRITON_INTERPRET", "0") == "1":
@@ -117,7 +126,7 @@ def _build() -> None:
         from triton.language.extra import libdevice as _libdevice
 
         libdevice = _libdevice
-    quant._build()  # one rounding for every kernel module
-    _round = quant._round_kind
-    build(globals(), ("_silu_mul_kernel",))
+    quant._build()  # one bf16 rounding for both kernel modules
+    _bf16_nearest = quant._bf16_nearest
+    build(globals(), ("_round", "_silu_mul_kernel"))
     _BUILT = True

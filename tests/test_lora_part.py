@@ -11,9 +11,8 @@ os.environ.setdefault("TRITON_INTERPRET", "1")
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from hyclora_hooks import lineage, replay  # noqa: E402
+from hyclora_hooks import lineage  # noqa: E402
 from hyclora_hooks.kernels import lora_part as lp  # noqa: E402
-from hyclora_hooks.kernels import quant as Q  # noqa: E402
 from hyclora_hooks.models import add_lora, random_batch, tiny_llama  # noqa: E402
 from hyclora_hooks.policy import Policy, Rule  # noqa: E402
 from tests.conftest import cosine, zero_frozen  # noqa: E402
@@ -153,89 +152,3 @@ def test_step_with_the_kernel_rebuilds_value_gate_and_up(preset, kv_heads, cache
             assert (calls.count("add"), calls.count("part")) == (0, fused + 2 * copied)
         assert cosine(grads, exact) >= 0.999, (step, cosine(grads, exact))
         calls.clear()
-
-
-# ------------------------------------------------------------------ t - part quantized in one read (kernels/quant.py)
-def _payload_bits(q):
-    return [None if a is None else (a.view(torch.int16) if a.element_size() == 2 else a)
-            for a in (q.packed, q.scale, q.zero, q.nonfinite_index, q.nonfinite_value)]
-
-
-def _same_payload(a, b) -> bool:
-    return all((u is None) == (v is None) and (u is None or (u.shape == v.shape and torch.equal(u, v)))
-               for u, v in zip(_payload_bits(a), _payload_bits(b)))
-
-
-@pytest.mark.parametrize("dtype", [BF16, FP16])
-@pytest.mark.parametrize("lead,n,r,g,symmetric,seed,finite", [
-    ((2, 70), 72, 16, 64, False, None, True),  # ragged last token group, two column blocks and a ragged one
-    ((130,), 64, 8, 128, True, 3, True),  # symmetric, stochastic rounding
-    ((1, 64), 40, 33, 64, False, None, False),  # odd rank; NaN / Inf: the checked re-run on the difference
-])
-def test_quantize_difference_stores_the_bytes_of_the_materialised_difference(dtype, lead, n, r, g, symmetric, seed,
-                                                                            finite):
-    """``quant.quantize_difference`` (NOTE [Fused LoRA difference]) stores the bytes that quantizing the kernel's
-    ``t - part`` stores, including the exact non-finite values of the difference."""
-    t, x, b = _inputs(lead, n, r, dtype, seed=r)
-    if not finite:
-        t[0, 3, 5], t[0, 40, 0], t[0, 63, 39] = float("nan"), float("inf"), float("-inf")
-        x[0, 10, 2] = float("inf")  # a whole row of the part non-finite
-    got = Q.quantize_difference(t, x, b, 0.5, 4, g, symmetric, seed, backend="triton")
-    diff = lp.lora_combine(t, x, b, 0.5, dtype, True, backend="triton")
-    want = Q.quantize(diff, 4, g, symmetric, "token_group", None, seed, backend="ref")
-    assert got is not None and _same_payload(got, want)
-    assert (got.nonfinite_index is None) == finite
-    assert _same(Q.dequantize(got, backend="ref"), Q.dequantize(want, backend="ref"))
-
-
-def test_quantize_difference_forms_the_part_kernels_bits():
-    """Quantizing ``part - part`` gives all zeros only if the quantize kernel's part is the LoRA part kernel's, bit for
-    bit (one ulp off anywhere and that token group's range, and its codes, are not zero)."""
-    _, x, b = _inputs((256,), 200, 16, BF16, seed=7)
-    part = lp.lora_part(x, b, 0.75, BF16, backend="triton")
-    q = Q.quantize_difference(part, x, b, 0.75, 4, 128, backend="triton")
-    assert bool((Q.dequantize(q, backend="ref") == 0).all())
-    off = lp.lora_part(x, b, 0.7501, BF16, backend="triton")  # the test can fail: another part is not zero
-    assert not bool((Q.dequantize(Q.quantize_difference(off, x, b, 0.75, 4, 128, backend="triton"),
-                                  backend="ref") == 0).all())
-
-
-def test_quantize_difference_declines_what_its_kernel_does_not_take():
-    t, x, b = _inputs((4, 64), 64, 16, BF16)
-    assert Q.quantize_difference(t, x, b, 0.5, 4, 64, backend="auto") is None  # CPU: the caller materialises
-    for bits, g in ((2, 64), (8, 64), (4, 32)):  # widths and group sizes the one-read kernel does not serve
-        assert Q.quantize_difference(t, x, b, 0.5, bits, g, backend="triton") is None
-    assert Q.quantize_difference(t.transpose(0, 1), x.transpose(0, 1), b, 0.5, 4, 64, backend="triton") is None
-    assert Q.quantize_difference(t.float(), x, b, 0.5, 4, 64, backend="triton") is None
-
-
-@pytest.mark.parametrize("preset", ["intra_inter", "intra_inter_full_fuse"])
-def test_step_quantizes_gate_and_up_differences_in_one_read(preset, monkeypatch):
-    """gate and up at 4 bits in token groups of 64 (the one-read kernel's case): the fused quantize of ``t - part``
-    is taken in recorded and replayed steps, and the gradients are bit for bit those of the same policy with the
-    difference materialised first (the codec declining), and near-exact with the frozen weights zeroed."""
-    monkeypatch.setattr("hyclora_hooks.lineage.MAX_REPLAY_LINEAR_RANK", 16)  # as at real widths
-    monkeypatch.setattr(lp, "use_triton", lambda t: True)
-    monkeypatch.setattr(Q, "use_triton", lambda t: True)
-    taken = []
-    real = Q.quantize_difference
-    monkeypatch.setattr(Q, "quantize_difference", lambda *a, **k: taken.append(real(*a, **k)) or taken[-1])
-    monkeypatch.setattr("hyclora_hooks.codecs.quant.quantize_difference", Q.quantize_difference)
-    model = add_lora(tiny_llama(attn="sdpa", dtype=BF16))
-    batch = random_batch(model.config.vocab_size, batch=2, seq=32)
-    zero_frozen(model, "gate_proj", "up_proj")
-    _, exact, _ = seeded_step(model, batch)
-    policy = Policy(name="gu4", inter=True, fuse=preset.endswith("fuse"), rules=(
-        Rule(codec="quant", op_class=("activation", "mul"),
-             params={"bits": 4, "group_size": 64, "granularity": "token_group"}),
-        Rule(codec="keep", op_class=("*",))))
-    fused = []
-    for step, grads in replayed_steps(model, batch, policy):
-        assert len(taken) == 2 * model.config.num_hidden_layers and all(q is not None for q in taken), step
-        assert cosine(grads, exact) >= 0.999, (step, cosine(grads, exact))
-        fused.append(grads)
-        taken.clear()
-    monkeypatch.setattr("hyclora_hooks.codecs.quant.Quant.encode_difference", lambda *a: None)
-    replay.forget_plans(model)
-    for step, grads in replayed_steps(model, batch, policy):
-        assert not taken and torch.equal(grads, fused[step]), step

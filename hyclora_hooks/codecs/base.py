@@ -41,14 +41,6 @@ class Codec:
     def nbytes(self, payload: Any) -> int:
         raise NotImplementedError
 
-    def encode_difference(self, t: torch.Tensor, x: torch.Tensor, b: torch.Tensor, scale: float,
-                          site: Any = None) -> Any | None:
-        """``encode(t - part, site)`` for the plain LoRA part ``linear(x.to(dt), (b * scale).to(dt))`` (``dt`` =
-        ``t``'s dtype) without writing the difference, or None if this codec has no fused path for these operands
-        (the caller then materialises ``t - part`` and encodes it: NOTE [Fused LoRA difference] in
-        kernels/quant.py)."""
-        return None
-
     def decode_add(self, payload: Any, add: torch.Tensor) -> torch.Tensor | None:
         """``decode(payload)`` plus ``add`` (fp32 sum, rounded once to the decoded dtype) in one pass, or None if
         this codec has no fused path (the caller then decodes and adds)."""

@@ -29,8 +29,7 @@ from dataclasses import dataclass
 import torch
 
 from ..errors import HycloraTypeError, user_error
-from ..kernels.quant import (GRANULARITIES, QuantizedTensor, dequantize, dequantize_add, dequantize_to, quantize,
-                             quantize_difference)
+from ..kernels.quant import GRANULARITIES, QuantizedTensor, dequantize, dequantize_add, dequantize_to, quantize
 from .base import Codec, check_float, check_int, register_codec
 from .calibration import outlier_channels
 
@@ -95,14 +94,6 @@ class Quant(Codec):
             idx = outlier_channels(t, site, self.outlier_ratio, self.iteration_threshold, self.outliers)
         return quantize(t, self.width, self.group_size, self.symmetric, self.granularity, idx,
                         self.seed if self.stochastic else None)
-
-    def encode_difference(self, t: torch.Tensor, x: torch.Tensor, b: torch.Tensor, scale: float,
-                          site=None) -> QuantizedTensor | None:
-        # token groups without outlier channels: kernels/quant.py's one-read kernel forms the part itself
-        if self.granularity != "token_group" or self.outlier_ratio > 0:
-            return None
-        return quantize_difference(t, x, b, scale, self.width, self.group_size, self.symmetric,
-                                   self.seed if self.stochastic else None)
 
     def decode(self, payload: QuantizedTensor) -> torch.Tensor:
         return dequantize(payload)
