@@ -1,0 +1,4 @@
+#!/bin/bash
+# session 19: tile sweep of the LoRA part kernel's subtract mode (commit of the experiment: see git log)
+export TRITON_INTERPRET=0 PYTHONPATH=.
+python benchmarks/experiments/lora_part_tiles.py > $OUT/lora_part_tiles.txt 2>&1
