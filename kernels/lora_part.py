@@ -35,7 +35,6 @@ _BLOCK_M = 64
 _BLOCK_N = 128
 _MAX_R = 128  # larger ranks: the factor tiles would not fit registers; torch's path
 _WARPS = 4
-_ROW_BLOCKS = 1  # row tiles a program walks with one load of its b tile
 _launches: dict = {}
 
 
@@ -91,10 +90,10 @@ def _run(t: torch.Tensor | None, x: torch.Tensor, b: torch.Tensor, scale: float,
         block_r = max(16, 1 << (r - 1).bit_length())
         ieee = os.environ.get("TRITON_INTERPRET", "0") == "1"  # the interpreter's bf16 dot is wrong: fp32 there
         key = (_MODES[mode], _HALF[dtype], block_r, ieee)
-        launch(_lora_part_kernel, (-(-m // (_BLOCK_M * _ROW_BLOCKS)), -(-n // _BLOCK_N)),
-               _launches.setdefault(key, {}), (x, b, out if t is None else t, out, m, n, r, float(scale)),
+        launch(_lora_part_kernel, (-(-m // _BLOCK_M), -(-n // _BLOCK_N)), _launches.setdefault(key, {}),
+               (x, b, out if t is None else t, out, m, n, r, float(scale)),
                dict(MODE=key[0], CAST=key[1], BLOCK_M=_BLOCK_M, BLOCK_N=_BLOCK_N, BLOCK_R=block_r, IEEE=ieee,
-                    ROW_BLOCKS=_ROW_BLOCKS, num_warps=_WARPS))
+                    num_warps=_WARPS))
     return out
 
 
@@ -106,36 +105,32 @@ _BUILT = False
 
 
 def _lora_part_kernel(x_ptr, b_ptr, t_ptr, o_ptr, M, N, R, scale, MODE: tl.constexpr, CAST: tl.constexpr,
-                      BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_R: tl.constexpr, IEEE: tl.constexpr,
-                      ROW_BLOCKS: tl.constexpr):
-    # one program: ROW_BLOCKS tiles of BLOCK_M rows down one BLOCK_N-column block, its factor tile of b loaded and
-    # rounded once for all of them; part = x_bf16 @ (b * scale)_bf16 ^T, K = R
+                      BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_R: tl.constexpr, IEEE: tl.constexpr):
+    # one program: BLOCK_M rows x BLOCK_N columns; part = x_bf16 @ (b * scale)_bf16 ^T, K = R. (Tiles: the fastest
+    # of 18 on the H200; programs walking several row tiles with one load of b were no faster: session 19.)
+    rows = tl.program_id(0).to(tl.int64) * BLOCK_M + tl.arange(0, BLOCK_M)
     cols = tl.program_id(1).to(tl.int64) * BLOCK_N + tl.arange(0, BLOCK_N)
-    cmask = cols < N
+    rmask, cmask = rows < M, cols < N
     k = tl.arange(0, BLOCK_R)
     kmask = k < R
+    x = tl.load(x_ptr + rows[:, None] * R + k[None, :], mask=rmask[:, None] & kmask[None, :], other=0.0)
     b = tl.load(b_ptr + cols[None, :] * R + k[:, None], mask=kmask[:, None] & cmask[None, :], other=0.0)
     if CAST == 0:  # torch's casts: round to nearest even (by the bits: the interpreter's own cast truncates)
-        b = _to_bf16(b * scale)
+        x, b = _to_bf16(x), _to_bf16(b * scale)
     else:
-        b = (b * scale).to(tl.float16)
-    for i in range(ROW_BLOCKS):
-        rows = (tl.program_id(0).to(tl.int64) * ROW_BLOCKS + i) * BLOCK_M + tl.arange(0, BLOCK_M)
-        rmask = rows < M
-        x = tl.load(x_ptr + rows[:, None] * R + k[None, :], mask=rmask[:, None] & kmask[None, :], other=0.0)
-        x = _to_bf16(x) if CAST == 0 else x.to(tl.float16)
-        if IEEE:
-            acc = tl.dot(x.to(tl.float32), b.to(tl.float32), input_precision="ieee")
-        else:  # 16-bit inputs: exact products, fp32 sums
-            acc = tl.dot(x, b)
-        part = _round(acc, CAST)
-        offs = rows[:, None] * N + cols[None, :]
-        mask = rmask[:, None] & cmask[None, :]
-        if MODE != 0:
-            t = tl.load(t_ptr + offs, mask=mask, other=0.0).to(tl.float32)
-            part = t + part if MODE == 1 else t - part
-            part = _round(part, CAST)
-        tl.store(o_ptr + offs, part.to(o_ptr.dtype.element_ty), mask=mask)
+        x, b = x.to(tl.float16), (b * scale).to(tl.float16)
+    if IEEE:
+        acc = tl.dot(x.to(tl.float32), b.to(tl.float32), input_precision="ieee")
+    else:  # 16-bit inputs: exact products, fp32 sums
+        acc = tl.dot(x, b)
+    part = _round(acc, CAST)
+    offs = rows[:, None] * N + cols[None, :]
+    mask = rmask[:, None] & cmask[None, :]
+    if MODE != 0:
+        t = tl.load(t_ptr + offs, mask=mask, other=0.0).to(tl.float32)
+        part = t + part if MODE == 1 else t - part
+        part = _round(part, CAST)
+    tl.store(o_ptr + offs, part.to(o_ptr.dtype.element_ty), mask=mask)
 
 
 def _build() -> None:
