@@ -34,6 +34,7 @@ _DTYPES = (torch.bfloat16, torch.float16, torch.float32)
 _CASTS = {torch.bfloat16: 1, torch.float16: 2}  # the kernel's CAST: the 16-bit dtype it casts fp32 factors to
 _BLOCK_M = 64
 _WARPS = 4
+_HEADS = 1  # heads a program walks, reusing its x·A, cos and sin tiles (where cos and sin are the same for every head)
 _launches: dict = {}
 
 
@@ -154,16 +155,17 @@ def _run(p: torch.Tensor, w: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
     out = torch.empty((m, h * d), dtype=part_dtype(p, w, cos, sin, cast), device=p.device)
     target, mode = combine if combine is not None else (out, 0)
     if m:
-        grid = (-(-m // _BLOCK_M), h)
+        heads = _HEADS if c4.stride(1) == 0 and s4.stride(1) == 0 and h % _HEADS == 0 else 1
+        grid = (-(-m // _BLOCK_M), h // heads)
         block_r = max(16, 1 << (r - 1).bit_length())
         # tensor-core dots need one 16-bit dtype; the interpreter's bf16 dot is wrong (numpy has no bf16): fp32 there
         sixteen = dtype is not None or p2.dtype == w2.dtype != torch.float32
         ieee = not sixteen or os.environ.get("TRITON_INTERPRET", "0") == "1"
-        key = (d, block_r, ieee, _CASTS.get(dtype, 0), swiglu.KINDS.index(out.dtype), mode)
+        key = (d, block_r, ieee, _CASTS.get(dtype, 0), swiglu.KINDS.index(out.dtype), mode, heads)
         launch(_rope_part_kernel, grid, _launches.setdefault(key, {}),
                (p2, w2, c4, s4, target, out, m, t, h, r, *c4.stride(), *s4.stride(), float(scale)),
                dict(D=d, HALF=d // 2, BLOCK_M=_BLOCK_M, BLOCK_R=block_r, IEEE=ieee, CAST=key[3], KIND=key[4],
-                    MODE=mode, num_warps=_WARPS))
+                    MODE=mode, HEADS=heads, num_warps=_WARPS))
     return out
 
 
@@ -177,42 +179,48 @@ _BUILT = False
 def _rope_part_kernel(p_ptr, w_ptr, c_ptr, s_ptr, t_ptr, o_ptr, M, T, H, R,
                       c_sb, c_sh, c_st, c_sd, s_sb, s_sh, s_st, s_sd, scale,
                       D: tl.constexpr, HALF: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_R: tl.constexpr,
-                      IEEE: tl.constexpr, CAST: tl.constexpr, KIND: tl.constexpr, MODE: tl.constexpr):
-    # one program: BLOCK_M rows (tokens) of one head; y = P W_h^T and rotate_half(y) = P W_rot^T, both K = R
+                      IEEE: tl.constexpr, CAST: tl.constexpr, KIND: tl.constexpr, MODE: tl.constexpr,
+                      HEADS: tl.constexpr):
+    # one program: BLOCK_M rows (tokens) of HEADS heads; y = P W_h^T and rotate_half(y) = P W_rot^T, both K = R
     rows = tl.program_id(0).to(tl.int64) * BLOCK_M + tl.arange(0, BLOCK_M)
-    h = tl.program_id(1)
     rmask = rows < M
     k = tl.arange(0, BLOCK_R)
     kmask = k < R
     d = tl.arange(0, D)
     p = tl.load(p_ptr + rows[:, None] * R + k[None, :], mask=rmask[:, None] & kmask[None, :], other=0.0)
-    col = h * D + d
-    w = tl.load(w_ptr + col[None, :] * R + k[:, None], mask=kmask[:, None], other=0.0)  # (BLOCK_R, D)
-    partner = tl.where(d < HALF, col + HALF, col - HALF)  # rotate_half: (-y2, y1)
-    w_rot = tl.load(w_ptr + partner[None, :] * R + k[:, None], mask=kmask[:, None], other=0.0)
     if CAST == 1:  # rope_lora_part: x·A and s·B to bf16 as torch casts them (fp32 product, round to nearest even)
-        p, w, w_rot = _to_bf16(p), _to_bf16(w * scale), _to_bf16(w_rot * scale)
+        p = _to_bf16(p)
     elif CAST == 2:
-        p, w, w_rot = p.to(tl.float16), (w * scale).to(tl.float16), (w_rot * scale).to(tl.float16)
-    if IEEE:
-        y = tl.dot(p.to(tl.float32), w.to(tl.float32), input_precision="ieee")
-        y_rot = tl.dot(p.to(tl.float32), w_rot.to(tl.float32), input_precision="ieee")
-    else:  # 16-bit inputs: exact products, fp32 sums
-        y = tl.dot(p, w)
-        y_rot = tl.dot(p, w_rot)
-    y_rot = tl.where((d < HALF)[None, :], -y_rot, y_rot)  # the sign of rotate_half's first half (exact)
+        p = p.to(tl.float16)
     bi = rows // T
     ti = rows % T
-    c = tl.load(c_ptr + bi[:, None] * c_sb + h * c_sh + ti[:, None] * c_st + d[None, :] * c_sd,
+    h0 = tl.program_id(1) * HEADS
+    c = tl.load(c_ptr + bi[:, None] * c_sb + h0 * c_sh + ti[:, None] * c_st + d[None, :] * c_sd,
+                mask=rmask[:, None], other=0.0).to(tl.float32)  # HEADS > 1 only where cos/sin's head stride is 0
+    s = tl.load(s_ptr + bi[:, None] * s_sb + h0 * s_sh + ti[:, None] * s_st + d[None, :] * s_sd,
                 mask=rmask[:, None], other=0.0).to(tl.float32)
-    s = tl.load(s_ptr + bi[:, None] * s_sb + h * s_sh + ti[:, None] * s_st + d[None, :] * s_sd,
-                mask=rmask[:, None], other=0.0).to(tl.float32)
-    out = _round(y * c + y_rot * s, KIND)  # the part in its dtype, exactly representable from here on
-    offs = rows[:, None] * (H * D) + col[None, :]
-    if MODE != 0:  # rope_combine: t -/+ part in fp32, rounded once (torch's 16-bit sub/add)
-        t = tl.load(t_ptr + offs, mask=rmask[:, None], other=0.0).to(tl.float32)
-        out = _round(t + out if MODE == 1 else t - out, KIND)
-    tl.store(o_ptr + offs, out.to(o_ptr.dtype.element_ty), mask=rmask[:, None])
+    for j in tl.static_range(HEADS):
+        col = (h0 + j) * D + d
+        w = tl.load(w_ptr + col[None, :] * R + k[:, None], mask=kmask[:, None], other=0.0)  # (BLOCK_R, D)
+        partner = tl.where(d < HALF, col + HALF, col - HALF)  # rotate_half: (-y2, y1)
+        w_rot = tl.load(w_ptr + partner[None, :] * R + k[:, None], mask=kmask[:, None], other=0.0)
+        if CAST == 1:
+            w, w_rot = _to_bf16(w * scale), _to_bf16(w_rot * scale)
+        elif CAST == 2:
+            w, w_rot = (w * scale).to(tl.float16), (w_rot * scale).to(tl.float16)
+        if IEEE:
+            y = tl.dot(p.to(tl.float32), w.to(tl.float32), input_precision="ieee")
+            y_rot = tl.dot(p.to(tl.float32), w_rot.to(tl.float32), input_precision="ieee")
+        else:  # 16-bit inputs: exact products, fp32 sums
+            y = tl.dot(p, w)
+            y_rot = tl.dot(p, w_rot)
+        y_rot = tl.where((d < HALF)[None, :], -y_rot, y_rot)  # the sign of rotate_half's first half (exact)
+        out = _round(y * c + y_rot * s, KIND)  # the part in its dtype, exactly representable from here on
+        offs = rows[:, None] * (H * D) + col[None, :]
+        if MODE != 0:  # rope_combine: t -/+ part in fp32, rounded once (torch's 16-bit sub/add)
+            t = tl.load(t_ptr + offs, mask=rmask[:, None], other=0.0).to(tl.float32)
+            out = _round(t + out if MODE == 1 else t - out, KIND)
+        tl.store(o_ptr + offs, out.to(o_ptr.dtype.element_ty), mask=rmask[:, None])
 
 
 def _to_bf16(v):

@@ -118,6 +118,27 @@ def test_combine_is_the_parts_bits_then_torchs_sub_and_add(dtype, cast):
         assert got.dtype == dtype and torch.equal(got, want), subtract
 
 
+@pytest.mark.parametrize("heads", [2, 4])
+@pytest.mark.parametrize("per_head", [False, True])
+def test_programs_walking_heads_give_the_same_bits(heads, per_head, monkeypatch):
+    """A program that walks several heads (``_HEADS``) reuses its x·A, cos and sin tiles: the same bits as one head a
+    program, for the part alone and combined; cos/sin that differ per head keep one head a program."""
+    shape, r = (2, 40, 4, 32), 16
+    p, w, cos, sin = _inputs(*shape, r, FP32)
+    cos, sin = cos.to(BF16), sin.to(BF16)
+    if per_head:  # (1, H, T, D): a head stride that is not 0
+        cos, sin = cos.expand(1, 4, 40, 32).contiguous(), sin.expand(1, 4, 40, 32).contiguous() * 0.5
+    factors = (p, w, cos, sin, shape, (BF16, 1.7))
+    t = (torch.randn(2 * 40, 4 * 32, generator=torch.Generator().manual_seed(3)) * 4).to(BF16)
+    monkeypatch.setattr(rp, "_launches", {})
+    want = [rp._run(*factors, None), rp._run(*factors, (t, 2))]
+    monkeypatch.setattr(rp, "_HEADS", heads)
+    got = [rp._run(*factors, None), rp._run(*factors, (t, 2))]
+    assert all(torch.equal(g, x) for g, x in zip(got, want))
+    walked = {key[-1] for key in rp._launches}
+    assert walked == ({1} if per_head else {1, heads})
+
+
 @pytest.mark.parametrize("layout", ["heads", "copied", "fp32"])
 def test_fused_combine_through_the_parts_views(layout, monkeypatch):
     """q is the projection's output viewed as heads, transposed, through RoPE: the fused subtraction must meet each
