@@ -62,7 +62,7 @@ def rope_part_ops(p: torch.Tensor, w: torch.Tensor, cos: torch.Tensor, sin: torc
 def fusable(p: torch.Tensor, w: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
             shape: tuple[int, int, int, int]) -> bool:
     """The kernel's cases: float inputs of one device, ``p`` (..., r) with r <= 64 over M = B·T rows, ``w`` (H·D, r),
-    an even head size of 16 to 256, cos and sin broadcastable to (B, H, T, D)."""
+    a head size of 32 to 256 and a power of two, cos and sin broadcastable to (B, H, T, D)."""
     b, t, h, d = shape
     r = p.shape[-1] if p.dim() else 0
     tensors = (p, w, cos, sin)
@@ -70,7 +70,7 @@ def fusable(p: torch.Tensor, w: torch.Tensor, cos: torch.Tensor, sin: torch.Tens
         return False
     if p.numel() != b * t * r or tuple(w.shape) != (h * d, r) or not 1 <= r <= 64:
         return False
-    if d % 2 or not 16 <= d <= 256 or d & (d - 1):
+    if not 32 <= d <= 256 or d & (d - 1):  # halves of 16 columns or more: the dot's least
         return False
     return _expands_to(cos.shape, (b, h, t, d)) and _expands_to(sin.shape, (b, h, t, d))
 
@@ -186,7 +186,7 @@ def _rope_part_kernel(p_ptr, w_ptr, c_ptr, s_ptr, t_ptr, o_ptr, M, T, H, R,
     rmask = rows < M
     k = tl.arange(0, BLOCK_R)
     kmask = k < R
-    d = tl.arange(0, D)
+    d = tl.arange(0, HALF)
     p = tl.load(p_ptr + rows[:, None] * R + k[None, :], mask=rmask[:, None] & kmask[None, :], other=0.0)
     if CAST == 1:  # rope_lora_part: x·A and s·B to bf16 as torch casts them (fp32 product, round to nearest even)
         p = _to_bf16(p)
@@ -195,32 +195,39 @@ def _rope_part_kernel(p_ptr, w_ptr, c_ptr, s_ptr, t_ptr, o_ptr, M, T, H, R,
     bi = rows // T
     ti = rows % T
     h0 = tl.program_id(1) * HEADS
-    c = tl.load(c_ptr + bi[:, None] * c_sb + h0 * c_sh + ti[:, None] * c_st + d[None, :] * c_sd,
-                mask=rmask[:, None], other=0.0).to(tl.float32)  # HEADS > 1 only where cos/sin's head stride is 0
-    s = tl.load(s_ptr + bi[:, None] * s_sb + h0 * s_sh + ti[:, None] * s_st + d[None, :] * s_sd,
-                mask=rmask[:, None], other=0.0).to(tl.float32)
+    # cos and sin by halves; HEADS > 1 only where their head stride is 0
+    c_at = c_ptr + bi[:, None] * c_sb + h0 * c_sh + ti[:, None] * c_st + d[None, :] * c_sd
+    s_at = s_ptr + bi[:, None] * s_sb + h0 * s_sh + ti[:, None] * s_st + d[None, :] * s_sd
+    c1 = tl.load(c_at, mask=rmask[:, None], other=0.0).to(tl.float32)
+    c2 = tl.load(c_at + HALF * c_sd, mask=rmask[:, None], other=0.0).to(tl.float32)
+    s1 = tl.load(s_at, mask=rmask[:, None], other=0.0).to(tl.float32)
+    s2 = tl.load(s_at + HALF * s_sd, mask=rmask[:, None], other=0.0).to(tl.float32)
     for j in tl.static_range(HEADS):
+        # rotate_half(y) = (-y2, y1) for y = (y1, y2) by halves: two K = R dots of HALF columns each, one per half
         col = (h0 + j) * D + d
-        w = tl.load(w_ptr + col[None, :] * R + k[:, None], mask=kmask[:, None], other=0.0)  # (BLOCK_R, D)
-        partner = tl.where(d < HALF, col + HALF, col - HALF)  # rotate_half: (-y2, y1)
-        w_rot = tl.load(w_ptr + partner[None, :] * R + k[:, None], mask=kmask[:, None], other=0.0)
+        w1 = tl.load(w_ptr + col[None, :] * R + k[:, None], mask=kmask[:, None], other=0.0)  # (BLOCK_R, HALF)
+        w2 = tl.load(w_ptr + (col + HALF)[None, :] * R + k[:, None], mask=kmask[:, None], other=0.0)
         if CAST == 1:
-            w, w_rot = _to_bf16(w * scale), _to_bf16(w_rot * scale)
+            w1, w2 = _to_bf16(w1 * scale), _to_bf16(w2 * scale)
         elif CAST == 2:
-            w, w_rot = (w * scale).to(tl.float16), (w_rot * scale).to(tl.float16)
+            w1, w2 = (w1 * scale).to(tl.float16), (w2 * scale).to(tl.float16)
         if IEEE:
-            y = tl.dot(p.to(tl.float32), w.to(tl.float32), input_precision="ieee")
-            y_rot = tl.dot(p.to(tl.float32), w_rot.to(tl.float32), input_precision="ieee")
+            y1 = tl.dot(p.to(tl.float32), w1.to(tl.float32), input_precision="ieee")
+            y2 = tl.dot(p.to(tl.float32), w2.to(tl.float32), input_precision="ieee")
         else:  # 16-bit inputs: exact products, fp32 sums
-            y = tl.dot(p, w)
-            y_rot = tl.dot(p, w_rot)
-        y_rot = tl.where((d < HALF)[None, :], -y_rot, y_rot)  # the sign of rotate_half's first half (exact)
-        out = _round(y * c + y_rot * s, KIND)  # the part in its dtype, exactly representable from here on
+            y1 = tl.dot(p, w1)
+            y2 = tl.dot(p, w2)
+        # the part in its dtype, exactly representable from here on: y * cos + rotate_half(y) * sin, by halves
+        out1 = _round(y1 * c1 + -y2 * s1, KIND)
+        out2 = _round(y2 * c2 + y1 * s2, KIND)
         offs = rows[:, None] * (H * D) + col[None, :]
         if MODE != 0:  # rope_combine: t -/+ part in fp32, rounded once (torch's 16-bit sub/add)
-            t = tl.load(t_ptr + offs, mask=rmask[:, None], other=0.0).to(tl.float32)
-            out = _round(t + out if MODE == 1 else t - out, KIND)
-        tl.store(o_ptr + offs, out.to(o_ptr.dtype.element_ty), mask=rmask[:, None])
+            t1 = tl.load(t_ptr + offs, mask=rmask[:, None], other=0.0).to(tl.float32)
+            t2 = tl.load(t_ptr + offs + HALF, mask=rmask[:, None], other=0.0).to(tl.float32)
+            out1 = _round(t1 + out1 if MODE == 1 else t1 - out1, KIND)
+            out2 = _round(t2 + out2 if MODE == 1 else t2 - out2, KIND)
+        tl.store(o_ptr + offs, out1.to(o_ptr.dtype.element_ty), mask=rmask[:, None])
+        tl.store(o_ptr + offs + HALF, out2.to(o_ptr.dtype.element_ty), mask=rmask[:, None])
 
 
 def _to_bf16(v):

@@ -32,7 +32,7 @@ def _inputs(b: int, t: int, h: int, d: int, r: int, dtype: torch.dtype, cos_batc
 _CASES = [  # (B, T, H, D), r, dtype, cos batch
     ((2, 24, 3, 32), 16, BF16, 1),
     ((1, 70, 2, 64), 8, FP32, 1),  # T not a multiple of the 64-row tile; r under the dot's 16
-    ((2, 9, 2, 16), 6, FP16, 2),  # cos and sin per batch row
+    ((2, 9, 2, 32), 6, FP16, 2),  # cos and sin per batch row
     ((1, 130, 1, 128), 16, BF16, 1),
 ]
 
@@ -74,15 +74,17 @@ def test_not_fusable_falls_back_to_the_op_by_op_replay():
     assert not rp.fusable(p, w, cos, sin, (1, 8, 2, 24))
     torch.testing.assert_close(rp.rope_part(p, w, cos, sin, (1, 8, 2, 24), backend="triton"),
                                rp.rope_part_ops(p, w, cos, sin, (1, 8, 2, 24)), rtol=0, atol=0)
-    p, w, cos, sin = _inputs(1, 8, 2, 16, 8, BF16)
-    assert rp.fusable(p, w, cos, sin, (1, 8, 2, 16))  # on CPU without backend="triton": the replay too
-    torch.testing.assert_close(rp.rope_part(p, w, cos, sin, (1, 8, 2, 16)),
-                               rp.rope_part_ops(p, w, cos, sin, (1, 8, 2, 16)), rtol=0, atol=0)
-    p, w, cos, sin = _inputs(2, 8, 2, 16, 8, FP32, cos_batch=2)
-    assert rp.fusable(p, w, cos, sin, (2, 8, 2, 16))
-    assert not rp.fusable(p, w, cos[:1, :, :4], sin, (2, 8, 2, 16))  # cos of another length: no expand
-    assert not rp.fusable(p, w, cos, sin, (1, 16, 2, 16))  # cos of 2 batch rows for a batch of 1
-    assert not rp.fusable(p, w, cos[None], sin, (2, 8, 2, 16))  # 5-d
+    p, w, cos, sin = _inputs(1, 8, 2, 16, 8, BF16)  # halves of 8 columns: under the dot's 16
+    assert not rp.fusable(p, w, cos, sin, (1, 8, 2, 16))
+    p, w, cos, sin = _inputs(1, 8, 2, 32, 8, BF16)
+    assert rp.fusable(p, w, cos, sin, (1, 8, 2, 32))  # on CPU without backend="triton": the replay too
+    torch.testing.assert_close(rp.rope_part(p, w, cos, sin, (1, 8, 2, 32)),
+                               rp.rope_part_ops(p, w, cos, sin, (1, 8, 2, 32)), rtol=0, atol=0)
+    p, w, cos, sin = _inputs(2, 8, 2, 32, 8, FP32, cos_batch=2)
+    assert rp.fusable(p, w, cos, sin, (2, 8, 2, 32))
+    assert not rp.fusable(p, w, cos[:1, :, :4], sin, (2, 8, 2, 32))  # cos of another length: no expand
+    assert not rp.fusable(p, w, cos, sin, (1, 16, 2, 32))  # cos of 2 batch rows for a batch of 1
+    assert not rp.fusable(p, w, cos[None], sin, (2, 8, 2, 32))  # 5-d
 
 
 @pytest.mark.parametrize("dtype,scale", [(BF16, 2.0), (BF16, 1.7), (FP16, 0.3)])
@@ -166,7 +168,7 @@ def _part_nodes(rot_lo: slice | None = None, other_y: bool = False, order: int =
     """A LoRA part as the planner carries it through RoPE (Shared nodes as its memo makes them), with knobs to
     break the pattern: another slice for rotate_half's second half, or rotate_half of another tensor; ``cheap``:
     the branch's factors cast to bf16 as ``lineage.cheap_branch`` makes them (cos and sin in bf16 too)."""
-    b, t, h, d, r = 1, 8, 2, 16, 4
+    b, t, h, d, r = 1, 8, 2, 32, 4
     p, w, cos, sin = _inputs(b, t, h, d, r, FP32)
     if cheap:
         cos, sin = cos.to(BF16), sin.to(BF16)
