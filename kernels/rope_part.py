@@ -32,9 +32,11 @@ from .quant import use_triton
 
 _DTYPES = (torch.bfloat16, torch.float16, torch.float32)
 _CASTS = {torch.bfloat16: 1, torch.float16: 2}  # the kernel's CAST: the 16-bit dtype it casts fp32 factors to
-_BLOCK_M = 64
+# 32 rows x 2 heads a program, 4 warps: the fastest of 18 variants at 1x8192 and 4x1024 on the H200 (0.076 / 0.044
+# ms a subtraction against 0.100 / 0.053 for 64 x 1, the same bits; docs/benchmarks.md session 20)
+_BLOCK_M = 32
 _WARPS = 4
-_HEADS = 1  # heads a program walks, reusing its x·A, cos and sin tiles (where cos and sin are the same for every head)
+_HEADS = 2  # heads a program walks, reusing its x·A, cos and sin tiles (where cos and sin are the same for every head)
 _launches: dict = {}
 
 
