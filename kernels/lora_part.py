@@ -29,7 +29,6 @@ from .jit import build
 from .launch import launch
 from .quant import use_triton
 
-_HALF = {torch.bfloat16: 0, torch.float16: 1}  # the kernel's CAST: swiglu._round's KIND of the 16-bit dtype
 _MODES = {"part": 0, "add": 1, "sub": 2}
 _BLOCK_M = 64
 _BLOCK_N = 128
@@ -51,7 +50,8 @@ def combine_ref(t: torch.Tensor, part: torch.Tensor, subtract: bool) -> torch.Te
 def fusable(x: torch.Tensor, b: torch.Tensor, dtype: torch.dtype, t: torch.Tensor | None = None) -> bool:
     """The kernel's case: fp32 factors, ``x`` (..., r) and ``b`` (n, r) contiguous, r <= 128, a 16-bit ``dtype``;
     ``t``, if given, a contiguous (..., n) tensor of ``dtype`` with ``x``'s leading dims; all on one device."""
-    if dtype not in _HALF or x.dtype != torch.float32 or b.dtype != torch.float32 or x.dim() < 1 or b.dim() != 2:
+    if dtype not in rope_part.HALVES or x.dtype != torch.float32 or b.dtype != torch.float32 or x.dim() < 1 \
+            or b.dim() != 2:
         return False
     r = x.shape[-1]
     if not (0 < r <= _MAX_R and b.shape[1] == r and x.is_contiguous() and b.is_contiguous() and x.device == b.device):
@@ -89,7 +89,7 @@ def _run(t: torch.Tensor | None, x: torch.Tensor, b: torch.Tensor, scale: float,
     if m and n:
         block_r = max(16, 1 << (r - 1).bit_length())
         ieee = os.environ.get("TRITON_INTERPRET", "0") == "1"  # the interpreter's bf16 dot is wrong: fp32 there
-        key = (_MODES[mode], _HALF[dtype], block_r, ieee)
+        key = (_MODES[mode], rope_part.HALVES.index(dtype), block_r, ieee)  # CAST: also swiglu._round's KIND
         launch(_lora_part_kernel, (-(-m // _BLOCK_M), -(-n // _BLOCK_N)), _launches.setdefault(key, {}),
                (x, b, out if t is None else t, out, m, n, r, float(scale)),
                dict(MODE=key[0], CAST=key[1], BLOCK_M=_BLOCK_M, BLOCK_N=_BLOCK_N, BLOCK_R=block_r, IEEE=ieee,
@@ -100,7 +100,7 @@ def _run(t: torch.Tensor | None, x: torch.Tensor, b: torch.Tensor, scale: float,
 # ------------------------------------------------------------------------------------------ Triton kernel
 # A plain function until :func:`_build` (kernels/jit.py): the package imports without triton.
 tl = None
-_to_bf16 = _round = None  # the jitted roundings of kernels/rope_part.py and kernels/swiglu.py, bound by _build
+_to_half = _round = None  # the jitted roundings of kernels/rope_part.py and kernels/swiglu.py, bound by _build
 _BUILT = False
 
 
@@ -115,10 +115,7 @@ def _lora_part_kernel(x_ptr, b_ptr, t_ptr, o_ptr, M, N, R, scale, MODE: tl.const
     kmask = k < R
     x = tl.load(x_ptr + rows[:, None] * R + k[None, :], mask=rmask[:, None] & kmask[None, :], other=0.0)
     b = tl.load(b_ptr + cols[None, :] * R + k[:, None], mask=kmask[:, None] & cmask[None, :], other=0.0)
-    if CAST == 0:  # torch's casts: round to nearest even (by the bits: the interpreter's own cast truncates)
-        x, b = _to_bf16(x), _to_bf16(b * scale)
-    else:
-        x, b = x.to(tl.float16), (b * scale).to(tl.float16)
+    x, b = _to_half(x, CAST), _to_half(b * scale, CAST)  # torch's casts: round to nearest even
     if IEEE:
         acc = tl.dot(x.to(tl.float32), b.to(tl.float32), input_precision="ieee")
     else:  # 16-bit inputs: exact products, fp32 sums
@@ -134,10 +131,10 @@ def _lora_part_kernel(x_ptr, b_ptr, t_ptr, o_ptr, M, N, R, scale, MODE: tl.const
 
 
 def _build() -> None:
-    global _BUILT, _to_bf16, _round
+    global _BUILT, _to_half, _round
     if _BUILT:
         return
     rope_part._build()
-    _to_bf16, _round = rope_part._to_bf16, rope_part._round
+    _to_half, _round = rope_part._to_half, rope_part._round
     build(globals(), ("_lora_part_kernel",))
     _BUILT = True

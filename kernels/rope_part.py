@@ -31,7 +31,7 @@ from .launch import launch
 from .quant import use_triton
 
 _DTYPES = (torch.bfloat16, torch.float16, torch.float32)
-_CASTS = {torch.bfloat16: 1, torch.float16: 2}  # the kernel's CAST: the 16-bit dtype it casts fp32 factors to
+HALVES = (torch.bfloat16, torch.float16)  # 16-bit dtypes the kernels cast fp32 factors to (``_to_half``'s KIND: index)
 # 32 rows x 2 heads a program, 4 warps: the fastest of 18 variants at 1x8192 and 4x1024 on the H200 (0.076 / 0.044
 # ms a subtraction against 0.100 / 0.053 for 64 x 1, the same bits; docs/benchmarks.md session 20)
 _BLOCK_M = 32
@@ -112,7 +112,7 @@ def rope_lora_part(x: torch.Tensor, b: torch.Tensor, scale: float, dtype: torch.
 def lora_fusable(x: torch.Tensor, b: torch.Tensor, dtype: torch.dtype, cos: torch.Tensor, sin: torch.Tensor,
                  shape: tuple[int, int, int, int]) -> bool:
     """:func:`rope_lora_part`'s kernel case: fp32 factors the kernel casts to a 16-bit ``dtype``, and :func:`fusable`."""
-    return dtype in _CASTS and x.dtype == torch.float32 and b.dtype == torch.float32 \
+    return dtype in HALVES and x.dtype == torch.float32 and b.dtype == torch.float32 \
         and fusable(x, b, cos, sin, shape)
 
 
@@ -163,7 +163,8 @@ def _run(p: torch.Tensor, w: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
         # tensor-core dots need one 16-bit dtype; the interpreter's bf16 dot is wrong (numpy has no bf16): fp32 there
         sixteen = dtype is not None or p2.dtype == w2.dtype != torch.float32
         ieee = not sixteen or os.environ.get("TRITON_INTERPRET", "0") == "1"
-        key = (d, block_r, ieee, _CASTS.get(dtype, 0), swiglu.KINDS.index(out.dtype), mode, heads)
+        key = (d, block_r, ieee, -1 if dtype is None else HALVES.index(dtype), swiglu.KINDS.index(out.dtype), mode,
+               heads)
         launch(_rope_part_kernel, grid, _launches.setdefault(key, {}),
                (p2, w2, c4, s4, target, out, m, t, h, r, *c4.stride(), *s4.stride(), float(scale)),
                dict(D=d, HALF=d // 2, BLOCK_M=_BLOCK_M, BLOCK_R=block_r, IEEE=ieee, CAST=key[3], KIND=key[4],
@@ -190,10 +191,8 @@ def _rope_part_kernel(p_ptr, w_ptr, c_ptr, s_ptr, t_ptr, o_ptr, M, T, H, R,
     kmask = k < R
     d = tl.arange(0, HALF)
     p = tl.load(p_ptr + rows[:, None] * R + k[None, :], mask=rmask[:, None] & kmask[None, :], other=0.0)
-    if CAST == 1:  # rope_lora_part: x·A and s·B to bf16 as torch casts them (fp32 product, round to nearest even)
-        p = _to_bf16(p)
-    elif CAST == 2:
-        p = p.to(tl.float16)
+    if CAST >= 0:  # rope_lora_part: x·A and s·B to HALVES[CAST] as torch casts them (fp32 product, then rounded)
+        p = _to_half(p, CAST)
     bi = rows // T
     ti = rows % T
     h0 = tl.program_id(1) * HEADS
@@ -209,10 +208,8 @@ def _rope_part_kernel(p_ptr, w_ptr, c_ptr, s_ptr, t_ptr, o_ptr, M, T, H, R,
         col = (h0 + j) * D + d
         w1 = tl.load(w_ptr + col[None, :] * R + k[:, None], mask=kmask[:, None], other=0.0)  # (BLOCK_R, HALF)
         w2 = tl.load(w_ptr + (col + HALF)[None, :] * R + k[:, None], mask=kmask[:, None], other=0.0)
-        if CAST == 1:
-            w1, w2 = _to_bf16(w1 * scale), _to_bf16(w2 * scale)
-        elif CAST == 2:
-            w1, w2 = (w1 * scale).to(tl.float16), (w2 * scale).to(tl.float16)
+        if CAST >= 0:
+            w1, w2 = _to_half(w1 * scale, CAST), _to_half(w2 * scale, CAST)
         if IEEE:
             y1 = tl.dot(p.to(tl.float32), w1.to(tl.float32), input_precision="ieee")
             y2 = tl.dot(p.to(tl.float32), w2.to(tl.float32), input_precision="ieee")
@@ -238,11 +235,19 @@ def _to_bf16(v):
     return _round(v, 0).to(tl.bfloat16)
 
 
+def _to_half(v, KIND: tl.constexpr):
+    """fp32 -> ``HALVES[KIND]`` as torch casts: bf16 by :func:`_to_bf16`, fp16 by the GPU's (and numpy's) nearest
+    even."""
+    if KIND == 0:
+        return _to_bf16(v)
+    return v.to(tl.float16)
+
+
 def _build() -> None:
     global _BUILT, _round
     if _BUILT:
         return
     swiglu._build()
     _round = swiglu._round  # fp32 -> the nearest value of a dtype (KIND: 0 bf16, 1 fp16, 2 fp32), held in fp32
-    build(globals(), ("_to_bf16", "_rope_part_kernel"))
+    build(globals(), ("_to_bf16", "_to_half", "_rope_part_kernel"))
     _BUILT = True
