@@ -238,9 +238,11 @@ def _to_bf16(v):
 def _to_half(v, KIND: tl.constexpr):
     """fp32 -> ``HALVES[KIND]`` as torch casts: bf16 by :func:`_to_bf16`, fp16 by the GPU's (and numpy's) nearest
     even."""
-    if KIND == 0:
-        return _to_bf16(v)
-    return v.to(tl.float16)
+    if KIND == 0:  # one return: Triton checks the types of every return, even under a constexpr branch
+        out = _to_bf16(v)
+    else:
+        out = v.to(tl.float16)
+    return out
 
 
 def _build() -> None:
