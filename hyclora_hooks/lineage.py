@@ -47,7 +47,7 @@ import torch
 from torch.multiprocessing.reductions import StorageWeakRef
 
 from . import sharing
-from .kernels import lora_part, norm_tail, rope_part, swiglu
+from .kernels import lora_part, norm_tail, rope_part, swiglu, widen
 
 # ops cheap enough to replay in backward (elementwise, views, casts; linear only with a thin weight)
 UNARY = {"to", "type", "float", "half", "bfloat16", "double", "type_as", "contiguous", "view", "reshape",
@@ -327,6 +327,8 @@ class Replay(Node):
         args = tuple(_eval(a, memo) for a in self.args)
         kwargs = {k: _eval(v, memo) for k, v in self.kwargs.items()}
         if self.autocast is None:
+            if self.name in _CASTS and args and widen.fits(_cast_of(self)[1], args[0]):  # NOTE [Casts into outputs]
+                return widen.cast(args[0])
             return self.func(*args, **kwargs)
         with torch.autocast(self.autocast[0], dtype=self.autocast[1]):
             return self.func(*args, **kwargs)
@@ -350,7 +352,9 @@ class Replay(Node):
 #   replayed on it see the same layout); anything else is replayed op by op. A stored entry cast wider (RMSNorm's
 #   fp32 input, ``hidden.to(fp32)`` of a bf16 hidden state stored at 2 bits) is decoded into the wider dtype where
 #   its codec can (``Entry.decode_to``: the same bits, one pass instead of a decode and a cast; session 17) and
-#   nothing else reads the entry's own decode.
+#   nothing else reads the entry's own decode. On CUDA a contiguous 16-bit tensor cast to fp32, and ``mul``/``add``/
+#   ``sub`` of two such tensors of one shape into fp32, take ``kernels/widen.py``'s vectorized pass, the same bits
+#   (ATen runs ops whose output dtype differs from the inputs' through its unvectorized kernel; session 20).
 _OUT_OPS = {"mul": torch.mul, "add": torch.add, "sub": torch.sub, "div": torch.div, "truediv": torch.div}
 
 
@@ -367,6 +371,8 @@ def _cast_into(cast: Replay, memo: dict) -> torch.Tensor | None:
         return None
     args = tuple(_eval(a, memo) for a in inner.args)
     tensors = [a for a in args if isinstance(a, torch.Tensor)]
+    if len(tensors) == 2 and inner.name in widen.OPS and widen.fits(dtype, *args):
+        return widen.binary(inner.name, *args)
     if tensors and all(t.is_floating_point() and t.is_contiguous() and t.device == tensors[0].device
                        for t in tensors):
         return _OUT_OPS[inner.name](*args, out=torch.empty(0, dtype=dtype, device=tensors[0].device))
