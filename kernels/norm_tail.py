@@ -20,7 +20,6 @@ from __future__ import annotations
 import torch
 
 from . import swiglu
-from .jit import build
 from .launch import launch
 from .quant import use_triton
 
@@ -93,10 +92,8 @@ _BUILT = False
 
 
 def _build() -> None:
-    global _BUILT, _round
+    global _BUILT
     if _BUILT:
         return
-    swiglu._build()
-    _round = swiglu._round
-    build(globals(), ("_norm_tail_kernel",))
+    swiglu.build_with_round(globals(), ("_norm_tail_kernel",))
     _BUILT = True

@@ -26,7 +26,6 @@ import os
 import torch
 
 from . import swiglu
-from .jit import build
 from .launch import launch
 from .quant import use_triton
 
@@ -246,10 +245,8 @@ def _to_half(v, KIND: tl.constexpr):
 
 
 def _build() -> None:
-    global _BUILT, _round
+    global _BUILT
     if _BUILT:
         return
-    swiglu._build()
-    _round = swiglu._round  # fp32 -> the nearest value of a dtype (KIND: 0 bf16, 1 fp16, 2 fp32), held in fp32
-    build(globals(), ("_to_bf16", "_to_half", "_rope_part_kernel"))
+    swiglu.build_with_round(globals(), ("_to_bf16", "_to_half", "_rope_part_kernel"))
     _BUILT = True

@@ -18,7 +18,6 @@ from __future__ import annotations
 import torch
 
 from . import swiglu
-from .jit import build
 from .launch import launch
 from .quant import use_triton
 
@@ -89,10 +88,8 @@ def _widen_kernel(a_ptr, b_ptr, o_ptr, N, OP: tl.constexpr, KIND: tl.constexpr, 
 
 
 def _build() -> None:
-    global _BUILT, _round
+    global _BUILT
     if _BUILT:
         return
-    swiglu._build()
-    _round = swiglu._round
-    build(globals(), ("_widen_kernel",))
+    swiglu.build_with_round(globals(), ("_widen_kernel",))
     _BUILT = True
