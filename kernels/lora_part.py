@@ -24,7 +24,7 @@ import os
 
 import torch
 
-from . import rope_part
+from . import rope_part, swiglu
 from .jit import build
 from .launch import launch
 from .quant import use_triton
@@ -50,7 +50,7 @@ def combine_ref(t: torch.Tensor, part: torch.Tensor, subtract: bool) -> torch.Te
 def fusable(x: torch.Tensor, b: torch.Tensor, dtype: torch.dtype, t: torch.Tensor | None = None) -> bool:
     """The kernel's case: fp32 factors, ``x`` (..., r) and ``b`` (n, r) contiguous, r <= 128, a 16-bit ``dtype``;
     ``t``, if given, a contiguous (..., n) tensor of ``dtype`` with ``x``'s leading dims; all on one device."""
-    if dtype not in rope_part.HALVES or x.dtype != torch.float32 or b.dtype != torch.float32 or x.dim() < 1 \
+    if dtype not in swiglu.HALVES or x.dtype != torch.float32 or b.dtype != torch.float32 or x.dim() < 1 \
             or b.dim() != 2:
         return False
     r = x.shape[-1]
@@ -89,7 +89,7 @@ def _run(t: torch.Tensor | None, x: torch.Tensor, b: torch.Tensor, scale: float,
     if m and n:
         block_r = max(16, 1 << (r - 1).bit_length())
         ieee = os.environ.get("TRITON_INTERPRET", "0") == "1"  # the interpreter's bf16 dot is wrong: fp32 there
-        key = (_MODES[mode], rope_part.HALVES.index(dtype), block_r, ieee)  # CAST: also swiglu._round's KIND
+        key = (_MODES[mode], swiglu.HALVES.index(dtype), block_r, ieee)  # CAST: _to_half's and _round's KIND
         launch(_lora_part_kernel, (-(-m // _BLOCK_M), -(-n // _BLOCK_N)), _launches.setdefault(key, {}),
                (x, b, out if t is None else t, out, m, n, r, float(scale)),
                dict(MODE=key[0], CAST=key[1], BLOCK_M=_BLOCK_M, BLOCK_N=_BLOCK_N, BLOCK_R=block_r, IEEE=ieee,

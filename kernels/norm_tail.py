@@ -23,7 +23,6 @@ from . import swiglu
 from .launch import launch
 from .quant import use_triton
 
-_HALF = (torch.bfloat16, torch.float16)
 _BLOCK = 1024
 _WARPS = 4
 _launches: dict = {}
@@ -40,7 +39,7 @@ def norm_tail_ref(x: torch.Tensor, rstd: torch.Tensor, w: torch.Tensor, half: to
 def fusable(x: torch.Tensor, rstd: torch.Tensor, w: torch.Tensor, half: torch.dtype, wide: torch.dtype) -> bool:
     """The kernel's case: fp32 ``x`` (contiguous, ``[..., H]``), fp32 ``rstd`` of shape ``[..., 1]`` (contiguous),
     a contiguous ``[H]`` weight in ``half`` (bf16 or fp16), the result widened to fp32, all on one device."""
-    if x.dtype != torch.float32 or rstd.dtype != torch.float32 or half not in _HALF or w.dtype != half \
+    if x.dtype != torch.float32 or rstd.dtype != torch.float32 or half not in swiglu.HALVES or w.dtype != half \
             or wide != torch.float32 or x.dim() < 1:
         return False
     n = x.shape[-1]
@@ -65,7 +64,7 @@ def norm_tail_triton(x: torch.Tensor, rstd: torch.Tensor, w: torch.Tensor, half:
     n = x.shape[-1]
     rows = x.numel() // n if n else 0
     if rows:
-        meta = {"KIND": _HALF.index(half), "BLOCK": _BLOCK, "num_warps": _WARPS, "enable_fp_fusion": False}
+        meta = {"KIND": swiglu.HALVES.index(half), "BLOCK": _BLOCK, "num_warps": _WARPS, "enable_fp_fusion": False}
         launch(_norm_tail_kernel, (rows, -(-n // _BLOCK)), _launches.setdefault(meta["KIND"], {}),
                (x, rstd, w, out, n), meta)
     return out

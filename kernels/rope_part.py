@@ -30,7 +30,6 @@ from .launch import launch
 from .quant import use_triton
 
 _DTYPES = (torch.bfloat16, torch.float16, torch.float32)
-HALVES = (torch.bfloat16, torch.float16)  # 16-bit dtypes the kernels cast fp32 factors to (``_to_half``'s KIND: index)
 # 32 rows x 2 heads a program, 4 warps: the fastest of 18 variants at 1x8192 and 4x1024 on the H200 (0.076 / 0.044
 # ms a subtraction against 0.100 / 0.053 for 64 x 1, the same bits; docs/benchmarks.md session 20)
 _BLOCK_M = 32
@@ -111,7 +110,7 @@ def rope_lora_part(x: torch.Tensor, b: torch.Tensor, scale: float, dtype: torch.
 def lora_fusable(x: torch.Tensor, b: torch.Tensor, dtype: torch.dtype, cos: torch.Tensor, sin: torch.Tensor,
                  shape: tuple[int, int, int, int]) -> bool:
     """:func:`rope_lora_part`'s kernel case: fp32 factors the kernel casts to a 16-bit ``dtype``, and :func:`fusable`."""
-    return dtype in HALVES and x.dtype == torch.float32 and b.dtype == torch.float32 \
+    return dtype in swiglu.HALVES and x.dtype == torch.float32 and b.dtype == torch.float32 \
         and fusable(x, b, cos, sin, shape)
 
 
@@ -162,8 +161,8 @@ def _run(p: torch.Tensor, w: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
         # tensor-core dots need one 16-bit dtype; the interpreter's bf16 dot is wrong (numpy has no bf16): fp32 there
         sixteen = dtype is not None or p2.dtype == w2.dtype != torch.float32
         ieee = not sixteen or os.environ.get("TRITON_INTERPRET", "0") == "1"
-        key = (d, block_r, ieee, -1 if dtype is None else HALVES.index(dtype), swiglu.KINDS.index(out.dtype), mode,
-               heads)
+        cast_kind = -1 if dtype is None else swiglu.HALVES.index(dtype)
+        key = (d, block_r, ieee, cast_kind, swiglu.KINDS.index(out.dtype), mode, heads)
         launch(_rope_part_kernel, grid, _launches.setdefault(key, {}),
                (p2, w2, c4, s4, target, out, m, t, h, r, *c4.stride(), *s4.stride(), float(scale)),
                dict(D=d, HALF=d // 2, BLOCK_M=_BLOCK_M, BLOCK_R=block_r, IEEE=ieee, CAST=key[3], KIND=key[4],
@@ -190,7 +189,7 @@ def _rope_part_kernel(p_ptr, w_ptr, c_ptr, s_ptr, t_ptr, o_ptr, M, T, H, R,
     kmask = k < R
     d = tl.arange(0, HALF)
     p = tl.load(p_ptr + rows[:, None] * R + k[None, :], mask=rmask[:, None] & kmask[None, :], other=0.0)
-    if CAST >= 0:  # rope_lora_part: x·A and s·B to HALVES[CAST] as torch casts them (fp32 product, then rounded)
+    if CAST >= 0:  # rope_lora_part: x·A and s·B to swiglu.HALVES[CAST] as torch casts them (fp32 product, rounded)
         p = _to_half(p, CAST)
     bi = rows // T
     ti = rows % T
@@ -235,7 +234,7 @@ def _to_bf16(v):
 
 
 def _to_half(v, KIND: tl.constexpr):
-    """fp32 -> ``HALVES[KIND]`` as torch casts: bf16 by :func:`_to_bf16`, fp16 by the GPU's (and numpy's) nearest
+    """fp32 -> ``swiglu.HALVES[KIND]`` as torch casts: bf16 by :func:`_to_bf16`, fp16 by the GPU's (and numpy's) nearest
     even."""
     if KIND == 0:  # one return: Triton checks the types of every return, even under a constexpr branch
         out = _to_bf16(v)

@@ -27,6 +27,7 @@ from .jit import build
 from .quant import use_triton
 
 KINDS = (torch.bfloat16, torch.float16, torch.float32)  # _round's KIND: the index of a dtype here
+HALVES = KINDS[:2]  # the 16-bit dtypes: a kernel's KIND for one is its index here too
 _BLOCK = 2048
 _WARPS = 4
 

@@ -22,7 +22,6 @@ from .launch import launch
 from .quant import use_triton
 
 OPS = {"mul": 0, "add": 1, "sub": 2}  # the kernel's OP; -1: the cast alone
-_HALVES = (torch.bfloat16, torch.float16)
 _BLOCK = 1024  # 1024 elements a program at 4 warps: the fastest of 5 variants at every case (session 20)
 _WARPS = 4
 _launches: dict = {}
@@ -32,7 +31,7 @@ def fits(dtype: torch.dtype, *tensors: torch.Tensor) -> bool:
     """The kernel's case: one or two tensors of one 16-bit dtype, shape and device, contiguous, on the Triton path
     (CUDA), widened to fp32."""
     a = tensors[0]
-    if dtype != torch.float32 or not isinstance(a, torch.Tensor) or a.dtype not in _HALVES or not use_triton(a):
+    if dtype != torch.float32 or not isinstance(a, torch.Tensor) or a.dtype not in swiglu.HALVES or not use_triton(a):
         return False
     return all(isinstance(t, torch.Tensor) and t.dtype == a.dtype and t.shape == a.shape and t.device == a.device
                and t.is_contiguous() for t in tensors)
