@@ -66,7 +66,7 @@ from .errors import HycloraTypeError, user_error
 from .kernels.nonfinite import Nonfinite, PendingChecks, collecting
 from .policy import KEEP, Policy, Route, load_policy
 from .sites import SaveSite, classify, is_trainable_module
-from .tracking import ModuleTracker, OpTracker, ParamRegistry, checkpoint_region
+from .tracking import FROZEN, ModuleTracker, OpTracker, ParamRegistry, checkpoint_region
 
 # Sources a device encode may keep alive while its non-finite count is still queued (NOTE [Lifetimes] rule 9).
 MAX_PENDING_BYTES = 256 << 20
@@ -236,6 +236,16 @@ def _twin(group: list, node: lineage.Node) -> Entry | None:
     return None
 
 
+def _frozen_mark(t: torch.Tensor) -> torch.Tensor | None:
+    """The frozen term the op tracker marked ``t`` with (NOTE [Frozen term] in tracking.py), taken off ``t`` (it
+    is stored once; the term may be freed as soon as it is encoded), if it has ``t``'s layout."""
+    frozen = getattr(t, "__dict__", {}).pop(FROZEN, None)
+    if frozen is None or frozen.shape != t.shape or frozen.stride() != t.stride() or frozen.dtype != t.dtype \
+            or frozen.device != t.device:
+        return None
+    return frozen
+
+
 class Compressor:
     """The context manager returned by :func:`compress`. Use once per forward (one training step)."""
 
@@ -263,6 +273,8 @@ class Compressor:
             def record(func, name, args, kwargs, out, _is_param=self._params.is_param):
                 lineage.record(func, name, args, kwargs, out, _is_param)
         self._ops = OpTracker(self._modules, record, pack_hook=self._pack)
+        if policy.inter:
+            self._ops.frozen_terms = []  # NOTE [Frozen term] in tracking.py
         # NOTE [Replay]: the step's op signatures; the mode is chosen at the first pack
         self._trace = replay.Trace(self._params.is_param) if replay_steps else None
         self._ops.trace = self._trace  # with weak references to op outputs: a replayed source may be any of them
@@ -270,7 +282,7 @@ class Compressor:
         self.replayed_packs = 0  # packs this step carried out from a recorded plan
         self._made: list[Entry] = []  # entries made this step, in order (a template's placeholders number them)
         self._log: list | None = None  # the running pack's actions, while recording
-        self._lora_base: tuple | None = None  # (t - part, part) while P3 stores it
+        self._lora_base: tuple | None = None  # (stored term, part, is it the frozen term) while P3 stores it
         self._dedupe: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
         self._labels: dict[int, str] = {id(KEEP): KEEP.describe()}
         self._trainable: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
@@ -306,6 +318,7 @@ class Compressor:
             # off the op tracker: how many records are still pending on exit depends on the device's progress, and
             # settling one reads host tensors, so traced it made a step's op count vary (NOTE [Replay] rule 8)
             stack.callback(self._ops.outside, self._settle, True)
+            stack.callback(self._ops.drop_frozen_marks)
             stack.enter_context(torch.autograd.graph.saved_tensors_hooks(self._ops.pack_hook, _unpack))
         except BaseException:
             stack.close()
@@ -442,6 +455,8 @@ class Compressor:
     def _source_spec(self, src: torch.Tensor) -> tuple | None:
         """Where a replay finds a recipe source: this step's op output ``slot``, or P3's ``t - part``."""
         if self._lora_base is not None and src is self._lora_base[0]:
+            if self._lora_base[2]:
+                return ("frozen", None)
             branch = self._template(self._lora_base[1])
             return ("base", branch) if branch is not None else None
         slot = self._trace.slot(src)
@@ -543,6 +558,10 @@ class Compressor:
                     (kind, what), site, route = data
                     if kind == "slot":
                         src = trace.output(what)
+                        if src is None:
+                            return _MISS
+                    elif kind == "frozen":  # equal signatures: the mark is the sum's frozen operand again
+                        src = _frozen_mark(t)
                         if src is None:
                             return _MISS
                     else:
@@ -720,10 +739,14 @@ class Compressor:
             node = lineage.fuse_norm_tail(node)
             return self._recipe(t, site, lineage.fuse_swiglu(node) if self.policy.fuse else node)
         if not lossless and route.codec.lossless is False:  # P3: store tensor - LoRA branch, add it back
-            branch = planner.lora_part(t)  # the (carried) LoRA part in t's layout
+            frozen = _frozen_mark(t)  # X·W itself, when the forward's sum still holds it (NOTE [Frozen term])
+            if frozen is not None and not planner.frozen_operand(t, frozen):
+                frozen = None
+            branch = planner.lora_part(t, frozen)  # the (carried) LoRA part in t's layout
             if branch is not None:
-                base = lineage.lora_subtract(t, branch)
-                self._lora_base = (base, branch)  # what a recorded source says it was (NOTE [Replay] rule 2)
+                base = frozen if frozen is not None else lineage.lora_subtract(t, branch)
+                # what a recorded source says it was (NOTE [Replay] rule 2)
+                self._lora_base = (base, branch, frozen is not None)
                 try:
                     leaf = lineage.EntryRef(self._source(base, site, route))
                 finally:

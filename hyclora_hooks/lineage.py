@@ -590,7 +590,7 @@ class Planner:
         return node
 
     # P3 -------------------------------------------------------------------------------------------
-    def lora_part(self, t: torch.Tensor) -> Node | None:
+    def lora_part(self, t: torch.Tensor, frozen: torch.Tensor | None = None) -> Node | None:
         """A node computing L(branches) in ``t``'s layout when ``t`` is a linear function L of tensors
         ``base + branch`` (each ``branch`` a lossless free recipe: peft's ``lora_B(lora_A(x)) * scaling`` from
         the kept ``x·A``); else None. L may be casts (skipped: the branch stays in its own dtype) and views,
@@ -601,9 +601,13 @@ class Planner:
         long as forward and backward evaluate the same node; linearity is what makes the stored part the frozen
         one, whose range the LoRA part does not widen. So the part need not be the branch's exact value, and is
         made cheap (NOTE [LoRA part]): each branch is evaluated once however often L reads it, with peft's scaling
-        folded into ``B``, and in bf16 for a bf16 ``t``."""
+        folded into ``B``, and in bf16 for a bf16 ``t``.
+
+        ``frozen``: a live operand of the LoRA sum (NOTE [Frozen term] in tracking.py) that must not be taken for
+        the branch, whatever recipe it has."""
         part_dtype = torch.bfloat16 if t.dtype == torch.bfloat16 else None
-        part = self._carry(lineage_of(t), MAX_DEPTH, {}, part_dtype, tuple(t.stride()))
+        memo = {_NOT_BRANCH: frozen} if frozen is not None else {}
+        part = self._carry(lineage_of(t), MAX_DEPTH, memo, part_dtype, tuple(t.stride()))
         return fuse_lora_parts(fuse_rope(part), {}) if part is not None else None
 
     def _carry(self, lin: Lineage | None, depth: int, memo: dict, part_dtype: torch.dtype | None,
@@ -669,8 +673,10 @@ class Planner:
         (:func:`cheap_branch`); one node per branch tensor in ``memo``."""
         if lin.name != "add" or len(lin.args) < 2 or lin.kwargs:
             return None
+        frozen = memo.get(_NOT_BRANCH)
         for other in lin.args[:2]:
-            if isinstance(other, TensorRef) and other.lineage is not None:
+            if isinstance(other, TensorRef) and other.lineage is not None \
+                    and (frozen is None or other.tensor() is not frozen):
                 key = ("branch", other.key)
                 if key not in memo:
                     branch = self._free(other.key, other.lineage, True, MAX_DEPTH)
@@ -680,8 +686,26 @@ class Planner:
         return None
 
     @staticmethod
+    def frozen_operand(t: torch.Tensor, frozen: torch.Tensor) -> bool:
+        """Is ``t`` casts of a sum one of whose two operands is ``frozen`` (NOTE [Frozen term] rule 2)? A stored
+        ``frozen`` then decodes to ``t`` minus the sum's other operand, as ``t - part`` would."""
+        if frozen.shape != t.shape or frozen.stride() != t.stride() or frozen.dtype != t.dtype \
+                or frozen.device != t.device:
+            return False
+        lin = lineage_of(t)
+        for _ in range(MAX_DEPTH):
+            if lin is None or lin.name not in _CASTS or not _one_input(lin):
+                break
+            lin = lin.args[0].lineage
+        return (lin is not None and lin.name == "add" and len(lin.args) == 2 and not lin.kwargs
+                and any(isinstance(a, TensorRef) and a.tensor() is frozen for a in lin.args))
+
+    @staticmethod
     def lora_rebuild(base: Node, branch: Node, dtype: torch.dtype, fused: bool = False) -> Node:
         return LoraRebuild(base, branch, dtype, fused)
+
+
+_NOT_BRANCH = ("not a branch",)  # Planner.lora_part's memo key for the frozen operand
 
 
 def _contiguous_strides(shape: tuple) -> tuple:

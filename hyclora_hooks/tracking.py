@@ -6,6 +6,7 @@
   produced it (``t._hyclora_producer``), which classification uses to tell a SwiGLU product from a RoPE mul.
 * :class:`ModuleTracker` keeps the stack of modules in their forward through global module hooks, with the
   qualified names of the outermost module's tree, and registers every parameter and buffer it meets.
+* The tracker also marks a LoRA projection's output with its frozen term (NOTE [Frozen term]).
 * :class:`ParamRegistry` answers "is this tensor a weight, or a view of one?" by storage, since autograd
   saves ``W.t()``, not ``W`` (see REFERENCE section 3).
 
@@ -19,6 +20,21 @@ NOTE [Autocast casts]
   cast; only for functional calls, as autocast (an ``out=`` or in-place call's target must stay the caller's).
   A parameter's copy is registered as a parameter (returned unchanged, never counted, as plain autocast keeps
   it); an activation's copy gets its producer tag and lineage like any op's output.
+
+NOTE [Frozen term]
+  HyC-LoRA stores a LoRA projection's frozen term ``X·W`` quantized and adds the LoRA part back in backward (P3 in
+  docs/inter.md). peft computes ``X·W`` (``base_layer(x)``) and drops it once ``X·W + s·(X·A)·B`` is made, before
+  the consumer (SiLU, the SwiGLU ``mul``) saves the output, so the engine used to form ``t - part`` again: one more
+  pass over the tensor a projection (docs/benchmarks.md session 21).
+  1. While ``frozen_terms`` is a list (the engine sets one under an ``inter`` policy), an ``add`` of a ``linear``
+     output and a ``mul`` output (peft's ``result + lora_B(lora_A(x)) * scaling``) sets ``FROZEN`` on its output to
+     the ``linear`` output, and a cast (``_FROZEN_CASTS``) of a marked tensor passes the mark on (peft's
+     ``result.to(dtype)``): the marked output keeps its frozen term alive. Views do not pass it on (a view of the
+     output would need the same view of the term).
+  2. The engine uses a mark only after checking it against the tensor's lineage (the add's other operand must be
+     its LoRA branch) or, in a replayed step, against equal op signatures; then it removes it.
+  3. Each marked tensor is listed (weakly) and its mark removed when the context exits, so a tensor that outlives
+     the step (a LoRA'd head's logits, returned to the caller) does not keep its frozen term.
 """
 
 from __future__ import annotations
@@ -63,6 +79,8 @@ def _op_name(func: Any) -> str:
     return name.rstrip("_") or name
 
 
+FROZEN = "_hyclora_frozen"  # NOTE [Frozen term]
+_FROZEN_CASTS = frozenset({"to", "type", "float", "half", "bfloat16"})
 _DUNDER_BINARY = {"mul", "matmul", "add", "sub", "truediv", "div", "pow"}
 # ops that autocast runs in its lower-precision dtype on CPU and on CUDA alike (torch's autocast op lists)
 AUTOCAST_LOWER = frozenset({"linear", "matmul", "mm", "bmm", "addmm", "baddbmm", "scaled_dot_product_attention"})
@@ -109,6 +127,7 @@ class OpTracker(TorchFunctionMode):
         self._suspended = False
         self._producers: dict[tuple, tuple] = {}  # the producer tags handed out, each once
         self.trace: Any = None  # replay.Trace of the step (NOTE [Replay]), or None
+        self.frozen_terms: list | None = None  # weak references to the tensors marked (NOTE [Frozen term]), or off
         modules.ops = self  # NOTE [Untracked regions]
 
     def _ours(self) -> bool:
@@ -212,8 +231,49 @@ class OpTracker(TorchFunctionMode):
             out._hyclora_producer = producer
         except (AttributeError, RuntimeError):  # some tensor subclasses refuse attributes
             pass
+        if self.frozen_terms is not None and args:
+            self._mark_frozen(name, args, out)
         if self._lineage is not None:
             self._lineage(func, name, args, kwargs, out)
+
+
+    def _mark_frozen(self, name: str, args: tuple, out: torch.Tensor) -> None:
+        """NOTE [Frozen term] rule 1."""
+        if name == "add":
+            frozen = _frozen_operand(args)
+        elif name in _FROZEN_CASTS and args[0] is not out:
+            frozen = getattr(args[0], FROZEN, None)
+        else:
+            return
+        if frozen is not None:
+            try:
+                setattr(out, FROZEN, frozen)
+            except (AttributeError, RuntimeError):
+                return
+            self.frozen_terms.append(weakref.ref(out))
+
+    def drop_frozen_marks(self) -> None:
+        """NOTE [Frozen term] rule 3."""
+        marked, self.frozen_terms = self.frozen_terms, ([] if self.frozen_terms is not None else None)
+        for ref in marked or ():
+            t = ref()
+            if t is not None:
+                t.__dict__.pop(FROZEN, None)
+
+
+def _frozen_operand(args: tuple) -> torch.Tensor | None:
+    """The ``linear`` output of an ``add`` of a ``linear`` and a ``mul`` output (peft's LoRA sum), else None."""
+    if len(args) != 2:
+        return None
+    a, b = args
+    pa, pb = getattr(a, "_hyclora_producer", None), getattr(b, "_hyclora_producer", None)
+    if pa is None or pb is None or not isinstance(a, torch.Tensor) or not isinstance(b, torch.Tensor):
+        return None
+    if pa[0] == "linear" and pb[0] == "mul":
+        return a
+    if pb[0] == "linear" and pa[0] == "mul":
+        return b
+    return None
 
 
 def module_tree(root: nn.Module) -> tuple[list[tuple[str, nn.Module]], list[torch.Tensor]]:
