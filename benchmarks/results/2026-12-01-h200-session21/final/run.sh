@@ -7,7 +7,7 @@ set -u
 export TRITON_INTERPRET=0
 for tree in $1 .; do
   name=$([ $tree = . ] && echo new || echo old)
-  (cd $tree && PYTHONPATH=. python tools/check_replay.py --deterministic strict --layers 8 --shape 1x1024 --steps 2 \
+  (cd $tree && PYTHONPATH=. python tools/check_replay.py --deterministic strict --layers 8 --shape 1x1024 --steps 4 \
     --presets intra_inter@2) > $OUT/cos-$name.txt 2>&1; echo "$name rc=$?"; grep "^{" $OUT/cos-$name.txt | cut -c1-330
 done
 export PYTHONPATH=.
