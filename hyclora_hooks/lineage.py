@@ -687,11 +687,9 @@ class Planner:
 
     @staticmethod
     def frozen_operand(t: torch.Tensor, frozen: torch.Tensor) -> bool:
-        """Is ``t`` casts of a sum one of whose two operands is ``frozen`` (NOTE [Frozen term] rule 2)? A stored
-        ``frozen`` then decodes to ``t`` minus the sum's other operand, as ``t - part`` would."""
-        if frozen.shape != t.shape or frozen.stride() != t.stride() or frozen.dtype != t.dtype \
-                or frozen.device != t.device:
-            return False
+        """Is ``t`` casts of a sum one of whose two operands is ``frozen`` (NOTE [Frozen term] rule 2; the caller
+        has checked that ``frozen`` has ``t``'s layout)? A stored ``frozen`` then decodes to ``t`` minus the sum's
+        other operand, as ``t - part`` would."""
         lin = lineage_of(t)
         for _ in range(MAX_DEPTH):
             if lin is None or lin.name not in _CASTS or not _one_input(lin):
