@@ -231,7 +231,7 @@ class OpTracker(TorchFunctionMode):
             out._hyclora_producer = producer
         except (AttributeError, RuntimeError):  # some tensor subclasses refuse attributes
             pass
-        if self.frozen_terms is not None and args:
+        if self.frozen_terms is not None and args and (name == "add" or name in _FROZEN_CASTS):
             self._mark_frozen(name, args, out)
         if self._lineage is not None:
             self._lineage(func, name, args, kwargs, out)
@@ -241,7 +241,7 @@ class OpTracker(TorchFunctionMode):
         """NOTE [Frozen term] rule 1."""
         if name == "add":
             frozen = _frozen_operand(args)
-        elif name in _FROZEN_CASTS and args[0] is not out:
+        elif args[0] is not out:
             frozen = getattr(args[0], FROZEN, None)
         else:
             return
