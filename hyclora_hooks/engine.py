@@ -236,14 +236,21 @@ def _twin(group: list, node: lineage.Node) -> Entry | None:
     return None
 
 
-def _frozen_mark(t: torch.Tensor) -> torch.Tensor | None:
-    """The frozen term the op tracker marked ``t`` with (NOTE [Frozen term] in tracking.py), taken off ``t`` (it
-    is stored once; the term may be freed as soon as it is encoded), if it has ``t``'s layout."""
-    frozen = getattr(t, "__dict__", {}).pop(FROZEN, None)
-    if frozen is None or frozen.shape != t.shape or frozen.stride() != t.stride() or frozen.dtype != t.dtype \
-            or frozen.device != t.device:
+def _frozen_mark(t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """The frozen term the op tracker marked ``t`` or the tensor ``t`` is a view of with (NOTE [Frozen term] in
+    tracking.py), taken off it (it is stored once; the term may be freed as soon as it is encoded), if it has the
+    marked tensor's layout: (the term, the term viewed as ``t`` views the marked tensor: what is stored)."""
+    marked = t if FROZEN in getattr(t, "__dict__", ()) else t._base  # SDPA's v: heads of v_proj's output
+    if marked is None:
         return None
-    return frozen
+    frozen = getattr(marked, "__dict__", {}).pop(FROZEN, None)
+    if frozen is None or frozen.shape != marked.shape or frozen.stride() != marked.stride() \
+            or frozen.dtype != marked.dtype or frozen.device != marked.device:
+        return None
+    if marked is t:
+        return frozen, frozen
+    return frozen, frozen.as_strided(t.shape, t.stride(),
+                                     frozen.storage_offset() + t.storage_offset() - marked.storage_offset())
 
 
 class Compressor:
@@ -561,9 +568,10 @@ class Compressor:
                         if src is None:
                             return _MISS
                     elif kind == "frozen":  # equal signatures: the mark is the sum's frozen operand again
-                        src = _frozen_mark(t)
-                        if src is None:
+                        mark = _frozen_mark(t)
+                        if mark is None:
                             return _MISS
+                        src = mark[1]
                     else:
                         src = lineage.lora_subtract(t, self._bound(what))
                     got = self._source(src, site, route)
@@ -739,14 +747,14 @@ class Compressor:
             node = lineage.fuse_norm_tail(node)
             return self._recipe(t, site, lineage.fuse_swiglu(node) if self.policy.fuse else node)
         if not lossless and route.codec.lossless is False:  # P3: store tensor - LoRA branch, add it back
-            frozen = _frozen_mark(t)  # X·W itself, when the forward's sum still holds it (NOTE [Frozen term])
-            if frozen is not None and not planner.frozen_operand(t, frozen):
-                frozen = None
-            branch = planner.lora_part(t, frozen)  # the (carried) LoRA part in t's layout
+            mark = _frozen_mark(t)  # X·W itself, when the forward's sum still holds it (NOTE [Frozen term])
+            if mark is not None and not planner.frozen_operand(t, mark[0]):
+                mark = None
+            branch = planner.lora_part(t, mark[0] if mark is not None else None)  # the LoRA part in t's layout
             if branch is not None:
-                base = frozen if frozen is not None else lineage.lora_subtract(t, branch)
+                base = mark[1] if mark is not None else lineage.lora_subtract(t, branch)
                 # what a recorded source says it was (NOTE [Replay] rule 2)
-                self._lora_base = (base, branch, frozen is not None)
+                self._lora_base = (base, branch, mark is not None)
                 try:
                     leaf = lineage.EntryRef(self._source(base, site, route))
                 finally:

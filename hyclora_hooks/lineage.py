@@ -687,12 +687,12 @@ class Planner:
 
     @staticmethod
     def frozen_operand(t: torch.Tensor, frozen: torch.Tensor) -> bool:
-        """Is ``t`` casts of a sum one of whose two operands is ``frozen`` (NOTE [Frozen term] rule 2; the caller
-        has checked that ``frozen`` has ``t``'s layout)? A stored ``frozen`` then decodes to ``t`` minus the sum's
-        other operand, as ``t - part`` would."""
+        """Is ``t`` casts and views of a sum one of whose two operands is ``frozen`` (NOTE [Frozen term] rule 2;
+        the caller has checked that ``frozen`` has the layout of the tensor ``t`` views)? ``frozen`` viewed as
+        ``t`` then decodes to ``t`` minus the sum's other operand, as ``t - part`` would."""
         lin = lineage_of(t)
         for _ in range(MAX_DEPTH):
-            if lin is None or lin.name not in _CASTS or not _one_input(lin):
+            if lin is None or lin.name not in UNARY or not _one_input(lin):
                 break
             lin = lin.args[0].lineage
         return (lin is not None and lin.name == "add" and len(lin.args) == 2 and not lin.kwargs

@@ -29,8 +29,9 @@ NOTE [Frozen term]
   1. While ``frozen_terms`` is a list (the engine sets one under an ``inter`` policy), an ``add`` of a ``linear``
      output and a ``mul`` output (peft's ``result + lora_B(lora_A(x)) * scaling``) sets ``FROZEN`` on its output to
      the ``linear`` output, and a cast (``_FROZEN_CASTS``) of a marked tensor passes the mark on (peft's
-     ``result.to(dtype)``): the marked output keeps its frozen term alive. Views do not pass it on (a view of the
-     output would need the same view of the term).
+     ``result.to(dtype)``): the marked output keeps its frozen term alive. Views do not pass it on: a saved view
+     of a marked tensor (SDPA's v, heads of v_proj's output) finds the mark on its ``_base`` and stores the same
+     view of the term (``as_strided`` with the view's geometry: the term has the marked tensor's layout).
   2. The engine uses a mark only after checking it against the tensor's lineage (the add's other operand must be
      its LoRA branch) or, in a replayed step, against equal op signatures; then it removes it.
   3. Each marked tensor is listed (weakly) and its mark removed when the context exits, so a tensor that outlives

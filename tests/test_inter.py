@@ -255,15 +255,15 @@ def _base_outputs(model) -> tuple[dict, list]:
 
 
 @pytest.mark.parametrize("dtype", [BF16, FP32])
-def test_gate_and_up_store_their_frozen_term_itself(dtype, monkeypatch):
-    """NOTE [Frozen term]: HyC-LoRA stores a projection's ``X·W``. gate's and up's sources are the very tensors
-    their base layers returned (no ``t - part`` formed: ``lineage.lora_subtract`` runs for q, k and v alone), in the step
-    that records and in the steps that replay; the marks are gone when the context exits, also from the outputs
-    the caller still holds."""
+def test_gate_up_and_v_store_their_frozen_term_itself(dtype, monkeypatch):
+    """NOTE [Frozen term]: HyC-LoRA stores a projection's ``X·W``. gate's, up's and v's sources are the very tensors
+    their base layers returned (v's viewed as SDPA's heads; no ``t - part`` formed: ``lineage.lora_subtract`` runs
+    for q and k alone), in the step that records and in the steps that replay; the marks are gone when the context
+    exits, also from the outputs the caller still holds."""
     from hyclora_hooks import engine
     from hyclora_hooks.tracking import FROZEN
     monkeypatch.setattr("hyclora_hooks.lineage.MAX_REPLAY_LINEAR_RANK", 16)  # as at real widths: only LoRA replays
-    model = add_lora(tiny_llama(attn="sdpa", dtype=dtype))
+    model = add_lora(tiny_llama(attn="sdpa", dtype=dtype, use_cache=False))
     batch = random_batch(model.config.vocab_size, batch=2, seq=32)
     sources, subtracted = [], []
     real_source, real_subtract = engine.Compressor._source, lineage.lora_subtract
@@ -281,11 +281,12 @@ def test_gate_and_up_store_their_frozen_term_itself(dtype, monkeypatch):
     assert ctx.replayed_packs > 0
     for h in handles:
         h.remove()
-    for proj in ("gate_proj", "up_proj"):
+    for proj in ("gate_proj", "up_proj", "v_proj"):
         bases = [b for n, bs in kept["bases"].items() if n.endswith(proj) for b in bs]
         assert len(bases) == layers
-        assert all(any(s is b for s in sources) for b in bases), proj
-    assert len(subtracted) == 3 * layers  # q's, k's and v's t - part only (RoPE'd, or views of their projections)
+        # v: SDPA saves v_proj's output viewed as heads; its source is X·W viewed so
+        assert all(any(s is b or s._base is b for s in sources) for b in bases), proj
+    assert len(subtracted) == 2 * layers  # q's and k's t - part only (RoPE'd); v stores its X·W viewed as heads
     held = [t for ts in kept["outputs"].values() for t in ts]
     assert held and not any(hasattr(t, FROZEN) for t in held)
     loss.backward()
