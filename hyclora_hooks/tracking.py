@@ -24,8 +24,8 @@ NOTE [Autocast casts]
 NOTE [Frozen term]
   HyC-LoRA stores a LoRA projection's frozen term ``X·W`` quantized and adds the LoRA part back in backward (P3 in
   docs/inter.md). peft computes ``X·W`` (``base_layer(x)``) and drops it once ``X·W + s·(X·A)·B`` is made, before
-  the consumer (SiLU, the SwiGLU ``mul``) saves the output, so the engine used to form ``t - part`` again: one more
-  pass over the tensor a projection (docs/benchmarks.md session 21).
+  the consumer (SiLU, the SwiGLU ``mul``, SDPA) saves the output, so the engine used to form ``t - part`` again:
+  one more pass over the tensor a projection (docs/benchmarks.md session 21).
   1. While ``frozen_terms`` is a list (the engine sets one under an ``inter`` policy), an ``add`` of a ``linear``
      output and a ``mul`` output (peft's ``result + lora_B(lora_A(x)) * scaling``) sets ``FROZEN`` on its output to
      the ``linear`` output, and a cast (``_FROZEN_CASTS``) of a marked tensor passes the mark on (peft's
@@ -237,7 +237,6 @@ class OpTracker(TorchFunctionMode):
         if self._lineage is not None:
             self._lineage(func, name, args, kwargs, out)
 
-
     def _mark_frozen(self, name: str, args: tuple, out: torch.Tensor) -> None:
         """NOTE [Frozen term] rule 1."""
         if name == "add":
@@ -246,7 +245,7 @@ class OpTracker(TorchFunctionMode):
             frozen = getattr(args[0], FROZEN, None)
         else:
             return
-        if frozen is not None:
+        if frozen is not None and frozen is not out:  # not an in-place sum: that is no longer the frozen term
             try:
                 setattr(out, FROZEN, frozen)
             except (AttributeError, RuntimeError):
@@ -259,7 +258,7 @@ class OpTracker(TorchFunctionMode):
         for ref in marked or ():
             t = ref()
             if t is not None:
-                t.__dict__.pop(FROZEN, None)
+                getattr(t, "__dict__", {}).pop(FROZEN, None)
 
 
 def _frozen_operand(args: tuple) -> torch.Tensor | None:

@@ -292,6 +292,41 @@ def test_gate_up_and_v_store_their_frozen_term_itself(dtype, monkeypatch):
     loss.backward()
 
 
+class _InPlaceLora(torch.nn.Module):
+    """A LoRA-like layer summing in place (``h += B(A(x)) * s``): the sum is no longer ``X·W``, so nothing may take
+    it for its own frozen term."""
+
+    def __init__(self):
+        super().__init__()
+        self.base, self.A, self.B = torch.nn.Linear(64, 96), torch.nn.Linear(64, 4, bias=False), \
+            torch.nn.Linear(4, 96, bias=False)
+        self.base.requires_grad_(False)
+
+    def forward(self, x):
+        h = self.base(x)
+        h += self.B(self.A(x)) * 0.5
+        self.h = h
+        return torch.nn.functional.silu(h).sum()
+
+
+def test_an_in_place_lora_sum_is_no_frozen_term():
+    torch.manual_seed(0)
+    from hyclora_hooks.tracking import FROZEN
+    m, x = _InPlaceLora(), torch.randn(8, 16, 64)
+    m(x).backward()
+    exact = torch.cat([m.A.weight.grad.flatten(), m.B.weight.grad.flatten()])
+    m.zero_grad(set_to_none=True)
+    eight = {"bits": 8, "group_size": 64, "granularity": "token_group"}
+    policy = Policy(name="silu8", inter=True, rules=(
+        Rule(codec="quant", op_class="activation", params=eight), Rule(codec="keep", op_class=("*",))))
+    with hyclora.compress(policy, model=m):
+        loss = m(x)
+        assert not hasattr(m.h, FROZEN)  # not even while the step runs (it would hold itself)
+    loss.backward()
+    grads = torch.cat([m.A.weight.grad.flatten(), m.B.weight.grad.flatten()])
+    assert cosine(grads, exact) >= 0.9999, cosine(grads, exact)
+
+
 def test_frozen_term_reconstructs_gate_and_up_through_the_lora_part(monkeypatch):
     """With gate's and up's LoRA parts carrying most of their values (frozen weights scaled down 100x), a lossy
     frozen term must be met by the same part in backward: 4-bit gate/up alone keep the LoRA gradients within a
