@@ -320,14 +320,14 @@ class Replay(Node):
         return cls(lin.func, lin.name, args, kwargs, lin.autocast)
 
     def eval(self, memo: dict) -> torch.Tensor:
-        if self.name in _CASTS:
+        if self.name in CASTS:
             out = _cast_into(self, memo)
             if out is not None:
                 return out
         args = tuple(_eval(a, memo) for a in self.args)
         kwargs = {k: _eval(v, memo) for k, v in self.kwargs.items()}
         if self.autocast is None:
-            if self.name in _CASTS and args and widen.fits(_cast_of(self)[1], args[0]):  # NOTE [Casts into outputs]
+            if self.name in CASTS and args and widen.fits(_cast_of(self)[1], args[0]):  # NOTE [Casts into outputs]
                 return widen.cast(args[0])
             return self.func(*args, **kwargs)
         with torch.autocast(self.autocast[0], dtype=self.autocast[1]):
@@ -468,7 +468,8 @@ def evaluate(node: Node) -> torch.Tensor:
 
 
 # ---------------------------------------------------------------------------------------------- planner
-_CASTS = {"to", "type", "float", "half", "bfloat16", "double", "type_as"}
+# dtype casts (also the ops that pass a frozen-term mark on: NOTE [Frozen term] in tracking.py)
+CASTS = {"to", "type", "float", "half", "bfloat16", "double", "type_as"}
 
 
 _FP = (torch.float32, torch.bfloat16, torch.float16)
@@ -621,7 +622,7 @@ class Planner:
             inner = self._carried(args[0], depth, memo, part_dtype)  # views and casts cost no depth, as before
             if inner is None:
                 return None
-            if name in _CASTS:
+            if name in CASTS:
                 return _cast_layout(inner, args[0].key, stride)
             return Replay.of(lin, (inner,) + tuple(args[1:]), dict(kwargs))
         split = self._lora_branch(lin, memo, part_dtype)
@@ -1080,7 +1081,7 @@ def fuse_swiglu(node: Node) -> Node:
 def _under_views(node: Node, fuse: Callable[[Node], Node]) -> Node:
     """``fuse(node)``, or, where ``node`` is a view of another node (F.linear saves a 2-D view of its input), the
     same view of ``fuse`` applied below it."""
-    if type(node) is Replay and node.name in UNARY and node.name not in _CASTS and node.args \
+    if type(node) is Replay and node.name in UNARY and node.name not in CASTS and node.args \
             and isinstance(node.args[0], Node):
         inner = _under_views(node.args[0], fuse)
         if inner is node.args[0]:

@@ -28,7 +28,7 @@ NOTE [Frozen term]
   one more pass over the tensor a projection (docs/benchmarks.md session 21).
   1. While ``frozen_terms`` is a list (the engine sets one under an ``inter`` policy), an ``add`` of a ``linear``
      output and a ``mul`` output (peft's ``result + lora_B(lora_A(x)) * scaling``) sets ``FROZEN`` on its output to
-     the ``linear`` output, and a cast (``_FROZEN_CASTS``) of a marked tensor passes the mark on (peft's
+     the ``linear`` output, and a cast (``lineage.CASTS``) of a marked tensor passes the mark on (peft's
      ``result.to(dtype)``): the marked output keeps its frozen term alive. Views do not pass it on: a saved view
      of a marked tensor (SDPA's v, heads of v_proj's output) finds the mark on its ``_base`` and stores the same
      view of the term (``as_strided`` with the view's geometry: the term has the marked tensor's layout).
@@ -49,7 +49,7 @@ import torch
 from torch import nn
 from torch.overrides import TorchFunctionMode, _get_current_function_mode, _pop_mode, _push_mode
 
-from .lineage import AUTOCAST_DEVICES, autocast_on, autocast_state
+from .lineage import AUTOCAST_DEVICES, CASTS, autocast_on, autocast_state
 
 
 _OP_NAMES: dict = {}  # func -> op_name(func): asked for every op a tracked forward runs
@@ -81,7 +81,6 @@ def _op_name(func: Any) -> str:
 
 
 FROZEN = "_hyclora_frozen"  # NOTE [Frozen term]
-_FROZEN_CASTS = frozenset({"to", "type", "float", "half", "bfloat16"})
 _DUNDER_BINARY = {"mul", "matmul", "add", "sub", "truediv", "div", "pow"}
 # ops that autocast runs in its lower-precision dtype on CPU and on CUDA alike (torch's autocast op lists)
 AUTOCAST_LOWER = frozenset({"linear", "matmul", "mm", "bmm", "addmm", "baddbmm", "scaled_dot_product_attention"})
@@ -232,7 +231,7 @@ class OpTracker(TorchFunctionMode):
             out._hyclora_producer = producer
         except (AttributeError, RuntimeError):  # some tensor subclasses refuse attributes
             pass
-        if self.frozen_terms is not None and args and (name == "add" or name in _FROZEN_CASTS):
+        if self.frozen_terms is not None and args and (name == "add" or name in CASTS):
             self._mark_frozen(name, args, out)
         if self._lineage is not None:
             self._lineage(func, name, args, kwargs, out)
