@@ -66,7 +66,7 @@ from .errors import HycloraTypeError, user_error
 from .kernels.nonfinite import Nonfinite, PendingChecks, collecting
 from .policy import KEEP, Policy, Route, load_policy
 from .sites import SaveSite, classify, is_trainable_module
-from .tracking import FROZEN, ModuleTracker, OpTracker, ParamRegistry, checkpoint_region
+from .tracking import FROZEN, FROZEN_ROPE, ModuleTracker, OpTracker, ParamRegistry, checkpoint_region
 
 # Sources a device encode may keep alive while its non-finite count is still queued (NOTE [Lifetimes] rule 9).
 MAX_PENDING_BYTES = 256 << 20
@@ -253,6 +253,11 @@ def _frozen_mark(t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
                                      frozen.storage_offset() + t.storage_offset() - marked.storage_offset())
 
 
+def _frozen_rope_mark(t: torch.Tensor) -> torch.Tensor | None:
+    """The frozen term RoPE carried to ``t`` (NOTE [Frozen term] rule 4), taken off it, or None."""
+    return getattr(t, "__dict__", {}).pop(FROZEN_ROPE, None)
+
+
 class Compressor:
     """The context manager returned by :func:`compress`. Use once per forward (one training step)."""
 
@@ -289,7 +294,7 @@ class Compressor:
         self.replayed_packs = 0  # packs this step carried out from a recorded plan
         self._made: list[Entry] = []  # entries made this step, in order (a template's placeholders number them)
         self._log: list | None = None  # the running pack's actions, while recording
-        self._lora_base: tuple | None = None  # (stored term, part, is it the frozen term) while P3 stores it
+        self._lora_base: tuple | None = None  # (stored term, part, source spec kind) while P3 stores it
         self._dedupe: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
         self._labels: dict[int, str] = {id(KEEP): KEEP.describe()}
         self._trainable: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
@@ -462,8 +467,8 @@ class Compressor:
     def _source_spec(self, src: torch.Tensor) -> tuple | None:
         """Where a replay finds a recipe source: this step's op output ``slot``, or P3's ``t - part``."""
         if self._lora_base is not None and src is self._lora_base[0]:
-            if self._lora_base[2]:
-                return ("frozen", None)
+            if self._lora_base[2] != "base":  # "frozen", "frozen_rope": the term the forward's sum marked
+                return (self._lora_base[2], None)
             branch = self._template(self._lora_base[1])
             return ("base", branch) if branch is not None else None
         slot = self._trace.slot(src)
@@ -572,6 +577,10 @@ class Compressor:
                         if mark is None:
                             return _MISS
                         src = mark[1]
+                    elif kind == "frozen_rope":
+                        src = _frozen_rope_mark(t)
+                        if src is None:
+                            return _MISS
                     else:
                         src = lineage.lora_subtract(t, self._bound(what))
                     got = self._source(src, site, route)
@@ -747,24 +756,35 @@ class Compressor:
             node = lineage.fuse_norm_tail(node)
             return self._recipe(t, site, lineage.fuse_swiglu(node) if self.policy.fuse else node)
         if not lossless and route.codec.lossless is False:  # P3: store tensor - LoRA branch, add it back
-            mark = _frozen_mark(t)  # X·W itself, when the forward's sum still holds it (NOTE [Frozen term])
+            term = _frozen_rope_mark(t)  # q/k: X·W, rotated with its LoRA part in backward (NOTE [Frozen term])
+            part = planner.rope_frozen_part(t, term) if term is not None else None
+            if part is not None:
+                leaf = lineage.EntryRef(self._lora_source(term, part, "frozen_rope", site, route))
+                return self._recipe(t, site, lineage.RopeRebuild(leaf, part))
+            mark = _frozen_mark(t)  # X·W itself, when the forward's sum still holds it
             if mark is not None and not planner.frozen_operand(t, mark[0]):
                 mark = None
             branch = planner.lora_part(t, mark[0] if mark is not None else None)  # the LoRA part in t's layout
             if branch is not None:
-                base = mark[1] if mark is not None else lineage.lora_subtract(t, branch)
-                # what a recorded source says it was (NOTE [Replay] rule 2)
-                self._lora_base = (base, branch, mark is not None)
-                try:
-                    leaf = lineage.EntryRef(self._source(base, site, route))
-                finally:
-                    self._lora_base = None
+                if mark is not None:
+                    base, spec = mark[1], "frozen"
+                else:
+                    base, spec = lineage.lora_subtract(t, branch), "base"
+                leaf = lineage.EntryRef(self._lora_source(base, branch, spec, site, route))
                 return self._recipe(t, site, planner.lora_rebuild(leaf, branch, t.dtype, self.policy.fuse))
         ops, src = planner.chain(t)  # P2
         if ops and src.is_floating_point() and src.untyped_storage().nbytes() <= t.untyped_storage().nbytes():
             leaf = lineage.EntryRef(self._source(src, site, route))
             return self._recipe(t, site, planner.replay_chain(ops, leaf))
         return None
+
+    def _lora_source(self, base: torch.Tensor, part: lineage.Node, spec: str, site: SaveSite, route: Route) -> Entry:
+        """P3's stored term, with what a recorded source says it was (``spec``; NOTE [Replay] rule 2)."""
+        self._lora_base = (base, part, spec)
+        try:
+            return self._source(base, site, route)
+        finally:
+            self._lora_base = None
 
     def _log_softmax_recipe(self, t: torch.Tensor, site: SaveSite, route: Route) -> Entry | None:
         """cross-entropy keeps ``log_softmax(input)`` (fp32, tokens x vocab): keep the lm_head's input instead

@@ -606,10 +606,30 @@ class Planner:
 
         ``frozen``: a live operand of the LoRA sum (NOTE [Frozen term] in tracking.py) that must not be taken for
         the branch, whatever recipe it has."""
+        return self._part(t, frozen)[0]
+
+    def _part(self, t: torch.Tensor, frozen: torch.Tensor | None) -> tuple[Node | None, dict]:
         part_dtype = torch.bfloat16 if t.dtype == torch.bfloat16 else None
         memo = {_NOT_BRANCH: frozen} if frozen is not None else {}
         part = self._carry(lineage_of(t), MAX_DEPTH, memo, part_dtype, tuple(t.stride()))
-        return fuse_lora_parts(fuse_rope(part), {}) if part is not None else None
+        return (fuse_lora_parts(fuse_rope(part), {}) if part is not None else None), memo
+
+    def rope_frozen_part(self, t: torch.Tensor, frozen: torch.Tensor) -> RopePart | None:
+        """The :class:`RopePart` of ``t`` when ``t`` is RoPE of a projection's output ``frozen + branch`` viewed as
+        heads (NOTE [Frozen term] in tracking.py, rule 4): every LoRA sum the part's walk passed had ``frozen`` as
+        its other term, and ``frozen`` is the dense (B, T, H·D) buffer whose (B, H, T, D) view has ``t``'s layout,
+        so :class:`RopeRebuild` of its decode gives ``t`` back; else None."""
+        if t.dim() != 4 or frozen.dim() != 3 or frozen.dtype != t.dtype or not frozen.is_contiguous():
+            return None
+        b, h, n, d = t.shape
+        if tuple(frozen.shape) != (b, n, h * d):
+            return None
+        heads = frozen.view(b, n, h, d).transpose(1, 2).stride()  # what the rebuild gives; a size-1 dim's is free
+        if any(size > 1 and x != y for size, x, y in zip(t.shape, heads, t.stride())):
+            return None
+        part, memo = self._part(t, frozen)
+        sums = memo.get(_FROZEN_SUMS)
+        return part if type(part) is RopePart and sums and all(sums) else None
 
     def _carry(self, lin: Lineage | None, depth: int, memo: dict, part_dtype: torch.dtype | None,
                stride: tuple) -> Node | None:
@@ -683,6 +703,9 @@ class Planner:
                     branch = self._free(other.key, other.lineage, True, MAX_DEPTH)
                     memo[key] = cheap_branch(branch, part_dtype) if isinstance(branch, Replay) else None
                 if memo[key] is not None:
+                    if frozen is not None:  # was the frozen term this sum's other operand? (rope_frozen_part)
+                        memo.setdefault(_FROZEN_SUMS, []).append(
+                            any(isinstance(a, TensorRef) and a.tensor() is frozen for a in lin.args[:2]))
                     return memo[key]
         return None
 
@@ -705,6 +728,7 @@ class Planner:
 
 
 _NOT_BRANCH = ("not a branch",)  # Planner.lora_part's memo key for the frozen operand
+_FROZEN_SUMS = ("frozen sums",)  # ... and for whether each LoRA sum it passed had that operand
 
 
 def _contiguous_strides(shape: tuple) -> tuple:
@@ -800,6 +824,26 @@ def _rope_part(p: torch.Tensor, w: torch.Tensor, cos: torch.Tensor, sin: torch.T
 def _rope_lora_part(x: torch.Tensor, b: torch.Tensor, s: float, dtype: torch.dtype, cos: torch.Tensor,
                     sin: torch.Tensor, view: tuple) -> torch.Tensor:
     return rope_part.rope_lora_part(x, b, s, dtype, cos, sin, _rope_shape(x, b, view))
+
+
+class RopeRebuild(Replay):
+    """q or k rebuilt from its stored frozen term: ``rope(view(base + part))``, the :class:`RopePart`'s projection
+    added to the decoded ``X·W`` before the rotation, as the forward rotated their sum (NOTE [Frozen term] in
+    tracking.py; ``rope_part.rope_rebuild``, one pass on CUDA). Reads the part's own arguments."""
+
+    def __init__(self, base: Node, part: RopePart):
+        func = _rope_lora_rebuild if part.func is _rope_lora_part else _rope_rebuild
+        super().__init__(func, "rope_rebuild", (base,) + part.args, {})
+
+
+def _rope_rebuild(base: torch.Tensor, p: torch.Tensor, w: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
+                  view: tuple) -> torch.Tensor:
+    return rope_part.rope_rebuild(base, p, w, cos, sin, _rope_shape(p, w, view))
+
+
+def _rope_lora_rebuild(base: torch.Tensor, x: torch.Tensor, b: torch.Tensor, s: float, dtype: torch.dtype,
+                       cos: torch.Tensor, sin: torch.Tensor, view: tuple) -> torch.Tensor:
+    return rope_part.rope_rebuild(base, x, b, cos, sin, _rope_shape(x, b, view), (dtype, s))
 
 
 def _unshared(n: Any) -> Any:

@@ -36,6 +36,12 @@ NOTE [Frozen term]
      its LoRA branch) or, in a replayed step, against equal op signatures; then it removes it.
   3. Each marked tensor is listed (weakly) and its mark removed when the context exits, so a tensor that outlives
      the step (a LoRA'd head's logits, returned to the caller) does not keep its frozen term.
+  4. RoPE passes a mark on as ``FROZEN_ROPE`` (q and k, which SDPA saves rotated): an ``add`` of two tensors, a
+     ``cat`` of tensors, a ``neg`` or ``getitem`` of one, all carrying the same term, and a ``mul`` of one by a
+     number or by a tensor that carries none and needs no gradient (cos, sin), where "carrying" is having either
+     mark or being a view of a tensor marked ``FROZEN``. The engine stores the term (the projection's (B, T, H·D)
+     output) and rebuilds q as ``rope(view(decoded + part))`` (``lineage.RopeRebuild``) once
+     ``Planner.rope_frozen_part`` has checked that every LoRA sum under ``t`` had the term as its other operand.
 """
 
 from __future__ import annotations
@@ -81,6 +87,8 @@ def _op_name(func: Any) -> str:
 
 
 FROZEN = "_hyclora_frozen"  # NOTE [Frozen term]
+FROZEN_ROPE = "_hyclora_frozen_rope"  # NOTE [Frozen term] rule 4
+_ROPE_OPS = {"add", "mul", "neg", "getitem", "cat"}  # ops that pass a mark on by rule 4
 _DUNDER_BINARY = {"mul", "matmul", "add", "sub", "truediv", "div", "pow"}
 # ops that autocast runs in its lower-precision dtype on CPU and on CUDA alike (torch's autocast op lists)
 AUTOCAST_LOWER = frozenset({"linear", "matmul", "mm", "bmm", "addmm", "baddbmm", "scaled_dot_product_attention"})
@@ -231,22 +239,29 @@ class OpTracker(TorchFunctionMode):
             out._hyclora_producer = producer
         except (AttributeError, RuntimeError):  # some tensor subclasses refuse attributes
             pass
-        if self.frozen_terms is not None and args and (name == "add" or name in CASTS):
-            self._mark_frozen(name, args, out)
+        if self.frozen_terms is not None and args and (name in _ROPE_OPS or name in CASTS):
+            self._mark_frozen(name, args, kwargs, out)
         if self._lineage is not None:
             self._lineage(func, name, args, kwargs, out)
 
-    def _mark_frozen(self, name: str, args: tuple, out: torch.Tensor) -> None:
-        """NOTE [Frozen term] rule 1."""
+    def _mark_frozen(self, name: str, args: tuple, kwargs: dict, out: torch.Tensor) -> None:
+        """NOTE [Frozen term] rules 1 and 4."""
+        mark = FROZEN
         if name == "add":
             frozen = _frozen_operand(args)
-        elif args[0] is not out:
-            frozen = getattr(args[0], FROZEN, None)
-        else:
-            return
-        if frozen is not None and frozen is not out:  # not an in-place sum: that is no longer the frozen term
+            if frozen is None and not kwargs:
+                frozen, mark = _rope_term(args), FROZEN_ROPE
+        elif name in CASTS:
+            frozen = getattr(args[0], FROZEN, None) if args[0] is not out else None
+        elif name == "mul":
+            frozen, mark = _rope_term(args, product=True), FROZEN_ROPE
+        elif name == "cat":
+            frozen, mark = _rope_term(args[0]), FROZEN_ROPE
+        else:  # neg, getitem
+            frozen, mark = _carried(args[0]) if isinstance(args[0], torch.Tensor) else None, FROZEN_ROPE
+        if frozen is not None and frozen is not out and not any(a is out for a in args):  # not in place
             try:
-                setattr(out, FROZEN, frozen)
+                setattr(out, mark, frozen)
             except (AttributeError, RuntimeError):
                 return
             self.frozen_terms.append(weakref.ref(out))
@@ -257,7 +272,9 @@ class OpTracker(TorchFunctionMode):
         for ref in marked or ():
             t = ref()
             if t is not None:
-                getattr(t, "__dict__", {}).pop(FROZEN, None)
+                marks = getattr(t, "__dict__", {})
+                marks.pop(FROZEN, None)
+                marks.pop(FROZEN_ROPE, None)
 
 
 def _frozen_operand(args: tuple) -> torch.Tensor | None:
@@ -273,6 +290,42 @@ def _frozen_operand(args: tuple) -> torch.Tensor | None:
     if pb[0] == "linear" and pa[0] == "mul":
         return b
     return None
+
+
+def _carried(a: Any) -> torch.Tensor | None:
+    """The frozen term the tensor ``a`` carries into RoPE (NOTE [Frozen term] rule 4), or None."""
+    marks = getattr(a, "__dict__", None)
+    if marks:
+        term = marks.get(FROZEN_ROPE)
+        if term is None:
+            term = marks.get(FROZEN)
+        if term is not None:
+            return term
+    base = a._base
+    return getattr(base, "__dict__", {}).get(FROZEN) if base is not None else None
+
+
+def _rope_term(args: Any, product: bool = False) -> torch.Tensor | None:
+    """The term that every tensor of ``args`` carries (one tensor may carry none in a ``product``: a factor that
+    needs no gradient, or a number), or None."""
+    if not isinstance(args, (tuple, list)):
+        return None
+    term = None
+    for a in args:
+        if not isinstance(a, torch.Tensor):
+            if product and isinstance(a, (int, float)):
+                continue
+            return None
+        got = _carried(a)
+        if got is None:
+            if not product or a.requires_grad:
+                return None
+            product = False  # one factor only
+        elif term is None:
+            term = got
+        elif got is not term:
+            return None
+    return term
 
 
 def module_tree(root: nn.Module) -> tuple[list[tuple[str, nn.Module]], list[torch.Tensor]]:

@@ -134,6 +134,48 @@ def rope_combine(t: torch.Tensor, p: torch.Tensor, w: torch.Tensor, cos: torch.T
     return _run(p, w, cos, sin, shape, cast, (t, 2 if subtract else 1))
 
 
+def rope_rebuild(base: torch.Tensor, p: torch.Tensor, w: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
+                 shape: tuple[int, int, int, int], cast: tuple[torch.dtype, float] | None = None,
+                 backend: str = "auto") -> torch.Tensor:
+    """``rope(y)`` for ``y = (base + P @ W.T).view(shape).transpose(1, 2)``: q or k rebuilt from its stored frozen
+    term ``base`` (the projection's ``X·W``, (..., H·D) with B·T rows; NOTE [Frozen term] in tracking.py) and the
+    LoRA part, rotated after the sum as the forward rotated it. ``cast = (dtype, scale)``: ``p`` and ``w`` are fp32
+    ``x·A`` and ``B``, scaled and cast as :func:`rope_lora_part` does. One pass on CUDA (``backend="auto"``) where
+    the kernel takes the operands (the sum and the rotation in fp32, one rounding: :func:`rope_rebuild_ref`), else
+    op by op in the tensors' dtype (:func:`rope_rebuild_ops`); (B, H, T, D) in the (B, T, H, D) memory order the
+    forward's RoPE output has."""
+    kernel = use_triton(p) if backend == "auto" else backend == "triton"
+    if cast is not None and not (kernel and lora_fusable(p, w, cast[0], cos, sin, shape)):
+        p, w, cast = p.to(cast[0]), (w * cast[1]).to(cast[0]), None
+    if not kernel or not fusable(p, w, cos, sin, shape) or not _rebuild_takes(base, p, w, cos, sin, shape, cast):
+        return rope_rebuild_ops(base, p, w, cos, sin, shape)
+    b, t, h, d = shape
+    return _run(p, w, cos, sin, shape, cast, (base.reshape(b * t, h * d), 3)).view(b, t, h, d).transpose(1, 2)
+
+
+def _rebuild_takes(base: torch.Tensor, p: torch.Tensor, w: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
+                   shape: tuple[int, int, int, int], cast: tuple[torch.dtype, float] | None) -> bool:
+    """The kernel reads ``base`` as a dense (B·T, H·D) buffer of the part's dtype."""
+    return base.is_contiguous() and base.numel() == shape[0] * shape[1] * shape[2] * shape[3] \
+        and base.device == p.device and base.dtype == part_dtype(p, w, cos, sin, cast)
+
+
+def rope_rebuild_ops(base: torch.Tensor, p: torch.Tensor, w: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
+                     shape: tuple[int, int, int, int]) -> torch.Tensor:
+    """:func:`rope_rebuild` op by op, each op rounded to the tensors' dtype (the CPU path)."""
+    b, t, h, d = shape
+    y = (base.reshape(b * t, h * d) + torch.nn.functional.linear(p.reshape(b * t, -1), w)).view(shape).transpose(1, 2)
+    half = d // 2
+    return y * cos + torch.cat((-y[..., half:], y[..., :half]), dim=-1) * sin
+
+
+def rope_rebuild_ref(base: torch.Tensor, p: torch.Tensor, w: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
+                     shape: tuple[int, int, int, int]) -> torch.Tensor:
+    """:func:`rope_rebuild_ops` in fp32, rounded once to the part's dtype: the kernel's oracle."""
+    out = rope_rebuild_ops(base.float(), p.float(), w.float(), cos.float(), sin.float(), shape)
+    return out.to(part_dtype(p, w, cos, sin))
+
+
 def rope_part_triton(p: torch.Tensor, w: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
                      shape: tuple[int, int, int, int], cast: tuple[torch.dtype, float] | None = None) -> torch.Tensor:
     """The kernel path of :func:`rope_part` (the caller checks :func:`fusable`); with ``cast = (dtype, scale)``,
@@ -144,7 +186,8 @@ def rope_part_triton(p: torch.Tensor, w: torch.Tensor, cos: torch.Tensor, sin: t
 
 def _run(p: torch.Tensor, w: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, shape: tuple[int, int, int, int],
          cast: tuple[torch.dtype, float] | None, combine: tuple[torch.Tensor, int] | None) -> torch.Tensor:
-    """One launch; ``combine = (t, mode)`` adds (1) or subtracts (2) the part from ``t``. Returns (B·T, H·D)."""
+    """One launch; ``combine = (t, mode)`` adds (1) or subtracts (2) the part from ``t``, or rotates ``t`` plus the
+    part (3, :func:`rope_rebuild`). Returns (B·T, H·D)."""
     _build()
     b, t, h, d = shape
     m, r = b * t, p.shape[-1]
@@ -214,11 +257,14 @@ def _rope_part_kernel(p_ptr, w_ptr, c_ptr, s_ptr, t_ptr, o_ptr, M, T, H, R,
         else:  # 16-bit inputs: exact products, fp32 sums
             y1 = tl.dot(p, w1)
             y2 = tl.dot(p, w2)
+        offs = rows[:, None] * (H * D) + col[None, :]
+        if MODE == 3:  # rope_rebuild: the stored frozen term plus the part, rotated below, in fp32
+            y1 = y1 + tl.load(t_ptr + offs, mask=rmask[:, None], other=0.0).to(tl.float32)
+            y2 = y2 + tl.load(t_ptr + offs + HALF, mask=rmask[:, None], other=0.0).to(tl.float32)
         # the part in its dtype, exactly representable from here on: y * cos + rotate_half(y) * sin, by halves
         out1 = _round(y1 * c1 + -y2 * s1, KIND)
         out2 = _round(y2 * c2 + y1 * s2, KIND)
-        offs = rows[:, None] * (H * D) + col[None, :]
-        if MODE != 0:  # rope_combine: t -/+ part in fp32, rounded once (torch's 16-bit sub/add)
+        if MODE == 1 or MODE == 2:  # rope_combine: t -/+ part in fp32, rounded once (torch's 16-bit sub/add)
             t1 = tl.load(t_ptr + offs, mask=rmask[:, None], other=0.0).to(tl.float32)
             t2 = tl.load(t_ptr + offs + HALF, mask=rmask[:, None], other=0.0).to(tl.float32)
             out1 = _round(t1 + out1 if MODE == 1 else t1 - out1, KIND)

@@ -255,13 +255,13 @@ def _base_outputs(model) -> tuple[dict, list]:
 
 
 @pytest.mark.parametrize("dtype", [BF16, FP32])
-def test_gate_up_and_v_store_their_frozen_term_itself(dtype, monkeypatch):
-    """NOTE [Frozen term]: HyC-LoRA stores a projection's ``X·W``. gate's, up's and v's sources are the very tensors
-    their base layers returned (v's viewed as SDPA's heads; no ``t - part`` formed: ``lineage.lora_subtract`` runs
-    for q and k alone), in the step that records and in the steps that replay; the marks are gone when the context
-    exits, also from the outputs the caller still holds."""
+def test_q_k_v_gate_up_store_their_frozen_term_itself(dtype, monkeypatch):
+    """NOTE [Frozen term]: HyC-LoRA stores a projection's ``X·W``. q's, k's, v's, gate's and up's sources are the
+    very tensors their base layers returned (v's viewed as SDPA's heads; q's and k's as made, before RoPE; no
+    ``t - part`` formed: ``lineage.lora_subtract`` never runs), in the step that records and in the steps that
+    replay; the marks are gone when the context exits, also from the outputs the caller still holds."""
     from hyclora_hooks import engine
-    from hyclora_hooks.tracking import FROZEN
+    from hyclora_hooks.tracking import FROZEN, FROZEN_ROPE
     monkeypatch.setattr("hyclora_hooks.lineage.MAX_REPLAY_LINEAR_RANK", 16)  # as at real widths: only LoRA replays
     model = add_lora(tiny_llama(attn="sdpa", dtype=dtype, use_cache=False))
     batch = random_batch(model.config.vocab_size, batch=2, seq=32)
@@ -281,14 +281,14 @@ def test_gate_up_and_v_store_their_frozen_term_itself(dtype, monkeypatch):
     assert ctx.replayed_packs > 0
     for h in handles:
         h.remove()
-    for proj in ("gate_proj", "up_proj", "v_proj"):
+    for proj in ("q_proj", "k_proj", "v_proj", "gate_proj", "up_proj"):
         bases = [b for n, bs in kept["bases"].items() if n.endswith(proj) for b in bs]
         assert len(bases) == layers
         # v: SDPA saves v_proj's output viewed as heads; its source is X·W viewed so
         assert all(any(s is b or s._base is b for s in sources) for b in bases), proj
-    assert len(subtracted) == 2 * layers  # q's and k's t - part only (RoPE'd); v stores its X·W viewed as heads
+    assert not subtracted
     held = [t for ts in kept["outputs"].values() for t in ts]
-    assert held and not any(hasattr(t, FROZEN) for t in held)
+    assert held and not any(hasattr(t, FROZEN) or hasattr(t, FROZEN_ROPE) for t in held)
     loss.backward()
 
 
@@ -325,6 +325,39 @@ def test_an_in_place_lora_sum_is_no_frozen_term():
     loss.backward()
     grads = torch.cat([m.A.weight.grad.flatten(), m.B.weight.grad.flatten()])
     assert cosine(grads, exact) >= 0.9999, cosine(grads, exact)
+
+
+class _RopeLora(torch.nn.Module):
+    """A LoRA projection viewed as 2 heads and rotated (Hugging Face's RoPE), then multiplied by a tensor that needs
+    a gradient: what carries the projection's frozen term (NOTE [Frozen term] rule 4) is kept for the test."""
+
+    def __init__(self):
+        super().__init__()
+        self.base, self.A, self.B = torch.nn.Linear(64, 64), torch.nn.Linear(64, 4, bias=False), \
+            torch.nn.Linear(4, 64, bias=False)
+        self.base.requires_grad_(False)
+        self.gate = torch.nn.Linear(64, 32)
+        angle = torch.randn(1, 1, 16, 32)
+        self.cos, self.sin = angle.cos(), angle.sin()
+
+    def forward(self, x):
+        self.xw = self.base(x)
+        q = (self.xw + self.B(self.A(x)) * 0.5).view(2, 16, 2, 32).transpose(1, 2)
+        self.rot = q * self.cos + torch.cat((-q[..., 16:], q[..., :16]), dim=-1) * self.sin
+        self.gated = self.rot * self.gate(x).view(2, 16, 1, 32).transpose(1, 2)  # a factor that needs a gradient
+        self.shifted = self.rot + self.gate(x).view(2, 16, 1, 32).transpose(1, 2)  # a term carrying none
+        return (self.gated + self.shifted).square().sum()
+
+
+def test_rope_carries_the_frozen_term_and_nothing_else_does():
+    from hyclora_hooks.tracking import FROZEN_ROPE
+    m, x = _RopeLora(), torch.randn(2, 16, 64)
+    with hyclora.compress(Policy(name="keep", inter=True, rules=(Rule(codec="keep", op_class=("*",)),)), model=m):
+        loss = m(x)
+        assert getattr(m.rot, FROZEN_ROPE) is m.xw
+        assert not hasattr(m.gated, FROZEN_ROPE) and not hasattr(m.shifted, FROZEN_ROPE)
+    assert not hasattr(m.rot, FROZEN_ROPE)  # rule 3: the marks go when the context exits
+    loss.backward()
 
 
 def test_frozen_term_reconstructs_gate_and_up_through_the_lora_part(monkeypatch):
@@ -367,15 +400,15 @@ def test_lora_part_through_rope_evaluates_each_branch_once(monkeypatch):
     part is one node, so decoding q replays the branch's matmul once (three times before session 9), and the part
     is bf16 for bf16 q, within bf16 rounding of the exact fp32 LoRA term carried through RoPE."""
     parts = []
-    real = lineage.Planner.lora_part
+    real = lineage.Planner._part  # what lora_part and rope_frozen_part (q's, from its frozen term) both ask
 
-    def spy(self, t, frozen=None):
-        node = real(self, t, frozen)
+    def spy(self, t, frozen):
+        node, memo = real(self, t, frozen)
         if node is not None:
             parts.append((t.dtype, tuple(t.shape), node))
-        return node
+        return node, memo
 
-    monkeypatch.setattr(lineage.Planner, "lora_part", spy)
+    monkeypatch.setattr(lineage.Planner, "_part", spy)
     monkeypatch.setattr("hyclora_hooks.lineage.MAX_REPLAY_LINEAR_RANK", 16)  # as at real widths: only LoRA replays
     model, batch = build("llama-sdpa")
     rank = next(m.lora_A["default"].weight.shape[0] for m in model.modules() if hasattr(m, "lora_A"))

@@ -29,6 +29,11 @@ def _inputs(b: int, t: int, h: int, d: int, r: int, dtype: torch.dtype, cos_batc
     return p, w, angle.cos().to(dtype), angle.sin().to(dtype)
 
 
+def _layout(x: torch.Tensor) -> list:
+    """The strides of the dims that have more than one element."""
+    return [st for n, st in zip(x.shape, x.stride()) if n > 1]
+
+
 _CASES = [  # (B, T, H, D), r, dtype, cos batch
     ((2, 24, 3, 32), 16, BF16, 1),
     ((1, 70, 2, 64), 8, FP32, 1),  # T not a multiple of the 64-row tile; r under the dot's 16
@@ -43,10 +48,7 @@ def test_kernel_matches_reference(shape, r, dtype, cos_batch):
     got = rp.rope_part(p, w, cos, sin, shape, backend="triton")
     ref = rp.rope_part_ref(p, w, cos, sin, shape)
     assert got.dtype == ref.dtype == dtype and got.shape == ref.shape == (shape[0], shape[2], shape[1], shape[3])
-    def layout(x):  # strides of the dims that have more than one element
-        return [st for n, st in zip(x.shape, x.stride()) if n > 1]
-
-    assert layout(got) == layout(ref)  # (B, T, H, D) memory, as the projection's output viewed as heads
+    assert _layout(got) == _layout(ref)  # (B, T, H, D) memory, as the projection's output viewed as heads
     # fp32 sums in another order, then one rounding: at most one ulp of the output dtype apart
     eps = torch.finfo(dtype).eps
     tol = eps * ref.float().abs().clamp_min(1.0) * 1.01
@@ -118,6 +120,46 @@ def test_combine_is_the_parts_bits_then_torchs_sub_and_add(dtype, cast):
         got = rp.rope_combine(t, *factors[:5], subtract, factors[5])
         want = torch.sub(t, alone) if subtract else torch.add(t, alone)
         assert got.dtype == dtype and torch.equal(got, want), subtract
+
+
+@pytest.mark.parametrize("shape,r,dtype,cos_batch", _CASES)
+def test_rebuild_kernel_matches_reference(shape, r, dtype, cos_batch):
+    """q/k from a stored frozen term (``rope_rebuild``): the term plus the part, rotated, in fp32 with one rounding,
+    in the layout the forward's RoPE output has; the op-by-op path (CPU) rounds at every op and errs no less."""
+    p, w, cos, sin = _inputs(*shape, r, dtype, cos_batch)
+    b, t, h, d = shape
+    base = (torch.randn(b, t, h * d, generator=torch.Generator().manual_seed(3)) * 4).to(dtype)
+    got = rp.rope_rebuild(base, p, w, cos, sin, shape, backend="triton")
+    ref = rp.rope_rebuild_ref(base, p, w, cos, sin, shape)
+    ops = rp.rope_rebuild_ops(base, p, w, cos, sin, shape)
+    assert got.dtype == ref.dtype == ops.dtype == dtype and got.shape == (b, h, t, d)
+    assert _layout(got) == _layout(ops) == _layout(base.view(b, t, h, d).transpose(1, 2))
+    eps = torch.finfo(dtype).eps
+    tol = eps * ref.float().abs().clamp_min(1.0) * 1.01
+    if dtype == FP32:
+        tol = tol + 2 * (r + 6) * eps * (ref.float().abs() + base.abs().max() + 1)
+    assert ((got.float() - ref.float()).abs() <= tol).all()
+    exact = rp.rope_rebuild_ops(base.double(), p.double(), w.double(), cos.double(), sin.double(), shape)
+    assert (ref.double() - exact).abs().max() <= (ops.double() - exact).abs().max() + 1e-12
+    # against the forward's own ops: rope of the projection's output viewed as heads
+    y = (base + (p.double() @ w.double().T).view(b, t, h * d)).view(b, t, h, d).transpose(1, 2)
+    want = y * cos.double() + torch.cat((-y[..., d // 2:], y[..., :d // 2]), dim=-1) * sin.double()
+    torch.testing.assert_close(exact, want, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("dtype,scale", [(BF16, 1.7), (FP16, 0.3)])
+def test_rebuild_casts_the_lora_factors_as_the_part_does(dtype, scale):
+    """With ``cast`` the kernel scales and casts fp32 ``x·A`` and ``B`` itself: the same bits as casting first;
+    off the kernel path the casts come first, then the ops."""
+    shape, r = (2, 40, 3, 32), 16
+    p, w, cos, sin = _inputs(*shape, r, FP32)
+    cos, sin = cos.to(dtype), sin.to(dtype)
+    base = (torch.randn(2 * 40, 3 * 32, generator=torch.Generator().manual_seed(4)) * 4).to(dtype)
+    cast_first = (p.to(dtype), (w * scale).to(dtype))
+    got = rp.rope_rebuild(base, p, w, cos, sin, shape, (dtype, scale), backend="triton")
+    assert torch.equal(got, rp.rope_rebuild(base, *cast_first, cos, sin, shape, backend="triton"))
+    assert torch.equal(rp.rope_rebuild(base, p, w, cos, sin, shape, (dtype, scale)),
+                       rp.rope_rebuild_ops(base, *cast_first, cos, sin, shape))
 
 
 @pytest.mark.parametrize("heads", [2, 4])
@@ -232,9 +274,9 @@ def test_fuse_rope_leaves_other_expressions(broken):
 @pytest.mark.parametrize("preset", ["intra_inter", "intra_inter_full_fuse"])
 @pytest.mark.parametrize("kv_heads,cache", [(4, False), (2, False), (4, True)])
 def test_step_with_the_kernel_rebuilds_q_and_k(preset, kv_heads, cache, monkeypatch):
-    """With q/k's frozen weights zeroed, q and k are their LoRA parts only: stored ``q - part`` is ~0, so 2-bit q/k
-    give near-exact gradients only if the forward and the backward evaluate the same part and meet each element
-    with its own, here by the kernel (forced on CPU under the interpreter)."""
+    """With q/k's frozen weights zeroed, q and k are their LoRA parts only: the stored frozen term is ~0, so 2-bit
+    q/k give near-exact gradients only if the backward forms the part and meets each element with its own, here by
+    the kernel (forced on CPU under the interpreter)."""
     monkeypatch.setattr("hyclora_hooks.lineage.MAX_REPLAY_LINEAR_RANK", 16)  # as at real widths
     monkeypatch.setattr(rp, "use_triton", lambda t: True)
     calls = []
@@ -248,17 +290,16 @@ def test_step_with_the_kernel_rebuilds_q_and_k(preset, kv_heads, cache, monkeypa
     policy = Policy(name="qk2", inter=True, fuse=preset.endswith("fuse"), rules=(
         Rule(codec="quant", op_class="attention", role=("query", "key"), params=two_bits),
         Rule(codec="keep", op_class=("*",))))
-    # q (the projection's output as heads, transposed, through RoPE) and k subtract their parts in the kernel's
-    # pass, and the backward adds them so (full_fuse: the dequantize kernel adds the part the kernel formed). With a
-    # KV cache SDPA's key is the cache's concatenation, a copy: its part is formed by the kernel and subtracted and
-    # added by torch. The first step records its decisions, the next two replay them (NOTE [Replay]) on the same
-    # paths.
+    # q (the projection's output as heads, transposed, through RoPE) and k store their projections' frozen terms
+    # (NOTE [Frozen term] rule 4): no pass in the forward, and one in the backward that adds the part and rotates
+    # the sum. With a KV cache SDPA's key is the cache's concatenation, a copy that carries no term: its part is
+    # formed by the kernel, subtracted in the forward and added in the backward by torch. The first step records
+    # its decisions, the next two replay them (NOTE [Replay]) on the same paths.
     layers = model.config.num_hidden_layers
-    part, add, sub = 0, 1, 2  # rope_part._run's modes
-    fused, copied = (1 if cache else 2) * layers, (layers if cache else 0)
-    backward = [part] * fused if preset.endswith("fuse") else [add] * fused
+    part, rebuild = 0, 3  # rope_part._run's modes
+    frozen, copied = (1 if cache else 2) * layers, (layers if cache else 0)
     calls.clear()
     for step, grads in replayed_steps(model, batch, policy):
-        assert sorted(calls) == sorted([sub] * fused + backward + [part] * 2 * copied), (step, calls)
+        assert sorted(calls) == sorted([rebuild] * frozen + [part] * 2 * copied), (step, calls)
         assert cosine(grads, exact) >= 0.999, (step, cosine(grads, exact))
         calls.clear()

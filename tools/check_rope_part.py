@@ -11,9 +11,12 @@ Not a test. For q and k, ``intra_inter`` subtracts the LoRA part carried through
   kernel fed torch's casts (session 14), and its host time against the casts plus the kernel;
 * ``rope_combine`` (the part subtracted from / added to q in the kernel's pass, session 17) gives the same bits as
   the part the kernel writes, then torch's ``sub``/``add``;
+* ``rope_rebuild`` (q from its stored frozen term, session 22: the term plus the part, rotated) against
+  ``rope_rebuild_ref``: at most one bf16 ulp apart;
 
 then times, with ``triton.testing.do_bench`` (median ms), the op-by-op replay (bf16 ops, as before the kernel),
-the reference and the kernel, and the subtraction as two passes (kernel, then torch) against one.
+the reference and the kernel, the subtraction as two passes (kernel, then torch) against one, and the rebuild
+(which replaces the forward's subtraction and the backward's addition) against the addition.
 
     PYTHONPATH=. python tools/check_rope_part.py                  # 4x1024 and 1x8192
     PYTHONPATH=. python tools/check_rope_part.py --shapes 2x512
@@ -92,6 +95,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
         def two_passes() -> torch.Tensor:
             return torch.sub(q, rp.rope_lora_part(x, bw, 2.0, torch.bfloat16, cos, sin, shape).transpose(1, 2)
                              .reshape(b * t, h * d))
+        base = torch.randn(b, t, h * d, device="cuda", generator=gen).bfloat16()  # a stored frozen term
+        rebuilt = rp.rope_rebuild(base, x, bw, cos, sin, shape, lora_cast)
+        rebuilt_ref = rp.rope_rebuild_ref(base, p, w, cos, sin, shape)
+        rebuilt_ulp = torch.finfo(torch.bfloat16).eps * rebuilt_ref.float().abs().clamp_min(1.0)
         rows.append({
             "shape": spec,
             "within 1 ulp": bool(((got.float() - ref.float()).abs() <= ulp * 1.01).all()),
@@ -112,6 +119,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
             "sub fused ms": do_bench(lambda: combine(True), return_mode="median"),
             "host us sub 2 passes": host_us(two_passes),
             "host us sub fused": host_us(lambda: combine(True)),
+            "rebuild within 1 ulp": bool(((rebuilt.float() - rebuilt_ref.float()).abs() <= rebuilt_ulp * 1.01).all()),
+            "add fused ms": do_bench(lambda: combine(False), return_mode="median"),
+            "rebuild ms": do_bench(lambda: rp.rope_rebuild(base, x, bw, cos, sin, shape, lora_cast),
+                                   return_mode="median"),
         })
     print_rows(f"RoPE'd LoRA part, {args.heads} heads x {args.head_dim}, r{args.rank}, bf16, "
                f"{torch.cuda.get_device_name()}", rows)
