@@ -28,7 +28,9 @@ When autograd saves a tensor, :class:`Planner` tries, in order (NOTE [Recipes]):
   P3 *LoRA compensation*: the tensor is a linear function L of LoRA-adapted outputs ``base + lora`` (casts and
      views: q, k, v, gate, up themselves; RoPE's ``q*cos + rotate_half(q)*sin``: q/k as SDPA saves them), each
      LoRA branch a free recipe (from the kept ``x·A`` and the parameter ``B``): store ``tensor - L(lora)`` (the
-     frozen part) with the codec and add the exact ``L(lora)`` back when decoding.
+     frozen part) with the codec and add the exact ``L(lora)`` back when decoding; or, where the forward's sum
+     still holds it, the frozen term ``X·W`` itself (NOTE [Frozen term] in tracking.py; q/k: before RoPE, and
+     :class:`RopeRebuild` rotates it with the part).
   P2 *source*: a chain of casts and views back to a live source no larger than the tensor: encode the source
      once (every fp32 upcast of one bf16 input shares it) and replay the chain.
 

@@ -52,7 +52,6 @@ NOTE [Quant layout]
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import dataclass
 from typing import Callable
 

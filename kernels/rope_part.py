@@ -8,7 +8,10 @@ matmul writing ``y``, two products, a negation and a concatenation of halves and
 T x N tensor, once in the forward and once in the backward, for q and for k of every layer (8.7 ms of a 170 ms
 backward at 1 x 8192 tokens, 8 Llama-2-7B-shaped layers, H200). ``rotate_half`` only moves and negates columns
 within a head, so ``rotate_half(P @ W.T) = P @ W_rot.T`` with ``W_rot`` the rows of ``W`` moved and negated the
-same way: each output tile is two K = r dot products and one write.
+same way: each output tile is two K = r dot products and one write. Since session 22 q and k store their
+projections' frozen term ``X·W`` instead (NOTE [Frozen term] in ``hyclora_hooks/tracking.py``), and the kernel's
+third use, :func:`rope_rebuild`, reads that term's decode, adds the part and rotates the sum in the same pass; the
+part alone and ``rope_combine`` remain for a key a KV cache copied.
 
 Values: the kernel and its reference compute in fp32 (products of the inputs' values, fp32 sums) and round once to
 the output dtype, so they agree to the order of the K = r sums and that rounding; the op-by-op replay rounds at
