@@ -409,8 +409,9 @@ def _version(mod: str) -> str:
 def environment(device: torch.device) -> dict[str, Any]:
     gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=_ROOT, capture_output=True,
-                                text=True, timeout=10).stdout.strip() or "unknown"
+        # "-dirty" where the tree differs from HEAD (the device machine's copy can carry an older .git)
+        commit = subprocess.run(["git", "describe", "--always", "--dirty", "--abbrev=7"], cwd=_ROOT,
+                                capture_output=True, text=True, timeout=10).stdout.strip() or "unknown"
     except Exception:  # noqa: BLE001 - the device machine's copy may have no .git
         commit = "unknown"
     env = {"date": _dt.datetime.now().isoformat(timespec="seconds"), "gpu": gpu, "device": str(device),
