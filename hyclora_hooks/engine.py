@@ -465,7 +465,8 @@ class Compressor:
             return None
 
     def _source_spec(self, src: torch.Tensor) -> tuple | None:
-        """Where a replay finds a recipe source: this step's op output ``slot``, or P3's ``t - part``."""
+        """Where a replay finds a recipe source: this step's op output (``slot``), P3's ``t - part`` (``base``), or
+        the frozen term the saved tensor's mark holds (``frozen``, ``frozen_rope``: NOTE [Frozen term])."""
         if self._lora_base is not None and src is self._lora_base[0]:
             if self._lora_base[2] != "base":  # "frozen", "frozen_rope": the term the forward's sum marked
                 return (self._lora_base[2], None)
