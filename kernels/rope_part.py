@@ -57,8 +57,12 @@ def rope_part_ops(p: torch.Tensor, w: torch.Tensor, cos: torch.Tensor, sin: torc
                   shape: tuple[int, int, int, int]) -> torch.Tensor:
     """The part as it was replayed before the kernel: Hugging Face's rotary embedding op by op, each op rounded to
     the inputs' dtype (what tests and ``tools/check_rope_part.py`` compare the kernel with)."""
-    y = torch.nn.functional.linear(p, w).view(shape).transpose(1, 2)
-    half = shape[3] // 2
+    return _rotate(torch.nn.functional.linear(p, w).view(shape).transpose(1, 2), cos, sin)
+
+
+def _rotate(y: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Hugging Face's rotary embedding of heads ``y`` (..., D), op by op: ``y * cos + rotate_half(y) * sin``."""
+    half = y.shape[-1] // 2
     return y * cos + torch.cat((-y[..., half:], y[..., :half]), dim=-1) * sin
 
 
@@ -167,9 +171,8 @@ def rope_rebuild_ops(base: torch.Tensor, p: torch.Tensor, w: torch.Tensor, cos: 
                      shape: tuple[int, int, int, int]) -> torch.Tensor:
     """:func:`rope_rebuild` op by op, each op rounded to the tensors' dtype (the CPU path)."""
     b, t, h, d = shape
-    y = (base.reshape(b * t, h * d) + torch.nn.functional.linear(p.reshape(b * t, -1), w)).view(shape).transpose(1, 2)
-    half = d // 2
-    return y * cos + torch.cat((-y[..., half:], y[..., :half]), dim=-1) * sin
+    y = base.reshape(b * t, h * d) + torch.nn.functional.linear(p.reshape(b * t, -1), w)
+    return _rotate(y.view(shape).transpose(1, 2), cos, sin)
 
 
 def rope_rebuild_ref(base: torch.Tensor, p: torch.Tensor, w: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
