@@ -252,7 +252,7 @@ class OpTracker(TorchFunctionMode):
             if frozen is None and not kwargs:
                 frozen, mark = _rope_term(args), FROZEN_ROPE
         elif name in CASTS:
-            frozen = getattr(args[0], FROZEN, None) if args[0] is not out else None
+            frozen = getattr(args[0], FROZEN, None)
         elif name == "mul":
             frozen, mark = _rope_term(args, product=True), FROZEN_ROPE
         elif name == "cat":
