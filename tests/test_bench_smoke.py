@@ -66,12 +66,54 @@ def _bench():
     return bench_step
 
 
+def test_checkpointing_all_but_the_last_layer() -> None:
+    """``uncheckpointed=1``: the last decoder layer runs outside checkpointing, so its tensors reach the compress
+    context's hooks and the other layers' do not; a step's gradients equal plain autograd's; off clears it."""
+    import torch
+
+    import hyclora_hooks as hy
+
+    b = _bench()
+    args = b.build_parser().parse_args(["--device", "cpu", "--layers", "3", "--hidden", "64", "--intermediate",
+                                        "128", "--heads", "4", "--kv-heads", "4", "--vocab", "128"])
+    args.shape_list = [(1, 16)]
+    model = b.build_model(args, torch.device("cpu"))
+    batch = b.make_batch(args.vocab, 1, 16, torch.device("cpu"), 0)
+    model.float()
+
+    def grads(ctx):
+        model.zero_grad(set_to_none=True)
+        with ctx:
+            loss = model(**batch).loss
+        loss.backward()
+        return [p.grad.clone() for p in model.parameters() if p.requires_grad], ctx
+
+    b.set_checkpointing(model, True)  # the same graph as below, every layer checkpointed: the reference
+    want, _ = grads(hy.compress("baseline", model=model))
+    b.set_checkpointing(model, True, uncheckpointed=1)
+    layers = [m for m in model.modules() if type(m).__name__ == "LlamaDecoderLayer"]
+    assert [m.gradient_checkpointing for m in layers] == [True, True, False]
+    got, ctx = grads(hy.compress("baseline", model=model))
+    for g, w in zip(got, want):
+        torch.testing.assert_close(g, w)
+    # a checkpointed layer saves its region's input alone; the last layer saves its ops' tensors
+    counts = {r["layer"].rsplit(".", 1)[-1]: r["count"] for r in ctx.report().by_layer if ".layers." in r["layer"]}
+    assert counts["0"] == counts["1"] == 1 and counts["2"] > 10, counts
+    b.set_checkpointing(model, False)
+    assert not any(m.gradient_checkpointing for m in layers)
+    import pytest
+
+    with pytest.raises(SystemExit, match="4 layers left out of checkpointing, the model has 3"):
+        b.set_checkpointing(model, True, uncheckpointed=4)
+    b.set_checkpointing(model, False)
+
+
 def test_select_configs_families_and_plain_first() -> None:
     b = _bench()
     names = [c.name for c in b.select_configs("intra_inter,save_on_cpu")]
     assert names == ["plain", "save_on_cpu", "intra_inter@2", "intra_inter@4"]
     assert [c.name for c in b.select_configs("intra_inter+checkpoint@2")] == ["plain", "intra_inter+checkpoint@2"]
-    assert len(b.select_configs(None)) == 12
+    assert len(b.select_configs(None)) == 14
     import pytest
 
     with pytest.raises(SystemExit, match="unknown --configs"):

@@ -66,6 +66,7 @@ class Config:
     bits: int | None = None
     checkpoint: bool = False
     save_on_cpu: bool = False
+    uncheckpointed: int = 0  # with ``checkpoint``: how many of the last decoder layers are left out of it
 
     @property
     def family(self) -> str:  # what ``--configs`` may name to select every bit width at once
@@ -78,6 +79,10 @@ def all_configs() -> list[Config]:
     for preset in ("intra", "intra_inter", "intra_inter_full_fuse"):
         out += [Config(f"{preset}@{b}", preset=preset, bits=b) for b in (2, 4)]
     out += [Config(f"intra_inter+checkpoint@{b}", preset="intra_inter", bits=b, checkpoint=True) for b in (2, 4)]
+    # every layer but the last checkpointed, the last compressed: the 40x budget has room for one layer of 8 at
+    # 2 bits (docs/benchmarks.md session 23), and each layer left out saves its recompute
+    out += [Config(f"intra_inter+checkpoint_but_last@{b}", preset="intra_inter", bits=b, checkpoint=True,
+                   uncheckpointed=1) for b in (2, 4)]
     return out
 
 
@@ -139,12 +144,22 @@ def make_batch(vocab: int, batch: int, seq: int, device: torch.device, seed: int
     return {"input_ids": ids.to(device), "labels": ids.to(device)}
 
 
-def set_checkpointing(model: torch.nn.Module, on: bool) -> None:
+def set_checkpointing(model: torch.nn.Module, on: bool, uncheckpointed: int = 0) -> None:
     """HF non-reentrant checkpointing on or off. Enabling also makes the embedding output require grad (HF does
     that for PEFT), which makes the first layer save more; off removes that hook too, so every config without
-    checkpointing runs the same graph whatever ran before it."""
+    checkpointing runs the same graph whatever ran before it. ``uncheckpointed``: the last that many decoder layers
+    run without it (HF checks each layer's own ``gradient_checkpointing`` flag at every call)."""
     if on:
+        from transformers.modeling_layers import GradientCheckpointingLayer
+
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        layers = [m for m in model.modules() if getattr(m, "gradient_checkpointing", None) is True
+                  and isinstance(m, GradientCheckpointingLayer)]
+        if uncheckpointed > len(layers):
+            raise SystemExit(f"bench_step: {uncheckpointed} layers left out of checkpointing, the model has "
+                             f"{len(layers)}")
+        for layer in layers[len(layers) - uncheckpointed:]:
+            layer.gradient_checkpointing = False
         return
     if getattr(model, "is_gradient_checkpointing", False):
         model.gradient_checkpointing_disable()
@@ -333,7 +348,7 @@ class Bench:
     def run(self, cfg: Config, warmup: int, steps: int, gpu_work_steps: int = 0) -> dict[str, Any]:
         """The configuration's first round: warm-up, the memory step, ``steps`` timed steps (their lists under
         ``"times"``), and the GPU work if asked."""
-        set_checkpointing(self.model, cfg.checkpoint)
+        set_checkpointing(self.model, cfg.checkpoint, cfg.uncheckpointed)
         try:
             self.warm(cfg, warmup)
             res: dict[str, Any] = {"status": "ok", "warmup": warmup}
@@ -350,7 +365,7 @@ class Bench:
     def more_steps(self, cfg: Config, warmup: int, steps: int) -> dict[str, list]:
         """A later round of a configuration: ``warmup`` steps (the steps of the configurations run in between
         may have left another plan to replay), then ``steps`` timed steps."""
-        set_checkpointing(self.model, cfg.checkpoint)
+        set_checkpointing(self.model, cfg.checkpoint, cfg.uncheckpointed)
         try:
             self.warm(cfg, warmup)
             return self.timed_steps(cfg, steps)
@@ -627,7 +642,7 @@ def main(argv: list[str] | None = None) -> int:
         msg = rec["status"] if rec["status"] != "ok" else (
             f"step {rec['step_s'] * 1e3:.1f} ms, act {_gib(rec['act_alloc_bytes'])}, "
             f"mem {_x(rec['mem_ratio'])}, time {_x(rec['time_ratio'])}")
-        print(f"[{time.perf_counter() - t0:6.0f}s] {rec['shape']:>7} {rec['config']:<28} {what:<9} {msg}", flush=True)
+        print(f"[{time.perf_counter() - t0:6.0f}s] {rec['shape']:>7} {rec['config']:<33} {what:<9} {msg}", flush=True)
 
     for bsz, seq in args.shape_list:
         shape = f"{bsz}x{seq}"
@@ -644,7 +659,7 @@ def main(argv: list[str] | None = None) -> int:
                 res.update(time_fields(times, 1, cfg.preset is not None and args.replay))
             leak = bench.allocated()
             rec = {"config": cfg.name, "shape": shape, "batch": bsz, "seq": seq, "tokens": bsz * seq,
-                   "preset": cfg.preset, "bits": cfg.bits, "checkpoint": cfg.checkpoint,
+                   "preset": cfg.preset, "bits": cfg.bits, "checkpoint": cfg.checkpoint, "uncheckpointed": cfg.uncheckpointed,
                    "save_on_cpu": cfg.save_on_cpu, **res,
                    "left_allocated_bytes": (leak - model_info["model_bytes"] - sum(
                        t.numel() * t.element_size() for t in bench.batch.values())) if leak is not None else "n/a",

@@ -103,7 +103,7 @@ def main(argv: list[str] | None = None, report: bool = True) -> dict[str, tuple[
         raise SystemExit(f"host_phases: unknown --config {args.config!r}")
     bench = shape_bench(args)
     device = bench.device
-    set_checkpointing(bench.model, cfg.checkpoint)
+    set_checkpointing(bench.model, cfg.checkpoint, cfg.uncheckpointed)
     timer = PhaseTimer().install()
     try:
         for _ in range(warmup_for(cfg, args.warmup)):

@@ -299,7 +299,7 @@ def main(argv: list[str] | None = None) -> int:
     bench = shape_bench(args)
     device, cuda = bench.device, bench.cuda
     timer = HookTimer().install()
-    set_checkpointing(bench.model, cfg.checkpoint)
+    set_checkpointing(bench.model, cfg.checkpoint, cfg.uncheckpointed)
     try:
         for _ in range(warmup_for(cfg, args.warmup)):
             _step(bench, cfg)

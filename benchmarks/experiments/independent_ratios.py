@@ -44,7 +44,8 @@ def build(tiny: bool, device: str) -> torch.nn.Module:
 
 
 def configs(model: torch.nn.Module) -> dict:
-    """name -> (context factory, checkpointing on, embedding output requires grad).
+    """name -> (context factory, checkpointing on (``"but last"``: on for every decoder layer but the last),
+    embedding output requires grad).
 
     HF's ``gradient_checkpointing_enable`` makes the embedding's output require grad (a forward hook that
     ``gradient_checkpointing_disable`` leaves in place): the first layer then saves more, in every later
@@ -59,12 +60,13 @@ def configs(model: torch.nn.Module) -> dict:
         "intra_inter@4": (hy(4), False, False),
         "intra_inter@2 no model=": (hy(2, named=False), False, False),
         "intra_inter+ckpt@2": (hy(2), True, True),
+        "intra_inter+ckpt but last@2": (hy(2), "but last", True),
         "plain (inputs need grad)": (nullcontext, False, True),
         "intra_inter@2 (inputs need grad)": (hy(2), False, True),
     }
 
 
-def set_up(model: torch.nn.Module, checkpoint: bool, input_grads: bool) -> None:
+def set_up(model: torch.nn.Module, checkpoint: bool | str, input_grads: bool) -> None:
     """One row's set-up from a clean state: the hook removed first (a second ``enable_input_require_grads`` would
     overwrite the handle of the first, leaving that hook on for good; the first run of this script did so)."""
     try:
@@ -74,6 +76,8 @@ def set_up(model: torch.nn.Module, checkpoint: bool, input_grads: bool) -> None:
     model.gradient_checkpointing_disable()
     if checkpoint:  # HF registers the hook itself here
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        if checkpoint == "but last":  # HF reads each layer's own flag at every call
+            model.get_base_model().model.layers[-1].gradient_checkpointing = False
     elif input_grads:
         model.enable_input_require_grads()
 
