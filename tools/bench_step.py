@@ -1,5 +1,6 @@
 """Benchmark one LoRA training step (forward + backward, no optimizer) of Llama-2-7B-shaped layers under every
-way of holding activations: plain autograd, gradient checkpointing, CPU offload, and the hyclora_hooks presets.
+way of holding activations: plain autograd, gradient checkpointing, CPU offload, and the hyclora_hooks presets
+(``intra_inter`` also with checkpointing: of every decoder layer, and of every one but the last).
 
 One process, one device, one model (built once, random weights) re-used by every configuration; for each
 shape and configuration it measures:
