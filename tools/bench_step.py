@@ -660,8 +660,8 @@ def main(argv: list[str] | None = None) -> int:
                 res.update(time_fields(times, 1, cfg.preset is not None and args.replay))
             leak = bench.allocated()
             rec = {"config": cfg.name, "shape": shape, "batch": bsz, "seq": seq, "tokens": bsz * seq,
-                   "preset": cfg.preset, "bits": cfg.bits, "checkpoint": cfg.checkpoint, "uncheckpointed": cfg.uncheckpointed,
-                   "save_on_cpu": cfg.save_on_cpu, **res,
+                   "preset": cfg.preset, "bits": cfg.bits, "checkpoint": cfg.checkpoint,
+                   "uncheckpointed": cfg.uncheckpointed, "save_on_cpu": cfg.save_on_cpu, **res,
                    "left_allocated_bytes": (leak - model_info["model_bytes"] - sum(
                        t.numel() * t.element_size() for t in bench.batch.values())) if leak is not None else "n/a",
                    "config_wall_s": round(time.perf_counter() - tc, 2)}
