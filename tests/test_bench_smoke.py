@@ -68,7 +68,8 @@ def _bench():
 
 def test_checkpointing_all_but_the_last_layer() -> None:
     """``uncheckpointed=1``: the last decoder layer runs outside checkpointing, so its tensors reach the compress
-    context's hooks and the other layers' do not; a step's gradients equal plain autograd's; off clears it."""
+    context's hooks and the other layers' do not; a step's gradients equal those with every layer checkpointed;
+    off clears it."""
     import torch
 
     import hyclora_hooks as hy
