@@ -67,6 +67,7 @@ from .kernels.nonfinite import Nonfinite, PendingChecks, collecting
 from .policy import KEEP, Policy, Route, load_policy
 from .sites import SaveSite, classify, is_trainable_module
 from .tracking import FROZEN, FROZEN_ROPE, ModuleTracker, OpTracker, ParamRegistry, checkpoint_region
+from .units import Units, plan_units
 
 # Sources a device encode may keep alive while its non-finite count is still queued (NOTE [Lifetimes] rule 9).
 MAX_PENDING_BYTES = 256 << 20
@@ -290,6 +291,9 @@ class Compressor:
         # NOTE [Replay]: the step's op signatures; the mode is chosen at the first pack
         self._trace = replay.Trace(self._params.is_param) if replay_steps else None
         self._ops.trace = self._trace  # with weak references to op outputs: a replayed source may be any of them
+        self._units = Units(self) if replay_steps else None  # NOTE [Replay units] in units.py
+        self._modules.units = self._units
+        self._saving: torch.Tensor | None = None  # the tensor a recorded pack is deciding for
         self._mode: str | None = None if replay_steps else "off"  # "record", "replay", "missed" or "off"
         self.replayed_packs = 0  # packs this step carried out from a recorded plan
         self._made: list[Entry] = []  # entries made this step, in order (a template's placeholders number them)
@@ -353,6 +357,11 @@ class Compressor:
         self._storage_refs = {}
 
     @property
+    def replayed_units(self) -> int:
+        """peft LoRA linear calls this step carried out as one unit each (NOTE [Replay units] in units.py)."""
+        return self._units.replayed if self._units is not None else 0
+
+    @property
     def accountant(self) -> Accountant:
         """The context's accountant, with everything admitted so far counted (NOTE [Deferred counting])."""
         self._acct.flush()
@@ -414,6 +423,7 @@ class Compressor:
 
     def _end_replay(self) -> None:
         """A failed check (rule 4): the rest of the step decides; lineage again for the ops still to come."""
+        self._units.abort()
         self._mode = "missed"
         self._ops._lineage = self._lineage
         self._trace.stop_following()
@@ -422,7 +432,9 @@ class Compressor:
         """On exit: keep a cleanly recorded plan, drop one a replay did not follow to its end."""
         mode, root = self._mode, self._root()
         if mode == "record" and clean and self._recordable:
-            replay.store_plan(root, self.policy, replay.Plan(self._trace.sigs, self._packs))
+            plan = replay.Plan(self._trace.sigs, self._packs)
+            plan.units = plan_units(self._units.recorded, plan.sources)
+            replay.store_plan(root, self.policy, plan)
         elif mode == "missed" or (mode == "replay" and (not clean or self._next != len(self._replay_plan.packs)
                                                        or self._trace.diverged
                                                        or self._trace.count != len(self._replay_plan.sigs))):
@@ -467,6 +479,11 @@ class Compressor:
     def _source_spec(self, src: torch.Tensor) -> tuple | None:
         """Where a replay finds a recipe source: this step's op output (``slot``), P3's ``t - part`` (``base``), or
         the frozen term the saved tensor's mark holds (``frozen``, ``frozen_rope``: NOTE [Frozen term])."""
+        saving = self._saving  # the saved tensor or the tensor it views: a replay finds it from the pack's tensor
+        if saving is not None and (src is saving or src is saving._base):
+            slot = self._trace.slot(src)
+            if slot is not None:
+                return ("saved" if src is saving else "saved_base", slot)
         if self._lora_base is not None and src is self._lora_base[0]:
             if self._lora_base[2] != "base":  # "frozen", "frozen_rope": the term the forward's sum marked
                 return (self._lora_base[2], None)
@@ -482,11 +499,11 @@ class Compressor:
         op = self._trace.count
         strided = t.layout == torch.strided and not t.is_nested
         meta = replay.pack_meta(t) if strided else None
-        self._log = []
+        self._log, self._saving = [], t
         try:
             out = self._decide(t)
         finally:
-            log, self._log = self._log, None
+            log, self._log, self._saving = self._log, None, None
         if not strided:
             self._recordable = False
         elif not isinstance(out, Entry):
@@ -518,11 +535,14 @@ class Compressor:
 
     def _next_record(self, t: torch.Tensor) -> replay.PackRecord | None:
         """The plan's record for this pack, if the checks of rule 3 pass (every op so far had the plan's signature:
-        ``Trace.follow``; the pack comes in the recorded op, with the recorded layout)."""
+        ``Trace.follow``; the pack comes in the recorded op, with the recorded layout). Inside a replayed unit the
+        ops are not counted: the pack must be one of the unit's, in order (NOTE [Replay units])."""
         plan, trace, i = self._replay_plan, self._trace, self._next
         if i >= len(plan.packs) or trace.diverged:
             return None
-        rec = plan.packs[i]
+        rec, unit = plan.packs[i], self._units.replaying
+        if unit is not None:
+            return rec if i < unit.pack_end and rec.meta == replay.pack_meta(t) else None
         return rec if rec.op == trace.count and rec.meta == replay.pack_meta(t) else None
 
     def _replay_parameter(self, t: torch.Tensor) -> Any:
@@ -573,6 +593,10 @@ class Compressor:
                         src = trace.output(what)
                         if src is None:
                             return _MISS
+                    elif kind in ("saved", "saved_base"):  # the op output the pack saves, or the one it views
+                        src = t if kind == "saved" else t._base
+                        if src is None or self._units.replaying is None and trace.slot(src) != what:
+                            return _MISS  # outside a unit the tag must name it; inside one the body has none
                     elif kind == "frozen":  # equal signatures: the mark is the sum's frozen operand again
                         mark = _frozen_mark(t)
                         if mark is None:

@@ -308,14 +308,16 @@ def pack_meta(t: torch.Tensor) -> tuple:
 
 
 class Plan:
-    """A recorded step: its op signatures and its packs; ``sources``: the op outputs its packs read as sources."""
+    """A recorded step: its op signatures and its packs; ``sources``: the op outputs its packs read as sources
+    (a source that is the saved tensor itself, ``"saved"``, is found as the pack's tensor and is not kept)."""
 
-    __slots__ = ("sigs", "packs", "sources")
+    __slots__ = ("sigs", "packs", "sources", "units")
 
     def __init__(self, sigs: list, packs: list[PackRecord]):
         self.sigs, self.packs = sigs, packs
         self.sources = frozenset(data[0][1] for rec in packs for action, data, _, _ in rec.actions
                                  if action == "source" and data[0] is not None and data[0][0] == "slot")
+        self.units: dict = {}  # first op -> units.UnitRecord: calls a replay may take as one (NOTE [Replay units])
 
 
 # Plans by model root (weakly: a dropped model drops its plans), then by policy object (policies are cached per

@@ -459,6 +459,7 @@ class ModuleTracker:
         self._root: weakref.ref | None = None
         self.ops: OpTracker | None = None  # set by the OpTracker serving this context
         self._region: nn.Module | None = None  # the module whose forward the op tracker sits out
+        self.units: Any = None  # units.Units told of every call (NOTE [Replay units]), or None
 
     def root(self) -> nn.Module | None:
         """The outermost module whose forward ran most recently (the model, when none was named)."""
@@ -509,10 +510,14 @@ class ModuleTracker:
         ops = self.ops
         if self._region is None and ops is not None and not ops._ours() and ops.suspend():
             self._region = module  # NOTE [Untracked regions]
+        elif self.units is not None:
+            self.units.enter(module, args)
 
     def _leave(self, module: nn.Module, args: Any, output: Any) -> None:
         if (self._region is not None and module is not self._region) or threading.get_ident() != self._thread:
             return
+        if self.units is not None:
+            self.units.leave(module, output)
         # pop back to this module even if an inner forward raised before its own hook ran
         while self._stack:
             top = self._stack.pop()

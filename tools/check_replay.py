@@ -5,7 +5,8 @@ Not a test. Three copies of bench_step's Llama-2-7B-shaped model (bf16, SDPA, pe
 step's LoRA gradients of the replaying copy must equal the first deciding copy's bit for bit, or, where the two
 deciding copies differ from each other too (kernels that sum in a varying order), differ by no more than they do
 (two exact autograd steps are compared the same way, to show the plain backward's own spread);
-from the second step on every pack of the replaying copy must have been replayed. Both are also held to exact
+from the second step on every pack of the replaying copy must have been replayed (the table shows how many LoRA
+linears a replayed step took as one unit each: NOTE [Replay units] in ``hyclora_hooks/units.py``). Both are also held to exact
 autograd (the first deciding copy's step without hooks): the smallest cosine over the LoRA gradient tensors. Per
 preset it prints the median forward host time (wall clock of the ``with`` block, the GPU waited for before it) of
 the replaying and the deciding copy at ``--host-shape``, their steps alternated (the host's speed drifts in a run).
@@ -89,7 +90,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         # Outlier calibration persists per model and site across contexts (NOTE [Outlier calibration]); the host
         # timing below runs two of the three copies only, so each preset starts all three from none.
         reset_calibration()
-        equal, repeatable, worst, noise, replayed, packs = True, True, 0.0, 0.0, 0, 0
+        equal, repeatable, worst, noise, replayed, packs, units = True, True, 0.0, 0.0, 0, 0, 0
         cos_on, cos_off, exact_noise = 1.0, 1.0, 0.0
         for i in range(args.steps):
             g_on, ctx, _ = step(preset, bits, True, batch)
@@ -105,6 +106,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
             if i:
                 replayed += ctx.replayed_packs
                 packs += ctx.report().packs
+                units += ctx.replayed_units
         times: dict = {True: [], False: []}
         for _ in range(args.steps):  # alternated step by step: the host's speed drifts within a run
             for rp in (True, False):
@@ -114,6 +116,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
                      "decide rel diff": noise, "exact rel diff": exact_noise, "ok": equal or worst <= noise,
                      "cos replay": cos_on,
                      "cos decide": cos_off, "packs replayed": f"{replayed}/{packs}",
+                     "units a step": units / max(args.steps - 1, 1),
                      "fwd host ms replay": host[True], "fwd host ms decide": host[False],
                      "ratio": host[True] / host[False]})
         print(rows[-1], flush=True)

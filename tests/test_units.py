@@ -1,0 +1,191 @@
+"""Replay units (NOTE [Replay units] in hyclora_hooks/units.py): a peft LoRA linear's call replayed as one step.
+
+As in test_replay.py, two copies of a model train side by side on the same batches, one replaying (the default),
+one deciding every pack afresh (``replay=False``): a replayed step must give the deciding copy's LoRA gradients
+bit for bit, whether its LoRA linears ran as units or, after something that changes their ops, op by op.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from torch import nn
+
+import hyclora_hooks as hyclora
+from hyclora_hooks import replay
+from hyclora_hooks.models import add_lora, lora_grads, random_batch, tiny_llama
+from hyclora_hooks.units import unit_state
+
+VOCAB = 256
+
+
+def _pair(dtype=torch.float32, dropout=0.0):
+    model = add_lora(tiny_llama(vocab=VOCAB, dtype=dtype), dropout=dropout)
+    model.train()
+    return model, copy.deepcopy(model)
+
+
+def _step(model, policy, batch, replay_on, seed=0, **knobs):
+    torch.manual_seed(seed)  # the same dropout masks in both copies
+    with hyclora.compress(policy, replay=replay_on, **knobs) as ctx:
+        loss = model(**batch).loss
+    loss.backward()
+    grads = lora_grads(model)
+    model.zero_grad(set_to_none=True)
+    return grads, ctx
+
+
+def _lora_linears(model):
+    from peft.tuners.lora.layer import Linear
+
+    return [m for m in model.modules() if type(m) is Linear]
+
+
+def _same_steps(on, off, policy, batch, steps, **knobs):
+    """``steps`` steps of both copies; the replaying copy's contexts."""
+    ctxs = []
+    for step in range(steps):
+        g_on, ctx = _step(on, policy, batch, True, seed=step, **knobs)
+        g_off, ref = _step(off, policy, batch, False, seed=step, **knobs)
+        assert torch.equal(g_on, g_off), f"step {step}"
+        assert ctx.report().stored_bytes == ref.report().stored_bytes, f"step {step}"
+        ctxs.append(ctx)
+    return ctxs
+
+
+@pytest.mark.parametrize("policy", ["intra_inter", "intra", "baseline"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_lora_linears_replay_as_units_with_the_deciding_steps_gradients(policy, dtype):
+    on, off = _pair(dtype)
+    calls = len(_lora_linears(on))  # every LoRA linear runs once a forward
+    ctxs = _same_steps(on, off, policy, random_batch(VOCAB, batch=2, seq=24), 3, bits=2)
+    assert ctxs[0].replayed_units == 0  # the first step records
+    for ctx in ctxs[1:]:
+        # all but the first q_proj, which runs before the step's first pack chooses to replay
+        assert ctx.replayed_units == calls - 1
+        assert ctx.replayed_packs == ctx.report().packs
+
+
+def test_lora_dropout_units_give_the_same_masks_and_gradients():
+    on, off = _pair(dropout=0.1)
+    ctxs = _same_steps(on, off, "intra_inter", random_batch(VOCAB, batch=2, seq=16), 3, bits=4)
+    assert ctxs[-1].replayed_units > 0
+
+
+def _first_lora(model):
+    return _lora_linears(model)[1]  # one that runs as a unit
+
+
+@pytest.mark.parametrize("change", ["scaling", "dropout", "eval", "merged", "disabled", "forward_hook", "weight"])
+def test_a_changed_lora_linear_is_no_unit_and_the_step_stays_correct(change):
+    on, off = _pair()
+    batch = random_batch(VOCAB, batch=2, seq=16)
+    _same_steps(on, off, "intra_inter", batch, 2, bits=8)
+    calls = len(_lora_linears(on))
+    for model in (on, off):
+        m = _first_lora(model)
+        if change == "scaling":
+            m.scaling["default"] *= 1.5
+        elif change == "dropout":
+            m.lora_dropout["default"] = nn.Dropout(0.2)
+        elif change == "eval":
+            m.eval()
+        elif change == "merged":
+            m.merge()
+        elif change == "disabled":
+            m._disable_adapters = True
+        elif change == "forward_hook":
+            m.register_forward_hook(lambda mod, args, out: out * 2)
+        else:  # a new weight of the same shape: other storage
+            m.lora_A["default"].weight = nn.Parameter(m.lora_A["default"].weight.detach() + 0.01)
+    if change in ("merged", "disabled", "forward_hook"):
+        assert unit_state(_first_lora(on)) is None
+    # The changed call's state differs from the plan's: it runs op by op, its signatures differ and the rest of the
+    # step decides, with codecs where the replayed ops left no lineage: correct, not the deciding step's bits (and
+    # outlier calibration has seen other tensors since: the copies no longer match bit for bit). The next step
+    # records again, the one after replays.
+    for step in range(3):
+        got, ctx = _step(on, "intra_inter", batch, True, seed=5 + step, bits=8)
+        exact, _ = _step(off, "baseline", batch, False, seed=5 + step)
+        assert torch.nn.functional.cosine_similarity(got, exact, dim=0) > 0.999, f"step {step}"
+        if step == 0:
+            assert ctx.replayed_units < calls - 1
+    assert ctx.replayed_packs == ctx.report().packs and ctx.replayed_units > 0
+
+
+class _KeywordCaller(nn.Module):
+    """Calls its LoRA linear with the keywords it is given (peft's ``adapter_names`` picks other ops)."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.pre, self.fc, self.out = nn.Linear(16, 16), nn.Linear(16, 16), nn.Linear(16, 16)
+        self.kw: dict = {}
+
+    def forward(self, x):
+        h = torch.nn.functional.silu(self.pre(x))  # packs first: the step has chosen to replay by fc's call
+        return self.out(torch.nn.functional.silu(self.fc(h, **self.kw))).square().mean()
+
+
+def test_keywords_to_a_lora_linear_are_seen_and_it_runs_op_by_op():
+    # imported here, after hyclora_hooks, as add_lora does: peft imports transformers, which imports a `kernels`
+    # package where it finds one; from a source checkout's root that is ours, a second copy of its Triton
+    # functions, and the interpreter then rejected the kernels of hyclora_hooks.kernels in later tests
+    from peft import LoraConfig, get_peft_model
+
+    cfg = LoraConfig(r=4, lora_alpha=8, target_modules=["pre", "fc", "out"], init_lora_weights=False)
+    on = get_peft_model(_KeywordCaller(), cfg)
+    off = copy.deepcopy(on)
+    x = torch.randn(6, 16)
+    keywords = {"adapter_names": ["default"] * 6}
+    for step, kw in enumerate(({}, {}, keywords, keywords, keywords)):
+        grads = []
+        for model, policy in ((on, "intra_inter"), (off, "baseline")):  # baseline keeps all: exact autograd
+            model.base_model.model.kw = kw
+            with hyclora.compress(policy, replay=policy != "baseline", bits=8) as ctx:
+                loss = model(x)
+            loss.backward()
+            grads.append(lora_grads(model))
+            model.zero_grad(set_to_none=True)
+            if policy != "baseline":
+                units = ctx.replayed_units
+        assert torch.nn.functional.cosine_similarity(*grads, dim=0) > 0.999, f"step {step}"
+        # step 1 replays fc and out as units; step 2's fc gets keywords: it runs op by op, its ops differ and the
+        # rest of the step decides (out too op by op); step 3 records again, step 4 replays: fc op by op, out a unit
+        assert units == (0, 2, 0, 0, 1)[step], f"step {step}"
+
+
+def test_a_unit_pack_that_misses_its_record_ends_the_unit_and_the_step_stays_exact():
+    on, off = _pair()
+    batch = random_batch(VOCAB, batch=2, seq=16)
+    _same_steps(on, off, "intra_inter", batch, 2, bits=2)
+    plan = replay.find_plan(on, hyclora.compress("intra_inter", bits=2).policy)
+    unit = list(plan.units.values())[2]
+    rec = plan.packs[unit.pack_end - 1]  # the unit's last pack now expects another layout
+    rec.meta = (rec.meta[0], rec.meta[1], torch.float64, rec.meta[3])
+    ctx = _same_steps(on, off, "intra_inter", batch, 1, bits=2)[0]
+    assert ctx.replayed_units == 2  # the units before it
+    assert ctx.replayed_packs == unit.pack_end - 1
+
+
+def test_the_unit_check_sees_keyword_arguments_global_hooks_do_not_get():
+    from hyclora_hooks import units
+
+    seen = []
+    handle = nn.modules.module.register_module_forward_pre_hook(
+        lambda module, args: seen.append(units._no_keywords(module)))
+    try:
+        fc = nn.Linear(4, 4)
+        fc(torch.ones(2, 4))
+
+        class Keyworded(nn.Module):
+            def forward(self, x, scale=1.0):
+                return x * scale
+
+        Keyworded()(torch.ones(2), scale=2.0)
+        Keyworded()(torch.ones(2), 2.0)
+    finally:
+        handle.remove()
+    assert seen == [True, False, True]
