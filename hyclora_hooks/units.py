@@ -17,10 +17,16 @@ NOTE [Replay units]
   2. The recorded call must be repeatable without its body's tensors: its output is the body's last op's output
      (tagged with that slot on exit), no pack of the body reads a body tensor other than the one it saves (source
      ``"saved"``) or the one that is a view of (``"saved_base"``), nor a frozen-term mark the tracker set in the
-     body, no later pack reads a body tensor, and the body met no tensor from outside the step. Its output's frozen-term mark (NOTE [Frozen
+     body, no later pack reads a body tensor, the body met no tensor from outside the step and did not return its
+     input as is (which tags the input anew: peft's or a norm's cast to the dtype it has). Its output's frozen-term mark (NOTE [Frozen
      term] in tracking.py) must be the base layer's output, which a replay takes from the base layer's exit.
   3. A body pack that misses its record ends the unit there (the tracker comes back for the rest of the body) and
      the replay, as any missed pack does (NOTE [Replay] rule 4); packs that do not all happen end it on exit.
+  4. An RMSNorm is a unit too (two a Llama layer, eight ops each) when its class's forward reads nothing but its
+     input and the names of Llama's (``weight``, ``variance_epsilon``, ``torch.rsqrt`` and the tensor methods it
+     calls: ``_NORM_NAMES``), it has that one parameter, no buffer, no submodule, no forward of its own set on the
+     instance and no hook; the state is that forward function, the weight and the epsilon. Gemma's (``1 + weight``,
+     through ``self._norm``) reads other names: no unit.
 """
 
 from __future__ import annotations
@@ -34,7 +40,7 @@ from torch import nn
 from torch.nn.modules import module as _module
 
 from .lineage import autocast_on
-from .tracking import FROZEN
+from .tracking import FROZEN, FROZEN_ROPE
 
 _LORA_LINEAR: list = []  # [peft's lora.Linear class or None], looked up once
 
@@ -69,8 +75,36 @@ def _linear(m: Any) -> tuple | None:
 
 
 def unit_state(m: nn.Module) -> tuple | None:
-    """What besides its input chooses a LoRA linear call's ops (rule 1), or None when the call is no unit."""
-    if type(m) is not _lora_linear() or _hooked(m) or m.disable_adapters or m.merged or m.lora_variant:
+    """What besides its input chooses the ops of a call of ``m`` (rules 1 and 4), or None when the call is no unit."""
+    kind = _kind_of(m)
+    return kind(m) if kind is not None else None
+
+
+def _kind_of(m: nn.Module) -> Any:
+    """The state function of ``m``'s class, or None for a class whose calls are never units."""
+    cls = type(m)
+    kind = _KINDS.get(cls, _MISSING)
+    if kind is _MISSING:
+        kind = _KINDS[cls] = _kind(cls)
+    return kind if ENABLED else None
+
+
+def _kind(cls: type) -> Any:
+    if cls is _lora_linear():
+        return _lora_state
+    if cls.__name__.endswith("RMSNorm") and issubclass(cls, nn.Module):
+        return _norm_state
+    return None
+
+
+ENABLED = True  # False: no call is a unit (for measuring units against their absence: units_ab.py)
+_MISSING = object()
+_KINDS: dict = {}  # module class -> its state function, or None (weak enough: classes live as long as their module)
+
+
+def _lora_state(m: nn.Module) -> tuple | None:
+    """Rule 1: peft's LoRA linear on its plain path."""
+    if _hooked(m) or m.disable_adapters or m.merged or m.lora_variant:
         return None
     mods = m._modules
     base = _linear(mods["base_layer"])
@@ -88,6 +122,24 @@ def unit_state(m: nn.Module) -> tuple | None:
         parts.append((name, a, b, type(drop), drop.training, settings.get("p"), settings.get("inplace"),
                       m.scaling[name]))
     return (m.training, m.__dict__.get("cast_input_dtype_enabled", True), base, tuple(parts), torch.is_grad_enabled())
+
+
+# What Llama's RMSNorm forward reads (``hidden_states.to(torch.float32)``, ``.pow(2).mean(-1, keepdim=True)``,
+# ``torch.rsqrt(variance + self.variance_epsilon)``, ``self.weight * hidden_states.to(input_dtype)``), and every
+# model family's copy of it
+_NORM_NAMES = frozenset({"dtype", "to", "torch", "float32", "pow", "mean", "rsqrt", "variance_epsilon", "weight"})
+
+
+def _norm_state(m: nn.Module) -> tuple | None:
+    """Rule 4: an RMSNorm whose forward reads nothing but its input, ``weight`` and ``variance_epsilon``."""
+    forward = type(m).forward
+    code = getattr(forward, "__code__", None)
+    if (code is None or "forward" in m.__dict__ or _hooked(m) or code.co_argcount != 2 or code.co_freevars
+            or not _NORM_NAMES.issuperset(code.co_names) or m._buffers or m._modules
+            or list(m._parameters) != ["weight"]):
+        return None
+    return (forward, m.training, _weight(m._parameters["weight"]), m.__dict__.get("variance_epsilon"),
+            torch.is_grad_enabled())
 
 
 def _only_our_global_hooks() -> bool:
@@ -137,7 +189,9 @@ class Units:
         self._open: UnitRecord | None = None  # the unit being recorded or replayed now
         self._base_out: torch.Tensor | None = None  # its base layer's output
         self._outside = 0  # while recording: the trace's outside-tensor count at the unit's entry
+        self._x: torch.Tensor | None = None  # while recording: the unit's input
         self._active = False  # while replaying a unit: the tracker is off the stack
+        self._base: nn.Module | None = None  # the open unit's base layer (a LoRA linear's), whose output it marks
         self.replaying: UnitRecord | None = None  # the unit being replayed now (the engine's packs read it)
 
     def enter(self, module: nn.Module, args: tuple) -> None:
@@ -145,7 +199,10 @@ class Units:
             return
         engine = self._engine
         mode = engine._mode
-        if mode not in ("record", "replay") or type(module) is not _lora_linear():
+        if mode not in ("record", "replay"):
+            return
+        kind = _kind_of(module)
+        if kind is None:
             return
         trace, ops = engine._trace, engine._ops
         if len(args) != 1 or type(args[0]) is not torch.Tensor or autocast_on() or not _only_our_global_hooks() \
@@ -154,15 +211,17 @@ class Units:
         x_slot = trace.slot(args[0])
         if x_slot is None:
             return
+        # the base layer's output is a LoRA linear's frozen term (rule 2)
+        self._base = module._modules.get("base_layer") if kind is _lora_state else None
         if mode == "record":
-            state = ops.outside(unit_state, module)  # a weight's layout read on the tracker would be an op
+            state = ops.outside(kind, module)  # a weight's layout read on the tracker would be an op
             if state is not None:
                 self._open = UnitRecord(module, trace.count, x_slot, state, len(engine._packs))
-                self._outside = trace._outside
+                self._outside, self._x = trace._outside, args[0]
             return
         rec = engine._replay_plan.units.get(trace.count)
         if (rec is None or trace.diverged or rec.module() is not module or rec.x_slot != x_slot
-                or engine._next != rec.pack_start or ops.outside(unit_state, module) != rec.state or not ops.suspend()):
+                or engine._next != rec.pack_start or ops.outside(kind, module) != rec.state or not ops.suspend()):
             return
         self._open, self._active, self.replaying = rec, True, rec
 
@@ -171,14 +230,14 @@ class Units:
         if rec is None:
             return
         if module is not rec.module():
-            if module is getattr(rec.module(), "base_layer", None):
+            if module is self._base:
                 self._base_out = output
             return
-        base, self._open, self._base_out = self._base_out, None, None
+        base, self._open, self._base_out, x, self._x = self._base_out, None, None, self._x, None
         if self._active:
             self._replayed(rec, output, base)
         elif self._engine._mode == "record":
-            self._recorded(rec, output, base)
+            self._recorded(rec, output, base, x)
 
     def abort(self) -> None:
         """A pack of the unit being replayed missed (rule 3): the rest of its body is tracked."""
@@ -187,13 +246,17 @@ class Units:
             self._open = self._base_out = self.replaying = None
             self._engine._ops.resume()
 
-    def _recorded(self, rec: UnitRecord, out: Any, base: Any) -> None:
+    def _recorded(self, rec: UnitRecord, out: Any, base: Any, x: torch.Tensor) -> None:
         engine = self._engine
         trace = engine._trace
-        if type(out) is not torch.Tensor or trace.slot(out) != trace.count - 1 or trace._outside != self._outside:
+        # an op of the body that returns its input as is (``x.to(x.dtype)``) tags it anew: skipping the body would
+        # leave the old tag, and the next op reading it would differ from the plan
+        if (type(out) is not torch.Tensor or trace.slot(out) != trace.count - 1 or trace._outside != self._outside
+                or trace.slot(x) != rec.x_slot):
             return
-        frozen = getattr(out, FROZEN, None)
-        if frozen is not None and frozen is not base:
+        marks = out.__dict__
+        frozen = marks.get(FROZEN)
+        if frozen is not None and frozen is not base or marks.get(FROZEN_ROPE) is not None:
             return
         rec.end, rec.pack_end = trace.count, len(engine._packs)
         for pack in engine._packs[rec.pack_start:]:

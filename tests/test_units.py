@@ -8,6 +8,7 @@ bit for bit, whether its LoRA linears ran as units or, after something that chan
 from __future__ import annotations
 
 import copy
+from collections import Counter
 
 import pytest
 import torch
@@ -57,14 +58,21 @@ def _same_steps(on, off, policy, batch, steps, **knobs):
 
 @pytest.mark.parametrize("policy", ["intra_inter", "intra", "baseline"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-def test_lora_linears_replay_as_units_with_the_deciding_steps_gradients(policy, dtype):
+def test_lora_linears_and_norms_replay_as_units_with_the_deciding_steps_gradients(policy, dtype):
     on, off = _pair(dtype)
-    calls = len(_lora_linears(on))  # every LoRA linear runs once a forward
+    calls = len(_lora_linears(on))  # every LoRA linear and norm runs once a forward
+    norms = sum(type(m).__name__ == "LlamaRMSNorm" for m in on.modules())
     ctxs = _same_steps(on, off, policy, random_batch(VOCAB, batch=2, seq=24), 3, bits=2)
     assert ctxs[0].replayed_units == 0  # the first step records
+    plan = replay.find_plan(on, ctxs[-1].policy)
+    kinds = Counter(type(u.module()).__name__ for u in plan.units.values())
+    # The first q_proj runs before the step's first pack has chosen to replay (the frozen embedding's output needs
+    # no gradient: layer 0's input norm saves nothing), and so does that norm. In fp32 a norm's cast to fp32
+    # returns its input, tagged anew: no unit (rule 2).
+    assert kinds == ({"Linear": calls - 1, "LlamaRMSNorm": norms - 1} if dtype == torch.bfloat16
+                     else {"Linear": calls - 1})
     for ctx in ctxs[1:]:
-        # all but the first q_proj, which runs before the step's first pack chooses to replay
-        assert ctx.replayed_units == calls - 1
+        assert ctx.replayed_units == len(plan.units)
         assert ctx.replayed_packs == ctx.report().packs
 
 
@@ -113,6 +121,36 @@ def test_a_changed_lora_linear_is_no_unit_and_the_step_stays_correct(change):
         if step == 0:
             assert ctx.replayed_units < calls - 1
     assert ctx.replayed_packs == ctx.report().packs and ctx.replayed_units > 0
+
+
+@pytest.mark.parametrize("change", ["eps", "weight", "instance_forward", "forward_pre_hook"])
+def test_a_changed_norm_is_no_unit_and_the_step_stays_correct(change):
+    on, off = _pair(torch.bfloat16)
+    batch = random_batch(VOCAB, batch=2, seq=16)
+    ctx = _same_steps(on, off, "intra_inter", batch, 2, bits=8)[-1]
+    units = ctx.replayed_units
+    for model in (on, off):
+        norm = model.base_model.model.model.layers[1].input_layernorm
+        if change == "eps":
+            norm.variance_epsilon = 1e-2
+        elif change == "weight":
+            norm.weight = nn.Parameter(norm.weight.detach() * 1.5)
+        elif change == "instance_forward":
+            norm.forward = lambda h, norm=norm: type(norm).forward(norm, h) * 0.5
+        else:
+            norm.register_forward_pre_hook(lambda mod, args: (args[0] * 2,))
+    if change in ("instance_forward", "forward_pre_hook"):
+        assert unit_state(on.base_model.model.model.layers[1].input_layernorm) is None
+    else:
+        assert unit_state(on.base_model.model.model.layers[1].input_layernorm) is not None
+    for step in range(3):  # as for a LoRA linear: op by op, decided, then recorded again, then replayed
+        got, ctx = _step(on, "intra_inter", batch, True, seed=5 + step, bits=8)
+        exact, _ = _step(off, "baseline", batch, False, seed=5 + step)
+        assert torch.nn.functional.cosine_similarity(got, exact, dim=0) > 0.999, f"step {step}"
+        if step == 0:
+            assert ctx.replayed_units < units
+    never = change in ("instance_forward", "forward_pre_hook")  # no unit from now on; a new eps or weight is one
+    assert ctx.replayed_packs == ctx.report().packs and ctx.replayed_units == units - never
 
 
 class _KeywordCaller(nn.Module):

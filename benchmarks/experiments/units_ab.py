@@ -1,7 +1,7 @@
 """Replay units on and off in one process (session 24; NOTE [Replay units] in hyclora_hooks/units.py).
 
-Two copies of bench_step's model: one records its plan with units, the other with units off (peft's LoRA class
-hidden from ``units``: no call is a unit), then both replay their plans, steps alternated one by one so the
+Two copies of bench_step's model: one records its plan with units, the other with units off (``units.ENABLED``
+False while it records: no call is a unit), then both replay their plans, steps alternated one by one so the
 host's drift falls on both alike. Per configuration and shape: the forward's host time (wall clock of the ``with``
 block, the GPU waited for before it) and the step's wall time (forward and backward, synchronised), medians,
 units off / on; and whether the two copies' LoRA gradients were equal bit for bit at every step.
@@ -44,7 +44,6 @@ def main() -> None:
     sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
     on = build_model(args, dev)
     off = copy.deepcopy(on)
-    lora_class = units._lora_linear()
 
     def step(model, batch, preset, bits):
         sync()
@@ -66,10 +65,10 @@ def main() -> None:
             preset, _, bits = spec.partition("@")
             bits = int(bits) if bits else None
             hy.replay.forget_plans()
-            units._LORA_LINEAR[:] = [None]  # the off copy records its plan without units
+            units.ENABLED = False  # the off copy records its plan without units
             for _ in range(2):
                 step(off, batch, preset, bits)
-            units._LORA_LINEAR[:] = [lora_class]
+            units.ENABLED = True
             for _ in range(2):
                 step(on, batch, preset, bits)
             t = {True: ([], []), False: ([], [])}
