@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+import hyclora_hooks as hyclora
 from hyclora_hooks.models import add_lora, lora_grads, random_batch, tiny_gpt2, tiny_llama
 
 MODELS = {
@@ -34,6 +35,19 @@ def step(model, batch, ctx_factory=None, seed=None):
         report = ctx.report()
     loss.backward()
     return loss.detach(), lora_grads(model), report
+
+
+def replay_step(model, policy, batch, replay_on, seed=None, **knobs):
+    """One step under ``compress(policy, replay=replay_on, **knobs)``: (LoRA grads, the context); grads zeroed
+    after. ``seed`` as in :func:`step`."""
+    if seed is not None:
+        torch.manual_seed(seed)
+    with hyclora.compress(policy, replay=replay_on, **knobs) as ctx:
+        loss = model(**batch).loss
+    loss.backward()
+    grads = lora_grads(model)
+    model.zero_grad(set_to_none=True)
+    return grads, ctx
 
 
 def zero_frozen(model, *projections: str) -> None:

@@ -17,6 +17,8 @@ import hyclora_hooks as hyclora
 from hyclora_hooks import replay
 from hyclora_hooks.models import add_lora, lora_grads, random_batch, tiny_gpt2, tiny_llama
 
+from conftest import replay_step as _step  # noqa: E402,I001
+
 VOCAB = 256
 
 
@@ -24,15 +26,6 @@ def _pair(make=tiny_llama, **kw) -> tuple[nn.Module, nn.Module]:
     model = add_lora(make(vocab=VOCAB, dtype=torch.float32, **kw))
     model.train()
     return model, copy.deepcopy(model)
-
-
-def _step(model: nn.Module, policy: str, batch: dict, replay_on: bool, **knobs):
-    with hyclora.compress(policy, replay=replay_on, **knobs) as ctx:
-        loss = model(**batch).loss
-    loss.backward()
-    grads = lora_grads(model)
-    model.zero_grad(set_to_none=True)
-    return grads, ctx
 
 
 @pytest.mark.parametrize("policy", ["intra_inter", "intra_inter_full_fuse", "intra", "baseline", "lowrank"])

@@ -19,6 +19,8 @@ from hyclora_hooks import replay
 from hyclora_hooks.models import add_lora, lora_grads, random_batch, tiny_llama
 from hyclora_hooks.units import unit_state
 
+from conftest import replay_step as _step  # noqa: E402,I001 - seeded: the same dropout masks in both copies
+
 VOCAB = 256
 
 
@@ -26,16 +28,6 @@ def _pair(dtype=torch.float32, dropout=0.0):
     model = add_lora(tiny_llama(vocab=VOCAB, dtype=dtype), dropout=dropout)
     model.train()
     return model, copy.deepcopy(model)
-
-
-def _step(model, policy, batch, replay_on, seed=0, **knobs):
-    torch.manual_seed(seed)  # the same dropout masks in both copies
-    with hyclora.compress(policy, replay=replay_on, **knobs) as ctx:
-        loss = model(**batch).loss
-    loss.backward()
-    grads = lora_grads(model)
-    model.zero_grad(set_to_none=True)
-    return grads, ctx
 
 
 def _lora_linears(model):
