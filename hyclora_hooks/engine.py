@@ -358,7 +358,7 @@ class Compressor:
 
     @property
     def replayed_units(self) -> int:
-        """peft LoRA linear calls this step carried out as one unit each (NOTE [Replay units] in units.py)."""
+        """LoRA linear and RMSNorm calls this step carried out as one unit each (NOTE [Replay units] in units.py)."""
         return self._units.replayed if self._units is not None else 0
 
     @property
@@ -477,8 +477,10 @@ class Compressor:
             return None
 
     def _source_spec(self, src: torch.Tensor) -> tuple | None:
-        """Where a replay finds a recipe source: this step's op output (``slot``), P3's ``t - part`` (``base``), or
-        the frozen term the saved tensor's mark holds (``frozen``, ``frozen_rope``: NOTE [Frozen term])."""
+        """Where a replay finds a recipe source: the saved tensor itself or the tensor it is a view of (``saved``,
+        ``saved_base``: found from the pack's tensor, also inside a replay unit), another op output of this step
+        (``slot``), P3's ``t - part`` (``base``), or the frozen term the saved tensor's mark holds (``frozen``,
+        ``frozen_rope``: NOTE [Frozen term])."""
         saving = self._saving  # the saved tensor or the tensor it views: a replay finds it from the pack's tensor
         if saving is not None and (src is saving or src is saving._base):
             slot = self._trace.slot(src)

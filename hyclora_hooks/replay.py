@@ -40,6 +40,8 @@ NOTE [Replay]
      off). How many checks are still pending on exit depends on the device's progress, and while that settling
      was traced a replayed step could end with more ops than its plan: the plan was dropped and the next step
      recorded again (on the H200 every other ``intra_inter`` step at 1 x 8192; docs/benchmarks.md session 14).
+  9. A replay may take a LoRA linear's or an RMSNorm's call as one unit, its ops untracked, where the call's entry
+     shows the state the recorded call had (NOTE [Replay units] in units.py).
 """
 
 from __future__ import annotations
@@ -309,7 +311,8 @@ def pack_meta(t: torch.Tensor) -> tuple:
 
 class Plan:
     """A recorded step: its op signatures and its packs; ``sources``: the op outputs its packs read as sources
-    (a source that is the saved tensor itself, ``"saved"``, is found as the pack's tensor and is not kept)."""
+    (a source that is the saved tensor or the tensor it views, ``"saved"`` / ``"saved_base"``, is found from the
+    pack's tensor and is not kept); ``units``: the calls a replay may take as one (NOTE [Replay units])."""
 
     __slots__ = ("sigs", "packs", "sources", "units")
 
@@ -317,7 +320,7 @@ class Plan:
         self.sigs, self.packs = sigs, packs
         self.sources = frozenset(data[0][1] for rec in packs for action, data, _, _ in rec.actions
                                  if action == "source" and data[0] is not None and data[0][0] == "slot")
-        self.units: dict = {}  # first op -> units.UnitRecord: calls a replay may take as one (NOTE [Replay units])
+        self.units: dict = {}  # first op -> units.UnitRecord, set by the engine when it stores the plan
 
 
 # Plans by model root (weakly: a dropped model drops its plans), then by policy object (policies are cached per

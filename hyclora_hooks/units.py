@@ -163,6 +163,14 @@ def _no_keywords(module: nn.Module, max_depth: int = 4) -> bool:
     return False
 
 
+def _same(state: tuple | None, recorded: tuple) -> bool:
+    """Equal states (a value torch compares elementwise, a tensor scaling say, counts as a difference)."""
+    try:
+        return state == recorded
+    except Exception:  # noqa: BLE001 - not provably equal
+        return False
+
+
 class UnitRecord:
     """One unit of a recorded step: ops ``start..end-1`` and packs ``pack_start..pack_end-1`` of the plan."""
 
@@ -221,7 +229,7 @@ class Units:
             return
         rec = engine._replay_plan.units.get(trace.count)
         if (rec is None or trace.diverged or rec.module() is not module or rec.x_slot != x_slot
-                or engine._next != rec.pack_start or ops.outside(kind, module) != rec.state or not ops.suspend()):
+                or engine._next != rec.pack_start or not _same(ops.outside(kind, module), rec.state) or not ops.suspend()):
             return
         self._open, self._active, self.replaying = rec, True, rec
 

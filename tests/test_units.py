@@ -219,3 +219,16 @@ def test_the_unit_check_sees_keyword_arguments_global_hooks_do_not_get():
     finally:
         handle.remove()
     assert seen == [True, False, True]
+
+
+def test_units_off_replays_op_by_op_with_the_same_gradients():
+    from hyclora_hooks import units
+
+    on, off = _pair(torch.bfloat16)
+    units.ENABLED = False
+    try:
+        ctxs = _same_steps(on, off, "intra_inter", random_batch(VOCAB, batch=2, seq=16), 3, bits=2)
+    finally:
+        units.ENABLED = True
+    assert [c.replayed_units for c in ctxs] == [0, 0, 0]
+    assert ctxs[-1].replayed_packs == ctxs[-1].report().packs
