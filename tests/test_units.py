@@ -125,8 +125,9 @@ def test_a_changed_norm_is_no_unit_and_the_step_stays_correct(change):
         norm = model.base_model.model.model.layers[1].input_layernorm
         if change == "eps":
             norm.variance_epsilon = 1e-2
-        elif change == "weight":
-            norm.weight = nn.Parameter(norm.weight.detach() * 1.5)
+        elif change == "weight":  # frozen like the one it replaces, so that only the witness can tell them apart
+            scale = 1 + torch.rand(norm.weight.shape, generator=torch.Generator().manual_seed(0))
+            norm.weight = nn.Parameter(norm.weight.detach() * scale.to(norm.weight.dtype), requires_grad=False)
         elif change == "instance_forward":
             norm.forward = lambda h, norm=norm: type(norm).forward(norm, h) * 0.5
         else:
