@@ -18,8 +18,9 @@ NOTE [Replay units]
      (tagged with that slot on exit), no pack of the body reads a body tensor other than the one it saves (source
      ``"saved"``) or the one that is a view of (``"saved_base"``), nor a frozen-term mark the tracker set in the
      body, no later pack reads a body tensor, the body met no tensor from outside the step and did not return its
-     input as is (which tags the input anew: peft's or a norm's cast to the dtype it has). Its output's frozen-term mark (NOTE [Frozen
-     term] in tracking.py) must be the base layer's output, which a replay takes from the base layer's exit.
+     input as is (which tags the input anew: a norm's cast to the dtype it has). Its output's frozen-term mark
+     (NOTE [Frozen term] in tracking.py) must be the base layer's output, which a replay takes from the base
+     layer's exit.
   3. A body pack that misses its record ends the unit there (the tracker comes back for the rest of the body) and
      the replay, as any missed pack does (NOTE [Replay] rule 4); packs that do not all happen end it on exit.
   4. An RMSNorm is a unit too (two a Llama layer, eight ops each) when its class's forward reads nothing but its
@@ -229,7 +230,8 @@ class Units:
             return
         rec = engine._replay_plan.units.get(trace.count)
         if (rec is None or trace.diverged or rec.module() is not module or rec.x_slot != x_slot
-                or engine._next != rec.pack_start or not _same(ops.outside(kind, module), rec.state) or not ops.suspend()):
+                or engine._next != rec.pack_start or not _same(ops.outside(kind, module), rec.state)
+                or not ops.suspend()):
             return
         self._open, self._active, self.replaying = rec, True, rec
 
@@ -269,7 +271,7 @@ class Units:
         rec.end, rec.pack_end = trace.count, len(engine._packs)
         for pack in engine._packs[rec.pack_start:]:
             for action, data, _, _ in pack.actions:
-                if action == "source" and (data[0][0] == "slot" and rec.start <= data[0][1] < rec.end
+                if action == "source" and (data[0][0] == "slot" and rec.start <= _op_of(data[0][1]) < rec.end
                                            or data[0][0] in ("frozen", "frozen_rope")):
                     return
         rec.producer, rec.frozen = getattr(out, "_hyclora_producer", None), frozen is not None
@@ -295,11 +297,18 @@ class Units:
         self.replayed += 1
 
 
+def _op_of(slot: Any) -> int:
+    """The op that made a slot's tensor: a slot is an op's index, (index, output) for an op of several outputs, or
+    ("outside", n) for a tensor from outside the step (-1)."""
+    if type(slot) is int:
+        return slot
+    return slot[0] if type(slot[0]) is int else -1
+
+
 def plan_units(recorded: list[UnitRecord], sources: frozenset) -> dict[int, UnitRecord]:
     """The recorded units a replay may take, by first op: none whose body makes a tensor a later pack reads."""
     body = [(u.start, u.end - 1) for u in recorded]
-    # a slot is an op's index, (index, output) for an op of several outputs, or ("outside", n)
-    read = [s if type(s) is int else s[0] for s in sources if type(s) is int or type(s[0]) is int]
+    read = [k for k in map(_op_of, sources) if k >= 0]
     return {u.start: u for u, (lo, hi) in zip(recorded, body) if not any(lo <= s < hi for s in read)}
 
 

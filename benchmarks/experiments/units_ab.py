@@ -88,7 +88,8 @@ def main() -> None:
             print(rows[-1], flush=True)
     name = torch.cuda.get_device_name() if dev.type == "cuda" else "cpu"
     print(f"\nunits off / on | {name} | torch {torch.__version__} | {a.steps} steps each, alternated")
-    print("| shape | config | units | fwd host off | fwd host on | on/off | step off | step on | on/off | grads equal |")
+    print("| shape | config | units | fwd host off | fwd host on | on/off | step off | step on | on/off "
+          "| grads equal |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     for shape, spec, n, h0, h1, w0, w1, eq in rows:
         print(f"| {shape} | {spec} | {n} | {h0:.1f} | {h1:.1f} | {h1 / h0:.3f} | {w0:.1f} | {w1:.1f} | {w1 / w0:.3f} "
