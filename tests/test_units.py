@@ -161,9 +161,9 @@ class _KeywordCaller(nn.Module):
 
 
 def test_keywords_to_a_lora_linear_are_seen_and_it_runs_op_by_op():
-    # imported here, after hyclora_hooks, as add_lora does: peft imports transformers, which imports a `kernels`
-    # package where it finds one; from a source checkout's root that is ours, a second copy of its Triton
-    # functions, and the interpreter then rejected the kernels of hyclora_hooks.kernels in later tests
+    # imported here, not at collection: peft imports transformers, which imports a `kernels` package where it finds
+    # one (from the checkout's root, ours), before the test modules that set TRITON_INTERPRET=1 when imported have
+    # run; later interpreter runs then failed ("Cannot call @triton.jit'd outside of the scope of a kernel")
     from peft import LoraConfig, get_peft_model
 
     cfg = LoraConfig(r=4, lora_alpha=8, target_modules=["pre", "fc", "out"], init_lora_weights=False)
