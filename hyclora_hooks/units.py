@@ -1,4 +1,4 @@
-"""Replay units: a peft LoRA linear's call carried out as one step of a replay (NOTE [Replay units]).
+"""Replay units: a peft LoRA linear's or an RMSNorm's call carried out as one step of a replay (NOTE [Replay units]).
 
 NOTE [Replay units]
   Half of a Llama layer's tracked ops are peft's LoRA linears (seven each: the base ``linear``, the cast to the
@@ -199,9 +199,8 @@ class Units:
         self._base_out: torch.Tensor | None = None  # its base layer's output
         self._outside = 0  # while recording: the trace's outside-tensor count at the unit's entry
         self._x: torch.Tensor | None = None  # while recording: the unit's input
-        self._active = False  # while replaying a unit: the tracker is off the stack
         self._base: nn.Module | None = None  # the open unit's base layer (a LoRA linear's), whose output it marks
-        self.replaying: UnitRecord | None = None  # the unit being replayed now (the engine's packs read it)
+        self.replaying: UnitRecord | None = None  # the open unit while replayed, the tracker off the stack
 
     def enter(self, module: nn.Module, args: tuple) -> None:
         if self._open is not None:
@@ -233,7 +232,7 @@ class Units:
                 or engine._next != rec.pack_start or not _same(ops.outside(kind, module), rec.state)
                 or not ops.suspend()):
             return
-        self._open, self._active, self.replaying = rec, True, rec
+        self._open = self.replaying = rec
 
     def leave(self, module: nn.Module, output: Any) -> None:
         rec = self._open
@@ -244,15 +243,14 @@ class Units:
                 self._base_out = output
             return
         base, self._open, self._base_out, x, self._x = self._base_out, None, None, self._x, None
-        if self._active:
+        if self.replaying is not None:
             self._replayed(rec, output, base)
         elif self._engine._mode == "record":
             self._recorded(rec, output, base, x)
 
     def abort(self) -> None:
         """A pack of the unit being replayed missed (rule 3): the rest of its body is tracked."""
-        if self._active:
-            self._active = False
+        if self.replaying is not None:
             self._open = self._base_out = self.replaying = None
             self._engine._ops.resume()
 
@@ -269,10 +267,10 @@ class Units:
         if frozen is not None and frozen is not base or marks.get(FROZEN_ROPE) is not None:
             return
         rec.end, rec.pack_end = trace.count, len(engine._packs)
+        # a body tensor read as a source ("slot") is found by plan_units, which sees every pack's
         for pack in engine._packs[rec.pack_start:]:
             for action, data, _, _ in pack.actions:
-                if action == "source" and (data[0][0] == "slot" and rec.start <= _op_of(data[0][1]) < rec.end
-                                           or data[0][0] in ("frozen", "frozen_rope")):
+                if action == "source" and data[0][0] in ("frozen", "frozen_rope"):
                     return
         rec.producer, rec.frozen = getattr(out, "_hyclora_producer", None), frozen is not None
         self.recorded.append(rec)
@@ -280,7 +278,7 @@ class Units:
     def _replayed(self, rec: UnitRecord, out: Any, base: Any) -> None:
         engine = self._engine
         trace = engine._trace
-        self._active, self.replaying = False, None
+        self.replaying = None
         engine._ops.resume()
         if engine._mode != "replay":
             return
