@@ -132,7 +132,7 @@ class OpTracker(TorchFunctionMode):
         self._modules = modules
         self._lineage = lineage  # lineage.record-like callable, or None when the policy stores no recipes
         self.pack_hook = pack_hook  # the saved-tensor pack hook this tracker serves (see _ours)
-        self._suspended = False
+        self.suspended = False  # off the mode stack (suspend), until resume
         self._producers: dict[tuple, tuple] = {}  # the producer tags handed out, each once
         self.trace: Any = None  # replay.Trace of the step (NOTE [Replay]), or None
         self.frozen_terms: list | None = None  # weak references to the tensors marked (NOTE [Frozen term]), or off
@@ -150,16 +150,16 @@ class OpTracker(TorchFunctionMode):
     def suspend(self) -> bool:
         """Leave torch's function-mode stack until :meth:`resume` (NOTE [Untracked regions]); only when this mode
         is on top of it. True if it left."""
-        if self._suspended or _get_current_function_mode() is not self:
+        if self.suspended or _get_current_function_mode() is not self:
             return False
         _pop_mode()
-        self._suspended = True
+        self.suspended = True
         return True
 
     def resume(self) -> None:
-        if self._suspended:
+        if self.suspended:
             _push_mode(self)
-            self._suspended = False
+            self.suspended = False  # off the mode stack (suspend), until resume
 
     def outside(self, fn: Callable, *args: Any) -> Any:
         """``fn(*args)`` with this tracker off the mode stack where it is on it (inside an op's handler torch has
