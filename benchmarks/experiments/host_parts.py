@@ -1,0 +1,95 @@
+"""A replayed forward's host time by part (session 25): perf_counter wrappers around the engine's entry points,
+each counted at its outermost call only, over 15 forwards of ``tools/bench_step.py``'s model after warm-up.
+
+Parts: ``compress()``'s construction (the model tree's walk), its enter and exit, the units' entry and exit checks
+(NOTE [Replay units]), the op tracker's handler (inclusive: the op itself and the packs it makes), every pack, the
+parameter fast path, the replayed packs' long way, and the quantize codec's encode; per part the total a forward
+(the backward's calls counted too), calls a forward, the median call and the slowest (a call that ran one of
+Python's full collections can take hundreds of ms on the dev CPU: the total then says more of the GC than of it). The wrappers add a frame each,
+so ``ModuleTracker._enter`` is left unwrapped (``units._no_keywords`` looks a fixed number of frames up).
+
+    TRITON_INTERPRET=0 PYTHONPATH=. python benchmarks/experiments/host_parts.py intra_inter@2 4x1024
+    python benchmarks/experiments/host_parts.py baseline cpu      # 8 layers of width 64 at 1x16 on the dev CPU
+"""
+import functools
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+import torch  # noqa: E402
+
+from hyclora_hooks import engine, tracking, units  # noqa: E402
+from hyclora_hooks.codecs import quant as codec_quant  # noqa: E402
+from tools.bench_step import Bench, all_configs, build_model, build_parser, make_batch, warmup_for  # noqa: E402
+
+WIDTHS = ["--device", "cpu", "--hidden", "64", "--intermediate", "128", "--heads", "4", "--kv-heads", "4",
+          "--vocab", "128"]
+
+
+def main() -> None:
+    name, shape = sys.argv[1], sys.argv[2]
+    cpu = shape == "cpu"
+    args = build_parser().parse_args(["--layers", "8"] + (WIDTHS if cpu else []))
+    b, s = (1, 16) if cpu else map(int, shape.split("x"))
+    args.shape_list = [(b, s)]
+    dev = torch.device("cpu" if cpu else "cuda")
+    if cpu:
+        torch.set_num_threads(1)
+    bench = Bench(build_model(args, dev), dev)
+    bench.batch = make_batch(args.vocab, b, s, dev, 0)
+    cfg = {c.name: c for c in all_configs()}[name]
+    totals: dict[str, list] = {}  # label -> each outermost call's seconds
+    inside: set[str] = set()
+
+    def wrap(owner, attr: str, label: str) -> None:
+        orig = getattr(owner, attr)
+
+        @functools.wraps(orig)
+        def timed(*a, **k):
+            if label in inside:
+                return orig(*a, **k)
+            inside.add(label)
+            t0 = time.perf_counter()
+            try:
+                return orig(*a, **k)
+            finally:
+                inside.discard(label)
+                totals.setdefault(label, []).append(time.perf_counter() - t0)
+        setattr(owner, attr, timed)
+
+    for owner, attr, label in [
+            (engine.Compressor, "__init__", "compress() construction"), (engine.Compressor, "__enter__", "enter"),
+            (engine.Compressor, "__exit__", "exit"), (units.Units, "enter", "Units.enter"),
+            (units.Units, "leave", "Units.leave"), (tracking.OpTracker, "__torch_function__", "op tracker (incl.)"),
+            (engine.Compressor, "_pack", "every pack"), (engine.Compressor, "_replay_parameter", "parameter path"),
+            (engine.Compressor, "_replay_pack", "replayed pack, long way"),
+            (codec_quant.Quant, "encode", "Quant.encode")]:
+        wrap(owner, attr, label)
+    n = 15
+    for _ in range(warmup_for(cfg, None) + 2):
+        loss, _ = bench.forward(cfg)
+        loss.backward()
+        bench.model.zero_grad(set_to_none=True)
+    bench.sync()
+    totals.clear()
+    forwards = []
+    for _ in range(n):
+        bench.sync()
+        t0 = time.perf_counter()
+        loss, _ = bench.forward(cfg)
+        forwards.append(time.perf_counter() - t0)
+        loss.backward()
+        bench.model.zero_grad(set_to_none=True)
+    bench.sync()
+    print(f"{name} {shape}: forward host median {statistics.median(forwards) * 1e3:.2f} ms")
+    print(f"  {'part':26s} {'ms a forward':>12s} {'calls':>6s} {'median us':>9s} {'max ms':>7s}")
+    for label, times in totals.items():
+        print(f"  {label:26s} {sum(times) / n * 1e3:12.3f} {len(times) / n:6.1f} {statistics.median(times) * 1e6:9.1f} "
+              f"{max(times) * 1e3:7.2f}")
+
+
+if __name__ == "__main__":
+    main()
