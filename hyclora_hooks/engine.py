@@ -638,7 +638,8 @@ class Compressor:
     def _pack(self, t: torch.Tensor) -> Any:
         # a Parameter is never a plain tensor; a linear saves its weight as a view (``weight.t()``): 36% of a
         # replayed Llama forward's packs, and the long way cost them ~16 us more each on an H200's host. ``_base``
-        # is read only off the tracker's stack (in an op's handler or a unit), where it is no op of the step
+        # is read only off the tracker's stack (in an op's handler or a unit): on it, a read that returns a tensor
+        # would count as an op of the step (a pack outside any op: a checkpointed region's inputs)
         if self._mode == "replay" and (type(t) is not torch.Tensor
                                        or (self._ops.current is not None or self._ops.suspended) and _param_view(t)):
             out = self._replay_parameter(t)

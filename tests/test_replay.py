@@ -55,6 +55,24 @@ def test_eager_attention_and_gpt2_replay_too():
         assert ctx.replayed_packs == ctx.report().packs > 0
 
 
+@pytest.mark.parametrize("reentrant", [False, True], ids=["nonreentrant", "reentrant"])
+def test_checkpointed_layers_replay_too(reentrant):
+    """A checkpointed region's inputs are packed outside any op (and, reentrant, its forward runs without grad):
+    replayed steps keep the deciding copy's gradients, stored bytes and parameter packs, and replay every pack."""
+    on, off = _pair(layers=2)
+    for model in (on, off):
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": reentrant})
+    batch = random_batch(VOCAB, batch=2, seq=24)
+    for step in range(3):
+        g_on, ctx = _step(on, "intra_inter", batch, True, bits=2)
+        g_off, ref = _step(off, "intra_inter", batch, False, bits=2)
+        assert torch.equal(g_on, g_off), f"step {step}"
+        assert ctx.report().parameter_packs == ref.report().parameter_packs
+        assert ctx.report().stored_bytes == ref.report().stored_bytes
+        assert ctx.replayed_packs == (0 if step == 0 else ctx.report().packs), f"step {step}"
+    assert ctx.replayed_packs > 0
+
+
 def test_a_new_shape_records_at_once_and_the_next_step_replays_it():
     on, off = _pair()
     short, long = random_batch(VOCAB, batch=2, seq=16), random_batch(VOCAB, batch=2, seq=20, seed=1)
