@@ -23,16 +23,15 @@ import torch  # noqa: E402
 
 from hyclora_hooks import engine, tracking, units  # noqa: E402
 from hyclora_hooks.codecs import quant as codec_quant  # noqa: E402
+from ab_setup import TINY_WIDTHS  # noqa: E402
 from tools.bench_step import Bench, all_configs, build_model, build_parser, make_batch, warmup_for  # noqa: E402
 
-WIDTHS = ["--device", "cpu", "--hidden", "64", "--intermediate", "128", "--heads", "4", "--kv-heads", "4",
-          "--vocab", "128"]
 
 
 def main() -> None:
     name, shape = sys.argv[1], sys.argv[2]
     cpu = shape == "cpu"
-    args = build_parser().parse_args(["--layers", "8"] + (WIDTHS if cpu else []))
+    args = build_parser().parse_args(["--layers", "8"] + (["--device", "cpu"] + TINY_WIDTHS if cpu else []))
     b, s = (1, 16) if cpu else map(int, shape.split("x"))
     args.shape_list = [(b, s)]
     dev = torch.device("cpu" if cpu else "cuda")

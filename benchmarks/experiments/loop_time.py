@@ -13,7 +13,6 @@ loop's median time between successive steps' starts (and its mean: total over st
 On the dev CPU (no overlap to find; a check that it runs): ``--device cpu --tiny --shapes 1x16``.
 """
 
-import argparse
 import statistics
 import sys
 import time
@@ -21,26 +20,17 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-import torch  # noqa: E402
 
-from tools.bench_step import Bench, all_configs, build_model, build_parser, make_batch, warmup_for  # noqa: E402
+from ab_setup import ab_parser, ab_setup  # noqa: E402
+from tools.bench_step import Bench, all_configs, make_batch, warmup_for  # noqa: E402
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--shapes", default="4x1024,1x8192")
-    p.add_argument("--configs", default="plain,intra_inter@2,intra_inter@4")
-    p.add_argument("--steps", type=int, default=10)
+    p = ab_parser(__doc__, "4x1024,1x8192", "plain,intra_inter@2,intra_inter@4", 10)
     p.add_argument("--rounds", type=int, default=2)
-    p.add_argument("--device", default="cuda")
-    p.add_argument("--tiny", action="store_true")
     a = p.parse_args()
-    widths = ["--hidden", "64", "--intermediate", "128", "--heads", "4", "--kv-heads", "4", "--vocab", "128"]
-    args = build_parser().parse_args(["--device", a.device] + (widths if a.tiny else []))
-    shapes = [tuple(int(x) for x in s.split("x")) for s in a.shapes.split(",")]
-    args.shape_list = shapes
-    dev = torch.device(a.device)
-    bench = Bench(build_model(args, dev), dev)
+    args, shapes, dev, model = ab_setup(a)
+    bench = Bench(model, dev)
     cfgs = {c.name: c for c in all_configs()}
 
     def step(cfg):
