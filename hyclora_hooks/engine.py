@@ -209,6 +209,15 @@ def _unpack(packed: Any) -> torch.Tensor:
         return packed.value()
 
 
+_LAYOUT = "layout"
+
+
+def _view_layout(base: torch.Tensor, view: torch.Tensor) -> tuple:
+    """How a saved tensor sits in the tensor it views, for a base that is no op output of the step: a recorded
+    source spec (NOTE [Replay] rule 2), compared again when replayed."""
+    return (_LAYOUT, base.shape, base.stride(), base.storage_offset(), base.dtype, view.storage_offset())
+
+
 def _param_view(t: torch.Tensor) -> bool:
     """A view of a tensor that is no plain tensor (a Parameter, mostly): worth trying as a parameter pack."""
     base = t._base
@@ -488,16 +497,19 @@ class Compressor:
         (``slot``), P3's ``t - part`` (``base``), or the frozen term the saved tensor's mark holds (``frozen``,
         ``frozen_rope``: NOTE [Frozen term])."""
         saving = self._saving  # the saved tensor or the tensor it views: a replay finds it from the pack's tensor
-        if saving is not None and (src is saving or src is saving._base):
-            slot = self._trace.slot(src)
-            if slot is not None:
-                return ("saved" if src is saving else "saved_base", slot)
+        own = saving is not None and (src is saving or src is saving._base)
+        slot = self._trace.slot(src)
+        if own and slot is not None:
+            return ("saved" if src is saving else "saved_base", slot)
         if self._lora_base is not None and src is self._lora_base[0]:
             if self._lora_base[2] != "base":  # "frozen", "frozen_rope": the term the forward's sum marked
                 return (self._lora_base[2], None)
             branch = self._template(self._lora_base[1])
             return ("base", branch) if branch is not None else None
-        slot = self._trace.slot(src)
+        if own:  # made inside an op, so no op output of the step (a biased linear's 2-D product under its 3-D
+            # view): the pack's tensor names it all the same; a replay checks it has no slot either, and for the
+            # tensor viewed, the layout the recipe's view geometry was read from
+            return ("saved", None) if src is saving else ("saved_base", _view_layout(src, saving))
         if slot is None:
             self._recordable = False
             return None
@@ -603,7 +615,10 @@ class Compressor:
                             return _MISS
                     elif kind in ("saved", "saved_base"):  # the op output the pack saves, or the one it views
                         src = t if kind == "saved" else t._base
-                        if src is None or self._units.replaying is None and trace.slot(src) != what:
+                        layout = type(what) is tuple and what[0] == _LAYOUT  # a base no op of the step made
+                        if src is None or layout and _view_layout(src, t) != what:
+                            return _MISS
+                        if self._units.replaying is None and trace.slot(src) != (None if layout else what):
                             return _MISS  # outside a unit the tag must name it; inside one the body has none
                     elif kind == "frozen":  # equal signatures: the mark is the sum's frozen operand again
                         mark = _frozen_mark(t)

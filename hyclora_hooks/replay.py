@@ -13,8 +13,10 @@ NOTE [Replay]
   2. At the first pack of a step the engine looks up a plan for its (model root, policy). With none, or with one
      whose signatures differ from the step's so far, the step *records*: it decides as always, and each pack notes
      what the engine did: the op it came in, the tensor's layout, the entries it admitted and from which tensor
-     (the saved one, a tagged op output, the ``t - part`` of a LoRA compensation, or the frozen term the tracker
-     marked the saved tensor with: NOTE [Frozen term] in tracking.py), the recipes it made as
+     (the saved one or the one it views, found again from the pack's tensor, with their slot, or for a view's base
+     made inside an op, no op output, with its layout; a tagged op output; the ``t - part`` of a LoRA
+     compensation; or the frozen term the tracker marked the saved tensor with: NOTE [Frozen term] in
+     tracking.py), the recipes it made as
      *templates* (:func:`rebind`: entries replaced by placeholders numbered in creation order), and which entry it
      returned. A step that recorded every pack stores its plan on exit.
   3. With a matching plan the step *replays*: lineage is no longer recorded, nothing is classified or planned;

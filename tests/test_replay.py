@@ -73,6 +73,38 @@ def test_checkpointed_layers_replay_too(reentrant):
     assert ctx.replayed_packs > 0
 
 
+class _BiasedSlice(nn.Module):
+    """Full fine-tuning of plain linears: the first one's 3-D output is a view of the 2-D product ATen made inside
+    the op (no op output of the step), and the next linear saves a slice of it."""
+
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Linear(16, 32)
+        self.b = nn.Sequential(nn.Linear(16, 16), nn.SiLU(), nn.Linear(16, 16))
+
+    def forward(self, x):
+        return self.b(self.a(x)[..., :16]).pow(2).mean()
+
+
+def test_sources_made_inside_an_op_replay_too():
+    torch.manual_seed(0)
+    on = _BiasedSlice()
+    off = copy.deepcopy(on)
+    for step in range(6):
+        x = torch.randn(2, 8, 16)
+        grads = []
+        for model, replay_on in ((on, True), (off, False)):
+            with hyclora.compress("intra_inter", replay=replay_on, bits=4) as ctx:
+                loss = model(x)
+            loss.backward()
+            grads.append(torch.cat([p.grad.flatten() for p in model.parameters()]))
+            model.zero_grad(set_to_none=True)
+            if replay_on:
+                replayed, packs = ctx.replayed_packs, ctx.report().packs
+        assert torch.equal(grads[0], grads[1]), f"step {step}"
+    assert replayed == packs > 0  # once the outlier channels are calibrated, every pack
+
+
 def test_a_new_shape_records_at_once_and_the_next_step_replays_it():
     on, off = _pair()
     short, long = random_batch(VOCAB, batch=2, seq=16), random_batch(VOCAB, batch=2, seq=20, seed=1)
