@@ -159,7 +159,7 @@ class OpTracker(TorchFunctionMode):
     def resume(self) -> None:
         if self.suspended:
             _push_mode(self)
-            self.suspended = False  # off the mode stack (suspend), until resume
+            self.suspended = False
 
     def outside(self, fn: Callable, *args: Any) -> Any:
         """``fn(*args)`` with this tracker off the mode stack where it is on it (inside an op's handler torch has
