@@ -1,12 +1,16 @@
-"""A replayed forward's host time by part (session 25): perf_counter wrappers around the engine's entry points,
-each counted at its outermost call only, over 15 forwards of ``tools/bench_step.py``'s model after warm-up.
+"""A replayed step's host time by part, forward and backward (session 25): perf_counter wrappers around the
+engine's entry points, each counted at its outermost call only, over 15 steps of ``tools/bench_step.py``'s model
+after warm-up.
 
-Parts: ``compress()``'s construction (the model tree's walk), its enter and exit, the units' entry and exit checks
-(NOTE [Replay units]), the op tracker's handler (inclusive: the op itself and the packs it makes), every pack, the
-parameter fast path, the replayed packs' long way, and the quantize codec's encode; per part the total a forward
-(the backward's calls counted too), calls a forward, the median call and the slowest (a call that ran one of
-Python's full collections can take hundreds of ms on the dev CPU: the total then says more of the GC than of it). The wrappers add a frame each,
-so ``ModuleTracker._enter`` is left unwrapped (``units._no_keywords`` looks a fixed number of frames up).
+Forward parts: ``compress()``'s construction (the model tree's walk), its enter and exit, the units' entry and exit
+checks (NOTE [Replay units]), the op tracker's handler (inclusive: the op itself and the packs it makes), every pack,
+the parameter fast path, the replayed packs' long way, and the quantize codec's encode. Backward parts: every
+unpack, recipe evaluation (``lineage.evaluate``), the quantize codec's decodes, the SDPA replay, and the
+accountant's release of a dead entry. Per part: the total a step's phase, calls, the median call and the slowest
+(a call that ran one of Python's full collections can take hundreds of ms on the dev CPU: the total then says more
+of the GC than of it). The wrappers add a frame each, so ``ModuleTracker._enter`` is left unwrapped
+(``units._no_keywords`` looks a fixed number of frames up). On a GPU a part's time is the host's: kernels are
+queued, not waited for, unless the part itself waits.
 
     TRITON_INTERPRET=0 PYTHONPATH=. python benchmarks/experiments/host_parts.py intra_inter@2 4x1024
     python benchmarks/experiments/host_parts.py baseline cpu      # 8 layers of width 64 at 1x16 on the dev CPU
@@ -21,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import torch  # noqa: E402
 
-from hyclora_hooks import engine, tracking, units  # noqa: E402
+from hyclora_hooks import accounting, attention, engine, lineage, tracking, units  # noqa: E402
 from hyclora_hooks.codecs import quant as codec_quant  # noqa: E402
 from ab_setup import TINY_WIDTHS  # noqa: E402
 from tools.bench_step import Bench, all_configs, build_model, build_parser, make_batch, warmup_for  # noqa: E402
@@ -40,8 +44,9 @@ def main() -> None:
     bench = Bench(build_model(args, dev), dev)
     bench.batch = make_batch(args.vocab, b, s, dev, 0)
     cfg = {c.name: c for c in all_configs()}[name]
-    totals: dict[str, list] = {}  # label -> each outermost call's seconds
+    totals: dict[tuple, list] = {}  # (phase, label) -> each outermost call's seconds
     inside: set[str] = set()
+    phase = ["forward"]
 
     def wrap(owner, attr: str, label: str) -> None:
         orig = getattr(owner, attr)
@@ -56,7 +61,7 @@ def main() -> None:
                 return orig(*a, **k)
             finally:
                 inside.discard(label)
-                totals.setdefault(label, []).append(time.perf_counter() - t0)
+                totals.setdefault((phase[0], label), []).append(time.perf_counter() - t0)
         setattr(owner, attr, timed)
 
     for owner, attr, label in [
@@ -65,7 +70,10 @@ def main() -> None:
             (units.Units, "leave", "Units.leave"), (tracking.OpTracker, "__torch_function__", "op tracker (incl.)"),
             (engine.Compressor, "_pack", "every pack"), (engine.Compressor, "_replay_parameter", "parameter path"),
             (engine.Compressor, "_replay_pack", "replayed pack, long way"),
-            (codec_quant.Quant, "encode", "Quant.encode")]:
+            (codec_quant.Quant, "encode", "Quant.encode"), (engine, "_unpack", "every unpack"),
+            (lineage, "evaluate", "recipe evaluation"), (codec_quant.Quant, "decode", "Quant.decode"),
+            (codec_quant.Quant, "decode_to", "Quant.decode_to"), (codec_quant.Quant, "decode_add", "Quant.decode_add"),
+            (attention.SdpaRecompute, "get", "SDPA replay"), (accounting.Accountant, "release", "accountant release")]:
         wrap(owner, attr, label)
     n = 15
     for _ in range(warmup_for(cfg, None) + 2):
@@ -74,20 +82,27 @@ def main() -> None:
         bench.model.zero_grad(set_to_none=True)
     bench.sync()
     totals.clear()
-    forwards = []
+    took: dict[str, list] = {"forward": [], "backward": []}
     for _ in range(n):
         bench.sync()
+        phase[0] = "forward"
         t0 = time.perf_counter()
         loss, _ = bench.forward(cfg)
-        forwards.append(time.perf_counter() - t0)
+        t1 = time.perf_counter()
+        phase[0] = "backward"
         loss.backward()
+        t2 = time.perf_counter()
+        took["forward"].append(t1 - t0)
+        took["backward"].append(t2 - t1)
         bench.model.zero_grad(set_to_none=True)
     bench.sync()
-    print(f"{name} {shape}: forward host median {statistics.median(forwards) * 1e3:.2f} ms")
-    print(f"  {'part':26s} {'ms a forward':>12s} {'calls':>6s} {'median us':>9s} {'max ms':>7s}")
-    for label, times in totals.items():
-        print(f"  {label:26s} {sum(times) / n * 1e3:12.3f} {len(times) / n:6.1f} {statistics.median(times) * 1e6:9.1f} "
-              f"{max(times) * 1e3:7.2f}")
+    for name_ in ("forward", "backward"):
+        print(f"{name} {shape}: {name_} host median {statistics.median(took[name_]) * 1e3:.2f} ms")
+        print(f"  {'part':26s} {'ms a ' + name_:>13s} {'calls':>6s} {'median us':>9s} {'max ms':>7s}")
+        for (ph, label), times in totals.items():
+            if ph == name_:
+                print(f"  {label:26s} {sum(times) / n * 1e3:13.3f} {len(times) / n:6.1f} "
+                      f"{statistics.median(times) * 1e6:9.1f} {max(times) * 1e3:7.2f}")
 
 
 if __name__ == "__main__":
