@@ -12,6 +12,7 @@ import copy
 import pytest
 import torch
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 import hyclora_hooks as hyclora
 from hyclora_hooks import replay
@@ -103,6 +104,42 @@ def test_sources_made_inside_an_op_replay_too():
                 replayed, packs = ctx.replayed_packs, ctx.report().packs
         assert torch.equal(grads[0], grads[1]), f"step {step}"
     assert replayed == packs > 0  # once the outlier channels are calibrated, every pack
+
+
+class _CheckpointedWeightView(nn.Module):
+    """A reentrant checkpoint of a function (no module: the op tracker stays on the mode stack) whose inputs
+    include a view of a weight: ``save_for_backward`` packs that view outside any op."""
+
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Linear(16, 16, bias=False)
+        self.b = nn.Linear(16, 16)
+
+    def forward(self, x):
+        h = checkpoint(lambda x, w: nn.functional.silu(x @ w), x, self.a.weight.t(), use_reentrant=True)
+        return self.b(h).pow(2).mean()
+
+
+def test_a_weight_view_packed_outside_any_op_keeps_the_replay():
+    """The parameter fast path reads a view's ``_base`` only off the op tracker's stack: read on it, the read is
+    traced as an op of the step, the signatures differ from the plan and no step replays to its end."""
+    torch.manual_seed(0)
+    on = _CheckpointedWeightView()
+    off = copy.deepcopy(on)
+    for step in range(5):
+        x = torch.randn(2, 8, 16)
+        grads = []
+        for model, replay_on in ((on, True), (off, False)):
+            with hyclora.compress("intra_inter", replay=replay_on, bits=4) as ctx:
+                loss = model(x)
+            loss.backward()
+            grads.append(torch.cat([p.grad.flatten() for p in model.parameters()]))
+            model.zero_grad(set_to_none=True)
+            if replay_on:
+                replayed, report = ctx.replayed_packs, ctx.report()
+        assert torch.equal(grads[0], grads[1]), f"step {step}"
+    assert report.parameter_packs > 0
+    assert replayed == report.packs  # once the outlier channels are calibrated, every pack
 
 
 def test_a_new_shape_records_at_once_and_the_next_step_replays_it():
