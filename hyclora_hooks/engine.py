@@ -4,7 +4,7 @@ NOTE [Lifetimes]
   1. ``pack`` returns an :class:`Entry` (a parameter comes back as itself). Only autograd's saved variables hold
      entries strongly, so an entry, and the payload it owns, dies with the last node that saved it.
   2. Dedupe: a table maps (storage, offset, shape, strides, dtype) to a *weak* reference to the entry. Its key
-     holds a weak reference to the storage (``StorageWeakRef``), which keeps the storage's address from being
+     holds a weak reference to the storage (``lineage.StorageKey``), which keeps the storage's address from being
      reused while the key exists: a new tensor can never be taken for a freed one.
   3. Entries reach the context only through a weak reference to the accountant, which an entry's ``__del__``
      tells its tokens are gone. A graph kept after the context neither keeps the context alive nor needs it:
@@ -50,9 +50,9 @@ NOTE [Lifetimes]
 from __future__ import annotations
 
 import weakref
-from contextlib import ExitStack, nullcontext
+from contextlib import ExitStack
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from torch import nn
@@ -205,8 +205,7 @@ def _held_by_graph(t: torch.Tensor) -> bool:
 def _unpack(packed: Any) -> torch.Tensor:
     if not isinstance(packed, Entry):
         return packed
-    with _current(packed.device):
-        return packed.value()
+    return _on_device(packed.device, packed.value)
 
 
 _LAYOUT = "layout"
@@ -228,14 +227,17 @@ def _cuda_index(t: torch.Tensor) -> int | None:
     return t.get_device() if t.is_cuda else None
 
 
-_NOTHING = nullcontext()
+# the current CUDA device (``torch.cuda.current_device`` less its lazy-init check: a CUDA tensor is at hand)
+_cuda_device = getattr(torch._C, "_cuda_getDevice", None) or torch.cuda.current_device
 
 
-def _current(index: int | None) -> Any:
-    """A context making CUDA device ``index`` current where another one is (NOTE [Lifetimes] rule 13)."""
-    if index is None or index == torch.cuda.current_device():
-        return _NOTHING
-    return torch.cuda.device(index)
+def _on_device(index: int | None, fn: Callable, *args: Any) -> Any:
+    """``fn(*args)`` with CUDA device ``index`` current where another one is (NOTE [Lifetimes] rule 13); called at
+    every pack and unpack, so no context object where none is needed."""
+    if index is None or index == _cuda_device():
+        return fn(*args)
+    with torch.cuda.device(index):
+        return fn(*args)
 
 
 def _twin(group: list, node: lineage.Node) -> Entry | None:
@@ -281,7 +283,7 @@ class Compressor:
         self.policy = policy
         self._acct = Accountant()  # counts when read (NOTE [Deferred counting] in accounting.py): see ``accountant``
         self._acct_ref = weakref.ref(self._acct)  # what entries hold (NOTE [Lifetimes] rule 3)
-        self._storage_refs: dict = {}  # storage's C++ address -> its StorageWeakRef, for the step (lineage.storage_ref)
+        self._storage_refs: dict = {}  # storage's C++ address -> its StorageKey, for the step (lineage.storage_ref)
         self._params = ParamRegistry()
         self._modules = ModuleTracker(self._params)
         if model is not None:
@@ -635,7 +637,7 @@ class Compressor:
                 else:  # a recipe: made as recorded (twin or new) without searching for a twin
                     template, site, leaves = data
                     if new:
-                        if any(i is None or i >= len(made) for i in leaves):
+                        if any([i is None or i >= len(made) for i in leaves]):
                             return _MISS
                         got = self._recipe_entry(t, site, self._bound(template), [made[i] for i in leaves])
                     else:
@@ -655,21 +657,22 @@ class Compressor:
         # replayed Llama forward's packs, and the long way cost them ~16 us more each on an H200's host. ``_base``
         # is read only off the tracker's stack (in an op's handler or a unit): on it, a read that returns a tensor
         # would count as an op of the step (a pack outside any op: a checkpointed region's inputs)
-        if self._mode == "replay" and (type(t) is not torch.Tensor
-                                       or (self._ops.current is not None or self._ops.suspended) and _param_view(t)):
-            out = self._replay_parameter(t)
-            if out is not _MISS:
-                return out
+        if self._mode == "replay":
+            ops = self._ops
+            if type(t) is not torch.Tensor or (ops.current is not None or ops.suspended) and _param_view(t):
+                out = self._replay_parameter(t)
+                if out is not _MISS:
+                    return out
         # a pack outside any op (a checkpoint region's inputs) would otherwise run every tensor call of our encode
         # through the op tracker as an "op" (NOTE [Untracked regions])
-        with _current(_cuda_index(t)):
-            out = self._ops.outside(lineage.outside_autocast, self._pack_one, t)
+        out = _on_device(t.get_device() if t.is_cuda else None, self._ops.outside, lineage.outside_autocast,
+                         self._pack_one, t)
         if isinstance(out, Entry):  # NOTE [Shared decodes]: one more reader of this entry
             out.readers += 1
         return out
 
     def _pack_one(self, t: torch.Tensor) -> Any:
-        if self._pending:
+        if self._pending.queue:
             self._settle()
         if _graph_task_id() != -1:  # NOTE [Lifetimes] rule 7
             self._acct.note_backward_pack()

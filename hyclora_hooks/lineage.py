@@ -79,7 +79,7 @@ class TensorRef:
 
     Temporaries die before their consumers are saved (peft's ``base + lora`` sum is dropped once cast back to
     bf16), so a handle keeps what recipes need without the data: the argument's own lineage, and its storage key
-    (a ``StorageWeakRef`` plus view geometry) to find its entry if autograd saved it.
+    (a :class:`StorageKey` plus view geometry) to find its entry if autograd saved it.
     """
 
     __slots__ = ("ref", "version", "lineage", "key")
@@ -93,16 +93,16 @@ class TensorRef:
         return t if t is not None and t._version == self.version else None
 
 
-# torch's own one-call check of every device's autocast flag (private; if it goes, each device is asked)
-_any_autocast = getattr(torch._C, "_is_any_autocast_enabled", None)
 AUTOCAST_DEVICES = ("cuda", "cpu")
 
 
-def autocast_on() -> bool:
-    """Is any autocast region active now?"""
-    if _any_autocast is not None:
-        return _any_autocast()
+def _each_device_autocast() -> bool:
     return any(torch.is_autocast_enabled(d) for d in AUTOCAST_DEVICES)
+
+
+# Is any autocast region active now? Asked at every tracked op and every pack: torch's own one-call check of every
+# device's flag, called directly (private; if it goes, each device is asked)
+autocast_on: Callable[[], bool] = getattr(torch._C, "_is_any_autocast_enabled", None) or _each_device_autocast
 
 
 def autocast_state(t: torch.Tensor) -> tuple[str, torch.dtype] | None:
@@ -135,16 +135,27 @@ def storage_key(t: torch.Tensor, refs: dict | None = None) -> tuple:
             t._version)
 
 
-def storage_ref(storage: torch.UntypedStorage, refs: dict | None = None) -> StorageWeakRef:
-    """A weak reference to ``storage``; with ``refs`` (a cache by storage), the one made before for it. Sound: a
-    cached reference keeps the storage's C++ object (not its data) allocated, so no other storage can reuse its
-    address while the cache holds it."""
-    if refs is None:
-        return StorageWeakRef(storage)
-    ref = refs.get(storage._cdata)
-    if ref is None:
-        ref = refs[storage._cdata] = StorageWeakRef(storage)
-    return ref
+class StorageKey(int):
+    """A storage's identity as a dict key: its C++ address, an ``int`` (hashed and compared in C: a key with a
+    ``StorageWeakRef`` in it called that class's Python ``__hash__`` at every dict use, ~2,000 times a replayed
+    Llama step), holding a ``StorageWeakRef`` (``ref``), which keeps the storage's C++ object allocated, so no other
+    storage can take its address while the key exists (NOTE [Lifetimes] rule 2 in engine.py)."""
+
+    ref: StorageWeakRef
+
+
+def storage_ref(storage: torch.UntypedStorage, refs: dict | None = None) -> StorageKey:
+    """The :class:`StorageKey` of ``storage``; with ``refs`` (a cache by storage), the one made before for it."""
+    cdata = storage._cdata
+    if refs is not None:
+        key = refs.get(cdata)
+        if key is not None:
+            return key
+    key = StorageKey(cdata)
+    key.ref = StorageWeakRef(storage)
+    if refs is not None:
+        refs[cdata] = key
+    return key
 
 
 class Lineage:
@@ -326,7 +337,7 @@ class Replay(Node):
             out = _cast_into(self, memo)
             if out is not None:
                 return out
-        args = tuple(_eval(a, memo) for a in self.args)
+        args = tuple([_eval(a, memo) for a in self.args])  # a list comprehension: no generator resumed per item
         kwargs = {k: _eval(v, memo) for k, v in self.kwargs.items()}
         if self.autocast is None:
             if self.name in CASTS and args and widen.fits(_cast_of(self)[1], args[0]):  # NOTE [Casts into outputs]
@@ -371,14 +382,14 @@ def _cast_into(cast: Replay, memo: dict) -> torch.Tensor | None:
     if type(inner) is not Replay or inner.name not in _OUT_OPS or inner.kwargs or len(inner.args) != 2 \
             or inner.autocast is not None or cast.autocast is not None or not dtype.is_floating_point:
         return None
-    args = tuple(_eval(a, memo) for a in inner.args)
+    args = tuple([_eval(a, memo) for a in inner.args])
     tensors = [a for a in args if isinstance(a, torch.Tensor)]
     if len(tensors) == 2 and inner.name in widen.OPS and widen.fits(dtype, *args):
         return widen.binary(inner.name, *args)
     if tensors and all(t.is_floating_point() and t.is_contiguous() and t.device == tensors[0].device
                        for t in tensors):
         return _OUT_OPS[inner.name](*args, out=torch.empty(0, dtype=dtype, device=tensors[0].device))
-    rest = tuple(_eval(a, memo) for a in cast.args[1:])
+    rest = tuple([_eval(a, memo) for a in cast.args[1:]])
     return cast.func(inner.func(*args), *rest, **{k: _eval(v, memo) for k, v in cast.kwargs.items()})
 
 
@@ -457,7 +468,7 @@ def _nodes(xs: tuple) -> list:
 def _eval(a: Any, memo: dict) -> Any:
     if isinstance(a, Node):
         return a.eval(memo)
-    if isinstance(a, tuple) and a and all(isinstance(x, Node) for x in a):
+    if isinstance(a, tuple) and a and all([isinstance(x, Node) for x in a]):  # a list: a recipe's hot path
         return [x.eval(memo) for x in a]
     return a
 
@@ -465,8 +476,12 @@ def _eval(a: Any, memo: dict) -> Any:
 def evaluate(node: Node) -> torch.Tensor:
     """Replay ``node`` without building a graph (so nothing is saved, and no hook runs, whatever is active), outside
     any autocast region but the ones its ops ran in (NOTE [Recipes under autocast])."""
-    with torch.no_grad():
+    grad = torch.is_grad_enabled()
+    torch._C._set_grad_enabled(False)  # what ``torch.no_grad()`` does, without its three Python calls a recipe
+    try:
         return outside_autocast(node.eval, {})
+    finally:
+        torch._C._set_grad_enabled(grad)
 
 
 # ---------------------------------------------------------------------------------------------- planner

@@ -188,8 +188,11 @@ class OpTracker(TorchFunctionMode):
                     self.trace.tag(out)
                 self._tag("get", func, args, kwargs, out)
             return out
-        if not self._ours():
-            return func(*args, **kwargs)
+        hook = self.pack_hook  # ``_ours()``, inlined: asked at every op
+        if hook is not None and _top_hooks is not None:
+            top = _top_hooks(False)
+            if top is not None and top[0] is not hook:
+                return func(*args, **kwargs)
         name = op_name(func)
         trace = self.trace
         if trace is not None:
@@ -259,7 +262,7 @@ class OpTracker(TorchFunctionMode):
             frozen, mark = _rope_term(args[0]), FROZEN_ROPE
         else:  # neg, getitem
             frozen, mark = _carried(args[0]) if isinstance(args[0], torch.Tensor) else None, FROZEN_ROPE
-        if frozen is not None and frozen is not out and not any(a is out for a in args):  # not in place
+        if frozen is not None and frozen is not out and not any([a is out for a in args]):  # not in place
             try:
                 setattr(out, mark, frozen)
             except (AttributeError, RuntimeError):
@@ -370,10 +373,12 @@ class TreeWalk:
 
     def matches(self, modules: list[tuple[str, nn.Module]], tensors: list[torch.Tensor], ptrs: list[int]) -> bool:
         """The same modules under the same names, the same tensors on the same storages, in the same order."""
-        # equal ptrs and paths (one per tensor, one per module) mean equal lengths: the zips below see everything
+        # equal ptrs and paths (one per tensor, one per module) mean equal lengths. Identities compared as lists of
+        # ids, in C (``==`` on tensors is elementwise; a generator here resumed once per module and tensor: ~860
+        # Python calls a step for 8 peft-wrapped layers). A live referent with a listed object's id is that object.
         return (self.ptrs == ptrs and self.paths == [name for name, _ in modules]
-                and all(r() is m for r, (_, m) in zip(self.modules, modules))
-                and all(r() is t for r, t in zip(self.tensors, tensors)))
+                and [id(r()) for r in self.modules] == [id(m) for _, m in modules]
+                and [id(r()) for r in self.tensors] == [id(t) for t in tensors])
 
 
 # root module -> its last walk. A training loop's compress() walks the same tree every step; building the names
@@ -530,8 +535,8 @@ class ModuleTracker:
         return self._stack[-1] if self._stack else None
 
     def current_class(self) -> str:
-        m = self.current()
-        return type(m).__name__ if m is not None else ""
+        stack = self._stack  # the producer tag of every op's output reads it
+        return type(stack[-1]).__name__ if stack else ""
 
     def name_of(self, module: nn.Module | None) -> str:
         if module is None:

@@ -134,19 +134,19 @@ class PendingChecks:
 
     def __init__(self, max_bytes: int, grow: Callable[[object, int], None] | None = None):
         self.max_bytes, self._grow = max_bytes, grow
-        self._queue: deque = deque()  # (record, token, source bytes)
+        self.queue: deque = deque()  # (record, token, source bytes), oldest first
         self.nbytes = 0
 
     def __bool__(self) -> bool:
-        return bool(self._queue)
+        return bool(self.queue)
 
     def add(self, rec: Nonfinite, token: object = None) -> None:
         n = rec.pending_nbytes
-        self._queue.append((rec, token, n))
+        self.queue.append((rec, token, n))
         self.nbytes += n
 
     def settle(self, block: bool = False) -> None:
-        queue = self._queue
+        queue = self.queue
         while queue and (block or self.nbytes > self.max_bytes or queue[0][0].ready()):
             rec, token, n = queue.popleft()
             self.nbytes -= n
