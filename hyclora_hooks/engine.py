@@ -3,9 +3,9 @@
 NOTE [Lifetimes]
   1. ``pack`` returns an :class:`Entry` (a parameter comes back as itself). Only autograd's saved variables hold
      entries strongly, so an entry, and the payload it owns, dies with the last node that saved it.
-  2. Dedupe: a table maps (storage, offset, shape, strides, dtype) to a *weak* reference to the entry. Its key
-     holds a weak reference to the storage (``lineage.StorageKey``), which keeps the storage's address from being
-     reused while the key exists: a new tensor can never be taken for a freed one.
+  2. Dedupe: a table maps (storage, offset, shape, strides, dtype) to a *weak* reference to the entry, for the
+     forward (dropped on exit). Its key holds a weak reference to the storage (``lineage.StorageKey``), which keeps
+     the storage's address from being reused while the key exists: a new tensor can never be taken for a freed one.
   3. Entries reach the context only through a weak reference to the accountant, which an entry's ``__del__``
      tells its tokens are gone. A graph kept after the context neither keeps the context alive nor needs it:
      decoding needs only codec and payload. (Not ``weakref.finalize``: five objects per entry, ~345 entries a
@@ -316,7 +316,7 @@ class Compressor:
         self._made: list[Entry] = []  # entries made this step, in order (a template's placeholders number them)
         self._log: list | None = None  # the running pack's actions, while recording
         self._lora_base: tuple | None = None  # (stored term, part, source spec kind) while P3 stores it
-        self._dedupe: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
+        self._dedupe: dict = {}  # storage key -> weak reference to its entry, for the forward (NOTE [Lifetimes] rule 2)
         self._labels: dict[int, str] = {id(KEEP): KEEP.describe()}
         self._trainable: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
         self._stack: ExitStack | None = None
@@ -371,7 +371,8 @@ class Compressor:
             self._sdpa = (None, None)
             self._by_storage = {}
             self._recipes = {}
-        self._storage_refs = {}
+        # no pack comes after the forward; the keys hold their storages' C++ objects (not data) until dropped
+        self._storage_refs, self._dedupe = {}, {}
 
     @property
     def replayed_units(self) -> int:
@@ -396,12 +397,18 @@ class Compressor:
     def _lookup(self, t: torch.Tensor) -> Entry | None:
         if t.layout != torch.strided:
             return None
-        return self._dedupe.get(self._key(t))
+        return self._stored(self._key(t))
+
+    def _stored(self, key: tuple) -> Entry | None:
+        """The live entry stored for ``key`` this forward, or None (a plain dict of weak references: a
+        ``WeakValueDictionary`` made three Python calls a store and one more as each entry died)."""
+        ref = self._dedupe.get(key)
+        return ref() if ref is not None else None
 
     def _lookup_node(self, key: tuple) -> lineage.Node | None:
         """Data of ``key`` (see ``lineage.storage_key``) as a node: its own entry, or a view of a stored
         contiguous tensor of the same storage."""
-        entry = self._dedupe.get(key)
+        entry = self._stored(key)
         if entry is not None:
             return lineage.EntryRef(entry)
         skey, offset, shape, stride, dtype, version = key
@@ -416,7 +423,7 @@ class Compressor:
         return None
 
     def _remember(self, key: tuple, t: torch.Tensor, entry: Entry) -> None:
-        self._dedupe[key] = entry
+        self._dedupe[key] = weakref.ref(entry)
         if t.is_contiguous():  # decodes to the same layout: other views of this storage can read from it
             self._by_storage.setdefault(key[0], []).append((weakref.ref(entry), key[1], t.numel(), key[5]))
 
@@ -595,7 +602,7 @@ class Compressor:
         if rec.kind == "param":
             return self._replay_parameter_record(rec, t)
         key = self._key(t)
-        hit = self._dedupe.get(key)
+        hit = self._stored(key)
         if rec.kind == "dup":
             if hit is None or rec.result >= len(made) or hit is not made[rec.result]:
                 return _MISS
@@ -649,7 +656,7 @@ class Compressor:
             if (len(made) > before) != new or index >= len(made) or got is not made[index]:
                 return _MISS
         entry = made[rec.result]
-        self._remember(key, t, entry) if self.policy.inter else self._dedupe.__setitem__(key, entry)
+        self._remember(key, t, entry) if self.policy.inter else self._dedupe.__setitem__(key, weakref.ref(entry))
         return entry
 
     def _pack(self, t: torch.Tensor) -> Any:
@@ -697,7 +704,7 @@ class Compressor:
         if t.layout != torch.strided or t.is_nested or type(t) is not torch.Tensor and not isinstance(t, nn.Parameter):
             return self._admit(t, self._site(t), reason="not a plain strided tensor")
         key = self._key(t)
-        entry = self._dedupe.get(key)
+        entry = self._stored(key)
         if entry is not None:
             site = self._site(t)
             if self._log is not None:
@@ -720,7 +727,7 @@ class Compressor:
             reason = None if not route.codec.lossless else route.reason
             entry = self._admit(t, site, route.codec, reason, key[0], t.untyped_storage().nbytes())
             self._note("admit_t", (site, route.codec, reason), entry, True)
-        self._remember(key, t, entry) if self.policy.inter else self._dedupe.__setitem__(key, entry)
+        self._remember(key, t, entry) if self.policy.inter else self._dedupe.__setitem__(key, weakref.ref(entry))
         return entry
 
     def _sdpa_replayable(self) -> bool:

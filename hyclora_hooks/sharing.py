@@ -49,15 +49,11 @@ class _Kept:
     def drop(self, key: int) -> None:
         item = self.items.pop(key, None)
         if item is not None:
-            self.nbytes -= _nbytes(item[1])
+            self.nbytes -= item[1].nbytes
 
 
 _tasks: dict[int, _Kept] = {}
 _lock = threading.Lock()  # CUDA backward runs on one engine thread per device
-
-
-def _nbytes(t: torch.Tensor) -> int:
-    return t.numel() * t.element_size()
 
 
 def _end_of_backward(task: int) -> None:
@@ -76,7 +72,7 @@ def read(entry: Any, decode: Callable[[], torch.Tensor]) -> torch.Tensor:
     if t is not None:
         return t
     t = decode()
-    if _nbytes(t) <= MAX_SHARED_BYTES:
+    if t.nbytes <= MAX_SHARED_BYTES:
         _keep(task, entry, t)
     return t
 
@@ -102,7 +98,7 @@ def _count_read(task: int, entry: Any) -> torch.Tensor | None:
 
 def _keep(task: int, entry: Any, t: torch.Tensor) -> None:
     """Keep ``t`` for ``entry``'s ``readers - 1`` other readers in backward ``task``."""
-    key, nbytes = id(entry), _nbytes(t)
+    key, nbytes = id(entry), t.nbytes
     with _lock:
         kept = _tasks.get(task)
         if kept is None:
@@ -120,7 +116,7 @@ def share(entry: Any, t: torch.Tensor) -> None:
     output): keep it for the entry's other readers as if one reader had decoded it. Only inside a backward and
     for entries with more than one reader, as :func:`read`; an entry kept already counts one read instead."""
     task = graph_task_id()
-    if task == -1 or entry.readers < 2 or _nbytes(t) > MAX_SHARED_BYTES:
+    if task == -1 or entry.readers < 2 or t.nbytes > MAX_SHARED_BYTES:
         return
     with _lock:
         if _count_read(task, entry) is not None:
