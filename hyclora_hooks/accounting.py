@@ -88,9 +88,6 @@ class Accountant:
         self.backward_packs = 0
         self._queue: list = []  # tokens of uncounted admits, and (storage key, site, codec label) of duplicates
         self._counted = 0  # how many of the queue a flush has taken
-        # (id(site), codec label) -> (site, its op row, its layer row): a replayed step's sites are its plan's, the
-        # same objects every step, so a row is found with one lookup (the site held: its id is not reused)
-        self._site_rows: dict[tuple[int, str], tuple] = {}
 
     def flush(self) -> None:
         """Count what ``admit`` and ``note_duplicate`` queued, in order (NOTE [Deferred counting]). Counting makes
@@ -121,22 +118,18 @@ class Accountant:
     def _count_duplicate(self, storage_key: Any, site: SaveSite, codec_label: str) -> None:
         rec = self._records.get(storage_key)
         if rec is not None and not rec.counted:
-            _, row, layer = self._rows(site, codec_label)
-            self._count_activation(rec, row, layer)
+            self._count_activation(rec, *self._rows(site, codec_label))
 
-    def _rows(self, site: SaveSite, codec_label: str) -> tuple:
-        """(``site``, its row of ``by_op``, its row of ``by_layer``), made on first use."""
-        got = self._site_rows.get((id(site), codec_label))
-        if got is None:
-            key = (site.op_class, site.role, site.module_pattern, codec_label)
-            row = self.by_op.get(key)  # not setdefault: that builds a Row on every call
-            if row is None:
-                row = self.by_op[key] = Row()
-            layer = self.by_layer.get(site.layer)
-            if layer is None:
-                layer = self.by_layer[site.layer] = Row()
-            got = self._site_rows[(id(site), codec_label)] = (site, row, layer)
-        return got
+    def _rows(self, site: SaveSite, codec_label: str) -> tuple[Row, Row]:
+        """``site``'s row of ``by_op`` and of ``by_layer``, made on first use."""
+        key = (site.op_class, site.role, site.module_pattern, codec_label)
+        row = self.by_op.get(key)  # not setdefault: that builds a Row on every call
+        if row is None:
+            row = self.by_op[key] = Row()
+        layer = self.by_layer.get(site.layer)
+        if layer is None:
+            layer = self.by_layer[site.layer] = Row()
+        return row, layer
 
     def _count_activation(self, rec: _StorageRecord, row: Row, layer: Row) -> None:
         rec.counted = True
@@ -167,8 +160,7 @@ class Accountant:
     def _count(self, token: Token) -> None:
         storage_key, storage_nbytes, site, host_nbytes = token.storage_key, token.storage_nbytes, token.site, \
             token.host_nbytes
-        _, row, layer = self._rows(site, token.codec_label)
-        token.row, token.layer = row, layer
+        row, layer = token.row, token.layer = self._rows(site, token.codec_label)
         row.count += 1
         layer.count += 1
         rec = self._records.get(storage_key)

@@ -130,9 +130,12 @@ def outside_autocast(fn: Callable, *args: Any) -> Any:
 
 def storage_key(t: torch.Tensor, refs: dict | None = None) -> tuple:
     """Identity of a tensor's data: storage (held weakly, so its address is not reused), view geometry, dtype, and
-    version (an in-place change makes other data of the same storage). ``refs``: see :func:`storage_ref`."""
-    return (storage_ref(t.untyped_storage(), refs), t.storage_offset(), tuple(t.shape), tuple(t.stride()), t.dtype,
-            t._version)
+    version (an in-place change makes other data of the same storage). ``refs``: see :func:`storage_ref` (its
+    cache read here first: a key is asked for at every pack)."""
+    storage = t.untyped_storage()
+    key = refs.get(storage._cdata) if refs is not None else None
+    return (key if key is not None else storage_ref(storage, refs), t.storage_offset(), tuple(t.shape),
+            tuple(t.stride()), t.dtype, t._version)
 
 
 class StorageKey(int):
@@ -337,8 +340,11 @@ class Replay(Node):
             out = _cast_into(self, memo)
             if out is not None:
                 return out
-        args = tuple([_eval(a, memo) for a in self.args])  # a list comprehension: no generator resumed per item
-        kwargs = {k: _eval(v, memo) for k, v in self.kwargs.items()}
+        # ``_eval`` inlined for the commonest arguments (a node, a plain value), in a list comprehension (no generator
+        # resumed per item): a replayed backward evaluates ~1,000 of them
+        args = tuple([a.eval(memo) if isinstance(a, Node) else _eval(a, memo) if type(a) is tuple else a
+                      for a in self.args])
+        kwargs = {k: _eval(v, memo) for k, v in self.kwargs.items()} if self.kwargs else {}
         if self.autocast is None:
             if self.name in CASTS and args and widen.fits(_cast_of(self)[1], args[0]):  # NOTE [Casts into outputs]
                 return widen.cast(args[0])
@@ -386,8 +392,8 @@ def _cast_into(cast: Replay, memo: dict) -> torch.Tensor | None:
     tensors = [a for a in args if isinstance(a, torch.Tensor)]
     if len(tensors) == 2 and inner.name in widen.OPS and widen.fits(dtype, *args):
         return widen.binary(inner.name, *args)
-    if tensors and all(t.is_floating_point() and t.is_contiguous() and t.device == tensors[0].device
-                       for t in tensors):
+    if tensors and all([t.is_floating_point() and t.is_contiguous() and t.device == tensors[0].device
+                        for t in tensors]):
         return _OUT_OPS[inner.name](*args, out=torch.empty(0, dtype=dtype, device=tensors[0].device))
     rest = tuple([_eval(a, memo) for a in cast.args[1:]])
     return cast.func(inner.func(*args), *rest, **{k: _eval(v, memo) for k, v in cast.kwargs.items()})
@@ -830,8 +836,8 @@ class RopePart(Replay):
 
 def _rope_shape(p: torch.Tensor, w: torch.Tensor, view: tuple) -> tuple:
     numel = p.numel() // max(p.shape[-1], 1) * w.shape[0]
-    known = math.prod(n for n in view if n != -1)
-    return tuple(numel // known if n == -1 else n for n in view) if known else view
+    known = math.prod([n for n in view if n != -1])
+    return tuple([numel // known if n == -1 else n for n in view]) if known else view
 
 
 def _rope_part(p: torch.Tensor, w: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, view: tuple) -> torch.Tensor:

@@ -98,21 +98,6 @@ class Trace:
         """The replay ended (NOTE [Replay] rule 4): signatures are no longer needed; outputs no longer kept."""
         self._expect, self._keep = None, frozenset()
 
-    def _add(self, sig: tuple) -> None:
-        expect, n = self._expect, self.count
-        self.count = n + 1
-        if expect is None:
-            if self._keep is None:  # recording (or deciding): keep it
-                self.sigs.append(sig)
-            return
-        if not self.diverged:
-            try:
-                same = n < len(expect) and sig == expect[n]
-            except Exception:  # noqa: BLE001 - a value torch compares elementwise, say: not provably equal
-                same = False
-            if not same:
-                self.diverged = True
-
     def op(self, name: str, args: tuple, kwargs: dict) -> None:
         token, values = self.token, []
         for a in args:  # the two commonest kinds inline: a tensor this step made, a plain number
@@ -126,7 +111,20 @@ class Trace:
                 values.append(a)
                 continue
             values.append(self._value(a))
-        self._add((name, torch.is_grad_enabled(), tuple(values), self._value(kwargs) if kwargs else None))
+        sig = (name, torch.is_grad_enabled(), tuple(values), self._value(kwargs) if kwargs else None)
+        expect, n = self._expect, self.count
+        self.count = n + 1
+        if expect is None:
+            if self._keep is None:  # recording (or deciding): keep it
+                self.sigs.append(sig)
+            return
+        if not self.diverged:
+            try:
+                same = n < len(expect) and sig == expect[n]
+            except Exception:  # noqa: BLE001 - a value torch compares elementwise, say: not provably equal
+                same = False
+            if not same:
+                self.diverged = True
 
     def tag(self, out: Any) -> None:
         """Tag the current op's tensor outputs with their slot, and keep a weak reference to a tensor output."""
@@ -175,10 +173,10 @@ class Trace:
             self._outside += 1
             self.outs[slot] = weakref.ref(a)
             return slot + (tuple(a.shape), a.stride(), a.dtype, a.device, a.requires_grad)
-        if t is tuple or t is list:
-            return tuple([self._value(x) for x in a])
+        if t is tuple or t is list:  # a shape, mostly: its ints without a call each
+            return tuple([x if type(x) is int else self._value(x) for x in a])
         if t is dict:
-            return tuple((k, self._value(v)) for k, v in a.items())
+            return tuple([(k, self._value(v)) for k, v in a.items()])
         return a
 
 

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import functools
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
@@ -59,16 +59,13 @@ class SaveSite:
     producer: str  # op that produced the tensor, "" if unknown (e.g. a model input)
     dtype: torch.dtype
     shape: tuple[int, ...]
+    # what the accountant asks of every entry it counts, read as fields (a property was a Python call each time):
+    layer: str = field(init=False, repr=False, compare=False)  # model.layers.3 for model.layers.3.mlp.up_proj
+    module_pattern: str = field(init=False, repr=False, compare=False)  # layer indices as ``*``, to sum over layers
 
-    @property
-    def layer(self) -> str:
-        """``model.layers.3`` for ``model.layers.3.mlp.up_proj``; the module itself when no index appears."""
-        return _layer_of(self.module)
-
-    @property
-    def module_pattern(self) -> str:
-        """The module name with layer indices replaced by ``*``, to sum over layers."""
-        return _pattern_of(self.module)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "layer", _layer_of(self.module))  # the module itself when no index appears
+        object.__setattr__(self, "module_pattern", _pattern_of(self.module))
 
 
 # The accountant asks both of every admitted entry, and a model has few module names: compute each once.

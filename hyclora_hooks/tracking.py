@@ -193,7 +193,10 @@ class OpTracker(TorchFunctionMode):
             top = _top_hooks(False)
             if top is not None and top[0] is not hook:
                 return func(*args, **kwargs)
-        name = op_name(func)
+        try:  # ``op_name``'s cache, read inline
+            name = _OP_NAMES[func]
+        except (KeyError, TypeError):
+            name = op_name(func)
         trace = self.trace
         if trace is not None:
             trace.op(name, args, kwargs)

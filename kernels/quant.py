@@ -88,7 +88,7 @@ class QuantizedTensor:
         """Bytes held, exactly: the storages of every tensor referenced (each is compact, none a view)."""
         held = [self.packed, self.scale, self.zero, self.outlier_index, self.outlier_value]
         nf = Nonfinite.nbytes_of(self.nonfinite)
-        return nf + sum(t.untyped_storage().nbytes() for t in held if t is not None)
+        return nf + sum([t.untyped_storage().nbytes() for t in held if t is not None])
 
     @property
     def nonfinite_index(self) -> torch.Tensor | None:

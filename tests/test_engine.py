@@ -294,11 +294,11 @@ def test_a_release_while_the_accountant_counts_goes_on_from_the_same_place():
     later = []
 
     class ReleasingSite(SaveSite):
-        @property
-        def layer(self) -> str:
-            while later:
-                acct.release(later.pop())
-            return "model.layers.0"
+        def __getattribute__(self, name: str):
+            if name == "layer":
+                while later:
+                    acct.release(later.pop())
+            return super().__getattribute__(name)
 
     site = SaveSite("sin", "unknown", "sin", "model.layers.0.mlp", "MLP", "", torch.float32, (8, 8))
     first = ReleasingSite("sin", "unknown", "sin", "model.layers.0.mlp", "MLP", "", torch.float32, (8, 8))
