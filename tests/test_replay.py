@@ -87,11 +87,13 @@ class _BiasedSlice(nn.Module):
         return self.b(self.a(x)[..., :16]).pow(2).mean()
 
 
-def test_sources_made_inside_an_op_replay_too():
+def _replayed_against_deciding(make: type[nn.Module], steps: int) -> tuple[int, object]:
+    """Train a ``make()`` model replaying and a copy deciding every pack on the same random inputs, checking their
+    gradients are equal at every step; the last step's replayed packs and report of the replaying one."""
     torch.manual_seed(0)
-    on = _BiasedSlice()
+    on = make()
     off = copy.deepcopy(on)
-    for step in range(6):
+    for step in range(steps):
         x = torch.randn(2, 8, 16)
         grads = []
         for model, replay_on in ((on, True), (off, False)):
@@ -101,9 +103,14 @@ def test_sources_made_inside_an_op_replay_too():
             grads.append(torch.cat([p.grad.flatten() for p in model.parameters()]))
             model.zero_grad(set_to_none=True)
             if replay_on:
-                replayed, packs = ctx.replayed_packs, ctx.report().packs
+                replayed, report = ctx.replayed_packs, ctx.report()
         assert torch.equal(grads[0], grads[1]), f"step {step}"
-    assert replayed == packs > 0  # once the outlier channels are calibrated, every pack
+    return replayed, report
+
+
+def test_sources_made_inside_an_op_replay_too():
+    replayed, report = _replayed_against_deciding(_BiasedSlice, 6)
+    assert replayed == report.packs > 0  # once the outlier channels are calibrated, every pack
 
 
 class _CheckpointedWeightView(nn.Module):
@@ -123,21 +130,7 @@ class _CheckpointedWeightView(nn.Module):
 def test_a_weight_view_packed_outside_any_op_keeps_the_replay():
     """The parameter fast path reads a view's ``_base`` only off the op tracker's stack: read on it, the read is
     traced as an op of the step, the signatures differ from the plan and no step replays to its end."""
-    torch.manual_seed(0)
-    on = _CheckpointedWeightView()
-    off = copy.deepcopy(on)
-    for step in range(5):
-        x = torch.randn(2, 8, 16)
-        grads = []
-        for model, replay_on in ((on, True), (off, False)):
-            with hyclora.compress("intra_inter", replay=replay_on, bits=4) as ctx:
-                loss = model(x)
-            loss.backward()
-            grads.append(torch.cat([p.grad.flatten() for p in model.parameters()]))
-            model.zero_grad(set_to_none=True)
-            if replay_on:
-                replayed, report = ctx.replayed_packs, ctx.report()
-        assert torch.equal(grads[0], grads[1]), f"step {step}"
+    replayed, report = _replayed_against_deciding(_CheckpointedWeightView, 5)
     assert report.parameter_packs > 0
     assert replayed == report.packs  # once the outlier channels are calibrated, every pack
 
