@@ -200,8 +200,7 @@ class Accountant:
             self.peak_stored_bytes = max(self.peak_stored_bytes, self.live_stored_bytes)
 
     def release(self, token: Token) -> None:
-        if self._counted < len(self._queue):  # ``flush()``, called only where there is something to count
-            self.flush()
+        self.flush()
         token.live = False
         storage_key, stored, holds_storage, host_nbytes = token.storage_key, token.stored, token.holds_storage, \
             token.host_nbytes

@@ -424,7 +424,8 @@ class Compressor:
 
     def _remember(self, key: tuple, t: torch.Tensor, entry: Entry) -> None:
         self._dedupe[key] = weakref.ref(entry)
-        if t.is_contiguous():  # decodes to the same layout: other views of this storage can read from it
+        if self.policy.inter and t.is_contiguous():  # decodes to the same layout: other views of this storage
+            # can read from it (recipes' sources, planned only under an inter policy)
             self._by_storage.setdefault(key[0], []).append((weakref.ref(entry), key[1], t.numel(), key[5]))
 
     def _settle(self, block: bool = False) -> None:
@@ -656,7 +657,7 @@ class Compressor:
             if (len(made) > before) != new or index >= len(made) or got is not made[index]:
                 return _MISS
         entry = made[rec.result]
-        self._remember(key, t, entry) if self.policy.inter else self._dedupe.__setitem__(key, weakref.ref(entry))
+        self._remember(key, t, entry)
         return entry
 
     def _pack(self, t: torch.Tensor) -> Any:
@@ -672,8 +673,7 @@ class Compressor:
                     return out
         # a pack outside any op (a checkpoint region's inputs) would otherwise run every tensor call of our encode
         # through the op tracker as an "op" (NOTE [Untracked regions])
-        out = _on_device(t.get_device() if t.is_cuda else None, self._ops.outside, lineage.outside_autocast,
-                         self._pack_one, t)
+        out = _on_device(_cuda_index(t), self._ops.outside, lineage.outside_autocast, self._pack_one, t)
         if isinstance(out, Entry):  # NOTE [Shared decodes]: one more reader of this entry
             out.readers += 1
         return out
@@ -727,7 +727,7 @@ class Compressor:
             reason = None if not route.codec.lossless else route.reason
             entry = self._admit(t, site, route.codec, reason, key[0], t.untyped_storage().nbytes())
             self._note("admit_t", (site, route.codec, reason), entry, True)
-        self._remember(key, t, entry) if self.policy.inter else self._dedupe.__setitem__(key, weakref.ref(entry))
+        self._remember(key, t, entry)
         return entry
 
     def _sdpa_replayable(self) -> bool:

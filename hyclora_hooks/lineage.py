@@ -130,12 +130,9 @@ def outside_autocast(fn: Callable, *args: Any) -> Any:
 
 def storage_key(t: torch.Tensor, refs: dict | None = None) -> tuple:
     """Identity of a tensor's data: storage (held weakly, so its address is not reused), view geometry, dtype, and
-    version (an in-place change makes other data of the same storage). ``refs``: see :func:`storage_ref` (its
-    cache read here first: a key is asked for at every pack)."""
-    storage = t.untyped_storage()
-    key = refs.get(storage._cdata) if refs is not None else None
-    return (key if key is not None else storage_ref(storage, refs), t.storage_offset(), tuple(t.shape),
-            tuple(t.stride()), t.dtype, t._version)
+    version (an in-place change makes other data of the same storage). ``refs``: see :func:`storage_ref`."""
+    return (storage_ref(t.untyped_storage(), refs), t.storage_offset(), tuple(t.shape), tuple(t.stride()), t.dtype,
+            t._version)
 
 
 class StorageKey(int):

@@ -188,15 +188,9 @@ class OpTracker(TorchFunctionMode):
                     self.trace.tag(out)
                 self._tag("get", func, args, kwargs, out)
             return out
-        hook = self.pack_hook  # ``_ours()``, inlined: asked at every op
-        if hook is not None and _top_hooks is not None:
-            top = _top_hooks(False)
-            if top is not None and top[0] is not hook:
-                return func(*args, **kwargs)
-        try:  # ``op_name``'s cache, read inline
-            name = _OP_NAMES[func]
-        except (KeyError, TypeError):
-            name = op_name(func)
+        if not self._ours():
+            return func(*args, **kwargs)
+        name = op_name(func)
         trace = self.trace
         if trace is not None:
             trace.op(name, args, kwargs)
