@@ -26,8 +26,36 @@ import torch  # noqa: E402
 import hyclora_hooks as hy  # noqa: E402
 from hyclora_hooks.codecs.quant import Quant  # noqa: E402
 from ab_setup import TINY_WIDTHS  # noqa: E402
-from kernels import nonfinite  # noqa: E402
+from hyclora_hooks.codecs.calibration import calibration_scope  # noqa: E402
+from hyclora_hooks.kernels import nonfinite  # noqa: E402 - the library's module (kernels.nonfinite is another)
 from tools.bench_step import build_model, build_parser, make_batch  # noqa: E402
+
+
+ROOT: list = []  # the model: calibrated outlier channels are kept by it (calibration_scope's root)
+
+
+def allocations(reps: int = 2000) -> None:
+    """What an encode's buffers cost the host: three ``torch.empty`` (codes, scales, zeros) against one buffer
+    viewed three ways, at a 4096 x 4096 token-group encode's sizes."""
+    dev = torch.device("cuda")
+    sizes = (4096 * 4096 // 2, 32 * 4096 * 2, 32 * 4096 * 2)
+
+    def three():
+        return [torch.empty(n, dtype=torch.uint8, device=dev) for n in sizes]
+
+    def one():
+        buf = torch.empty(sum(sizes), dtype=torch.uint8, device=dev)
+        return [buf[:sizes[0]], buf[sizes[0]:sizes[0] + sizes[1]].view(torch.bfloat16),
+                buf[sizes[0] + sizes[1]:].view(torch.bfloat16)]
+
+    for name, fn in (("three torch.empty", three), ("one torch.empty + three views", one),
+                     ("three torch.empty", three), ("one torch.empty + three views", one)):
+        ts = []
+        for _ in range(reps):
+            t0 = time.perf_counter()
+            fn()
+            ts.append(time.perf_counter() - t0)
+        print(f"  {name:32s} {statistics.median(ts) * 1e6:6.1f} us")
 
 
 def capture(model, batch, bits: int) -> tuple[list, list]:
@@ -75,7 +103,7 @@ def timed(calls: list, reps: int) -> dict:
     """Host seconds of each call (synchronised before each), grouped by kind."""
     out = defaultdict(list)
     pending = nonfinite.PendingChecks(1 << 40)
-    with nonfinite.collecting(pending.add):
+    with nonfinite.collecting(pending.add), calibration_scope(lambda: ROOT[0]):
         for _ in range(reps):
             for label, fn in calls:
                 sync()
@@ -107,6 +135,7 @@ def main() -> None:
             loss = model(**batch).loss
         loss.backward()
         model.zero_grad(set_to_none=True)
+    ROOT.append(model)
     encodes, decodes = capture(model, batch, a.bits)
     calls = [(f"encode {kind(t, c)}", lambda c=c, t=t, site=site: c.encode(t, site)) for c, t, site in encodes]
     calls += [(f"{name} {c.describe()} {tuple(pl.shape)} {str(pl.dtype)[6:]}",
@@ -121,9 +150,12 @@ def main() -> None:
         total += statistics.median(ts) * n
         print(f"{n:5d} {statistics.median(ts) * 1e6:9.1f} {min(ts) * 1e6:7.1f}  {label}")
     print(f"a step's calls, at their medians: {total * 1e3:.2f} ms")
+    if dev.type == "cuda":
+        print("an encode's buffers, host us a call:")
+        allocations()
     prof = cProfile.Profile()
     pending = nonfinite.PendingChecks(1 << 40)
-    with nonfinite.collecting(pending.add):
+    with nonfinite.collecting(pending.add), calibration_scope(lambda: ROOT[0]):
         for _ in range(5):
             prof.enable()
             for _, fn in calls:
