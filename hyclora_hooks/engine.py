@@ -51,6 +51,7 @@ from __future__ import annotations
 
 import weakref
 from contextlib import ExitStack
+from functools import partial
 from pathlib import Path
 from typing import Any, Callable
 
@@ -299,9 +300,7 @@ class Compressor:
             self._by_storage: dict = {}
             self._sdpa: tuple = (None, None)  # (weakref to the SDPA call's OpFrame, its SdpaRecompute)
             self._recipes: dict = {}  # (cost, leaf entries' ids) -> weak references to recipe entries
-
-            def record(func, name, args, kwargs, out, _is_param=self._params.is_param):
-                lineage.record(func, name, args, kwargs, out, _is_param)
+            record = partial(lineage.record, is_param=self._params.is_param)  # the op tracker's lineage records
         self._ops = OpTracker(self._modules, record, pack_hook=self._pack)
         if policy.inter:
             self._ops.frozen_terms = []  # NOTE [Frozen term] in tracking.py
