@@ -177,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
         rows_out.append({"size_mib": mib, "op": "copy", "bits": None, "outliers": False, "granularity": "-",
                          "seconds": t_copy, "bytes": 2 * nbytes, "gbps": copy_gbs, "pct_copy": 100.0,
                          "device_seconds": dev_copy, "device_pct_copy": 100.0})
-        del dst
+        dst = None  # (not del: the timed lambdas above name it)
         configs = [(b, o, "group") for b in bits_list for o in (False, True)]
         if 4 in bits_list:
             configs += [(4, True, "token_group"), (4, True, "channel"), (4, True, "dynamic")]
@@ -239,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
                                  else 100.0 * (moved / t_dev) / (2 * nbytes / dev_copy),
                                  "payload_ratio": payload / nbytes})
             del q
-        del x
+        x = None  # free the GPU copy before the next size (not del: the timed lambdas name it)
         if cuda:
             torch.cuda.empty_cache()
     Q._TILE, Q._WARPS, Q._WORD_TILE, Q._WORD_TILE_OUTLIERS = default_tile
