@@ -25,7 +25,7 @@ import torch  # noqa: E402
 
 import hyclora_hooks as hy  # noqa: E402
 from hyclora_hooks.codecs.quant import Quant  # noqa: E402
-from ab_setup import TINY_WIDTHS  # noqa: E402
+from ab_setup import TINY_WIDTHS, synchronizer  # noqa: E402
 from hyclora_hooks.codecs.calibration import calibration_scope  # noqa: E402
 from hyclora_hooks.kernels import nonfinite  # noqa: E402 - the library's module (kernels.nonfinite is another)
 from tools.bench_step import build_model, build_parser, make_batch  # noqa: E402
@@ -94,12 +94,7 @@ def kind(t: torch.Tensor, codec: Quant) -> str:
     return f"{codec.describe()} {tuple(t.shape)} {str(t.dtype)[6:]}{'' if t.is_contiguous() else ' strided'}"
 
 
-def sync() -> None:
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
-
-
-def timed(calls: list, reps: int) -> dict:
+def timed(calls: list, reps: int, sync) -> dict:
     """Host seconds of each call (synchronised before each), grouped by kind."""
     out = defaultdict(list)
     pending = nonfinite.PendingChecks(1 << 40)
@@ -142,7 +137,8 @@ def main() -> None:
                lambda c=c, n=name, pl=pl, x=x: getattr(c, n)(pl, *x))
               for c, name, pl, x in decodes]
     print(f"{len(encodes)} encodes, {len(decodes)} decodes a step ({a.shape}, intra_inter@{a.bits}); host us a call")
-    per = timed(calls, a.reps)
+    sync = synchronizer(dev)
+    per = timed(calls, a.reps, sync)
     total = 0.0
     print(f"{'calls':>5} {'median us':>9} {'min us':>7}  kind")
     for label, ts in sorted(per.items(), key=lambda kv: -statistics.median(kv[1]) * len(kv[1])):
