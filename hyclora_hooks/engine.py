@@ -263,13 +263,19 @@ def _frozen_mark(t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
     if marked is None:
         return None
     frozen = getattr(marked, "__dict__", {}).pop(FROZEN, None)
+    view = _frozen_view(t, marked, frozen)
+    return (frozen, view) if view is not None else None
+
+
+def _frozen_view(t: torch.Tensor, marked: torch.Tensor, frozen: torch.Tensor | None) -> torch.Tensor | None:
+    """``frozen`` viewed as ``t`` views ``marked`` (``t`` itself or its base), if it has ``marked``'s layout."""
     if frozen is None or frozen.shape != marked.shape or frozen.stride() != marked.stride() \
             or frozen.dtype != marked.dtype or frozen.device != marked.device:
         return None
     if marked is t:
-        return frozen, frozen
-    return frozen, frozen.as_strided(t.shape, t.stride(),
-                                     frozen.storage_offset() + t.storage_offset() - marked.storage_offset())
+        return frozen
+    offset = frozen.storage_offset() + t.storage_offset() - marked.storage_offset()
+    return frozen.as_strided(t.shape, t.stride(), offset)
 
 
 def _frozen_rope_mark(t: torch.Tensor) -> torch.Tensor | None:
@@ -314,7 +320,7 @@ class Compressor:
         self.replayed_packs = 0  # packs this step carried out from a recorded plan
         self._made: list[Entry] = []  # entries made this step, in order (a template's placeholders number them)
         self._log: list | None = None  # the running pack's actions, while recording
-        self._lora_base: tuple | None = None  # (stored term, part, source spec kind) while P3 stores it
+        self._lora_base: tuple | None = None  # (stored term, part, source spec kind, mark) while P3 stores it
         self._dedupe: dict = {}  # storage key -> weak reference to its entry, for the forward (NOTE [Lifetimes] rule 2)
         self._labels: dict[int, str] = {id(KEEP): KEEP.describe()}
         self._trainable: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
@@ -512,6 +518,8 @@ class Compressor:
             return ("saved" if src is saving else "saved_base", slot)
         if self._lora_base is not None and src is self._lora_base[0]:
             if self._lora_base[2] != "base":  # "frozen", "frozen_rope": the term the forward's sum marked
+                if self._units is not None:  # a unit's body may hold it (NOTE [Replay units] rule 5)
+                    self._units.note_term(len(self._packs), self._lora_base[3])
                 return (self._lora_base[2], None)
             branch = self._template(self._lora_base[1])
             return ("base", branch) if branch is not None else None
@@ -630,12 +638,16 @@ class Compressor:
                         if self._units.replaying is None and trace.slot(src) != (None if layout else what):
                             return _MISS  # outside a unit the tag must name it; inside one the body has none
                     elif kind == "frozen":  # equal signatures: the mark is the sum's frozen operand again
-                        mark = _frozen_mark(t)
-                        if mark is None:
+                        if self._units.replaying is None:
+                            mark = _frozen_mark(t)
+                            src = mark[1] if mark is not None else None
+                        else:  # inside a unit, from its projection's exit (units.py rule 5); a mark is on no view
+                            src = _frozen_view(t, t if t._base is None else t._base, self._units.term(self._next - 1))
+                        if src is None:
                             return _MISS
-                        src = mark[1]
-                    elif kind == "frozen_rope":
-                        src = _frozen_rope_mark(t)
+                    elif kind == "frozen_rope":  # inside a unit, from its projection's exit (units.py rule 5)
+                        src = _frozen_rope_mark(t) if self._units.replaying is None \
+                            else self._units.term(self._next - 1)
                         if src is None:
                             return _MISS
                     else:
@@ -821,7 +833,7 @@ class Compressor:
             term = _frozen_rope_mark(t)  # q/k: X·W, rotated with its LoRA part in backward (NOTE [Frozen term])
             part = planner.rope_frozen_part(t, term) if term is not None else None
             if part is not None:
-                leaf = lineage.EntryRef(self._lora_source(term, part, "frozen_rope", site, route))
+                leaf = lineage.EntryRef(self._lora_source(term, part, "frozen_rope", site, route, term))
                 return self._recipe(t, site, lineage.RopeRebuild(leaf, part))
             mark = _frozen_mark(t)  # X·W itself, when the forward's sum still holds it
             if mark is not None and not planner.frozen_operand(t, mark[0]):
@@ -832,7 +844,8 @@ class Compressor:
                     base, spec = mark[1], "frozen"
                 else:
                     base, spec = lineage.lora_subtract(t, branch), "base"
-                leaf = lineage.EntryRef(self._lora_source(base, branch, spec, site, route))
+                leaf = lineage.EntryRef(self._lora_source(base, branch, spec, site, route,
+                                                          mark[0] if mark is not None else None))
                 return self._recipe(t, site, planner.lora_rebuild(leaf, branch, t.dtype, self.policy.fuse))
         ops, src = planner.chain(t)  # P2
         if ops and src.is_floating_point() and src.untyped_storage().nbytes() <= t.untyped_storage().nbytes():
@@ -840,9 +853,11 @@ class Compressor:
             return self._recipe(t, site, planner.replay_chain(ops, leaf))
         return None
 
-    def _lora_source(self, base: torch.Tensor, part: lineage.Node, spec: str, site: SaveSite, route: Route) -> Entry:
-        """P3's stored term, with what a recorded source says it was (``spec``; NOTE [Replay] rule 2)."""
-        self._lora_base = (base, part, spec)
+    def _lora_source(self, base: torch.Tensor, part: lineage.Node, spec: str, site: SaveSite, route: Route,
+                     mark: torch.Tensor | None = None) -> Entry:
+        """P3's stored term, with what a recorded source says it was (``spec``; NOTE [Replay] rule 2) and the
+        frozen term it is (``mark``: the tensor a mark held, which a replay unit finds again; units.py rule 5)."""
+        self._lora_base = (base, part, spec, mark)
         try:
             return self._source(base, site, route)
         finally:

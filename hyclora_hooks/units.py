@@ -28,11 +28,27 @@ NOTE [Replay units]
      calls: ``_NORM_NAMES``), it has that one parameter, no buffer, no submodule, no forward of its own set on the
      instance and no hook; the state is that forward function, the weight and the epsilon. Gemma's (``1 + weight``,
      through ``self._norm``) reads other names: no unit.
+  5. Llama's attention is a unit too (the glue around its four projections: ~34 tracked ops a layer, RoPE and
+     SDPA among them; docs/replay.md session 28) where its call reads nothing the state does not hold. Its
+     forward and the functions it reaches (``apply_rotary_pos_emb``, ``rotate_half``, the attention interface
+     the config names and its ``use_gqa_in_sdpa``, ``repeat_kv``) must be plain functions whose code reads only
+     the names of transformers' Llama and SDPA code (``_ATTENTION_NAMES``); the state holds each of them with its
+     code, defaults and the values of the globals it loads, the module's and its config's values of those names,
+     the config's attention implementation, each projection's state (a unit-able peft LoRA linear or a plain
+     ``nn.Linear``, no other submodule), and the call's arguments: plain values as they are, tensors by slot
+     (HF passes them all as keywords; a ``past_key_values`` cache or any other object makes the call no unit).
+     Its packs may read frozen terms (q and k the terms RoPE carried, v heads of v_proj's: NOTE [Frozen term]), and
+     its output has o_proj's mark: with the body untracked no mark is set, so a unit instead records which of its
+     projections' base-layer outputs each one was and a replay takes them from those layers' exits
+     (:meth:`Units.term`; a view of one as the saved tensor views its base, for v). A unit may hold
+     units (its projections): a recording step records both; a replay takes the outermost whose entry matches.
 """
 
 from __future__ import annotations
 
+import dis
 import sys
+import types
 import weakref
 from typing import Any
 
@@ -87,18 +103,23 @@ def _kind_of(m: nn.Module) -> Any:
     kind = _KINDS.get(cls, _MISSING)
     if kind is _MISSING:
         kind = _KINDS[cls] = _kind(cls)
-    return kind if ENABLED else None
+    return kind if ENABLED and (ATTENTION or kind is not _attention_state) else None
 
 
 def _kind(cls: type) -> Any:
     if cls is _lora_linear():
         return _lora_state
-    if cls.__name__.endswith("RMSNorm") and issubclass(cls, nn.Module):
+    if not issubclass(cls, nn.Module):
+        return None
+    if cls.__name__.endswith("RMSNorm"):
         return _norm_state
+    if _ATTENTION_LOADS.issubset(_loads(cls.forward) or ()):  # rule 5; what it reaches is checked at each call
+        return _attention_state
     return None
 
 
 ENABLED = True  # False: no call is a unit (for measuring units against their absence: units_ab.py)
+ATTENTION = True  # False: no attention call is a unit (rule 5 against its absence: units_ab.py --attention)
 _MISSING = object()
 _KINDS: dict = {}  # module class -> its state function, or None (weak enough: classes live as long as their module)
 
@@ -143,25 +164,127 @@ def _norm_state(m: nn.Module) -> tuple | None:
             torch.is_grad_enabled())
 
 
+# Rule 5: every name the code of Llama's attention reads (transformers 5.x: ``LlamaAttention.forward``,
+# ``apply_rotary_pos_emb``, ``rotate_half``, ``sdpa_attention_forward``, ``use_gqa_in_sdpa``, ``repeat_kv``). Code that
+# reads any other name (a sliding window, q/k norms, another interface) makes no unit.
+_ATTENTION_NAMES = frozenset({
+    "shape", "head_dim", "q_proj", "view", "transpose", "k_proj", "v_proj", "apply_rotary_pos_emb", "update",
+    "layer_idx", "ALL_ATTENTION_FUNCTIONS", "get_interface", "config", "_attn_implementation",
+    "eager_attention_forward", "training", "attention_dropout", "scaling", "reshape", "contiguous", "o_proj",
+    "unsqueeze", "rotate_half", "torch", "cat", "get", "logger", "warning_once", "hasattr", "num_key_value_groups",
+    "use_gqa_in_sdpa", "repeat_kv", "getattr", "jit", "is_tracing", "isinstance", "Tensor", "item",
+    "_is_torch_npu_available", "dtype", "bool", "logical_not", "to", "device", "create_position_bias_mask", "nn",
+    "functional", "scaled_dot_product_attention", "_is_torch_xpu_available", "_is_torch_greater_or_equal_than_2_8",
+    "expand"})
+_ATTENTION_LOADS = frozenset({"apply_rotary_pos_emb", "ALL_ATTENTION_FUNCTIONS"})  # what makes a forward Llama's
+_LOADS: dict = {}  # code object -> the global names it loads, or None where it reads another name (rule 5)
+
+
+def _loads(fn: Any) -> tuple | None:
+    """The global names ``fn``'s code loads, if ``fn`` is a plain function whose code reads no name outside
+    ``_ATTENTION_NAMES`` and holds no nested code (a comprehension, say); else None."""
+    if type(fn) is not types.FunctionType:
+        return None
+    code = fn.__code__
+    names = _LOADS.get(code, _MISSING)
+    if names is _MISSING:
+        ok = (not code.co_freevars and _ATTENTION_NAMES.issuperset(code.co_names)
+              and not any(isinstance(c, types.CodeType) for c in code.co_consts))
+        names = tuple(sorted({i.argval for i in dis.get_instructions(code) if i.opname == "LOAD_GLOBAL"})) \
+            if ok else None
+        _LOADS[code] = names
+    return names
+
+
+def _code_state(fn: Any, parts: list) -> bool:
+    """Append what of ``fn`` chooses its ops (itself, its code, defaults, the globals it loads): False if it may
+    read other names (rule 5)."""
+    names = _loads(fn)
+    if names is None:
+        return False
+    g = fn.__globals__
+    parts.append((fn, fn.__code__, fn.__defaults__, fn.__kwdefaults__, tuple([g.get(n, _MISSING) for n in names])))
+    return True
+
+
+def _attention_state(m: nn.Module) -> tuple | None:
+    """Rule 5: Llama's attention, its projections and every function its call reaches."""
+    forward = type(m).forward
+    if "forward" in m.__dict__ or _hooked(m) or m._parameters or m._buffers:
+        return None
+    subs = []
+    for sub in m._modules.values():
+        kind = _kind_of(sub)
+        state = kind(sub) if kind is _lora_state else _linear(sub)
+        if state is None:
+            return None
+        subs.append(state)
+    parts: list = []
+    g = forward.__globals__
+    rope = g.get("apply_rotary_pos_emb")
+    config = m.__dict__.get("config")
+    if not (_code_state(forward, parts) and _code_state(rope, parts)
+            and _code_state(getattr(rope, "__globals__", {}).get("rotate_half"), parts)):
+        return None
+    try:
+        impl = config._attn_implementation
+        interface = g["ALL_ATTENTION_FUNCTIONS"].get_interface(impl, g["eager_attention_forward"])
+    except Exception:  # noqa: BLE001 - another transformers, or no config: no unit, every op tracked
+        return None
+    ig = getattr(interface, "__globals__", {})
+    if not (_code_state(interface, parts) and _code_state(ig.get("use_gqa_in_sdpa"), parts)
+            and _code_state(ig.get("repeat_kv"), parts)):
+        return None
+    own, settings = m.__dict__, getattr(config, "__dict__", {})
+    return (tuple(parts), tuple(subs), impl, config, tuple([own.get(n, _MISSING) for n in _ATTENTION_NAMES_ORDER]),
+            tuple([settings.get(n, _MISSING) for n in _ATTENTION_NAMES_ORDER]), torch.is_grad_enabled())
+
+
+_ATTENTION_NAMES_ORDER = tuple(sorted(_ATTENTION_NAMES))
+
+
+def _call_values(args: tuple, kwargs: dict, slot: Any) -> tuple | None:
+    """A call's arguments as a unit's state holds them (rule 5): plain values, tensors by slot (``slot``), tuples
+    of those; None where one is anything else (a cache, a tensor made outside the step's ops)."""
+    def value(v: Any) -> Any:
+        t = type(v)
+        if v is None or t is bool or t is int or t is float or t is str:
+            return v
+        if t is torch.Tensor:
+            s = slot(v)
+            if s is None:
+                raise LookupError
+            return ("tensor", s)
+        if t is tuple or t is list:
+            return tuple([value(x) for x in v])
+        raise LookupError
+
+    try:
+        return tuple([value(a) for a in args]), tuple([(k, value(v)) for k, v in kwargs.items()])
+    except LookupError:
+        return None
+
+
 def _only_our_global_hooks() -> bool:
     """The module tracker's two global hooks and nothing else (another global hook may change any call)."""
     return (len(_module._global_forward_pre_hooks) == 1 and len(_module._global_forward_hooks) == 1
             and not _module._global_backward_hooks and not _module._global_backward_pre_hooks)
 
 
-def _no_keywords(module: nn.Module, max_depth: int = 4) -> bool:
-    """Did the call of ``module`` get no keyword arguments? Global forward pre-hooks are not given them, so this
-    reads the frame of ``Module._call_impl`` (its ``inner`` closure since torch 2.0) a few frames up from the hook;
-    where there is none, or it has another shape, the answer is False (no unit: every op tracked, as without)."""
+def _call_kwargs(module: nn.Module, max_depth: int = 5) -> dict | None:
+    """The keyword arguments of the running call of ``module``. Global forward pre-hooks are not given them, so
+    this reads the frame of ``Module._call_impl`` (its ``inner`` closure since torch 2.0) a few frames up from the
+    hook; where there is none, or it has another shape, None (no unit: every op tracked, as without)."""
     f = sys._getframe(1)
     for _ in range(max_depth):
         if f is None:
-            return False
+            return None
         if f.f_code.co_name in ("inner", "_call_impl") and f.f_globals.get("__name__") == _module.__name__:
             local = f.f_locals
-            return local.get("self") is module and local.get("kwargs", None) == {}
+            kwargs = local.get("kwargs")
+            return kwargs if local.get("self") is module and type(kwargs) is dict else None
         f = f.f_back
-    return False
+    return None
 
 
 def _same(state: tuple | None, recorded: tuple) -> bool:
@@ -173,16 +296,50 @@ def _same(state: tuple | None, recorded: tuple) -> bool:
 
 
 class UnitRecord:
-    """One unit of a recorded step: ops ``start..end-1`` and packs ``pack_start..pack_end-1`` of the plan."""
+    """One unit of a recorded step: ops ``start..end-1`` and packs ``pack_start..pack_end-1`` of the plan.
 
-    __slots__ = ("module", "start", "end", "x_slot", "state", "pack_start", "pack_end", "producer", "frozen")
+    ``terms``: pack index -> the base layer (its index in the unit's ``bases``) whose output was the frozen term
+    that pack stored (rule 5); ``frozen``: the base layer whose output is the output's frozen-term mark, or None."""
+
+    __slots__ = ("module", "start", "end", "x_slot", "state", "pack_start", "pack_end", "producer", "frozen",
+                 "terms")
 
     def __init__(self, module: nn.Module, start: int, x_slot: Any, state: tuple, pack_start: int):
         self.module = weakref.ref(module)
         self.start, self.x_slot, self.state, self.pack_start = start, x_slot, state, pack_start
         self.end = self.pack_end = -1
         self.producer: Any = None
-        self.frozen = False
+        self.frozen: int | None = None
+        self.terms: dict[int, int] = {}
+
+
+def _bases(module: nn.Module, kind: Any) -> list[nn.Module]:
+    """The base layers whose outputs may be frozen terms of a call (rule 2: a LoRA linear's own; rule 5: its
+    projections')."""
+    if kind is _lora_state:
+        return [module._modules["base_layer"]]
+    if kind is _attention_state:
+        return [sub._modules["base_layer"] for sub in module._modules.values() if type(sub) is _lora_linear()]
+    return []
+
+
+class _Open:
+    """A unit call in progress: its record, the base layers whose outputs it takes (module -> index) and those
+    outputs (weakly while recording; while replaying only those the record names, each dropped once used)."""
+
+    __slots__ = ("rec", "bases", "outs", "outside", "x", "terms")
+
+    def __init__(self, rec: UnitRecord, bases: dict, outside: int = 0, x: Any = None):
+        self.rec, self.bases, self.outside, self.x = rec, bases, outside, x
+        self.outs: list = [None] * (max(bases.values(), default=-1) + 1)
+        self.terms: list[tuple[int, int]] = []  # while recording: (pack index, base index) of each term stored
+
+
+def _main_output(out: Any) -> Any:
+    """A call's output tensor: the output itself, or an attention's ``(output, None)``."""
+    if type(out) is tuple and len(out) == 2 and out[1] is None:
+        return out[0]
+    return out
 
 
 class Units:
@@ -195,15 +352,11 @@ class Units:
         self._engine = engine
         self.recorded: list[UnitRecord] = []
         self.replayed = 0  # units carried out this step
-        self._open: UnitRecord | None = None  # the unit being recorded or replayed now
-        self._base_out: torch.Tensor | None = None  # its base layer's output
-        self._outside = 0  # while recording: the trace's outside-tensor count at the unit's entry
-        self._x: torch.Tensor | None = None  # while recording: the unit's input
-        self._base: nn.Module | None = None  # the open unit's base layer (a LoRA linear's), whose output it marks
+        self._stack: list[_Open] = []  # the units open now: while recording, nested ones; while replaying, one
         self.replaying: UnitRecord | None = None  # the open unit while replayed, the tracker off the stack
 
     def enter(self, module: nn.Module, args: tuple) -> None:
-        if self._open is not None:
+        if self.replaying is not None:
             return
         engine = self._engine
         mode = engine._mode
@@ -213,85 +366,128 @@ class Units:
         if kind is None:
             return
         trace, ops = engine._trace, engine._ops
-        if len(args) != 1 or type(args[0]) is not torch.Tensor or autocast_on() or not _only_our_global_hooks() \
-                or not ops._ours() or not _no_keywords(module):
+        if autocast_on() or not _only_our_global_hooks() or not ops._ours():
             return
-        x_slot = trace.slot(args[0])
+        kwargs = _call_kwargs(module)
+        if kind is _attention_state:
+            x = kwargs.get("hidden_states", args[0] if args else None) if kwargs is not None else None
+            call = _call_values(args, kwargs, trace.slot) if type(x) is torch.Tensor else None
+            if call is None:
+                return
+        elif len(args) != 1 or type(args[0]) is not torch.Tensor or kwargs != {}:
+            return
+        else:
+            x, call = args[0], None
+        x_slot = trace.slot(x)
         if x_slot is None:
             return
-        # the base layer's output is a LoRA linear's frozen term (rule 2)
-        self._base = module._modules.get("base_layer") if kind is _lora_state else None
         if mode == "record":
             state = ops.outside(kind, module)  # a weight's layout read on the tracker would be an op
             if state is not None:
-                self._open = UnitRecord(module, trace.count, x_slot, state, len(engine._packs))
-                self._outside, self._x = trace._outside, args[0]
+                rec = UnitRecord(module, trace.count, x_slot, (state, call), len(engine._packs))
+                bases = {b: j for j, b in enumerate(_bases(module, kind))}
+                self._stack.append(_Open(rec, bases, trace._outside, x))
             return
-        rec = engine._replay_plan.units.get(trace.count)
+        rec = engine._replay_plan.units.get((trace.count, id(module)))
         if (rec is None or trace.diverged or rec.module() is not module or rec.x_slot != x_slot
                 or engine._next != rec.pack_start or not ops.suspend()):
             return
-        if not _same(kind(module), rec.state):  # read off the stack, where the unit's body would run
+        if not _same((kind(module), call), rec.state):  # read off the stack, where the unit's body would run
             ops.resume()
             return
-        self._open = self.replaying = rec
+        needed = set(rec.terms.values())
+        if rec.frozen is not None:
+            needed.add(rec.frozen)
+        bases = {b: j for j, b in enumerate(_bases(module, kind)) if j in needed}
+        self._stack.append(_Open(rec, bases))
+        self.replaying = rec
 
     def leave(self, module: nn.Module, output: Any) -> None:
-        rec = self._open
-        if rec is None:
+        stack = self._stack
+        if not stack:
             return
-        if module is not rec.module():
-            if module is self._base:
-                self._base_out = output
+        for unit in stack:
+            j = unit.bases.get(module)
+            if j is not None:
+                unit.outs[j] = output if self.replaying is not None else weakref.ref(output)
+        unit = stack[-1]
+        if module is not unit.rec.module():
             return
-        base, self._open, self._base_out, x, self._x = self._base_out, None, None, self._x, None
+        stack.pop()
         if self.replaying is not None:
-            self._replayed(rec, output, base)
+            self._replayed(unit, output)
         elif self._engine._mode == "record":
-            self._recorded(rec, output, base, x)
+            self._recorded(unit, output)
 
     def abort(self) -> None:
         """A pack of the unit being replayed missed (rule 3): the rest of its body is tracked."""
         if self.replaying is not None:
-            self._open = self._base_out = self.replaying = None
+            self._stack.clear()
+            self.replaying = None
             self._engine._ops.resume()
 
-    def _recorded(self, rec: UnitRecord, out: Any, base: Any, x: torch.Tensor) -> None:
-        engine = self._engine
+    def note_term(self, pack: int, term: torch.Tensor) -> None:
+        """While recording: pack ``pack`` stores the frozen term ``term`` (rule 5)."""
+        for unit in self._stack:
+            for j, ref in enumerate(unit.outs):
+                if ref is not None and ref() is term:
+                    unit.terms.append((pack, j))
+
+    def term(self, pack: int) -> torch.Tensor | None:
+        """While replaying: the frozen term pack ``pack`` stores, taken from its base layer's exit (rule 5)."""
+        j = self.replaying.terms.get(pack) if self.replaying is not None else None
+        if j is None:
+            return None
+        outs = self._stack[-1].outs
+        term, outs[j] = outs[j], None  # stored once: not held past its encode
+        return term
+
+    def _recorded(self, unit: _Open, out: Any) -> None:
+        engine, rec = self._engine, unit.rec
         trace = engine._trace
+        out = _main_output(out)
         # an op of the body that returns its input as is (``x.to(x.dtype)``) tags it anew: skipping the body would
         # leave the old tag, and the next op reading it would differ from the plan
-        if (type(out) is not torch.Tensor or trace.slot(out) != trace.count - 1 or trace._outside != self._outside
-                or trace.slot(x) != rec.x_slot):
+        if (type(out) is not torch.Tensor or trace.slot(out) != trace.count - 1 or trace._outside != unit.outside
+                or trace.slot(unit.x) != rec.x_slot):
             return
         marks = out.__dict__
         frozen = marks.get(FROZEN)
-        if frozen is not None and frozen is not base or marks.get(FROZEN_ROPE) is not None:
+        if marks.get(FROZEN_ROPE) is not None:
             return
+        if frozen is not None:
+            rec.frozen = next((j for j, ref in enumerate(unit.outs) if ref is not None and ref() is frozen), None)
+            if rec.frozen is None:
+                return
         rec.end, rec.pack_end = trace.count, len(engine._packs)
+        terms = dict(unit.terms)
         # a body tensor read as a source ("slot") is found by plan_units, which sees every pack's
-        for pack in engine._packs[rec.pack_start:]:
+        for i, pack in enumerate(engine._packs[rec.pack_start:], rec.pack_start):
             for action, data, _, _ in pack.actions:
                 if action == "source" and data[0][0] in ("frozen", "frozen_rope"):
-                    return
-        rec.producer, rec.frozen = getattr(out, "_hyclora_producer", None), frozen is not None
+                    if i not in terms:
+                        return
+                    rec.terms[i] = terms[i]
+        rec.producer = getattr(out, "_hyclora_producer", None)
         self.recorded.append(rec)
 
-    def _replayed(self, rec: UnitRecord, out: Any, base: Any) -> None:
-        engine = self._engine
+    def _replayed(self, unit: _Open, out: Any) -> None:
+        engine, rec = self._engine, unit.rec
         trace = engine._trace
         self.replaying = None
         engine._ops.resume()
         if engine._mode != "replay":
             return
-        if type(out) is not torch.Tensor or engine._next != rec.pack_end or (rec.frozen and base is None):
+        out = _main_output(out)
+        base = unit.outs[rec.frozen] if rec.frozen is not None else None
+        if type(out) is not torch.Tensor or engine._next != rec.pack_end or (rec.frozen is not None and base is None):
             trace.diverged = True  # the next pack, or the step's exit, ends the replay (NOTE [Replay] rule 4)
             return
         trace.count = rec.end
         trace.tag(out)
         if rec.producer is not None:
             out._hyclora_producer = rec.producer
-        if rec.frozen:
+        if base is not None:
             setattr(out, FROZEN, base)
             engine._ops.frozen_terms.append(weakref.ref(out))
         self.replayed += 1
@@ -305,11 +501,11 @@ def _op_of(slot: Any) -> int:
     return slot[0] if type(slot[0]) is int else -1
 
 
-def plan_units(recorded: list[UnitRecord], sources: frozenset) -> dict[int, UnitRecord]:
-    """The recorded units a replay may take, by first op: none whose body makes a tensor a later pack reads."""
-    body = [(u.start, u.end - 1) for u in recorded]
+def plan_units(recorded: list[UnitRecord], sources: frozenset) -> dict[tuple, UnitRecord]:
+    """The recorded units a replay may take, by first op and module (a unit and the first unit it holds start at
+    the same op): none whose body makes a tensor a later pack reads."""
     read = [k for k in map(_op_of, sources) if k >= 0]
-    return {u.start: u for u, (lo, hi) in zip(recorded, body) if not any(lo <= s < hi for s in read)}
+    return {(u.start, id(u.module())): u for u in recorded if not any(u.start <= s < u.end - 1 for s in read)}
 
 
 __all__ = ["Units", "UnitRecord", "unit_state", "plan_units"]

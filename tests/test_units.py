@@ -24,8 +24,8 @@ from conftest import replay_step as _step  # noqa: E402,I001 - seeded: the same 
 VOCAB = 256
 
 
-def _pair(dtype=torch.float32, dropout=0.0):
-    model = add_lora(tiny_llama(vocab=VOCAB, dtype=dtype), dropout=dropout)
+def _pair(dtype=torch.float32, dropout=0.0, use_cache=True, layers=2):
+    model = add_lora(tiny_llama(vocab=VOCAB, dtype=dtype, use_cache=use_cache, layers=layers), dropout=dropout)
     model.train()
     return model, copy.deepcopy(model)
 
@@ -66,6 +66,85 @@ def test_lora_linears_and_norms_replay_as_units_with_the_deciding_steps_gradient
     for ctx in ctxs[1:]:
         assert ctx.replayed_units == len(plan.units)
         assert ctx.replayed_packs == ctx.report().packs
+
+
+def _attention(model, layer=1):
+    return model.base_model.model.model.layers[layer].self_attn
+
+
+@pytest.mark.parametrize("policy", ["intra_inter", "intra_inter_full_fuse", "intra", "baseline"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_llama_attention_replays_as_a_unit_with_the_deciding_steps_gradients(policy, dtype):
+    layers = 3
+    on, off = _pair(dtype, use_cache=False, layers=layers)  # HF's default cache is an object the call reads: no unit
+    calls = len(_lora_linears(on))
+    ctxs = _same_steps(on, off, policy, random_batch(VOCAB, batch=2, seq=24), 3, bits=2)
+    plan = replay.find_plan(on, ctxs[-1].policy)
+    kinds = Counter(type(u.module()).__name__ for u in plan.units.values())
+    # layer 0's attention runs before the step's first pack has chosen to replay; the projections of the others are
+    # recorded as units too (taken where their attention's entry does not match)
+    assert kinds["LlamaAttention"] == layers - 1 and kinds["Linear"] == calls - 1
+    if policy.startswith("intra_inter"):  # q and k store the frozen terms RoPE carried, from q/k_proj's exits; in
+        # bf16 the last layer's v stores heads of v_proj's (the others recompute v): each path is taken here
+        terms = [sorted(u.terms.values()) for u in plan.units.values() if type(u.module()).__name__ == "LlamaAttention"]
+        assert terms == ([[0, 1], [0, 1, 2]] if dtype == torch.bfloat16 else [[0, 1], [0, 1]])
+    for ctx in ctxs[1:]:
+        assert ctx.replayed_units == len(plan.units) - 4 * (layers - 1)  # each attention holds four projections
+        assert ctx.replayed_packs == ctx.report().packs
+
+
+def test_an_attention_called_with_a_cache_is_no_unit():
+    on, off = _pair(use_cache=True)
+    ctxs = _same_steps(on, off, "intra_inter", random_batch(VOCAB, batch=2, seq=16), 2, bits=2)
+    plan = replay.find_plan(on, ctxs[-1].policy)
+    assert "LlamaAttention" not in Counter(type(u.module()).__name__ for u in plan.units.values())
+    assert ctxs[-1].replayed_packs == ctxs[-1].report().packs
+
+
+def _other_rotate_half(x):
+    """A rotation of RoPE's that reads only the names Llama's does (so only the witness can tell it apart)."""
+    return torch.cat((x[..., x.shape[-1] // 2:], x[..., : x.shape[-1] // 2]), dim=-1)
+
+
+@pytest.mark.parametrize("change", ["scaling", "training", "dropout", "eager", "rotate_half", "forward_hook",
+                                    "projection"])
+def test_a_changed_attention_is_no_unit_and_the_step_stays_correct(change, monkeypatch):
+    from transformers.models.llama import modeling_llama
+
+    on, off = _pair(use_cache=False)
+    batch = random_batch(VOCAB, batch=2, seq=16)
+    units = _same_steps(on, off, "intra_inter", batch, 2, bits=8)[-1].replayed_units
+    for model in (on, off):
+        attn = _attention(model)
+        if change == "scaling":
+            attn.scaling *= 0.9
+        elif change == "training":  # the same ops (no dropout): only the witness sees it
+            attn.training = False
+        elif change == "dropout":  # SDPA with dropout: q/k kept, no SDPA replay
+            attn.attention_dropout = 0.1
+        elif change == "eager":
+            model.config._attn_implementation = "eager"
+        elif change == "forward_hook":
+            attn.register_forward_hook(lambda mod, args, out: (out[0] * 2, out[1]))
+        elif change == "projection":
+            attn.q_proj.scaling["default"] *= 1.5
+    if change == "rotate_half":  # a global the unit's code loads, changed for both copies
+        monkeypatch.setattr(modeling_llama, "rotate_half", _other_rotate_half)
+    if change in ("eager", "forward_hook"):
+        assert unit_state(_attention(on)) is None
+    else:
+        assert unit_state(_attention(on)) is not None
+    for step in range(3):  # as for a LoRA linear: op by op, decided, then recorded again, then replayed
+        got, ctx = _step(on, "intra_inter", batch, True, seed=5 + step, bits=8)
+        exact, _ = _step(off, "baseline", batch, False, seed=5 + step)
+        assert torch.nn.functional.cosine_similarity(got, exact, dim=0) > 0.999, f"step {step}"
+        if step == 0 and change == "training":  # the same ops: the replay goes on, the attention op by op
+            assert ctx.replayed_units == units + 3  # ... and its four projections as units
+        elif step == 0 and change != "forward_hook":  # (the hook's op ends the replay after the attention's units)
+            assert ctx.replayed_units < units
+    assert ctx.replayed_packs == ctx.report().packs
+    # no attention unit from now on where the call cannot be one, nor where the plan stays (its ops did not change)
+    assert ctx.replayed_units == units + 3 * (change in ("eager", "forward_hook", "training"))
 
 
 def test_lora_dropout_units_give_the_same_masks_and_gradients():
@@ -206,7 +285,7 @@ def test_the_unit_check_sees_keyword_arguments_global_hooks_do_not_get():
 
     seen = []
     handle = nn.modules.module.register_module_forward_pre_hook(
-        lambda module, args: seen.append(units._no_keywords(module)))
+        lambda module, args: seen.append(units._call_kwargs(module) == {}))
     try:
         fc = nn.Linear(4, 4)
         fc(torch.ones(2, 4))

@@ -8,6 +8,9 @@ units off / on; and whether the two copies' LoRA gradients were equal bit for bi
 
     TRITON_INTERPRET=0 PYTHONPATH=. python benchmarks/experiments/units_ab.py [--shapes 1x64,4x1024,1x8192]
 
+``--attention`` (session 28): the off copy has every unit but Llama's attention (``units.ATTENTION`` False while it
+records), so the table is attention units off / on.
+
 On the dev CPU: ``--device cpu --tiny``.
 """
 
@@ -26,7 +29,10 @@ from ab_setup import ab_cases, ab_parser, ab_setup, synchronizer, timed_step  # 
 
 
 def main() -> None:
-    a = ab_parser(__doc__, "1x64,4x1024,1x8192", "baseline,intra_inter@2,intra_inter@4", 12).parse_args()
+    p = ab_parser(__doc__, "1x64,4x1024,1x8192", "baseline,intra_inter@2,intra_inter@4", 12)
+    p.add_argument("--attention", action="store_true", help="off: every unit but the attention's")
+    a = p.parse_args()
+    switch = "ATTENTION" if a.attention else "ENABLED"
     args, shapes, dev, on = ab_setup(a)
     sync = synchronizer(dev)
     off = copy.deepcopy(on)
@@ -39,10 +45,10 @@ def main() -> None:
 
     rows = []
     for shape, batch, spec, preset, bits in ab_cases(a, args, shapes, dev):
-        units.ENABLED = False  # the off copy records its plan without units
+        setattr(units, switch, False)  # the off copy records its plan without (attention) units
         for _ in range(2):
             step(off, batch, preset, bits)
-        units.ENABLED = True
+        setattr(units, switch, True)
         for _ in range(2):
             step(on, batch, preset, bits)
         t = {True: ([], []), False: ([], [])}
@@ -61,7 +67,8 @@ def main() -> None:
         rows.append((shape, spec, n_units, med[False][0], med[True][0], med[False][1], med[True][1], equal))
         print(rows[-1], flush=True)
     name = torch.cuda.get_device_name() if dev.type == "cuda" else "cpu"
-    print(f"\nunits off / on | {name} | torch {torch.__version__} | {a.steps} steps each, alternated")
+    what = "attention units" if a.attention else "units"
+    print(f"\n{what} off / on | {name} | torch {torch.__version__} | {a.steps} steps each, alternated")
     print("| shape | config | units | fwd host off | fwd host on | on/off | step off | step on | on/off "
           "| grads equal |")
     print("|---|---|---|---|---|---|---|---|---|---|")
