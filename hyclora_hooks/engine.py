@@ -381,7 +381,8 @@ class Compressor:
 
     @property
     def replayed_units(self) -> int:
-        """LoRA linear and RMSNorm calls this step carried out as one unit each (NOTE [Replay units] in units.py)."""
+        """LoRA linear, RMSNorm and attention calls this step carried out as one unit each (NOTE [Replay units] in
+        units.py)."""
         return self._units.replayed if self._units is not None else 0
 
     @property

@@ -1,4 +1,5 @@
-"""Replay units: a peft LoRA linear's or an RMSNorm's call carried out as one step of a replay (NOTE [Replay units]).
+"""Replay units: a peft LoRA linear's, an RMSNorm's or Llama attention's call carried out as one step of a replay
+(NOTE [Replay units]).
 
 NOTE [Replay units]
   Half of a Llama layer's tracked ops are peft's LoRA linears (seven each: the base ``linear``, the cast to the
@@ -17,7 +18,7 @@ NOTE [Replay units]
   2. The recorded call must be repeatable without its body's tensors: its output is the body's last op's output
      (tagged with that slot on exit), no pack of the body reads a body tensor other than the one it saves (source
      ``"saved"``) or the one that is a view of (``"saved_base"``), nor a frozen-term mark the tracker set in the
-     body, no later pack reads a body tensor, the body met no tensor from outside the step and did not return its
+     body (but rule 5's), no later pack reads a body tensor, the body met no tensor from outside the step and did not return its
      input as is (which tags the input anew: a norm's cast to the dtype it has). Its output's frozen-term mark
      (NOTE [Frozen term] in tracking.py) must be the base layer's output, which a replay takes from the base
      layer's exit.
@@ -36,7 +37,8 @@ NOTE [Replay units]
      code, defaults and the values of the globals it loads, the module's and its config's values of those names,
      the config's attention implementation, each projection's state (a unit-able peft LoRA linear or a plain
      ``nn.Linear``, no other submodule), and the call's arguments: plain values as they are, tensors by slot
-     (HF passes them all as keywords; a ``past_key_values`` cache or any other object makes the call no unit).
+     (HF passes them all as keywords; a ``past_key_values`` cache, which HF makes where ``config.use_cache`` is
+     on, or any other object makes the call no unit).
      Its packs may read frozen terms (q and k the terms RoPE carried, v heads of v_proj's: NOTE [Frozen term]), and
      its output has o_proj's mark: with the body untracked no mark is set, so a unit instead records which of its
      projections' base-layer outputs each one was and a replay takes them from those layers' exits

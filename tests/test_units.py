@@ -1,4 +1,5 @@
-"""Replay units (NOTE [Replay units] in hyclora_hooks/units.py): a peft LoRA linear's call replayed as one step.
+"""Replay units (NOTE [Replay units] in hyclora_hooks/units.py): a peft LoRA linear's, an RMSNorm's or Llama
+attention's call replayed as one step.
 
 As in test_replay.py, two copies of a model train side by side on the same batches, one replaying (the default),
 one deciding every pack afresh (``replay=False``): a replayed step must give the deciding copy's LoRA gradients

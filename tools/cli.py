@@ -75,6 +75,9 @@ def _load(args: argparse.Namespace, console: Any) -> tuple[Any, torch.device]:
     targets = [t.strip() for t in args.lora_targets.split(",") if t.strip()] if args.lora_targets else None
     loaded.model = ensure_lora(loaded.model, r=args.lora_r, targets=targets, random_b=args.random_lora_b,
                                seed=args.seed).to(device)
+    config = getattr(loaded.model, "config", None)
+    if getattr(config, "use_cache", False):  # training needs no KV cache, and with one an attention is no replay
+        config.use_cache = False  # unit (NOTE [Replay units] rule 5 in hyclora_hooks/units.py)
     n_train = sum(p.numel() for p in loaded.model.parameters() if p.requires_grad)
     n_all = sum(p.numel() for p in loaded.model.parameters())
     dtype = next(loaded.model.parameters()).dtype
