@@ -6,7 +6,8 @@ step's LoRA gradients of the replaying copy must equal the first deciding copy's
 deciding copies differ from each other too (kernels that sum in a varying order), differ by no more than they do
 (two exact autograd steps are compared the same way, to show the plain backward's own spread);
 from the second step on every pack of the replaying copy must have been replayed (the table shows how many LoRA
-linears and norms a replayed step took as one unit each: NOTE [Replay units] in ``hyclora_hooks/units.py``). Both
+linears, norms and attentions a replayed step took as one unit each: NOTE [Replay units] in
+``hyclora_hooks/units.py``). Both
 are also held to exact autograd (the first deciding copy's step without hooks): the smallest cosine over the LoRA
 gradient tensors. Per preset it prints the median forward host time (wall clock of the ``with`` block, the GPU
 waited for before it) of the replaying and the deciding copy at ``--host-shape``, their steps alternated (the

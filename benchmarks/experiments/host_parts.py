@@ -9,7 +9,7 @@ unpack, recipe evaluation (``lineage.evaluate``), the quantize codec's decodes, 
 accountant's release of a dead entry. Per part: the total a step's phase, calls, the median call and the slowest
 (a call that ran one of Python's full collections can take hundreds of ms on the dev CPU: the total then says more
 of the GC than of it). The wrappers add a frame each, so ``ModuleTracker._enter`` is left unwrapped
-(``units._no_keywords`` looks a fixed number of frames up). On a GPU a part's time is the host's: kernels are
+(``units._call_kwargs`` looks a fixed number of frames up). On a GPU a part's time is the host's: kernels are
 queued, not waited for, unless the part itself waits.
 
     TRITON_INTERPRET=0 PYTHONPATH=. python benchmarks/experiments/host_parts.py intra_inter@2 4x1024
