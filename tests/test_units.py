@@ -94,6 +94,17 @@ def test_llama_attention_replays_as_a_unit_with_the_deciding_steps_gradients(pol
         assert ctx.replayed_packs == ctx.report().packs
 
 
+def test_an_attention_with_a_padding_mask_is_a_unit_too():
+    on, off = _pair(torch.bfloat16, use_cache=False, layers=3)
+    batch = random_batch(VOCAB, batch=2, seq=24)
+    batch["attention_mask"] = torch.ones(2, 24, dtype=torch.long)
+    batch["attention_mask"][1, 18:] = 0  # the mask reaches SDPA (no GQA kernel with one: repeat_kv in the body)
+    ctxs = _same_steps(on, off, "intra_inter", batch, 3, bits=2)
+    plan = replay.find_plan(on, ctxs[-1].policy)
+    assert Counter(type(u.module()).__name__ for u in plan.units.values())["LlamaAttention"] == 2
+    assert ctxs[-1].replayed_packs == ctxs[-1].report().packs
+
+
 def test_an_attention_called_with_a_cache_is_no_unit():
     on, off = _pair(use_cache=True)
     ctxs = _same_steps(on, off, "intra_inter", random_batch(VOCAB, batch=2, seq=16), 2, bits=2)
