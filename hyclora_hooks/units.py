@@ -18,10 +18,10 @@ NOTE [Replay units]
   2. The recorded call must be repeatable without its body's tensors: its output is the body's last op's output
      (tagged with that slot on exit), no pack of the body reads a body tensor other than the one it saves (source
      ``"saved"``) or the one that is a view of (``"saved_base"``), nor a frozen-term mark the tracker set in the
-     body (but rule 5's), no later pack reads a body tensor, the body met no tensor from outside the step and did not return its
-     input as is (which tags the input anew: a norm's cast to the dtype it has). Its output's frozen-term mark
-     (NOTE [Frozen term] in tracking.py) must be the base layer's output, which a replay takes from the base
-     layer's exit.
+     body (but rule 5's), no later pack reads a body tensor, the body met no tensor from outside the step and did
+     not return its input as is (which tags the input anew: a norm's cast to the dtype it has). Its output's
+     frozen-term mark (NOTE [Frozen term] in tracking.py) must be the base layer's output, which a replay takes
+     from the base layer's exit.
   3. A body pack that misses its record ends the unit there (the tracker comes back for the rest of the body) and
      the replay, as any missed pack does (NOTE [Replay] rule 4); packs that do not all happen end it on exit.
   4. An RMSNorm is a unit too (two a Llama layer, eight ops each) when its class's forward reads nothing but its
