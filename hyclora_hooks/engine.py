@@ -381,8 +381,8 @@ class Compressor:
 
     @property
     def replayed_units(self) -> int:
-        """LoRA linear, RMSNorm and attention calls this step carried out as one unit each (NOTE [Replay units] in
-        units.py)."""
+        """Module calls this step carried out as one unit each: LoRA linears, RMSNorms, attentions, and decoder
+        layers and MLPs made of them (NOTE [Replay units] in units.py; a unit held by another is not counted)."""
         return self._units.replayed if self._units is not None else 0
 
     @property

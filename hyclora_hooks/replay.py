@@ -42,8 +42,9 @@ NOTE [Replay]
      off). How many checks are still pending on exit depends on the device's progress, and while that settling
      was traced a replayed step could end with more ops than its plan: the plan was dropped and the next step
      recorded again (on the H200 every other ``intra_inter`` step at 1 x 8192; docs/benchmarks.md session 14).
-  9. A replay may take a LoRA linear's, an RMSNorm's or a Llama attention's call as one unit, its ops untracked,
-     where the call's entry shows the state the recorded call had (NOTE [Replay units] in units.py).
+  9. A replay may take a LoRA linear's, an RMSNorm's or a Llama attention's call, or a decoder layer's or MLP's
+     made of them, as one unit, its ops untracked, where the call's entry shows the state the recorded call had
+     (NOTE [Replay units] in units.py).
 """
 
 from __future__ import annotations

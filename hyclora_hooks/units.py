@@ -1,5 +1,5 @@
-"""Replay units: a peft LoRA linear's, an RMSNorm's or Llama attention's call carried out as one step of a replay
-(NOTE [Replay units]).
+"""Replay units: a peft LoRA linear's, an RMSNorm's or Llama attention's call, or a decoder layer's or MLP's made
+of them, carried out as one step of a replay (NOTE [Replay units]).
 
 NOTE [Replay units]
   Half of a Llama layer's tracked ops are peft's LoRA linears (seven each: the base ``linear``, the cast to the
@@ -44,6 +44,13 @@ NOTE [Replay units]
      projections' base-layer outputs each one was and a replay takes them from those layers' exits
      (:meth:`Units.term`; a view of one as the saved tensor views its base, for v). A unit may hold
      units (its projections): a recording step records both; a replay takes the outermost whose entry matches.
+  6. A module whose forward does nothing with ``self`` but call its submodules by name (Llama's decoder layer and
+     MLP) is a unit too where each submodule it names is one of the kinds above, a composite itself, or an
+     activation whose forward reads only ``nn.functional.silu`` (``_ACTIVATION_NAMES``); checked on the code: no
+     global, no closure, no nested code, every use of ``self`` an attribute read of a submodule name, no other
+     name. Its state is its forward (code, defaults), training flag and grad mode, those submodules' states and
+     the call's arguments as in rule 5; its frozen terms come from the exits of every LoRA projection below it,
+     and the base layers are kept in the record (the submodules' states name them).
 """
 
 from __future__ import annotations
@@ -105,7 +112,9 @@ def _kind_of(m: nn.Module) -> Any:
     kind = _KINDS.get(cls, _MISSING)
     if kind is _MISSING:
         kind = _KINDS[cls] = _kind(cls)
-    return kind if ENABLED and (ATTENTION or kind is not _attention_state) else None
+    if not ENABLED or (kind is _attention_state and not ATTENTION) or (kind is _composite_state and not COMPOSITE):
+        return None
+    return kind
 
 
 def _kind(cls: type) -> Any:
@@ -117,11 +126,14 @@ def _kind(cls: type) -> Any:
         return _norm_state
     if _ATTENTION_LOADS.issubset(_loads(cls.forward) or ()):  # rule 5; what it reaches is checked at each call
         return _attention_state
+    if _composite_names(cls.forward):  # rule 6
+        return _composite_state
     return None
 
 
 ENABLED = True  # False: no call is a unit (for measuring units against their absence: units_ab.py)
 ATTENTION = True  # False: no attention call is a unit (rule 5 against its absence: units_ab.py --attention)
+COMPOSITE = True  # False: no decoder layer or MLP is a unit (rule 6 against its absence: units_ab.py --composite)
 _MISSING = object()
 _KINDS: dict = {}  # module class -> its state function, or None (weak enough: classes live as long as their module)
 
@@ -179,29 +191,38 @@ _ATTENTION_NAMES = frozenset({
     "functional", "scaled_dot_product_attention", "_is_torch_xpu_available", "_is_torch_greater_or_equal_than_2_8",
     "expand"})
 _ATTENTION_LOADS = frozenset({"apply_rotary_pos_emb", "ALL_ATTENTION_FUNCTIONS"})  # what makes a forward Llama's
-_LOADS: dict = {}  # code object -> the global names it loads, or None where it reads another name (rule 5)
+_ACTIVATION_NAMES = frozenset({"nn", "functional", "silu"})  # rule 6: what SiLUActivation's forward reads
+_LOADS: dict = {}  # (code object, whitelist) -> the global names it loads, or None where it reads another name
 
 
-def _loads(fn: Any) -> tuple | None:
-    """The global names ``fn``'s code loads, if ``fn`` is a plain function whose code reads no name outside
-    ``_ATTENTION_NAMES`` and holds no nested code (a comprehension, say); else None."""
+def _plain_code(fn: Any) -> Any:
+    """``fn``'s code if ``fn`` is a plain function with no closure and no nested code (a comprehension, say)."""
     if type(fn) is not types.FunctionType:
         return None
     code = fn.__code__
-    names = _LOADS.get(code, _MISSING)
+    if code.co_freevars or code.co_cellvars or any(isinstance(c, types.CodeType) for c in code.co_consts):
+        return None
+    return code
+
+
+def _loads(fn: Any, allowed: frozenset = _ATTENTION_NAMES) -> tuple | None:
+    """The global names ``fn``'s code loads, if ``fn`` is a plain function (:func:`_plain_code`) whose code reads
+    no name outside ``allowed``; else None."""
+    code = _plain_code(fn)
+    if code is None:
+        return None
+    names = _LOADS.get((code, allowed), _MISSING)
     if names is _MISSING:
-        ok = (not code.co_freevars and _ATTENTION_NAMES.issuperset(code.co_names)
-              and not any(isinstance(c, types.CodeType) for c in code.co_consts))
         names = tuple(sorted({i.argval for i in dis.get_instructions(code) if i.opname == "LOAD_GLOBAL"})) \
-            if ok else None
-        _LOADS[code] = names
+            if allowed.issuperset(code.co_names) else None
+        _LOADS[(code, allowed)] = names
     return names
 
 
-def _code_state(fn: Any, parts: list) -> bool:
+def _code_state(fn: Any, parts: list, allowed: frozenset = _ATTENTION_NAMES) -> bool:
     """Append what of ``fn`` chooses its ops (itself, its code, defaults, the globals it loads): False if it may
-    read other names (rule 5)."""
-    names = _loads(fn)
+    read other names (rules 5 and 6)."""
+    names = _loads(fn, allowed)
     if names is None:
         return False
     g = fn.__globals__
@@ -243,6 +264,69 @@ def _attention_state(m: nn.Module) -> tuple | None:
 
 
 _ATTENTION_NAMES_ORDER = tuple(sorted(_ATTENTION_NAMES))
+_NAMES: dict = {}  # code object -> the submodule names a composite's forward reads, or () (rule 6)
+_SELF_READS = frozenset({"LOAD_ATTR", "LOAD_METHOD"})
+
+
+def _composite_names(fn: Any) -> tuple:
+    """The names a forward reads off ``self``, if that is all it does with ``self`` and all the names it reads, it
+    loads no global and holds no closure or nested code (rule 6); else ()."""
+    code = _plain_code(fn)
+    if code is None or not code.co_argcount:
+        return ()
+    names = _NAMES.get(code)
+    if names is None:
+        names = _NAMES[code] = _self_reads(code)
+    return names
+
+
+def _self_reads(code: Any) -> tuple:
+    this, reads = code.co_varnames[0], []
+    ops = list(dis.get_instructions(code))
+    for i, ins in enumerate(ops):
+        if ins.opname in ("LOAD_GLOBAL", "LOAD_NAME", "LOAD_DEREF", "LOAD_CLASSDEREF"):
+            return ()
+        mentions = ins.argval == this if isinstance(ins.argval, str) else (
+            isinstance(ins.argval, tuple) and this in ins.argval)
+        if not mentions or ins.opname in _SELF_READS:
+            continue
+        after = ops[i + 1] if i + 1 < len(ops) else None
+        if ins.opname not in ("LOAD_FAST", "LOAD_FAST_CHECK") or after is None or after.opname not in _SELF_READS:
+            return ()  # ``self`` stored, passed on, iterated or indexed: what it calls is not in the names
+        reads.append(after.argval)
+    if not reads or set(code.co_names) != set(reads):
+        return ()
+    return tuple(dict.fromkeys(reads))
+
+
+def _activation_state(m: nn.Module) -> tuple | None:
+    """Rule 6: an activation module whose forward reads only ``nn.functional.silu`` and its input."""
+    parts: list = []
+    if ("forward" in m.__dict__ or _hooked(m) or m._parameters or m._buffers or m._modules
+            or not _code_state(type(m).forward, parts, _ACTIVATION_NAMES)):
+        return None
+    return tuple(parts)
+
+
+def _composite_state(m: nn.Module) -> tuple | None:
+    """Rule 6: a module that calls its submodules by name and does nothing else with ``self``."""
+    forward = type(m).forward
+    names = _composite_names(forward)
+    own, mods = m.__dict__, m._modules
+    if not names or "forward" in own or _hooked(m) or m._parameters or m._buffers:
+        return None
+    subs = []
+    for name in names:
+        sub = mods.get(name)
+        if sub is None or name in own:  # (an instance attribute would shadow the submodule)
+            return None
+        kind = _kind_of(sub)
+        state = kind(sub) if kind is not None else _activation_state(sub)
+        if state is None:
+            return None
+        subs.append(state)
+    return (forward, forward.__code__, forward.__defaults__, forward.__kwdefaults__, m.training, tuple(subs),
+            torch.is_grad_enabled())
 
 
 def _call_values(args: tuple, kwargs: dict, slot: Any) -> tuple | None:
@@ -304,7 +388,7 @@ class UnitRecord:
     that pack stored (rule 5); ``frozen``: the base layer whose output is the output's frozen-term mark, or None."""
 
     __slots__ = ("module", "start", "end", "x_slot", "state", "pack_start", "pack_end", "producer", "frozen",
-                 "terms")
+                 "terms", "bases")
 
     def __init__(self, module: nn.Module, start: int, x_slot: Any, state: tuple, pack_start: int):
         self.module = weakref.ref(module)
@@ -313,16 +397,21 @@ class UnitRecord:
         self.producer: Any = None
         self.frozen: int | None = None
         self.terms: dict[int, int] = {}
+        self.bases: list = []  # weak references to the base layers whose outputs may be terms, in index order
 
 
 def _bases(module: nn.Module, kind: Any) -> list[nn.Module]:
-    """The base layers whose outputs may be frozen terms of a call (rule 2: a LoRA linear's own; rule 5: its
-    projections')."""
+    """The base layers whose outputs may be frozen terms of a call (rule 2: a LoRA linear's own; rules 5 and 6:
+    those of the LoRA linears below it)."""
     if kind is _lora_state:
         return [module._modules["base_layer"]]
-    if kind is _attention_state:
-        return [sub._modules["base_layer"] for sub in module._modules.values() if type(sub) is _lora_linear()]
+    if kind is _attention_state or kind is _composite_state:
+        lora = _lora_linear()
+        return [sub._modules["base_layer"] for sub in module.modules() if type(sub) is lora]
     return []
+
+
+_CALL_KINDS = (_attention_state, _composite_state)  # units whose state holds the call's arguments (rules 5, 6)
 
 
 class _Open:
@@ -371,8 +460,8 @@ class Units:
         if autocast_on() or not _only_our_global_hooks() or not ops._ours():
             return
         kwargs = _call_kwargs(module)
-        if kind is _attention_state:
-            x = kwargs.get("hidden_states", args[0] if args else None) if kwargs is not None else None
+        if kind in _CALL_KINDS:
+            x = (args[0] if args else kwargs.get("hidden_states")) if kwargs is not None else None
             call = _call_values(args, kwargs, trace.slot) if type(x) is torch.Tensor else None
             if call is None:
                 return
@@ -387,8 +476,9 @@ class Units:
             state = ops.outside(kind, module)  # a weight's layout read on the tracker would be an op
             if state is not None:
                 rec = UnitRecord(module, trace.count, x_slot, (state, call), len(engine._packs))
-                bases = {b: j for j, b in enumerate(_bases(module, kind))}
-                self._stack.append(_Open(rec, bases, trace._outside, x))
+                bases = _bases(module, kind)
+                rec.bases = [weakref.ref(b) for b in bases]
+                self._stack.append(_Open(rec, {b: j for j, b in enumerate(bases)}, trace._outside, x))
             return
         rec = engine._replay_plan.units.get((trace.count, id(module)))
         if (rec is None or trace.diverged or rec.module() is not module or rec.x_slot != x_slot
@@ -397,11 +487,11 @@ class Units:
         if not _same((kind(module), call), rec.state):  # read off the stack, where the unit's body would run
             ops.resume()
             return
+        # the state names the same base layers (their ids), alive: the record's weak references reach them
         needed = set(rec.terms.values())
         if rec.frozen is not None:
             needed.add(rec.frozen)
-        bases = {b: j for j, b in enumerate(_bases(module, kind)) if j in needed}
-        self._stack.append(_Open(rec, bases))
+        self._stack.append(_Open(rec, {rec.bases[j](): j for j in needed}))
         self.replaying = rec
 
     def leave(self, module: nn.Module, output: Any) -> None:

@@ -61,12 +61,20 @@ def test_lora_linears_and_norms_replay_as_units_with_the_deciding_steps_gradient
     kinds = Counter(type(u.module()).__name__ for u in plan.units.values())
     # The first q_proj runs before the step's first pack has chosen to replay (the frozen embedding's output needs
     # no gradient: layer 0's input norm saves nothing), and so does that norm. In fp32 a norm's cast to fp32
-    # returns its input, tagged anew: no unit (rule 2).
-    assert kinds == ({"Linear": calls - 1, "LlamaRMSNorm": norms - 1} if dtype == torch.bfloat16
-                     else {"Linear": calls - 1})
+    # returns its input, tagged anew: no unit (rule 2). HF's KV cache (on here) keeps attention and decoder layers
+    # from being units (rules 5, 6); the MLPs whose tensors no recipe reads by slot are.
+    assert kinds["Linear"] == calls - 1 and kinds["LlamaRMSNorm"] == (norms - 1 if dtype == torch.bfloat16 else 0)
+    assert set(kinds) <= {"Linear", "LlamaRMSNorm", "LlamaMLP"}
     for ctx in ctxs[1:]:
-        assert ctx.replayed_units == len(plan.units)
+        assert ctx.replayed_units == len(_outermost(plan))
         assert ctx.replayed_packs == ctx.report().packs
+
+
+def _outermost(plan):
+    """The plan's units no other unit of it holds: those a replay takes (rules 5 and 6)."""
+    units = list(plan.units.values())
+    return [u for u in units if not any(v.start <= u.start and u.end <= v.end and v.end - v.start > u.end - u.start
+                                        for v in units)]
 
 
 def _attention(model, layer=1):
@@ -90,8 +98,84 @@ def test_llama_attention_replays_as_a_unit_with_the_deciding_steps_gradients(pol
         terms = [sorted(u.terms.values()) for u in plan.units.values() if type(u.module()).__name__ == "LlamaAttention"]
         assert terms == ([[0, 1], [0, 1, 2]] if dtype == torch.bfloat16 else [[0, 1], [0, 1]])
     for ctx in ctxs[1:]:
-        assert ctx.replayed_units == len(plan.units) - 4 * (layers - 1)  # each attention holds four projections
+        assert ctx.replayed_units == len(_outermost(plan))  # an attention holds four projections' units
         assert ctx.replayed_packs == ctx.report().packs
+
+
+@pytest.mark.parametrize("policy", ["baseline", "intra", "intra_inter"])
+def test_decoder_layers_and_mlps_replay_as_units_with_the_deciding_steps_gradients(policy):
+    layers = 3
+    on, off = _pair(torch.bfloat16, use_cache=False, layers=layers)
+    ctxs = _same_steps(on, off, policy, random_batch(VOCAB, batch=2, seq=24), 3, bits=2)
+    plan = replay.find_plan(on, ctxs[-1].policy)
+    kinds = Counter(type(u.module()).__name__ for u in plan.units.values())
+    if policy == "intra_inter":
+        # a recipe reads a tensor made inside the layer (a norm's input, gate's output) by its slot, which a unit's
+        # untracked body has not: no decoder layer is a unit, and the MLPs whose tensors are read are none either
+        assert kinds["LlamaDecoderLayer"] == 0 and 0 < kinds["LlamaMLP"] <= layers
+    else:  # layer 0's runs before the step's first pack has chosen to replay
+        assert kinds["LlamaDecoderLayer"] == layers - 1 and kinds["LlamaMLP"] == layers
+    for ctx in ctxs[1:]:
+        assert ctx.replayed_units == len(_outermost(plan))
+        assert ctx.replayed_packs == ctx.report().packs
+
+
+@pytest.mark.parametrize("change", ["activation", "forward_hook", "shadowing_attribute"])
+def test_a_changed_decoder_layer_is_no_unit_and_the_step_stays_correct(change):
+    on, off = _pair(torch.bfloat16, use_cache=False)  # (in fp32 its norm's cast retags its input: no unit, rule 2)
+    batch = random_batch(VOCAB, batch=2, seq=16)
+    ctx = _same_steps(on, off, "intra", batch, 2, bits=8)[-1]
+    layer_of = {id(u.module()) for u in replay.find_plan(on, ctx.policy).units.values()}
+    assert id(on.base_model.model.model.layers[1]) in layer_of
+    for model in (on, off):
+        layer = model.base_model.model.model.layers[1]
+        if change == "activation":  # another activation: its own forward reads other names
+            layer.mlp.act_fn = nn.GELU()
+        elif change == "forward_hook":
+            layer.register_forward_hook(lambda mod, args, out: out * 2)
+        else:  # an instance attribute named like a submodule would be what the forward reads
+            layer.__dict__["mlp"] = layer.mlp
+    assert unit_state(on.base_model.model.model.layers[1]) is None
+    for step in range(3):
+        got, ctx = _step(on, "intra", batch, True, seed=5 + step, bits=8)
+        exact, _ = _step(off, "baseline", batch, False, seed=5 + step)
+        assert torch.nn.functional.cosine_similarity(got, exact, dim=0) > 0.99, f"step {step}"
+    plan = replay.find_plan(on, ctx.policy)
+    recorded = id(on.base_model.model.model.layers[1]) in {id(u.module()) for u in plan.units.values()}
+    assert ctx.replayed_packs == ctx.report().packs
+    if change == "shadowing_attribute":  # the same ops: the plan stays, the layer's entry never matches its record
+        assert recorded and ctx.replayed_units == len(_outermost(plan)) + 3  # its attention, MLP and norms instead
+    else:  # other ops: recorded again, without the layer as a unit, and replayed
+        assert not recorded and ctx.replayed_units == len(_outermost(plan))
+
+
+def test_only_forwards_that_just_call_submodules_by_name_are_composites():
+    from hyclora_hooks.units import _composite_names
+
+    class Calls(nn.Module):
+        def forward(self, x):
+            return self.b(self.a(x)) + x
+
+    class Reads(nn.Module):
+        def forward(self, x):
+            return self.a(x) * self.scale
+
+    class Passes(nn.Module):
+        def forward(self, x):
+            return self.a(x).add(self)  # ``self`` passed on: what it does there is in no name
+
+    class Global(nn.Module):
+        def forward(self, x):
+            return torch.relu(self.a(x))
+
+    assert _composite_names(Calls.forward) == ("b", "a")
+    assert _composite_names(Reads.forward) == ("a", "scale")  # a name; the state then finds no submodule "scale"
+    assert _composite_names(Passes.forward) == ()
+    assert _composite_names(Global.forward) == ()
+    assert _composite_names(nn.Sequential.forward) == ()  # iterates ``self``: what it calls is in no name
+    m = Reads()
+    m.a, m.scale = nn.Linear(2, 2), 2.0
+    assert unit_state(m) is None
 
 
 def test_an_attention_with_a_padding_mask_is_a_unit_too():
@@ -123,9 +207,10 @@ def _other_rotate_half(x):
 def test_a_changed_attention_is_no_unit_and_the_step_stays_correct(change, monkeypatch):
     from transformers.models.llama import modeling_llama
 
-    on, off = _pair(use_cache=False)
+    on, off = _pair(use_cache=False)  # fp32: no decoder layer is a unit (rule 6), the attention is the outermost
     batch = random_batch(VOCAB, batch=2, seq=16)
-    units = _same_steps(on, off, "intra_inter", batch, 2, bits=8)[-1].replayed_units
+    ctx = _same_steps(on, off, "intra_inter", batch, 2, bits=8)[-1]
+    assert id(_attention(on)) in {id(u.module()) for u in replay.find_plan(on, ctx.policy).units.values()}
     for model in (on, off):
         attn = _attention(model)
         if change == "scaling":
@@ -142,21 +227,19 @@ def test_a_changed_attention_is_no_unit_and_the_step_stays_correct(change, monke
             attn.q_proj.scaling["default"] *= 1.5
     if change == "rotate_half":  # a global the unit's code loads, changed for both copies
         monkeypatch.setattr(modeling_llama, "rotate_half", _other_rotate_half)
-    if change in ("eager", "forward_hook"):
-        assert unit_state(_attention(on)) is None
-    else:
-        assert unit_state(_attention(on)) is not None
+    never = change in ("eager", "forward_hook")  # no unit from now on
+    assert (unit_state(_attention(on)) is None) == never
     for step in range(3):  # as for a LoRA linear: op by op, decided, then recorded again, then replayed
         got, ctx = _step(on, "intra_inter", batch, True, seed=5 + step, bits=8)
         exact, _ = _step(off, "baseline", batch, False, seed=5 + step)
         assert torch.nn.functional.cosine_similarity(got, exact, dim=0) > 0.999, f"step {step}"
-        if step == 0 and change == "training":  # the same ops: the replay goes on, the attention op by op
-            assert ctx.replayed_units == units + 3  # ... and its four projections as units
-        elif step == 0 and change != "forward_hook":  # (the hook's op ends the replay after the attention's units)
-            assert ctx.replayed_units < units
+    plan = replay.find_plan(on, ctx.policy)
+    recorded = id(_attention(on)) in {id(u.module()) for u in plan.units.values()}
     assert ctx.replayed_packs == ctx.report().packs
-    # no attention unit from now on where the call cannot be one, nor where the plan stays (its ops did not change)
-    assert ctx.replayed_units == units + 3 * (change in ("eager", "forward_hook", "training"))
+    if change == "training":  # the same ops: the plan stays, the attention's entry never matches its record
+        assert recorded and ctx.replayed_units == len(_outermost(plan)) + 3  # its four projections instead
+    else:  # other ops: recorded again (with the attention as a unit where it can be one), and replayed
+        assert recorded != never and ctx.replayed_units == len(_outermost(plan))
 
 
 def test_lora_dropout_units_give_the_same_masks_and_gradients():
@@ -234,7 +317,10 @@ def test_a_changed_norm_is_no_unit_and_the_step_stays_correct(change):
         if step == 0:
             assert ctx.replayed_units < units
     never = change in ("instance_forward", "forward_pre_hook")  # no unit from now on; a new eps or weight is one
-    assert ctx.replayed_packs == ctx.report().packs and ctx.replayed_units == units - never
+    plan = replay.find_plan(on, ctx.policy)  # recorded again (other ops, or a new weight's storage in them)
+    norm = on.base_model.model.model.layers[1].input_layernorm
+    assert (id(norm) in {id(u.module()) for u in plan.units.values()}) != never
+    assert ctx.replayed_packs == ctx.report().packs and ctx.replayed_units == len(_outermost(plan))
 
 
 class _KeywordCaller(nn.Module):

@@ -9,7 +9,8 @@ units off / on; and whether the two copies' LoRA gradients were equal bit for bi
     TRITON_INTERPRET=0 PYTHONPATH=. python benchmarks/experiments/units_ab.py [--shapes 1x64,4x1024,1x8192]
 
 ``--attention`` (session 28): the off copy has every unit but Llama's attention (``units.ATTENTION`` False while it
-records), so the table is attention units off / on.
+records), so the table is attention units off / on; ``--composite`` likewise for decoder layers and MLPs
+(``units.COMPOSITE``, rule 6).
 
 On the dev CPU: ``--device cpu --tiny``.
 """
@@ -31,8 +32,9 @@ from ab_setup import ab_cases, ab_parser, ab_setup, synchronizer, timed_step  # 
 def main() -> None:
     p = ab_parser(__doc__, "1x64,4x1024,1x8192", "baseline,intra_inter@2,intra_inter@4", 12)
     p.add_argument("--attention", action="store_true", help="off: every unit but the attention's")
+    p.add_argument("--composite", action="store_true", help="off: every unit but decoder layers and MLPs")
     a = p.parse_args()
-    switch = "ATTENTION" if a.attention else "ENABLED"
+    switch = "ATTENTION" if a.attention else "COMPOSITE" if a.composite else "ENABLED"
     args, shapes, dev, on = ab_setup(a)
     sync = synchronizer(dev)
     off = copy.deepcopy(on)
@@ -67,7 +69,7 @@ def main() -> None:
         rows.append((shape, spec, n_units, med[False][0], med[True][0], med[False][1], med[True][1], equal))
         print(rows[-1], flush=True)
     name = torch.cuda.get_device_name() if dev.type == "cuda" else "cpu"
-    what = "attention units" if a.attention else "units"
+    what = "attention units" if a.attention else "composite units" if a.composite else "units"
     print(f"\n{what} off / on | {name} | torch {torch.__version__} | {a.steps} steps each, alternated")
     print("| shape | config | units | fwd host off | fwd host on | on/off | step off | step on | on/off "
           "| grads equal |")
