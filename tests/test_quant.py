@@ -427,7 +427,7 @@ def test_calibration_freezes_after_threshold_steps_and_persists_across_contexts(
     with calibration_scope(lambda: other):
         assert outlier_channels(later, _Site, 1 / 40, threshold=2, mode="calibrated").tolist() == [21]
     n = len(_STORE)
-    del other
+    other = None  # the last reference to that model
     gc.collect()
     assert len(_STORE) == n - 1  # state dies with its model
 
