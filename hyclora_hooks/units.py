@@ -50,7 +50,9 @@ NOTE [Replay units]
      global, no closure, no nested code, every use of ``self`` an attribute read of a submodule name, no other
      name. Its state is its forward (code, defaults), training flag and grad mode, those submodules' states and
      the call's arguments as in rule 5; its frozen terms come from the exits of every LoRA projection below it,
-     and the base layers are kept in the record (the submodules' states name them).
+     and the base layers are kept in the record (the submodules' states name them). Rule 2 still holds: where a
+     recipe reads a tensor made inside the call by its slot (under ``intra_inter`` the post-attention norm's
+     input, down_proj's), the call is no unit.
 """
 
 from __future__ import annotations
