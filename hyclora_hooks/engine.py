@@ -464,7 +464,7 @@ class Compressor:
         mode, root = self._mode, self._root()
         if mode == "record" and clean and self._recordable:
             plan = replay.Plan(self._trace.sigs, self._packs)
-            plan.units = plan_units(self._units.recorded, plan.sources)
+            plan.units = plan_units(self._units.recorded, plan.packs)
             replay.store_plan(root, self.policy, plan)
         elif mode == "missed" or (mode == "replay" and (not clean or self._next != len(self._replay_plan.packs)
                                                        or self._trace.diverged
@@ -627,8 +627,10 @@ class Compressor:
                     got = self._admit(t, site, codec, reason, key[0], t.untyped_storage().nbytes())
                 elif action == "source":
                     (kind, what), site, route = data
-                    if kind == "slot":
-                        src = trace.output(what)
+                    if kind == "slot":  # inside a unit maybe the input of a call of its body (units.py rule 6)
+                        src = self._units.source(self._next - 1) if self._units.replaying is not None else None
+                        if src is None:
+                            src = trace.output(what)
                         if src is None:
                             return _MISS
                     elif kind in ("saved", "saved_base"):  # the op output the pack saves, or the one it views

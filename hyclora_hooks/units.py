@@ -50,9 +50,11 @@ NOTE [Replay units]
      global, no closure, no nested code, every use of ``self`` an attribute read of a submodule name, no other
      name. Its state is its forward (code, defaults), training flag and grad mode, those submodules' states and
      the call's arguments as in rule 5; its frozen terms come from the exits of every LoRA projection below it,
-     and the base layers are kept in the record (the submodules' states name them). Rule 2 still holds: where a
-     recipe reads a tensor made inside the call by its slot (under ``intra_inter`` the post-attention norm's
-     input, down_proj's), the call is no unit.
+     and the base layers are kept in the record (the submodules' states name them). A recipe of the body may read
+     a tensor made inside the call by its slot (under ``intra_inter`` the post-attention norm's input, down_proj's)
+     where it is the input of a unit-kind call inside the body, made once there: a replay takes it at that call's
+     entry (:meth:`Units.source`), as it takes base outputs at exits. Any other slot read of a body tensor, or one
+     by a later pack, still makes the call no unit (rule 2).
 """
 
 from __future__ import annotations
@@ -390,7 +392,7 @@ class UnitRecord:
     that pack stored (rule 5); ``frozen``: the base layer whose output is the output's frozen-term mark, or None."""
 
     __slots__ = ("module", "start", "end", "x_slot", "state", "pack_start", "pack_end", "producer", "frozen",
-                 "terms", "bases")
+                 "terms", "bases", "slots", "inputs")
 
     def __init__(self, module: nn.Module, start: int, x_slot: Any, state: tuple, pack_start: int):
         self.module = weakref.ref(module)
@@ -400,6 +402,8 @@ class UnitRecord:
         self.frozen: int | None = None
         self.terms: dict[int, int] = {}
         self.bases: list = []  # weak references to the base layers whose outputs may be terms, in index order
+        self.slots: dict[int, int] = {}  # pack index -> the call (index in ``inputs``) whose input it reads (rule 6)
+        self.inputs: list = []  # weak references to the modules whose call inputs packs of the body read
 
 
 def _bases(module: nn.Module, kind: Any) -> list[nn.Module]:
@@ -420,12 +424,15 @@ class _Open:
     """A unit call in progress: its record, the base layers whose outputs it takes (module -> index) and those
     outputs (weakly while recording; while replaying only those the record names, each dropped once used)."""
 
-    __slots__ = ("rec", "bases", "outs", "outside", "x", "terms")
+    __slots__ = ("rec", "bases", "outs", "outside", "x", "terms", "calls", "wanted", "ins")
 
-    def __init__(self, rec: UnitRecord, bases: dict, outside: int = 0, x: Any = None):
+    def __init__(self, rec: UnitRecord, bases: dict, outside: int = 0, x: Any = None, wanted: dict | None = None):
         self.rec, self.bases, self.outside, self.x = rec, bases, outside, x
         self.outs: list = [None] * (max(bases.values(), default=-1) + 1)
         self.terms: list[tuple[int, int]] = []  # while recording: (pack index, base index) of each term stored
+        self.calls: dict = {}  # while recording: unit-kind calls of the body by their input's slot, and their count
+        self.wanted = wanted or {}  # while replaying: module -> index of the call input a pack of the body reads
+        self.ins: list = [None] * len(self.wanted)
 
 
 def _main_output(out: Any) -> Any:
@@ -450,6 +457,10 @@ class Units:
 
     def enter(self, module: nn.Module, args: tuple) -> None:
         if self.replaying is not None:
+            unit = self._stack[-1]
+            j = unit.wanted.get(module) if unit.wanted else None
+            if j is not None:  # a call of the body whose input a recipe reads (rule 6)
+                unit.ins[j] = args[0] if args else (_call_kwargs(module) or {}).get("hidden_states")
             return
         engine = self._engine
         mode = engine._mode
@@ -475,6 +486,9 @@ class Units:
         if x_slot is None:
             return
         if mode == "record":
+            for unit in self._stack:  # rule 6: an input a recipe of the body may read by its slot
+                calls = unit.calls
+                calls[x_slot] = (module, calls[x_slot][1] + 1) if x_slot in calls else (module, 1)
             state = ops.outside(kind, module)  # a weight's layout read on the tracker would be an op
             if state is not None:
                 rec = UnitRecord(module, trace.count, x_slot, (state, call), len(engine._packs))
@@ -489,11 +503,12 @@ class Units:
         if not _same((kind(module), call), rec.state):  # read off the stack, where the unit's body would run
             ops.resume()
             return
-        # the state names the same base layers (their ids), alive: the record's weak references reach them
+        # the state names the same base layers and calls (their ids), alive: the record's weak references reach them
         needed = set(rec.terms.values())
         if rec.frozen is not None:
             needed.add(rec.frozen)
-        self._stack.append(_Open(rec, {rec.bases[j](): j for j in needed}))
+        wanted = {ref(): j for j, ref in enumerate(rec.inputs)} if rec.inputs else None
+        self._stack.append(_Open(rec, {rec.bases[j](): j for j in needed}, wanted=wanted))
         self.replaying = rec
 
     def leave(self, module: nn.Module, output: Any) -> None:
@@ -536,6 +551,11 @@ class Units:
         term, outs[j] = outs[j], None  # stored once: not held past its encode
         return term
 
+    def source(self, pack: int) -> torch.Tensor | None:
+        """While replaying: the body tensor pack ``pack`` reads, the input of a call of the body (rule 6)."""
+        j = self.replaying.slots.get(pack) if self.replaying is not None else None
+        return self._stack[-1].ins[j] if j is not None else None
+
     def _recorded(self, unit: _Open, out: Any) -> None:
         engine, rec = self._engine, unit.rec
         trace = engine._trace
@@ -554,14 +574,24 @@ class Units:
             if rec.frozen is None:
                 return
         rec.end, rec.pack_end = trace.count, len(engine._packs)
-        terms = dict(unit.terms)
-        # a body tensor read as a source ("slot") is found by plan_units, which sees every pack's
+        terms, index = dict(unit.terms), {}
+        # a body tensor read by its slot is the input of one call of the body, or plan_units finds the unit unsound
         for i, pack in enumerate(engine._packs[rec.pack_start:], rec.pack_start):
             for action, data, _, _ in pack.actions:
-                if action == "source" and data[0][0] in ("frozen", "frozen_rope"):
+                if action != "source" or data[0] is None:
+                    continue
+                kind, what = data[0]
+                if kind in ("frozen", "frozen_rope"):
                     if i not in terms:
                         return
                     rec.terms[i] = terms[i]
+                elif kind == "slot" and type(what) is int and rec.start <= what < rec.end - 1:
+                    module, count = unit.calls.get(what, (None, 0))
+                    if count == 1 and sum(m is module for m, _ in unit.calls.values()) == 1:  # once in the body
+                        if id(module) not in index:
+                            index[id(module)] = len(rec.inputs)
+                            rec.inputs.append(weakref.ref(module))
+                        rec.slots[i] = index[id(module)]
         rec.producer = getattr(out, "_hyclora_producer", None)
         self.recorded.append(rec)
 
@@ -595,11 +625,15 @@ def _op_of(slot: Any) -> int:
     return slot[0] if type(slot[0]) is int else -1
 
 
-def plan_units(recorded: list[UnitRecord], sources: frozenset) -> dict[tuple, UnitRecord]:
+def plan_units(recorded: list[UnitRecord], packs: list) -> dict[tuple, UnitRecord]:
     """The recorded units a replay may take, by first op and module (a unit and the first unit it holds start at
-    the same op): none whose body makes a tensor a later pack reads."""
-    read = [k for k in map(_op_of, sources) if k >= 0]
-    return {(u.start, id(u.module())): u for u in recorded if not any(u.start <= s < u.end - 1 for s in read)}
+    the same op): none whose body makes a tensor a pack reads by its slot, but a pack of the body reading the input
+    of a call of the body (rule 6)."""
+    reads = [(i, k) for i, rec in enumerate(packs) for action, data, _, _ in rec.actions
+             if action == "source" and data[0] is not None and data[0][0] == "slot"
+             for k in (_op_of(data[0][1]),) if k >= 0]
+    return {(u.start, id(u.module())): u for u in recorded
+            if all(not u.start <= k < u.end - 1 or i in u.slots for i, k in reads)}
 
 
 __all__ = ["Units", "UnitRecord", "unit_state", "plan_units"]
