@@ -194,6 +194,7 @@ _ATTENTION_NAMES = frozenset({
     "_is_torch_npu_available", "dtype", "bool", "logical_not", "to", "device", "create_position_bias_mask", "nn",
     "functional", "scaled_dot_product_attention", "_is_torch_xpu_available", "_is_torch_greater_or_equal_than_2_8",
     "expand"})
+_ATTENTION_NAMES_ORDER = tuple(sorted(_ATTENTION_NAMES))  # the order a state holds their values in
 _ATTENTION_LOADS = frozenset({"apply_rotary_pos_emb", "ALL_ATTENTION_FUNCTIONS"})  # what makes a forward Llama's
 _ACTIVATION_NAMES = frozenset({"nn", "functional", "silu"})  # rule 6: what SiLUActivation's forward reads
 _LOADS: dict = {}  # (code object, whitelist) -> the global names it loads, or None where it reads another name
@@ -267,7 +268,6 @@ def _attention_state(m: nn.Module) -> tuple | None:
             tuple([settings.get(n, _MISSING) for n in _ATTENTION_NAMES_ORDER]), torch.is_grad_enabled())
 
 
-_ATTENTION_NAMES_ORDER = tuple(sorted(_ATTENTION_NAMES))
 _NAMES: dict = {}  # code object -> the submodule names a composite's forward reads, or () (rule 6)
 _SELF_READS = frozenset({"LOAD_ATTR", "LOAD_METHOD"})
 

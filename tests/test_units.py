@@ -1,5 +1,5 @@
 """Replay units (NOTE [Replay units] in hyclora_hooks/units.py): a peft LoRA linear's, an RMSNorm's or Llama
-attention's call replayed as one step.
+attention's call, or a decoder layer's or MLP's made of them, replayed as one step.
 
 As in test_replay.py, two copies of a model train side by side on the same batches, one replaying (the default),
 one deciding every pack afresh (``replay=False``): a replayed step must give the deciding copy's LoRA gradients
@@ -37,6 +37,15 @@ def _lora_linears(model):
     return [m for m in model.modules() if type(m) is Linear]
 
 
+def _kinds(plan):
+    """How many units of each module class the plan holds."""
+    return Counter(type(u.module()).__name__ for u in plan.units.values())
+
+
+def _is_unit(plan, module):
+    return any(u.module() is module for u in plan.units.values())
+
+
 def _same_steps(on, off, policy, batch, steps, **knobs):
     """``steps`` steps of both copies; the replaying copy's contexts."""
     ctxs = []
@@ -58,7 +67,7 @@ def test_lora_linears_and_norms_replay_as_units_with_the_deciding_steps_gradient
     ctxs = _same_steps(on, off, policy, random_batch(VOCAB, batch=2, seq=24), 3, bits=2)
     assert ctxs[0].replayed_units == 0  # the first step records
     plan = replay.find_plan(on, ctxs[-1].policy)
-    kinds = Counter(type(u.module()).__name__ for u in plan.units.values())
+    kinds = _kinds(plan)
     # The first q_proj runs before the step's first pack has chosen to replay (the frozen embedding's output needs
     # no gradient: layer 0's input norm saves nothing), and so does that norm. In fp32 a norm's cast to fp32
     # returns its input, tagged anew: no unit (rule 2). HF's KV cache (on here) keeps attention and decoder layers
@@ -89,7 +98,7 @@ def test_llama_attention_replays_as_a_unit_with_the_deciding_steps_gradients(pol
     calls = len(_lora_linears(on))
     ctxs = _same_steps(on, off, policy, random_batch(VOCAB, batch=2, seq=24), 3, bits=2)
     plan = replay.find_plan(on, ctxs[-1].policy)
-    kinds = Counter(type(u.module()).__name__ for u in plan.units.values())
+    kinds = _kinds(plan)
     # layer 0's attention runs before the step's first pack has chosen to replay; the projections of the others are
     # recorded as units too (taken where their attention's entry does not match)
     assert kinds["LlamaAttention"] == layers - 1 and kinds["Linear"] == calls - 1
@@ -108,7 +117,7 @@ def test_decoder_layers_and_mlps_replay_as_units_with_the_deciding_steps_gradien
     on, off = _pair(torch.bfloat16, use_cache=False, layers=layers)
     ctxs = _same_steps(on, off, policy, random_batch(VOCAB, batch=2, seq=24), 3, bits=2)
     plan = replay.find_plan(on, ctxs[-1].policy)
-    kinds = Counter(type(u.module()).__name__ for u in plan.units.values())
+    kinds = _kinds(plan)
     # layer 0's runs before the step's first pack has chosen to replay
     assert kinds["LlamaDecoderLayer"] == layers - 1 and kinds["LlamaMLP"] == layers
     if policy == "intra_inter":  # a norm's recipe reads its input, made in the layer, by its slot: taken at its call
@@ -123,8 +132,7 @@ def test_a_changed_decoder_layer_is_no_unit_and_the_step_stays_correct(change):
     on, off = _pair(torch.bfloat16, use_cache=False)  # (in fp32 its norm's cast retags its input: no unit, rule 2)
     batch = random_batch(VOCAB, batch=2, seq=16)
     ctx = _same_steps(on, off, "intra", batch, 2, bits=8)[-1]
-    layer_of = {id(u.module()) for u in replay.find_plan(on, ctx.policy).units.values()}
-    assert id(on.base_model.model.model.layers[1]) in layer_of
+    assert _is_unit(replay.find_plan(on, ctx.policy), on.base_model.model.model.layers[1])
     for model in (on, off):
         layer = model.base_model.model.model.layers[1]
         if change == "activation":  # another activation: its own forward reads other names
@@ -139,7 +147,7 @@ def test_a_changed_decoder_layer_is_no_unit_and_the_step_stays_correct(change):
         exact, _ = _step(off, "baseline", batch, False, seed=5 + step)
         assert torch.nn.functional.cosine_similarity(got, exact, dim=0) > 0.99, f"step {step}"
     plan = replay.find_plan(on, ctx.policy)
-    recorded = id(on.base_model.model.model.layers[1]) in {id(u.module()) for u in plan.units.values()}
+    recorded = _is_unit(plan, on.base_model.model.model.layers[1])
     assert ctx.replayed_packs == ctx.report().packs
     if change == "shadowing_attribute":  # the same ops: the plan stays, the layer's entry never matches its record
         assert recorded and ctx.replayed_units == len(_outermost(plan)) + 3  # its attention, MLP and norms instead
@@ -183,7 +191,7 @@ def test_an_attention_with_a_padding_mask_is_a_unit_too():
     batch["attention_mask"][1, 18:] = 0  # the mask reaches SDPA (no GQA kernel with one: repeat_kv in the body)
     ctxs = _same_steps(on, off, "intra_inter", batch, 3, bits=2)
     plan = replay.find_plan(on, ctxs[-1].policy)
-    assert Counter(type(u.module()).__name__ for u in plan.units.values())["LlamaAttention"] == 2
+    assert _kinds(plan)["LlamaAttention"] == 2
     assert ctxs[-1].replayed_packs == ctxs[-1].report().packs
 
 
@@ -191,7 +199,7 @@ def test_an_attention_called_with_a_cache_is_no_unit():
     on, off = _pair(use_cache=True)
     ctxs = _same_steps(on, off, "intra_inter", random_batch(VOCAB, batch=2, seq=16), 2, bits=2)
     plan = replay.find_plan(on, ctxs[-1].policy)
-    assert "LlamaAttention" not in Counter(type(u.module()).__name__ for u in plan.units.values())
+    assert "LlamaAttention" not in _kinds(plan)
     assert ctxs[-1].replayed_packs == ctxs[-1].report().packs
 
 
@@ -208,7 +216,7 @@ def test_a_changed_attention_is_no_unit_and_the_step_stays_correct(change, monke
     on, off = _pair(use_cache=False)  # fp32: no decoder layer is a unit (rule 6), the attention is the outermost
     batch = random_batch(VOCAB, batch=2, seq=16)
     ctx = _same_steps(on, off, "intra_inter", batch, 2, bits=8)[-1]
-    assert id(_attention(on)) in {id(u.module()) for u in replay.find_plan(on, ctx.policy).units.values()}
+    assert _is_unit(replay.find_plan(on, ctx.policy), _attention(on))
     for model in (on, off):
         attn = _attention(model)
         if change == "scaling":
@@ -232,7 +240,7 @@ def test_a_changed_attention_is_no_unit_and_the_step_stays_correct(change, monke
         exact, _ = _step(off, "baseline", batch, False, seed=5 + step)
         assert torch.nn.functional.cosine_similarity(got, exact, dim=0) > 0.999, f"step {step}"
     plan = replay.find_plan(on, ctx.policy)
-    recorded = id(_attention(on)) in {id(u.module()) for u in plan.units.values()}
+    recorded = _is_unit(plan, _attention(on))
     assert ctx.replayed_packs == ctx.report().packs
     if change == "training":  # the same ops: the plan stays, the attention's entry never matches its record
         assert recorded and ctx.replayed_units == len(_outermost(plan)) + 3  # its four projections instead
@@ -317,7 +325,7 @@ def test_a_changed_norm_is_no_unit_and_the_step_stays_correct(change):
     never = change in ("instance_forward", "forward_pre_hook")  # no unit from now on; a new eps or weight is one
     plan = replay.find_plan(on, ctx.policy)  # recorded again (other ops, or a new weight's storage in them)
     norm = on.base_model.model.model.layers[1].input_layernorm
-    assert (id(norm) in {id(u.module()) for u in plan.units.values()}) != never
+    assert _is_unit(plan, norm) != never
     assert ctx.replayed_packs == ctx.report().packs and ctx.replayed_units == len(_outermost(plan))
 
 
