@@ -968,7 +968,9 @@ def compress(policy: str | Path | Policy = "baseline", *, model: nn.Module | Non
     ``min_bytes``. ``model`` is optional: parameters are found from the modules that run, but naming the model
     registers its weights up front. ``replay``: from the second step of a model with one policy, carry out the
     decisions the previous step recorded instead of planning them again, while every op matches (NOTE [Replay]
-    in ``hyclora_hooks/replay.py``); False decides every pack afresh.
+    in ``hyclora_hooks/replay.py``); False decides every pack afresh. While a forward of a module in training mode
+    with gradients on runs inside the block, Hugging Face configs' ``use_cache`` is off (``kv_cache.py``: training
+    reads no KV cache); a call passing ``use_cache=True`` keeps its cache.
 
     >>> with compress("intra", bits=4) as ctx:      # doctest: +SKIP
     ...     loss = model(**batch).loss

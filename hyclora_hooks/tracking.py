@@ -55,6 +55,7 @@ import torch
 from torch import nn
 from torch.overrides import TorchFunctionMode, _get_current_function_mode, _pop_mode, _push_mode
 
+from . import kv_cache
 from .lineage import AUTOCAST_DEVICES, CASTS, autocast_on, autocast_state
 
 
@@ -355,7 +356,7 @@ class TreeWalk:
     """What one walk of a model's tree found: qualified module names and the storages of its parameters and
     buffers. Kept between ``compress()`` calls (:func:`walk_tree`); holds the model only weakly."""
 
-    __slots__ = ("paths", "modules", "tensors", "ptrs", "names", "by_ptr", "__weakref__")
+    __slots__ = ("paths", "modules", "tensors", "ptrs", "names", "by_ptr", "configs", "__weakref__")
 
     def __init__(self, modules: list[tuple[str, nn.Module]], tensors: list[torch.Tensor], ptrs: list[int]):
         self.paths = [name for name, _ in modules]
@@ -367,6 +368,7 @@ class TreeWalk:
             names.setdefault(sub, name)  # a module reached twice keeps its first name
         self.names: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary(names)
         self.by_ptr = {ptr: ref for ref, ptr in zip(self.tensors, ptrs) if ptr}
+        self.configs = kv_cache.configs_of(m for _, m in modules)  # HF configs with ``use_cache`` (kv_cache.py)
 
     def matches(self, modules: list[tuple[str, nn.Module]], tensors: list[torch.Tensor], ptrs: list[int]) -> bool:
         """The same modules under the same names, the same tensors on the same storages, in the same order."""
@@ -461,6 +463,7 @@ class ModuleTracker:
         self.ops: OpTracker | None = None  # set by the OpTracker serving this context
         self._region: nn.Module | None = None  # the module whose forward the op tracker sits out
         self.units: Any = None  # units.Units told of every call (NOTE [Replay units]), or None
+        self.cache = kv_cache.CacheSwitch()  # HF's KV cache off for training forwards (kv_cache.py)
 
     def root(self) -> nn.Module | None:
         """The outermost module whose forward ran most recently (the model, when none was named)."""
@@ -471,6 +474,7 @@ class ModuleTracker:
         Names are relative to the latest root added (the outermost module that runs, or the ``model`` given to
         ``compress``: usually the same one, walked once); a module reached twice in one tree keeps its first name."""
         walk = walk_tree(root)
+        self.cache.add(walk.configs)
         self._names.append(walk.names)  # read newest first (name_of): the latest root's names win
         self.params.add_module_tree(root, walk)
 
@@ -493,6 +497,7 @@ class ModuleTracker:
         self._handles = []
         self._stack.clear()
         self._end_region()
+        self.cache.restore()
 
     def _end_region(self) -> None:
         if self._region is not None:
@@ -505,8 +510,9 @@ class ModuleTracker:
             return  # inside an untracked region its modules are not stacked either: nothing there packs for us
         if not self._stack:
             self._root = weakref.ref(module)
-        if not self._stack and self._name(module) is None:
-            self.ops.outside(self.add_tree, module) if self.ops is not None else self.add_tree(module)
+            if self._name(module) is None:
+                self.ops.outside(self.add_tree, module) if self.ops is not None else self.add_tree(module)
+            self.cache.forward_starts(module)
         self._stack.append(module)
         ops = self.ops
         if self._region is None and ops is not None and not ops._ours() and ops.suspend():

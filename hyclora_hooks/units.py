@@ -37,8 +37,8 @@ NOTE [Replay units]
      code, defaults and the values of the globals it loads, the module's and its config's values of those names,
      the config's attention implementation, each projection's state (a unit-able peft LoRA linear or a plain
      ``nn.Linear``, no other submodule), and the call's arguments: plain values as they are, tensors by slot
-     (HF passes them all as keywords; a ``past_key_values`` cache, which HF makes where ``config.use_cache`` is
-     on, or any other object makes the call no unit).
+     (HF passes them all as keywords; a ``past_key_values`` cache, which HF makes where ``use_cache`` is on, or
+     any other object makes the call no unit; a context turns the config's off for training forwards, kv_cache.py).
      Its packs may read frozen terms (q and k the terms RoPE carried, v heads of v_proj's: NOTE [Frozen term]), and
      its output has o_proj's mark: with the body untracked no mark is set, so a unit instead records which of its
      projections' base-layer outputs each one was and a replay takes them from those layers' exits

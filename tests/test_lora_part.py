@@ -129,7 +129,7 @@ def test_step_with_the_kernel_rebuilds_value_gate_and_up(preset, kv_heads, cache
     real = lp._run
     monkeypatch.setattr(lp, "_run", lambda *a: calls.append(a[-1]) or real(*a))
     model = add_lora(tiny_llama(attn="sdpa", kv_heads=kv_heads, dtype=BF16, use_cache=cache))
-    batch = random_batch(model.config.vocab_size, batch=2, seq=32)
+    batch = random_batch(model.config.vocab_size, batch=2, seq=32) | ({"use_cache": True} if cache else {})
     zero_frozen(model, "v_proj", "gate_proj", "up_proj")
     _, exact, _ = seeded_step(model, batch)
     two_bits = {"bits": 2, "group_size": 64, "granularity": "token_group"}

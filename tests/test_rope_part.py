@@ -283,7 +283,7 @@ def test_step_with_the_kernel_rebuilds_q_and_k(preset, kv_heads, cache, monkeypa
     real = rp._run
     monkeypatch.setattr(rp, "_run", lambda *a: calls.append(a[-1][1] if a[-1] else 0) or real(*a))
     model = add_lora(tiny_llama(attn="sdpa", kv_heads=kv_heads, dtype=BF16, use_cache=cache))
-    batch = random_batch(model.config.vocab_size, batch=2, seq=32)
+    batch = random_batch(model.config.vocab_size, batch=2, seq=32) | ({"use_cache": True} if cache else {})
     zero_frozen(model, "q_proj", "k_proj")
     _, exact, _ = seeded_step(model, batch)
     two_bits = {"bits": 2, "group_size": 64, "granularity": "token_group"}

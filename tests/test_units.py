@@ -64,14 +64,15 @@ def test_lora_linears_and_norms_replay_as_units_with_the_deciding_steps_gradient
     on, off = _pair(dtype)
     calls = len(_lora_linears(on))  # every LoRA linear and norm runs once a forward
     norms = sum(type(m).__name__ == "LlamaRMSNorm" for m in on.modules())
-    ctxs = _same_steps(on, off, policy, random_batch(VOCAB, batch=2, seq=24), 3, bits=2)
+    cached = random_batch(VOCAB, batch=2, seq=24) | {"use_cache": True}  # a context turns the config's off (kv_cache)
+    ctxs = _same_steps(on, off, policy, cached, 3, bits=2)
     assert ctxs[0].replayed_units == 0  # the first step records
     plan = replay.find_plan(on, ctxs[-1].policy)
     kinds = _kinds(plan)
     # The first q_proj runs before the step's first pack has chosen to replay (the frozen embedding's output needs
     # no gradient: layer 0's input norm saves nothing), and so does that norm. In fp32 a norm's cast to fp32
-    # returns its input, tagged anew: no unit (rule 2). HF's KV cache (on here) keeps attention and decoder layers
-    # from being units (rules 5, 6); the MLPs whose tensors no recipe reads by slot are.
+    # returns its input, tagged anew: no unit (rule 2). HF's KV cache (asked for by the call here) keeps attention
+    # and decoder layers from being units (rules 5, 6); the MLPs whose tensors no recipe reads by slot are.
     assert kinds["Linear"] == calls - 1 and kinds["LlamaRMSNorm"] == (norms - 1 if dtype == torch.bfloat16 else 0)
     assert set(kinds) <= {"Linear", "LlamaRMSNorm", "LlamaMLP"}
     for ctx in ctxs[1:]:
@@ -196,8 +197,8 @@ def test_an_attention_with_a_padding_mask_is_a_unit_too():
 
 
 def test_an_attention_called_with_a_cache_is_no_unit():
-    on, off = _pair(use_cache=True)
-    ctxs = _same_steps(on, off, "intra_inter", random_batch(VOCAB, batch=2, seq=16), 2, bits=2)
+    on, off = _pair(use_cache=False)
+    ctxs = _same_steps(on, off, "intra_inter", random_batch(VOCAB, batch=2, seq=16) | {"use_cache": True}, 2, bits=2)
     plan = replay.find_plan(on, ctxs[-1].policy)
     assert "LlamaAttention" not in _kinds(plan)
     assert ctxs[-1].replayed_packs == ctxs[-1].report().packs

@@ -29,8 +29,9 @@ def build(tiny: bool, device: str) -> torch.nn.Module:
     torch.manual_seed(0)
     widths = dict(hidden_size=128, intermediate_size=256, num_attention_heads=4, vocab_size=256) if tiny else \
         dict(hidden_size=4096, intermediate_size=11008, num_attention_heads=32, vocab_size=32000)
-    cfg = LlamaConfig(num_hidden_layers=8, max_position_embeddings=8192, attn_implementation="sdpa",
-                      use_cache=False, **widths)
+    # HF's default config, KV cache on as a user would leave it (session 29: a context turns it off for its
+    # training forwards, hyclora_hooks/kv_cache.py; plain builds one and never reads it). Sessions 15-28 set it off.
+    cfg = LlamaConfig(num_hidden_layers=8, max_position_embeddings=8192, attn_implementation="sdpa", **widths)
     with torch.device(device):
         model = LlamaForCausalLM(cfg).to(torch.bfloat16)
     targets = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
