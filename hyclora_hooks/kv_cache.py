@@ -3,12 +3,14 @@
 With ``config.use_cache`` on (the default of HF's configs) every forward builds a ``DynamicCache``, and each
 attention copies its keys and values into it (``torch.cat`` onto an empty tensor) before SDPA saves them. A training
 forward never reads that cache back, but the copies cost here: SDPA's key and value are then copies that carry no
-frozen term (NOTE [Frozen term] in tracking.py), so under ``intra_inter`` the value is stored at 4 bits instead of
-rebuilt from v_proj's stored term (7% more stored bytes on a tiny Llama at ``bits=2``) and the key's LoRA part is
-subtracted in the forward; and an attention whose call reads a cache is no replay unit (NOTE [Replay units] rule 5
-in units.py). Hugging Face turns the cache off itself under gradient checkpointing. A context does the same for
-every forward whose outermost module is in training mode with gradients on, and puts each config back when it
-exits; a call that passes ``use_cache=True`` keeps its cache (the argument wins over the config in HF's models).
+frozen term (NOTE [Frozen term] in tracking.py), so under ``intra_inter`` their LoRA parts are formed and subtracted
+in the forward (and on a tiny Llama the value took 7% more stored bytes at ``bits=2``), and an attention whose call
+reads a cache is no replay unit (NOTE [Replay units] rule 5 in units.py). Llama-2-7B-shaped, 8 layers, H200
+(docs/benchmarks.md session 29): the same bytes, but a step 0.92x / 0.95x as long at 4x1024 (``bits`` 2 / 4) and
+0.98x / 0.97x at 1x8192 with the cache off. Hugging Face turns the cache off itself under gradient checkpointing.
+A context does the same for every forward whose outermost module is in training mode with gradients on, and puts
+each config back when it exits; a call that passes ``use_cache=True`` keeps its cache (the argument wins over the
+config in HF's models).
 """
 
 from __future__ import annotations
