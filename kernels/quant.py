@@ -324,9 +324,8 @@ def unpack_codes(packed: torch.Tensor, bits: int) -> torch.Tensor:
 tl = None
 _BUILT = False
 _JIT_NAMES = ("_bf16_round", "_bf16_nearest", "_hash_uniform", "_group_params", "_program_rows", "_tile", "_elem",
-              "_to_bits", "_round_to", "_min_nan", "_max_nan", "_word_tile", "_outlier_cols", "_codes", "_packed_codes",
+              "_to_bits", "_round_to", "_min_nan", "_max_nan", "_word_tile", "_outlier_cols", "_packed_codes",
               "_token_block", "_token_params", "_quant_kernel", "_quant_tokens_kernel", "_quant_token_tile_kernel",
-              "_quant_token_words_kernel",
               "_colstats_kernel", "_dequant_kernel", "_quant_words_kernel", "_dequant_words_kernel")
 
 # Tile sizes: 2048 elements a program at 4 warps (16 per thread: two 16-byte loads of bf16). Swept on an H100
@@ -454,10 +453,12 @@ def _tile(R, C, N, RAGGED: tl.constexpr, EVEN: tl.constexpr, INT64: tl.constexpr
     return pid_r, pid_c, rows, cols, r2, c2, flat, mask
 
 
-def _codes(xv, valid, inv, z, flat, seed, BITS: tl.constexpr, SYM: tl.constexpr, STOCH: tl.constexpr):
-    """The codes (int32) of the values ``xv`` (0 where not ``valid``, which are coded 0) with step ``1 / inv`` and
-    zero ``z`` (unused when SYM), rounded as the reference rounds them (``flat``: the elements' row-major indices,
-    for stochastic rounding)."""
+def _packed_codes(xv, valid, inv, z, flat, seed, BITS: tl.constexpr, SYM: tl.constexpr, STOCH: tl.constexpr,
+                  ROWS: tl.constexpr, BLOCK_C: tl.constexpr):
+    """The codes of the ROWS x BLOCK_C values ``xv`` (0 where not ``valid``, which are coded 0) with step ``1 /
+    inv`` and zero ``z`` (unused when SYM), rounded as the reference rounds them, then packed 8 // BITS to a byte
+    along the row (int32; ``flat``: the elements' row-major indices, for stochastic rounding)."""
+    PER: tl.constexpr = 8 // BITS
     QMAX: tl.constexpr = 2 ** (BITS - 1) - 1
     LEVELS: tl.constexpr = 2**BITS - 1
     if STOCH:
@@ -470,14 +471,7 @@ def _codes(xv, valid, inv, z, flat, seed, BITS: tl.constexpr, SYM: tl.constexpr,
     else:
         q = tl.floor((xv - z) * inv + rnd)
         q = tl.minimum(tl.maximum(q, 0.0), LEVELS * 1.0)
-    return tl.where(valid, q, 0.0).to(tl.int32)
-
-
-def _packed_codes(xv, valid, inv, z, flat, seed, BITS: tl.constexpr, SYM: tl.constexpr, STOCH: tl.constexpr,
-                  ROWS: tl.constexpr, BLOCK_C: tl.constexpr):
-    """:func:`_codes` of the ROWS x BLOCK_C values, packed 8 // BITS to a byte along the row (int32)."""
-    PER: tl.constexpr = 8 // BITS
-    q = _codes(xv, valid, inv, z, flat, seed, BITS, SYM, STOCH)
+    q = tl.where(valid, q, 0.0).to(tl.int32)
     if PER == 1:
         return q
     sh = tl.arange(0, PER) * BITS
@@ -672,56 +666,6 @@ def _quant_token_tile_kernel(x_ptr, packed_ptr, scale_ptr, zero_ptr, slot_ptr, n
     tl.store(packed_ptr + r * PW + pcols, pk.to(tl.uint8), mask=(r < R) & (pcols < PW))
 
 
-def _quant_token_words_kernel(w_ptr, packed_ptr, scale_ptr, zero_ptr, slot_ptr, nf_ptr, R, C, s_rw, PW, seed,
-                              SYM: tl.constexpr, HAS_OUTL: tl.constexpr, STOCH: tl.constexpr, INT64: tl.constexpr,
-                              F16: tl.constexpr, G: tl.constexpr, BLOCK_W: tl.constexpr):
-    """``_quant_token_tile_kernel``'s job at 4 bits on 16-bit data read as int32 words of two channels: a word's
-    two codes are one packed byte, made by a shift in registers where the tile kernel packs with a reshape and a
-    sum across lanes (a layout change through shared memory). A program loads its group of G tokens x BLOCK_W
-    words once; the even and the odd channels are reduced along the tokens apart. Same statistics, codes and
-    non-finite flag as the tile kernel."""
-    pid_c = tl.program_id(0)
-    pid_g = tl.program_id(1)
-    wc = pid_c * BLOCK_W + tl.arange(0, BLOCK_W)
-    wmask = wc < C // 2
-    if INT64:
-        r0 = pid_g.to(tl.int64) * G
-    else:
-        r0 = pid_g * G
-    r = r0 + tl.arange(0, G)[:, None]
-    m = wmask[None, :] & (r < R)
-    w = tl.load(w_ptr + r * s_rw + wc[None, :], mask=m, other=0)
-    x0 = _elem(w, 0, F16)
-    x1 = _elem(w, 1, F16)
-    c0 = 2 * wc
-    v0 = m
-    v1 = m
-    if HAS_OUTL:  # outlier channels read 0 (gathered before the launch) and are coded 0
-        v0 = m & (tl.load(slot_ptr + c0, mask=wmask, other=-1) < 0)[None, :]
-        v1 = m & (tl.load(slot_ptr + c0 + 1, mask=wmask, other=-1) < 0)[None, :]
-        x0 = tl.where(v0, x0, 0.0)
-        x1 = tl.where(v1, x1, 0.0)
-    bad = (tl.sum(x0 - x0, axis=0) != 0.0) | (tl.sum(x1 - x1, axis=0) != 0.0)  # NaN iff a NaN or an inf
-    tl.store(nf_ptr + wc * 0, 1, mask=wmask & bad)
-    if SYM:
-        hi0 = tl.max(tl.where(m, tl.abs(x0), 0.0), axis=0)
-        hi1 = tl.max(tl.where(m, tl.abs(x1), 0.0), axis=0)
-        lo0 = hi0
-        lo1 = hi1
-    else:
-        lo0 = tl.min(tl.where(m, x0, float("inf")), axis=0)
-        hi0 = tl.max(tl.where(m, x0, float("-inf")), axis=0)
-        lo1 = tl.min(tl.where(m, x1, float("inf")), axis=0)
-        hi1 = tl.max(tl.where(m, x1, float("-inf")), axis=0)
-    at = pid_g * C + c0
-    sc0, zp0 = _token_params(lo0, hi0, scale_ptr, zero_ptr, at, wmask, SYM, 4)
-    sc1, zp1 = _token_params(lo1, hi1, scale_ptr, zero_ptr, at + 1, wmask, SYM, 4)
-    flat = r * C + c0[None, :]
-    q0 = _codes(x0, v0, tl.math.div_rn(1.0, sc0)[None, :], zp0[None, :], flat, seed, 4, SYM, STOCH)
-    q1 = _codes(x1, v1, tl.math.div_rn(1.0, sc1)[None, :], zp1[None, :], flat + 1, seed, 4, SYM, STOCH)
-    tl.store(packed_ptr + r * PW + wc[None, :], (q0 | (q1 << 4)).to(tl.uint8), mask=m)
-
-
 def _colstats_kernel(x_ptr, lo_ptr, hi_ptr, amax_ptr, ss_ptr, R, C, s_r, s_c, ROWS_PER: tl.constexpr,
                      NEED_MM: tl.constexpr, NEED_SS: tl.constexpr, INT64: tl.constexpr,
                      BLOCK_R: tl.constexpr, BLOCK_C: tl.constexpr):
@@ -849,9 +793,6 @@ _TOKEN_STAGES = 3  # software-pipelining stages of the walk (tl.range's num_stag
 # 8192 x 11008 142.6 -> 108.7 and 130.5 -> 112.7. At 8 bits the walk stays faster (60 against 68 us, 138 against
 # 173), so it keeps them; other widths and group sizes were not measured and keep it too.
 _TOKEN_TILE_BITS = (4,)
-TOKEN_WORDS = False  # 4-bit token groups of 16-bit data on ``_quant_token_words_kernel`` (session 29, measuring)
-_TOKEN_WORDS_W = 32  # words (two channels each) a program
-_TOKEN_WORDS_WARPS = 2
 _TOKEN_TILE_GROUPS = (64, 128)
 _TOKEN_TILE_C = 64
 _TOKEN_TILE_WARPS = 2
@@ -1325,11 +1266,6 @@ def _launch_quant_tokens(x2: torch.Tensor, packed: torch.Tensor, scale: torch.Te
     s_r, s_c = x2.stride(0), x2.stride(1)
     k = 0 if outlier_index is None else outlier_index.numel()
     tile = bits in _TOKEN_TILE_BITS and g in _TOKEN_TILE_GROUPS
-    words = _as_words(x2, bits) if tile and bits == 4 and TOKEN_WORDS else None
-    if words is not None:
-        _launch_quant_token_words(words, x2.dtype is torch.float16, packed, scale, zero, nf, g, symmetric,
-                                  outlier_index, seed)
-        return
 
     def make() -> tuple:
         block_c = max(8 // bits, min(_TOKEN_TILE_C if tile else _TOKEN_BLOCK_C, _next_pow2(c)))
@@ -1345,28 +1281,6 @@ def _launch_quant_tokens(x2: torch.Tensor, packed: torch.Tensor, scale: torch.Te
     slot = _outlier_table(outlier_index, "slot", c) if k else nf
     launch(_quant_token_tile_kernel if tile else _quant_tokens_kernel, grid, launches,
            (x2, packed, scale, zero if zero is not None else scale, slot, nf, r, c, s_r, s_c, packed.shape[1],
-            0 if seed is None else seed & _M32), meta)
-
-
-def _launch_quant_token_words(words: torch.Tensor, f16: bool, packed: torch.Tensor, scale: torch.Tensor,
-                              zero: torch.Tensor | None, nf: torch.Tensor, g: int, symmetric: bool,
-                              outlier_index: torch.Tensor | None, seed: int | None) -> None:
-    """4-bit token groups of 16-bit data (fp16 where ``f16``, else bf16) read as R x C/2 int32 ``words``
-    (``_quant_token_words_kernel``)."""
-    k = 0 if outlier_index is None else outlier_index.numel()
-    r, c, s_rw = words.shape[0], 2 * words.shape[1], words.stride(0)
-
-    def make() -> tuple:
-        block_w = min(_TOKEN_WORDS_W, _next_pow2(c // 2))
-        meta = dict(SYM=symmetric, HAS_OUTL=k > 0, STOCH=seed is not None,
-                    INT64=_needs_int64(r * c + c, r * 2 * max(s_rw, 1) + c), F16=f16, G=g, BLOCK_W=block_w,
-                    num_warps=_TOKEN_WORDS_WARPS, enable_fp_fusion=False)
-        return (_cdiv(c // 2, block_w), _cdiv(r, g)), meta
-    grid, meta, launches = _cached_plan(("quant_token_words", r, c, s_rw, f16, g, symmetric, k > 0,
-                                         seed is not None, _TOKEN_WORDS_W, _TOKEN_WORDS_WARPS), make)
-    slot = _outlier_table(outlier_index, "slot", c) if k else nf
-    launch(_quant_token_words_kernel, grid, launches,
-           (words, packed, scale, zero if zero is not None else scale, slot, nf, r, c, s_rw, packed.shape[1],
             0 if seed is None else seed & _M32), meta)
 
 

@@ -277,45 +277,6 @@ def test_token_tile_kernel_stores_the_reference_bytes(bits, g, symmetric, outlie
     assert_same_payload(a, b)
 
 
-_TOKEN_WORD_CASES = [  # (tokens a group, symmetric, outliers, stochastic, finite, int64, dtype, row-strided)
-    (8, False, True, False, True, False, torch.bfloat16, False),
-    (16, True, False, True, True, True, torch.bfloat16, True),
-    (8, False, False, False, True, False, torch.float16, False),
-    (4, True, True, True, True, False, torch.float16, True),
-    (8, False, True, False, False, False, torch.bfloat16, False),  # the flag raised: the checked re-run's bytes
-]
-
-
-@needs_triton
-@pytest.mark.parametrize("g,symmetric,outliers,stochastic,finite,int64,dtype,strided", _TOKEN_WORD_CASES)
-def test_token_words_kernel_stores_the_reference_bytes(g, symmetric, outliers, stochastic, finite, int64, dtype,
-                                                       strided, monkeypatch):
-    """The 4-bit token-group kernel on int32 words (``_quant_token_words_kernel``: a word's two codes packed by a
-    shift) stores the reference's bits: ragged row groups (37 tokens), several column blocks with a ragged last one
-    (35 words, 8 a block), outlier channels (even and odd ones), stochastic rounding, rows a stride apart, int64
-    addressing, bf16 and fp16; with NaN/Inf, the checked re-run into the same buffers. The other token-group
-    kernels must not run."""
-    Q._build()
-    monkeypatch.setattr(Q, "TOKEN_WORDS", True)
-    monkeypatch.setattr(Q, "_TOKEN_TILE_GROUPS", (g,))
-    monkeypatch.setattr(Q, "_TOKEN_WORDS_W", 8)
-    monkeypatch.setattr(Q, "_PLANS", {})
-    monkeypatch.setattr(Q, "_quant_tokens_kernel", _NoWalk())
-    monkeypatch.setattr(Q, "_quant_token_tile_kernel", _NoWalk())
-    if int64:
-        monkeypatch.setattr(Q, "_needs_int64", lambda *a: True)
-    gen = torch.Generator().manual_seed(g * 7 + symmetric)
-    x = (torch.randn(74 if strided else 37, 70, generator=gen) * 2 - 0.5).to(dtype)
-    x = x[::2] if strided else x  # 37 tokens x 70 channels
-    if not finite:
-        x[1, 5], x[30, 40], x[36, 0] = float("nan"), float("inf"), float("-inf")
-    idx = torch.tensor([2, 41, 69], dtype=torch.int16) if outliers else None
-    seed = 5 if stochastic else None
-    a = Q.quantize(x, 4, g, symmetric, "token_group", idx, seed, backend="ref")
-    b = Q.quantize(x, 4, g, symmetric, "token_group", idx, seed, backend="triton")
-    assert_same_payload(a, b)
-
-
 class _NoWalk:
     def __getitem__(self, grid):
         raise AssertionError("the token-group kernel that should not be chosen here ran")

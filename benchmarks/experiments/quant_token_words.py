@@ -6,6 +6,10 @@ words kernel's payload against the tile kernel's, every byte. GPU time: ``tools/
 device time of a call), as a share of a device copy of the same tensor, for several words a program and warps.
 
     cd benchmarks/experiments && PYTHONPATH=../.. python quant_token_words.py
+
+The kernel was measured 1.6-2.1x slower than the tile kernel (docs/benchmarks.md session 29) and taken out of the
+library again; it, its launcher and its bit test are in commit 65252da (``git checkout 65252da -- kernels/quant.py``
+to run this).
 """
 import torch
 
@@ -44,7 +48,6 @@ def main() -> None:
                 rows.append((f"{shape[0]}x{shape[1]}", g, idx is not None, "tile (library)", t_tile, tc, True))
                 print(f"{shape} g{g} outliers={idx is not None}: tile {t_tile:.1f} us, best words {best[0]:.1f} us "
                       f"({best[1]}x{best[2]}): {best[0] / t_tile:.2f}x", flush=True)
-        del x
     Q.TOKEN_WORDS = False
     print(f"\n{'shape':12} {'g':>4} {'outl':>5} {'kernel':16} {'us':>8} {'% of copy':>9} bits")
     for shape, g, outl, name, t, tc, ok in rows:
