@@ -306,7 +306,7 @@ class Compressor:
             self._by_storage: dict = {}
             self._sdpa: tuple = (None, None)  # (weakref to the SDPA call's OpFrame, its SdpaRecompute)
             self._recipes: dict = {}  # (cost, leaf entries' ids) -> weak references to recipe entries
-            record = partial(lineage.record, is_param=self._params.is_param)  # the op tracker's lineage records
+            record = partial(lineage.record, is_param=self._params.is_param, mask_of=self._dropout_mask_of)
         self._ops = OpTracker(self._modules, record, pack_hook=self._pack)
         if policy.inter:
             self._ops.frozen_terms = []  # NOTE [Frozen term] in tracking.py
@@ -329,6 +329,7 @@ class Compressor:
         self._pending = PendingChecks(MAX_PENDING_BYTES, self._acct.grow)  # with their accountant tokens
         self._device: torch.device | None = None
         self._model = weakref.ref(model) if model is not None else None
+        self._dropout_mask: tuple | None = None  # (a dropout call's arguments, its mask): NOTE [Dropout recipe]
 
     def _label(self, codec: Codec) -> str:
         """``codec.describe()``, once per codec (the policy holds its codecs for the context's life)."""
@@ -741,8 +742,16 @@ class Compressor:
             reason = None if not route.codec.lossless else route.reason
             entry = self._admit(t, site, route.codec, reason, key[0], t.untyped_storage().nbytes())
             self._note("admit_t", (site, route.codec, reason), entry, True)
+        frame = self._ops.current
+        if frame is not None and frame.name == "dropout" and site.op_class == "dropout":
+            self._dropout_mask = (frame.args, entry)  # NOTE [Dropout recipe] in lineage.py
         self._remember(key, t, entry)
         return entry
+
+    def _dropout_mask_of(self, args: tuple) -> Entry | None:
+        """The entry of the mask the dropout call with ``args`` saved, once (NOTE [Dropout recipe] in lineage.py)."""
+        got, self._dropout_mask = self._dropout_mask, None
+        return got[1] if got is not None and got[0] is args else None
 
     def _sdpa_replayable(self) -> bool:
         """Lossy SDPA q/k are safe only if output and logsumexp will be recomputed from them (attention.py)."""

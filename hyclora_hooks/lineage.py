@@ -180,8 +180,13 @@ def _wrap(a: Any, is_param: Callable) -> Any:
     return a
 
 
-def record(func: Callable, name: str, args: tuple, kwargs: dict, out: Any, is_param: Callable) -> None:
-    """Attach lineage to ``out`` if ``name`` is a replayable op and ``out`` is a new floating-point tensor."""
+def record(func: Callable, name: str, args: tuple, kwargs: dict, out: Any, is_param: Callable,
+           mask_of: Callable | None = None) -> None:
+    """Attach lineage to ``out`` if ``name`` is a replayable op and ``out`` is a new floating-point tensor;
+    ``mask_of(args)``: the entry of the mask the dropout call with these arguments saved (NOTE [Dropout recipe])."""
+    if name == "dropout" and mask_of is not None:
+        _record_dropout(args, kwargs, out, mask_of(args), is_param)
+        return
     if name not in REPLAYABLE or not isinstance(out, torch.Tensor) or not out.is_floating_point():
         return
     if any(a is out for a in args) or any(v is out for v in kwargs.values()):  # op returned its input
@@ -189,6 +194,44 @@ def record(func: Callable, name: str, args: tuple, kwargs: dict, out: Any, is_pa
     try:
         out._hyclora_lineage = Lineage(func, name, tuple(_wrap(a, is_param) for a in args),
                                        {k: _wrap(v, is_param) for k, v in kwargs.items()}, out._version,
+                                       autocast_state(out))
+    except (AttributeError, RuntimeError):
+        pass
+
+
+# NOTE [Dropout recipe]
+#   peft's LoRA branch with ``lora_dropout`` > 0 is ``lora_A(dropout(x))``: lora_A saves the dropped input, which is
+#   no cast or view of anything stored, so it was stored on its own, a LoRA projection each (7 a Llama layer) where
+#   the undropped input shares one source. Dropout saves its mask as it runs (a bool mask on CUDA, the noise tensor
+#   ``bernoulli(1 - p) / (1 - p)`` on the CPU; ``codecs/bitmask.py`` packs either), and the engine tells ``record``
+#   which entry that was (``mask_of``). The output's lineage is then ``_dropout_apply(x, mask, scale)``, a free
+#   recipe (P1) once ``x`` has one: the same bits as the forward's. CUDA's kernel computes ``x * keep * scale`` in
+#   fp32 with ``scale = 1.0 / float32(1 - p)`` rounded to fp32 (``x * 1`` is exact, so one rounding, as here); the
+#   CPU's ``x * noise`` is replayed as it ran. A dropout call that saved no mask (its input needs no gradient) gets
+#   no lineage.
+def _dropout_apply(x: torch.Tensor, mask: torch.Tensor, scale: float) -> torch.Tensor:
+    """Dropout's output again from its input and its saved mask (NOTE [Dropout recipe])."""
+    return x * mask * scale if mask.dtype == torch.bool else x * mask
+
+
+def _dropout_scale(p: float) -> float:
+    """CUDA dropout's ``scale``: ``1.0 / float32(1 - p)``, computed in double and rounded to fp32."""
+    keep = torch.tensor(1.0 - p, dtype=torch.float32).item()
+    return torch.tensor(1.0 / keep, dtype=torch.float32).item()
+
+
+def _record_dropout(args: tuple, kwargs: dict, out: Any, mask: Any, is_param: Callable) -> None:
+    """The lineage of ``F.dropout(x, p, training, inplace)``'s output, given the entry of the mask it saved."""
+    if mask is None or not isinstance(out, torch.Tensor) or not out.is_floating_point() or not args:
+        return
+    x = args[0]
+    p = args[1] if len(args) > 1 else kwargs.get("p", 0.5)
+    if not isinstance(x, torch.Tensor) or x is out or type(p) not in (int, float) or not 0 < p < 1 \
+            or x.shape != out.shape or x.dtype != out.dtype:
+        return
+    try:
+        out._hyclora_lineage = Lineage(_dropout_apply, "dropout_apply", (_wrap(x, is_param), EntryRef(mask),
+                                                                         _dropout_scale(p)), {}, out._version,
                                        autocast_state(out))
     except (AttributeError, RuntimeError):
         pass
