@@ -379,6 +379,7 @@ class Compressor:
             self._recipes = {}
         # no pack comes after the forward; the keys hold their storages' C++ objects (not data) until dropped
         self._storage_refs, self._dedupe = {}, {}
+        self._dropout_mask = None  # a mask no dropout output took (NOTE [Dropout recipe]): not held past the forward
 
     @property
     def replayed_units(self) -> int:
