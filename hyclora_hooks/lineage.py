@@ -41,6 +41,7 @@ outside any hooks, and are pure: decoding twice gives the same values.
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import weakref
 from typing import Any, Callable
@@ -214,6 +215,7 @@ def _dropout_apply(x: torch.Tensor, mask: torch.Tensor, scale: float) -> torch.T
     return x * mask * scale if mask.dtype == torch.bool else x * mask
 
 
+@functools.lru_cache(maxsize=64)
 def _dropout_scale(p: float) -> float:
     """CUDA dropout's ``scale``: ``1.0 / float32(1 - p)``, computed in double and rounded to fp32."""
     keep = torch.tensor(1.0 - p, dtype=torch.float32).item()
