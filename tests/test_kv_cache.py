@@ -16,35 +16,23 @@ from conftest import replay_step
 VOCAB = 128
 
 
-def _model():
-    model = add_lora(tiny_llama(vocab=VOCAB, dtype=torch.bfloat16))  # HF's default config: use_cache on
+def _model(build=tiny_llama):
+    model = add_lora(build(vocab=VOCAB))  # HF's default config: use_cache on
     model.train()
     assert model.config.use_cache is True
     return model
 
 
+@pytest.mark.parametrize("build", [tiny_llama, tiny_gpt2, tiny_qwen2])
 @pytest.mark.parametrize("named", [True, False])
-def test_a_training_forward_runs_without_the_cache_and_the_config_comes_back(named):
-    model = _model()
+def test_a_training_forward_runs_without_the_cache_and_the_config_comes_back(named, build):
+    model = _model(build)
     with hyclora.compress("intra_inter", model=model if named else None, bits=2):
         out = model(**random_batch(VOCAB, batch=2, seq=16))
         assert out.past_key_values is None and model.config.use_cache is False
     assert model.config.use_cache is True
     out.loss.backward()
     assert model(**random_batch(VOCAB, batch=2, seq=16)).past_key_values is not None  # outside: HF's default again
-
-
-@pytest.mark.parametrize("build", [tiny_gpt2, tiny_qwen2])
-def test_other_families_configs_are_switched_too(build):
-    model = add_lora(build())
-    model.train()
-    batch = random_batch(model.config.vocab_size, batch=2, seq=16)
-    assert model.config.use_cache is True and model(**batch).past_key_values is not None
-    with hyclora.compress("intra_inter", model=model, bits=2):
-        out = model(**batch)
-        assert out.past_key_values is None and model.config.use_cache is False
-    assert model.config.use_cache is True
-    out.loss.backward()
 
 
 def test_a_model_with_the_cache_on_stores_and_replays_what_one_without_it_does():
