@@ -743,9 +743,9 @@ class Compressor:
             reason = None if not route.codec.lossless else route.reason
             entry = self._admit(t, site, route.codec, reason, key[0], t.untyped_storage().nbytes())
             self._note("admit_t", (site, route.codec, reason), entry, True)
-        frame = self._ops.current
-        if frame is not None and frame.name == "dropout" and site.op_class == "dropout":
-            self._dropout_mask = (frame.args, entry)  # NOTE [Dropout recipe] in lineage.py
+        frame = self._ops.current  # NOTE [Dropout recipe] in lineage.py: only recipes read it
+        if self.policy.inter and frame is not None and frame.name == "dropout" and site.op_class == "dropout":
+            self._dropout_mask = (frame.args, entry)
         self._remember(key, t, entry)
         return entry
 
