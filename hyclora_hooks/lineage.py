@@ -50,7 +50,8 @@ import torch
 from torch.multiprocessing.reductions import StorageWeakRef
 
 from . import sharing
-from .kernels import lora_part, norm_tail, rope_part, swiglu, widen
+from .codecs.bitmask import Bits
+from .kernels import bitmask, lora_part, norm_tail, rope_part, swiglu, widen
 
 # ops cheap enough to replay in backward (elementwise, views, casts; linear only with a thin weight)
 UNARY = {"to", "type", "float", "half", "bfloat16", "double", "type_as", "contiguous", "view", "reshape",
@@ -210,6 +211,10 @@ def record(func: Callable, name: str, args: tuple, kwargs: dict, out: Any, is_pa
 #   fp32 with ``scale = 1.0 / float32(1 - p)`` rounded to fp32 (``x * 1`` is exact, so one rounding, as here); the
 #   CPU's ``x * noise`` is replayed as it ran. A dropout call that saved no mask (its input needs no gradient) gets
 #   no lineage.
+#   On CUDA :class:`DropoutApply` reads a packed mask's bits in the same pass as ``x`` (kernels/bitmask.py, the same
+#   bits), where ``x * mask * scale`` on a decoded mask took two ATen passes, one unvectorized; and the fused tails
+#   (:func:`fuse_norm_tail`, :func:`fuse_swiglu`) look through the dropout to the undropped input's recipe, as a
+#   LoRA input's recipe without dropout has them at its top (session 30).
 def _dropout_apply(x: torch.Tensor, mask: torch.Tensor, scale: float) -> torch.Tensor:
     """Dropout's output again from its input and its saved mask (NOTE [Dropout recipe])."""
     return x * mask * scale if mask.dtype == torch.bool else x * mask
@@ -375,7 +380,8 @@ class Replay(Node):
     @classmethod
     def of(cls, lin: Lineage, args: tuple, kwargs: dict) -> Replay:
         """The recorded op ``lin`` on new arguments."""
-        return cls(lin.func, lin.name, args, kwargs, lin.autocast)
+        kind = DropoutApply if lin.func is _dropout_apply else cls
+        return kind(lin.func, lin.name, args, kwargs, lin.autocast)
 
     def eval(self, memo: dict) -> torch.Tensor:
         if self.name in CASTS:
@@ -400,6 +406,24 @@ class Replay(Node):
             k = self._key = (self.func, self.name, _key(self.args),
                              tuple(sorted((k, _key(v)) for k, v in self.kwargs.items())), self.autocast)
         return k
+
+
+class DropoutApply(Replay):
+    """``_dropout_apply(x, mask, scale)`` (NOTE [Dropout recipe]): where the mask is stored packed (the ``bitmask``
+    codec's bool mask, in ``x``'s layout) and ``x`` fits kernels/bitmask.py's pass, ``x * keep * scale`` read from
+    the bits in one pass, without decoding the mask; else as recorded."""
+
+    def eval(self, memo: dict) -> torch.Tensor:
+        x_node, mask, scale = self.args
+        if isinstance(mask, EntryRef) and self.autocast is None:
+            entry = mask.resolve(memo)
+            bits = entry.payload
+            if type(bits) is Bits and bits.value is None and entry.perm is None:
+                x = _eval(x_node, memo)
+                if x.shape == (entry.shape or bits.shape) and bitmask.apply_fits(x, bits.packed):
+                    return bitmask.apply(x, bits.packed, scale)
+                return self.func(x, mask.eval(memo), scale)
+        return super().eval(memo)
 
 
 # NOTE [Casts into outputs]
@@ -1188,14 +1212,14 @@ def fuse_swiglu(node: Node) -> Node:
 
 
 def _under_views(node: Node, fuse: Callable[[Node], Node]) -> Node:
-    """``fuse(node)``, or, where ``node`` is a view of another node (F.linear saves a 2-D view of its input), the
-    same view of ``fuse`` applied below it."""
-    if type(node) is Replay and node.name in UNARY and node.name not in CASTS and node.args \
-            and isinstance(node.args[0], Node):
+    """``fuse(node)``, or, where ``node`` is a view of another node (F.linear saves a 2-D view of its input) or a
+    dropout of one (NOTE [Dropout recipe]), the same view or dropout of ``fuse`` applied below it."""
+    if (type(node) is Replay and node.name in UNARY and node.name not in CASTS or type(node) is DropoutApply) \
+            and node.args and isinstance(node.args[0], Node):
         inner = _under_views(node.args[0], fuse)
         if inner is node.args[0]:
             return node
-        return Replay(node.func, node.name, (inner,) + node.args[1:], dict(node.kwargs), node.autocast)
+        return type(node)(node.func, node.name, (inner,) + node.args[1:], dict(node.kwargs), node.autocast)
     return fuse(node)
 
 

@@ -127,3 +127,21 @@ def test_intra_inter_with_lora_dropout_keeps_its_fidelity():
         _, got, _ = step(model, batch, lambda: hyclora.compress("intra_inter", model=model, bits=4), seed=1)
         cos[p] = torch.nn.functional.cosine_similarity(got, exact, dim=0).item()
     assert cos[0.1] > 0.99 and cos[0.1] > cos[0.0] - 0.005, cos
+
+
+def test_dropped_lora_inputs_take_the_fused_norm_tail():
+    """A dropped LoRA input after an RMSNorm is ``dropout(w * h cast to fp32)``: its recipe has the RMSNorm tail
+    fused below the dropout (NOTE [Dropout recipe]), as an undropped one has it at its top. Without dropout q/k/v
+    read one rebuilt copy and gate/up another, two a layer (less layer 0's attention norm: it normalises the
+    embeddings, which no recipe reaches); with dropout each projection has its own: five a layer, less layer 0's
+    three."""
+    from test_norm_tail import _tail_recipes
+
+    counts = {}
+    for p in (0.0, 0.1):
+        model = add_lora(tiny_llama(dtype=torch.bfloat16), dropout=p)
+        model.train()
+        batch = random_batch(model.config.vocab_size, batch=2, seq=16)
+        counts[p] = _tail_recipes(model, batch, "intra_inter")
+    layers = model.config.num_hidden_layers
+    assert counts == {0.0: 2 * layers - 1, 0.1: 5 * layers - 3}, counts

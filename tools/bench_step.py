@@ -130,7 +130,7 @@ def build_model(args: argparse.Namespace, device: torch.device) -> torch.nn.Modu
         model = LlamaForCausalLM(cfg)
     model = model.to(_DTYPES[args.dtype])
     # Random B (not peft's zeros) so no adapter output is all zeros: METHOD.md, never time on zeros.
-    model = add_lora(model, r=args.lora_r, alpha=2 * args.lora_r, seed=args.seed)
+    model = add_lora(model, r=args.lora_r, alpha=2 * args.lora_r, seed=args.seed, dropout=args.lora_dropout)
     model.to(device)
     model.train()
     return model
@@ -570,6 +570,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--kv-heads", type=int, default=32)
     p.add_argument("--vocab", type=int, default=32000)
     p.add_argument("--lora-r", type=int, default=16)
+    p.add_argument("--lora-dropout", type=float, default=0.0,
+                   help="peft's lora_dropout (default 0, the issue's set-up; recipes often use 0.05-0.1)")
     p.add_argument("--dtype", choices=sorted(_DTYPES), default="bf16")
     p.add_argument("--seed", type=int, default=0)
     return p
@@ -626,6 +628,7 @@ def main(argv: list[str] | None = None) -> int:
     bench.free()
     model_info = {"layers": args.layers, "hidden": args.hidden, "intermediate": args.intermediate,
                   "heads": args.heads, "kv_heads": args.kv_heads, "vocab": args.vocab, "lora_r": args.lora_r,
+                  "lora_dropout": args.lora_dropout,
                   "lora_targets": "q,k,v,o,gate,up,down", "dtype": args.dtype, "attention": "sdpa",
                   "params": n_params, "trainable_params": n_train, "model_bytes": bench.allocated() or "n/a",
                   "build_s": round(time.perf_counter() - t0, 2)}

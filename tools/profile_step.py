@@ -188,14 +188,13 @@ def _cpu_work(prof: Any) -> Iterator[tuple[str, str, float]]:
 _RANGES = ("decode::", "bench::", "hyclora::")  # our profiler ranges (the GPU timeline shows them too)
 
 
-def _cuda_work(prof: Any) -> Iterator[tuple[str, str, float]]:
-    """(decode label, kernel, device us): each kernel charged to the innermost ``decode::`` range open on the host
+def kernels_in_ranges(prof: Any, prefix: str = "decode::") -> Iterator[tuple[str, str, float]]:
+    """(range label, kernel, device us): each kernel charged to the innermost ``prefix`` range open on the host
     when it was launched. By launch time rather than by the op tree, because a Triton kernel is launched outside
     any aten op and the profiler hangs it on no range. Approximate: ranges are timed by the profiler's clock and
     launches by CUPTI's, so kernels launched near a range's ends can land in a neighbour (session 18 saw it).
     (Threads are not matched: the profiler numbers a range's thread its own way and a launch's by the OS; while a
     backward decodes, only its thread launches.)"""
-    prefix = "decode::"
     raw = prof.profiler.kineto_results.events()
     ranges = sorted((e.start_ns(), e.end_ns(), e.name()[len(prefix):]) for e in raw if e.name().startswith(prefix))
     starts = [r[0] for r in ranges]
@@ -221,7 +220,7 @@ def _cuda_work(prof: Any) -> Iterator[tuple[str, str, float]]:
 def print_recipe_kernels(prof: Any, top: int, steps: int, width: int, cuda: bool) -> None:
     """The kernels (on CPU, the ops' host time) each kind of backward decode launched, by device time."""
     table: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(lambda: [0, 0.0]))
-    for label, name, us in (_cuda_work(prof) if cuda else _cpu_work(prof)):
+    for label, name, us in (kernels_in_ranges(prof) if cuda else _cpu_work(prof)):
         cell = table[label][name]
         cell[0] += 1
         cell[1] += us / 1e3

@@ -26,12 +26,14 @@ def ab_parser(doc: str, shapes: str, configs: str, steps: int) -> argparse.Argum
     p.add_argument("--steps", type=int, default=steps)
     p.add_argument("--device", default="cuda")
     p.add_argument("--tiny", action="store_true", help="toy widths (a check on the dev CPU)")
+    p.add_argument("--lora-dropout", type=float, default=0.0, help="peft's lora_dropout (default 0)")
     return p
 
 
 def ab_setup(a: argparse.Namespace) -> tuple[argparse.Namespace, list[tuple[int, int]], torch.device, torch.nn.Module]:
     """(bench_step's arguments, the shapes, the device, the model) for parsed ``ab_parser`` arguments."""
-    args = build_parser().parse_args(["--device", a.device] + (TINY_WIDTHS if a.tiny else []))
+    args = build_parser().parse_args(["--device", a.device, "--lora-dropout", str(a.lora_dropout)]
+                                     + (TINY_WIDTHS if a.tiny else []))
     args.shape_list = [tuple(int(x) for x in s.split("x")) for s in a.shapes.split(",")]
     dev = torch.device(a.device)
     return args, args.shape_list, dev, build_model(args, dev)

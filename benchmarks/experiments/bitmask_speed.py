@@ -1,8 +1,8 @@
-"""The bitmask codec's encode and decode on the GPU (session 29): device and host time a call, against a variant
-that packs through an int64 view and one multiply (a word of eight 0/1 bytes times 0x0102040810204080 has the eight
-bits in its top byte, no carries), and a copy of the mask. Checks the variant's bytes against the codec's.
+"""The bitmask passes on the GPU (sessions 29-30): device and host time a call of kernels/bitmask.py's Triton pack,
+unpack and apply (a dropped input rebuilt from the bits) against their torch references and a copy of the mask,
+with each kernel's output checked against its reference first (bit for bit).
 
-    PYTHONPATH=. python benchmarks/experiments/bitmask_speed.py
+    TRITON_INTERPRET=0 PYTHONPATH=. python benchmarks/experiments/bitmask_speed.py
 """
 import sys
 import time
@@ -10,34 +10,42 @@ import time
 import torch
 
 sys.path.insert(0, ".")
-from hyclora_hooks.codecs import make_codec  # noqa: E402
+from hyclora_hooks.kernels import bitmask  # noqa: E402
 from tools.bench_quant import timers  # noqa: E402
+from tools.tables import print_rows  # noqa: E402
 
 dev_time = timers(True)[1]
-MAGIC = 0x0102040810204080
 
 
-def magic_encode(m: torch.Tensor) -> torch.Tensor:
-    return ((m.reshape(-1).view(torch.int64) * MAGIC) >> 56).to(torch.uint8)
+def host_us(fn, reps: int = 50) -> float:
+    torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    for _ in range(reps):
+        fn()
+    t = (time.perf_counter() - t0) / reps * 1e6
+    torch.cuda.synchronize()
+    return t
 
 
 def main() -> None:
-    codec = make_codec("bitmask", {})
-    for shape in ((4096, 4096), (4096, 11008)):
+    rows = []
+    scale = 1 / 0.95
+    for shape in ((4096, 4096), (4096, 11008), (8192, 11008)):
         m = torch.rand(shape, device="cuda") > 0.05
-        payload = codec.encode(m)
-        assert torch.equal(codec.decode(payload), m)
-        print(shape, "int64 variant's bytes equal the codec's:", torch.equal(magic_encode(m), payload.packed))
-        for name, fn in (("encode", lambda: codec.encode(m)), ("decode", lambda: codec.decode(payload)),
-                         ("int64 encode", lambda: magic_encode(m)), ("copy", lambda: m.clone())):
-            t = dev_time(fn) * 1e6
-            torch.cuda.synchronize()
-            t0 = time.perf_counter()
-            for _ in range(50):
-                fn()
-            host = (time.perf_counter() - t0) / 50 * 1e6
-            torch.cuda.synchronize()
-            print(f"{shape} {name:13} GPU {t:8.1f} us   host {host:7.1f} us", flush=True)
+        x = torch.randn(shape, device="cuda")
+        packed = bitmask.pack(m)
+        same = (torch.equal(packed, bitmask.pack_ref(m.reshape(-1)))
+                and torch.equal(bitmask.unpack(packed, m.numel()), m.reshape(-1))
+                and torch.equal(bitmask.apply(x, packed, scale).view(torch.int32), (x * m * scale).view(torch.int32)))
+        cases = (("pack", lambda: bitmask.pack(m)), ("pack_ref", lambda: bitmask.pack_ref(m.reshape(-1))),
+                 ("unpack", lambda: bitmask.unpack(packed, m.numel())),
+                 ("unpack_ref", lambda: bitmask.unpack_ref(packed, m.numel())),
+                 ("apply", lambda: bitmask.apply(x, packed, scale)), ("x * mask * scale", lambda: x * m * scale),
+                 ("copy of the mask", lambda: m.clone()))
+        for name, fn in cases:
+            rows.append({"shape": "x".join(map(str, shape)), "call": name, "same bits": same,
+                         "GPU us": round(dev_time(fn) * 1e6, 1), "host us": round(host_us(fn), 1)})
+    print_rows("bitmask passes, H200", rows)
 
 
 if __name__ == "__main__":
