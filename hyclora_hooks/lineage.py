@@ -409,21 +409,37 @@ class Replay(Node):
 
 
 class DropoutApply(Replay):
-    """``_dropout_apply(x, mask, scale)`` (NOTE [Dropout recipe]): where the mask is stored packed (the ``bitmask``
-    codec's bool mask, in ``x``'s layout) and ``x`` fits kernels/bitmask.py's pass, ``x * keep * scale`` read from
-    the bits in one pass, without decoding the mask; else as recorded."""
+    """``_dropout_apply(x, mask, scale)`` (NOTE [Dropout recipe]). Where the mask is stored packed on CUDA (the
+    ``bitmask`` codec's bool mask, in ``x``'s layout), ``x * keep * scale`` is read from the bits without decoding
+    the mask, in the pass that makes ``x`` where there is one: an RMSNorm's fused tail (kernels/norm_tail.py), a
+    16-bit tensor widened to fp32 (kernels/bitmask.py); else a pass of its own on ``x``. Otherwise as recorded."""
 
     def eval(self, memo: dict) -> torch.Tensor:
         x_node, mask, scale = self.args
-        if isinstance(mask, EntryRef) and self.autocast is None:
-            entry = mask.resolve(memo)
-            bits = entry.payload
-            if type(bits) is Bits and bits.value is None and entry.perm is None:
-                x = _eval(x_node, memo)
-                if x.shape == (entry.shape or bits.shape) and bitmask.apply_fits(x, bits.packed):
-                    return bitmask.apply(x, bits.packed, scale)
-                return self.func(x, mask.eval(memo), scale)
-        return super().eval(memo)
+        entry = mask.resolve(memo) if isinstance(mask, EntryRef) and self.autocast is None else None
+        bits = entry.payload if entry is not None else None
+        if type(bits) is not Bits or bits.value is not None or entry.perm is not None \
+                or not bitmask.use_triton(bits.packed):
+            return super().eval(memo)
+        packed, shape = bits.packed, tuple(entry.shape or bits.shape)
+        if type(x_node) is NormTail:
+            a, b, w, half, wide = [_eval(v, memo) for v in x_node.args]
+            if norm_tail.fusable(b, a, w, half, wide):  # the recorded ``mul`` had rstd first
+                a, b = b, a
+            if a.shape == shape and norm_tail.fusable(a, b, w, half, wide) \
+                    and packed.numel() == bitmask.packed_size(a.numel()):
+                return norm_tail.norm_tail_triton(a, b, w, half, packed, scale)
+            x = norm_tail.norm_tail(a, b, w, half, wide)
+        else:
+            inner, dtype = _cast_of(x_node)
+            src = _eval(inner, memo) if dtype == torch.float32 and x_node.autocast is None else None
+            if isinstance(src, torch.Tensor) and src.dtype in swiglu.HALVES and src.shape == shape \
+                    and bitmask.apply_fits(src, packed):
+                return bitmask.apply(src, packed, scale)  # widened and dropped in one pass
+            x = _eval(x_node, memo)
+        if x.dtype == torch.float32 and x.shape == shape and bitmask.apply_fits(x, packed):  # fp32 in, fp32 out
+            return bitmask.apply(x, packed, scale)
+        return self.func(x, mask.eval(memo), scale)
 
 
 # NOTE [Casts into outputs]

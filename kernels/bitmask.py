@@ -14,7 +14,8 @@ bits are zero.
 
 Bits: packing and unpacking are exact. ``apply`` computes ``x * keep * scale`` in fp32 with ``keep`` 0.0 or 1.0,
 two multiplies in that order, as CUDA's dropout and the replayed ``x * mask * scale`` do: the same values, signed
-zeros and NaNs (``inf * 0``) included.
+zeros and NaNs (``inf * 0``) included. A 16-bit ``x`` is widened first, exactly, as peft's cast to its fp32
+adapters' dtype does before the dropout.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from .quant import use_triton
 _GATHER = 0x0102040810204080
 _WEIGHTS: dict = {}  # device -> the bit of each of a byte's eight elements, uint8 (the reference unpack)
 
+_FLOATS = (torch.float32, torch.bfloat16, torch.float16)  # what ``apply`` reads
 _BYTES = 1024  # bytes a pack program writes
 _BLOCK = 4096  # elements an unpack or apply program writes
 _WARPS = 4
@@ -60,8 +62,8 @@ def unpack_ref(packed: torch.Tensor, numel: int) -> torch.Tensor:
 
 
 def apply_ref(x: torch.Tensor, packed: torch.Tensor, scale: float) -> torch.Tensor:
-    """``x * keep * scale`` with ``keep`` the unpacked bits in ``x``'s shape (row-major), by torch's ops."""
-    return x * unpack_ref(packed, x.numel()).view(x.shape) * scale
+    """``x.float() * keep * scale`` with ``keep`` the unpacked bits in ``x``'s shape (row-major), by torch's ops."""
+    return x.float() * unpack_ref(packed, x.numel()).view(x.shape) * scale
 
 
 # ------------------------------------------------------------------------------------------- entry points
@@ -70,7 +72,7 @@ def pack(mask: torch.Tensor) -> torch.Tensor:
     flat = mask.reshape(-1)
     if not use_triton(flat) or not flat.is_contiguous():
         return pack_ref(flat)
-    _build()
+    build()
     n = flat.numel()
     out = torch.empty(packed_size(n), dtype=torch.uint8, device=flat.device)
     if n:
@@ -82,7 +84,7 @@ def unpack(packed: torch.Tensor, numel: int) -> torch.Tensor:
     """``numel`` bools (1-D) from bytes :func:`pack` wrote."""
     if not use_triton(packed):
         return unpack_ref(packed, numel)
-    _build()
+    build()
     out = torch.empty(numel, dtype=torch.bool, device=packed.device)
     if numel:
         _run(_unpack_kernel, "unpack", numel, _BLOCK, numel, (packed, out.view(torch.uint8), numel), "BLOCK")
@@ -90,19 +92,20 @@ def unpack(packed: torch.Tensor, numel: int) -> torch.Tensor:
 
 
 def apply_fits(x: torch.Tensor, packed: torch.Tensor) -> bool:
-    """The kernel's case for :func:`apply`: contiguous fp32 ``x`` with ``ceil(numel / 8)`` packed bytes beside it
-    on one CUDA device."""
-    return (x.dtype == torch.float32 and x.is_contiguous() and packed.dtype == torch.uint8
+    """The kernel's case for :func:`apply`: contiguous fp32, bf16 or fp16 ``x`` with ``ceil(numel / 8)`` packed
+    bytes beside it on one CUDA device."""
+    return (x.dtype in _FLOATS and x.is_contiguous() and packed.dtype == torch.uint8
             and packed.numel() == packed_size(x.numel()) and packed.device == x.device and use_triton(x))
 
 
 def apply(x: torch.Tensor, packed: torch.Tensor, scale: float) -> torch.Tensor:
-    """Dropout's output again, ``x * keep * scale``, from its input and its packed keep-mask; one pass where
-    :func:`apply_fits`, else the reference."""
+    """Dropout's fp32 output again, ``x.float() * keep * scale``, from its input (fp32, or 16-bit widened in the
+    same pass: peft's fp32 copy of a LoRA input) and its packed keep-mask; one pass where :func:`apply_fits`, else
+    the reference."""
     if not apply_fits(x, packed):
         return apply_ref(x, packed, scale)
-    _build()
-    out = torch.empty_like(x)
+    build()
+    out = torch.empty(x.shape, dtype=torch.float32, device=x.device)
     n = x.numel()
     if n:
         _run(_apply_kernel, "apply", n, _BLOCK, n, (x, packed, out, n, float(scale)), "BLOCK")
@@ -118,7 +121,7 @@ def _run(kernel, name: str, n: int, per_program: int, elements: int, args: tuple
 
 
 # ------------------------------------------------------------------------------------------ Triton kernels
-# Plain functions until :func:`_build` (kernels/jit.py): the package imports without triton.
+# Plain functions until :func:`build` (kernels/jit.py): the package imports without triton.
 tl = None
 _BUILT = False
 
@@ -155,15 +158,16 @@ def _apply_kernel(x_ptr, p_ptr, o_ptr, N, scale, INT64: tl.constexpr, BLOCK: tl.
         pid = pid.to(tl.int64)
     e = pid * BLOCK + tl.arange(0, BLOCK)
     m = e < N
-    x = tl.load(x_ptr + e, mask=m, other=0.0)
+    x = tl.load(x_ptr + e, mask=m, other=0.0).to(tl.float32)
     tl.store(o_ptr + e, x * _bit(p_ptr, e, m).to(tl.float32) * scale, mask=m)
 
 
-def _build() -> None:
+def build() -> None:
+    """Jit this module's kernels and helpers, once (kernels/norm_tail.py binds ``_bit`` too)."""
     global _BUILT
     if _BUILT:
         return
-    from .jit import build
+    from . import jit
 
-    build(globals(), ("_bit", "_pack_kernel", "_unpack_kernel", "_apply_kernel"))
+    jit.build(globals(), ("_bit", "_pack_kernel", "_unpack_kernel", "_apply_kernel"))
     _BUILT = True

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import torch
 
-from . import swiglu
+from . import bitmask, swiglu
 from .launch import launch
 from .quant import use_triton
 
@@ -57,16 +57,21 @@ def norm_tail(x: torch.Tensor, rstd: torch.Tensor, w: torch.Tensor, half: torch.
     return norm_tail_triton(x, rstd, w, half)
 
 
-def norm_tail_triton(x: torch.Tensor, rstd: torch.Tensor, w: torch.Tensor, half: torch.dtype) -> torch.Tensor:
-    """The kernel path of :func:`norm_tail` (the caller checks :func:`fusable`); the result is fp32."""
+def norm_tail_triton(x: torch.Tensor, rstd: torch.Tensor, w: torch.Tensor, half: torch.dtype,
+                     keep: torch.Tensor | None = None, scale: float = 1.0) -> torch.Tensor:
+    """The kernel path of :func:`norm_tail` (the caller checks :func:`fusable`); the result is fp32. With ``keep``
+    (a dropout mask packed in ``x``'s row-major order, kernels/bitmask.py) the result is dropped as it is written:
+    ``out * keep * scale``, the bits of ``bitmask.apply`` on the undropped result, one pass instead of two."""
     _build()
     out = torch.empty(x.shape, dtype=torch.float32, device=x.device)
     n = x.shape[-1]
     rows = x.numel() // n if n else 0
     if rows:
-        meta = {"KIND": swiglu.HALVES.index(half), "BLOCK": _BLOCK, "num_warps": _WARPS, "enable_fp_fusion": False}
-        launch(_norm_tail_kernel, (rows, -(-n // _BLOCK)), _launches.setdefault(meta["KIND"], {}),
-               (x, rstd, w, out, n), meta)
+        drop = keep is not None
+        meta = {"KIND": swiglu.HALVES.index(half), "DROP": drop, "BLOCK": _BLOCK, "num_warps": _WARPS,
+                "enable_fp_fusion": False}
+        launch(_norm_tail_kernel, (rows, -(-n // _BLOCK)), _launches.setdefault((meta["KIND"], drop), {}),
+               (x, rstd, w, out, keep if drop else x, float(scale), n), meta)
     return out
 
 
@@ -74,9 +79,11 @@ def norm_tail_triton(x: torch.Tensor, rstd: torch.Tensor, w: torch.Tensor, half:
 # A plain function until :func:`_build` (kernels/jit.py): the package imports without triton.
 tl = None
 _round = None  # kernels/swiglu.py's jitted rounding to a 16-bit dtype, bound by _build
+_bit = None  # kernels/bitmask.py's jitted bit read, bound by _build
 
 
-def _norm_tail_kernel(x_ptr, r_ptr, w_ptr, o_ptr, N, KIND: tl.constexpr, BLOCK: tl.constexpr):
+def _norm_tail_kernel(x_ptr, r_ptr, w_ptr, o_ptr, p_ptr, scale, N, KIND: tl.constexpr, DROP: tl.constexpr,
+                      BLOCK: tl.constexpr):
     row = tl.program_id(0).to(tl.int64)
     cols = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
     m = cols < N
@@ -84,7 +91,10 @@ def _norm_tail_kernel(x_ptr, r_ptr, w_ptr, o_ptr, N, KIND: tl.constexpr, BLOCK: 
     x = tl.load(x_ptr + row * N + cols, mask=m, other=0.0)
     w = tl.load(w_ptr + cols, mask=m, other=0.0).to(tl.float32)
     h = _round(x * r, KIND)
-    tl.store(o_ptr + row * N + cols, _round(w * h, KIND), mask=m)
+    y = _round(w * h, KIND)
+    if DROP:
+        y = y * _bit(p_ptr, row * N + cols, m).to(tl.float32) * scale
+    tl.store(o_ptr + row * N + cols, y, mask=m)
 
 
 _BUILT = False
@@ -94,5 +104,7 @@ def _build() -> None:
     global _BUILT
     if _BUILT:
         return
+    bitmask.build()
+    globals()["_bit"] = bitmask._bit
     swiglu.build_with_round(globals(), ("_norm_tail_kernel",))
     _BUILT = True
