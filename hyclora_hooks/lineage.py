@@ -211,10 +211,11 @@ def record(func: Callable, name: str, args: tuple, kwargs: dict, out: Any, is_pa
 #   fp32 with ``scale = 1.0 / float32(1 - p)`` rounded to fp32 (``x * 1`` is exact, so one rounding, as here); the
 #   CPU's ``x * noise`` is replayed as it ran. A dropout call that saved no mask (its input needs no gradient) gets
 #   no lineage.
-#   On CUDA :class:`DropoutApply` reads a packed mask's bits in the same pass as ``x`` (kernels/bitmask.py, the same
-#   bits), where ``x * mask * scale`` on a decoded mask took two ATen passes, one unvectorized; and the fused tails
-#   (:func:`fuse_norm_tail`, :func:`fuse_swiglu`) look through the dropout to the undropped input's recipe, as a
-#   LoRA input's recipe without dropout has them at its top (session 30).
+#   On CUDA :class:`DropoutApply` reads a packed mask's bits in the pass that makes ``x`` (the RMSNorm tail kernel,
+#   a widening cast) or in one of its own (kernels/bitmask.py), the same bits, where ``x * mask * scale`` on a
+#   decoded mask took two ATen passes, one unvectorized; the fused tails (:func:`fuse_norm_tail`,
+#   :func:`fuse_swiglu`) look through the dropout to the undropped input's recipe, as a LoRA input's recipe without
+#   dropout has them at its top (session 30: a 4x1024 step's GPU work with ``lora_dropout`` 0.05 1.22x -> 1.10x).
 def _dropout_apply(x: torch.Tensor, mask: torch.Tensor, scale: float) -> torch.Tensor:
     """Dropout's output again from its input and its saved mask (NOTE [Dropout recipe])."""
     return x * mask * scale if mask.dtype == torch.bool else x * mask
