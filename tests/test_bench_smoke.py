@@ -109,6 +109,19 @@ def test_checkpointing_all_but_the_last_layer() -> None:
     b.set_checkpointing(model, False)
 
 
+def test_lora_dropout_option_gives_every_adapter_its_dropout() -> None:
+    """``--lora-dropout p`` builds peft's LoRA with that dropout on each of a layer's seven projections (0: none)."""
+    import torch
+
+    bench_step = _bench()
+    for p, want in ((0.1, 7), (0.0, 0)):
+        args = bench_step.build_parser().parse_args(SMOKE[:-4] + ["--lora-dropout", str(p)])
+        args.shape_list = [(1, 64)]
+        model = bench_step.build_model(args, torch.device("cpu"))
+        drops = [m for m in model.modules() if isinstance(m, torch.nn.Dropout) and m.p > 0]
+        assert len(drops) == want * args.layers and all(m.p == p for m in drops), (p, drops)
+
+
 def test_select_configs_families_and_plain_first() -> None:
     b = _bench()
     names = [c.name for c in b.select_configs("intra_inter,save_on_cpu")]
