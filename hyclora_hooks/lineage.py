@@ -427,7 +427,7 @@ class DropoutApply(Replay):
             a, b, w, half, wide = [_eval(v, memo) for v in x_node.args]
             if norm_tail.fusable(b, a, w, half, wide):  # the recorded ``mul`` had rstd first
                 a, b = b, a
-            if a.shape == shape and norm_tail.fusable(a, b, w, half, wide) \
+            if a.shape == shape and norm_tail.fusable(a, b, w, half, wide) and packed.device == a.device \
                     and packed.numel() == bitmask.packed_size(a.numel()):
                 return norm_tail.norm_tail_triton(a, b, w, half, packed, scale)
             x = norm_tail.norm_tail(a, b, w, half, wide)
