@@ -17,6 +17,8 @@ from hyclora_hooks.codecs import make_codec  # noqa: E402
 from hyclora_hooks.engine import Entry  # noqa: E402
 from hyclora_hooks.kernels import bitmask  # noqa: E402
 
+from test_norm_tail import _inputs, _same  # noqa: E402  (equal bits, signed zeros included, or both NaN)
+
 SIZES = [1, 7, 8, 9, 4096 * 2 + 5, 8 * 1024 * 3 + 1]  # one byte, cut bytes, several programs, a cut last program
 
 
@@ -28,11 +30,6 @@ def _x(n: int, seed: int) -> torch.Tensor:
     x = torch.randn(n, generator=torch.Generator().manual_seed(seed)) * 10
     x[: min(n, 6)] = torch.tensor([float("inf"), -float("inf"), float("nan"), -0.0, -3e38, 1e-40])[: min(n, 6)]
     return x
-
-
-def _same(a: torch.Tensor, b: torch.Tensor) -> bool:
-    """Equal bits (signed zeros included), or both NaN (a NaN's sign and payload are not specified)."""
-    return bool(((a.view(torch.int32) == b.view(torch.int32)) | (torch.isnan(a) & torch.isnan(b))).all())
 
 
 @pytest.fixture
@@ -124,7 +121,6 @@ def test_a_dropped_rmsnorm_tail_is_written_dropped_by_the_tail_kernel(kernels, m
     """``dropout((w * (x * rstd).to(bf16)).to(fp32))`` (the fused tail below the dropout), its mask stored packed:
     the tail kernel writes it dropped, in one pass, with the bits of the tail then the dropout op by op."""
     from hyclora_hooks.kernels import norm_tail as nt
-    from test_norm_tail import _inputs
 
     x, rstd, w = _inputs((4, 9), 300, torch.bfloat16, seed=8)
     mask = _mask(x.numel(), 9).view(x.shape)
