@@ -425,19 +425,20 @@ class DropoutApply(Replay):
         packed, shape = bits.packed, tuple(entry.shape or bits.shape)
         if type(x_node) is NormTail:
             a, b, w, half, wide = [_eval(v, memo) for v in x_node.args]
-            if norm_tail.fusable(b, a, w, half, wide):  # the recorded ``mul`` had rstd first
-                a, b = b, a
+            a, b = _tail_operands(a, b, w, half, wide)
             if a.shape == shape and norm_tail.fusable(a, b, w, half, wide) and packed.device == a.device \
                     and packed.numel() == bitmask.packed_size(a.numel()):
                 return norm_tail.norm_tail_triton(a, b, w, half, packed, scale)
             x = norm_tail.norm_tail(a, b, w, half, wide)
         else:
             inner, dtype = _cast_of(x_node)
-            src = _eval(inner, memo) if dtype == torch.float32 and x_node.autocast is None else None
-            if isinstance(src, torch.Tensor) and src.dtype in swiglu.HALVES and src.shape == shape \
-                    and bitmask.apply_fits(src, packed):
-                return bitmask.apply(src, packed, scale)  # widened and dropped in one pass
-            x = _eval(x_node, memo)
+            if dtype == torch.float32 and x_node.autocast is None:  # ``x`` is a tensor widened to fp32
+                src = _eval(inner, memo)
+                if src.dtype in swiglu.HALVES and src.shape == shape and bitmask.apply_fits(src, packed):
+                    return bitmask.apply(src, packed, scale)  # widened and dropped in one pass
+                x = src.to(torch.float32)  # the cast's value, without evaluating ``inner`` again
+            else:
+                x = _eval(x_node, memo)
         if x.dtype == torch.float32 and x.shape == shape and bitmask.apply_fits(x, packed):  # fp32 in, fp32 out
             return bitmask.apply(x, packed, scale)
         return self.func(x, mask.eval(memo), scale)
@@ -1254,11 +1255,15 @@ def _fuse_swiglu_top(node: Node) -> Node:
 
 
 # ------------------------------------------------------------------------------------ fused RMSNorm tail
+def _tail_operands(a: torch.Tensor, b: torch.Tensor, w: torch.Tensor, half: torch.dtype,
+                   wide: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(x, rstd)`` of a norm tail's ``a * b`` (the recorded ``mul`` may have had rstd first)."""
+    return (b, a) if norm_tail.fusable(b, a, w, half, wide) else (a, b)
+
+
 def _norm_tail(a: torch.Tensor, b: torch.Tensor, w: torch.Tensor, half: torch.dtype,
                wide: torch.dtype) -> torch.Tensor:
-    if norm_tail.fusable(b, a, w, half, wide):  # the recorded ``mul`` had rstd first
-        a, b = b, a
-    return norm_tail.norm_tail(a, b, w, half, wide)
+    return norm_tail.norm_tail(*_tail_operands(a, b, w, half, wide), w, half, wide)
 
 
 class NormTail(Replay):
