@@ -51,7 +51,7 @@ from torch.multiprocessing.reductions import StorageWeakRef
 
 from . import sharing
 from .codecs.bitmask import Bits
-from .kernels import bitmask, lora_part, norm_tail, rope_part, swiglu, widen
+from .kernels import bitmask, log_softmax, lora_part, norm_tail, rope_part, swiglu, widen
 
 # ops cheap enough to replay in backward (elementwise, views, casts; linear only with a thin weight)
 UNARY = {"to", "type", "float", "half", "bfloat16", "double", "type_as", "contiguous", "view", "reshape",
@@ -1295,6 +1295,54 @@ def _fuse_norm_tail_top(node: Node) -> Node:
         if prod is not None and all(isinstance(a, Node) for a in prod.args):
             return NormTail(*prod.args, w, half, wide)
     return node
+
+
+# --------------------------------------------------------------------------- log-softmax of widened logits
+def _log_softmax_wide(x: torch.Tensor, dim: int) -> torch.Tensor:
+    if log_softmax.use_triton(x) and log_softmax.fusable(x, dim):
+        return log_softmax.log_softmax_triton(x)
+    return torch.log_softmax(widen.cast(x) if widen.fits(torch.float32, x) else x.to(torch.float32), dim)
+
+
+class LogSoftmaxWide(Replay):
+    """``log_softmax(x.float(), dim)``: the cross-entropy head's rebuild from 16-bit logits in one pass that reads
+    them as they are, with torch's bits (kernels/log_softmax.py), where the kernel takes them; else the cast (one
+    widening pass on CUDA) and torch's ``log_softmax``. Made by :func:`fuse_log_softmax`."""
+
+    def __init__(self, x: Node, dim: int):
+        super().__init__(_log_softmax_wide, "log_softmax_wide", (x, dim), {})
+
+
+_LOGICAL_VIEWS = _PURE_VIEWS - {"as_strided"}  # views that index elements, not storage: they commute with a cast
+
+
+def fuse_log_softmax(node: Node) -> Node:
+    """``log_softmax(c, dim)`` whose input ``c`` is an fp32 cast of a node ``x`` (under views that commute with it,
+    maybe cast to fp32 again) replaced by a :class:`LogSoftmaxWide` of those views of ``x``; else ``node``."""
+    if not (type(node) is Replay and node.name == "log_softmax" and len(node.args) == 2 and not node.kwargs
+            and node.autocast is None and isinstance(node.args[1], int)):
+        return node
+    x = _below_widening(node.args[0])
+    return LogSoftmaxWide(x, node.args[1]) if x is not None else node
+
+
+def _below_widening(node: Any) -> Node | None:
+    """``x`` with ``node``'s views where ``node`` is ``x`` cast to fp32 under those views (the deepest such ``x``:
+    Hugging Face's ``logits.float().view(-1, V)``, cast to fp32 once more by the recipe), else None."""
+    if type(node) is not Replay or node.autocast is not None:
+        return None
+    inner, dtype = _cast_of(node)
+    if inner is not None:
+        if dtype != torch.float32:
+            return None
+        below = _below_widening(inner)
+        return below if below is not None else inner
+    if node.name in _LOGICAL_VIEWS and node.args and isinstance(node.args[0], Node) and not node.kwargs \
+            and not any(isinstance(a, torch.dtype) for a in node.args[1:]):
+        below = _below_widening(node.args[0])
+        if below is not None:
+            return Replay(node.func, node.name, (below,) + node.args[1:], {}, None)
+    return None
 
 
 def _cast_of(node: Node) -> tuple[Node | None, torch.dtype | None]:

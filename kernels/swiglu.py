@@ -107,11 +107,16 @@ def _silu_mul_kernel(g_ptr, u_ptr, s_ptr, p_ptr, N, KIND: tl.constexpr, INT64: t
 
 
 class _InterpretedLibdevice:
-    """``libdevice`` under ``TRITON_INTERPRET=1``, which does not patch it: its ``exp`` is ``tl.exp`` (numpy's)."""
+    """``libdevice`` under ``TRITON_INTERPRET=1``, which does not patch it: its ``exp`` and ``log`` are ``tl.exp`` and
+    ``tl.log`` (numpy's)."""
 
     @staticmethod
     def exp(x):
         return tl.exp(x)
+
+    @staticmethod
+    def log(x):
+        return tl.log(x)
 
 
 _bf16_nearest = None  # kernels/quant.py's jitted bf16 rounding, bound by _build (``_round`` calls it)

@@ -4,9 +4,10 @@ fp32, and ``op(a, b)`` (mul, add, sub) of two 16-bit tensors rounded to their dt
 Why: ATen runs an elementwise op whose output dtype is not its inputs' through its unrolled, unvectorized kernel.
 On the H200 a bf16 -> fp32 cast of 8192 x 4096 took ~0.099 ms where its bytes take ~0.055 at copy rate, and
 ``mul(a, b, out=fp32)`` of 8192 x 11008 ~0.255 ms where they take ~0.195 (docs/benchmarks.md session 20). The
-backward's recipes make three of the step's fp32 tensors so: o_proj's LoRA input (SDPA's rebuilt output cast), the
-lm_head replay's logits (``logits.float()``) and down_proj's LoRA input (``(silu(g) * u).to(fp32)`` written into
-fp32, NOTE [Casts into outputs] in hyclora_hooks/lineage.py).
+backward's recipes make fp32 tensors so: o_proj's LoRA input (SDPA's rebuilt output cast), down_proj's LoRA input
+(``(silu(g) * u).to(fp32)`` written into fp32, NOTE [Casts into outputs] in hyclora_hooks/lineage.py) where the
+SwiGLU kernel does not write it, and the lm_head replay's logits (``logits.float()``) where kernels/log_softmax.py
+does not read them as they are.
 
 Bits: a 16-bit float widens to fp32 exactly. ATen's ``op(a, b, out=fp32)`` of 16-bit ``a`` and ``b`` computes in
 fp32, rounds to their dtype, then casts into the output; the kernel does the same, rounding by the bits

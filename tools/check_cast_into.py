@@ -24,9 +24,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     import torch
     from triton.testing import do_bench
 
-    import hyclora_hooks as hy
-    from hyclora_hooks import lineage, models
-    from hyclora_hooks.policy import Policy, Rule
+    from hyclora_hooks import lineage
+    from tools.lossless_model import lossless_grads
     from tools.tables import print_rows
 
     dev, t = "cuda", args.tokens
@@ -52,23 +51,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
                      "out= ms": do_bench(lambda: lineage.evaluate(node), return_mode="median")})
 
     # a whole model: lossless recipes, bit for bit
-    model = models.add_lora(models.tiny_llama(attn="sdpa", dtype=bf16)).to(dev)
-    batch = {k: v.to(dev) for k, v in models.random_batch(model.config.vocab_size, batch=2, seq=64).items()}
-    keep_all = Policy(name="inter_keep_all", rules=(Rule(codec="keep", op_class=("*", "unknown")),), inter=True)
-
-    def grads(policy=None):
-        model.zero_grad(set_to_none=True)
-        if policy is None:
-            loss = model(**batch).loss
-        else:
-            with hy.compress(policy) as ctx:
-                loss = model(**batch).loss
-            assert ctx.report().stored_bytes < ctx.report().activation_bytes  # recipes ran
-        loss.backward()
-        return models.lora_grads(model)
-
+    grads = lossless_grads()
     exact = grads()
-    rows.append({"case": "tiny Llama, lossless inter policy", "same bits": torch.equal(grads(keep_all), exact),
+    rows.append({"case": "tiny Llama, lossless inter policy", "same bits": torch.equal(grads(grads.keep_all), exact),
                  "op by op ms": float("nan"), "out= ms": float("nan")})
     rows[-1]["case"] += f" (exact twice: {'same' if torch.equal(grads(), exact) else 'differ'})"
     print_rows(f"casts into outputs, {t} tokens ({torch.cuda.get_device_name()}, torch {torch.__version__})", rows)

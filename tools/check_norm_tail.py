@@ -25,10 +25,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
     import torch
     from triton.testing import do_bench
 
-    import hyclora_hooks as hy
-    from hyclora_hooks import lineage, models
+    from hyclora_hooks import lineage
     from hyclora_hooks.kernels import norm_tail
-    from hyclora_hooks.policy import Policy, Rule
+    from tools.lossless_model import counting, lossless_grads
     from tools.tables import print_rows
 
     dev, bf16, fp16, fp32 = "cuda", torch.bfloat16, torch.float16, torch.float32
@@ -54,28 +53,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
                                                return_mode="median")})
 
     # a whole model: lossless recipes, the kernel doing every RMSNorm tail, bit for bit
-    model = models.add_lora(models.tiny_llama(attn="sdpa", dtype=bf16)).to(dev)
-    batch = {k: v.to(dev) for k, v in models.random_batch(model.config.vocab_size, batch=2, seq=64).items()}
-    keep_all = Policy(name="inter_keep_all", rules=(Rule(codec="keep", op_class=("*", "unknown")),), inter=True)
-    calls = []
-    real = norm_tail.norm_tail_triton
-    norm_tail.norm_tail_triton = lambda *a: calls.append(1) or real(*a)
-
-    def grads(policy=None):
-        model.zero_grad(set_to_none=True)
-        if policy is None:
-            loss = model(**batch).loss
-        else:
-            with hy.compress(policy):
-                loss = model(**batch).loss
-        loss.backward()
-        return models.lora_grads(model)
-
-    try:
-        exact = grads()
-        same = torch.equal(grads(keep_all), exact)
-    finally:
-        norm_tail.norm_tail_triton = real
+    grads = lossless_grads()
+    exact = grads()
+    with counting(norm_tail, "norm_tail_triton") as calls:
+        same = torch.equal(grads(grads.keep_all), exact)
     rows.append({"case": "tiny Llama, lossless inter policy", "fused": f"{len(calls)} kernel calls",
                  "same bits": same, "op by op ms": float("nan"), "kernel ms": float("nan")})
     print_rows(f"fused RMSNorm tail ({torch.cuda.get_device_name()}, torch {torch.__version__})", rows)
