@@ -840,8 +840,7 @@ class Compressor:
             return self._log_softmax_recipe(t, site, route)
         node = planner.free(t, lossless_only=lossless)  # P1
         if node is not None:
-            node = lineage.fuse_norm_tail(node)
-            return self._recipe(t, site, lineage.fuse_swiglu(node) if self.policy.fuse else node)
+            return self._recipe(t, site, lineage.fuse_swiglu(lineage.fuse_norm_tail(node)))
         if not lossless and route.codec.lossless is False:  # P3: store tensor - LoRA branch, add it back
             term = _frozen_rope_mark(t)  # q/k: X·W, rotated with its LoRA part in backward (NOTE [Frozen term])
             part = planner.rope_frozen_part(t, term) if term is not None else None

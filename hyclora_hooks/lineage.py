@@ -1201,7 +1201,8 @@ class SwiGluProduct(Replay):
     """``(silu(gate) * up).to(dtype)`` where SiLU's output is itself a recipe entry (``silu`` of a stored gate):
     evaluated by one kernel that writes SiLU's output and the product (kernels/swiglu.py: HyC-LoRA's fused SiLU +
     Hadamard, the same bits as torch's ops). The SiLU output it wrote is handed to that entry's other readers
-    (``sharing.share``), so MulBackward does not rebuild it. Made by :func:`fuse_swiglu` for a ``fuse`` policy."""
+    (``sharing.share``), so MulBackward does not rebuild it. Made by :func:`fuse_swiglu` in every ``inter`` policy
+    (since session 31; before, only where the policy set ``fuse``)."""
 
     def __init__(self, act: EntryRef, up: Node, dtype: torch.dtype | None):
         super().__init__(_swiglu_product, "swiglu", (act, up, dtype), {})

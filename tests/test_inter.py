@@ -597,10 +597,11 @@ def _silu_decodes(monkeypatch) -> list:
 
 @pytest.mark.parametrize("attn", ["sdpa", "eager"])
 @pytest.mark.parametrize("bits", [2, 4])
-def test_full_fuse_gives_the_numbers_of_intra_inter(attn, bits, monkeypatch):
-    """The preset differs only in how tensors are rebuilt: a compensated tensor in one fused pass (dequantize +
-    LoRA re-add), and the SwiGLU product with SiLU's output in one more (forced here onto the Triton kernels
-    under the interpreter, as on CUDA). Gradients are bit-equal, and SiLU's output is never rebuilt on its own."""
+def test_fused_rebuilds_give_the_numbers_of_the_ops_they_replace(attn, bits, monkeypatch):
+    """Fused rebuilds change how tensors are rebuilt, not their values: every ``inter`` policy rebuilds the SwiGLU
+    product with SiLU's output in one pass (SiLU + Hadamard), and ``intra_inter_full_fuse`` also a compensated tensor
+    (dequantize + LoRA re-add); both forced here onto the Triton kernels under the interpreter, as on CUDA. Gradients
+    are bit-equal to the op-by-op rebuilds', and SiLU's output is never rebuilt on its own."""
     from hyclora_hooks.kernels import quant as Q
     from hyclora_hooks.kernels import swiglu
 
@@ -610,10 +611,12 @@ def test_full_fuse_gives_the_numbers_of_intra_inter(attn, bits, monkeypatch):
     # only the LoRA factors be thin, so q, k, v, gate and up are stored by LoRA compensation
     monkeypatch.setattr("hyclora_hooks.lineage.MAX_REPLAY_LINEAR_RANK", 64)
     model, batch = build(f"llama-{attn}")
+    twin, _ = build(f"llama-{attn}")  # a replay plan is the model's: the op-by-op reference records its own
     silu_decodes = _silu_decodes(monkeypatch)
-    _, ref, rep_ref = seeded_step(model, batch, lambda: hyclora.compress("intra_inter", bits=bits))
-    assert len(silu_decodes) >= 2  # unfused: each layer's SiLU output is rebuilt from the gate
-    silu_decodes.clear()
+    with monkeypatch.context() as unfused:
+        unfused.setattr(lineage, "fuse_swiglu", lambda node: node)
+        _, ref, rep_ref = seeded_step(twin, batch, lambda: hyclora.compress("intra_inter", bits=bits))
+    assert len(silu_decodes) >= 2  # op by op: each layer's SiLU output is rebuilt from the gate
     fused_calls, swiglu_calls = [], []
     orig, orig_swiglu = Q.dequantize_add, swiglu.silu_mul
 
@@ -628,12 +631,15 @@ def test_full_fuse_gives_the_numbers_of_intra_inter(attn, bits, monkeypatch):
 
     monkeypatch.setattr("hyclora_hooks.codecs.quant.dequantize_add", on_kernel)
     monkeypatch.setattr(swiglu, "silu_mul", on_swiglu)
-    _, got, rep = seeded_step(model, batch, lambda: hyclora.compress("intra_inter_full_fuse", bits=bits))
-    assert torch.equal(got, ref)
-    assert rep.stored_bytes == rep_ref.stored_bytes
-    assert len(fused_calls) >= 4  # at least gate and up of both layers took the fused path
-    assert len(swiglu_calls) == 2  # each layer's down_proj input: one SiLU + Hadamard kernel
-    assert silu_decodes == []  # SiLU's output came from that kernel, shared with MulBackward
+    for preset in ("intra_inter", "intra_inter_full_fuse"):
+        silu_decodes.clear()
+        _, got, rep = seeded_step(model, batch, lambda: hyclora.compress(preset, bits=bits))
+        assert torch.equal(got, ref), preset
+        assert rep.stored_bytes == rep_ref.stored_bytes
+        assert len(swiglu_calls) == 2, preset  # each layer's down_proj input: one SiLU + Hadamard kernel
+        assert silu_decodes == [], preset  # SiLU's output came from that kernel, shared with MulBackward
+        swiglu_calls.clear()
+        assert (len(fused_calls) >= 4) == preset.endswith("full_fuse")  # gate and up of both layers at least
 
 
 # ------------------------------------------------------------------ in-place changes (NOTE [Recipes] versions)

@@ -80,8 +80,9 @@ def test_recipes_take_the_kernel_for_casts_and_products(monkeypatch):
 
 @pytest.mark.parametrize("preset", ["intra_inter", "intra_inter_full_fuse"])
 def test_step_with_the_kernel_gives_the_same_gradients(preset, monkeypatch):
-    """o_proj's fp32 LoRA input, the lm_head replay's fp32 logits and (intra_inter) down_proj's fp32 LoRA input are
-    rebuilt by the kernel when it is forced on: the gradients equal those of the same steps without it."""
+    """o_proj's fp32 LoRA input and the lm_head replay's fp32 logits (where kernels/log_softmax.py does not read them
+    as they are: off CUDA here) are rebuilt by the kernel when it is forced on: the gradients equal those of the same
+    steps without it. (down_proj's fp32 LoRA input comes from the SwiGLU kernel in every ``inter`` policy.)"""
     model, twin = (add_lora(tiny_llama(attn="sdpa", dtype=BF16)) for _ in range(2))  # replay plans are per model
     assert all(torch.equal(p, q) for p, q in zip(model.parameters(), twin.parameters()))
     batch = random_batch(model.config.vocab_size, batch=2, seq=32)
@@ -91,7 +92,7 @@ def test_step_with_the_kernel_gives_the_same_gradients(preset, monkeypatch):
     real = widen._run
     monkeypatch.setattr(widen, "_run", lambda op, a, b: calls.append(op) or real(op, a, b))
     for step, grads in replayed_steps(model, batch, preset):
-        # casts (o_proj's input, the logits), sums (a residual stream's fp32 copy) and, unfused, down_proj's product
-        assert {-1, 1} | (set() if preset.endswith("fuse") else {0}) == set(calls), (step, calls)
+        # casts (o_proj's input, the logits) and sums (a residual stream's fp32 copy)
+        assert {-1, 1} == set(calls), (step, calls)
         assert torch.equal(grads, without[step]), step
         calls.clear()
