@@ -324,10 +324,9 @@ def unpack_codes(packed: torch.Tensor, bits: int) -> torch.Tensor:
 tl = None
 _BUILT = False
 _JIT_NAMES = ("_bf16_round", "_bf16_nearest", "_hash_uniform", "_group_params", "_program_rows", "_tile", "_elem",
-              "_to_bits", "_round_to", "_word_value", "_min_nan", "_max_nan", "_word_tile", "_outlier_cols",
-              "_packed_codes", "_token_block", "_token_params", "_quant_kernel", "_quant_tokens_kernel",
-              "_quant_token_tile_kernel", "_colstats_kernel", "_dequant_kernel", "_quant_words_kernel",
-              "_dequant_words_kernel")
+              "_to_bits", "_round_to", "_min_nan", "_max_nan", "_word_tile", "_outlier_cols", "_packed_codes",
+              "_token_block", "_token_params", "_quant_kernel", "_quant_tokens_kernel", "_quant_token_tile_kernel",
+              "_colstats_kernel", "_dequant_kernel", "_quant_words_kernel", "_dequant_words_kernel")
 
 # Tile sizes: 2048 elements a program at 4 warps (16 per thread: two 16-byte loads of bf16). Swept on an H100
 # (tools/bench_quant.py --tiles, docs/benchmarks.md): 1024-4096 at 4-8 warps are within a few percent.
@@ -970,15 +969,14 @@ def _quant_words_kernel(w_ptr, x_ptr, packed_ptr, scale_ptr, zero_ptr, start_ptr
 def _dequant_words_kernel(packed_ptr, scale_ptr, zero_ptr, start_ptr, lanes_ptr, outl_ptr, out_ptr, oute_ptr,
                           R, CW, K,
                           MODE: tl.constexpr, BITS: tl.constexpr, SYM: tl.constexpr, HAS_OUTL: tl.constexpr,
-                          F16: tl.constexpr, WIDE: tl.constexpr, EVEN: tl.constexpr, INT64: tl.constexpr,
+                          F16: tl.constexpr, EVEN: tl.constexpr, INT64: tl.constexpr,
                           BLOCK_R: tl.constexpr, NG: tl.constexpr, BLOCK_W: tl.constexpr, KB: tl.constexpr):
     """``_dequant_kernel`` on words (tiles as ``_quant_words_kernel``; MODE as ``_tiles``): each packed byte
-    becomes one output word (``out_ptr``), or, WIDE, its PER values rounded to the 16-bit dtype and stored as fp32
-    side by side (``out_ptr`` by element: :func:`dequantize_to`'s one pass). A program whose columns hold outlier
-    channels then writes their columns over its tile (``oute_ptr``: the same output, by element) after a barrier.
-    (The fused LoRA re-add stays on ``_dequant_kernel``: loading the fp32 branch a lane of a word at a time made it
-    2.5x slower there.)"""
+    becomes one output word (``out_ptr``). A program whose columns hold outlier channels then writes their
+    columns over its tile (``oute_ptr``: the same output, by element) after a barrier. (The fused LoRA re-add
+    stays on ``_dequant_kernel``: loading the fp32 branch a lane of a word at a time made it 2.5x slower there.)"""
     PER: tl.constexpr = 8 // BITS
+    QMAX: tl.constexpr = 2 ** (BITS - 1) - 1
     pid_r, pid_c, rows, gcol, wcol, r3, w3, mask = _word_tile(R, CW, EVEN, INT64, BLOCK_R, NG, BLOCK_W, 0, 1)
     C = CW * PER
     if EVEN:
@@ -990,46 +988,32 @@ def _dequant_words_kernel(packed_ptr, scale_ptr, zero_ptr, start_ptr, lanes_ptr,
         pidx = rows[:, None] * (CW // BLOCK_W) + gcol[None, :]
         pm = (rows < R)[:, None] & (gcol < CW // BLOCK_W)[None, :]
         s = tl.load(scale_ptr + pidx, mask=pm, other=1.0).to(tl.float32)[:, :, None]
-        z = s
         if not SYM:
             z = tl.load(zero_ptr + pidx, mask=pm, other=0.0).to(tl.float32)[:, :, None]
+    if PER == 4:
+        acc = tl.zeros((BLOCK_R, NG, BLOCK_W), tl.int64)
     else:
-        s = 0.0  # per channel: _word_value loads them
-        z = 0.0
-    if WIDE:  # the word's values side by side in registers (tl.join), then one store of PER fp32 a word
-        off = r3 * C + ch
-        y = _word_value(pk, 0, ch, pid_r, C, w3, CW, scale_ptr, zero_ptr, s, z, MODE, BITS, SYM, F16)
-        if PER >= 2:
-            y1 = _word_value(pk, 1, ch, pid_r, C, w3, CW, scale_ptr, zero_ptr, s, z, MODE, BITS, SYM, F16)
-            if PER == 4:
-                y2 = _word_value(pk, 2, ch, pid_r, C, w3, CW, scale_ptr, zero_ptr, s, z, MODE, BITS, SYM, F16)
-                y3 = _word_value(pk, 3, ch, pid_r, C, w3, CW, scale_ptr, zero_ptr, s, z, MODE, BITS, SYM, F16)
-                y = tl.join(tl.join(y, y2), tl.join(y1, y3))  # [..., a, b] holds element 2a + b
-                off = tl.join(tl.join(off, off + 2), tl.join(off + 1, off + 3))
-                mask = tl.join(tl.join(mask, mask), tl.join(mask, mask))
-            else:
-                y, off, mask = tl.join(y, y1), tl.join(off, off + 1), tl.join(mask, mask)
-            y = tl.reshape(y, (BLOCK_R, NG, BLOCK_W * PER))
-            off = tl.reshape(off, (BLOCK_R, NG, BLOCK_W * PER))
-            mask = tl.reshape(mask, (BLOCK_R, NG, BLOCK_W * PER))
-        if EVEN:
-            tl.store(out_ptr + off, y)
+        acc = tl.zeros((BLOCK_R, NG, BLOCK_W), tl.int32)
+    for j in tl.static_range(PER):
+        if MODE != 0:
+            pidx = ch + j
+            if MODE == 1:
+                pidx += pid_r * C
+            s = tl.load(scale_ptr + pidx, mask=w3 < CW, other=1.0).to(tl.float32)
+            if not SYM:
+                z = tl.load(zero_ptr + pidx, mask=w3 < CW, other=0.0).to(tl.float32)
+        qf = ((pk >> (BITS * j)) & (2**BITS - 1)).to(tl.float32)
+        if SYM:
+            y = (qf - QMAX) * s
         else:
-            tl.store(out_ptr + off, y, mask=mask)
+            y = qf * s + z  # exact product (NOTE [Quant layout]): one rounding, fused or not
+        acc = acc | (_to_bits(_round_to(y, F16), F16).to(acc.dtype) << (16 * j))
+    if PER == 1:
+        acc = acc.to(tl.int16)
+    if EVEN:
+        tl.store(out_ptr + r3 * CW + w3, acc)
     else:
-        if PER == 4:
-            acc = tl.zeros((BLOCK_R, NG, BLOCK_W), tl.int64)
-        else:
-            acc = tl.zeros((BLOCK_R, NG, BLOCK_W), tl.int32)
-        for j in tl.static_range(PER):
-            y = _word_value(pk, j, ch, pid_r, C, w3, CW, scale_ptr, zero_ptr, s, z, MODE, BITS, SYM, F16)
-            acc = acc | (_to_bits(y, F16).to(acc.dtype) << (16 * j))
-        if PER == 1:
-            acc = acc.to(tl.int16)
-        if EVEN:
-            tl.store(out_ptr + r3 * CW + w3, acc)
-        else:
-            tl.store(out_ptr + r3 * CW + w3, acc, mask=mask)
+        tl.store(out_ptr + r3 * CW + w3, acc, mask=mask)
     if HAS_OUTL:
         t, c_t, tm = _outlier_cols(start_ptr, lanes_ptr, pid_c, KB)
         if tl.max(tm.to(tl.int32), axis=0) != 0:
@@ -1037,29 +1021,6 @@ def _dequant_words_kernel(packed_ptr, scale_ptr, zero_ptr, start_ptr, lanes_ptr,
             rm = (rows < R)[:, None] & tm[None, :]
             ov = tl.load(outl_ptr + rows[:, None] * K + t[None, :], mask=rm)
             tl.store(oute_ptr + rows[:, None] * C + c_t[None, :], ov, mask=rm)
-
-
-def _word_value(pk, J: tl.constexpr, ch, pid_r, C, w3, CW, scale_ptr, zero_ptr, s, z, MODE: tl.constexpr,
-                BITS: tl.constexpr, SYM: tl.constexpr, F16: tl.constexpr):
-    """Element J of each packed byte ``pk``, decoded and rounded to the 16-bit dtype (as fp32). MODE 0 passes the
-    row groups' ``s``/``z``; the other modes' parameters are per channel, loaded here for channel ``ch + J``."""
-    QMAX: tl.constexpr = 2 ** (BITS - 1) - 1
-    if MODE != 0:
-        pidx = ch + J
-        if MODE == 1:
-            pidx += pid_r * C
-        scale = tl.load(scale_ptr + pidx, mask=w3 < CW, other=1.0).to(tl.float32)
-        zero = scale
-        if not SYM:
-            zero = tl.load(zero_ptr + pidx, mask=w3 < CW, other=0.0).to(tl.float32)
-    else:
-        scale, zero = s, z
-    qf = ((pk >> (BITS * J)) & (2**BITS - 1)).to(tl.float32)
-    if SYM:
-        y = (qf - QMAX) * scale
-    else:
-        y = qf * scale + zero  # exact product (NOTE [Quant layout]): one rounding, fused or not
-    return _round_to(y, F16)
 
 
 def _round_to(y, F16: tl.constexpr):
@@ -1416,16 +1377,17 @@ def dequantize_triton(q: QuantizedTensor, add: torch.Tensor | None = None,
     r, c = as_matrix_shape(q.shape)
     n = r * c
     wide = dtype is not None and dtype != q.dtype
-    ragged = q.granularity == "group" and c % q.group_size != 0
-    words = add is None and not ragged and _words_apply(q.dtype, c, q.bits) and dtype in (None, q.dtype, torch.float32)
-    if wide and q.dtype != torch.bfloat16 and not words:  # the element kernel rounds to bf16 alone (OUT_BF16)
+    if wide and q.dtype != torch.bfloat16:  # the kernel rounds to bf16 alone (OUT_BF16): decode, then cast
         return dequantize_triton(q).to(dtype)
     if n == 0 or not triton_supports(q.granularity, q.group_size):
         out = dequantize_ref(q) if add is None else add_rounded(dequantize_ref(q), add, q.dtype)
         return out.to(dtype) if wide else out
     _build()
-    out = torch.empty(n, dtype=dtype if wide else q.dtype, device=q.packed.device)
-    if words:
+    g = q.group_size
+    dev = q.packed.device
+    out = torch.empty(n, dtype=dtype if wide else q.dtype, device=dev)
+    ragged = q.granularity == "group" and c % g != 0
+    if add is None and not wide and not ragged and _words_apply(q.dtype, c, q.bits):
         _dequantize_words(q, out, r, c)
     else:
         _dequantize_tiles(q, out, add, r, c, ragged)
@@ -1438,19 +1400,17 @@ def _dequantize_words(q: QuantizedTensor, out: torch.Tensor, r: int, c: int) -> 
     """The word kernel's launch (see ``_dequant_words_kernel``): outlier channels in the same pass."""
     has = q.outlier_index is not None
     k = q.outlier_value.shape[1] if has else 0
-    wide = out.dtype != q.dtype  # fp32: each value rounded to q.dtype and stored widened
     grid, block, meta, launches = _word_dequant_plan(r, c, q.dtype, q.bits, q.group_size, q.granularity,
-                                                     q.zero is None, k, wide)
+                                                     q.zero is None, k)
     launch(_dequant_words_kernel, grid, launches, (
         q.packed, q.scale, q.zero if q.zero is not None else q.scale,
         _outlier_table(q.outlier_index, "start", c, block) if has else q.scale,
         _outlier_table(q.outlier_index, "lanes", c, block) if has else q.scale,
-        q.outlier_value if has else q.scale, out if wide else out.view(_WORD[8 // q.bits]), out, r,
-        c // (8 // q.bits), k), meta)
+        q.outlier_value if has else q.scale, out.view(_WORD[8 // q.bits]), out, r, c // (8 // q.bits), k), meta)
 
 
 def _word_dequant_plan(r: int, c: int, dtype: torch.dtype, bits: int, g: int, granularity: str, symmetric: bool,
-                       k: int, wide: bool = False) -> tuple:
+                       k: int) -> tuple:
     """(grid, outlier block width, compile-time values and options, direct-launch cache) of
     ``_dequant_words_kernel``."""
     def make() -> tuple:
@@ -1458,11 +1418,11 @@ def _word_dequant_plan(r: int, c: int, dtype: torch.dtype, bits: int, g: int, gr
         cw = c // per
         mode, br, ng, bw = _word_tiles(granularity, g, cw, per)
         block = ng * bw * per
-        meta = dict(MODE=mode, BITS=bits, SYM=symmetric, HAS_OUTL=k > 0, F16=dtype == torch.float16, WIDE=wide,
+        meta = dict(MODE=mode, BITS=bits, SYM=symmetric, HAS_OUTL=k > 0, F16=dtype == torch.float16,
                     EVEN=r % br == 0 and cw % (ng * bw) == 0, INT64=_needs_int64(r * c + c),
                     BLOCK_R=br, NG=ng, BLOCK_W=bw, KB=_outlier_lanes(k, block), num_warps=_WARPS)
         return (_cdiv(cw, ng * bw) * _cdiv(r, br),), block, meta
-    return _cached_plan(("dequant_words", r, c, dtype, bits, g, granularity, symmetric, k, wide, _WORD_TILE, _TILE,
+    return _cached_plan(("dequant_words", r, c, dtype, bits, g, granularity, symmetric, k, _WORD_TILE, _TILE,
                          _WORD_TOKEN_COLS, _WORD_TOKEN_TILE, _WARPS), make)
 
 
@@ -1528,9 +1488,9 @@ def dequantize(q: QuantizedTensor, backend: str = "auto") -> torch.Tensor:
 
 
 def dequantize_to(q: QuantizedTensor, dtype: torch.dtype, backend: str = "auto") -> torch.Tensor:
-    """``dequantize(q).to(dtype)``, the same bits, for a wider float ``dtype``: on CUDA a kernel rounds each value to
-    ``q.dtype`` and stores it widened, one pass instead of a decode and a cast (peft's and RMSNorm's fp32 copies of
-    a stored bf16 tensor): the word kernel where it takes the layout and the dtype is fp32, else the element one."""
+    """``dequantize(q).to(dtype)``, the same bits, for a wider float ``dtype``: on CUDA the element kernel rounds
+    each value to ``q.dtype`` and stores it widened, one pass instead of a decode and a cast (peft's and RMSNorm's
+    fp32 copies of a stored bf16 tensor)."""
     if backend == "ref" or (backend == "auto" and not use_triton(q.packed)):
         return dequantize_ref(q).to(dtype)
     return dequantize_triton(q, dtype=dtype)

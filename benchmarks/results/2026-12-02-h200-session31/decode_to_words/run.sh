@@ -1,7 +1,7 @@
 #!/bin/bash
 # Session 31, through the device tool (nvidia-h200, one machine start), from the repository root: a stored bf16
-# tensor decoded into fp32 by the word kernel (code of the commit that adds this): bits and times against the decode
-# then the cast, replayed steps against deciding copies bit for bit, then a step's kernels against plain's
+# tensor decoded into fp32 by the word kernel (code of 380c674, taken out again after this run): bits and times
+# against the decode then the cast, replayed steps against deciding copies bit for bit, then a step's kernels
 export TRITON_INTERPRET=0 PYTHONPATH=.
 python benchmarks/experiments/dequant_wide.py > $OUT/dequant_wide.txt 2>&1
 python tools/check_replay.py --deterministic strict --layers 4 --shape 1x1024 --host-shape 4x1024 --steps 4 \
