@@ -783,6 +783,10 @@ def _dequant_kernel(packed_ptr, scale_ptr, zero_ptr, slot_ptr, outl_ptr, out_ptr
 _WORD = {1: torch.int16, 2: torch.int32, 4: torch.int64}
 WORD_KERNELS = True  # False forces the element kernels everywhere (tools/bench_quant.py --element-kernels)
 TOKEN_KERNEL = True  # False: token groups' first pass on ``_quant_kernel`` too (benchmarks compare)
+# A widened decode (:func:`dequantize_to`) on the element kernel: its outlier channels written in the kernel (True) or
+# scattered after it, and its tiles' size (None: _TILE) (benchmarks/experiments/decode_to_tiles.py compares)
+WIDE_OUTLIERS_IN_KERNEL = True
+_WIDE_TILE: int | None = None
 _TOKEN_BLOCK_C = 1024  # channels a program of ``_quant_tokens_kernel`` (8 a thread at 4 warps: 16-byte loads)
 _TOKEN_ROWS = 1  # rows a step of its walk: slabs of 2-16 rows were slower (docs/benchmarks.md session 8)
 _TOKEN_STAGES = 3  # software-pipelining stages of the walk (tl.range's num_stages): rows' loads kept in flight
@@ -1064,13 +1068,13 @@ def _row_chunks(rows: int, device: torch.device) -> tuple[int, int]:
     return per, _cdiv(rows, per)
 
 
-def _tiles(granularity: str, g: int, c: int, bits: int) -> tuple[int, int, int]:
-    """(mode, BLOCK_R, BLOCK_C) for one granularity."""
-    per = 8 // bits
+def _tiles(granularity: str, g: int, c: int, bits: int, tile: int | None = None) -> tuple[int, int, int]:
+    """(mode, BLOCK_R, BLOCK_C) for one granularity, tiles of up to ``tile`` elements (default ``_TILE``)."""
+    per, tile = 8 // bits, tile or _TILE
     if granularity == "group":
-        return 0, max(1, _TILE // g), g
+        return 0, max(1, tile // g), g
     if granularity == "token_group":
-        return 1, g, max(per, min(_next_pow2(c), _TILE // g))
+        return 1, g, max(per, min(_next_pow2(c), tile // g))
     return 2, 32, max(per, min(_next_pow2(c), 128))
 
 
@@ -1431,14 +1435,15 @@ def _dequantize_tiles(q: QuantizedTensor, out: torch.Tensor, add: torch.Tensor |
     """The element kernel's launch (any dtype and layout); outlier channels scattered after it unless ragged."""
     n, g = r * c, q.group_size
     kr, kc = (-(-n // g), g) if ragged else (r, c)
-    mode, br, bc = _tiles(q.granularity, g, c, q.bits)
+    wide = out.dtype != q.dtype
+    mode, br, bc = _tiles(q.granularity, g, c, q.bits, _WIDE_TILE if wide else None)
     if mode == 1:
         bc = max(bc, min(_next_pow2(c), _ELEMENT_TOKEN_COLS))
     pw = c * q.bits // 8 if q.granularity == "group" and not ragged else q.packed.shape[1]
     int64 = _needs_int64(n + kc)
     # outlier channels in the kernel for ragged groups and for a widened output (one pass; a scatter after the
     # kernel would be three more torch calls), else scattered after it
-    in_kernel = (ragged or out.dtype != q.dtype) and q.outlier_index is not None
+    in_kernel = (ragged or wide and WIDE_OUTLIERS_IN_KERNEL) and q.outlier_index is not None
     slot = _outlier_table(q.outlier_index, "slot", c) if in_kernel else None
     k = 0 if q.outlier_index is None else q.outlier_index.numel()
     even = not ragged and kr % br == 0 and kc % bc == 0
