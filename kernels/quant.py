@@ -786,7 +786,7 @@ TOKEN_KERNEL = True  # False: token groups' first pass on ``_quant_kernel`` too 
 # A widened decode (:func:`dequantize_to`) on the element kernel: its outlier channels written in the kernel (True) or
 # scattered after it, and its tiles' size (None: _TILE). H200, 4096 and 8192 x 4096, 2 and 4 bits, 0.5% outlier
 # channels (benchmarks/experiments/decode_to_tiles.py, docs/benchmarks.md session 31): these defaults (in the kernel,
-# 2048 elements, 4 warps) were the fastest or within 15% of it in every case, 0.038 ms at 4096 x 4096.
+# 2048 elements, 4 warps) were the fastest at 4096 x 4096 (0.038 ms) and within 20% of it at 8192 x 4096.
 WIDE_OUTLIERS_IN_KERNEL = True
 _WIDE_TILE: int | None = None
 _TOKEN_BLOCK_C = 1024  # channels a program of ``_quant_tokens_kernel`` (8 a thread at 4 warps: 16-byte loads)
