@@ -579,6 +579,22 @@ def test_recomputed_logsumexp_takes_each_backends_saved_shape(saved_shape):
     assert torch.equal(got.reshape(2, 6, -1)[..., :19], want)
 
 
+def test_the_recomputed_output_takes_the_saved_strides_without_a_copy_where_only_size_1_dims_differ():
+    """SDPA's backward reads the layout its forward wrote, so the recompute hands back the saved strides. Where they
+    differ from the recompute's only in a dim of one element (a batch of one), the memory is the same: a view with
+    those strides, no copy; elsewhere a copy in that layout. Values are the recompute's either way."""
+    from hyclora_hooks.attention import _with_strides
+
+    t = torch.randn(1, 4, 6, 8).transpose(1, 2).contiguous().transpose(1, 2)  # (B, H, L, D) over (B, L, H, D)
+    batch_one = (999,) + t.stride()[1:]  # another stride for the batch dim, which has one element
+    got = _with_strides(t, (t.shape, t.dtype, batch_one))
+    assert got.stride() == batch_one and got.data_ptr() == t.data_ptr() and torch.equal(got, t)
+    contiguous = torch.empty(t.shape).stride()  # another layout of the same shape
+    got = _with_strides(t, (t.shape, t.dtype, contiguous))
+    assert got.stride() == contiguous and got.data_ptr() != t.data_ptr() and torch.equal(got, t)
+    assert _with_strides(t, (t.shape, t.dtype, t.stride())) is t and _with_strides(t, (t.shape, t.dtype, None)) is t
+
+
 # ------------------------------------------------------------------------------------ intra_inter_full_fuse
 def _silu_decodes(monkeypatch) -> list:
     """Record each decode of a SiLU-output recipe entry (the codec still runs; only recorded)."""
