@@ -70,7 +70,7 @@ def log_softmax_ordered(x: torch.Tensor, exp=torch.exp, log=torch.log) -> torch.
 def _torch_block_path(v: int, device: torch.device) -> bool:
     """Does torch's fp32 ``log_softmax`` of rows of ``v`` values take ``cunn_SoftMaxForward`` (one block of 1024
     threads a row, no shared-memory copy of the row)? (``host_softmax`` in SoftMax.cu.)"""
-    if v <= 1024:  # the persistent warp softmax
+    if v <= 1024 or torch.version.hip is not None:  # the persistent warp softmax; ROCm's 64-lane warps add otherwise
         return False
     smem = torch.cuda.get_device_properties(device).shared_memory_per_block if device.type == "cuda" else 49152
     return v >= (smem - (_THREADS // 32) * 4) // 4
