@@ -896,7 +896,7 @@ class Compressor:
         dim = 1 if x.dim() > 1 else 0
         cast = lineage.Replay(torch.Tensor.to, "to", (node, t.dtype), {})
         node = lineage.Replay(torch.log_softmax, "log_softmax", (cast, dim), {})
-        return self._recipe(t, site, lineage.fuse_log_softmax(node) if t.dtype == torch.float32 else node)
+        return self._recipe(t, site, lineage.fuse_log_softmax(node))  # fused only where the cast is to fp32
 
     def _head_recipe(self, logits: torch.Tensor, site: SaveSite, route: Route) -> lineage.Node | None:
         """``logits = linear(h, W)`` with ``h`` alive and smaller than the logits: store ``h``, replay the head."""

@@ -436,7 +436,7 @@ class DropoutApply(Replay):
                 src = _eval(inner, memo)
                 if src.dtype in swiglu.HALVES and src.shape == shape and bitmask.apply_fits(src, packed):
                     return bitmask.apply(src, packed, scale)  # widened and dropped in one pass
-                x = src.to(torch.float32)  # the cast's value, without evaluating ``inner`` again
+                x = _widened(src)  # the cast's value, without evaluating ``inner`` again
             else:
                 x = _eval(x_node, memo)
         if x.dtype == torch.float32 and x.shape == shape and bitmask.apply_fits(x, packed):  # fp32 in, fp32 out
@@ -1299,10 +1299,15 @@ def _fuse_norm_tail_top(node: Node) -> Node:
 
 
 # --------------------------------------------------------------------------- log-softmax of widened logits
+def _widened(x: torch.Tensor) -> torch.Tensor:
+    """``x.to(torch.float32)``: one vectorized pass on CUDA where kernels/widen.py takes ``x``, else torch's cast."""
+    return widen.cast(x) if widen.fits(torch.float32, x) else x.to(torch.float32)
+
+
 def _log_softmax_wide(x: torch.Tensor, dim: int) -> torch.Tensor:
-    if log_softmax.use_triton(x) and log_softmax.fusable(x, dim):
-        return log_softmax.log_softmax_triton(x)
-    return torch.log_softmax(widen.cast(x) if widen.fits(torch.float32, x) else x.to(torch.float32), dim)
+    if log_softmax.fusable(x, dim):
+        return log_softmax.log_softmax(x, dim)  # the kernel on CUDA, torch's ops elsewhere
+    return torch.log_softmax(_widened(x), dim)
 
 
 class LogSoftmaxWide(Replay):

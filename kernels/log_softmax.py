@@ -27,6 +27,7 @@ from __future__ import annotations
 import torch
 
 from . import swiglu
+from .jit import build
 from .launch import launch
 from .quant import use_triton
 
@@ -168,7 +169,5 @@ def _build() -> None:
         return
     swiglu._build()
     libdevice = swiglu.libdevice
-    from .jit import build
-
     build(globals(), ("_warp_sums", "_log_softmax_kernel"))
     _BUILT = True

@@ -1434,7 +1434,8 @@ def _word_dequant_plan(r: int, c: int, dtype: torch.dtype, bits: int, g: int, gr
 
 def _dequantize_tiles(q: QuantizedTensor, out: torch.Tensor, add: torch.Tensor | None, r: int, c: int,
                       ragged: bool) -> None:
-    """The element kernel's launch (any dtype and layout); outlier channels scattered after it unless ragged."""
+    """The element kernel's launch (any dtype and layout); outlier channels scattered after it unless ragged or
+    widened (:data:`WIDE_OUTLIERS_IN_KERNEL`)."""
     n, g = r * c, q.group_size
     kr, kc = (-(-n // g), g) if ragged else (r, c)
     wide = out.dtype != q.dtype

@@ -9,6 +9,7 @@ must be a log-softmax; and the recipe that uses the kernel must compute what the
 
 from __future__ import annotations
 
+import math
 import os
 
 os.environ.setdefault("TRITON_INTERPRET", "1")
@@ -48,8 +49,7 @@ def _logits(rows: int, v: int, dtype: torch.dtype, seed: int = 0) -> torch.Tenso
 @pytest.mark.parametrize("dtype", [BF16, FP16])
 @pytest.mark.parametrize("shape", [(5, SHORTEST), (2, 3, 4096 * 3 + 1024 * 2 + 12), (3, 16384)])
 def test_kernel_gives_the_ordered_references_bits(dtype, shape):
-    x = _logits(shape[0], shape[-1], dtype).reshape(shape[:-1] + (-1,)) if len(shape) == 2 else \
-        _logits(shape[0] * shape[1], shape[-1], dtype).reshape(shape)
+    x = _logits(math.prod(shape[:-1]), shape[-1], dtype).reshape(shape)
     assert ls.fusable(x)
     got = ls.log_softmax(x, backend="triton")
     want = ls.log_softmax_ordered(x, _np(np.exp), _np(np.log))
@@ -80,8 +80,8 @@ def test_rows_the_kernel_does_not_reproduce_go_to_torch():
     assert _same(ls.log_softmax(y, backend="triton"), torch.log_softmax(y.float(), -1))
 
 
-def _head_node(model, batch, policy="intra_inter"):
-    """The recipe the engine builds for the head's log-softmax in one step of ``model``."""
+def _head_nodes(model, batch, monkeypatch) -> list:
+    """The recipes the engine builds for the head's log-softmax in one ``intra_inter`` step of ``model``."""
     nodes = []
     real = engine.Compressor._recipe
 
@@ -90,18 +90,16 @@ def _head_node(model, batch, policy="intra_inter"):
             nodes.append(node)
         return real(self, t, site, node)
 
-    engine.Compressor._recipe = spy
-    try:
-        step(model, batch, lambda: hyclora.compress(policy))
-    finally:
-        engine.Compressor._recipe = real
+    with monkeypatch.context() as patch:
+        patch.setattr(engine.Compressor, "_recipe", spy)
+        step(model, batch, lambda: hyclora.compress("intra_inter"))
     return nodes
 
 
 def test_the_head_is_rebuilt_from_its_16_bit_logits_with_the_same_values(monkeypatch):
     model = models.add_lora(models.tiny_llama(vocab=256))
     batch = models.random_batch(256, batch=2, seq=16)
-    (node,) = _head_node(model, batch)
+    (node,) = _head_nodes(model, batch, monkeypatch)
     assert type(node) is lineage.LogSoftmaxWide
     # Hugging Face's ``logits.float().view(-1, V)``: the view is kept, on the bf16 logits, the casts are not
     assert node.args[0].name == "view" and node.args[0].args[0].name == "linear" and node.args[1] == 1
@@ -143,3 +141,5 @@ def test_only_casts_to_fp32_under_views_that_index_elements_are_looked_through()
     narrowed = head(op(torch.Tensor.to, "to", op(torch.Tensor.float, "float", x), BF16))
     assert lineage.fuse_log_softmax(narrowed).args[0].name == "to"  # the bf16 rounding stays in the recipe
     assert lineage.evaluate(lineage.fuse_log_softmax(narrowed)).dtype == FP32
+    half_out = op(torch.log_softmax, "log_softmax", op(torch.Tensor.to, "to", wide, FP16), 1)
+    assert lineage.fuse_log_softmax(half_out) is half_out  # the kernel writes fp32 only: an fp16 result stays as is
