@@ -157,6 +157,14 @@ class Accountant:
         self._queue.append(token)
         return token
 
+    def admit_replaced(self, storage_key: Any, storage_nbytes: int, site: SaveSite, codec_label: str,
+                       kept_reason: str) -> Token:
+        """Count bytes an op saved that its replacement holds in less (NOTE [Fused head] in head.py): activation
+        bytes, nothing stored, no pack of ours; released like :meth:`admit`'s tokens."""
+        token = Token(storage_key, 0, False, 0, storage_nbytes, site, codec_label, kept_reason, True)
+        self._queue.append(token)
+        return token
+
     def _count(self, token: Token) -> None:
         storage_key, storage_nbytes, site, host_nbytes = token.storage_key, token.storage_nbytes, token.site, \
             token.host_nbytes

@@ -50,7 +50,8 @@ NOTE [Lifetimes]
 from __future__ import annotations
 
 import weakref
-from contextlib import ExitStack
+import dataclasses
+from contextlib import ExitStack, contextmanager
 from functools import partial
 from pathlib import Path
 from typing import Any, Callable
@@ -58,7 +59,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from . import lineage, replay, sharing
+from . import head, lineage, replay, sharing
 from .accounting import Accountant, Report
 from .attention import SdpaRecompute, sdpa_call_args
 from .codecs import Codec
@@ -193,6 +194,8 @@ def _inverse(perm: tuple[int, ...] | list[int]) -> tuple[int, ...]:
 
 
 _LEAF_KEPT = "a leaf that requires grad: autograd's graph holds it anyway"
+_FUSED_HEAD = "fused head"  # the accountant's label for what the loss op saved in place of the kept gradient
+_LOSS_GRAD_KEPT = "the loss's gradient for the lm_head's input, formed in the forward (NOTE [Fused head])"
 
 
 def _held_by_graph(t: torch.Tensor) -> bool:
@@ -330,6 +333,10 @@ class Compressor:
         self._device: torch.device | None = None
         self._model = weakref.ref(model) if model is not None else None
         self._dropout_mask: tuple | None = None  # (a dropout call's arguments, its mask): NOTE [Dropout recipe]
+        self._loss_grad: torch.Tensor | None = None  # the gradient head.fused_loss is saving now (NOTE [Fused head])
+        if policy.fuse_head:
+            self._modules.find_head = True
+            self._ops.replaced["cross_entropy"] = self._fused_loss
 
     def _label(self, codec: Codec) -> str:
         """``codec.describe()``, once per codec (the policy holds its codecs for the context's life)."""
@@ -736,8 +743,11 @@ class Compressor:
             route = Route(KEEP, route.rule, "SDPA q/k need a replayable call (inter policy, no dropout)")
         if not route.codec.lossless and _held_by_graph(t):  # NOTE [Lifetimes] rule 11
             route = Route(KEEP, route.rule, _LEAF_KEPT)
+        loss_grad = t is self._loss_grad
+        if loss_grad:  # exact, whatever the policy's rules say of the loss op's tensors
+            site, route = dataclasses.replace(site, role="loss_grad"), Route(KEEP, None, _LOSS_GRAD_KEPT)
         entry = None
-        if self.policy.inter and t.is_floating_point():
+        if self.policy.inter and t.is_floating_point() and not loss_grad:
             entry = self._plan(t, site, route)
         if entry is None:
             reason = None if not route.codec.lossless else route.reason
@@ -748,6 +758,26 @@ class Compressor:
             self._dropout_mask = (frame.args, entry)
         self._remember(key, t, entry)
         return entry
+
+    def _fused_loss(self, func: Callable, args: tuple, kwargs: dict) -> torch.Tensor | None:
+        """``cross_entropy`` with its gradient for the lm_head's input formed now (NOTE [Fused head] in head.py),
+        or None where the call is not the head's."""
+        return head.fused_loss(func, args, kwargs, self._modules.head_input, self._keeping_loss_grad)
+
+    @contextmanager
+    def _keeping_loss_grad(self, grad: torch.Tensor, op_saved: int):
+        """Saves under it keep ``grad`` exactly (``_decide``); its entry then also counts the ``op_saved`` bytes
+        the loss op saved, as activation bytes: what plain autograd would hold for the head."""
+        self._loss_grad = grad
+        try:
+            yield
+        finally:
+            self._loss_grad = None
+        entry = self._lookup(grad)
+        if entry is not None and op_saved:
+            site = dataclasses.replace(entry.site, role="log_softmax", dtype=torch.float32)  # what it saved
+            entry.hold(self._acct_ref, self._acct.admit_replaced(("id", id(entry)), op_saved, site, _FUSED_HEAD,
+                                                                 _LOSS_GRAD_KEPT))
 
     def _dropout_mask_of(self, args: tuple) -> Entry | None:
         """The entry of the mask the dropout call with ``args`` saved, once (NOTE [Dropout recipe] in lineage.py)."""

@@ -169,6 +169,9 @@ class Route:
     reason: str
 
 
+_SWITCHES = ("inter", "fuse", "fuse_head")  # a policy's top-level true/false fields
+
+
 @dataclass(frozen=True)
 class Policy:
     """An ordered rule list and the knobs; build with :func:`load_policy`, :meth:`from_dict` or directly."""
@@ -179,9 +182,10 @@ class Policy:
     description: str = ""
     inter: bool = False  # inter-operator recipes (lineage, recompute, LoRA compensation): hyclora_hooks.lineage
     fuse: bool = False  # decode a compensated tensor and add its LoRA branch back in one kernel (same numbers)
+    fuse_head: bool = False  # the loss's gradient for the lm_head's input formed in the forward (NOTE [Fused head])
 
     def __post_init__(self) -> None:
-        for fld in ("inter", "fuse"):
+        for fld in _SWITCHES:
             if not isinstance(getattr(self, fld), bool):
                 raise _at(user_error(f"policy field {fld!r}", getattr(self, fld), "true or false",
                                      f"write {fld} = true", cls=HycloraTypeError), "top", None, fld)
@@ -250,6 +254,7 @@ class Policy:
     # round trips -----------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "description": self.description, "inter": self.inter, "fuse": self.fuse,
+                "fuse_head": self.fuse_head,
                 "knobs": dataclasses.asdict(self.knobs), "rule": [r.to_dict() for r in self.rules]}
 
     @classmethod
@@ -257,11 +262,12 @@ class Policy:
         """Inverse of :meth:`to_dict`; a rule's codec parameters sit beside its fields (as in TOML).
 
         ``base = "<preset>"`` starts from that preset: its rules come after this policy's own (the first match
-        wins, so own rules override), its knobs, ``inter`` and ``fuse`` apply unless this policy sets them.
+        wins, so own rules override), its knobs, ``inter``, ``fuse`` and ``fuse_head`` apply unless this policy
+        sets them.
         """
         if not isinstance(d, Mapping):
             raise user_error("policy", type(d).__name__, "a table", "pass a dict", cls=HycloraTypeError)
-        top = {"name", "description", "base", "inter", "fuse", "knobs", "rule"}
+        top = {"name", "description", "base", "knobs", "rule", *_SWITCHES}
         for k in d:
             if k not in top:
                 raise _at(user_error(f"unknown policy field {k!r}", k, f"one of {sorted(top)}",
@@ -306,9 +312,8 @@ class Policy:
         if parent is not None:
             rules += parent.rules
             knob_table = {**dataclasses.asdict(parent.knobs), **knob_table}
-        inherited = {f: getattr(parent, f) if parent is not None else False for f in ("inter", "fuse")}
-        return cls(name=name, description=desc, rules=tuple(rules), knobs=Knobs(**knob_table),
-                   inter=d.get("inter", inherited["inter"]), fuse=d.get("fuse", inherited["fuse"]))
+        switches = {f: d.get(f, getattr(parent, f) if parent is not None else False) for f in _SWITCHES}
+        return cls(name=name, description=desc, rules=tuple(rules), knobs=Knobs(**knob_table), **switches)
 
     def to_toml(self) -> str:
         import tomli_w  # only writing TOML needs it (a declared dependency); loading uses the standard library

@@ -56,6 +56,7 @@ from torch import nn
 from torch.overrides import TorchFunctionMode, _get_current_function_mode, _pop_mode, _push_mode
 
 from . import kv_cache
+from .head import output_linear
 from .lineage import AUTOCAST_DEVICES, CASTS, autocast_on, autocast_state
 
 
@@ -137,6 +138,7 @@ class OpTracker(TorchFunctionMode):
         self._producers: dict[tuple, tuple] = {}  # the producer tags handed out, each once
         self.trace: Any = None  # replay.Trace of the step (NOTE [Replay]), or None
         self.frozen_terms: list | None = None  # weak references to the tensors marked (NOTE [Frozen term]), or off
+        self.replaced: dict[str, Callable] = {}  # op name -> its replacement, which may decline (returns None)
         modules.ops = self  # NOTE [Untracked regions]
 
     def _ours(self) -> bool:
@@ -200,7 +202,9 @@ class OpTracker(TorchFunctionMode):
         frame = OpFrame(name, args, kwargs, self.current)
         self.current = frame
         try:
-            out = func(*args, **kwargs)
+            out = self.replaced[name](func, args, kwargs) if name in self.replaced else None
+            if out is None:
+                out = func(*args, **kwargs)
         finally:
             self.current = frame.parent
         if trace is not None:
@@ -464,6 +468,9 @@ class ModuleTracker:
         self._region: nn.Module | None = None  # the module whose forward the op tracker sits out
         self.units: Any = None  # units.Units told of every call (NOTE [Replay units]), or None
         self.cache = kv_cache.CacheSwitch()  # HF's KV cache off for training forwards (kv_cache.py)
+        self.find_head = False  # note the output embedding's input each forward (NOTE [Fused head] in head.py)
+        self._head: nn.Module | None = None  # the root's output embedding in this forward
+        self.head_input: Any = None  # its input in this forward
 
     def root(self) -> nn.Module | None:
         """The outermost module whose forward ran most recently (the model, when none was named)."""
@@ -496,6 +503,7 @@ class ModuleTracker:
             h.remove()
         self._handles = []
         self._stack.clear()
+        self._head = self.head_input = None
         self._end_region()
         self.cache.restore()
 
@@ -513,6 +521,10 @@ class ModuleTracker:
             if self._name(module) is None:
                 self.ops.outside(self.add_tree, module) if self.ops is not None else self.add_tree(module)
             self.cache.forward_starts(module)
+            if self.find_head:
+                self._head, self.head_input = output_linear(module), None
+        elif module is self._head:
+            self.head_input = args[0] if args else None
         self._stack.append(module)
         ops = self.ops
         if self._region is None and ops is not None and not ops._ours() and ops.suspend():

@@ -9,6 +9,7 @@ must be a log-softmax; and the recipe that uses the kernel must compute what the
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 
@@ -21,6 +22,7 @@ import torch  # noqa: E402
 import hyclora_hooks as hyclora  # noqa: E402
 from hyclora_hooks import engine, lineage, models  # noqa: E402
 from hyclora_hooks.kernels import log_softmax as ls  # noqa: E402
+from hyclora_hooks.policy import load_policy  # noqa: E402
 
 from conftest import cosine, step  # noqa: E402
 from test_inter import KEEP_POLICIES  # noqa: E402
@@ -80,8 +82,12 @@ def test_rows_the_kernel_does_not_reproduce_go_to_torch():
     assert _same(ls.log_softmax(y, backend="triton"), torch.log_softmax(y.float(), -1))
 
 
+# intra_inter as it was before session 32: the head replayed in backward, not fused (NOTE [Fused head])
+REPLAYED_HEAD = dataclasses.replace(load_policy("intra_inter"), fuse_head=False)
+
+
 def _head_nodes(model, batch, monkeypatch) -> list:
-    """The recipes the engine builds for the head's log-softmax in one ``intra_inter`` step of ``model``."""
+    """The recipes the engine builds for the head's log-softmax in one step of ``model`` (``REPLAYED_HEAD``)."""
     nodes = []
     real = engine.Compressor._recipe
 
@@ -92,7 +98,7 @@ def _head_nodes(model, batch, monkeypatch) -> list:
 
     with monkeypatch.context() as patch:
         patch.setattr(engine.Compressor, "_recipe", spy)
-        step(model, batch, lambda: hyclora.compress("intra_inter"))
+        step(model, batch, lambda: hyclora.compress(REPLAYED_HEAD))
     return nodes
 
 
@@ -103,9 +109,9 @@ def test_the_head_is_rebuilt_from_its_16_bit_logits_with_the_same_values(monkeyp
     assert type(node) is lineage.LogSoftmaxWide
     # Hugging Face's ``logits.float().view(-1, V)``: the view is kept, on the bf16 logits, the casts are not
     assert node.args[0].name == "view" and node.args[0].args[0].name == "linear" and node.args[1] == 1
-    _, fused, _ = step(model, batch, lambda: hyclora.compress("intra_inter"))
+    _, fused, _ = step(model, batch, lambda: hyclora.compress(REPLAYED_HEAD))
     monkeypatch.setattr(lineage, "fuse_log_softmax", lambda n: n)
-    _, op_by_op, _ = step(model, batch, lambda: hyclora.compress("intra_inter"))
+    _, op_by_op, _ = step(model, batch, lambda: hyclora.compress(REPLAYED_HEAD))
     assert torch.equal(fused, op_by_op)  # on CPU both are torch's log_softmax of the widened logits
 
 
