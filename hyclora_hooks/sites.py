@@ -17,7 +17,8 @@ Op classes and their roles:
 ``mul``            ``swiglu`` (an operand comes from an activation), ``elementwise``
 ``cast``           dtype conversions that save (rare)
 ``embedding``      ``indices``
-``cross_entropy``  ``log_softmax``, ``target``, ``internal``
+``cross_entropy``  ``log_softmax``, ``target``, ``internal``; ``loss_grad``: the fused head's kept gradient
+                   (NOTE [Fused head] in ``head.py``; set by the engine, not here)
 ``dropout``        ``mask`` (outside attention)
 ``checkpoint``     ``input``: a ``torch.utils.checkpoint`` region's input, all checkpointing keeps of the region
 ``unknown``        the op's name. Unknown producers are always kept lossless.
