@@ -99,9 +99,9 @@ class _ScaledGrad(torch.autograd.Function):
 
 def fused_loss(func: Callable, args: tuple, kwargs: dict, h: torch.Tensor | None,
                keeping: Callable[[torch.Tensor, int], Any]) -> torch.Tensor | None:
-    """``func(*args, **kwargs)`` (``cross_entropy`` of the logits) with its gradient for ``h`` formed now, or None where rule
-    1 does not hold (the caller then runs the op as usual). ``keeping(grad, nbytes)`` is a context in which the
-    gradient is saved, given the bytes the op itself saved (kept as they are, then dropped with its graph): the
+    """``func(*args, **kwargs)`` (``cross_entropy`` of the logits) with its gradient for ``h`` formed now, or None
+    where rule 1 does not hold (the caller then runs the op as usual). ``keeping(grad, nbytes)`` is a context in which
+    the gradient is saved, given the bytes the op itself saved (kept as they are, then dropped with its graph): the
     engine keeps the gradient exactly and counts those bytes as what plain autograd would hold (rule 2)."""
     x = args[0] if args else kwargs.get("input")
     if (h is None or not torch.is_grad_enabled() or not _scalar_call(args, kwargs) or not isinstance(x, torch.Tensor)
