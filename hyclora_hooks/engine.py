@@ -49,8 +49,8 @@ NOTE [Lifetimes]
 
 from __future__ import annotations
 
-import weakref
 import dataclasses
+import weakref
 from contextlib import ExitStack, contextmanager
 from functools import partial
 from pathlib import Path
