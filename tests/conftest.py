@@ -20,20 +20,20 @@ def build(name: str, dtype: torch.dtype = torch.bfloat16):
     return model, random_batch(model.config.vocab_size, batch=2, seq=32)
 
 
-def step(model, batch, ctx_factory=None, seed=None):
+def step(model, batch, ctx_factory=None, seed=None, scale=1.0, loss_of=lambda out: out.loss):
     """One forward+backward; returns (loss, LoRA grads, report or None). ``seed`` re-seeds the RNG first (same
-    LoRA-dropout masks from run to run)."""
+    LoRA-dropout masks from run to run); ``loss_of(output)`` is the loss, backpropagated times ``scale``."""
     model.zero_grad(set_to_none=True)
     if seed is not None:
         torch.manual_seed(seed)
     report = None
     if ctx_factory is None:
-        loss = model(**batch).loss
+        loss = loss_of(model(**batch))
     else:
         with ctx_factory() as ctx:
-            loss = model(**batch).loss
+            loss = loss_of(model(**batch))
         report = ctx.report()
-    loss.backward()
+    (loss * scale if scale != 1.0 else loss).backward()
     return loss.detach(), lora_grads(model), report
 
 

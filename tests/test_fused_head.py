@@ -18,7 +18,7 @@ from hyclora_hooks import head, models
 from hyclora_hooks.errors import HycloraError
 from hyclora_hooks.policy import Policy, Rule, load_policy
 
-from conftest import cosine, lora_grads, replay_step
+from conftest import cosine, replay_step, step
 
 KEEP_ALL = (Rule(codec="keep", op_class=("*", "unknown")),)
 FUSED = Policy(name="keep_fused_head", rules=KEEP_ALL, inter=True, fuse_head=True)
@@ -32,17 +32,9 @@ def llama():
         models.random_batch(VOCAB, batch=2, seq=32)
 
 
-def _grads(model, batch, policy=None, scale=1.0, loss_of=lambda out: out.loss):
-    model.zero_grad(set_to_none=True)
-    if policy is None:
-        loss = loss_of(model(**batch))
-        report = None
-    else:
-        with hyclora.compress(policy, model=model) as ctx:
-            loss = loss_of(model(**batch))
-        report = ctx.report()
-    (loss * scale).backward()
-    return loss.detach(), lora_grads(model), report
+def _grads(model, batch, policy=None, **kw):
+    """conftest's ``step`` under ``compress(policy, model=model)``, or plain autograd for ``policy=None``."""
+    return step(model, batch, policy and (lambda: hyclora.compress(policy, model=model)), **kw)
 
 
 def test_a_power_of_two_incoming_gradient_gives_plain_bits_and_others_a_rounding(llama):
