@@ -12,9 +12,11 @@ Variants, each taking away one suspect:
   encodes before the backward starts;
 * ``no cap``: no cap on the sources pending records hold (``engine.MAX_PENDING_BYTES``; as shipped the host waits
   for the oldest record while more than 256 MiB of sources wait);
-* ``all three``.
+* ``all three``;
+* ``cap 512 MiB``, ``cap 1 GiB``: the cap raised, not lifted.
 
-Per variant: the medians of step, forward and backward (events) and of the forward's host time; the step's ratio to
+``--variants`` picks some (comma list). Per variant: the medians of step, forward and backward (events), of the
+forward's host time and of the step's peak allocated bytes over those at the step's start; the step's ratio to
 plain's. The two non-shipped settle variants change only when the host waits, never what is computed.
 
     TRITON_INTERPRET=0 PYTHONPATH=. python benchmarks/experiments/step_exposure.py --shapes 1x8192 \\
@@ -41,6 +43,8 @@ VARIANTS = {  # name -> (prebuilt, exit waits, pending cap)
     "no exit wait": (False, False, engine.MAX_PENDING_BYTES),
     "no cap": (False, True, 1 << 50),
     "all three": (True, False, 1 << 50),
+    "cap 512 MiB": (False, True, 512 << 20),
+    "cap 1 GiB": (False, True, 1 << 30),
 }
 _SETTLE = engine.Compressor._settle
 
@@ -51,6 +55,7 @@ def _settle_no_wait(self, block: bool = False) -> None:
 
 def main() -> None:
     p = ab_parser(__doc__, "1x8192", "intra_inter@2", 12)
+    p.add_argument("--variants", default="as is,prebuilt,no exit wait,no cap,all three")
     a = p.parse_args()
     args, shapes, dev, model = ab_setup(a)
     sync = synchronizer(dev)
@@ -68,6 +73,9 @@ def main() -> None:
         model.zero_grad(set_to_none=True)
         ctx = make() if prebuilt else None
         sync()
+        if cuda:
+            torch.cuda.reset_peak_memory_stats(dev)
+            start = torch.cuda.memory_allocated(dev)
         ev = [torch.cuda.Event(enable_timing=True) for _ in range(3)] if cuda else []
         t0 = time.perf_counter()
         if cuda:
@@ -84,12 +92,13 @@ def main() -> None:
         wall = time.perf_counter() - t0
         engine.Compressor._settle, engine.MAX_PENDING_BYTES = _SETTLE, VARIANTS["as is"][2]
         if cuda:
-            return (ev[0].elapsed_time(ev[2]), ev[0].elapsed_time(ev[1]), ev[1].elapsed_time(ev[2]), host * 1e3)
-        return (wall * 1e3, host * 1e3, (wall - host) * 1e3, host * 1e3)
+            peak = (torch.cuda.max_memory_allocated(dev) - start) / 2**30
+            return (ev[0].elapsed_time(ev[2]), ev[0].elapsed_time(ev[1]), ev[1].elapsed_time(ev[2]), host * 1e3, peak)
+        return (wall * 1e3, host * 1e3, (wall - host) * 1e3, host * 1e3, 0.0)
 
     rows = []
     for shape, batch, spec, preset, bits in ab_cases(a, args, shapes, dev):
-        names = ["plain"] + list(VARIANTS)
+        names = ["plain"] + a.variants.split(",")
         for _ in range(3):  # warm-up: calibration and the recording step
             for name in names:
                 step(None if name == "plain" else preset, bits, name)
@@ -97,16 +106,16 @@ def main() -> None:
         for _ in range(a.steps):
             for name in names:
                 got[name].append(step(None if name == "plain" else preset, bits, name))
-        med = {name: [statistics.median(x[i] for x in got[name]) for i in range(4)] for name in names}
+        med = {name: [statistics.median(x[i] for x in got[name]) for i in range(5)] for name in names}
         for name in names:
             rows.append((shape, spec, name, *med[name], med[name][0] / med["plain"][0]))
             print(rows[-1], flush=True)
     gpu = torch.cuda.get_device_name() if cuda else "cpu"
     print(f"\n{gpu} | torch {torch.__version__} | {a.steps} steps each, variants alternated step by step; medians, ms")
-    print("| shape | config | variant | step | forward | backward | forward host | step / plain |")
-    print("|---|---|---|---|---|---|---|---|")
-    for shape, spec, name, s, f, b, h, r in rows:
-        print(f"| {shape} | {spec} | {name} | {s:.1f} | {f:.1f} | {b:.1f} | {h:.1f} | {r:.3f} |")
+    print("| shape | config | variant | step | forward | backward | forward host | peak GiB | step / plain |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for shape, spec, name, s, f, b, h, pk, r in rows:
+        print(f"| {shape} | {spec} | {name} | {s:.1f} | {f:.1f} | {b:.1f} | {h:.1f} | {pk:.2f} | {r:.3f} |")
 
 
 if __name__ == "__main__":
