@@ -463,6 +463,7 @@ class ModuleTracker:
         self._stack: list[nn.Module] = []
         self._thread = threading.get_ident()
         self._handles: list = []
+        self.paused = False  # the global hooks are off for a replayed unit's body (``pause``)
         self._root: weakref.ref | None = None
         self.ops: OpTracker | None = None  # set by the OpTracker serving this context
         self._region: nn.Module | None = None  # the module whose forward the op tracker sits out
@@ -497,11 +498,27 @@ class ModuleTracker:
             nn.modules.module.register_module_forward_pre_hook(self._enter),
             nn.modules.module.register_module_forward_hook(self._leave, always_call=True),
         ]
+        self.paused = False
+
+    def pause(self) -> None:
+        """Take the global hooks off while a replayed unit's body runs (NOTE [Replay units] rule 7): its module
+        calls then take torch's hook-free path. The stack is kept; calls made while paused are not stacked."""
+        for h in self._handles:
+            h.remove()
+        self._handles = []
+        self.paused = True
+
+    def unpause(self) -> None:
+        if self.paused:
+            self.start()
 
     def stop(self) -> None:
         for h in self._handles:
             h.remove()
         self._handles = []
+        self.paused = False
+        if self.units is not None:
+            self.units.close()
         self._stack.clear()
         self._head = self.head_input = None
         self._end_region()

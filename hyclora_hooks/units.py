@@ -55,12 +55,24 @@ NOTE [Replay units]
      where it is the input of a unit-kind call inside the body, made once there: a replay takes it at that call's
      entry (:meth:`Units.source`), as it takes base outputs at exits. Any other slot read of a body tensor, or one
      by a later pack, still makes the call no unit (rule 2).
+  7. While a replayed unit's body runs, the module tracker's two global hooks are off (``BYPASS``): with them, every
+     module call of the body (~40 a Llama layer) took torch's hooked call path and two of our hooks, to find only
+     that a unit was open. The replay reads three things of the body's calls, through local hooks for the body's
+     length: the unit's own exit (``always_call``, so it also runs when the body raises; it puts the global hooks
+     back and does what their exit would have), the exits of the base layers whose outputs are frozen terms
+     (rule 5), and the entries of the calls whose inputs are read (rule 6). A pack that misses (rule 3) puts the
+     global hooks back at once: the calls the body makes from then on are tracked as without replay, while those
+     entered before it are not on the module stack, so a pack in them is named after the unit's module (a policy
+     rule matched by module name may then pick another codec for that step; never a wrong gradient). The output
+     embedding's input (NOTE [Fused head] in head.py) is noted at its call's entry: a body holding that module
+     would hide it (no Llama-like layer does; the head then falls back to the replayed loss).
 """
 
 from __future__ import annotations
 
 import dis
 import sys
+import threading
 import types
 import weakref
 from typing import Any
@@ -138,6 +150,7 @@ def _kind(cls: type) -> Any:
 ENABLED = True  # False: no call is a unit (for measuring units against their absence: units_ab.py)
 ATTENTION = True  # False: no attention call is a unit (rule 5 against its absence: units_ab.py --attention)
 COMPOSITE = True  # False: no decoder layer or MLP is a unit (rule 6 against its absence: units_ab.py --composite)
+BYPASS = True  # False: a replayed unit's body keeps the global module hooks (rule 7 against its absence: step_exposure.py)
 _MISSING = object()
 _KINDS: dict = {}  # module class -> its state function, or None (weak enough: classes live as long as their module)
 
@@ -454,6 +467,7 @@ class Units:
         self.replayed = 0  # units carried out this step
         self._stack: list[_Open] = []  # the units open now: while recording, nested ones; while replaying, one
         self.replaying: UnitRecord | None = None  # the open unit while replayed, the tracker off the stack
+        self._local: list = []  # handles of the local hooks of rule 7, while a replayed body runs
 
     def enter(self, module: nn.Module, args: tuple) -> None:
         if self.replaying is not None:
@@ -508,8 +522,46 @@ class Units:
         if rec.frozen is not None:
             needed.add(rec.frozen)
         wanted = {ref(): j for j, ref in enumerate(rec.inputs)} if rec.inputs else None
-        self._stack.append(_Open(rec, {rec.bases[j](): j for j in needed}, wanted=wanted))
+        unit = _Open(rec, {rec.bases[j](): j for j in needed}, wanted=wanted)
+        self._stack.append(unit)
         self.replaying = rec
+        if BYPASS:
+            self._bypass(module, unit)
+
+    # rule 7 ----------------------------------------------------------------------------------------------------
+    def _bypass(self, module: nn.Module, unit: _Open) -> None:
+        """The body's calls without the global hooks; local hooks where the replay reads a call."""
+        local = [module.register_forward_hook(self._unit_exit, always_call=True)]
+        local += [m.register_forward_hook(self._base_exit) for m in unit.bases]
+        local += [m.register_forward_pre_hook(self._wanted_entry, with_kwargs=True) for m in unit.wanted]
+        self._local = local
+        self._engine._modules.pause()
+
+    def _unit_exit(self, module: nn.Module, args: Any, output: Any) -> None:
+        modules = self._engine._modules
+        if threading.get_ident() != modules._thread:
+            return
+        self.close()
+        if modules.paused:  # else a miss in the body put the global hooks back, and their exit hook ran already
+            modules.unpause()
+            modules._leave(module, args, output)
+
+    def _base_exit(self, module: nn.Module, args: Any, output: Any) -> None:
+        if threading.get_ident() == self._engine._modules._thread:
+            self.leave(module, output)
+
+    def _wanted_entry(self, module: nn.Module, args: tuple, kwargs: dict) -> None:
+        if self.replaying is not None and threading.get_ident() == self._engine._modules._thread:
+            unit = self._stack[-1]
+            j = unit.wanted.get(module)
+            if j is not None:
+                unit.ins[j] = args[0] if args else kwargs.get("hidden_states")
+
+    def close(self) -> None:
+        """Remove rule 7's local hooks (at the unit's exit, or the context's)."""
+        for h in self._local:
+            h.remove()
+        self._local = []
 
     def leave(self, module: nn.Module, output: Any) -> None:
         stack = self._stack
@@ -534,6 +586,7 @@ class Units:
             self._stack.clear()
             self.replaying = None
             self._engine._ops.resume()
+            self._engine._modules.unpause()  # rule 7: the calls the body makes from here on are tracked
 
     def note_term(self, pack: int, term: torch.Tensor) -> None:
         """While recording: pack ``pack`` stores the frozen term ``term`` (rule 5)."""

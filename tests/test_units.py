@@ -417,3 +417,72 @@ def test_units_off_replays_op_by_op_with_the_same_gradients():
         units.ENABLED = True
     assert [c.replayed_units for c in ctxs] == [0, 0, 0]
     assert ctxs[-1].replayed_packs == ctxs[-1].report().packs
+
+
+def _global_module_hooks() -> int:
+    from torch.nn.modules import module
+
+    return len(module._global_forward_pre_hooks) + len(module._global_forward_hooks)
+
+
+def _counting_enters(monkeypatch) -> list:
+    """Calls of the module tracker's global entry hook, counted per step."""
+    from hyclora_hooks.tracking import ModuleTracker
+
+    calls, enter = [], ModuleTracker._enter
+
+    def counted(self, module, args):
+        calls.append(module)
+        return enter(self, module, args)
+
+    monkeypatch.setattr(ModuleTracker, "_enter", counted)
+    return calls
+
+
+@pytest.mark.parametrize("policy", ["intra_inter", "baseline"])
+def test_a_replayed_body_runs_without_the_global_hooks_and_gives_the_same_gradients(policy, monkeypatch):
+    from hyclora_hooks import units
+
+    on, off = _pair(torch.bfloat16, use_cache=False, layers=3)
+    batch = random_batch(VOCAB, batch=2, seq=24)
+    calls = _counting_enters(monkeypatch)
+    _same_steps(on, off, policy, batch, 2, bits=2)  # records, then replays
+    counts, mine = {}, {id(m) for m in on.modules()}
+    for bypass in (True, False, True):
+        units.BYPASS = bypass
+        try:
+            calls.clear()
+            ctx = _same_steps(on, off, policy, batch, 1, bits=2)[0]
+        finally:
+            units.BYPASS = True
+        n_on = sum(id(m) in mine for m in calls)  # the replaying copy's calls alone
+        assert ctx.replayed_packs == ctx.report().packs and ctx.replayed_units > 0
+        assert _global_module_hooks() == 0
+        counts.setdefault(bypass, []).append(n_on)
+    # with the bodies bypassed only the calls outside the replayed units, and the units' own, reach the hook
+    # (3 layers: 22 of 130 calls)
+    assert 3 * max(counts[True]) < min(counts[False])
+
+
+def test_a_body_that_raises_puts_the_global_hooks_back_and_the_next_steps_are_exact(monkeypatch):
+    from hyclora_hooks import engine
+
+    on, off = _pair(torch.bfloat16, use_cache=False, layers=3)
+    batch = random_batch(VOCAB, batch=2, seq=16)
+    _same_steps(on, off, "intra_inter", batch, 2, bits=2)
+    replay_pack, seen = engine.Compressor._replay_pack, []
+
+    def failing(self, t):
+        seen.append(self._units.replaying is not None)
+        if sum(seen) == 5:  # the fifth pack inside a replayed body
+            raise RuntimeError("a pack failed")
+        return replay_pack(self, t)
+
+    monkeypatch.setattr(engine.Compressor, "_replay_pack", failing)
+    with pytest.raises(RuntimeError, match="a pack failed"):
+        _step(on, "intra_inter", batch, True, bits=2)
+    monkeypatch.setattr(engine.Compressor, "_replay_pack", replay_pack)
+    assert _global_module_hooks() == 0
+    assert not any(m._forward_hooks or m._forward_pre_hooks for m in on.modules())  # no local hook left behind
+    ctxs = _same_steps(on, off, "intra_inter", batch, 3, bits=2)
+    assert ctxs[-1].replayed_units > 0 and ctxs[-1].replayed_packs == ctxs[-1].report().packs

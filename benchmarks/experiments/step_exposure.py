@@ -13,7 +13,9 @@ Variants, each taking away one suspect:
 * ``no cap``: no cap on the sources pending records hold (``engine.MAX_PENDING_BYTES``; as shipped the host waits
   for the oldest record while more than 256 MiB of sources wait);
 * ``all three``;
-* ``cap 512 MiB``, ``cap 1 GiB``: the cap raised, not lifted.
+* ``cap 512 MiB``, ``cap 1 GiB``: the cap raised, not lifted;
+* ``hooked bodies``: a replayed unit's body keeps the global module hooks (``units.BYPASS`` off: NOTE [Replay
+  units] rule 7, added in session 33 after this script's first runs).
 
 ``--variants`` picks some (comma list). Per variant: the medians of step, forward and backward (events), of the
 forward's host time and of the step's peak allocated bytes over those at the step's start; the step's ratio to
@@ -34,17 +36,19 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 import torch  # noqa: E402
 
 import hyclora_hooks as hy  # noqa: E402
-from hyclora_hooks import engine  # noqa: E402
+from hyclora_hooks import engine, units  # noqa: E402
 from ab_setup import ab_cases, ab_parser, ab_setup, synchronizer  # noqa: E402
 
-VARIANTS = {  # name -> (prebuilt, exit waits, pending cap)
-    "as is": (False, True, engine.MAX_PENDING_BYTES),
-    "prebuilt": (True, True, engine.MAX_PENDING_BYTES),
-    "no exit wait": (False, False, engine.MAX_PENDING_BYTES),
-    "no cap": (False, True, 1 << 50),
-    "all three": (True, False, 1 << 50),
-    "cap 512 MiB": (False, True, 512 << 20),
-    "cap 1 GiB": (False, True, 1 << 30),
+CAP = engine.MAX_PENDING_BYTES
+VARIANTS = {  # name -> (prebuilt, exit waits, pending cap, bodies without global hooks)
+    "as is": (False, True, CAP, True),
+    "prebuilt": (True, True, CAP, True),
+    "no exit wait": (False, False, CAP, True),
+    "no cap": (False, True, 1 << 50, True),
+    "all three": (True, False, 1 << 50, True),
+    "cap 512 MiB": (False, True, 512 << 20, True),
+    "cap 1 GiB": (False, True, 1 << 30, True),
+    "hooked bodies": (False, True, CAP, False),
 }
 _SETTLE = engine.Compressor._settle
 
@@ -62,12 +66,9 @@ def main() -> None:
     cuda = dev.type == "cuda"
 
     def step(preset, bits, variant):
-        if preset is None:
-            prebuilt, waits, cap = True, True, engine.MAX_PENDING_BYTES
-        else:
-            prebuilt, waits, cap = VARIANTS[variant]
+        prebuilt, waits, cap, bypass = (True, True, CAP, True) if preset is None else VARIANTS[variant]
         engine.Compressor._settle = _SETTLE if waits else _settle_no_wait
-        engine.MAX_PENDING_BYTES = cap
+        engine.MAX_PENDING_BYTES, units.BYPASS = cap, bypass
         make = (lambda: hy.compress(preset, model=model, **({"bits": bits} if bits else {}))) if preset \
             else nullcontext
         model.zero_grad(set_to_none=True)
@@ -90,7 +91,7 @@ def main() -> None:
             ev[2].record()
         sync()
         wall = time.perf_counter() - t0
-        engine.Compressor._settle, engine.MAX_PENDING_BYTES = _SETTLE, VARIANTS["as is"][2]
+        engine.Compressor._settle, engine.MAX_PENDING_BYTES, units.BYPASS = _SETTLE, CAP, True
         if cuda:
             peak = (torch.cuda.max_memory_allocated(dev) - start) / 2**30
             return (ev[0].elapsed_time(ev[2]), ev[0].elapsed_time(ev[1]), ev[1].elapsed_time(ev[2]), host * 1e3, peak)
