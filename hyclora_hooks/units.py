@@ -150,7 +150,7 @@ def _kind(cls: type) -> Any:
 ENABLED = True  # False: no call is a unit (for measuring units against their absence: units_ab.py)
 ATTENTION = True  # False: no attention call is a unit (rule 5 against its absence: units_ab.py --attention)
 COMPOSITE = True  # False: no decoder layer or MLP is a unit (rule 6 against its absence: units_ab.py --composite)
-BYPASS = True  # False: replayed units' bodies keep the global module hooks (rule 7 against its absence: step_exposure.py)
+BYPASS = True  # False: replayed bodies keep the global module hooks (rule 7 against its absence: step_exposure.py)
 _MISSING = object()
 _KINDS: dict = {}  # module class -> its state function, or None (weak enough: classes live as long as their module)
 
