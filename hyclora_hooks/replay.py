@@ -10,7 +10,8 @@ NOTE [Replay]
      trace tags outputs with ``_hyclora_slot``), a parameter's storage and layout, or, for a tensor from outside
      the step (the batch), the order in which the step first met it (tagged too), with its shape, strides, dtype,
      device and ``requires_grad`` at that first use.
-  2. At the first pack of a step the engine looks up a plan for its (model root, policy). With none, or with one
+  2. At the first pack of a step, or before it at the first call that may be a unit (NOTE [Replay units] rule 8),
+     the engine looks up a plan for its (model root, policy). With none, or with one
      whose signatures differ from the step's so far, the step *records*: it decides as always, and each pack notes
      what the engine did: the op it came in, the tensor's layout, the entries it admitted and from which tensor
      (the saved one or the one it views, found again from the pack's tensor, with their slot, or for a view's base

@@ -66,6 +66,9 @@ NOTE [Replay units]
      rule matched by module name may then pick another codec for that step; never a wrong gradient). The output
      embedding's input (NOTE [Fused head] in head.py) is noted at its call's entry: a body holding that module
      would hide it (no Llama-like layer does; the head then falls back to the replayed loss).
+  8. A step chooses to replay or record (NOTE [Replay] rule 2) at its first pack or, if earlier, at its first call
+     of a unit's kind with grad on (``START_AT_UNITS``): LoRA freezes the embedding, so a Llama step's first pack
+     comes inside its first decoder layer, which had started untracked by no plan and ran op by op every step.
 """
 
 from __future__ import annotations
@@ -151,6 +154,7 @@ ENABLED = True  # False: no call is a unit (for measuring units against their ab
 ATTENTION = True  # False: no attention call is a unit (rule 5 against its absence: units_ab.py --attention)
 COMPOSITE = True  # False: no decoder layer or MLP is a unit (rule 6 against its absence: units_ab.py --composite)
 BYPASS = True  # False: replayed bodies keep the global module hooks (rule 7 against its absence: step_exposure.py)
+START_AT_UNITS = True  # False: a step chooses to replay at its first pack only (rule 8 against its absence: ditto)
 _MISSING = object()
 _KINDS: dict = {}  # module class -> its state function, or None (weak enough: classes live as long as their module)
 
@@ -478,6 +482,8 @@ class Units:
             return
         engine = self._engine
         mode = engine._mode
+        if mode is None and START_AT_UNITS and _kind_of(module) is not None and torch.is_grad_enabled():
+            mode = engine._begin_step()  # rule 8
         if mode not in ("record", "replay"):
             return
         kind = _kind_of(module)

@@ -69,11 +69,11 @@ def test_lora_linears_and_norms_replay_as_units_with_the_deciding_steps_gradient
     assert ctxs[0].replayed_units == 0  # the first step records
     plan = replay.find_plan(on, ctxs[-1].policy)
     kinds = _kinds(plan)
-    # The first q_proj runs before the step's first pack has chosen to replay (the frozen embedding's output needs
-    # no gradient: layer 0's input norm saves nothing), and so does that norm. In fp32 a norm's cast to fp32
-    # returns its input, tagged anew: no unit (rule 2). HF's KV cache (asked for by the call here) keeps attention
-    # and decoder layers from being units (rules 5, 6); the MLPs whose tensors no recipe reads by slot are.
-    assert kinds["Linear"] == calls - 1 and kinds["LlamaRMSNorm"] == (norms - 1 if dtype == torch.bfloat16 else 0)
+    # Every call is a unit, the first layer's too: the step chooses to replay at its first decoder layer's entry,
+    # before its first pack (rule 8). In fp32 a norm's cast to fp32 returns its input, tagged anew: no unit (rule
+    # 2). HF's KV cache (asked for by the call here) keeps attention and decoder layers from being units (rules 5,
+    # 6); the MLPs whose tensors no recipe reads by slot are.
+    assert kinds["Linear"] == calls and kinds["LlamaRMSNorm"] == (norms if dtype == torch.bfloat16 else 0)
     assert set(kinds) <= {"Linear", "LlamaRMSNorm", "LlamaMLP"}
     for ctx in ctxs[1:]:
         assert ctx.replayed_units == len(_outermost(plan))
@@ -100,13 +100,13 @@ def test_llama_attention_replays_as_a_unit_with_the_deciding_steps_gradients(pol
     ctxs = _same_steps(on, off, policy, random_batch(VOCAB, batch=2, seq=24), 3, bits=2)
     plan = replay.find_plan(on, ctxs[-1].policy)
     kinds = _kinds(plan)
-    # layer 0's attention runs before the step's first pack has chosen to replay; the projections of the others are
-    # recorded as units too (taken where their attention's entry does not match)
-    assert kinds["LlamaAttention"] == layers - 1 and kinds["Linear"] == calls - 1
+    # every attention (rule 8: layer 0's too); their projections are recorded as units too (taken where their
+    # attention's entry does not match)
+    assert kinds["LlamaAttention"] == layers and kinds["Linear"] == calls
     if policy.startswith("intra_inter"):  # q and k store the frozen terms RoPE carried, from q/k_proj's exits; in
         # bf16 the last layer's v stores heads of v_proj's (the others recompute v): each path is taken here
         terms = [sorted(u.terms.values()) for u in plan.units.values() if type(u.module()).__name__ == "LlamaAttention"]
-        assert terms == ([[0, 1], [0, 1, 2]] if dtype == torch.bfloat16 else [[0, 1], [0, 1]])
+        assert terms == ([[0, 1], [0, 1], [0, 1, 2]] if dtype == torch.bfloat16 else [[0, 1], [0, 1], [0, 1]])
     for ctx in ctxs[1:]:
         assert ctx.replayed_units == len(_outermost(plan))  # an attention holds four projections' units
         assert ctx.replayed_packs == ctx.report().packs
@@ -119,8 +119,10 @@ def test_decoder_layers_and_mlps_replay_as_units_with_the_deciding_steps_gradien
     ctxs = _same_steps(on, off, policy, random_batch(VOCAB, batch=2, seq=24), 3, bits=2)
     plan = replay.find_plan(on, ctxs[-1].policy)
     kinds = _kinds(plan)
-    # layer 0's runs before the step's first pack has chosen to replay
-    assert kinds["LlamaDecoderLayer"] == layers - 1 and kinds["LlamaMLP"] == layers
+    # layer 0's too, the step choosing to replay at its entry (rule 8), but under intra_inter: layer 0's input norm
+    # saves nothing (the frozen embedding's output needs no gradient), so q_proj's first pack reads the norm's
+    # output, the input of three calls of the body, by its slot (rule 6 takes the input of one call only)
+    assert kinds["LlamaDecoderLayer"] == layers - (policy == "intra_inter") and kinds["LlamaMLP"] == layers
     if policy == "intra_inter":  # a norm's recipe reads its input, made in the layer, by its slot: taken at its call
         assert all(u.slots for u in plan.units.values() if type(u.module()).__name__ == "LlamaDecoderLayer")
     for ctx in ctxs[1:]:
@@ -192,7 +194,7 @@ def test_an_attention_with_a_padding_mask_is_a_unit_too():
     batch["attention_mask"][1, 18:] = 0  # the mask reaches SDPA (no GQA kernel with one: repeat_kv in the body)
     ctxs = _same_steps(on, off, "intra_inter", batch, 3, bits=2)
     plan = replay.find_plan(on, ctxs[-1].policy)
-    assert _kinds(plan)["LlamaAttention"] == 2
+    assert _kinds(plan)["LlamaAttention"] == 3
     assert ctxs[-1].replayed_packs == ctxs[-1].report().packs
 
 
@@ -377,11 +379,14 @@ def test_a_unit_pack_that_misses_its_record_ends_the_unit_and_the_step_stays_exa
     batch = random_batch(VOCAB, batch=2, seq=16)
     _same_steps(on, off, "intra_inter", batch, 2, bits=2)
     plan = replay.find_plan(on, hyclora.compress("intra_inter", bits=2).policy)
-    unit = list(plan.units.values())[2]
+    o_proj = on.base_model.model.model.layers[0].self_attn.o_proj
+    unit = next(u for u in plan.units.values() if u.module() is o_proj)
     rec = plan.packs[unit.pack_end - 1]  # the unit's last pack now expects another layout
     rec.meta = (rec.meta[0], rec.meta[1], torch.float64, rec.meta[3])
     ctx = _same_steps(on, off, "intra_inter", batch, 1, bits=2)[0]
-    assert ctx.replayed_units == 2  # the units before it
+    # the miss ends the attention unit holding o_proj (the step's first unit, rule 8) and the replay; the rest of the
+    # step decides, here storing what the deciding copy stores (a miss elsewhere may store less: NOTE [Replay] rule 4)
+    assert ctx.replayed_units == 0
     assert ctx.replayed_packs == unit.pack_end - 1
 
 

@@ -15,7 +15,9 @@ Variants, each taking away one suspect:
 * ``all three``;
 * ``cap 512 MiB``, ``cap 1 GiB``: the cap raised, not lifted;
 * ``hooked bodies``: a replayed unit's body keeps the global module hooks (``units.BYPASS`` off: NOTE [Replay
-  units] rule 7, added in session 33 after this script's first runs).
+  units] rule 7, added in session 33 after this script's first runs);
+* ``first pack``: the step chooses to replay at its first pack, not at its first call of a unit's kind
+  (``units.START_AT_UNITS`` off: rule 8, session 33).
 
 ``--variants`` picks some (comma list). Per variant: the medians of step, forward and backward (events), of the
 forward's host time and of the step's peak allocated bytes over those at the step's start; the step's ratio to
@@ -40,15 +42,17 @@ from hyclora_hooks import engine, units  # noqa: E402
 from ab_setup import ab_cases, ab_parser, ab_setup, synchronizer  # noqa: E402
 
 CAP = engine.MAX_PENDING_BYTES
-VARIANTS = {  # name -> (prebuilt, exit waits, pending cap, bodies without global hooks)
-    "as is": (False, True, CAP, True),
-    "prebuilt": (True, True, CAP, True),
-    "no exit wait": (False, False, CAP, True),
-    "no cap": (False, True, 1 << 50, True),
-    "all three": (True, False, 1 << 50, True),
-    "cap 512 MiB": (False, True, 512 << 20, True),
-    "cap 1 GiB": (False, True, 1 << 30, True),
-    "hooked bodies": (False, True, CAP, False),
+VARIANTS = {  # name -> (prebuilt, exit waits, pending cap, bodies without global hooks, replay chosen at units)
+    "as is": (False, True, CAP, True, True),
+    "prebuilt": (True, True, CAP, True, True),
+    "no exit wait": (False, False, CAP, True, True),
+    "no cap": (False, True, 1 << 50, True, True),
+    "all three": (True, False, 1 << 50, True, True),
+    "cap 512 MiB": (False, True, 512 << 20, True, True),
+    "cap 1 GiB": (False, True, 1 << 30, True, True),
+    "hooked bodies": (False, True, CAP, False, True),
+    "first pack": (False, True, CAP, True, False),
+    "neither": (False, True, CAP, False, False),
 }
 _SETTLE = engine.Compressor._settle
 
@@ -66,9 +70,9 @@ def main() -> None:
     cuda = dev.type == "cuda"
 
     def step(preset, bits, variant):
-        prebuilt, waits, cap, bypass = (True, True, CAP, True) if preset is None else VARIANTS[variant]
+        prebuilt, waits, cap, bypass, early = VARIANTS["as is"] if preset is None else VARIANTS[variant]
         engine.Compressor._settle = _SETTLE if waits else _settle_no_wait
-        engine.MAX_PENDING_BYTES, units.BYPASS = cap, bypass
+        engine.MAX_PENDING_BYTES, units.BYPASS, units.START_AT_UNITS = cap, bypass, early
         make = (lambda: hy.compress(preset, model=model, **({"bits": bits} if bits else {}))) if preset \
             else nullcontext
         model.zero_grad(set_to_none=True)
@@ -91,7 +95,8 @@ def main() -> None:
             ev[2].record()
         sync()
         wall = time.perf_counter() - t0
-        engine.Compressor._settle, engine.MAX_PENDING_BYTES, units.BYPASS = _SETTLE, CAP, True
+        engine.Compressor._settle, engine.MAX_PENDING_BYTES = _SETTLE, CAP
+        units.BYPASS = units.START_AT_UNITS = True
         if cuda:
             peak = (torch.cuda.max_memory_allocated(dev) - start) / 2**30
             return (ev[0].elapsed_time(ev[2]), ev[0].elapsed_time(ev[1]), ev[1].elapsed_time(ev[2]), host * 1e3, peak)
