@@ -85,6 +85,7 @@ from torch import nn
 from torch.nn.modules import module as _module
 
 from .lineage import autocast_on
+from .sharing import graph_task_id
 from .tracking import FROZEN, FROZEN_ROPE
 
 _LORA_LINEAR: list = []  # [peft's lora.Linear class or None], looked up once
@@ -482,8 +483,9 @@ class Units:
             return
         engine = self._engine
         mode = engine._mode
-        if mode is None and START_AT_UNITS and _kind_of(module) is not None and torch.is_grad_enabled():
-            mode = engine._begin_step()  # rule 8
+        if (mode is None and START_AT_UNITS and _kind_of(module) is not None and torch.is_grad_enabled()
+                and graph_task_id() == -1):  # rule 8 (not in a backward's recomputation, as packs there are not)
+            mode = engine._begin_step()
         if mode not in ("record", "replay"):
             return
         kind = _kind_of(module)
