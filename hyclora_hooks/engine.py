@@ -26,7 +26,8 @@ NOTE [Lifetimes]
      holds for SDPA's output rebuilt by a recipe (``attention._with_strides``).
   9. A device encode does not wait for the device to count non-finite values: the count is read later, when
      its event has completed, while more than ``MAX_PENDING_BYTES`` of sources wait, or on exit (NOTE [Deferred
-     non-finite check] in ``kernels/nonfinite.py``). A late find grows the entry's stored bytes.
+     non-finite check] in ``kernels/nonfinite.py``). A late find grows the entry's stored bytes. The queue is looked
+     at after each admission (asking at every pack cost an event query per pack, ~470 a forward).
  10. Within one backward, the readers of one entry share one decode, kept from the first reader to the last
      (NOTE [Shared decodes] in ``sharing.py``); recipes that compute the same thing are one entry.
  11. A saved leaf that requires grad and is no parameter (a user's input; the embedding output Hugging Face makes
@@ -702,8 +703,6 @@ class Compressor:
         return out
 
     def _pack_one(self, t: torch.Tensor) -> Any:
-        if self._pending.queue:
-            self._settle()
         if _graph_task_id() != -1:  # NOTE [Lifetimes] rule 7
             self._acct.note_backward_pack()
             return t
@@ -807,6 +806,8 @@ class Compressor:
             for rec in self._fresh:
                 self._pending.add(rec, token)
             self._fresh.clear()
+        if self._pending.queue:  # at each admission, not each pack: an event query a pack (rule 9)
+            self._settle()
         entry.hold(self._acct_ref, token)
         return entry
 

@@ -17,7 +17,9 @@ Variants, each taking away one suspect:
 * ``hooked bodies``: a replayed unit's body keeps the global module hooks (``units.BYPASS`` off: NOTE [Replay
   units] rule 7, added in session 33 after this script's first runs);
 * ``first pack``: the step chooses to replay at its first pack, not at its first call of a unit's kind
-  (``units.START_AT_UNITS`` off: rule 8, session 33).
+  (``units.START_AT_UNITS`` off: rule 8, session 33); ``neither``: without rules 7 and 8;
+* ``settle each pack``: every pack first settles the ready non-finite records, as before session 33 (since then
+  only admissions do: NOTE [Lifetimes] rule 9).
 
 ``--variants`` picks some (comma list). Per variant: the medians of step, forward and backward (events), of the
 forward's host time and of the step's peak allocated bytes over those at the step's start; the step's ratio to
@@ -42,23 +44,38 @@ from hyclora_hooks import engine, units  # noqa: E402
 from ab_setup import ab_cases, ab_parser, ab_setup, synchronizer  # noqa: E402
 
 CAP = engine.MAX_PENDING_BYTES
-VARIANTS = {  # name -> (prebuilt, exit waits, pending cap, bodies without global hooks, replay chosen at units)
-    "as is": (False, True, CAP, True, True),
-    "prebuilt": (True, True, CAP, True, True),
-    "no exit wait": (False, False, CAP, True, True),
-    "no cap": (False, True, 1 << 50, True, True),
-    "all three": (True, False, 1 << 50, True, True),
-    "cap 512 MiB": (False, True, 512 << 20, True, True),
-    "cap 1 GiB": (False, True, 1 << 30, True, True),
-    "hooked bodies": (False, True, CAP, False, True),
-    "first pack": (False, True, CAP, True, False),
-    "neither": (False, True, CAP, False, False),
+SHIPPED = dict(prebuilt=False, waits=True, cap=CAP, bypass=True, early=True, each_pack=False)
+VARIANTS = {  # name -> what differs from SHIPPED
+    "as is": {},
+    "prebuilt": dict(prebuilt=True),
+    "no exit wait": dict(waits=False),
+    "no cap": dict(cap=1 << 50),
+    "all three": dict(prebuilt=True, waits=False, cap=1 << 50),
+    "cap 512 MiB": dict(cap=512 << 20),
+    "cap 1 GiB": dict(cap=1 << 30),
+    "hooked bodies": dict(bypass=False),
+    "first pack": dict(early=False),
+    "neither": dict(bypass=False, early=False),
+    "settle each pack": dict(each_pack=True),
 }
-_SETTLE = engine.Compressor._settle
+_SETTLE, _PACK_ONE = engine.Compressor._settle, engine.Compressor._pack_one
 
 
 def _settle_no_wait(self, block: bool = False) -> None:
     _SETTLE(self, False)
+
+
+def _settling_pack(self, t):
+    """A pack that first settles the ready non-finite records, as every pack did before session 33."""
+    if self._pending.queue:
+        self._settle()
+    return _PACK_ONE(self, t)
+
+
+def _set(v: dict) -> None:
+    engine.Compressor._settle = _SETTLE if v["waits"] else _settle_no_wait
+    engine.Compressor._pack_one = _settling_pack if v["each_pack"] else _PACK_ONE
+    engine.MAX_PENDING_BYTES, units.BYPASS, units.START_AT_UNITS = v["cap"], v["bypass"], v["early"]
 
 
 def main() -> None:
@@ -70,9 +87,9 @@ def main() -> None:
     cuda = dev.type == "cuda"
 
     def step(preset, bits, variant):
-        prebuilt, waits, cap, bypass, early = VARIANTS["as is"] if preset is None else VARIANTS[variant]
-        engine.Compressor._settle = _SETTLE if waits else _settle_no_wait
-        engine.MAX_PENDING_BYTES, units.BYPASS, units.START_AT_UNITS = cap, bypass, early
+        v = dict(SHIPPED, **(VARIANTS[variant] if preset is not None else {}))
+        _set(v)
+        prebuilt = v["prebuilt"]
         make = (lambda: hy.compress(preset, model=model, **({"bits": bits} if bits else {}))) if preset \
             else nullcontext
         model.zero_grad(set_to_none=True)
@@ -95,8 +112,7 @@ def main() -> None:
             ev[2].record()
         sync()
         wall = time.perf_counter() - t0
-        engine.Compressor._settle, engine.MAX_PENDING_BYTES = _SETTLE, CAP
-        units.BYPASS = units.START_AT_UNITS = True
+        _set(SHIPPED)
         if cuda:
             peak = (torch.cuda.max_memory_allocated(dev) - start) / 2**30
             return (ev[0].elapsed_time(ev[2]), ev[0].elapsed_time(ev[1]), ev[1].elapsed_time(ev[2]), host * 1e3, peak)
