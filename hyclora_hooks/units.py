@@ -64,8 +64,9 @@ NOTE [Replay units]
      global hooks back at once: the calls the body makes from then on are tracked as without replay, while those
      entered before it are not on the module stack, so a pack in them is named after the unit's module (a policy
      rule matched by module name may then pick another codec for that step; never a wrong gradient). The output
-     embedding's input (NOTE [Fused head] in head.py) is noted at its call's entry: a body holding that module
-     would hide it (no Llama-like layer does; the head then falls back to the replayed loss).
+     embedding's input (NOTE [Fused head] in head.py) is noted at its call's entry, which a body holding that
+     module would hide: its loss would then run unfused, unlike the recorded step's, and the replay would miss
+     there (no Llama-like layer holds it).
   8. A step chooses to replay or record (NOTE [Replay] rule 2) at its first pack or, if earlier, at its first call
      of a unit's kind with grad on (``START_AT_UNITS``): LoRA freezes the embedding, so a Llama step's first pack
      comes inside its first decoder layer, which had started untracked by no plan and ran op by op every step.
