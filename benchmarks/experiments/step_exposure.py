@@ -23,7 +23,8 @@ Variants, each taking away one suspect:
 
 ``--variants`` picks some (comma list). Per variant: the medians of step, forward and backward (events), of the
 forward's host time and of the step's peak allocated bytes over those at the step's start; the step's ratio to
-plain's. The two non-shipped settle variants change only when the host waits, never what is computed.
+plain's. No variant changes what is computed: the settle and cap variants change when the host waits, the
+rule 7 and 8 ones how calls are tracked (the same bits: ``tests/test_units.py``).
 
     TRITON_INTERPRET=0 PYTHONPATH=. python benchmarks/experiments/step_exposure.py --shapes 1x8192 \\
         --configs intra_inter@2
