@@ -476,11 +476,10 @@ class Units:
         self._local: list = []  # handles of the local hooks of rule 7, while a replayed body runs
 
     def enter(self, module: nn.Module, args: tuple) -> None:
-        if self.replaying is not None:
-            unit = self._stack[-1]
-            j = unit.wanted.get(module) if unit.wanted else None
-            if j is not None:  # a call of the body whose input a recipe reads (rule 6)
-                unit.ins[j] = args[0] if args else (_call_kwargs(module) or {}).get("hidden_states")
+        if self.replaying is not None:  # a body's call, seen here where rule 7 is off (``BYPASS``)
+            # (``_call_kwargs`` reads a fixed number of frames up: called here, not in the shared handler)
+            kwargs = _call_kwargs(module) if not args and module in self._stack[-1].wanted else None
+            self._wanted_entry(module, args, kwargs or {})
             return
         engine = self._engine
         mode = engine._mode
@@ -560,6 +559,7 @@ class Units:
             self.leave(module, output)
 
     def _wanted_entry(self, module: nn.Module, args: tuple, kwargs: dict) -> None:
+        """A call of the body whose input a recipe reads (rule 6) keeps that input for the replay."""
         if self.replaying is not None and threading.get_ident() == self._engine._modules._thread:
             unit = self._stack[-1]
             j = unit.wanted.get(module)
