@@ -19,7 +19,11 @@ Variants, each taking away one suspect:
 * ``first pack``: the step chooses to replay at its first pack, not at its first call of a unit's kind
   (``units.START_AT_UNITS`` off: rule 8, session 33); ``neither``: without rules 7 and 8;
 * ``settle each pack``: every pack first settles the ready non-finite records, as before session 33 (since then
-  only admissions do: NOTE [Lifetimes] rule 9).
+  only admissions do: NOTE [Lifetimes] rule 9);
+* ``gc off``: Python's cyclic garbage collector disabled for the step, its collections run after the step's
+  clock stops (session 34): a bound on what moving the forward's collections into the backward's slack could give;
+  ``gc off in forward``: disabled for the forward alone, on again at the context's exit (the collections the
+  forward skipped then run at the backward's first allocations).
 
 ``--variants`` picks some (comma list). Per variant: the medians of step, forward and backward (events), of the
 forward's host time and of the step's peak allocated bytes over those at the step's start; the step's ratio to
@@ -30,6 +34,7 @@ rule 7 and 8 ones how calls are tracked (the same bits: ``tests/test_units.py``)
         --configs intra_inter@2
 """
 
+import gc
 import statistics
 import sys
 import time
@@ -45,7 +50,7 @@ from hyclora_hooks import engine, units  # noqa: E402
 from ab_setup import ab_cases, ab_parser, ab_setup, synchronizer  # noqa: E402
 
 CAP = engine.MAX_PENDING_BYTES
-SHIPPED = dict(prebuilt=False, waits=True, cap=CAP, bypass=True, early=True, each_pack=False)
+SHIPPED = dict(prebuilt=False, waits=True, cap=CAP, bypass=True, early=True, each_pack=False, gc="on")
 VARIANTS = {  # name -> what differs from SHIPPED
     "as is": {},
     "prebuilt": dict(prebuilt=True),
@@ -58,6 +63,8 @@ VARIANTS = {  # name -> what differs from SHIPPED
     "first pack": dict(early=False),
     "neither": dict(bypass=False, early=False),
     "settle each pack": dict(each_pack=True),
+    "gc off": dict(gc="off"),
+    "gc off in forward": dict(gc="forward"),
 }
 _SETTLE, _PACK_ONE = engine.Compressor._settle, engine.Compressor._pack_one
 
@@ -100,11 +107,15 @@ def main() -> None:
             torch.cuda.reset_peak_memory_stats(dev)
             start = torch.cuda.memory_allocated(dev)
         ev = [torch.cuda.Event(enable_timing=True) for _ in range(3)] if cuda else []
+        if v["gc"] != "on":
+            gc.disable()
         t0 = time.perf_counter()
         if cuda:
             ev[0].record()
         with (ctx if ctx is not None else make()):
             loss = model(**batch).loss
+        if v["gc"] == "forward":
+            gc.enable()
         host = time.perf_counter() - t0
         if cuda:
             ev[1].record()
@@ -113,6 +124,9 @@ def main() -> None:
             ev[2].record()
         sync()
         wall = time.perf_counter() - t0
+        if v["gc"] == "off":  # the collections the step skipped, off the clock
+            gc.enable()
+            gc.collect(1)
         _set(SHIPPED)
         if cuda:
             peak = (torch.cuda.max_memory_allocated(dev) - start) / 2**30
