@@ -46,6 +46,12 @@ NOTE [Lifetimes]
  14. While a step records or replays (NOTE [Replay] in ``replay.py``), the context also holds the entries it made,
      in order, until it exits: their creation order numbers a recipe template's placeholders. After the exit only
      autograd holds them (rule 1).
+ 15. An entry holds no tensor with autograd history: ``keep`` holds ``t.detach()`` (the same storage and version
+     counter). An op's output saved by the op's own node (an ``exp``'s or ``rsqrt``'s result, SDPA's output) has that
+     node as its ``grad_fn``, and the node holds the entry through its saved variable, a C++ reference Python's
+     collector cannot see: held as is, a graph dropped without a backward was never freed, every entry of the
+     step with it (session 34; ``tests/test_engine.py``). Unpacking loses nothing: autograd gives the tensor the
+     unpack hook returns its grad_fn itself (``SavedVariable::unpack``).
 """
 
 from __future__ import annotations

@@ -143,3 +143,36 @@ def test_a_step_leaves_no_tensor_to_the_cyclic_gc(preset):
         gc.set_debug(0)
         gc.garbage.clear()
     assert not leaked, [(tuple(t.shape), t.dtype) for t in leaked]
+
+
+def _live_entries() -> int:
+    import gc
+
+    from hyclora_hooks.engine import Entry
+
+    return sum(isinstance(o, Entry) for o in gc.get_objects())
+
+
+@pytest.mark.parametrize("model_name", ["llama-sdpa", "llama-eager", "gpt2"])
+@pytest.mark.parametrize("preset", ["baseline", "intra", "intra_inter"])
+def test_a_graph_dropped_without_backward_frees_its_entries_at_once(model_name, preset):
+    """NOTE [Lifetimes] rule 15: an output saved by its own op (``rsqrt``'s, softmax's, SDPA's) held with its
+    autograd history made a cycle through C++ that not even Python's collector frees: every entry of a forward
+    whose loss was dropped unused (an evaluation with grad on, a step skipped for a non-finite loss) leaked."""
+    import gc
+
+    model, batch = build(model_name)
+    step(model, batch, lambda: hyclora.compress(preset, bits=4))  # warm: calibration state, lazy imports
+    before = _live_entries()
+    enabled = gc.isenabled()
+    gc.disable()  # reference counting alone must free them
+    try:
+        with hyclora.compress(preset, bits=4):
+            loss = model(**batch).loss
+        made = _live_entries() - before
+        del loss
+        left = _live_entries() - before
+    finally:
+        if enabled:
+            gc.enable()
+    assert made > 0 and left == 0, (made, left)

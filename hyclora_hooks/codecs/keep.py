@@ -17,7 +17,8 @@ class Keep(Codec):
     accepts = ()  # every dtype
 
     def encode(self, t: torch.Tensor, site=None) -> torch.Tensor:
-        return t
+        # without its autograd history: the same storage, and no cycle through the graph (NOTE [Lifetimes] rule 15)
+        return t.detach() if t.requires_grad else t
 
     def decode(self, payload: torch.Tensor) -> torch.Tensor:
         return payload
