@@ -66,7 +66,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from . import head, lineage, replay, sharing
+from . import gcpause, head, lineage, replay, sharing
 from .accounting import Accountant, Report
 from .attention import SdpaRecompute, sdpa_call_args
 from .codecs import Codec
@@ -110,7 +110,7 @@ class Entry:
     """
 
     __slots__ = ("codec", "payload", "site", "lossless", "cost", "perm", "shape", "readers", "device", "_release",
-                 "__weakref__")
+                 "_gc", "__weakref__")
 
     def __init__(self, codec: Codec, payload: Any, site: SaveSite, lossless: bool | None = None, cost: int = 0,
                  perm: tuple[int, ...] | None = None, shape: tuple[int, ...] | None = None,
@@ -300,6 +300,7 @@ class Compressor:
         self.policy = policy
         self._acct = Accountant()  # counts when read (NOTE [Deferred counting] in accounting.py): see ``accountant``
         self._acct_ref = weakref.ref(self._acct)  # what entries hold (NOTE [Lifetimes] rule 3)
+        self._gc_hold: gcpause.Hold | None = None  # the collector held off for the step (NOTE [GC pause])
         self._storage_refs: dict = {}  # storage's C++ address -> its StorageKey, for the step (lineage.storage_ref)
         self._params = ParamRegistry()
         self._modules = ModuleTracker(self._params)
@@ -362,6 +363,7 @@ class Compressor:
             raise user_error("compress context entered twice", "re-entry", "one `with` per context",
                              "create a new compress(...) for each forward pass", cls=HycloraTypeError)
         stack = ExitStack()
+        self._gc_hold = gcpause.hold()
         try:
             self._modules.start()
             stack.callback(self._modules.stop)
@@ -375,6 +377,7 @@ class Compressor:
             stack.enter_context(torch.autograd.graph.saved_tensors_hooks(self._ops.pack_hook, _unpack))
         except BaseException:
             stack.close()
+            self._release_gc()
             raise
         self._stack = stack
         return self
@@ -383,7 +386,12 @@ class Compressor:
         stack, self._stack = self._stack, None
         if stack is not None:
             stack.close()
-        self._end_step(exc[0] is None)
+        try:
+            self._end_step(exc[0] is None)
+        finally:
+            if exc[0] is not None:  # NOTE [GC pause] rule 2: no backward is coming for this forward
+                self._release_gc()
+            self._gc_hold = None  # held on by the step's entries, if it made any (rule 2)
         if self.policy.inter:
             # Only packs inside one SDPA call share its recipe; kept past the forward, the last call's recipe would
             # pin that layer's q/k/v entries (and its cached output) for as long as the context object lives.
@@ -490,8 +498,15 @@ class Compressor:
             self._mode = "done"
         self._made, self._memo, self._index = [], {}, {}  # the entries belong to autograd's graph alone now
 
+    def _release_gc(self) -> None:
+        hold, self._gc_hold = self._gc_hold, None
+        if hold is not None:
+            hold.release()
+
     def _keep(self, entry: Entry) -> Entry:
-        """A new entry, held in creation order while the step records or replays (NOTE [Lifetimes] rule 14)."""
+        """A new entry, held in creation order while the step records or replays (NOTE [Lifetimes] rule 14); it
+        holds the step's collector pause (NOTE [GC pause] rule 2)."""
+        entry._gc = self._gc_hold
         if self._trace is not None:
             if self._mode == "record":
                 self._index[id(entry)] = len(self._made)

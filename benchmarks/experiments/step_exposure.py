@@ -23,7 +23,8 @@ Variants, each taking away one suspect:
 * ``gc off``: Python's cyclic garbage collector disabled for the step, its collections run after the step's
   clock stops (session 34): a bound on what moving the forward's collections into the backward's slack could give;
   ``gc off in forward``: disabled for the forward alone, on again at the context's exit (the collections the
-  forward skipped then run at the backward's first allocations).
+  forward skipped then run at the backward's first allocations); ``no gc pause``: without the library's own
+  pause (NOTE [GC pause] in ``hyclora_hooks/gcpause.py``, added after the first two).
 
 ``--variants`` picks some (comma list). Per variant: the medians of step, forward and backward (events), of the
 forward's host time and of the step's peak allocated bytes over those at the step's start; the step's ratio to
@@ -46,11 +47,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 import torch  # noqa: E402
 
 import hyclora_hooks as hy  # noqa: E402
-from hyclora_hooks import engine, units  # noqa: E402
+from hyclora_hooks import engine, gcpause, units  # noqa: E402
 from ab_setup import ab_cases, ab_parser, ab_setup, synchronizer  # noqa: E402
 
 CAP = engine.MAX_PENDING_BYTES
-SHIPPED = dict(prebuilt=False, waits=True, cap=CAP, bypass=True, early=True, each_pack=False, gc="on")
+SHIPPED = dict(prebuilt=False, waits=True, cap=CAP, bypass=True, early=True, each_pack=False, gc="on", pause=True)
 VARIANTS = {  # name -> what differs from SHIPPED
     "as is": {},
     "prebuilt": dict(prebuilt=True),
@@ -65,6 +66,7 @@ VARIANTS = {  # name -> what differs from SHIPPED
     "settle each pack": dict(each_pack=True),
     "gc off": dict(gc="off"),
     "gc off in forward": dict(gc="forward"),
+    "no gc pause": dict(pause=False),
 }
 _SETTLE, _PACK_ONE = engine.Compressor._settle, engine.Compressor._pack_one
 
@@ -84,6 +86,7 @@ def _set(v: dict) -> None:
     engine.Compressor._settle = _SETTLE if v["waits"] else _settle_no_wait
     engine.Compressor._pack_one = _settling_pack if v["each_pack"] else _PACK_ONE
     engine.MAX_PENDING_BYTES, units.BYPASS, units.START_AT_UNITS = v["cap"], v["bypass"], v["early"]
+    gcpause.ENABLED = v["pause"]
 
 
 def main() -> None:
