@@ -51,9 +51,10 @@ NOTE [Replay units]
      name. Its state is its forward (code, defaults), training flag and grad mode, those submodules' states and
      the call's arguments as in rule 5; its frozen terms come from the exits of every LoRA projection below it,
      and the base layers are kept in the record (the submodules' states name them). A recipe of the body may read
-     a tensor made inside the call by its slot (under ``intra_inter`` the post-attention norm's input, down_proj's)
-     where it is the input of a unit-kind call inside the body, made once there: a replay takes it at that call's
-     entry (:meth:`Units.source`), as it takes base outputs at exits. Any other slot read of a body tensor, or one
+     a tensor made inside the call by its slot (under ``intra_inter`` the post-attention norm's input, down_proj's;
+     in a first decoder layer, whose input needs no grad, the input norm's output, which q, k and v all take)
+     where it is the input of unit-kind calls inside the body, the first of which the body makes once: a replay
+     takes it at that call's entry (:meth:`Units.source`), as it takes base outputs at exits. Any other slot read of a body tensor, or one
      by a later pack, still makes the call no unit (rule 2).
   7. While a replayed unit's body runs, the module tracker's two global hooks are off (``BYPASS``): with them, every
      module call of the body (~40 a Llama layer) took torch's hooked call path and two of our hooks, to find only
@@ -443,13 +444,14 @@ class _Open:
     """A unit call in progress: its record, the base layers whose outputs it takes (module -> index) and those
     outputs (weakly while recording; while replaying only those the record names, each dropped once used)."""
 
-    __slots__ = ("rec", "bases", "outs", "outside", "x", "terms", "calls", "wanted", "ins")
+    __slots__ = ("rec", "bases", "outs", "outside", "x", "terms", "calls", "entered", "wanted", "ins")
 
     def __init__(self, rec: UnitRecord, bases: dict, outside: int = 0, x: Any = None, wanted: dict | None = None):
         self.rec, self.bases, self.outside, self.x = rec, bases, outside, x
         self.outs: list = [None] * (max(bases.values(), default=-1) + 1)
         self.terms: list[tuple[int, int]] = []  # while recording: (pack index, base index) of each term stored
-        self.calls: dict = {}  # while recording: unit-kind calls of the body by their input's slot, and their count
+        self.calls: dict = {}  # while recording: input slot -> the first unit-kind call of the body it entered
+        self.entered: dict = {}  # while recording: module -> how many times the body called it (unit-kind calls)
         self.wanted = wanted or {}  # while replaying: module -> index of the call input a pack of the body reads
         self.ins: list = [None] * len(self.wanted)
 
@@ -509,8 +511,8 @@ class Units:
             return
         if mode == "record":
             for unit in self._stack:  # rule 6: an input a recipe of the body may read by its slot
-                calls = unit.calls
-                calls[x_slot] = (module, calls[x_slot][1] + 1) if x_slot in calls else (module, 1)
+                unit.calls.setdefault(x_slot, module)
+                unit.entered[module] = unit.entered.get(module, 0) + 1
             state = ops.outside(kind, module)  # a weight's layout read on the tracker would be an op
             if state is not None:
                 rec = UnitRecord(module, trace.count, x_slot, (state, call), len(engine._packs))
@@ -637,7 +639,8 @@ class Units:
                 return
         rec.end, rec.pack_end = trace.count, len(engine._packs)
         terms, index = dict(unit.terms), {}
-        # a body tensor read by its slot is the input of one call of the body, or plan_units finds the unit unsound
+        # a body tensor read by its slot is the input of a call the body makes once (the first of those it enters),
+        # or plan_units finds the unit unsound
         for i, pack in enumerate(engine._packs[rec.pack_start:], rec.pack_start):
             for action, data, _, _ in pack.actions:
                 if action != "source" or data[0] is None:
@@ -648,8 +651,8 @@ class Units:
                         return
                     rec.terms[i] = terms[i]
                 elif kind == "slot" and type(what) is int and rec.start <= what < rec.end - 1:
-                    module, count = unit.calls.get(what, (None, 0))
-                    if count == 1 and sum(m is module for m, _ in unit.calls.values()) == 1:  # once in the body
+                    module = unit.calls.get(what)
+                    if module is not None and unit.entered[module] == 1:
                         if id(module) not in index:
                             index[id(module)] = len(rec.inputs)
                             rec.inputs.append(weakref.ref(module))

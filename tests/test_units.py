@@ -119,10 +119,10 @@ def test_decoder_layers_and_mlps_replay_as_units_with_the_deciding_steps_gradien
     ctxs = _same_steps(on, off, policy, random_batch(VOCAB, batch=2, seq=24), 3, bits=2)
     plan = replay.find_plan(on, ctxs[-1].policy)
     kinds = _kinds(plan)
-    # layer 0's too, the step choosing to replay at its entry (rule 8), but under intra_inter: layer 0's input norm
-    # saves nothing (the frozen embedding's output needs no gradient), so q_proj's first pack reads the norm's
-    # output, the input of three calls of the body, by its slot (rule 6 takes the input of one call only)
-    assert kinds["LlamaDecoderLayer"] == layers - (policy == "intra_inter") and kinds["LlamaMLP"] == layers
+    # layer 0's too, the step choosing to replay at its entry (rule 8); under intra_inter layer 0's input norm saves
+    # nothing (the frozen embedding's output needs no gradient), so q_proj's first pack reads the norm's output, the
+    # input of three calls of the body, by its slot: rule 6 takes it at the first of them, q_proj's entry
+    assert kinds["LlamaDecoderLayer"] == layers and kinds["LlamaMLP"] == layers
     if policy == "intra_inter":  # a norm's recipe reads its input, made in the layer, by its slot: taken at its call
         assert all(u.slots for u in plan.units.values() if type(u.module()).__name__ == "LlamaDecoderLayer")
     for ctx in ctxs[1:]:
