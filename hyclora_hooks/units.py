@@ -54,8 +54,8 @@ NOTE [Replay units]
      a tensor made inside the call by its slot (under ``intra_inter`` the post-attention norm's input, down_proj's;
      in a first decoder layer, whose input needs no grad, the input norm's output, which q, k and v all take)
      where it is the input of unit-kind calls inside the body, the first of which the body makes once: a replay
-     takes it at that call's entry (:meth:`Units.source`), as it takes base outputs at exits. Any other slot read of a body tensor, or one
-     by a later pack, still makes the call no unit (rule 2).
+     takes it at that call's entry (:meth:`Units.source`), as it takes base outputs at exits. Any other slot read
+     of a body tensor, or one by a later pack, still makes the call no unit (rule 2).
   7. While a replayed unit's body runs, the module tracker's two global hooks are off (``BYPASS``): with them, every
      module call of the body (~40 a Llama layer) took torch's hooked call path and two of our hooks, to find only
      that a unit was open. The replay reads three things of the body's calls, through local hooks for the body's
