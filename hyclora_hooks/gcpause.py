@@ -52,7 +52,10 @@ class Hold:
             gc.enable()
 
     def __del__(self) -> None:
-        self.release()
+        try:
+            self.release()
+        except Exception:  # noqa: BLE001 - at interpreter shutdown the module's globals may be gone already
+            pass
 
 
 def hold() -> Hold | None:
