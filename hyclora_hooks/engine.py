@@ -50,7 +50,7 @@ NOTE [Lifetimes]
      counter). An op's output saved by the op's own node (an ``exp``'s or ``rsqrt``'s result, SDPA's output) has that
      node as its ``grad_fn``, and the node holds the entry through its saved variable, a C++ reference Python's
      collector cannot see: held as is, a graph dropped without a backward was never freed, every entry of the
-     step with it (session 34; ``tests/test_engine.py``). Unpacking loses nothing: autograd gives the tensor the
+     step with it (session 34; ``tests/test_sharing.py``). Unpacking loses nothing: autograd gives the tensor the
      unpack hook returns its grad_fn itself (``SavedVariable::unpack``).
 """
 

@@ -15,7 +15,7 @@ NOTE [Deferred non-finite check]
   3. :meth:`Nonfinite.settle` reads the host copy (a wait for that event only) and, when it is not zero, runs
      the encoder's ``repair`` (a kernel that assumed finite data re-runs with masks into the same payload) and
      gathers positions and values from the source; then the source is dropped. A pending record keeps its
-     source alive, so the collector settles records whose event has completed at every encode, settles the
+     source alive, so the collector settles records whose event has completed at every admission, settles the
      oldest while more than a byte cap is pending, and settles everything when the context exits
      (:class:`PendingChecks`, the queue rule 6 uses too).
   4. Decoding settles first, before it reads the codes (a repair rewrites them), so a payload is correct whoever

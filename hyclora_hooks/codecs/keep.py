@@ -1,4 +1,5 @@
-"""``keep``: hold the saved tensor as is. Lossless; costs exactly its storage."""
+"""``keep``: hold the saved tensor's data as is (detached from its autograd history: NOTE [Lifetimes] rule 15 in
+engine.py). Lossless; costs exactly its storage."""
 
 from __future__ import annotations
 
