@@ -84,6 +84,8 @@ MAX_PENDING_BYTES = 256 << 20
 _MISS = object()  # a replayed pack's check failed (NOTE [Replay] rule 4)
 
 _graph_task_id = sharing.graph_task_id
+autocast_on = lineage.autocast_on
+UNIT_PACKS = True  # False: a replayed unit's packs take the long way too (units.py rule 9 against its absence)
 
 
 class Recompute(Codec):
@@ -711,6 +713,10 @@ class Compressor:
         # is read only off the tracker's stack (in an op's handler or a unit): on it, a read that returns a tensor
         # would count as an op of the step (a pack outside any op: a checkpointed region's inputs)
         if self._mode == "replay":
+            if self._units.replaying is not None and UNIT_PACKS:
+                out = self._unit_pack(t)
+                if out is not _MISS:
+                    return out
             ops = self._ops
             if type(t) is not torch.Tensor or (ops.current is not None or ops.suspended) and _param_view(t):
                 out = self._replay_parameter(t)
@@ -720,6 +726,27 @@ class Compressor:
         # through the op tracker as an "op" (NOTE [Untracked regions])
         out = _on_device(_cuda_index(t), self._ops.outside, lineage.outside_autocast, self._pack_one, t)
         if isinstance(out, Entry):  # NOTE [Shared decodes]: one more reader of this entry
+            out.readers += 1
+        return out
+
+    def _unit_pack(self, t: torch.Tensor) -> Any:
+        """A pack in a replayed unit's body (NOTE [Replay units] rule 9): ``_MISS`` (no record taken) where it must go
+        the long way (a backward's pack, another device, autocast on)."""
+        index = _cuda_index(t)
+        if _graph_task_id() != -1 or index is not None and index != _cuda_device() or autocast_on():
+            return _MISS
+        if type(t) is not torch.Tensor or _param_view(t):
+            rec = self._next_record(t)
+            if rec is not None and self._replay_parameter_record(rec, t) is not _MISS:
+                self._next += 1
+                self.replayed_packs += 1
+                return t
+        out = self._replay_pack(t)
+        if out is _MISS:
+            out = self._missed(t)
+        else:
+            self.replayed_packs += 1
+        if isinstance(out, Entry):  # NOTE [Shared decodes]
             out.readers += 1
         return out
 
@@ -733,10 +760,17 @@ class Compressor:
             if out is not _MISS:
                 self.replayed_packs += 1
                 return out
-            self._end_replay()
-        elif mode == "record":
+            return self._missed(t)
+        if mode == "record":
             return self._record_pack(t)
         return self._decide(t)
+
+    def _missed(self, t: torch.Tensor) -> Any:
+        """The pack whose check failed, decided once the replay has ended (NOTE [Replay] rule 4). A miss in a
+        unit's body puts the tracker back on the stack (the rest of the body is tracked): the decision is made off
+        it, or its own tensor calls would count as ops of the step (NOTE [Untracked regions])."""
+        self._end_replay()
+        return self._ops.outside(self._decide, t)
 
     def _decide(self, t: torch.Tensor) -> Any:
         """What to hold for ``t``: classify, route, plan a recipe or encode (NOTE [Lifetimes])."""

@@ -71,6 +71,12 @@ NOTE [Replay units]
   8. A step chooses to replay or record (NOTE [Replay] rule 2) at its first pack or, if earlier, at its first call
      of a unit's kind with grad on (``START_AT_UNITS``): LoRA freezes the embedding, so a Llama step's first pack
      comes inside its first decoder layer, which had started untracked by no plan and ran op by op every step.
+  9. A pack in a replayed body goes straight to its record (``engine.UNIT_PACKS``): the tracker is off the stack
+     there and autocast was off at the unit's entry, so the long way's steps off the tracker, out of autocast and
+     onto the tensor's device have nothing to do (~1-3% of a replayed forward's host time on the dev CPU). A pack
+     in a backward, on a device other than the current one, or under an autocast region the body entered takes
+     the long way. A miss ends the replay as anywhere (rule 3), and the pack is then decided off the tracker, which
+     the miss put back on the stack (``Compressor._missed``).
 """
 
 from __future__ import annotations

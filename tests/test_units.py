@@ -390,6 +390,44 @@ def test_a_unit_pack_that_misses_its_record_ends_the_unit_and_the_step_stays_exa
     assert ctx.replayed_packs == unit.pack_end - 1
 
 
+@pytest.mark.parametrize("unit_packs", [True, False])
+def test_a_pack_that_misses_in_a_unit_is_decided_off_the_op_tracker(unit_packs, monkeypatch):
+    """The miss puts the tracker back on the stack for the rest of the body (rule 3); the missed pack's own tensor
+    calls (its key, its site, its encode) must not reach it as ops of the step, whichever way the pack came
+    (rule 9's short way or the long way). Before session 35 the long way let ~50 such calls through."""
+    from hyclora_hooks import engine, tracking
+
+    monkeypatch.setattr(engine, "UNIT_PACKS", unit_packs)
+    on, off = _pair()
+    batch = random_batch(VOCAB, batch=2, seq=16)
+    _same_steps(on, off, "intra_inter", batch, 2, bits=2)
+    plan = replay.find_plan(on, hyclora.compress("intra_inter", bits=2).policy)
+    o_proj = on.base_model.model.model.layers[0].self_attn.o_proj
+    unit = next(u for u in plan.units.values() if u.module() is o_proj)
+    rec = plan.packs[unit.pack_end - 1]
+    rec.meta = (rec.meta[0], rec.meta[1], torch.float64, rec.meta[3])
+    deciding, seen = [0], []
+    decide, handler = engine.Compressor._decide, tracking.OpTracker.__torch_function__
+
+    def counted_decide(self, t):
+        deciding[0] += 1
+        try:
+            return decide(self, t)
+        finally:
+            deciding[0] -= 1
+
+    def watched_handler(self, func, types, args=(), kwargs=None):
+        if deciding[0]:
+            seen.append(getattr(func, "__name__", func))
+        return handler(self, func, types, args, kwargs)
+
+    monkeypatch.setattr(engine.Compressor, "_decide", counted_decide)
+    monkeypatch.setattr(tracking.OpTracker, "__torch_function__", watched_handler)
+    ctx = _same_steps(on, off, "intra_inter", batch, 1, bits=2)[0]
+    assert ctx.replayed_units == 0 and ctx.replayed_packs == unit.pack_end - 1  # the miss happened in the unit
+    assert seen == []
+
+
 def test_the_unit_check_sees_keyword_arguments_global_hooks_do_not_get():
     from hyclora_hooks import units
 

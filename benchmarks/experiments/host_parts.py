@@ -13,6 +13,10 @@ of the GC than of it). The wrappers add a frame each, so ``ModuleTracker._enter`
 queued, not waited for, unless the part itself waits.
 
     TRITON_INTERPRET=0 PYTHONPATH=. python benchmarks/experiments/host_parts.py intra_inter@2 4x1024
+    TRITON_INTERPRET=0 PYTHONPATH=. python benchmarks/experiments/host_parts.py intra_inter@2 4x1024 fine
+
+``fine`` (session 35) adds the parts of a replayed pack's long way and of an encode (``FINE`` below); each wrapper
+costs ~1 us a call, so read these as shares, not as the forward's time.
     python benchmarks/experiments/host_parts.py baseline cpu      # 8 layers of width 64 at 1x16 on the dev CPU
 """
 import functools
@@ -27,13 +31,33 @@ import torch  # noqa: E402
 
 from hyclora_hooks import accounting, attention, engine, lineage, tracking, units  # noqa: E402
 from hyclora_hooks.codecs import quant as codec_quant  # noqa: E402
+from hyclora_hooks.kernels import launch as klaunch, nonfinite, quant as kquant  # noqa: E402
 from ab_setup import TINY_WIDTHS  # noqa: E402
 from tools.bench_step import Bench, all_configs, build_model, build_parser, make_batch, warmup_for  # noqa: E402
 
 
 
+FINE = [  # (owner, attribute, label): the long way's and an encode's parts
+    (engine.Compressor, "_next_record", "_next_record"), (engine.Compressor, "_key", "_key"),
+    (engine.Compressor, "_remember", "_remember"), (engine.Compressor, "_source", "_source"),
+    (engine.Compressor, "_admit", "_admit"), (engine, "codec_view", "codec_view"),
+    (engine.Compressor, "_bound", "_bound"), (engine.Compressor, "_recipe_entry", "_recipe_entry"),
+    (engine.Compressor, "_account_recipe", "_account_recipe"), (accounting.Accountant, "admit", "Accountant.admit"),
+    (nonfinite.PendingChecks, "settle", "PendingChecks.settle"), (lineage, "lora_subtract", "lora_subtract"),
+    (codec_quant, "outlier_channels", "outlier_channels"), (codec_quant, "quantize", "quantize"),
+    (nonfinite.Nonfinite, "find", "Nonfinite.find"), (tracking.OpTracker, "outside", "OpTracker.outside"),
+    (lineage, "outside_autocast", "outside_autocast"), (engine, "_on_device", "_on_device"),
+    (kquant, "quantize_triton", "quantize_triton"), (kquant, "_quantize_words", "_quantize_words"),
+    (kquant, "_launch_quant_tokens", "_launch_quant_tokens"), (kquant, "_word_quant_plan", "_word_quant_plan"),
+    (kquant, "_cached_plan", "_cached_plan"), (kquant, "_outlier_table", "_outlier_table"),
+    (kquant, "host_flag", "host_flag"), (kquant, "_as_words", "_as_words"), (kquant, "launch", "launch"),
+    (klaunch, "_key_of", "launch._key_of"), (nonfinite, "_record", "event record"),
+    (nonfinite.Nonfinite, "ready", "Nonfinite.ready"), (nonfinite.Nonfinite, "settle", "Nonfinite.settle")]
+
+
 def main() -> None:
     name, shape = sys.argv[1], sys.argv[2]
+    fine = sys.argv[3:] == ["fine"]
     cpu = shape == "cpu"
     args = build_parser().parse_args(["--layers", "8"] + (["--device", "cpu"] + TINY_WIDTHS if cpu else []))
     b, s = (1, 16) if cpu else map(int, shape.split("x"))
@@ -73,7 +97,8 @@ def main() -> None:
             (codec_quant.Quant, "encode", "Quant.encode"), (engine, "_unpack", "every unpack"),
             (lineage, "evaluate", "recipe evaluation"), (codec_quant.Quant, "decode", "Quant.decode"),
             (codec_quant.Quant, "decode_to", "Quant.decode_to"), (codec_quant.Quant, "decode_add", "Quant.decode_add"),
-            (attention.SdpaRecompute, "get", "SDPA replay"), (accounting.Accountant, "release", "accountant release")]:
+            (attention.SdpaRecompute, "get", "SDPA replay"), (accounting.Accountant, "release", "accountant release")
+    ] + (FINE if fine else []):
         wrap(owner, attr, label)
     n = 15
     for _ in range(warmup_for(cfg, None) + 2):

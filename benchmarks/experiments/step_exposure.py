@@ -24,7 +24,9 @@ Variants, each taking away one suspect:
   clock stops (session 34): a bound on what moving the forward's collections into the backward's slack could give;
   ``gc off in forward``: disabled for the forward alone, on again at the context's exit (the collections the
   forward skipped then run at the backward's first allocations); ``no gc pause``: without the library's own
-  pause (NOTE [GC pause] in ``hyclora_hooks/gcpause.py``, added after the first two).
+  pause (NOTE [GC pause] in ``hyclora_hooks/gcpause.py``, added after the first two);
+* ``long-way unit packs``: a replayed unit's packs take the long way, as before session 35 (``engine.UNIT_PACKS``
+  off: NOTE [Replay units] rule 9).
 
 ``--variants`` picks some (comma list). Per variant: the medians of step, forward and backward (events), of the
 forward's host time and of the step's peak allocated bytes over those at the step's start; the step's ratio to
@@ -51,7 +53,8 @@ from hyclora_hooks import engine, gcpause, units  # noqa: E402
 from ab_setup import ab_cases, ab_parser, ab_setup, synchronizer  # noqa: E402
 
 CAP = engine.MAX_PENDING_BYTES
-SHIPPED = dict(prebuilt=False, waits=True, cap=CAP, bypass=True, early=True, each_pack=False, gc="on", pause=True)
+SHIPPED = dict(prebuilt=False, waits=True, cap=CAP, bypass=True, early=True, each_pack=False, gc="on", pause=True,
+               unit_packs=True)
 VARIANTS = {  # name -> what differs from SHIPPED
     "as is": {},
     "prebuilt": dict(prebuilt=True),
@@ -67,6 +70,7 @@ VARIANTS = {  # name -> what differs from SHIPPED
     "gc off": dict(gc="off"),
     "gc off in forward": dict(gc="forward"),
     "no gc pause": dict(pause=False),
+    "long-way unit packs": dict(unit_packs=False),
 }
 _SETTLE, _PACK_ONE = engine.Compressor._settle, engine.Compressor._pack_one
 
@@ -86,7 +90,7 @@ def _set(v: dict) -> None:
     engine.Compressor._settle = _SETTLE if v["waits"] else _settle_no_wait
     engine.Compressor._pack_one = _settling_pack if v["each_pack"] else _PACK_ONE
     engine.MAX_PENDING_BYTES, units.BYPASS, units.START_AT_UNITS = v["cap"], v["bypass"], v["early"]
-    gcpause.ENABLED = v["pause"]
+    gcpause.ENABLED, engine.UNIT_PACKS = v["pause"], v["unit_packs"]
 
 
 def main() -> None:
