@@ -20,6 +20,11 @@ NOTE [Direct launch]
   4. Everything goes through ``kernel[grid]`` when ``DIRECT`` is off, under ``TRITON_INTERPRET`` (no compiled
      kernel), when Triton's launch hooks are set (a profiler such as proton needs them called), or when Triton
      cannot specialise an argument.
+  5. The compiled launcher is a Python object (Triton 3.x's ``CudaLauncher``) whose call makes scratch buffers
+     the kernel may need, then calls its C function with a few settings of its own. Where the kernel needs no
+     scratch (none of ours does), rule 3 calls that C function with those settings directly (``C_LAUNCHER``): one
+     Python frame and two calls less a launch (~200 a Llama step). Only for a launcher whose class and fields are
+     the ones read here (``_c_launch``); anything else is called as before.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from typing import Any
 import torch
 
 DIRECT = True  # False: every launch through kernel[grid] (benchmarks/experiments/launch_host_time.py compares)
+C_LAUNCHER = True  # False: rule 3 calls the compiled launcher object, not its C function (rule 5)
 _MAX_ENTRIES = 64  # per cache: argument alignments that keep changing must not pile up compiled launchers
 
 _spec: Any = None  # triton's native_specialize_impl with its backend bound, on first use (False: unavailable)
@@ -86,10 +92,25 @@ def launch(kernel: Any, grid: tuple, cache: dict, args: tuple, meta: dict) -> No
         if key is not None:
             _remember(cache, key, kernel, compiled, len(args), meta)
         return
-    run, function, metadata, tail = hit
+    run, c_run, settings, function, metadata, tail = hit
     n = len(grid)
+    if c_run is not None and C_LAUNCHER:  # rule 5
+        c_run(grid[0], grid[1] if n > 1 else 1, grid[2] if n > 2 else 1, torch._C._cuda_getCurrentRawStream(device),
+              function, *settings, metadata, None, None, None, *args, *tail)
+        return
     run(grid[0], grid[1] if n > 1 else 1, grid[2] if n > 2 else 1, torch._C._cuda_getCurrentRawStream(device),
         function, metadata, None, None, None, *args, *tail)
+
+
+def _c_launch(run: Any) -> tuple:
+    """(the C function, its settings before the metadata) of a compiled launcher that needs no scratch buffer,
+    as Triton 3.6's ``CudaLauncher`` calls it (NOTE [Direct launch] rule 5); (None, ()) for any other."""
+    fields = getattr(run, "__dict__", {})
+    if (type(run).__name__ != "CudaLauncher" or fields.get("global_scratch_size") != 0
+            or fields.get("profile_scratch_size") != 0 or not callable(fields.get("launch"))
+            or "launch_cooperative_grid" not in fields or "launch_pdl" not in fields):
+        return None, ()
+    return fields["launch"], (fields["launch_cooperative_grid"], fields["launch_pdl"], None, None)
 
 
 def _remember(cache: dict, key: tuple, kernel: Any, compiled: Any, nargs: int, meta: dict) -> None:
@@ -104,4 +125,4 @@ def _remember(cache: dict, key: tuple, kernel: Any, compiled: Any, nargs: int, m
         return
     if len(cache) >= _MAX_ENTRIES:
         cache.clear()
-    cache[key] = (compiled.run, compiled.function, compiled.packed_metadata, tail)
+    cache[key] = (compiled.run, *_c_launch(compiled.run), compiled.function, compiled.packed_metadata, tail)

@@ -128,3 +128,38 @@ def test_a_float_is_keyed_by_its_type_only(kernel):
     L.launch(kernel, (4,), cache, (x, x, 1.5), dict(BITS=2, EVEN=True))
     L.launch(kernel, (4,), cache, (x, x, 2.5), dict(BITS=2, EVEN=True))
     assert _kinds(kernel) == ["jit", "direct"] and kernel.calls[1][1][11] == 2.5
+
+
+class CudaLauncher:
+    """Stands in for Triton 3.6's launcher object (its class name and fields): the object's call and its C function
+    each record what they are called with."""
+
+    def __init__(self, calls: list, scratch: int = 0):
+        self.calls = calls
+        self.launch = lambda *a: calls.append(("c", a))
+        self.global_scratch_size, self.profile_scratch_size = scratch, 0
+        self.launch_cooperative_grid, self.launch_pdl = False, True
+
+    def __call__(self, *a):
+        self.calls.append(("direct", a))
+
+
+@pytest.mark.parametrize("scratch", [0, 64])
+def test_a_launcher_without_scratch_is_called_through_its_c_function(kernel, monkeypatch, scratch):
+    """NOTE [Direct launch] rule 5: the C function gets the launcher's own settings (cooperative grid, PDL, no
+    scratch buffers) before the metadata; a kernel that needs scratch, or the switch off, keeps the object's call."""
+    monkeypatch.setattr(Compiled, "run", property(lambda self: CudaLauncher(self.calls, scratch)))
+    x = torch.zeros(64)
+    cache: dict = {}
+    meta = dict(BITS=2, EVEN=True, num_warps=4)
+    for _ in range(2):
+        L.launch(kernel, (5, 2), cache, (x, x, 48), meta)
+    monkeypatch.setattr(L, "C_LAUNCHER", False)
+    L.launch(kernel, (5, 2), cache, (x, x, 48), meta)
+    first = "direct" if scratch else "c"
+    assert _kinds(kernel) == ["jit", first, "direct"]
+    a = kernel.calls[1][1]
+    if not scratch:
+        assert a[:13] == (5, 2, 1, 1234, "function", False, True, None, None, "metadata", None, None, None)
+        assert a[13] is x and a[14] is x and a[15:] == (48, 2, True)
+    assert kernel.calls[2][1][:9] == (5, 2, 1, 1234, "function", "metadata", None, None, None)

@@ -4,7 +4,8 @@ start, around forward and backward: host work before the first kernel counts).
 
 Variants, each taking away one suspect:
 
-* ``as is``: ``compress()`` built inside the timed step, as bench_step does;
+* ``as is``: ``compress()`` built inside the timed step, as bench_step does; ``as is again``: the same, run at
+  another place in the alternation (does a variant's place after plain's step move it?);
 * ``prebuilt``: the context object built before the step's start (its construction, the model tree's walk, off
   the clock);
 * ``no exit wait``: the exit settles only the non-finite records whose events have completed (it waits for all of
@@ -26,7 +27,12 @@ Variants, each taking away one suspect:
   forward skipped then run at the backward's first allocations); ``no gc pause``: without the library's own
   pause (NOTE [GC pause] in ``hyclora_hooks/gcpause.py``, added after the first two);
 * ``long-way unit packs``: a replayed unit's packs take the long way, as before session 35 (``engine.UNIT_PACKS``
-  off: NOTE [Replay units] rule 9).
+  off: NOTE [Replay units] rule 9);
+* ``launcher object``: a direct launch calls Triton's launcher object, not its C function, as before session 35
+  (``kernels.launch.C_LAUNCHER`` off: NOTE [Direct launch] rule 5).
+
+Session 35 found the variant right after plain's step in the alternation slower than the same code later in it
+(``order/``: ~6% at 4x1024 ``@2``): compare variants that are not the first, or repeat the first as ``as is again``.
 
 ``--variants`` picks some (comma list). Per variant: the medians of step, forward and backward (events), of the
 forward's host time and of the step's peak allocated bytes over those at the step's start; the step's ratio to
@@ -50,13 +56,15 @@ import torch  # noqa: E402
 
 import hyclora_hooks as hy  # noqa: E402
 from hyclora_hooks import engine, gcpause, units  # noqa: E402
+from hyclora_hooks.kernels import launch as klaunch  # noqa: E402
 from ab_setup import ab_cases, ab_parser, ab_setup, synchronizer  # noqa: E402
 
 CAP = engine.MAX_PENDING_BYTES
 SHIPPED = dict(prebuilt=False, waits=True, cap=CAP, bypass=True, early=True, each_pack=False, gc="on", pause=True,
-               unit_packs=True)
+               unit_packs=True, c_launcher=True)
 VARIANTS = {  # name -> what differs from SHIPPED
     "as is": {},
+    "as is again": {},
     "prebuilt": dict(prebuilt=True),
     "no exit wait": dict(waits=False),
     "no cap": dict(cap=1 << 50),
@@ -71,6 +79,7 @@ VARIANTS = {  # name -> what differs from SHIPPED
     "gc off in forward": dict(gc="forward"),
     "no gc pause": dict(pause=False),
     "long-way unit packs": dict(unit_packs=False),
+    "launcher object": dict(c_launcher=False),
 }
 _SETTLE, _PACK_ONE = engine.Compressor._settle, engine.Compressor._pack_one
 
@@ -90,7 +99,7 @@ def _set(v: dict) -> None:
     engine.Compressor._settle = _SETTLE if v["waits"] else _settle_no_wait
     engine.Compressor._pack_one = _settling_pack if v["each_pack"] else _PACK_ONE
     engine.MAX_PENDING_BYTES, units.BYPASS, units.START_AT_UNITS = v["cap"], v["bypass"], v["early"]
-    gcpause.ENABLED, engine.UNIT_PACKS = v["pause"], v["unit_packs"]
+    gcpause.ENABLED, engine.UNIT_PACKS, klaunch.C_LAUNCHER = v["pause"], v["unit_packs"], v["c_launcher"]
 
 
 def main() -> None:
