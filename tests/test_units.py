@@ -374,15 +374,22 @@ def test_keywords_to_a_lora_linear_are_seen_and_it_runs_op_by_op():
         assert units == (0, 2, 0, 0, 1)[step], f"step {step}"
 
 
-def test_a_unit_pack_that_misses_its_record_ends_the_unit_and_the_step_stays_exact():
-    on, off = _pair()
-    batch = random_batch(VOCAB, batch=2, seq=16)
+def _o_proj_unit_set_to_miss(on, off, batch):
+    """Two recorded-and-replayed steps of ``intra_inter@2``, then o_proj's unit's last pack record changed to expect
+    another layout, so that the next replay misses there; the unit's record."""
     _same_steps(on, off, "intra_inter", batch, 2, bits=2)
     plan = replay.find_plan(on, hyclora.compress("intra_inter", bits=2).policy)
     o_proj = on.base_model.model.model.layers[0].self_attn.o_proj
     unit = next(u for u in plan.units.values() if u.module() is o_proj)
-    rec = plan.packs[unit.pack_end - 1]  # the unit's last pack now expects another layout
+    rec = plan.packs[unit.pack_end - 1]
     rec.meta = (rec.meta[0], rec.meta[1], torch.float64, rec.meta[3])
+    return unit
+
+
+def test_a_unit_pack_that_misses_its_record_ends_the_unit_and_the_step_stays_exact():
+    on, off = _pair()
+    batch = random_batch(VOCAB, batch=2, seq=16)
+    unit = _o_proj_unit_set_to_miss(on, off, batch)
     ctx = _same_steps(on, off, "intra_inter", batch, 1, bits=2)[0]
     # the miss ends the attention unit holding o_proj (the step's first unit, rule 8) and the replay; the rest of the
     # step decides, here storing what the deciding copy stores (a miss elsewhere may store less: NOTE [Replay] rule 4)
@@ -400,12 +407,7 @@ def test_a_pack_that_misses_in_a_unit_is_decided_off_the_op_tracker(unit_packs, 
     monkeypatch.setattr(engine, "UNIT_PACKS", unit_packs)
     on, off = _pair()
     batch = random_batch(VOCAB, batch=2, seq=16)
-    _same_steps(on, off, "intra_inter", batch, 2, bits=2)
-    plan = replay.find_plan(on, hyclora.compress("intra_inter", bits=2).policy)
-    o_proj = on.base_model.model.model.layers[0].self_attn.o_proj
-    unit = next(u for u in plan.units.values() if u.module() is o_proj)
-    rec = plan.packs[unit.pack_end - 1]
-    rec.meta = (rec.meta[0], rec.meta[1], torch.float64, rec.meta[3])
+    unit = _o_proj_unit_set_to_miss(on, off, batch)
     deciding, seen = [0], []
     decide, handler = engine.Compressor._decide, tracking.OpTracker.__torch_function__
 
