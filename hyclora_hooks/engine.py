@@ -310,7 +310,7 @@ class Compressor:
             if not isinstance(model, nn.Module):
                 raise user_error("compress(model=...)", type(model).__name__, "an nn.Module or None",
                                  "pass the model being trained", cls=HycloraTypeError)
-            self._modules.add_tree(model)  # names too: the forward's first module hook then walks nothing
+            self._modules.add_tree(model, check=False)  # names too: the forward's first module hook then walks nothing
         for codec in policy.codecs:  # refuse what this machine cannot run now, not at the first pack
             codec.check_available()
         record = None
@@ -774,6 +774,8 @@ class Compressor:
 
     def _decide(self, t: torch.Tensor) -> Any:
         """What to hold for ``t``: classify, route, plan a recipe or encode (NOTE [Lifetimes])."""
+        if self._modules.unchecked:  # NOTE [Unchecked walk] (off the tracker here: _pack, _missed)
+            self._modules.check_tree()
         acct = self._acct
         if self._params.is_param(t):  # NOTE [Lifetimes] rule 6
             acct.note_parameter()

@@ -388,6 +388,19 @@ class TreeWalk:
 # (8 tiny layers, dev CPU), so an unchanged tree reuses them (docs/benchmarks.md session 13).
 _WALKS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
+# NOTE [Unchecked walk]
+#   Checking that the tree is unchanged is itself a walk over every module and parameter (~0.34 ms for 8 tiny peft
+#   layers, 673 modules, on the dev CPU; most of ``compress()``'s construction, ~1.3 ms of a step's host time on an
+#   H200's host). What a walk gives is read only where a pack is decided: the qualified names (a site's module
+#   name, which a policy rule may match) and the storages of parameters and buffers (``ParamRegistry.is_param``).
+#   A replayed step decides nothing, so ``add_tree(check=False)`` takes the tree's last walk as it is and the
+#   context checks it (``check_tree``) before its first decision (``Compressor._decide``); a changed tree's walk
+#   then joins the names, storages and configs in use. Until then a stale registry can only fail to know a
+#   storage that is new since the walk (``is_param`` checks that the weak reference it finds is alive and still on
+#   that storage), which makes a replayed check miss (an op's signature, a parameter record) or a recipe keep what it
+#   reads: a decision or a slower step, never another gradient. ``CHECK_EVERY_STEP`` walks at construction as before.
+CHECK_EVERY_STEP = False
+
 
 def walk_tree(root: nn.Module) -> TreeWalk:
     """Walk ``root`` (:func:`module_tree`); the last walk's names and registry where nothing changed."""
@@ -416,7 +429,11 @@ class ParamRegistry:
         if root in self._seen_modules:
             return
         self._seen_modules.add(root)
-        self._by_ptr.update((walk or walk_tree(root)).by_ptr)
+        self.add_walk(walk or walk_tree(root))
+
+    def add_walk(self, walk: TreeWalk) -> None:
+        """Register the parameters and buffers ``walk`` found (a later walk of a tree already added)."""
+        self._by_ptr.update(walk.by_ptr)
 
     def add(self, t: torch.Tensor) -> None:
         """Count ``t`` (and its views) as a parameter: a weight or buffer, or a weight's autocast copy made for
@@ -460,6 +477,7 @@ class ModuleTracker:
     def __init__(self, params: ParamRegistry) -> None:
         self.params = params  # the registry it fills (the op tracker registers autocast copies in it too)
         self._names: list[weakref.WeakKeyDictionary] = []  # module -> qualified name, one map per tree added
+        self.unchecked: list = []  # (weak root, its walk) of each tree taken unchecked (NOTE [Unchecked walk])
         self._stack: list[nn.Module] = []
         self._thread = threading.get_ident()
         self._handles: list = []
@@ -477,14 +495,32 @@ class ModuleTracker:
         """The outermost module whose forward ran most recently (the model, when none was named)."""
         return self._root() if self._root is not None else None
 
-    def add_tree(self, root: nn.Module) -> None:
+    def add_tree(self, root: nn.Module, check: bool = True) -> None:
         """Qualified names of ``root``'s modules, and its parameters and buffers registered: one walk of the tree.
         Names are relative to the latest root added (the outermost module that runs, or the ``model`` given to
-        ``compress``: usually the same one, walked once); a module reached twice in one tree keeps its first name."""
-        walk = walk_tree(root)
+        ``compress``: usually the same one, walked once); a module reached twice in one tree keeps its first name.
+        Without ``check``, the tree's last walk where there is one, checked by :meth:`check_tree` (NOTE
+        [Unchecked walk])."""
+        walk = None if check or CHECK_EVERY_STEP else _WALKS.get(root)
+        if walk is None:
+            walk = walk_tree(root)
+        else:
+            self.unchecked.append((weakref.ref(root), walk))
         self.cache.add(walk.configs)
         self._names.append(walk.names)  # read newest first (name_of): the latest root's names win
         self.params.add_module_tree(root, walk)
+
+    def check_tree(self) -> None:
+        """Walk the tree ``add_tree`` took unchecked; if it changed, the new walk's names, storages and configs join
+        those in use (NOTE [Unchecked walk]). Called off the op tracker: the walk reads every parameter's storage."""
+        pending, self.unchecked = self.unchecked, []
+        for ref, used in pending:
+            root = ref()
+            walk = walk_tree(root) if root is not None else used
+            if walk is not used:
+                self.cache.add(walk.configs)
+                self._names.append(walk.names)
+                self.params.add_walk(walk)
 
     def _name(self, module: nn.Module) -> str | None:
         for names in reversed(self._names):
@@ -536,7 +572,7 @@ class ModuleTracker:
         if not self._stack:
             self._root = weakref.ref(module)
             if self._name(module) is None:
-                self.ops.outside(self.add_tree, module) if self.ops is not None else self.add_tree(module)
+                self.ops.outside(self.add_tree, module, False) if self.ops is not None else self.add_tree(module, False)
             self.cache.forward_starts(module)
             if self.find_head:
                 self._head, self.head_input = output_linear(module), None

@@ -29,7 +29,9 @@ Variants, each taking away one suspect:
 * ``long-way unit packs``: a replayed unit's packs take the long way, as before session 35 (``engine.UNIT_PACKS``
   off: NOTE [Replay units] rule 9);
 * ``launcher object``: a direct launch calls Triton's launcher object, not its C function, as before session 35
-  (``kernels.launch.C_LAUNCHER`` off: NOTE [Direct launch] rule 5).
+  (``kernels.launch.C_LAUNCHER`` off: NOTE [Direct launch] rule 5);
+* ``walk every step``: ``compress()`` checks the model's tree when it is built, as before session 36
+  (``tracking.CHECK_EVERY_STEP`` on: NOTE [Unchecked walk] in ``hyclora_hooks/tracking.py``).
 
 Session 35 found the variant right after plain's step in the alternation slower than the same code later in it
 (``order/``: ~6% at 4x1024 ``@2``): compare variants that are not the first, or repeat the first as ``as is again``.
@@ -55,13 +57,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 import torch  # noqa: E402
 
 import hyclora_hooks as hy  # noqa: E402
-from hyclora_hooks import engine, gcpause, units  # noqa: E402
+from hyclora_hooks import engine, gcpause, tracking, units  # noqa: E402
 from hyclora_hooks.kernels import launch as klaunch  # noqa: E402
 from ab_setup import ab_cases, ab_parser, ab_setup, synchronizer  # noqa: E402
 
 CAP = engine.MAX_PENDING_BYTES
 SHIPPED = dict(prebuilt=False, waits=True, cap=CAP, bypass=True, early=True, each_pack=False, gc="on", pause=True,
-               unit_packs=True, c_launcher=True)
+               unit_packs=True, c_launcher=True, walk=False)
 VARIANTS = {  # name -> what differs from SHIPPED
     "as is": {},
     "as is again": {},
@@ -80,6 +82,7 @@ VARIANTS = {  # name -> what differs from SHIPPED
     "no gc pause": dict(pause=False),
     "long-way unit packs": dict(unit_packs=False),
     "launcher object": dict(c_launcher=False),
+    "walk every step": dict(walk=True),
 }
 _SETTLE, _PACK_ONE = engine.Compressor._settle, engine.Compressor._pack_one
 
@@ -100,6 +103,7 @@ def _set(v: dict) -> None:
     engine.Compressor._pack_one = _settling_pack if v["each_pack"] else _PACK_ONE
     engine.MAX_PENDING_BYTES, units.BYPASS, units.START_AT_UNITS = v["cap"], v["bypass"], v["early"]
     gcpause.ENABLED, engine.UNIT_PACKS, klaunch.C_LAUNCHER = v["pause"], v["unit_packs"], v["c_launcher"]
+    tracking.CHECK_EVERY_STEP = v["walk"]
 
 
 def main() -> None:
