@@ -898,8 +898,9 @@ class Compressor:
         return entry
 
     def _account_recipe(self, t: torch.Tensor, site: SaveSite, entry: Entry) -> None:
-        key = lineage.storage_ref(t.untyped_storage(), self._storage_refs)
-        token = self._acct.admit(key, t.untyped_storage().nbytes(), site, "recompute", 0, False, None)
+        storage = t.untyped_storage()  # (a new Python object at each call)
+        key = lineage.storage_ref(storage, self._storage_refs)
+        token = self._acct.admit(key, storage.nbytes(), site, "recompute", 0, False, None)
         entry.hold(self._acct_ref, token)
 
     def _source(self, src: torch.Tensor, site: SaveSite, route: Route) -> Entry:
