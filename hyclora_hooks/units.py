@@ -231,9 +231,14 @@ def _plain_code(fn: Any) -> Any:
     if type(fn) is not types.FunctionType:
         return None
     code = fn.__code__
-    if code.co_freevars or code.co_cellvars or any(isinstance(c, types.CodeType) for c in code.co_consts):
-        return None
-    return code
+    plain = _PLAIN.get(code)
+    if plain is None:  # asked at every unit's entry (~350 generator steps a replayed Llama forward): once per code
+        plain = _PLAIN[code] = not (code.co_freevars or code.co_cellvars
+                                    or any(isinstance(c, types.CodeType) for c in code.co_consts))
+    return code if plain else None
+
+
+_PLAIN: dict = {}  # code object -> whether :func:`_plain_code` takes it (code objects are immutable)
 
 
 def _loads(fn: Any, allowed: frozenset = _ATTENTION_NAMES) -> tuple | None:
