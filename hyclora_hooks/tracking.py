@@ -506,9 +506,13 @@ class ModuleTracker:
             walk = walk_tree(root)
         else:
             self.unchecked.append((weakref.ref(root), walk))
-        self.cache.add(walk.configs)
-        self._names.append(walk.names)  # read newest first (name_of): the latest root's names win
+        self._use(walk)
         self.params.add_module_tree(root, walk)
+
+    def _use(self, walk: TreeWalk) -> None:
+        """A walk's configs and names in use; its names are read newest first (name_of): the latest root's win."""
+        self.cache.add(walk.configs)
+        self._names.append(walk.names)
 
     def check_tree(self) -> None:
         """Walk the tree ``add_tree`` took unchecked; if it changed, the new walk's names, storages and configs join
@@ -518,8 +522,7 @@ class ModuleTracker:
             root = ref()
             walk = walk_tree(root) if root is not None else used
             if walk is not used:
-                self.cache.add(walk.configs)
-                self._names.append(walk.names)
+                self._use(walk)
                 self.params.add_walk(walk)
 
     def _name(self, module: nn.Module) -> str | None:

@@ -224,6 +224,7 @@ _ATTENTION_NAMES_ORDER = tuple(sorted(_ATTENTION_NAMES))  # the order a state ho
 _ATTENTION_LOADS = frozenset({"apply_rotary_pos_emb", "ALL_ATTENTION_FUNCTIONS"})  # what makes a forward Llama's
 _ACTIVATION_NAMES = frozenset({"nn", "functional", "silu"})  # rule 6: what SiLUActivation's forward reads
 _LOADS: dict = {}  # (code object, whitelist) -> the global names it loads, or None where it reads another name
+_PLAIN: dict = {}  # code object -> whether :func:`_plain_code` takes it (code objects are immutable)
 
 
 def _plain_code(fn: Any) -> Any:
@@ -236,9 +237,6 @@ def _plain_code(fn: Any) -> Any:
         plain = _PLAIN[code] = not (code.co_freevars or code.co_cellvars
                                     or any(isinstance(c, types.CodeType) for c in code.co_consts))
     return code if plain else None
-
-
-_PLAIN: dict = {}  # code object -> whether :func:`_plain_code` takes it (code objects are immutable)
 
 
 def _loads(fn: Any, allowed: frozenset = _ATTENTION_NAMES) -> tuple | None:
