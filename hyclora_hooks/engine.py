@@ -634,11 +634,9 @@ class Compressor:
         self._acct.note_parameter()
         return t
 
-    def _replay_pack(self, t: torch.Tensor) -> Any:
-        """The recorded pack's actions on ``t`` after the checks of rule 3, or ``_MISS``."""
-        rec = self._next_record(t)
-        if rec is None:
-            return _MISS
+    def _replay_record(self, t: torch.Tensor, rec: replay.PackRecord) -> Any:
+        """The recorded pack ``rec``'s actions on ``t``, once the checks of rule 3 passed (``_next_record``), or
+        ``_MISS``."""
         self._next += 1
         acct, made, trace = self._acct, self._made, self._trace
         if rec.kind == "param":
@@ -731,21 +729,27 @@ class Compressor:
 
     def _unit_pack(self, t: torch.Tensor) -> Any:
         """A pack in a replayed unit's body (NOTE [Replay units] rule 9): ``_MISS`` (no record taken) where it must go
-        the long way (a backward's pack, another device, autocast on)."""
-        index = _cuda_index(t)
-        if _graph_task_id() != -1 or index is not None and index != _cuda_device() or autocast_on():
+        the long way (a backward's pack, another device, autocast on). ``_next_record``'s checks inside a unit and a
+        parameter record's (``_replay_parameter_record``) are written out here: ~470 packs of a replayed Llama
+        forward come this way, a parameter's (~180 of them) in 3 Python calls instead of 11."""
+        if _graph_task_id() != -1 or autocast_on() or t.is_cuda and t.get_device() != _cuda_device():
             return _MISS
-        if type(t) is not torch.Tensor or _param_view(t):
-            rec = self._next_record(t)
-            if rec is not None and self._replay_parameter_record(rec, t) is not _MISS:
-                self._next += 1
-                self.replayed_packs += 1
-                return t
-        out = self._replay_pack(t)
-        if out is _MISS:
-            out = self._missed(t)
-        else:
-            self.replayed_packs += 1
+        i = self._next
+        if i < self._units.replaying.pack_end and not self._trace.diverged:
+            rec = self._replay_plan.packs[i]
+            if rec.meta == (t.shape, t.stride(), t.dtype, t.requires_grad):  # replay.pack_meta
+                if rec.kind != "param":
+                    out = self._replay_record(t, rec)
+                    if out is not _MISS:
+                        self.replayed_packs += 1
+                        out.readers += 1  # NOTE [Shared decodes]
+                        return out
+                elif type(t._base) is nn.Parameter or self._params.is_param(t):
+                    self._next = i + 1
+                    self.replayed_packs += 1
+                    self._acct.note_parameter()
+                    return t
+        out = self._missed(t)
         if isinstance(out, Entry):  # NOTE [Shared decodes]
             out.readers += 1
         return out
@@ -756,7 +760,8 @@ class Compressor:
             return t
         mode = self._mode or self._begin_step()
         if mode == "replay":
-            out = self._replay_pack(t)
+            rec = self._next_record(t)
+            out = _MISS if rec is None else self._replay_record(t, rec)
             if out is not _MISS:
                 self.replayed_packs += 1
                 return out

@@ -515,18 +515,18 @@ def test_a_body_that_raises_puts_the_global_hooks_back_and_the_next_steps_are_ex
     on, off = _pair(torch.bfloat16, use_cache=False, layers=3)
     batch = random_batch(VOCAB, batch=2, seq=16)
     _same_steps(on, off, "intra_inter", batch, 2, bits=2)
-    replay_pack, seen = engine.Compressor._replay_pack, []
+    replay_record, seen = engine.Compressor._replay_record, []
 
-    def failing(self, t):
+    def failing(self, t, rec):
         seen.append(self._units.replaying is not None)
-        if sum(seen) == 5:  # the fifth pack inside a replayed body
+        if sum(seen) == 5:  # the fifth record carried out inside a replayed body
             raise RuntimeError("a pack failed")
-        return replay_pack(self, t)
+        return replay_record(self, t, rec)
 
-    monkeypatch.setattr(engine.Compressor, "_replay_pack", failing)
+    monkeypatch.setattr(engine.Compressor, "_replay_record", failing)
     with pytest.raises(RuntimeError, match="a pack failed"):
         _step(on, "intra_inter", batch, True, bits=2)
-    monkeypatch.setattr(engine.Compressor, "_replay_pack", replay_pack)
+    monkeypatch.setattr(engine.Compressor, "_replay_record", replay_record)
     assert _global_module_hooks() == 0
     assert not any(m._forward_hooks or m._forward_pre_hooks for m in on.modules())  # no local hook left behind
     ctxs = _same_steps(on, off, "intra_inter", batch, 3, bits=2)

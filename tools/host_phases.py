@@ -47,7 +47,7 @@ def _targets() -> list[tuple[Any, str]]:
             (lineage, "record"), (lineage, "recipe_key"), (lineage, "leaf_entries"), (lineage.Planner, "free"),
             (lineage.Planner, "chain"), (lineage.Planner, "lora_part"), (codec_quant.Quant, "encode"),
             (quant, "quantize_triton"), (quant, "dequantize_triton"), (nonfinite.Nonfinite, "find"),
-            (engine, "_unpack"), (C, "_replay_pack"), (C, "_record_pack"), (C, "_decide"), (C, "_recipe_entry"),
+            (engine, "_unpack"), (C, "_replay_record"), (C, "_record_pack"), (C, "_decide"), (C, "_recipe_entry"),
             (C, "_account_recipe"), (C, "_bound"), (replay.Trace, "op"), (replay.Trace, "tag")]
 
 

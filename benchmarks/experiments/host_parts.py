@@ -93,7 +93,7 @@ def main() -> None:
             (engine.Compressor, "__exit__", "exit"), (units.Units, "enter", "Units.enter"),
             (units.Units, "leave", "Units.leave"), (tracking.OpTracker, "__torch_function__", "op tracker (incl.)"),
             (engine.Compressor, "_pack", "every pack"), (engine.Compressor, "_replay_parameter", "parameter path"),
-            (engine.Compressor, "_replay_pack", "replayed pack, long way"),
+            (engine.Compressor, "_replay_record", "a replayed record's actions"),
             (codec_quant.Quant, "encode", "Quant.encode"), (engine, "_unpack", "every unpack"),
             (lineage, "evaluate", "recipe evaluation"), (codec_quant.Quant, "decode", "Quant.decode"),
             (codec_quant.Quant, "decode_to", "Quant.decode_to"), (codec_quant.Quant, "decode_add", "Quant.decode_add"),
