@@ -602,7 +602,7 @@ class Compressor:
                 for i in leaves:  # as _sdpa_recipe: the parts read them through the call, once
                     made[i].readers += 1
             caches[id(call)] = cache
-        return lineage.Bound(tpl.node, {i: made[i] for i in tpl.refs}, caches)
+        return lineage.Bound(tpl.node, dict(zip(tpl.refs, map(made.__getitem__, tpl.refs))), caches)  # (no frame)
 
     def _next_record(self, t: torch.Tensor) -> replay.PackRecord | None:
         """The plan's record for this pack, if the checks of rule 3 pass (every op so far had the plan's signature:
@@ -641,8 +641,10 @@ class Compressor:
         acct, made, trace = self._acct, self._made, self._trace
         if rec.kind == "param":
             return self._replay_parameter_record(rec, t)
-        key = self._key(t)
-        hit = self._stored(key)
+        key = lineage.storage_key(t, self._storage_refs)  # self._key and self._stored, two frames less
+        hit = self._dedupe.get(key)
+        if hit is not None:
+            hit = hit()
         if rec.kind == "dup":
             if hit is None or rec.result >= len(made) or hit is not made[rec.result]:
                 return _MISS
@@ -690,9 +692,9 @@ class Compressor:
                 else:  # a recipe: made as recorded (twin or new) without searching for a twin
                     template, site, leaves = data
                     if new:
-                        if any([i is None or i >= len(made) for i in leaves]):
+                        if None in leaves or max(leaves, default=-1) >= len(made):  # (C calls: no frame)
                             return _MISS
-                        got = self._recipe_entry(t, site, self._bound(template), [made[i] for i in leaves])
+                        got = self._recipe_entry(t, site, self._bound(template), list(map(made.__getitem__, leaves)))
                     else:
                         got = made[index] if index < len(made) else None
                     if got is not None:

@@ -47,7 +47,6 @@ import weakref
 from typing import Any, Callable
 
 import torch
-from torch.multiprocessing.reductions import StorageWeakRef
 
 from . import sharing
 from .codecs.bitmask import Bits
@@ -140,10 +139,16 @@ def storage_key(t: torch.Tensor, refs: dict | None = None) -> tuple:
 class StorageKey(int):
     """A storage's identity as a dict key: its C++ address, an ``int`` (hashed and compared in C: a key with a
     ``StorageWeakRef`` in it called that class's Python ``__hash__`` at every dict use, ~2,000 times a replayed
-    Llama step), holding a ``StorageWeakRef`` (``ref``), which keeps the storage's C++ object allocated, so no other
-    storage can take its address while the key exists (NOTE [Lifetimes] rule 2 in engine.py)."""
+    Llama step), holding a weak reference to the storage (``weak``, the C++ handle ``_weak_ref()`` gives), which keeps
+    the storage's C++ object allocated, so no other storage can take its address while the key exists (NOTE
+    [Lifetimes] rule 2 in engine.py). The handle is freed here, in C, when the key dies: ``StorageWeakRef`` made
+    two Python calls more a key (~240 keys a replayed Llama forward)."""
 
-    ref: StorageWeakRef
+    weak: int | None = None  # (None if making the handle failed)
+
+    def __del__(self, _free: Callable[[int], None] = torch.UntypedStorage._free_weak_ref) -> None:
+        if self.weak is not None:
+            _free(self.weak)
 
 
 def storage_ref(storage: torch.UntypedStorage, refs: dict | None = None) -> StorageKey:
@@ -154,7 +159,7 @@ def storage_ref(storage: torch.UntypedStorage, refs: dict | None = None) -> Stor
         if key is not None:
             return key
     key = StorageKey(cdata)
-    key.ref = StorageWeakRef(storage)
+    key.weak = storage._weak_ref()
     if refs is not None:
         refs[cdata] = key
     return key

@@ -375,3 +375,27 @@ def test_a_leaf_that_requires_grad_is_kept_as_a_recipe_source_too():
     assert any("leaf" in k["reason"] for k in rep.kept), rep.kept
     assert not any(r["codec"].startswith("quant") and r["count"] for r in rep.by_op), rep.by_op
     assert rep.stored_bytes == x.numel() * x.element_size()  # the leaf, counted once
+
+
+def test_a_storage_key_keeps_its_address_from_other_storages_until_it_dies():
+    """NOTE [Lifetimes] rule 2: a dedupe key names a storage by its C++ address, so while the key lives no storage
+    made after the first one's death may have that address (a pack of new data would find the old entry)."""
+    from hyclora_hooks import lineage
+
+    def address_after_death():
+        t = torch.empty(16)
+        address = t.untyped_storage()._cdata
+        del t
+        return address
+
+    def addresses(n):  # of n storages alive at once
+        held = [torch.empty(16) for _ in range(n)]
+        return {t.untyped_storage()._cdata for t in held}
+
+    assert address_after_death() in addresses(200)  # the control: without a key the address comes back at once
+    t = torch.empty(16)
+    key = lineage.storage_ref(t.untyped_storage())
+    del t
+    assert int(key) not in addresses(200)
+    del key  # the handle is freed with the key: the address is free again
+    assert address_after_death() in addresses(200)
