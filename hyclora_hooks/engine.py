@@ -914,14 +914,14 @@ class Compressor:
         """Store a recipe's source with the saved tensor's codec (or find it stored already)."""
         if self._log is not None:
             made, spec = len(self._made), self._source_spec(src)
-        entry = self._lookup(src)
+        key = self._key(src)  # (once: self._lookup would make it again)
+        entry = self._stored(key) if src.layout == torch.strided else None
         if entry is None:
             codec, reason = route.codec, None
             if not codec.lossless and src.numel() * src.element_size() < self.policy.knobs.min_bytes:
                 codec = KEEP
             elif not codec.lossless and _held_by_graph(src):  # NOTE [Lifetimes] rule 11, for sources too
                 codec, reason = KEEP, _LEAF_KEPT
-            key = self._key(src)
             entry = self._admit(src, site, codec, reason, key[0], src.untyped_storage().nbytes(), saved=False)
             self._remember(key, src, entry)
         if self._log is not None:
