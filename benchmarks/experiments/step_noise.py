@@ -8,9 +8,13 @@ If a slow forward's CPU time grows with its wall time, the thread ran but ran sl
 a sibling hyperthread); if only the wall time grows, the thread was off the CPU (preempted: involuntary switches,
 steal); page faults that grow with it would point at memory handed back to the system and taken again.
 
+``--pin``: the configuration's steps alternate between the process as it is and the process held to one CPU
+(``os.sched_setaffinity``): does the thread moving between CPUs explain it?
+
     TRITON_INTERPRET=0 PYTHONPATH=. python benchmarks/experiments/step_noise.py --shapes 4x1024 --configs intra_inter@2
     python benchmarks/experiments/step_noise.py --device cpu --tiny --shapes 1x16 --steps 20
 """
+import os
 import resource
 import statistics
 import sys
@@ -43,7 +47,10 @@ def _counters() -> tuple:
 
 
 def main() -> None:
-    a = ab_parser(__doc__, "4x1024", "intra_inter@2", 40).parse_args()
+    p = ab_parser(__doc__, "4x1024", "intra_inter@2", 40)
+    p.add_argument("--pin", action="store_true", help="alternate the configuration's steps unpinned / on one CPU")
+    a = p.parse_args()
+    cpus = os.sched_getaffinity(0)
     args, shapes, dev, model = ab_setup(a)
     sync = synchronizer(dev)
     cuda = dev.type == "cuda"
@@ -77,17 +84,26 @@ def main() -> None:
         for _ in range(3):  # calibration and the recording step
             step(None, None)
             step(preset, bits)
-        plain, got = [], []
+        plain, got, pinned = [], [], []
         for _ in range(a.steps):
             plain.append(step(None, None))
             got.append(step(preset, bits))
+            if a.pin:
+                os.sched_setaffinity(0, {min(cpus)})
+                pinned.append(step(preset, bits))
+                os.sched_setaffinity(0, cpus)
+        print(f"\n{shape} {spec}, steps in order (step ms / fwd cpu ms): "
+              + " ".join(f"{r[0]:.0f}/{r[2]:.0f}" for r in got))
+        if pinned:
+            print(f"{shape} {spec} on one CPU, in order: " + " ".join(f"{r[0]:.0f}/{r[2]:.0f}" for r in pinned))
         got.sort(key=lambda r: r[0])
         half = len(got) // 2
         print(f"\n{shape} {spec}: {a.steps} steps alternated with plain's; medians (plain's step "
               f"{statistics.median(r[0] for r in plain):.1f} ms, its forward's wall {statistics.median(r[1] for r in plain):.1f} ms)")
         print("| steps | " + " | ".join(FIELDS) + " |")
         print("|---|" + "---|" * len(FIELDS))
-        for name, rows in (("faster half", got[:half]), ("slower half", got[half:]), ("plain", plain)):
+        arms = [("faster half", got[:half]), ("slower half", got[half:]), ("plain", plain)]
+        for name, rows in arms + ([("on one CPU", pinned)] if pinned else []):
             print(f"| {name} | " + " | ".join(f"{statistics.median(r[i] for r in rows):.1f}" for i in range(len(FIELDS)))
                   + " |")
         print("every step of the configuration, fastest first (step ms, fwd wall, fwd cpu, minflt, nivcsw, steal):")
