@@ -77,6 +77,17 @@ NOTE [Replay units]
      in a backward, on a device other than the current one, or under an autocast region the body entered takes
      the long way. A miss ends the replay as anywhere (rule 3), and the pack is then decided off the tracker, which
      the miss put back on the stack (``Compressor._missed``).
+ 10. Inside a replayed attention, decoder layer or MLP, each peft LoRA linear runs a lean body (``LEAN``,
+     :meth:`Units._lean_lora`): the ops peft's ``forward`` makes on its plain path (rule 1), in its order and with
+     its arguments, without its Python around them (the adapter and variant checks, four submodule calls and
+     their ``ModuleDict`` lookups). On the H200's host peft's forward was ~60% of a plain 4x1024 forward's host
+     time (session 38, ``benchmarks/experiments/spy_step.py``). The lean body is the instance's ``forward``
+     from the unit's entry (its projections' calls come after it: a call reads ``forward`` before its hooks run)
+     until its exit, a miss (rule 3) or the context's exit, whichever comes first; it reads the weights, adapters
+     and dropout settings live, where the entry's state check found them, and hands the base layer's output to
+     the unit (rule 5) itself, so no local hook on a base layer is needed. Called from another thread, with
+     arguments besides the input, or after the unit closed, it is peft's ``forward``. Only with rule 7 (the
+     module tracker sees no call the lean body skips).
 """
 
 from __future__ import annotations
@@ -86,10 +97,12 @@ import sys
 import threading
 import types
 import weakref
+from functools import partial
 from typing import Any
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 from torch.nn.modules import module as _module
 
 from .lineage import autocast_on
@@ -163,6 +176,7 @@ ENABLED = True  # False: no call is a unit (for measuring units against their ab
 ATTENTION = True  # False: no attention call is a unit (rule 5 against its absence: units_ab.py --attention)
 COMPOSITE = True  # False: no decoder layer or MLP is a unit (rule 6 against its absence: units_ab.py --composite)
 BYPASS = True  # False: replayed bodies keep the global module hooks (rule 7 against its absence: step_exposure.py)
+LEAN = True  # False: LoRA linears in a replayed body run peft's forward (rule 10 against its absence: ditto)
 START_AT_UNITS = True  # False: a step chooses to replay at its first pack only (rule 8 against its absence: ditto)
 _MISSING = object()
 _KINDS: dict = {}  # module class -> its state function, or None (weak enough: classes live as long as their module)
@@ -170,7 +184,7 @@ _KINDS: dict = {}  # module class -> its state function, or None (weak enough: c
 
 def _lora_state(m: nn.Module) -> tuple | None:
     """Rule 1: peft's LoRA linear on its plain path."""
-    if _hooked(m) or m.disable_adapters or m.merged or m.lora_variant:
+    if _hooked(m) or "forward" in m.__dict__ or m.disable_adapters or m.merged or m.lora_variant:
         return None
     mods = m._modules
     base = _linear(mods["base_layer"])
@@ -421,7 +435,7 @@ class UnitRecord:
     that pack stored (rule 5); ``frozen``: the base layer whose output is the output's frozen-term mark, or None."""
 
     __slots__ = ("module", "start", "end", "x_slot", "state", "pack_start", "pack_end", "producer", "frozen",
-                 "terms", "bases", "slots", "inputs")
+                 "terms", "bases", "slots", "inputs", "loras")
 
     def __init__(self, module: nn.Module, start: int, x_slot: Any, state: tuple, pack_start: int):
         self.module = weakref.ref(module)
@@ -433,6 +447,7 @@ class UnitRecord:
         self.bases: list = []  # weak references to the base layers whose outputs may be terms, in index order
         self.slots: dict[int, int] = {}  # pack index -> the call (index in ``inputs``) whose input it reads (rule 6)
         self.inputs: list = []  # weak references to the modules whose call inputs packs of the body read
+        self.loras: list = []  # weak references to the LoRA linears of an attention's or composite's body (rule 10)
 
 
 def _bases(module: nn.Module, kind: Any) -> list[nn.Module]:
@@ -485,6 +500,7 @@ class Units:
         self._stack: list[_Open] = []  # the units open now: while recording, nested ones; while replaying, one
         self.replaying: UnitRecord | None = None  # the open unit while replayed, the tracker off the stack
         self._local: list = []  # handles of the local hooks of rule 7, while a replayed body runs
+        self._leaned: list = []  # the LoRA linears running lean bodies (rule 10), while a replayed body runs
 
     def enter(self, module: nn.Module, args: tuple) -> None:
         if self.replaying is not None:  # a body's call, seen here where rule 7 is off (``BYPASS``)
@@ -527,6 +543,9 @@ class Units:
                 rec = UnitRecord(module, trace.count, x_slot, (state, call), len(engine._packs))
                 bases = _bases(module, kind)
                 rec.bases = [weakref.ref(b) for b in bases]
+                if kind is not _lora_state:  # (a LoRA unit's own forward was read before this hook ran)
+                    lora = _lora_linear()
+                    rec.loras = [weakref.ref(sub) for sub in module.modules() if type(sub) is lora]
                 self._stack.append(_Open(rec, {b: j for j, b in enumerate(bases)}, trace._outside, x))
             return
         rec = engine._replay_plan.units.get((trace.count, id(module)))
@@ -549,12 +568,51 @@ class Units:
 
     # rule 7 ----------------------------------------------------------------------------------------------------
     def _bypass(self, module: nn.Module, unit: _Open) -> None:
-        """The body's calls without the global hooks; local hooks where the replay reads a call."""
+        """The body's calls without the global hooks; local hooks where the replay reads a call; lean LoRA bodies
+        (rule 10), which hand their base layers' outputs over themselves."""
         local = [module.register_forward_hook(self._unit_exit, always_call=True)]
-        local += [m.register_forward_hook(self._base_exit) for m in unit.bases]
+        loras = [ref() for ref in unit.rec.loras] if LEAN else []
+        if not loras or None in loras:
+            loras = []
+            local += [m.register_forward_hook(self._base_exit) for m in unit.bases]
         local += [m.register_forward_pre_hook(self._wanted_entry, with_kwargs=True) for m in unit.wanted]
-        self._local = local
+        for m in loras:
+            m.__dict__["forward"] = partial(self._lean_lora, m)
+        self._local, self._leaned = local, loras
         self._engine._modules.pause()
+
+    def _unlean(self) -> None:
+        """Give the LoRA linears of rule 10 back their class's ``forward``."""
+        for m in self._leaned:
+            m.__dict__.pop("forward", None)
+        self._leaned = []
+
+    def _lean_lora(self, m: nn.Module, x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+        """Rule 10: peft's ``lora.Linear.forward`` on its plain path, op for op."""
+        if (self.replaying is None or args or kwargs or not self._stack
+                or threading.get_ident() != self._engine._modules._thread):
+            return type(m).forward(m, x, *args, **kwargs)
+        mods = m._modules
+        base = mods["base_layer"]
+        p = base._parameters
+        result = F.linear(x, p["weight"], p["bias"])
+        if base in self._stack[-1].bases:
+            self.leave(base, result)
+        dtype = result.dtype
+        lora_a, lora_b, drops = mods["lora_A"]._modules, mods["lora_B"]._modules, mods["lora_dropout"]._modules
+        cast = getattr(m, "cast_input_dtype_enabled", True)
+        for name in m.active_adapters:
+            a = lora_a.get(name)
+            if a is None:
+                continue
+            pa, pb = a._parameters, lora_b[name]._parameters
+            w = pa["weight"]
+            if cast and x.dtype != w.dtype:
+                x = x.to(dtype=w.dtype)
+            drop = drops[name]
+            h = x if type(drop) is nn.Identity else F.dropout(x, drop.p, drop.training, drop.inplace)
+            result = result + F.linear(F.linear(h, w, pa["bias"]), pb["weight"], pb["bias"]) * m.scaling[name]
+        return result.to(dtype)
 
     def _unit_exit(self, module: nn.Module, args: Any, output: Any) -> None:
         modules = self._engine._modules
@@ -582,6 +640,7 @@ class Units:
         for h in self._local:
             h.remove()
         self._local = []
+        self._unlean()
 
     def leave(self, module: nn.Module, output: Any) -> None:
         stack = self._stack
@@ -603,6 +662,7 @@ class Units:
     def abort(self) -> None:
         """A pack of the unit being replayed missed (rule 3): the rest of its body is tracked."""
         if self.replaying is not None:
+            self._unlean()
             self._stack.clear()
             self.replaying = None
             self._engine._ops.resume()

@@ -374,13 +374,13 @@ def test_keywords_to_a_lora_linear_are_seen_and_it_runs_op_by_op():
         assert units == (0, 2, 0, 0, 1)[step], f"step {step}"
 
 
-def _o_proj_unit_set_to_miss(on, off, batch):
-    """Two recorded-and-replayed steps of ``intra_inter@2``, then o_proj's unit's last pack record changed to expect
-    another layout, so that the next replay misses there; the unit's record."""
+def _o_proj_unit_set_to_miss(on, off, batch, projection="o_proj"):
+    """Two recorded-and-replayed steps of ``intra_inter@2``, then o_proj's (or ``projection``'s) unit's last pack
+    record changed to expect another layout, so that the next replay misses there; the unit's record."""
     _same_steps(on, off, "intra_inter", batch, 2, bits=2)
     plan = replay.find_plan(on, hyclora.compress("intra_inter", bits=2).policy)
-    o_proj = on.base_model.model.model.layers[0].self_attn.o_proj
-    unit = next(u for u in plan.units.values() if u.module() is o_proj)
+    proj = getattr(on.base_model.model.model.layers[0].self_attn, projection)
+    unit = next(u for u in plan.units.values() if u.module() is proj)
     rec = plan.packs[unit.pack_end - 1]
     rec.meta = (rec.meta[0], rec.meta[1], torch.float64, rec.meta[3])
     return unit
@@ -531,3 +531,70 @@ def test_a_body_that_raises_puts_the_global_hooks_back_and_the_next_steps_are_ex
     assert not any(m._forward_hooks or m._forward_pre_hooks for m in on.modules())  # no local hook left behind
     ctxs = _same_steps(on, off, "intra_inter", batch, 3, bits=2)
     assert ctxs[-1].replayed_units > 0 and ctxs[-1].replayed_packs == ctxs[-1].report().packs
+
+
+def _counting_peft_forwards(monkeypatch) -> list:
+    """(module, whether it held an instance ``forward`` then) for each call of peft's own ``forward`` (peft's class
+    patched, not ours)."""
+    from peft.tuners.lora.layer import Linear
+
+    calls, forward = [], Linear.forward
+
+    def counted(self, x, *args, **kwargs):
+        calls.append((self, "forward" in self.__dict__))
+        return forward(self, x, *args, **kwargs)
+
+    monkeypatch.setattr(Linear, "forward", counted)
+    return calls
+
+
+@pytest.mark.parametrize("dropout", [0.0, 0.1])
+def test_lora_linears_in_a_replayed_body_run_lean_with_pefts_bits(dropout, monkeypatch):
+    """NOTE [Replay units] rule 10: inside replayed decoder layers no LoRA linear runs peft's forward, and the
+    gradients are the deciding copy's (which runs peft's) bit for bit, dropout masks included; with ``LEAN`` off
+    every LoRA linear runs peft's forward again. No instance ``forward`` is left after a step."""
+    from hyclora_hooks import units
+
+    on, off = _pair(torch.bfloat16, dropout=dropout, use_cache=False, layers=3)
+    batch = random_batch(VOCAB, batch=2, seq=16)
+    calls = _counting_peft_forwards(monkeypatch)
+    _same_steps(on, off, "intra_inter", batch, 2, bits=2)  # records, then replays
+    loras, seen = set(map(id, _lora_linears(on))), {}
+    for lean in (True, False):
+        units.LEAN = lean
+        try:
+            calls.clear()
+            ctx = _same_steps(on, off, "intra_inter", batch, 1, bits=2)[0]
+        finally:
+            units.LEAN = True
+        assert ctx.replayed_units > 0 and ctx.replayed_packs == ctx.report().packs
+        seen[lean] = sum(id(m) in loras for m, _ in calls)  # the replaying copy's peft forwards
+        assert not any("forward" in m.__dict__ for m in on.modules())
+    assert seen == {True: 0, False: len(loras)}
+
+
+def test_a_miss_in_a_lean_body_gives_peft_its_forward_back(monkeypatch):
+    """A miss at q_proj's last pack, in the first layer's attention, ends the replay (rule 3): from there on every
+    LoRA linear of the replaying copy, k, v and o_proj of that attention's body included, runs peft's forward as
+    the class has it."""
+    on, off = _pair()
+    batch = random_batch(VOCAB, batch=2, seq=16)
+    _o_proj_unit_set_to_miss(on, off, batch, "q_proj")
+    calls = _counting_peft_forwards(monkeypatch)
+    # the rest of the step decides, with codecs where the replayed ops left no lineage: not the deciding copy's
+    # bits (unlike a miss at o_proj's), but near them
+    got, _ = _step(on, "intra_inter", batch, True, seed=7, bits=2)
+    decided, _ = _step(off, "intra_inter", batch, False, seed=7, bits=2)
+    assert torch.nn.functional.cosine_similarity(got, decided, dim=0) > 0.99
+    layers = len(on.base_model.model.model.layers)
+    mine = [leaned for m, leaned in calls if any(m is x for x in _lora_linears(on))]
+    assert len(mine) == 6 + 7 * (layers - 1) and not any(mine)
+    assert not any("forward" in m.__dict__ for m in on.modules())
+
+
+def test_a_lora_linear_with_a_forward_of_its_own_is_no_unit():
+    on, _ = _pair()
+    m = _first_lora(on)
+    assert unit_state(m) is not None
+    m.forward = lambda x: type(m).forward(m, x) * 2
+    assert unit_state(m) is None

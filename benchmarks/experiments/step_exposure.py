@@ -34,7 +34,9 @@ Variants, each taking away one suspect:
   (``tracking.CHECK_EVERY_STEP`` on: NOTE [Unchecked walk] in ``hyclora_hooks/tracking.py``);
 * ``helper unit packs``: a replayed unit's pack through the engine's helpers (``_cuda_index``, ``_param_view``,
   ``_next_record``, ``_replay_parameter_record``), as before session 37 wrote their checks out in
-  ``Compressor._unit_pack`` (14% fewer Python calls a replayed forward on the dev CPU).
+  ``Compressor._unit_pack`` (14% fewer Python calls a replayed forward on the dev CPU);
+* ``peft bodies``: the LoRA linears in a replayed body run peft's ``forward``, as before session 38 (``units.LEAN``
+  off: NOTE [Replay units] rule 10).
 
 Session 35 found the variant right after plain's step in the alternation slower than the same code later in it
 (``order/``: ~6% at 4x1024 ``@2``): compare variants that are not the first, or repeat the first as ``as is again``.
@@ -66,7 +68,7 @@ from ab_setup import ab_cases, ab_parser, ab_setup, synchronizer  # noqa: E402
 
 CAP = engine.MAX_PENDING_BYTES
 SHIPPED = dict(prebuilt=False, waits=True, cap=CAP, bypass=True, early=True, each_pack=False, gc="on", pause=True,
-               unit_packs=True, c_launcher=True, walk=False, helper_unit_packs=False)
+               unit_packs=True, c_launcher=True, walk=False, helper_unit_packs=False, lean=True)
 VARIANTS = {  # name -> what differs from SHIPPED
     "as is": {},
     "as is again": {},
@@ -87,6 +89,7 @@ VARIANTS = {  # name -> what differs from SHIPPED
     "launcher object": dict(c_launcher=False),
     "walk every step": dict(walk=True),
     "helper unit packs": dict(helper_unit_packs=True),
+    "peft bodies": dict(lean=False),
 }
 _SETTLE, _PACK_ONE, _UNIT_PACK = engine.Compressor._settle, engine.Compressor._pack_one, engine.Compressor._unit_pack
 
@@ -130,7 +133,7 @@ def _set(v: dict) -> None:
     engine.Compressor._pack_one = _settling_pack if v["each_pack"] else _PACK_ONE
     engine.MAX_PENDING_BYTES, units.BYPASS, units.START_AT_UNITS = v["cap"], v["bypass"], v["early"]
     gcpause.ENABLED, engine.UNIT_PACKS, klaunch.C_LAUNCHER = v["pause"], v["unit_packs"], v["c_launcher"]
-    tracking.CHECK_EVERY_STEP = v["walk"]
+    tracking.CHECK_EVERY_STEP, units.LEAN = v["walk"], v["lean"]
 
 
 def main() -> None:
