@@ -598,3 +598,31 @@ def test_a_lora_linear_with_a_forward_of_its_own_is_no_unit():
     assert unit_state(m) is not None
     m.forward = lambda x: type(m).forward(m, x) * 2
     assert unit_state(m) is None
+
+
+@pytest.mark.parametrize("variant", ["lora_bias", "two adapters", "bf16 adapters"])
+def test_lean_bodies_keep_pefts_bits_with_biases_several_adapters_and_16_bit_adapters(variant, monkeypatch):
+    """Rule 10's loop over active adapters, B's bias and the input cast (none where the adapters are bf16 too): the
+    replaying copy runs no peft forward in its replayed steps and gives the deciding copy's gradients bit for bit."""
+    from peft import LoraConfig, get_peft_model
+
+    from hyclora_hooks.models import LLAMA_TARGETS
+
+    torch.manual_seed(0)
+    base = tiny_llama(vocab=VOCAB, dtype=torch.bfloat16, use_cache=False, layers=2)
+    cfg = LoraConfig(r=8, lora_alpha=16, target_modules=LLAMA_TARGETS, init_lora_weights=False,
+                     lora_bias=variant == "lora_bias")
+    on = get_peft_model(base, cfg, autocast_adapter_dtype=variant != "bf16 adapters")
+    if variant == "two adapters":
+        on.add_adapter("second", LoraConfig(r=4, lora_alpha=8, target_modules=LLAMA_TARGETS, init_lora_weights=False))
+        on.base_model.set_adapter(["default", "second"])  # (peft freezes the adapters it does not set: all trained)
+    on.train()
+    off = copy.deepcopy(on)
+    batch = random_batch(VOCAB, batch=2, seq=16)
+    _same_steps(on, off, "intra_inter", batch, 2, bits=2)  # records, then replays
+    calls = _counting_peft_forwards(monkeypatch)
+    ctx = _same_steps(on, off, "intra_inter", batch, 1, bits=2)[0]
+    assert ctx.replayed_units > 0 and ctx.replayed_packs == ctx.report().packs
+    mine, theirs = {id(m) for m in on.modules()}, {id(m) for m in off.modules()}
+    assert not any(id(m) in mine for m, _ in calls)  # every LoRA linear of the replaying copy ran lean
+    assert sum(id(m) in theirs for m, _ in calls) == len(_lora_linears(off))  # (the count sees peft's forwards)
