@@ -450,15 +450,21 @@ class UnitRecord:
         self.loras: list = []  # weak references to the LoRA linears of an attention's or composite's body (rule 10)
 
 
-def _bases(module: nn.Module, kind: Any) -> list[nn.Module]:
-    """The base layers whose outputs may be frozen terms of a call (rule 2: a LoRA linear's own; rules 5 and 6:
-    those of the LoRA linears below it)."""
-    if kind is _lora_state:
-        return [module._modules["base_layer"]]
+def _body_loras(module: nn.Module, kind: Any) -> list[nn.Module]:
+    """The LoRA linears below an attention's or composite's call (rules 5, 6 and 10); none for other kinds (a LoRA
+    unit's own forward was read before its entry hook ran: rule 10 cannot take it)."""
     if kind is _attention_state or kind is _composite_state:
         lora = _lora_linear()
-        return [sub._modules["base_layer"] for sub in module.modules() if type(sub) is lora]
+        return [sub for sub in module.modules() if type(sub) is lora]
     return []
+
+
+def _bases(module: nn.Module, kind: Any, loras: list[nn.Module]) -> list[nn.Module]:
+    """The base layers whose outputs may be frozen terms of a call (rule 2: a LoRA linear's own; rules 5 and 6:
+    those of the LoRA linears below it, ``loras``)."""
+    if kind is _lora_state:
+        return [module._modules["base_layer"]]
+    return [sub._modules["base_layer"] for sub in loras]
 
 
 _CALL_KINDS = (_attention_state, _composite_state)  # units whose state holds the call's arguments (rules 5, 6)
@@ -541,11 +547,10 @@ class Units:
             state = ops.outside(kind, module)  # a weight's layout read on the tracker would be an op
             if state is not None:
                 rec = UnitRecord(module, trace.count, x_slot, (state, call), len(engine._packs))
-                bases = _bases(module, kind)
+                loras = _body_loras(module, kind)
+                bases = _bases(module, kind, loras)
                 rec.bases = [weakref.ref(b) for b in bases]
-                if kind is not _lora_state:  # (a LoRA unit's own forward was read before this hook ran)
-                    lora = _lora_linear()
-                    rec.loras = [weakref.ref(sub) for sub in module.modules() if type(sub) is lora]
+                rec.loras = [weakref.ref(m) for m in loras]
                 self._stack.append(_Open(rec, {b: j for j, b in enumerate(bases)}, trace._outside, x))
             return
         rec = engine._replay_plan.units.get((trace.count, id(module)))
