@@ -698,7 +698,7 @@ class Compressor:
                     else:
                         got = made[index] if index < len(made) else None
                     if got is not None:
-                        self._account_recipe(t, site, got)
+                        self._account_recipe(t, site, got, key[0])
             except replay.Unreplayable:
                 return _MISS
             if (len(made) > before) != new or index >= len(made) or got is not made[index]:
@@ -904,9 +904,11 @@ class Compressor:
             leaf.readers += 1
         return entry
 
-    def _account_recipe(self, t: torch.Tensor, site: SaveSite, entry: Entry) -> None:
+    def _account_recipe(self, t: torch.Tensor, site: SaveSite, entry: Entry, key: Any = None) -> None:
+        """Count ``t`` as saved, held by the recipe ``entry``; ``key``: ``t``'s storage key, where the caller has it."""
         storage = t.untyped_storage()  # (a new Python object at each call)
-        key = lineage.storage_ref(storage, self._storage_refs)
+        if key is None:
+            key = lineage.storage_ref(storage, self._storage_refs)
         token = self._acct.admit(key, storage.nbytes(), site, "recompute", 0, False, None)
         entry.hold(self._acct_ref, token)
 

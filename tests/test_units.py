@@ -626,3 +626,56 @@ def test_lean_bodies_keep_pefts_bits_with_biases_several_adapters_and_16_bit_ada
     mine, theirs = {id(m) for m in on.modules()}, {id(m) for m in off.modules()}
     assert not any(id(m) in mine for m, _ in calls)  # every LoRA linear of the replaying copy ran lean
     assert sum(id(m) in theirs for m, _ in calls) == len(_lora_linears(off))  # (the count sees peft's forwards)
+
+
+def test_adapter_fields_read_as_pefts_properties_do():
+    """Rule 1 reads peft's adapter fields behind ``disable_adapters``, ``merged`` and ``active_adapters`` where the
+    properties are peft's plain ones: the same states as through the properties, in every setting they read."""
+    from peft import LoraConfig
+
+    from hyclora_hooks import units
+    from hyclora_hooks.models import LLAMA_TARGETS
+
+    model = add_lora(tiny_llama(vocab=VOCAB, layers=1), dropout=0.0)
+    model.add_adapter("second", LoraConfig(r=4, lora_alpha=8, target_modules=LLAMA_TARGETS))
+    m = _first_lora(model)
+    assert unit_state(m) is not None and units._LORA_LINEAR[1]  # the installed peft's properties are the plain ones: the fields are read
+
+    def both():
+        fields = unit_state(m)
+        units._LORA_LINEAR[1] = False
+        try:
+            return fields, unit_state(m)
+        finally:
+            units._LORA_LINEAR[1] = True
+
+    seen = []
+    for setting in ("default", "second", "both", "disabled", "merged"):
+        if setting in ("default", "second"):
+            m.set_adapter(setting)
+        elif setting == "both":
+            m.set_adapter(["default", "second"])
+        elif setting == "disabled":
+            m.enable_adapters(False)
+        else:
+            m.enable_adapters(True)
+            m.set_adapter("default")
+            m.merge()
+        fields, props = both()
+        assert fields == props, setting
+        seen.append(fields)
+    assert seen[0] != seen[1] != seen[2] and seen[3] is None and seen[4] is None
+
+
+def test_adapter_properties_of_another_shape_are_read_as_properties():
+    """A class whose adapter properties read anything else keeps the properties (rule 1's fields are peft's)."""
+    from peft.tuners.lora.layer import Linear
+
+    from hyclora_hooks import units
+
+    class Other(Linear):
+        @property
+        def disable_adapters(self):
+            return self._disable_adapters or getattr(self, "frozen_by_user", False)
+
+    assert units._plain_properties(Linear) and not units._plain_properties(Other)
