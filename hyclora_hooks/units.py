@@ -161,7 +161,8 @@ def _linear(m: Any) -> tuple | None:
     if type(m) is not nn.Linear or _hooked(m):
         return None
     params = m._parameters
-    return (id(m), m.training, _weight(params["weight"]), _weight(params.get("bias")))
+    bias = params.get("bias")  # (none in a LoRA linear's A and B, nor in Llama's base layers: no call for it)
+    return (id(m), m.training, _weight(params["weight"]), None if bias is None else _weight(bias))
 
 
 def unit_state(m: nn.Module) -> tuple | None:
