@@ -13,8 +13,10 @@ NOTE [Replay units]
      ours anywhere (local hooks on it or its parts, other global hooks, backward hooks), one positional argument
      and no keyword (peft's ``adapter_names`` picks other ops), no autocast. The *state* compared at entry
      (:func:`unit_state`) is everything else peft's forward reads: training flags, active adapters, scalings,
-     dropout settings, the weights' storages and layouts, the input-cast switch, grad mode. The input must be the
-     recorded step's op output of the same slot (equal signatures so far give it the same layout).
+     dropout settings, the weights' storages and layouts, the input-cast switch, grad mode (peft's adapter settings
+     read through the fields behind its properties where those are plain reads of them: ``_plain_properties``).
+     The input must be the recorded step's op output of the same slot (equal signatures so far give it the same
+     layout).
   2. The recorded call must be repeatable without its body's tensors: its output is the body's last op's output
      (tagged with that slot on exit), no pack of the body reads a body tensor other than the one it saves (source
      ``"saved"``) or the one that is a view of (``"saved_base"``), nor a frozen-term mark the tracker set in the
