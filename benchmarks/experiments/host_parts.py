@@ -16,7 +16,9 @@ queued, not waited for, unless the part itself waits.
     TRITON_INTERPRET=0 PYTHONPATH=. python benchmarks/experiments/host_parts.py intra_inter@2 4x1024 fine
 
 ``fine`` (session 35) adds the parts of a replayed pack's long way and of an encode (``FINE`` below); each wrapper
-costs ~1 us a call, so read these as shares, not as the forward's time.
+costs ~1 us a call, so read these as shares, not as the forward's time. ``units`` (session 39) adds the parts of a
+unit's entry and exit (``UNIT_PARTS``): the state check (``unit state``: the state function ``_kind_of`` gives,
+outermost call), the call's values, the comparison, rule 7's local hooks and lean bodies (``_bypass``), the exit.
     python benchmarks/experiments/host_parts.py baseline cpu      # 8 layers of width 64 at 1x16 on the dev CPU
 """
 import functools
@@ -55,9 +57,33 @@ FINE = [  # (owner, attribute, label): the long way's and an encode's parts
     (nonfinite.Nonfinite, "ready", "Nonfinite.ready"), (nonfinite.Nonfinite, "settle", "Nonfinite.settle")]
 
 
+UNIT_PARTS = [(units, "_call_values", "_call_values"), (units, "_same", "_same"),
+              (units.Units, "_bypass", "Units._bypass"), (units.Units, "_unit_exit", "Units._unit_exit"),
+              (units.Units, "close", "Units.close"), (tracking.ModuleTracker, "pause", "ModuleTracker.pause"),
+              (tracking.ModuleTracker, "unpause", "ModuleTracker.unpause")]
+
+
+class _TimedKind:
+    """A state function that times its outermost calls; equal to (and hashed as) the function it wraps, so the
+    entry's ``kind in _CALL_KINDS`` still holds (``kind is ...`` tests run only while recording)."""
+
+    def __init__(self, fn, timed):
+        self.fn, self.timed = fn, timed
+
+    def __call__(self, m):
+        return self.timed(m)
+
+    def __eq__(self, other):
+        return self.fn == getattr(other, "fn", other)
+
+    def __hash__(self):
+        return hash(self.fn)
+
+
 def main() -> None:
     name, shape = sys.argv[1], sys.argv[2]
     fine = sys.argv[3:] == ["fine"]
+    unit_parts = sys.argv[3:] == ["units"]
     cpu = shape == "cpu"
     args = build_parser().parse_args(["--layers", "8"] + (["--device", "cpu"] + TINY_WIDTHS if cpu else []))
     b, s = (1, 16) if cpu else map(int, shape.split("x"))
@@ -98,13 +124,28 @@ def main() -> None:
             (lineage, "evaluate", "recipe evaluation"), (codec_quant.Quant, "decode", "Quant.decode"),
             (codec_quant.Quant, "decode_to", "Quant.decode_to"), (codec_quant.Quant, "decode_add", "Quant.decode_add"),
             (attention.SdpaRecompute, "get", "SDPA replay"), (accounting.Accountant, "release", "accountant release")
-    ] + (FINE if fine else []):
+    ] + (FINE if fine else []) + (UNIT_PARTS if unit_parts else []):
         wrap(owner, attr, label)
     n = 15
     for _ in range(warmup_for(cfg, None) + 2):
         loss, _ = bench.forward(cfg)
         loss.backward()
         bench.model.zero_grad(set_to_none=True)
+    if unit_parts:  # after the plan is recorded: the record step tests state functions by identity
+        kind_of = units._kind_of
+
+        class _State:  # a namespace for wrap()
+            pass
+
+        def timed_kind_of(m):
+            kind = kind_of(m)
+            if kind is None or phase[0] != "forward" or "unit state" in inside:  # (the states below it: as is)
+                return kind
+            holder = _State()
+            holder.fn = kind
+            wrap(holder, "fn", "unit state")
+            return _TimedKind(kind, holder.fn)
+        units._kind_of = timed_kind_of
     bench.sync()
     totals.clear()
     took: dict[str, list] = {"forward": [], "backward": []}
