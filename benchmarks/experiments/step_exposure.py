@@ -36,7 +36,12 @@ Variants, each taking away one suspect:
   ``_next_record``, ``_replay_parameter_record``), as before session 37 wrote their checks out in
   ``Compressor._unit_pack`` (14% fewer Python calls a replayed forward on the dev CPU);
 * ``peft bodies``: the LoRA linears in a replayed body run peft's ``forward``, as before session 38 (``units.LEAN``
-  off: NOTE [Replay units] rule 10).
+  off: NOTE [Replay units] rule 10);
+* ``unchecked states`` (session 39; an experiment only, never safe to ship): a unit's entry takes each module's
+  state from the first time it was computed instead of reading it again (rule 1's check at no cost but the
+  comparison): what the check costs a step, its objects' cold reads included, and what the body then finds warm
+  that it would otherwise read cold. Put a checked variant first: a step that records under it would record other
+  units (its state functions are wrapped).
 
 Session 35 found the variant right after plain's step in the alternation slower than the same code later in it
 (``order/``: ~6% at 4x1024 ``@2``): compare variants that are not the first, or repeat the first as ``as is again``.
@@ -68,7 +73,7 @@ from ab_setup import ab_cases, ab_parser, ab_setup, synchronizer  # noqa: E402
 
 CAP = engine.MAX_PENDING_BYTES
 SHIPPED = dict(prebuilt=False, waits=True, cap=CAP, bypass=True, early=True, each_pack=False, gc="on", pause=True,
-               unit_packs=True, c_launcher=True, walk=False, helper_unit_packs=False, lean=True)
+               unit_packs=True, c_launcher=True, walk=False, helper_unit_packs=False, lean=True, states="checked")
 VARIANTS = {  # name -> what differs from SHIPPED
     "as is": {},
     "as is again": {},
@@ -90,6 +95,7 @@ VARIANTS = {  # name -> what differs from SHIPPED
     "walk every step": dict(walk=True),
     "helper unit packs": dict(helper_unit_packs=True),
     "peft bodies": dict(lean=False),
+    "unchecked states": dict(states="cached"),
 }
 _SETTLE, _PACK_ONE, _UNIT_PACK = engine.Compressor._settle, engine.Compressor._pack_one, engine.Compressor._unit_pack
 
@@ -127,7 +133,41 @@ def _helper_unit_pack(self, t):
     return out
 
 
+_KIND_OF = units._kind_of
+_STATES: dict = {}  # id(module) -> its state as first computed ("unchecked states")
+
+
+class _CachedKind:
+    """A state function answering with the state it first computed for a module; equal to (and hashed as) the
+    function it wraps, so a replayed entry's ``kind in _CALL_KINDS`` holds."""
+
+    def __init__(self, kind):
+        self.kind = kind
+
+    def __call__(self, m):
+        state = _STATES.get(id(m), _STATES)
+        if state is _STATES:
+            units._kind_of = _KIND_OF  # the states below it test their kinds by identity
+            try:
+                state = _STATES[id(m)] = self.kind(m)
+            finally:
+                units._kind_of = _cached_kind_of
+        return state
+
+    def __eq__(self, other):
+        return self.kind == getattr(other, "kind", other)
+
+    def __hash__(self):
+        return hash(self.kind)
+
+
+def _cached_kind_of(m):
+    kind = _KIND_OF(m)
+    return kind if kind is None else _CachedKind(kind)
+
+
 def _set(v: dict) -> None:
+    units._kind_of = _cached_kind_of if v["states"] == "cached" else _KIND_OF
     engine.Compressor._unit_pack = _helper_unit_pack if v["helper_unit_packs"] else _UNIT_PACK
     engine.Compressor._settle = _SETTLE if v["waits"] else _settle_no_wait
     engine.Compressor._pack_one = _settling_pack if v["each_pack"] else _PACK_ONE
