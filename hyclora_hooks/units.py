@@ -114,10 +114,11 @@ from .tracking import FROZEN, FROZEN_ROPE
 _LORA_LINEAR: list = []  # [peft's lora.Linear class or None, whether its fields are read directly], looked up once
 
 # peft's properties that rule 1 reads, each with the names its code reads: where peft's are these, the state reads
-# the fields behind them (three properties made five Python calls a LoRA linear's check, ~560 of a replayed Llama
-# forward's ~11,800 with the lean bodies' own reads)
+# the fields behind them (the properties made five Python calls a LoRA linear's check and three a lean body: ~450 of
+# a replayed Llama forward's ~11,800)
 _ADAPTER_PROPERTIES = {"disable_adapters": ("_disable_adapters",), "merged": ("bool", "merged_adapters"),
-                       "active_adapter": ("_active_adapter",), "active_adapters": ("isinstance", "active_adapter", "str")}
+                       "active_adapter": ("_active_adapter",),
+                       "active_adapters": ("isinstance", "active_adapter", "str")}
 
 
 def _lora_linear() -> type | None:

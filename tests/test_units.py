@@ -639,7 +639,8 @@ def test_adapter_fields_read_as_pefts_properties_do():
     model = add_lora(tiny_llama(vocab=VOCAB, layers=1), dropout=0.0)
     model.add_adapter("second", LoraConfig(r=4, lora_alpha=8, target_modules=LLAMA_TARGETS))
     m = _first_lora(model)
-    assert unit_state(m) is not None and units._LORA_LINEAR[1]  # the installed peft's properties are the plain ones: the fields are read
+    # the installed peft's properties are the plain ones: the fields are read
+    assert unit_state(m) is not None and units._LORA_LINEAR[1]
 
     def both():
         fields = unit_state(m)

@@ -35,7 +35,8 @@ def main() -> None:
     layers[0].register_forward_pre_hook(lambda m, a: marks.__setitem__("first", time.perf_counter()))
     layers[-1].register_forward_hook(lambda m, a, o: marks.__setitem__("last", time.perf_counter()))
     configs = {c.name: c for c in all_configs()}
-    print(f"{'config':16s} {'to layer 0':>10s} {'layers':>8s} {'after':>8s}   host ms, medians of 15 forwards ({shape[0]}x{shape[1]})")
+    print(f"{'config':16s} {'to layer 0':>10s} {'layers':>8s} {'after':>8s}   "
+          f"host ms, medians of 15 forwards ({shape[0]}x{shape[1]})")
     for name in names:
         cfg = configs[name]
         for _ in range(warmup_for(cfg, None) + 2):

@@ -34,7 +34,7 @@ import torch  # noqa: E402
 from hyclora_hooks import accounting, attention, engine, lineage, tracking, units  # noqa: E402
 from hyclora_hooks.codecs import quant as codec_quant  # noqa: E402
 from hyclora_hooks.kernels import launch as klaunch, nonfinite, quant as kquant  # noqa: E402
-from ab_setup import TINY_WIDTHS  # noqa: E402
+from ab_setup import TINY_WIDTHS, KindStandIn  # noqa: E402
 from tools.bench_step import Bench, all_configs, build_model, build_parser, make_batch, warmup_for  # noqa: E402
 
 
@@ -61,23 +61,6 @@ UNIT_PARTS = [(units, "_call_values", "_call_values"), (units, "_same", "_same")
               (units.Units, "_bypass", "Units._bypass"), (units.Units, "_unit_exit", "Units._unit_exit"),
               (units.Units, "close", "Units.close"), (tracking.ModuleTracker, "pause", "ModuleTracker.pause"),
               (tracking.ModuleTracker, "unpause", "ModuleTracker.unpause")]
-
-
-class _TimedKind:
-    """A state function that times its outermost calls; equal to (and hashed as) the function it wraps, so the
-    entry's ``kind in _CALL_KINDS`` still holds (``kind is ...`` tests run only while recording)."""
-
-    def __init__(self, fn, timed):
-        self.fn, self.timed = fn, timed
-
-    def __call__(self, m):
-        return self.timed(m)
-
-    def __eq__(self, other):
-        return self.fn == getattr(other, "fn", other)
-
-    def __hash__(self):
-        return hash(self.fn)
 
 
 def main() -> None:
@@ -144,7 +127,7 @@ def main() -> None:
             holder = _State()
             holder.fn = kind
             wrap(holder, "fn", "unit state")
-            return _TimedKind(kind, holder.fn)
+            return KindStandIn(kind, holder.fn)
         units._kind_of = timed_kind_of
     bench.sync()
     totals.clear()

@@ -60,6 +60,7 @@ import statistics
 import sys
 import time
 from contextlib import nullcontext
+from functools import partial
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
@@ -69,7 +70,7 @@ import torch  # noqa: E402
 import hyclora_hooks as hy  # noqa: E402
 from hyclora_hooks import engine, gcpause, tracking, units  # noqa: E402
 from hyclora_hooks.kernels import launch as klaunch  # noqa: E402
-from ab_setup import ab_cases, ab_parser, ab_setup, synchronizer  # noqa: E402
+from ab_setup import KindStandIn, ab_cases, ab_parser, ab_setup, synchronizer  # noqa: E402
 
 CAP = engine.MAX_PENDING_BYTES
 SHIPPED = dict(prebuilt=False, waits=True, cap=CAP, bypass=True, early=True, each_pack=False, gc="on", pause=True,
@@ -137,33 +138,21 @@ _KIND_OF = units._kind_of
 _STATES: dict = {}  # id(module) -> its state as first computed ("unchecked states")
 
 
-class _CachedKind:
-    """A state function answering with the state it first computed for a module; equal to (and hashed as) the
-    function it wraps, so a replayed entry's ``kind in _CALL_KINDS`` holds."""
-
-    def __init__(self, kind):
-        self.kind = kind
-
-    def __call__(self, m):
-        state = _STATES.get(id(m), _STATES)
-        if state is _STATES:
-            units._kind_of = _KIND_OF  # the states below it test their kinds by identity
-            try:
-                state = _STATES[id(m)] = self.kind(m)
-            finally:
-                units._kind_of = _cached_kind_of
-        return state
-
-    def __eq__(self, other):
-        return self.kind == getattr(other, "kind", other)
-
-    def __hash__(self):
-        return hash(self.kind)
+def _first_state(kind, m):
+    """``kind(m)`` as first computed for ``m``."""
+    state = _STATES.get(id(m), _STATES)
+    if state is _STATES:
+        units._kind_of = _KIND_OF  # the states below it test their kinds by identity
+        try:
+            state = _STATES[id(m)] = kind(m)
+        finally:
+            units._kind_of = _cached_kind_of
+    return state
 
 
 def _cached_kind_of(m):
     kind = _KIND_OF(m)
-    return kind if kind is None else _CachedKind(kind)
+    return kind if kind is None else KindStandIn(kind, partial(_first_state, kind))
 
 
 def _set(v: dict) -> None:
