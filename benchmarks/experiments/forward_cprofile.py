@@ -1,17 +1,18 @@
 """cProfile of a hooked forward on the GPU machine (session 7): ``tools/bench_step.py``'s model at 1 x 64 tokens (the
-GPU idle, so the forward's time is the host's), 10 forwards after warm-up; prints functions by own time and the
-callees of the engine's recipe planning. ``PYTHONPATH=. python benchmarks/experiments/forward_cprofile.py
-intra_inter@4`` (more arguments go to ``tools/profile_step.py``'s parser, e.g. ``--layers 2``)."""
+GPU idle, so the forward's time is the host's; ``--shape 4x1024`` profiles the benchmark's host path with the GPU busy),
+10 forwards after warm-up; prints functions by own time and the callees of the engine's recipe planning.
+``PYTHONPATH=. python benchmarks/experiments/forward_cprofile.py intra_inter@4`` (more arguments go to
+``tools/profile_step.py``'s parser, e.g. ``--layers 2``)."""
 import cProfile, io, pstats, sys, time
 sys.path.insert(0, '.')
 import torch
-from tools.bench_step import Bench, all_configs, build_model, make_batch, resolve_device, warmup_for
+from tools.bench_step import Bench, all_configs, build_model, make_batch, parse_shapes, resolve_device, warmup_for
 from tools.profile_step import build_parser
 args = build_parser().parse_args(["--shape", "1x64"] + sys.argv[2:])
-args.shape_list = [(1, 64)]
+(bsz, seq), = args.shape_list = parse_shapes(args.shape)
 dev = resolve_device(args.device)
 bench = Bench(build_model(args, dev), dev)
-bench.batch = make_batch(args.vocab, 1, 64, dev, args.seed)
+bench.batch = make_batch(args.vocab, bsz, seq, dev, args.seed)
 cfg = {c.name: c for c in all_configs()}[sys.argv[1]]
 for _ in range(warmup_for(cfg, None)):  # past outlier calibration (and the recording step)
     loss, _ = bench.forward(cfg); loss.backward()
