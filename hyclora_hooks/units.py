@@ -107,6 +107,7 @@ from torch import nn
 from torch.nn import functional as F
 from torch.nn.modules import module as _module
 
+from . import lora_sum
 from .lineage import autocast_on
 from .sharing import graph_task_id
 from .tracking import FROZEN, FROZEN_ROPE
@@ -635,7 +636,8 @@ class Units:
         dtype = result.dtype
         lora_a, lora_b, drops = mods["lora_A"]._modules, mods["lora_B"]._modules, mods["lora_dropout"]._modules
         cast = getattr(m, "cast_input_dtype_enabled", True)
-        for name in _active_adapters(m):
+        active = _active_adapters(m)
+        for name in active:
             a = lora_a.get(name)
             if a is None:
                 continue
@@ -645,7 +647,10 @@ class Units:
                 x = x.to(dtype=w.dtype)
             drop = drops[name]
             h = x if type(drop) is nn.Identity else F.dropout(x, drop.p, drop.training, drop.inplace)
-            result = result + F.linear(F.linear(h, w, pa["bias"]), pb["weight"], pb["bias"]) * m.scaling[name]
+            lora, scaling = F.linear(F.linear(h, w, pa["bias"]), pb["weight"], pb["bias"]), m.scaling[name]
+            if len(active) == 1 and lora_sum.FUSED and lora_sum.fits(result, lora, scaling):  # NOTE [LoRA sum]
+                return lora_sum.apply(result, lora, scaling)
+            result = result + lora * scaling
         return result.to(dtype)
 
     def _unit_exit(self, module: nn.Module, args: Any, output: Any) -> None:

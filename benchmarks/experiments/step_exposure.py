@@ -41,7 +41,9 @@ Variants, each taking away one suspect:
   state from the first time it was computed instead of reading it again (rule 1's check at no cost but the
   comparison): what the check costs a step, its objects' cold reads included, and what the body then finds warm
   that it would otherwise read cold. Put a checked variant first: a step that records under it would record other
-  units (its state functions are wrapped).
+  units (its state functions are wrapped);
+* ``peft sum`` (session 40): a lean body sums its LoRA branch as peft does (``lora_sum.FUSED`` off: NOTE [LoRA
+  sum] in ``hyclora_hooks/lora_sum.py``), three elementwise passes each way instead of one.
 
 Session 35 found the variant right after plain's step in the alternation slower than the same code later in it
 (``order/``: ~6% at 4x1024 ``@2``): compare variants that are not the first, or repeat the first as ``as is again``.
@@ -68,13 +70,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 import torch  # noqa: E402
 
 import hyclora_hooks as hy  # noqa: E402
-from hyclora_hooks import engine, gcpause, tracking, units  # noqa: E402
+from hyclora_hooks import engine, gcpause, lora_sum, tracking, units  # noqa: E402
 from hyclora_hooks.kernels import launch as klaunch  # noqa: E402
 from ab_setup import KindStandIn, ab_cases, ab_parser, ab_setup, synchronizer  # noqa: E402
 
 CAP = engine.MAX_PENDING_BYTES
 SHIPPED = dict(prebuilt=False, waits=True, cap=CAP, bypass=True, early=True, each_pack=False, gc="on", pause=True,
-               unit_packs=True, c_launcher=True, walk=False, helper_unit_packs=False, lean=True, states="checked")
+               unit_packs=True, c_launcher=True, walk=False, helper_unit_packs=False, lean=True, states="checked",
+               fused_sum=True)
 VARIANTS = {  # name -> what differs from SHIPPED
     "as is": {},
     "as is again": {},
@@ -97,6 +100,7 @@ VARIANTS = {  # name -> what differs from SHIPPED
     "helper unit packs": dict(helper_unit_packs=True),
     "peft bodies": dict(lean=False),
     "unchecked states": dict(states="cached"),
+    "peft sum": dict(fused_sum=False),
 }
 _SETTLE, _PACK_ONE, _UNIT_PACK = engine.Compressor._settle, engine.Compressor._pack_one, engine.Compressor._unit_pack
 
@@ -162,7 +166,7 @@ def _set(v: dict) -> None:
     engine.Compressor._pack_one = _settling_pack if v["each_pack"] else _PACK_ONE
     engine.MAX_PENDING_BYTES, units.BYPASS, units.START_AT_UNITS = v["cap"], v["bypass"], v["early"]
     gcpause.ENABLED, engine.UNIT_PACKS, klaunch.C_LAUNCHER = v["pause"], v["unit_packs"], v["c_launcher"]
-    tracking.CHECK_EVERY_STEP, units.LEAN = v["walk"], v["lean"]
+    tracking.CHECK_EVERY_STEP, units.LEAN, lora_sum.FUSED = v["walk"], v["lean"], v["fused_sum"]
 
 
 def main() -> None:

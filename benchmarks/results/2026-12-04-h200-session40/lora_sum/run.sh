@@ -1,0 +1,16 @@
+#!/bin/bash
+# Session 40, through the device tool (nvidia-h200), from the repository root, code of the commit that adds this:
+# the LoRA sum kernels against ATen's ops (bits, times), replayed steps against deciding copies bit for bit, then
+# the step A/B of the fused sum against peft's (alternated steps).
+export TRITON_INTERPRET=0 PYTHONPATH=.
+nvidia-smi --query-gpu=name --format=csv,noheader
+python -c "import torch,triton,transformers,peft;print(torch.__version__, triton.__version__, transformers.__version__, peft.__version__)"
+timeout 120 python tools/check_lora_sum.py 2>&1 | grep -v Warn > $OUT/check_lora_sum.txt; tail -14 $OUT/check_lora_sum.txt
+timeout 150 python tools/check_replay.py --deterministic strict --layers 4 --shape 1x1024 --host-shape 1x1024 --steps 2 \
+    --presets intra_inter@2,intra_inter@4 2>&1 | tail -6 > $OUT/check_replay.txt; cat $OUT/check_replay.txt
+timeout 150 python benchmarks/experiments/step_exposure.py --shapes 4x1024 --configs intra_inter@2,intra_inter@4 \
+    --variants "as is,peft sum,as is again" --steps 20 2>&1 | grep -v Warn > $OUT/exposure_4x1024.txt
+tail -10 $OUT/exposure_4x1024.txt
+timeout 150 python benchmarks/experiments/step_exposure.py --shapes 1x8192 --configs intra_inter@2,intra_inter@4 \
+    --variants "as is,peft sum,as is again" --steps 12 2>&1 | grep -v Warn > $OUT/exposure_1x8192.txt
+tail -10 $OUT/exposure_1x8192.txt

@@ -1,0 +1,45 @@
+"""peft's LoRA sum as one autograd node (NOTE [LoRA sum]).
+
+NOTE [LoRA sum]
+  A peft LoRA linear with fp32 adapters (peft's default for a 16-bit model) ends its forward with
+  ``(base + lora_B(lora_A(x)) * scaling).to(base.dtype)``: three elementwise passes over its output and three
+  autograd nodes, whose backward takes three more. On the benchmark's Llama that was ~46 bytes an element of every
+  projection's output, q to down, a step (docs/benchmarks.md session 40). A lean body (NOTE [Replay units] rule
+  10 in units.py) ends with :func:`apply` instead, where ``kernels.lora_sum.fits``: one node, one pass forward
+  (``kernels.lora_sum.lora_sum``) and one backward (``scaled_grad`` for the adapter branch; the base's gradient is
+  the incoming one), with torch's bits both ways, so gradients are the deciding copy's (peft's own forward) bit for
+  bit.
+  1. Only for exactly one active adapter (peft sums several in fp32 and casts once: no fused pass does that) and
+     a Python number as scaling.
+  2. The node saves nothing: the sum's packs are none, as with peft's ``mul``, ``add`` and cast (a scalar and
+     dtypes), so a replay's pack records are the same either way.
+  3. ``FUSED`` off gives peft's three ops back (the A/B of ``benchmarks/experiments/step_exposure.py``).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch.autograd.function import once_differentiable
+
+from .kernels import lora_sum as _kernels
+
+FUSED = True  # False: a lean body sums as peft does (rule 3)
+fits = _kernels.fits
+
+
+class _LoraSum(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, base: torch.Tensor, lora: torch.Tensor, scaling: float) -> torch.Tensor:
+        ctx.scaling = scaling
+        return _kernels.lora_sum(base, lora, scaling)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad: torch.Tensor) -> tuple:
+        base_grad, lora_grad = ctx.needs_input_grad[:2]
+        return (grad if base_grad else None, _kernels.scaled_grad(grad, ctx.scaling) if lora_grad else None, None)
+
+
+def apply(base: torch.Tensor, lora: torch.Tensor, scaling: float) -> torch.Tensor:
+    """``(base + lora * scaling).to(base.dtype)`` as one node, for tensors that :func:`fits`."""
+    return _LoraSum.apply(base, lora, scaling)
