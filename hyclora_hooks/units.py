@@ -89,7 +89,8 @@ NOTE [Replay units]
      and dropout settings live, where the entry's state check found them, and hands the base layer's output to
      the unit (rule 5) itself, so no local hook on a base layer is needed. Called from another thread, with
      arguments besides the input, or after the unit closed, it is peft's ``forward``. Only with rule 7 (the
-     module tracker sees no call the lean body skips).
+     module tracker sees no call the lean body skips). With one active adapter it ends with peft's LoRA sum as one
+     autograd node (NOTE [LoRA sum] in lora_sum.py: one pass each way, peft's bits, no pack).
 """
 
 from __future__ import annotations
