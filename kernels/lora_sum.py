@@ -3,7 +3,7 @@ its gradients backward (``grad`` for ``base``, ``grad.float() * scaling`` for ``
 
 Why: peft's ``lora.Linear`` adds its fp32 adapter branch to the 16-bit base output in three ATen passes (the
 scaling's ``mul``, the mixed-dtype ``add`` into fp32, the cast back) and takes three more in backward (the cast of
-the gradient to fp32, the add's cast back to the base's dtype, the scaling's ``mul``): 26 + 20 bytes an output
+the gradient to fp32, the add's cast back to the base's dtype, the scaling's ``mul``): 24 + 20 bytes an output
 element, against 8 + 6 here. On a Llama layer that is every projection's output, q to down (docs/benchmarks.md
 session 40). ``hyclora_hooks/lora_sum.py`` makes the two passes one autograd node.
 

@@ -3,9 +3,8 @@ GPU idle, so the forward's time is the host's; ``--shape 4x1024`` profiles the b
 10 forwards after warm-up; prints functions by own time and the callees of the engine's recipe planning.
 ``PYTHONPATH=. python benchmarks/experiments/forward_cprofile.py intra_inter@4`` (more arguments go to
 ``tools/profile_step.py``'s parser, e.g. ``--layers 2``)."""
-import cProfile, io, pstats, sys, time
+import cProfile, io, pstats, sys
 sys.path.insert(0, '.')
-import torch
 from tools.bench_step import Bench, all_configs, build_model, make_batch, parse_shapes, resolve_device, warmup_for
 from tools.profile_step import build_parser
 args = build_parser().parse_args(["--shape", "1x64"] + sys.argv[2:])
