@@ -9,8 +9,9 @@ NOTE [LoRA sum]
   (``kernels.lora_sum.lora_sum``) and one backward (``scaled_grad`` for the adapter branch; the base's gradient is
   the incoming one), with torch's bits both ways, so gradients are the deciding copy's (peft's own forward) bit for
   bit.
-  1. Only for exactly one active adapter (peft sums several in fp32 and casts once: no fused pass does that) and
-     a Python number as scaling.
+  1. Only for exactly one active adapter (peft sums several in fp32 and casts once: no fused pass does that), an
+     fp32 branch (16-bit adapters round the product first), a Python number as scaling, and plain contiguous
+     tensors of one shape on the CPU or the current CUDA device (``kernels.lora_sum.fits``); else peft's ops.
   2. The node saves nothing: the sum's packs are none, as with peft's ``mul``, ``add`` and cast (a scalar and
      dtypes), so a replay's pack records are the same either way.
   3. ``FUSED`` off gives peft's three ops back (the A/B of ``benchmarks/experiments/step_exposure.py``).

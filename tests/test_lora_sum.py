@@ -86,6 +86,12 @@ def test_fits_only_fp32_branches_of_one_shape_and_python_scalings():
     assert not lora_sum.fits(base, lora, True)
     assert not lora_sum.fits(base[:32], lora, 2.0)  # broadcast
     assert not lora_sum.fits(base.view(8, 8).t(), lora.view(8, 8), 2.0)  # not contiguous
+    assert not lora_sum.fits(torch.nn.Parameter(base), lora, 2.0)  # a tensor subclass
+
+    class Other(torch.Tensor):
+        pass
+
+    assert not lora_sum.fits(base, lora.as_subclass(Other), 2.0)
 
 
 def _sum_nodes(loss: torch.Tensor) -> int:
