@@ -137,3 +137,14 @@ def test_replayed_lean_bodies_end_with_one_node_and_keep_the_deciding_copys_bits
         assert ctx.report().stored_bytes == ref.report().stored_bytes
     assert ctx.replayed_units > 0 and ctx.replayed_packs == ctx.report().packs
     assert nodes == (linears if fused else 0)  # every LoRA linear, the first layer's too (session 34's unit)
+
+
+def test_a_gradient_that_is_not_contiguous_takes_the_reference_with_the_same_values():
+    """An expanded incoming gradient (``out.sum()``'s) cannot take the kernel; the node's backward still gives peft's
+    gradients."""
+    base, lora = _operands(BF16, n=256)
+    lora.requires_grad_(True)
+    got = torch.autograd.grad(lora_sum.apply(base, lora, 0.25).sum(), lora)[0]
+    l2 = lora.detach().requires_grad_(True)
+    want = torch.autograd.grad((base + l2 * 0.25).to(BF16).sum(), l2)[0]
+    assert torch.equal(got, want)
