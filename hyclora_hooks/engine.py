@@ -72,6 +72,7 @@ from .attention import SdpaRecompute, sdpa_call_args
 from .codecs import Codec
 from .codecs.calibration import calibration_scope
 from .errors import HycloraTypeError, user_error
+from .kernels.launch import cuda_device as _cuda_device  # the current CUDA device, cheaply
 from .kernels.nonfinite import Nonfinite, PendingChecks, collecting
 from .policy import KEEP, Policy, Route, load_policy
 from .sites import SaveSite, classify, is_trainable_module
@@ -238,10 +239,6 @@ def _param_view(t: torch.Tensor) -> bool:
 
 def _cuda_index(t: torch.Tensor) -> int | None:
     return t.get_device() if t.is_cuda else None
-
-
-# the current CUDA device (``torch.cuda.current_device`` less its lazy-init check: a CUDA tensor is at hand)
-_cuda_device = getattr(torch._C, "_cuda_getDevice", None) or torch.cuda.current_device
 
 
 def _on_device(index: int | None, fn: Callable, *args: Any) -> Any:

@@ -44,6 +44,10 @@ _knobs: Any = None
 _jit_type: Any = None
 _NO, _YES = repeat(False), repeat(True)  # its other arguments: not const, specialise, specialise on alignment
 
+# the current CUDA device (``torch.cuda.current_device`` less its lazy-init check), for callers with a CUDA tensor at
+# hand: the engine's device guard at every pack and unpack, and kernels that launch only on the current device
+cuda_device = getattr(torch._C, "_cuda_getDevice", None) or torch.cuda.current_device
+
 
 def _bind() -> bool:
     global _spec, _knobs, _jit_type

@@ -19,7 +19,7 @@ from __future__ import annotations
 import torch
 
 from . import swiglu
-from .launch import launch
+from .launch import cuda_device, launch
 from .quant import use_triton
 
 _BLOCK = 1024
@@ -37,10 +37,6 @@ def scaled_grad_ref(grad: torch.Tensor, scaling: float) -> torch.Tensor:
     return grad.to(torch.float32) * scaling
 
 
-# the current CUDA device (``torch.cuda.current_device`` less its lazy-init check: a CUDA tensor is at hand)
-_cuda_device = getattr(torch._C, "_cuda_getDevice", None) or torch.cuda.current_device
-
-
 def fits(base: torch.Tensor, lora: torch.Tensor, scaling: object) -> bool:
     """The case both passes cover: a 16-bit or fp32 ``base`` and an fp32 ``lora``, plain tensors of one shape,
     both contiguous, on the CPU or the current CUDA device (a launch goes to the current device's stream; a backward
@@ -48,7 +44,7 @@ def fits(base: torch.Tensor, lora: torch.Tensor, scaling: object) -> bool:
     return (type(scaling) in (float, int) and type(base) is torch.Tensor and type(lora) is torch.Tensor
             and lora.dtype == torch.float32 and base.dtype in swiglu.KINDS and base.shape == lora.shape
             and base.device == lora.device and base.is_contiguous() and lora.is_contiguous()
-            and (not base.is_cuda or base.get_device() == _cuda_device()))
+            and (not base.is_cuda or base.get_device() == cuda_device()))
 
 
 def lora_sum(base: torch.Tensor, lora: torch.Tensor, scaling: float, backend: str = "auto") -> torch.Tensor:
