@@ -71,6 +71,7 @@ from .accounting import Accountant, Report
 from .attention import SdpaRecompute, sdpa_call_args
 from .codecs import Codec
 from .codecs.calibration import calibration_scope
+from .codecs.keep import Keep
 from .errors import HycloraTypeError, user_error
 from .kernels.launch import cuda_device as _cuda_device  # the current CUDA device, cheaply
 from .kernels.nonfinite import Nonfinite, PendingChecks, collecting
@@ -235,6 +236,13 @@ def _param_view(t: torch.Tensor) -> bool:
     """A view of a tensor that is no plain tensor (a Parameter, mostly): worth trying as a parameter pack."""
     base = t._base
     return base is not None and type(base) is not torch.Tensor
+
+
+def _kept_view(t: torch.Tensor, src: torch.Tensor, route: Route) -> bool:
+    """A tensor the policy keeps that views a source's own storage (peft's ``x·A`` as ``lora_B`` saves it): P2
+    would keep the same storage as a source and rebuild ``t`` by a view, two entries and a recipe for the bytes one
+    kept entry holds, with a decode of its own in every backward. Kept as is instead (NOTE [Recipes])."""
+    return type(route.codec) is Keep and t.untyped_storage().data_ptr() == src.untyped_storage().data_ptr()
 
 
 def _cuda_index(t: torch.Tensor) -> int | None:
@@ -736,7 +744,7 @@ class Compressor:
         i = self._next
         if i < self._units.replaying.pack_end and not self._trace.diverged:
             rec = self._replay_plan.packs[i]
-            if rec.meta == replay.pack_meta(t):
+            if rec.meta == (t.shape, t.stride(), t.dtype, t.requires_grad):  # replay.pack_meta(t), one frame less
                 if rec.kind != "param":
                     out = self._replay_record(t, rec)
                     if out is not _MISS:
@@ -955,7 +963,8 @@ class Compressor:
                                                           mark[0] if mark is not None else None))
                 return self._recipe(t, site, planner.lora_rebuild(leaf, branch, t.dtype, self.policy.fuse))
         ops, src = planner.chain(t)  # P2
-        if ops and src.is_floating_point() and src.untyped_storage().nbytes() <= t.untyped_storage().nbytes():
+        if ops and src.is_floating_point() and src.untyped_storage().nbytes() <= t.untyped_storage().nbytes() \
+                and not _kept_view(t, src, route):
             leaf = lineage.EntryRef(self._source(src, site, route))
             return self._recipe(t, site, planner.replay_chain(ops, leaf))
         return None

@@ -32,7 +32,9 @@ When autograd saves a tensor, :class:`Planner` tries, in order (NOTE [Recipes]):
      still holds it, the frozen term ``X·W`` itself (NOTE [Frozen term] in tracking.py; q/k: before RoPE, and
      :class:`RopeRebuild` rotates it with the part).
   P2 *source*: a chain of casts and views back to a live source no larger than the tensor: encode the source
-     once (every fp32 upcast of one bf16 input shares it) and replay the chain.
+     once (every fp32 upcast of one bf16 input shares it) and replay the chain. Not for a tensor the policy keeps
+     that views its source's own storage (``engine._kept_view``: peft's ``x·A`` as ``lora_B`` saves it): keeping
+     the tensor holds the same bytes in one entry, without a recipe to replay and decode every step.
 
 A recipe whose tensor the policy wants lossless may only use lossless leaves. Replays run under ``no_grad``,
 outside any hooks, and are pure: decoding twice gives the same values.
@@ -131,9 +133,13 @@ def outside_autocast(fn: Callable, *args: Any) -> Any:
 
 def storage_key(t: torch.Tensor, refs: dict | None = None) -> tuple:
     """Identity of a tensor's data: storage (held weakly, so its address is not reused), view geometry, dtype, and
-    version (an in-place change makes other data of the same storage). ``refs``: see :func:`storage_ref`."""
-    return (storage_ref(t.untyped_storage(), refs), t.storage_offset(), tuple(t.shape), tuple(t.stride()), t.dtype,
-            t._version)
+    version (an in-place change makes other data of the same storage). ``refs``: see :func:`storage_ref` (whose
+    cache hit, most keys of a step, is read here: a Python call less a key)."""
+    storage = t.untyped_storage()
+    key = refs.get(storage._cdata) if refs is not None else None
+    if key is None:
+        key = storage_ref(storage, refs)
+    return (key, t.storage_offset(), tuple(t.shape), tuple(t.stride()), t.dtype, t._version)
 
 
 class StorageKey(int):

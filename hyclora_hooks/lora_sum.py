@@ -15,6 +15,8 @@ NOTE [LoRA sum]
   2. The node saves nothing: the sum's packs are none, as with peft's ``mul``, ``add`` and cast (a scalar and
      dtypes), so a replay's pack records are the same either way.
   3. ``FUSED`` off gives peft's three ops back (the A/B of ``benchmarks/experiments/step_exposure.py``).
+  4. :func:`apply` calls autograd's C entry point of ``Function.apply`` directly, outside functorch's transforms
+     (where the public path is taken): its Python wrapper has nothing to do for this node.
 """
 
 from __future__ import annotations
@@ -41,6 +43,15 @@ class _LoraSum(torch.autograd.Function):
         return (grad if base_grad else None, _kernels.scaled_grad(grad, ctx.scaling) if lora_grad else None, None)
 
 
+# ``Function.apply`` is Python around autograd's C entry point: it binds ``setup_context``'s arguments (none here) and,
+# outside functorch's transforms, unwraps dead functorch wrappers (none reach a lean body) before calling it: seven
+# Python calls a LoRA linear. Rule 4 calls the C entry point itself, bound to the class as that wrapper does.
+_C_APPLY = getattr(super(torch.autograd.Function, _LoraSum), "apply", None)
+_functorch_active = torch._C._are_functorch_transforms_active
+
+
 def apply(base: torch.Tensor, lora: torch.Tensor, scaling: float) -> torch.Tensor:
     """``(base + lora * scaling).to(base.dtype)`` as one node, for tensors that :func:`fits`."""
-    return _LoraSum.apply(base, lora, scaling)
+    if _C_APPLY is None or _functorch_active():
+        return _LoraSum.apply(base, lora, scaling)
+    return _C_APPLY(base, lora, scaling)

@@ -308,6 +308,7 @@ class PackRecord:
 
 
 def pack_meta(t: torch.Tensor) -> tuple:
+    """What a replayed pack's tensor must have as recorded (rule 3); ``Compressor._unit_pack`` writes it out."""
     return (t.shape, t.stride(), t.dtype, t.requires_grad)
 
 

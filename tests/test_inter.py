@@ -20,7 +20,7 @@ import hyclora_hooks as hyclora  # noqa: E402
 from conftest import build, cosine, step, zero_frozen  # noqa: E402
 from hyclora_hooks.models import (add_lora, lora_grads, random_batch, tiny_gemma, tiny_gpt2, tiny_gpt_neox,
                                   tiny_llama, tiny_mistral, tiny_phi3, tiny_qwen2, tiny_roberta)
-from hyclora_hooks import lineage  # noqa: E402
+from hyclora_hooks import engine, lineage  # noqa: E402
 from hyclora_hooks.policy import Policy, Rule, load_policy
 
 BF16, FP32 = torch.bfloat16, torch.float32
@@ -520,6 +520,26 @@ def test_report_shows_recipes_and_adds_up(name, attn, dtype):
     assert report.activation_bytes == sum(r["activation_bytes"] for r in report.by_layer)
     assert report.stored_bytes == sum(r["stored_bytes"] for r in report.by_layer)
     assert "recompute" in str(report)
+
+
+@pytest.mark.parametrize("attn", ["sdpa", "eager"])
+def test_a_kept_view_of_its_source_is_one_kept_entry(attn, monkeypatch):
+    """peft's ``x·A`` as ``lora_B`` saves it (a view of ``lora_A``'s output, the policy keeps it) is kept as it is:
+    one entry holding its storage, not P2's kept source plus a view recipe (``engine._kept_view``), with the same
+    bytes counted and the same gradients bit for bit as that recipe gave."""
+    model, batch, _, _ = padded("llama", attn, BF16)
+    decide = functools.partial(hyclora.compress, "intra_inter", bits=2, replay=False)  # no plan of another step
+    _, grads, report = step(model, batch, decide)
+    rows = [r for r in report.by_op if r["role"] == "lora_b_input" and r["count"]]
+    assert {r["codec"] for r in rows} == {"keep"}, rows
+    assert sum(r["count"] for r in rows) == sum(1 for m in model.modules() if hasattr(m, "lora_A"))
+    assert sum(r["stored_bytes"] for r in rows) == sum(r["activation_bytes"] for r in rows) > 0
+    monkeypatch.setattr(engine, "_kept_view", lambda *args: False)  # P2 as before: a kept source and a view
+    _, grads_recipe, report_recipe = step(model, batch, decide)
+    assert ("linear", "lora_b_input") in recomputed(report_recipe)
+    assert torch.equal(grads, grads_recipe)
+    assert (report.activation_bytes, report.stored_bytes) == (report_recipe.activation_bytes,
+                                                              report_recipe.stored_bytes)
 
 
 # --------------------------------------------------------------------------------- 6. lossless recipes are exact

@@ -148,3 +148,30 @@ def test_a_gradient_that_is_not_contiguous_takes_the_reference_with_the_same_val
     l2 = lora.detach().requires_grad_(True)
     want = torch.autograd.grad((base + l2 * 0.25).to(BF16).sum(), l2)[0]
     assert torch.equal(got, want)
+
+
+def test_apply_skips_functions_python_wrapper_outside_functorch_only():
+    """Rule 4: outside functorch's transforms the node is made through autograd's C entry point, with no Python frame
+    of ``Function.apply``; inside one, through ``Function.apply`` (which asks a node without ``setup_context`` to
+    define one: the same error as before rule 4)."""
+    import sys
+
+    base, lora = _operands(BF16, n=64)
+    base.requires_grad_(True)
+    lora.requires_grad_(True)
+    frames = []
+
+    def profile(frame, event, arg):
+        if event == "call":
+            frames.append((frame.f_code.co_filename.replace("\\", "/"), frame.f_code.co_name))
+
+    sys.setprofile(profile)
+    try:
+        out = lora_sum.apply(base, lora, 2.0)
+    finally:
+        sys.setprofile(None)
+    assert not [f for f in frames if f[0].endswith("torch/autograd/function.py")], frames
+    assert type(out.grad_fn).__name__ == "_LoraSumBackward"
+    assert torch.equal(out, kernels.lora_sum_ref(base.detach(), lora.detach(), 2.0))
+    with pytest.raises(RuntimeError, match="setup_context"):
+        torch.func.grad(lambda b: lora_sum.apply(b, lora.detach(), 2.0).float().sum())(base.detach())

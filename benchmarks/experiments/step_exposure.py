@@ -43,7 +43,12 @@ Variants, each taking away one suspect:
   that it would otherwise read cold. Put a checked variant first: a step that records under it would record other
   units (its state functions are wrapped);
 * ``peft sum`` (session 40): a lean body sums its LoRA branch as peft does (``lora_sum.FUSED`` off: NOTE [LoRA
-  sum] in ``hyclora_hooks/lora_sum.py``), three elementwise passes each way instead of one.
+  sum] in ``hyclora_hooks/lora_sum.py``), three elementwise passes each way instead of one;
+* ``view recipes`` (session 41): a kept tensor that views its source's storage (peft's ``x·A`` as ``lora_B`` saves
+  it) is planned as before, a kept source plus a view recipe, not one kept entry (``engine._kept_view``); it
+  replays a plan of its own (a copy of the policy object: plans are kept per policy object); ``function wrapper``
+  (session 41): the fused sum's node made through ``Function.apply``'s Python wrapper (NOTE [LoRA sum] rule 4 off);
+  ``session 40``: both.
 
 Session 35 found the variant right after plain's step in the alternation slower than the same code later in it
 (``order/``: ~6% at 4x1024 ``@2``): compare variants that are not the first, or repeat the first as ``as is again``.
@@ -57,6 +62,7 @@ rule 7 and 8 ones how calls are tracked (the same bits: ``tests/test_units.py``)
         --configs intra_inter@2
 """
 
+import dataclasses
 import gc
 import statistics
 import sys
@@ -77,7 +83,7 @@ from ab_setup import KindStandIn, ab_cases, ab_parser, ab_setup, synchronizer  #
 CAP = engine.MAX_PENDING_BYTES
 SHIPPED = dict(prebuilt=False, waits=True, cap=CAP, bypass=True, early=True, each_pack=False, gc="on", pause=True,
                unit_packs=True, c_launcher=True, walk=False, helper_unit_packs=False, lean=True, states="checked",
-               fused_sum=True)
+               fused_sum=True, kept_views=True, c_apply=True)
 VARIANTS = {  # name -> what differs from SHIPPED
     "as is": {},
     "as is again": {},
@@ -101,6 +107,9 @@ VARIANTS = {  # name -> what differs from SHIPPED
     "peft bodies": dict(lean=False),
     "unchecked states": dict(states="cached"),
     "peft sum": dict(fused_sum=False),
+    "view recipes": dict(kept_views=False),
+    "function wrapper": dict(c_apply=False),
+    "session 40": dict(kept_views=False, c_apply=False),
 }
 _SETTLE, _PACK_ONE, _UNIT_PACK = engine.Compressor._settle, engine.Compressor._pack_one, engine.Compressor._unit_pack
 
@@ -138,6 +147,20 @@ def _helper_unit_pack(self, t):
     return out
 
 
+_KEPT_VIEW, _C_APPLY = engine._kept_view, lora_sum._C_APPLY
+_OWN_POLICIES: dict = {}  # (preset, bits) -> a copy of its policy: a variant that plans differently keeps its own plan
+
+
+def _own_policy(preset: str, bits: int | None):
+    """A policy object of the variant's own, equal to ``preset``'s: replay plans are kept per policy object, so a
+    variant that changes what a recording step decides must not replay the shipped plan (or leave it its own)."""
+    key = (preset, bits)
+    if key not in _OWN_POLICIES:
+        policy = hy.load_policy(preset).with_knobs(**({"bits": bits} if bits else {}))
+        _OWN_POLICIES[key] = dataclasses.replace(policy, name=policy.name + "_variant")
+    return _OWN_POLICIES[key]
+
+
 _KIND_OF = units._kind_of
 _STATES: dict = {}  # id(module) -> its state as first computed ("unchecked states")
 
@@ -167,6 +190,8 @@ def _set(v: dict) -> None:
     engine.MAX_PENDING_BYTES, units.BYPASS, units.START_AT_UNITS = v["cap"], v["bypass"], v["early"]
     gcpause.ENABLED, engine.UNIT_PACKS, klaunch.C_LAUNCHER = v["pause"], v["unit_packs"], v["c_launcher"]
     tracking.CHECK_EVERY_STEP, units.LEAN, lora_sum.FUSED = v["walk"], v["lean"], v["fused_sum"]
+    engine._kept_view = _KEPT_VIEW if v["kept_views"] else (lambda *args: False)
+    lora_sum._C_APPLY = _C_APPLY if v["c_apply"] else None
 
 
 def main() -> None:
@@ -181,8 +206,12 @@ def main() -> None:
         v = dict(SHIPPED, **(VARIANTS[variant] if preset is not None else {}))
         _set(v)
         prebuilt = v["prebuilt"]
-        make = (lambda: hy.compress(preset, model=model, **({"bits": bits} if bits else {}))) if preset \
-            else nullcontext
+        if preset is not None and not v["kept_views"]:
+            own = _own_policy(preset, bits)
+            make = lambda: hy.compress(own, model=model)  # noqa: E731
+        else:
+            make = (lambda: hy.compress(preset, model=model, **({"bits": bits} if bits else {}))) if preset \
+                else nullcontext
         model.zero_grad(set_to_none=True)
         ctx = make() if prebuilt else None
         sync()
