@@ -25,6 +25,8 @@ NOTE [Direct launch]
      scratch (none of ours does), rule 3 calls that C function with those settings directly (``C_LAUNCHER``): one
      Python frame and two calls less a launch (~200 a Llama step). Only for a launcher whose class and fields are
      the ones read here (``_c_launch``); anything else is called as before.
+  6. :func:`launch` itself is a few C calls around the launcher where it can be: its checks are written out, not
+     called (its Python wrapper cost 2x the C launcher's own time, warm and cold; session 41).
 """
 
 from __future__ import annotations
@@ -65,31 +67,28 @@ def _bind() -> bool:
     return _spec is not False
 
 
-def _key_of(device: int, args: tuple) -> tuple | None:
-    """NOTE [Direct launch] rule 2 (a ``map`` over C callables: no Python frame per argument); None where Triton
-    cannot specialise an argument."""
-    try:
-        return (device, *map(_spec, args, _NO, _YES, _YES))
-    except Exception:  # noqa: BLE001 (whatever Triton refuses, its own path reports)
-        return None
-
-
-def _hooked(hook: Any) -> bool:
-    """Is a launch hook set? Triton 3.6 keeps an empty ``HookChain`` (its ``calls`` list) where none is; older
-    versions None or the hook itself."""
-    return hook is not None and bool(getattr(hook, "calls", True))
-
-
 def launch(kernel: Any, grid: tuple, cache: dict, args: tuple, meta: dict) -> None:
     """``kernel[grid](*args, **meta)``, through the compiled kernel's launcher once ``cache`` holds it (NOTE
     [Direct launch]). ``args``: the runtime arguments, in the kernel's signature order, before its compile-time
-    parameters; ``meta``: compile-time values by name plus launch options (``num_warps``, ...)."""
-    if not DIRECT or not _bind() or type(kernel) is not _jit_type or _hooked(_knobs.launch_enter_hook) \
-            or _hooked(_knobs.launch_exit_hook):  # (under TRITON_INTERPRET a kernel is no JITFunction)
+    parameters; ``meta``: compile-time values by name plus launch options (``num_warps``, ...).
+
+    Rule 6: one Python frame. Triton 3.6 keeps an empty ``HookChain`` (its ``calls`` list) as a launch hook where
+    none is set, older versions None or the hook itself; the key is rule 2's, a ``map`` over Triton's C
+    specialisation (no Python frame per argument), None where Triton cannot specialise an argument."""
+    if _spec is None:
+        _bind()
+    if not DIRECT or _spec is False or type(kernel) is not _jit_type:  # (under TRITON_INTERPRET: no JITFunction)
         kernel[grid](*args, **meta)
         return
-    device = torch.cuda.current_device()
-    key = _key_of(device, args)
+    enter, leave = _knobs.launch_enter_hook, _knobs.launch_exit_hook  # rule 4: a hook set takes Triton's path
+    if enter is not None and getattr(enter, "calls", True) or leave is not None and getattr(leave, "calls", True):
+        kernel[grid](*args, **meta)
+        return
+    device = cuda_device()  # a CUDA kernel's launch: CUDA is initialised (its tensors exist)
+    try:
+        key = (device, *map(_spec, args, _NO, _YES, _YES))
+    except Exception:  # noqa: BLE001 (whatever Triton refuses, its own path reports)
+        key = None
     hit = cache.get(key) if key is not None else None
     if hit is None:
         compiled = kernel[grid](*args, **meta)

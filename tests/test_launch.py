@@ -45,7 +45,7 @@ class Kernel:
 def kernel(monkeypatch):
     assert L._bind()
     monkeypatch.setattr(L, "_jit_type", Kernel)
-    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    monkeypatch.setattr(L, "cuda_device", lambda: 0)
     monkeypatch.setattr(torch._C, "_cuda_getCurrentRawStream", lambda device: 1234, raising=False)
     return Kernel()
 
@@ -91,23 +91,27 @@ def test_launch_hooks_or_switch_off_keep_the_jit_path(kernel, monkeypatch):
     cache: dict = {}
     meta = dict(BITS=2, EVEN=True, num_warps=4)
     L.launch(kernel, (4,), cache, (x, x, 48), meta)
-    hook = triton.knobs.runtime.launch_enter_hook
 
     def profiler_hook(*a):
         pass
-    if hasattr(hook, "add"):
-        hook.add(profiler_hook)
-        try:
-            L.launch(kernel, (4,), cache, (x, x, 48), meta)
-        finally:
-            hook.remove(profiler_hook)
-    else:
-        monkeypatch.setattr(triton.knobs.runtime, "launch_enter_hook", profiler_hook)
-        L.launch(kernel, (4,), cache, (x, x, 48), meta)
-        monkeypatch.undo()
+    for name in ("launch_enter_hook", "launch_exit_hook"):  # either one set takes Triton's path
+        hook = getattr(triton.knobs.runtime, name)
+        if hasattr(hook, "add"):
+            hook.add(profiler_hook)
+            try:
+                L.launch(kernel, (4,), cache, (x, x, 48), meta)
+            finally:
+                hook.remove(profiler_hook)
+        else:
+            setattr(triton.knobs.runtime, name, profiler_hook)
+            try:
+                L.launch(kernel, (4,), cache, (x, x, 48), meta)
+            finally:
+                setattr(triton.knobs.runtime, name, hook)
+    L.launch(kernel, (4,), cache, (x, x, 48), meta)  # hooks gone: the compiled launcher again
     monkeypatch.setattr(L, "DIRECT", False)
     L.launch(kernel, (4,), cache, (x, x, 48), meta)
-    assert _kinds(kernel) == ["jit", "jit", "jit"]
+    assert _kinds(kernel) == ["jit", "jit", "jit", "direct", "jit"]
 
 
 def test_arguments_the_key_cannot_cover_and_missing_compile_time_values(kernel):

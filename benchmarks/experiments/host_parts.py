@@ -33,7 +33,7 @@ import torch  # noqa: E402
 
 from hyclora_hooks import accounting, attention, engine, lineage, tracking, units  # noqa: E402
 from hyclora_hooks.codecs import quant as codec_quant  # noqa: E402
-from hyclora_hooks.kernels import launch as klaunch, nonfinite, quant as kquant  # noqa: E402
+from hyclora_hooks.kernels import nonfinite, quant as kquant  # noqa: E402
 from ab_setup import TINY_WIDTHS, KindStandIn  # noqa: E402
 from tools.bench_step import Bench, all_configs, build_model, build_parser, make_batch, warmup_for  # noqa: E402
 
@@ -53,7 +53,7 @@ FINE = [  # (owner, attribute, label): the long way's and an encode's parts
     (kquant, "_launch_quant_tokens", "_launch_quant_tokens"), (kquant, "_word_quant_plan", "_word_quant_plan"),
     (kquant, "_cached_plan", "_cached_plan"), (kquant, "_outlier_table", "_outlier_table"),
     (kquant, "host_flag", "host_flag"), (kquant, "_as_words", "_as_words"), (kquant, "launch", "launch"),
-    (klaunch, "_key_of", "launch._key_of"), (nonfinite, "_record", "event record"),
+    (nonfinite, "_record", "event record"),
     (nonfinite.Nonfinite, "ready", "Nonfinite.ready"), (nonfinite.Nonfinite, "settle", "Nonfinite.settle")]
 
 
