@@ -361,7 +361,7 @@ def _run_one(model: nn.Module, pol: Policy, batches: list, steps: int, eval_batc
         t0 = time.perf_counter()
         with compress(pol, model=model) as ctx:
             loss = _loss(model, batch, loss_fn)
-        ctx.accountant.flush()  # the counting a backward would do (NOTE [Deferred counting]): timed like it
+        ctx.accountant.flush()  # the counting a read of the figures costs (NOTE [Deferred counting]): timed
         _sync(dev)
         t1 = time.perf_counter()
         report = ctx.report()  # reads NVML/psutil: kept out of the timed region

@@ -66,13 +66,15 @@ class Accountant:
     """Live and cumulative bytes per op class, role, module and codec, and per layer.
 
     NOTE [Deferred counting]
-      ``admit`` and ``note_duplicate`` only queue what they were told; :meth:`flush` counts the queue, in order,
-      and every method that reads or changes the figures (``grow``, ``release``, ``report``) flushes first, as does
-      the context's ``accountant`` attribute. A training step's first release comes in its backward, where the host
-      waits for the GPU, so the counting leaves the forward, whose host time bounds the step at 4 x 1024 tokens on
-      the H200 (``baseline``'s forward on the dev CPU 28.6 -> 27.6 ms; docs/benchmarks.md session 14). The figures
-      are the same as when counted at once: nothing reads them between an admit and the flush. Read the public
-      attributes of an accountant you hold yourself only after :meth:`flush`.
+      ``admit``, ``note_duplicate`` and ``release`` only queue what they were told (a released token goes into the
+      queue a second time); :meth:`flush` counts the queue, in order, and every method that reads the figures or
+      changes them otherwise (``grow``, ``report``) flushes first, as does the context's ``accountant`` attribute.
+      So the counting leaves the step: the forward, whose host time bounds a step at 4 x 1024 tokens on the H200
+      (``baseline``'s forward on the dev CPU 28.6 -> 27.6 ms; docs/benchmarks.md session 14), and since session 41
+      the backward, where every entry's death released its token at once (~300 releases a replayed Llama step, the
+      first of them counting every admit). A step whose figures are never read never counts them. The figures are
+      the same as when counted at once: nothing reads them between an event and the flush, which takes the events
+      in their order. Read the public attributes of an accountant you hold yourself only after :meth:`flush`.
     """
 
     def __init__(self) -> None:
@@ -86,22 +88,26 @@ class Accountant:
         self.packs = self.parameter_packs = self.duplicate_packs = 0
         self.host_bytes = self.live_host_bytes = self.peak_host_bytes = 0
         self.backward_packs = 0
-        self._queue: list = []  # tokens of uncounted admits, and (storage key, site, codec label) of duplicates
+        # tokens of uncounted admits and (a token's second place) releases; (storage key, site, codec label) of
+        # duplicates
+        self._queue: list = []
         self._counted = 0  # how many of the queue a flush has taken
 
     def flush(self) -> None:
-        """Count what ``admit`` and ``note_duplicate`` queued, in order (NOTE [Deferred counting]). Counting makes
-        objects, so the cyclic GC may run an entry's ``__del__`` midway: its ``release`` flushes too, and goes on
-        from the same place in the queue (the position is the accountant's, not this call's), so the released
-        token is counted before it is released."""
+        """Count what ``admit``, ``note_duplicate`` and ``release`` queued, in order (NOTE [Deferred counting]): a
+        token not counted yet is an admit, a counted one (its ``row`` set) a release. Counting makes objects, so the
+        cyclic GC may run an entry's ``__del__`` midway: its release joins the queue's end, and a flush that runs
+        meanwhile goes on from the same place (the position is the accountant's, not this call's)."""
         queue = self._queue
         while self._counted < len(queue):
             item = queue[self._counted]
             self._counted += 1
             if type(item) is tuple:
                 self._count_duplicate(*item)
-            else:
+            elif item.row is None:
                 self._count(item)
+            else:
+                self._release(item)
         queue.clear()
         self._counted = 0
 
@@ -208,7 +214,10 @@ class Accountant:
             self.peak_stored_bytes = max(self.peak_stored_bytes, self.live_stored_bytes)
 
     def release(self, token: Token) -> None:
-        self.flush()
+        """The entry holding ``token`` died (queued: NOTE [Deferred counting])."""
+        self._queue.append(token)
+
+    def _release(self, token: Token) -> None:
         token.live = False
         storage_key, stored, holds_storage, host_nbytes = token.storage_key, token.stored, token.holds_storage, \
             token.host_nbytes

@@ -25,8 +25,11 @@ NOTE [Direct launch]
      scratch (none of ours does), rule 3 calls that C function with those settings directly (``C_LAUNCHER``): one
      Python frame and two calls less a launch (~200 a Llama step). Only for a launcher whose class and fields are
      the ones read here (``_c_launch``); anything else is called as before.
-  6. :func:`launch` itself is a few C calls around the launcher where it can be: its checks are written out, not
-     called (its Python wrapper cost 2x the C launcher's own time, warm and cold; session 41).
+  6. :func:`launch` is one Python frame: its checks and key are written out, not called, and the device is read
+     without ``torch.cuda.current_device``'s lazy-init frames. That saved little (~0.4 us a launch warm, ~1-2 us
+     with the host's caches cold; ``benchmarks/experiments/launch_pointers.py``, session 41): what a launch costs
+     over the C launcher's own time (about as much again, warm and cold) is rule 2's key, Triton's specialisation
+     of every argument. Passing tensors' addresses as ints instead of the tensors saved nothing either.
 """
 
 from __future__ import annotations

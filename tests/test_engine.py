@@ -252,16 +252,17 @@ def test_accountant_grow_after_a_late_nonfinite_find():
     assert (acct.stored_bytes, acct.live_stored_bytes, acct.peak_stored_bytes) == (104, 104, 104)
     assert acct.by_layer["model.layers.0"].stored_bytes == 104
     acct.release(b)
-    acct.grow(b, 12)  # released already: counted in the totals, never in the live bytes
+    acct.grow(b, 12)  # released already (grow counts the queue first): in the totals, never in the live bytes
     assert (acct.stored_bytes, acct.live_stored_bytes) == (116, 64)
     acct.release(a)
+    acct.flush()
     assert acct.live_stored_bytes == 0 and acct.live_activation_bytes == 0
 
 
 def test_accountant_counts_queued_admits_in_order_when_read():
-    """NOTE [Deferred counting]: admits and duplicates are counted when the figures are read or changed, in the
-    order they came: a recipe source (not saved) whose storage a later pack saves counts as an activation once,
-    a kept view holds its whole storage once, and a release before any read counts first, then releases."""
+    """NOTE [Deferred counting]: admits, duplicates and releases are counted when the figures are read or changed,
+    in the order they came: a recipe source (not saved) whose storage a later pack saves counts as an activation
+    once, a kept view holds its whole storage once, and a release before any read counts first, then releases."""
     from hyclora_hooks.accounting import Accountant
     from hyclora_hooks.sites import SaveSite
 
@@ -273,6 +274,8 @@ def test_accountant_counts_queued_admits_in_order_when_read():
     kept_b = acct.admit(("k", 2), 512, site, "keep", 0, True, "small")  # a second view of the same storage
     assert acct.packs == 3 and acct.duplicate_packs == 1  # counters at once
     acct.release(kept_b)  # before anything was read: counted first, then released
+    assert (acct.activation_bytes, acct.live_stored_bytes) == (0, 0)  # nothing counted before a read
+    acct.flush()
     assert (acct.activation_bytes, acct.stored_bytes) == (1000 + 512, 100 + 512)
     assert acct.live_stored_bytes == 100 + 512  # the storage is held until its last kept view goes
     assert acct.peak_stored_bytes == 612 and acct.kept["small"].count == 2
@@ -280,13 +283,15 @@ def test_accountant_counts_queued_admits_in_order_when_read():
     assert rep.by_layer[0]["layer"] == "model.layers.1" and rep.by_layer[0]["activation_bytes"] == 1512
     acct.release(kept_a)
     acct.release(src)
-    assert acct.live_stored_bytes == 0 and acct.live_activation_bytes == 0
+    assert acct.live_stored_bytes == 100 + 512  # releases wait in the queue too
+    assert acct.report().live_stored_bytes == 0 and acct.live_activation_bytes == 0
 
 
 def test_a_release_while_the_accountant_counts_goes_on_from_the_same_place():
     """An entry's ``__del__`` can run midway through a flush (counting makes objects; the cyclic GC may collect an
-    entry then). Its release must find its token counted: here a site whose layer, read while the first admit is
-    counted, releases the second admit's token (NOTE [Deferred counting])."""
+    entry then). Its release must be counted after its token's admit: here a site whose layer, read while the first
+    admit is counted, releases the second admit's token, which the same flush then counts and releases in order
+    (NOTE [Deferred counting])."""
     from hyclora_hooks.accounting import Accountant
     from hyclora_hooks.sites import SaveSite
 
@@ -308,6 +313,7 @@ def test_a_release_while_the_accountant_counts_goes_on_from_the_same_place():
     assert (acct.stored_bytes, acct.live_stored_bytes) == (64, 40)
     assert (acct.activation_bytes, acct.live_activation_bytes) == (512, 256)
     acct.release(a)
+    acct.flush()
     assert acct.live_stored_bytes == 0 and acct.live_activation_bytes == 0
 
 

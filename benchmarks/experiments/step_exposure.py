@@ -48,7 +48,9 @@ Variants, each taking away one suspect:
   it) is planned as before, a kept source plus a view recipe, not one kept entry (``engine._kept_view``); it
   replays a plan of its own (a copy of the policy object: plans are kept per policy object); ``function wrapper``
   (session 41): the fused sum's node made through ``Function.apply``'s Python wrapper (NOTE [LoRA sum] rule 4 off);
-  ``session 40``: both.
+  ``eager releases`` (session 41): an entry's death counts the accountant's queue and its release at once, as before
+  releases were queued too (NOTE [Deferred counting]); ``session 40``: all three (the launch trim and two inlined
+  helper calls of the pack path stay).
 
 Session 35 found the variant right after plain's step in the alternation slower than the same code later in it
 (``order/``: ~6% at 4x1024 ``@2``): compare variants that are not the first, or repeat the first as ``as is again``.
@@ -76,14 +78,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 import torch  # noqa: E402
 
 import hyclora_hooks as hy  # noqa: E402
-from hyclora_hooks import engine, gcpause, lora_sum, tracking, units  # noqa: E402
+from hyclora_hooks import accounting, engine, gcpause, lora_sum, tracking, units  # noqa: E402
 from hyclora_hooks.kernels import launch as klaunch  # noqa: E402
 from ab_setup import KindStandIn, ab_cases, ab_parser, ab_setup, synchronizer  # noqa: E402
 
 CAP = engine.MAX_PENDING_BYTES
 SHIPPED = dict(prebuilt=False, waits=True, cap=CAP, bypass=True, early=True, each_pack=False, gc="on", pause=True,
                unit_packs=True, c_launcher=True, walk=False, helper_unit_packs=False, lean=True, states="checked",
-               fused_sum=True, kept_views=True, c_apply=True)
+               fused_sum=True, kept_views=True, c_apply=True, eager_releases=False)
 VARIANTS = {  # name -> what differs from SHIPPED
     "as is": {},
     "as is again": {},
@@ -109,7 +111,8 @@ VARIANTS = {  # name -> what differs from SHIPPED
     "peft sum": dict(fused_sum=False),
     "view recipes": dict(kept_views=False),
     "function wrapper": dict(c_apply=False),
-    "session 40": dict(kept_views=False, c_apply=False),
+    "eager releases": dict(eager_releases=True),
+    "session 40": dict(kept_views=False, c_apply=False, eager_releases=True),
 }
 _SETTLE, _PACK_ONE, _UNIT_PACK = engine.Compressor._settle, engine.Compressor._pack_one, engine.Compressor._unit_pack
 
@@ -147,7 +150,13 @@ def _helper_unit_pack(self, t):
     return out
 
 
-_KEPT_VIEW, _C_APPLY = engine._kept_view, lora_sum._C_APPLY
+_KEPT_VIEW, _C_APPLY, _RELEASE = engine._kept_view, lora_sum._C_APPLY, accounting.Accountant.release
+
+
+def _eager_release(self, token) -> None:
+    """``Accountant.release`` before session 41: the queue counted, then the token released, at the entry's death."""
+    self.flush()
+    self._release(token)
 _OWN_POLICIES: dict = {}  # (preset, bits) -> a copy of its policy: a variant that plans differently keeps its own plan
 
 
@@ -192,6 +201,7 @@ def _set(v: dict) -> None:
     tracking.CHECK_EVERY_STEP, units.LEAN, lora_sum.FUSED = v["walk"], v["lean"], v["fused_sum"]
     engine._kept_view = _KEPT_VIEW if v["kept_views"] else (lambda *args: False)
     lora_sum._C_APPLY = _C_APPLY if v["c_apply"] else None
+    accounting.Accountant.release = _eager_release if v["eager_releases"] else _RELEASE
 
 
 def main() -> None:
