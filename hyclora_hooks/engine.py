@@ -418,7 +418,7 @@ class Compressor:
 
     @property
     def accountant(self) -> Accountant:
-        """The context's accountant, with everything admitted so far counted (NOTE [Deferred counting])."""
+        """The context's accountant, with everything admitted and released so far counted (NOTE [Deferred counting])."""
         self._acct.flush()
         return self._acct
 
