@@ -76,6 +76,7 @@ from .errors import HycloraTypeError, user_error
 from .kernels.launch import cuda_device as _cuda_device  # the current CUDA device, cheaply
 from .kernels.nonfinite import Nonfinite, PendingChecks, collecting
 from .policy import KEEP, Policy, Route, load_policy
+from .region_sums import RegionSums
 from .sites import SaveSite, classify, is_trainable_module
 from .tracking import FROZEN, FROZEN_ROPE, ModuleTracker, OpTracker, ParamRegistry, checkpoint_region
 from .units import Units, plan_units
@@ -333,6 +334,7 @@ class Compressor:
         self._ops.trace = self._trace  # with weak references to op outputs: a replayed source may be any of them
         self._units = Units(self) if replay_steps else None  # NOTE [Replay units] in units.py
         self._modules.units = self._units
+        self._modules.regions = RegionSums(self._modules)  # NOTE [Region sums]
         self._saving: torch.Tensor | None = None  # the tensor a recorded pack is deciding for
         self._mode: str | None = None if replay_steps else "off"  # "record", "replay", "missed" or "off"
         self.replayed_packs = 0  # packs this step carried out from a recorded plan

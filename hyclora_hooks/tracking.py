@@ -486,6 +486,7 @@ class ModuleTracker:
         self.ops: OpTracker | None = None  # set by the OpTracker serving this context
         self._region: nn.Module | None = None  # the module whose forward the op tracker sits out
         self.units: Any = None  # units.Units told of every call (NOTE [Replay units]), or None
+        self.regions: Any = None  # region_sums.RegionSums told of every region's start and end, or None
         self.cache = kv_cache.CacheSwitch()  # HF's KV cache off for training forwards (kv_cache.py)
         self.find_head = False  # note the output embedding's input each forward (NOTE [Fused head] in head.py)
         self._head: nn.Module | None = None  # the root's output embedding in this forward
@@ -566,6 +567,8 @@ class ModuleTracker:
     def _end_region(self) -> None:
         if self._region is not None:
             self._region = None
+            if self.regions is not None:
+                self.regions.leave()
             if self.ops is not None:
                 self.ops.resume()
 
@@ -585,6 +588,8 @@ class ModuleTracker:
         ops = self.ops
         if self._region is None and ops is not None and not ops._ours() and ops.suspend():
             self._region = module  # NOTE [Untracked regions]
+            if self.regions is not None:  # NOTE [Region sums] in region_sums.py
+                self.regions.enter(module)
         elif self.units is not None:
             self.units.enter(module, args)
 

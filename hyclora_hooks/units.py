@@ -80,17 +80,18 @@ NOTE [Replay units]
      the long way. A miss ends the replay as anywhere (rule 3), and the pack is then decided off the tracker, which
      the miss put back on the stack (``Compressor._missed``).
  10. Inside a replayed attention, decoder layer or MLP, each peft LoRA linear runs a lean body (``LEAN``,
-     :meth:`Units._lean_lora`): the ops peft's ``forward`` makes on its plain path (rule 1), in its order and with
-     its arguments, without its Python around them (the adapter and variant checks, four submodule calls and
-     their ``ModuleDict`` lookups). On the H200's host peft's forward was ~60% of a plain 4x1024 forward's host
-     time (session 38, ``benchmarks/experiments/spy_step.py``). The lean body is the instance's ``forward``
-     from the unit's entry (its projections' calls come after it: a call reads ``forward`` before its hooks run)
-     until its exit, a miss (rule 3) or the context's exit, whichever comes first; it reads the weights, adapters
-     and dropout settings live, where the entry's state check found them, and hands the base layer's output to
-     the unit (rule 5) itself, so no local hook on a base layer is needed. Called from another thread, with
-     arguments besides the input, or after the unit closed, it is peft's ``forward``. Only with rule 7 (the
-     module tracker sees no call the lean body skips). With one active adapter it ends with peft's LoRA sum as one
-     autograd node (NOTE [LoRA sum] in lora_sum.py: one pass each way, peft's bits, no pack).
+     :meth:`Units._lean_lora` through :func:`lean_forward`, which a checkpointed layer's LoRA linears run too:
+     NOTE [Region sums] in region_sums.py): the ops peft's ``forward`` makes on its plain path (rule 1), in its
+     order and with its arguments, without its Python around them (the adapter and variant checks, four
+     submodule calls and their ``ModuleDict`` lookups). On the H200's host peft's forward was ~60% of a plain
+     4x1024 forward's host time (session 38, ``benchmarks/experiments/spy_step.py``). The lean body is the
+     instance's ``forward`` from the unit's entry (its projections' calls come after it: a call reads ``forward``
+     before its hooks run) until its exit, a miss (rule 3) or the context's exit, whichever comes first; it reads
+     the weights, adapters and dropout settings live, where the entry's state check found them, and hands the base
+     layer's output to the unit (rule 5) itself, so no local hook on a base layer is needed. Called from another
+     thread, with arguments besides the input, or after the unit closed, it is peft's ``forward``. Only with rule
+     7 (the module tracker sees no call the lean body skips). With one active adapter it ends with peft's LoRA sum
+     as one autograd node (NOTE [LoRA sum] in lora_sum.py: one pass each way, peft's bits, no pack).
 """
 
 from __future__ import annotations
@@ -481,6 +482,37 @@ class UnitRecord:
         self.loras: list = []  # weak references to the LoRA linears of an attention's or composite's body (rule 10)
 
 
+def lean_forward(m: nn.Module, x: torch.Tensor, bases: Any = None, leave: Any = None) -> torch.Tensor:
+    """peft's ``lora.Linear.forward`` on its plain path (rule 1), op for op, ending with the LoRA sum as one node
+    where it fits (NOTE [LoRA sum]): rule 10's lean body, and a checkpointed region's (:class:`RegionSums`).
+    ``leave(base, output)`` is told the base layer's output where the base layer is in ``bases`` (rule 5)."""
+    mods = m._modules
+    base = mods["base_layer"]
+    p = base._parameters
+    result = F.linear(x, p["weight"], p["bias"])
+    if bases is not None and base in bases:
+        leave(base, result)
+    dtype = result.dtype
+    lora_a, lora_b, drops = mods["lora_A"]._modules, mods["lora_B"]._modules, mods["lora_dropout"]._modules
+    cast = getattr(m, "cast_input_dtype_enabled", True)
+    active = _active_adapters(m)
+    for name in active:
+        a = lora_a.get(name)
+        if a is None:
+            continue
+        pa, pb = a._parameters, lora_b[name]._parameters
+        w = pa["weight"]
+        if cast and x.dtype != w.dtype:
+            x = x.to(dtype=w.dtype)
+        drop = drops[name]
+        h = x if type(drop) is nn.Identity else F.dropout(x, drop.p, drop.training, drop.inplace)
+        lora, scaling = F.linear(F.linear(h, w, pa["bias"]), pb["weight"], pb["bias"]), m.scaling[name]
+        if len(active) == 1 and lora_sum.FUSED and lora_sum.fits(result, lora, scaling):  # NOTE [LoRA sum]
+            return lora_sum.apply(result, lora, scaling)
+        result = result + lora * scaling
+    return result.to(dtype)
+
+
 def _body_loras(module: nn.Module, kind: Any) -> list[nn.Module]:
     """The LoRA linears below an attention's or composite's call (rules 5, 6 and 10); none for other kinds (a LoRA
     unit's own forward was read before its entry hook ran: rule 10 cannot take it)."""
@@ -624,35 +656,11 @@ class Units:
         self._leaned = []
 
     def _lean_lora(self, m: nn.Module, x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
-        """Rule 10: peft's ``lora.Linear.forward`` on its plain path, op for op."""
+        """Rule 10: peft's ``lora.Linear.forward`` on its plain path, op for op (:func:`lean_forward`)."""
         if (self.replaying is None or args or kwargs or not self._stack
                 or threading.get_ident() != self._engine._modules._thread):
             return type(m).forward(m, x, *args, **kwargs)
-        mods = m._modules
-        base = mods["base_layer"]
-        p = base._parameters
-        result = F.linear(x, p["weight"], p["bias"])
-        if base in self._stack[-1].bases:
-            self.leave(base, result)
-        dtype = result.dtype
-        lora_a, lora_b, drops = mods["lora_A"]._modules, mods["lora_B"]._modules, mods["lora_dropout"]._modules
-        cast = getattr(m, "cast_input_dtype_enabled", True)
-        active = _active_adapters(m)
-        for name in active:
-            a = lora_a.get(name)
-            if a is None:
-                continue
-            pa, pb = a._parameters, lora_b[name]._parameters
-            w = pa["weight"]
-            if cast and x.dtype != w.dtype:
-                x = x.to(dtype=w.dtype)
-            drop = drops[name]
-            h = x if type(drop) is nn.Identity else F.dropout(x, drop.p, drop.training, drop.inplace)
-            lora, scaling = F.linear(F.linear(h, w, pa["bias"]), pb["weight"], pb["bias"]), m.scaling[name]
-            if len(active) == 1 and lora_sum.FUSED and lora_sum.fits(result, lora, scaling):  # NOTE [LoRA sum]
-                return lora_sum.apply(result, lora, scaling)
-            result = result + lora * scaling
-        return result.to(dtype)
+        return lean_forward(m, x, self._stack[-1].bases, self.leave)
 
     def _unit_exit(self, module: nn.Module, args: Any, output: Any) -> None:
         modules = self._engine._modules

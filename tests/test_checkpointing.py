@@ -243,3 +243,62 @@ def test_a_mode_entered_after_compress_stays_on_top_and_sees_every_op():
         model(**batch)
     assert counter.n >= alone.n > 200, (counter.n, alone.n)  # nothing was hidden from it
     assert torch.equal(grads[0], grads[1])
+
+
+def _graph_names(t: torch.Tensor) -> list[str]:
+    """The class names of every node of ``t``'s graph."""
+    seen, stack, names = set(), [t.grad_fn], []
+    while stack:
+        f = stack.pop()
+        if f is None or f in seen:
+            continue
+        seen.add(f)
+        names.append(type(f).__name__)
+        stack.extend(n for n, _ in f.next_functions)
+    return names
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["fp32", "bf16"])
+@pytest.mark.parametrize("enabled", [True, False], ids=["region-sums", "peft-sums"])
+def test_a_checkpointed_regions_lora_sums_are_one_node_with_plains_bits(dtype, enabled, monkeypatch):
+    """NOTE [Region sums]: in a non-reentrant checkpointed layer's forward each peft LoRA linear ends with the fused
+    sum's node (peft's three ops with ``ENABLED`` off); the recomputation runs peft's forward, and the gradients are
+    plain checkpointing's bit for bit; no LoRA linear keeps an instance ``forward`` after the context."""
+    from hyclora_hooks import region_sums
+
+    monkeypatch.setattr(region_sums, "ENABLED", enabled)
+    batch = random_batch(VOCAB, batch=2, seq=48)
+    torch.manual_seed(0)
+    model = _model(dtype, reentrant=False)
+    with hyclora.compress("baseline"):
+        loss = model(**batch).loss
+    loras = [m for m in model.modules() if hasattr(m, "lora_A")]
+    assert _graph_names(loss).count("_LoraSumBackward") == (len(loras) if enabled else 0)
+    assert not [m for m in model.modules() if "forward" in m.__dict__]
+    loss.backward()
+    torch.manual_seed(0)
+    plain = _model(dtype, reentrant=False)
+    plain(**batch).loss.backward()
+    assert torch.equal(lora_grads(model), lora_grads(plain))
+
+
+def test_region_sums_keep_a_replayed_compressed_steps_bits(monkeypatch):
+    """``intra_inter`` with checkpointing, recorded then replayed (``model=``): the same gradients with the fused
+    sums in the regions as with peft's, step by step."""
+    from hyclora_hooks import region_sums
+
+    batch = random_batch(VOCAB, batch=2, seq=48)
+    got = {}
+    for enabled in (True, False):
+        monkeypatch.setattr(region_sums, "ENABLED", enabled)
+        torch.manual_seed(0)
+        model = _model(torch.bfloat16, reentrant=False)
+        got[enabled] = []
+        for _ in range(3):
+            model.zero_grad(set_to_none=True)
+            with hyclora.compress("intra_inter", model=model, bits=2):
+                loss = model(**batch).loss
+            assert _graph_names(loss).count("_LoraSumBackward") == (14 if enabled else 0)
+            loss.backward()
+            got[enabled].append(lora_grads(model))
+    assert all(torch.equal(a, b) for a, b in zip(got[True], got[False]))
