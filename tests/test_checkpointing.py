@@ -258,18 +258,29 @@ def _graph_names(t: torch.Tensor) -> list[str]:
     return names
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["fp32", "bf16"])
+def _dropout_model(dtype: torch.dtype, dropout: float) -> nn.Module:
+    """``_model`` (non-reentrant checkpointing) with peft's LoRA dropout ``dropout``."""
+    model = add_lora(tiny_llama(layers=2, vocab=VOCAB, dtype=dtype), dropout=dropout)
+    model.train()
+    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    return model
+
+
+@pytest.mark.parametrize("dtype,dropout", [(torch.float32, 0.0), (torch.bfloat16, 0.0), (torch.bfloat16, 0.1)],
+                         ids=["fp32", "bf16", "bf16-dropout"])
 @pytest.mark.parametrize("enabled", [True, False], ids=["region-sums", "peft-sums"])
-def test_a_checkpointed_regions_lora_sums_are_one_node_with_plains_bits(dtype, enabled, monkeypatch):
+def test_a_checkpointed_regions_lora_sums_are_one_node_with_plains_bits(dtype, dropout, enabled, monkeypatch):
     """NOTE [Region sums]: in a non-reentrant checkpointed layer's forward each peft LoRA linear ends with the fused
-    sum's node (peft's three ops with ``ENABLED`` off); the recomputation runs peft's forward, and the gradients are
-    plain checkpointing's bit for bit; no LoRA linear keeps an instance ``forward`` after the context."""
+    sum's node (peft's three ops with ``ENABLED`` off); the recomputation runs peft's forward (the same dropout
+    masks: checkpoint restores the RNG), and the gradients are plain checkpointing's bit for bit; no LoRA linear
+    keeps an instance ``forward`` after the context."""
     from hyclora_hooks import region_sums
 
     monkeypatch.setattr(region_sums, "ENABLED", enabled)
     batch = random_batch(VOCAB, batch=2, seq=48)
     torch.manual_seed(0)
-    model = _model(dtype, reentrant=False)
+    model = _dropout_model(dtype, dropout)
+    torch.manual_seed(5)
     with hyclora.compress("baseline"):
         loss = model(**batch).loss
     loras = [m for m in model.modules() if hasattr(m, "lora_A")]
@@ -277,7 +288,8 @@ def test_a_checkpointed_regions_lora_sums_are_one_node_with_plains_bits(dtype, e
     assert not [m for m in model.modules() if "forward" in m.__dict__]
     loss.backward()
     torch.manual_seed(0)
-    plain = _model(dtype, reentrant=False)
+    plain = _dropout_model(dtype, dropout)
+    torch.manual_seed(5)
     plain(**batch).loss.backward()
     assert torch.equal(lora_grads(model), lora_grads(plain))
 
