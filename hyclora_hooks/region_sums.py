@@ -10,11 +10,12 @@ NOTE [Region sums]
   the same order with the same bits (non-reentrant checkpoint checks their shapes, dtypes and devices), and the
   backward takes the node's one pass instead of peft's three. A checkpointed step has no replay units (its layers
   are regions), so this is where its LoRA linears get the fused sum.
-  1. At a region's entry (the module tracker's, on the context's thread) every peft LoRA linear below the region's
-     module whose call would be rule 1's plain path (``units._lora_state``, which also refuses a module that has
-     an instance ``forward`` already) gets :func:`units.lean_forward` as its instance ``forward``; at the region's
-     end (its module's exit, normal or not, or the context's exit) they get peft's back. The recomputation runs in
-     the backward, after both.
+  1. At a region's entry (the module tracker's, on the context's thread), outside autocast and with no global
+     module hook but the tracker's two (the lean body skips its submodules' calls, as rule 10 of NOTE [Replay
+     units] does under rule 7), every peft LoRA linear below the region's module whose call would be rule 1's
+     plain path (``units._lora_state``: no local hook on it or its parts, no instance ``forward`` already) gets
+     :func:`units.lean_forward` as its instance ``forward``; at the region's end (its module's exit, normal or
+     not, or the context's exit) they get peft's back. The recomputation runs in the backward, after both.
   2. Called from another thread, or with more than the input, a LoRA linear runs peft's forward.
   3. ``ENABLED`` off: peft's forward throughout (``benchmarks/experiments/step_exposure.py`` A/Bs it).
 """
@@ -29,6 +30,7 @@ import torch
 from torch import nn
 
 from . import units
+from .lineage import autocast_on
 
 ENABLED = True  # False: checkpointed regions keep peft's LoRA sum (rule 3)
 
@@ -44,7 +46,7 @@ class RegionSums:
     def enter(self, region: nn.Module) -> None:
         """Rule 1 at a region's entry."""
         lora = units._lora_linear()
-        if not ENABLED or lora is None:
+        if not ENABLED or lora is None or autocast_on() or not units._only_our_global_hooks():
             return
         self.leave()
         for m in region.modules():

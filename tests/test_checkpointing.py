@@ -314,3 +314,20 @@ def test_region_sums_keep_a_replayed_compressed_steps_bits(monkeypatch):
             loss.backward()
             got[enabled].append(lora_grads(model))
     assert all(torch.equal(a, b) for a, b in zip(got[True], got[False]))
+
+
+def test_a_global_module_hook_keeps_pefts_forward_in_regions():
+    """NOTE [Region sums] rule 1: a global forward hook besides the tracker's must see every call, so a region's LoRA
+    linears keep peft's forward (the lean body would skip ``lora_A``'s and ``lora_B``'s calls)."""
+    seen = []
+    handle = torch.nn.modules.module.register_module_forward_hook(
+        lambda m, args, out: seen.append(type(m).__name__))
+    try:
+        torch.manual_seed(0)
+        model = _model(torch.bfloat16, reentrant=False)
+        with hyclora.compress("baseline"):
+            loss = model(**random_batch(VOCAB, batch=2, seq=48)).loss
+    finally:
+        handle.remove()
+    assert _graph_names(loss).count("_LoraSumBackward") == 0
+    assert seen.count("Linear") >= 3 * len([m for m in model.modules() if hasattr(m, "lora_A")])
