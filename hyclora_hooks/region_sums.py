@@ -45,12 +45,10 @@ class RegionSums:
 
     def enter(self, region: nn.Module) -> None:
         """Rule 1 at a region's entry."""
-        lora = units._lora_linear()
-        if not ENABLED or lora is None or autocast_on() or not units._only_our_global_hooks():
+        if not ENABLED or autocast_on() or not units._only_our_global_hooks():
             return
-        self.leave()
-        for m in region.modules():
-            if type(m) is lora and units._lora_state(m) is not None:
+        for m in units.loras_below(region):
+            if units._lora_state(m) is not None:
                 m.__dict__["forward"] = partial(self._forward, m)
                 self._lean.append(m)
 

@@ -513,13 +513,16 @@ def lean_forward(m: nn.Module, x: torch.Tensor, bases: Any = None, leave: Any = 
     return result.to(dtype)
 
 
+def loras_below(module: nn.Module) -> list[nn.Module]:
+    """The peft LoRA linears in ``module``'s tree (itself included)."""
+    lora = _lora_linear()
+    return [sub for sub in module.modules() if type(sub) is lora] if lora is not None else []
+
+
 def _body_loras(module: nn.Module, kind: Any) -> list[nn.Module]:
     """The LoRA linears below an attention's or composite's call (rules 5, 6 and 10); none for other kinds (a LoRA
     unit's own forward was read before its entry hook ran: rule 10 cannot take it)."""
-    if kind is _attention_state or kind is _composite_state:
-        lora = _lora_linear()
-        return [sub for sub in module.modules() if type(sub) is lora]
-    return []
+    return loras_below(module) if kind is _attention_state or kind is _composite_state else []
 
 
 def _bases(module: nn.Module, kind: Any, loras: list[nn.Module]) -> list[nn.Module]:
