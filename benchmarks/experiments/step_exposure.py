@@ -51,6 +51,11 @@ Variants, each taking away one suspect:
   ``eager releases`` (session 41): an entry's death counts the accountant's queue and its release at once, as before
   releases were queued too (NOTE [Deferred counting]); ``session 40``: all three (the launch trim and two inlined
   helper calls of the pack path stay).
+* ``no region sums`` (session 42, with ``--checkpoint``): a checkpointed layer's forward runs peft's LoRA sum, not
+  the fused one (``region_sums.ENABLED`` off: NOTE [Region sums] in ``hyclora_hooks/region_sums.py``).
+
+``--checkpoint``: every decoder layer under HF's non-reentrant checkpointing (``tools/bench_step.py``'s
+``set_checkpointing``), plain's step included: its ratios are then to plain checkpointing's step.
 
 Session 35 found the variant right after plain's step in the alternation slower than the same code later in it
 (``order/``: ~6% at 4x1024 ``@2``): compare variants that are not the first, or repeat the first as ``as is again``.
@@ -78,14 +83,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 import torch  # noqa: E402
 
 import hyclora_hooks as hy  # noqa: E402
-from hyclora_hooks import accounting, engine, gcpause, lora_sum, tracking, units  # noqa: E402
+from hyclora_hooks import accounting, engine, gcpause, lora_sum, region_sums, tracking, units  # noqa: E402
 from hyclora_hooks.kernels import launch as klaunch  # noqa: E402
+from tools.bench_step import set_checkpointing  # noqa: E402
 from ab_setup import KindStandIn, ab_cases, ab_parser, ab_setup, synchronizer  # noqa: E402
 
 CAP = engine.MAX_PENDING_BYTES
 SHIPPED = dict(prebuilt=False, waits=True, cap=CAP, bypass=True, early=True, each_pack=False, gc="on", pause=True,
                unit_packs=True, c_launcher=True, walk=False, helper_unit_packs=False, lean=True, states="checked",
-               fused_sum=True, kept_views=True, c_apply=True, eager_releases=False)
+               fused_sum=True, kept_views=True, c_apply=True, eager_releases=False, region_sums=True)
 VARIANTS = {  # name -> what differs from SHIPPED
     "as is": {},
     "as is again": {},
@@ -113,6 +119,7 @@ VARIANTS = {  # name -> what differs from SHIPPED
     "function wrapper": dict(c_apply=False),
     "eager releases": dict(eager_releases=True),
     "session 40": dict(kept_views=False, c_apply=False, eager_releases=True),
+    "no region sums": dict(region_sums=False),
 }
 _SETTLE, _PACK_ONE, _UNIT_PACK = engine.Compressor._settle, engine.Compressor._pack_one, engine.Compressor._unit_pack
 
@@ -202,13 +209,16 @@ def _set(v: dict) -> None:
     engine._kept_view = _KEPT_VIEW if v["kept_views"] else (lambda *args: False)
     lora_sum._C_APPLY = _C_APPLY if v["c_apply"] else None
     accounting.Accountant.release = _eager_release if v["eager_releases"] else _RELEASE
+    region_sums.ENABLED = v["region_sums"]
 
 
 def main() -> None:
     p = ab_parser(__doc__, "1x8192", "intra_inter@2", 12)
     p.add_argument("--variants", default="as is,prebuilt,no exit wait,no cap,all three")
+    p.add_argument("--checkpoint", action="store_true", help="every decoder layer checkpointed (plain's step too)")
     a = p.parse_args()
     args, shapes, dev, model = ab_setup(a)
+    set_checkpointing(model, a.checkpoint)
     sync = synchronizer(dev)
     cuda = dev.type == "cuda"
 
