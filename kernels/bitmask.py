@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import torch
 
+from . import jit
 from .launch import launch
 from .quant import use_triton
 
@@ -123,7 +124,6 @@ def _run(kernel, name: str, n: int, per_program: int, elements: int, args: tuple
 # ------------------------------------------------------------------------------------------ Triton kernels
 # Plain functions until :func:`build` (kernels/jit.py): the package imports without triton.
 tl = None
-_BUILT = False
 
 
 def _pack_kernel(m_ptr, o_ptr, N, NB, INT64: tl.constexpr, BYTES: tl.constexpr):
@@ -162,12 +162,7 @@ def _apply_kernel(x_ptr, p_ptr, o_ptr, N, scale, INT64: tl.constexpr, BLOCK: tl.
     tl.store(o_ptr + e, x * _bit(p_ptr, e, m).to(tl.float32) * scale, mask=m)
 
 
+@jit.once
 def build() -> None:
     """Jit this module's kernels and helpers, once (kernels/norm_tail.py binds ``_bit`` too)."""
-    global _BUILT
-    if _BUILT:
-        return
-    from . import jit
-
     jit.build(globals(), ("_bit", "_pack_kernel", "_unpack_kernel", "_apply_kernel"))
-    _BUILT = True

@@ -7,7 +7,23 @@ runs, not when hyclora_hooks is imported (tests set it late).
 
 from __future__ import annotations
 
-from typing import Iterable
+from functools import wraps
+from typing import Callable, Iterable
+
+
+def once(fn: Callable[[], None]) -> Callable[[], None]:
+    """``fn`` (a kernel module's build: jit its kernels, bind what they use) run at the first call only; a call
+    that raised runs it again next time. The kernel paths call it before every launch, so a later call is one
+    check."""
+    done: list = []
+
+    @wraps(fn)
+    def first_only() -> None:
+        if not done:
+            fn()
+            done.append(True)
+
+    return first_only
 
 
 def build(namespace: dict, names: Iterable[str], no_specialize: dict[str, list[str]] | None = None) -> None:

@@ -27,7 +27,7 @@ from __future__ import annotations
 import torch
 
 from . import swiglu
-from .jit import build
+from .jit import build, once
 from .launch import launch
 from .quant import use_triton
 
@@ -114,7 +114,6 @@ def log_softmax_triton(x: torch.Tensor) -> torch.Tensor:
 # Plain functions until :func:`_build` (kernels/jit.py): the package imports without triton.
 tl = None
 libdevice = None  # kernels/swiglu.py's: CUDA's libdevice, or numpy's functions under the interpreter
-_BUILT = False
 
 
 def _warp_sums(v, ROWS: tl.constexpr):
@@ -163,11 +162,9 @@ def _log_softmax_kernel(x_ptr, o_ptr, V: tl.constexpr, MAIN: tl.constexpr, THREA
         tl.store(o_ptr + start + flat, (x - m) - logsum, mask=m_at)  # torch's ``input - max_input - logsum``
 
 
+@once
 def _build() -> None:
-    global _BUILT, libdevice
-    if _BUILT:
-        return
+    global libdevice
     swiglu._build()
     libdevice = swiglu.libdevice
     build(globals(), ("_warp_sums", "_log_softmax_kernel"))
-    _BUILT = True

@@ -25,7 +25,7 @@ import os
 import torch
 
 from . import rope_part, swiglu
-from .jit import build
+from .jit import build, once
 from .launch import launch
 from .quant import use_triton
 
@@ -101,7 +101,6 @@ def _run(t: torch.Tensor | None, x: torch.Tensor, b: torch.Tensor, scale: float,
 # A plain function until :func:`_build` (kernels/jit.py): the package imports without triton.
 tl = None
 _to_half = _round = None  # the jitted roundings of kernels/rope_part.py and kernels/swiglu.py, bound by _build
-_BUILT = False
 
 
 def _lora_part_kernel(x_ptr, b_ptr, t_ptr, o_ptr, M, N, R, scale, MODE: tl.constexpr, CAST: tl.constexpr,
@@ -130,11 +129,9 @@ def _lora_part_kernel(x_ptr, b_ptr, t_ptr, o_ptr, M, N, R, scale, MODE: tl.const
     tl.store(o_ptr + offs, part.to(o_ptr.dtype.element_ty), mask=mask)
 
 
+@once
 def _build() -> None:
-    global _BUILT, _to_half, _round
-    if _BUILT:
-        return
+    global _to_half, _round
     rope_part._build()
     _to_half, _round = rope_part._to_half, rope_part._round
     build(globals(), ("_lora_part_kernel",))
-    _BUILT = True

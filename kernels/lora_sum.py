@@ -19,6 +19,7 @@ from __future__ import annotations
 import torch
 
 from . import swiglu
+from .jit import once
 from .launch import cuda_device, launch
 from .quant import use_triton
 
@@ -84,7 +85,6 @@ def _run(op: int, a: torch.Tensor, b: torch.Tensor, out: torch.Tensor, scaling: 
 # A plain function until :func:`_build` (kernels/jit.py): the package imports without triton.
 tl = None
 _round = None  # kernels/swiglu.py's jitted rounding, bound by _build
-_BUILT = False
 
 
 def _lora_sum_kernel(a_ptr, b_ptr, o_ptr, N, S, OP: tl.constexpr, KIND: tl.constexpr, INT64: tl.constexpr,
@@ -104,9 +104,6 @@ def _lora_sum_kernel(a_ptr, b_ptr, o_ptr, N, S, OP: tl.constexpr, KIND: tl.const
     tl.store(o_ptr + offs, v, mask=m)
 
 
+@once
 def _build() -> None:
-    global _BUILT
-    if _BUILT:
-        return
     swiglu.build_with_round(globals(), ("_lora_sum_kernel",))
-    _BUILT = True

@@ -20,6 +20,7 @@ from __future__ import annotations
 import torch
 
 from . import bitmask, swiglu
+from .jit import once
 from .launch import launch
 from .quant import use_triton
 
@@ -97,14 +98,10 @@ def _norm_tail_kernel(x_ptr, r_ptr, w_ptr, o_ptr, p_ptr, scale, N, KIND: tl.cons
     tl.store(o_ptr + row * N + cols, y, mask=m)
 
 
-_BUILT = False
 
 
+@once
 def _build() -> None:
-    global _BUILT
-    if _BUILT:
-        return
     bitmask.build()
     globals()["_bit"] = bitmask._bit
     swiglu.build_with_round(globals(), ("_norm_tail_kernel",))
-    _BUILT = True

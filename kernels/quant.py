@@ -57,7 +57,7 @@ from typing import Callable
 
 import torch
 
-from .jit import build
+from .jit import build, once
 from .launch import launch
 from .nonfinite import Nonfinite, add_rounded, host_flag
 
@@ -322,7 +322,6 @@ def unpack_codes(packed: torch.Tensor, bits: int) -> torch.Tensor:
 # The kernel sources below are plain functions until :func:`_build` applies ``triton.jit`` on first use
 # (kernels/jit.py); ``tl`` is bound then too.
 tl = None
-_BUILT = False
 _JIT_NAMES = ("_bf16_round", "_bf16_nearest", "_hash_uniform", "_group_params", "_program_rows", "_tile", "_elem",
               "_to_bits", "_round_to", "_min_nan", "_max_nan", "_word_tile", "_outlier_cols", "_packed_codes",
               "_token_block", "_token_params", "_quant_kernel", "_quant_tokens_kernel", "_quant_token_tile_kernel",
@@ -1036,13 +1035,10 @@ def _round_to(y, F16: tl.constexpr):
     return _bf16_nearest(y)
 
 
+@once
 def _build() -> None:
     """Apply ``triton.jit`` to the kernel sources, once (kernels/jit.py)."""
-    global _BUILT
-    if _BUILT:
-        return
     build(globals(), _JIT_NAMES, {"_quant_kernel": ["seed"]})
-    _BUILT = True
 
 
 def _cdiv(a: int, b: int) -> int:

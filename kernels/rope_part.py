@@ -29,6 +29,7 @@ import os
 import torch
 
 from . import swiglu
+from .jit import once
 from .launch import launch
 from .quant import use_triton
 
@@ -223,7 +224,6 @@ def _run(p: torch.Tensor, w: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
 # A plain function until :func:`_build` (kernels/jit.py): the package imports without triton.
 tl = None
 _round = None  # kernels/swiglu.py's jitted rounding, bound by _build
-_BUILT = False
 
 
 def _rope_part_kernel(p_ptr, w_ptr, c_ptr, s_ptr, t_ptr, o_ptr, M, T, H, R,
@@ -295,9 +295,6 @@ def _to_half(v, KIND: tl.constexpr):
     return out
 
 
+@once
 def _build() -> None:
-    global _BUILT
-    if _BUILT:
-        return
     swiglu.build_with_round(globals(), ("_to_bf16", "_to_half", "_rope_part_kernel"))
-    _BUILT = True

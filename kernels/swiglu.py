@@ -23,7 +23,7 @@ import os
 import torch
 
 from . import quant
-from .jit import build
+from .jit import build, once
 from .quant import use_triton
 
 KINDS = (torch.bfloat16, torch.float16, torch.float32)  # _round's KIND: the index of a dtype here
@@ -80,7 +80,6 @@ def silu_mul_triton(gate: torch.Tensor, up: torch.Tensor,
 # Plain functions until :func:`_build` (kernels/jit.py): the package imports without triton.
 tl = None
 libdevice = None
-_BUILT = False
 
 
 def _round(v, KIND: tl.constexpr):
@@ -130,10 +129,9 @@ def build_with_round(namespace: dict, names: tuple[str, ...]) -> None:
     build(namespace, names)
 
 
+@once
 def _build() -> None:
-    global _BUILT, libdevice, _bf16_nearest
-    if _BUILT:
-        return
+    global libdevice, _bf16_nearest
     if os.environ.get("TRITON_INTERPRET", "0") == "1":
         libdevice = _InterpretedLibdevice
     else:
@@ -143,4 +141,3 @@ def _build() -> None:
     quant._build()  # one bf16 rounding for both kernel modules
     _bf16_nearest = quant._bf16_nearest
     build(globals(), ("_round", "_silu_mul_kernel"))
-    _BUILT = True

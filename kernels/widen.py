@@ -19,6 +19,7 @@ from __future__ import annotations
 import torch
 
 from . import swiglu
+from .jit import once
 from .launch import launch
 from .quant import use_triton
 
@@ -64,7 +65,6 @@ def _run(op: int, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 # A plain function until :func:`_build` (kernels/jit.py): the package imports without triton.
 tl = None
 _round = None  # kernels/swiglu.py's jitted rounding, bound by _build
-_BUILT = False
 
 
 def _widen_kernel(a_ptr, b_ptr, o_ptr, N, OP: tl.constexpr, KIND: tl.constexpr, INT64: tl.constexpr,
@@ -87,9 +87,6 @@ def _widen_kernel(a_ptr, b_ptr, o_ptr, N, OP: tl.constexpr, KIND: tl.constexpr, 
     tl.store(o_ptr + offs, v, mask=m)
 
 
+@once
 def _build() -> None:
-    global _BUILT
-    if _BUILT:
-        return
     swiglu.build_with_round(globals(), ("_widen_kernel",))
-    _BUILT = True
