@@ -138,7 +138,7 @@ def storage_key(t: torch.Tensor, refs: dict | None = None) -> tuple:
     storage = t.untyped_storage()
     key = refs.get(storage._cdata) if refs is not None else None
     if key is None:
-        key = storage_ref(storage, refs)
+        key = _new_storage_key(storage, refs)
     return (key, t.storage_offset(), tuple(t.shape), tuple(t.stride()), t.dtype, t._version)
 
 
@@ -159,11 +159,16 @@ class StorageKey(int):
 
 def storage_ref(storage: torch.UntypedStorage, refs: dict | None = None) -> StorageKey:
     """The :class:`StorageKey` of ``storage``; with ``refs`` (a cache by storage), the one made before for it."""
-    cdata = storage._cdata
     if refs is not None:
-        key = refs.get(cdata)
+        key = refs.get(storage._cdata)
         if key is not None:
             return key
+    return _new_storage_key(storage, refs)
+
+
+def _new_storage_key(storage: torch.UntypedStorage, refs: dict | None) -> StorageKey:
+    """A new :class:`StorageKey` of ``storage``, cached in ``refs`` (its callers looked there first)."""
+    cdata = storage._cdata
     key = StorageKey(cdata)
     key.weak = storage._weak_ref()
     if refs is not None:
