@@ -14,7 +14,7 @@ NOTE [Region sums]
   1. At a region's entry (the module tracker's, on the context's thread), outside autocast and with no global
      module hook but the tracker's two (the lean body skips its submodules' calls, as rule 10 of NOTE [Replay
      units] does under rule 7), every peft LoRA linear below the region's module whose call would be rule 1's
-     plain path (``units._lora_state``: no local hook on it or its parts, no instance ``forward`` already) gets
+     plain path (``units.on_plain_path``: no local hook on it or its parts, no instance ``forward`` already) gets
      :func:`units.lean_forward` as its instance ``forward``; at the region's end (its module's exit, normal or
      not, or the context's exit) they get peft's back. The recomputation runs in the backward, after both.
   2. Called from another thread, or with more than the input, a LoRA linear runs peft's forward.
@@ -46,10 +46,10 @@ class RegionSums:
 
     def enter(self, region: nn.Module) -> None:
         """Rule 1 at a region's entry."""
-        if not ENABLED or autocast_on() or not units._only_our_global_hooks():
+        if not ENABLED or autocast_on() or not units.only_our_global_hooks():
             return
         for m in units.loras_below(region):
-            if units._lora_state(m) is not None:
+            if units.on_plain_path(m):
                 m.__dict__["forward"] = partial(self._forward, m)
                 self._lean.append(m)
 

@@ -242,6 +242,11 @@ def _lora_state(m: nn.Module) -> tuple | None:
 _NORM_NAMES = frozenset({"dtype", "to", "torch", "float32", "pow", "mean", "rsqrt", "variance_epsilon", "weight"})
 
 
+def on_plain_path(m: nn.Module) -> bool:
+    """Rule 1 for a peft LoRA linear ``m``: its call would take peft's plain path (what a lean body reproduces)."""
+    return _lora_state(m) is not None
+
+
 def _norm_state(m: nn.Module) -> tuple | None:
     """Rule 4: an RMSNorm whose forward reads nothing but its input, ``weight`` and ``variance_epsilon``."""
     forward = type(m).forward
@@ -430,7 +435,7 @@ def _call_values(args: tuple, kwargs: dict, slot: Any) -> tuple | None:
         return None
 
 
-def _only_our_global_hooks() -> bool:
+def only_our_global_hooks() -> bool:
     """The module tracker's two global hooks and nothing else (another global hook may change any call)."""
     return (len(_module._global_forward_pre_hooks) == 1 and len(_module._global_forward_hooks) == 1
             and not _module._global_backward_hooks and not _module._global_backward_pre_hooks)
@@ -591,7 +596,7 @@ class Units:
         if kind is None:
             return
         trace, ops = engine._trace, engine._ops
-        if autocast_on() or not _only_our_global_hooks() or not ops._ours():
+        if autocast_on() or not only_our_global_hooks() or not ops._ours():
             return
         kwargs = _call_kwargs(module)
         if kind in _CALL_KINDS:
