@@ -331,3 +331,19 @@ def test_a_global_module_hook_keeps_pefts_forward_in_regions():
         handle.remove()
     assert _graph_names(loss).count("_LoraSumBackward") == 0
     assert seen.count("Linear") >= 3 * len([m for m in model.modules() if hasattr(m, "lora_A")])
+
+
+def test_check_region_sums_tool_on_cpu():
+    """tools/check_region_sums.py at toy widths on the CPU (the fused sum's kernel under the interpreter): every
+    configuration's step with region sums equals the one without, bit for bit, and ``baseline``'s equals plain
+    checkpointing's, with LoRA dropout (the GPU run of the same tool is in docs/benchmarks.md, session 42)."""
+    from tools import check_region_sums
+
+    rows = check_region_sums.main([
+        "--device", "cpu", "--layers", "2", "--shape", "2x16", "--warmup", "2", "--noise-steps", "1",
+        "--lora-dropout", "0.1", "--presets", "baseline,intra_inter@2",
+        "--model-args", "--hidden 64 --intermediate 128 --heads 4 --kv-heads 4 --vocab 128"])
+    assert [r["preset"] for r in rows] == ["baseline", "intra_inter@2"]
+    for row in rows:
+        assert row["bitwise"] and row["ok"] and row["grad tensors"] == 28, row
+    assert rows[0]["= plain checkpointing"] is True

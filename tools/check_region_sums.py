@@ -31,6 +31,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     p.add_argument("--noise-steps", type=int, default=3, help="steps without region sums after the one with")
     p.add_argument("--lora-dropout", type=float, default=0.0)
     p.add_argument("--device", default="cuda")
+    p.add_argument("--model-args", default="", help="more of tools/bench_step.py's model arguments, e.g. "
+                   "'--hidden 64 --intermediate 128 --heads 4 --kv-heads 4 --vocab 128' (a CPU check)")
     p.add_argument("--deterministic", choices=("warn", "strict"),
                    help="torch.use_deterministic_algorithms(True), as in tools/check_replay.py")
     args = p.parse_args(argv)
@@ -51,7 +53,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     from tools.tables import print_rows
 
     margs = build_parser().parse_args(["--layers", str(args.layers), "--device", args.device,
-                                       "--lora-dropout", str(args.lora_dropout)])
+                                       "--lora-dropout", str(args.lora_dropout)] + args.model_args.split())
     margs.shape_list = parse_shapes(args.shape)
     dev = torch.device(args.device)
     model = build_model(margs, dev)
