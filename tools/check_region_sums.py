@@ -38,19 +38,15 @@ def main(argv: list[str] | None = None) -> list[dict]:
     args = p.parse_args(argv)
     import torch
 
-    if args.deterministic:
-        import os
-
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-        torch.use_deterministic_algorithms(True, warn_only=args.deterministic == "warn")
-        torch.backends.cudnn.deterministic = True
-
     import hyclora_hooks as hy
     from hyclora_hooks import region_sums
     from hyclora_hooks.codecs.calibration import reset_calibration
     from tools.bench_step import build_model, build_parser, make_batch, parse_shapes, set_checkpointing
-    from tools.check_replay import _rel
+    from tools.check_replay import rel_diff, set_deterministic
     from tools.tables import print_rows
+
+    if args.deterministic:
+        set_deterministic(args.deterministic)
 
     margs = build_parser().parse_args(["--layers", str(args.layers), "--device", args.device,
                                        "--lora-dropout", str(args.lora_dropout)] + args.model_args.split())
@@ -90,12 +86,12 @@ def main(argv: list[str] | None = None) -> list[dict]:
         off = step(make, False)
         on = step(make, True)
         offs = [off] + [step(make, False) for _ in range(args.noise_steps)]
-        noise = max(_rel(x, y) for i, x in enumerate(offs) for y in offs[:i]) if len(offs) > 1 else 0.0
-        row = {"preset": spec, "grad tensors": len(on), "bitwise": _equal(on, off), "rel diff": _rel(on, off),
+        noise = max(rel_diff(x, y) for i, x in enumerate(offs) for y in offs[:i]) if len(offs) > 1 else 0.0
+        row = {"preset": spec, "grad tensors": len(on), "bitwise": _equal(on, off), "rel diff": rel_diff(on, off),
                "off vs off rel diff": noise}
         row["ok"] = row["bitwise"] or row["rel diff"] <= noise
         if preset == "baseline":
-            row["= plain checkpointing"] = _equal(on, plain) or _rel(on, plain) <= max(_rel(o, plain) for o in offs)
+            row["= plain checkpointing"] = _equal(on, plain) or rel_diff(on, plain) <= max(rel_diff(o, plain) for o in offs)
             row["ok"] = row["ok"] and row["= plain checkpointing"]
         else:
             row["= plain checkpointing"] = "-"

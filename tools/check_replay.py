@@ -42,13 +42,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     import torch
 
     if args.deterministic:
-        import os
-        import warnings
-
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-        torch.use_deterministic_algorithms(True, warn_only=args.deterministic == "warn")
-        torch.backends.cudnn.deterministic = True
-        warnings.simplefilter("default")  # each nondeterministic op's warning once
+        set_deterministic(args.deterministic)
 
     import hyclora_hooks as hy
     from hyclora_hooks.codecs.calibration import reset_calibration
@@ -100,10 +94,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
             g_again, _, _ = step(preset, bits, "again", batch)
             equal &= len(g_on) == len(g_off) and all(torch.equal(a, c) for a, c in zip(g_on, g_off))
             repeatable &= all(torch.equal(a, c) for a, c in zip(g_again, g_off))
-            worst = max(worst, _rel(g_on, g_off))
-            noise = max(noise, _rel(g_again, g_off))
+            worst = max(worst, rel_diff(g_on, g_off))
+            noise = max(noise, rel_diff(g_again, g_off))
             g_exact = exact(batch)
-            exact_noise = max(exact_noise, _rel(exact(batch), g_exact))  # plain autograd's own run-to-run spread
+            exact_noise = max(exact_noise, rel_diff(exact(batch), g_exact))  # plain autograd's own run-to-run spread
             cos_on, cos_off = min(cos_on, _cos(g_on, g_exact)), min(cos_off, _cos(g_off, g_exact))
             if i:
                 replayed += ctx.replayed_packs
@@ -128,6 +122,21 @@ def main(argv: list[str] | None = None) -> list[dict]:
     return rows
 
 
+def set_deterministic(mode: str) -> None:
+    """``torch.use_deterministic_algorithms(True)`` for a GPU check's ``--deterministic``: ``"warn"`` runs every
+    kernel as usual and warns (once each) for those that sum in a varying order, ``"strict"`` makes those run
+    deterministic versions (cuDNN attention's backward has one) or raise."""
+    import os
+    import warnings
+
+    import torch
+
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(True, warn_only=mode == "warn")
+    torch.backends.cudnn.deterministic = True
+    warnings.simplefilter("default")  # each nondeterministic op's warning once
+
+
 def _cos(a: list, b: list) -> float:
     """Smallest cosine similarity between matching gradient tensors."""
     import torch
@@ -136,7 +145,7 @@ def _cos(a: list, b: list) -> float:
                for x, y in zip(a, b))
 
 
-def _rel(a: list, b: list) -> float:
+def rel_diff(a: list, b: list) -> float:
     """Largest ``max|a - b| / max|b|`` over the gradient tensors."""
     return max(float((x.float() - y.float()).abs().max() / y.float().abs().max().clamp_min(1e-30)) for x, y in zip(a, b))
 
