@@ -149,10 +149,11 @@ def test_steps_split_over_rounds() -> None:
     with pytest.raises(SystemExit, match="must be at least 1"):
         b.steps_per_round(3, 0)
     times = {"step": [0.3, 0.1, 0.2, 0.4], "fwd": [1, 2, 3, 4], "bwd": [1, 1, 1, 1], "wall": [2, 2, 2, 2],
-             "replayed": [True, True, False, True]}
+             "replayed": [True, True, False, True], "fwd_host": [5, 1, 3, 9], "bwd_host": [2, 4, 4, 8]}
     f = b.time_fields(times, 2, replay_counted=True)
     assert (f["step_s"], f["step_min_s"], f["step_max_s"], f["steps"], f["rounds"], f["replayed_steps"]) == \
         (0.25, 0.1, 0.4, 4, 2, 3)
+    assert (f["fwd_host_s"], f["bwd_host_s"]) == (4, 4)  # medians of the host's own times
     assert b.time_fields(times, 2, replay_counted=False)["replayed_steps"] is None
 
 
@@ -179,6 +180,11 @@ def test_ratios_use_allocator_on_cuda_and_same_shape_plain() -> None:
     assert rows[2]["gpu_work_ratio"] == 1.25
     table = b.table(rows, cuda=True)
     assert "gpu x" in table.splitlines()[0] and "1.25x" in table
+    rows[2].update(fwd_s=0.0512, fwd_host_s=0.0497)  # the forward by events and the host's time in it, in ms
+    cols = b.table(rows, cuda=True).splitlines()
+    assert cols[0].index("fwd ms") < cols[0].index("host fwd ms") < cols[0].index("gpu ms")
+    assert cols[4].split()[-4:-2] == ["51.2", "49.7"]  # the intra@2 row: fwd ms, host fwd ms, then gpu ms, gpu x
+    assert "host fwd ms" not in b.table(rows, cuda=False)
     assert "warning" not in table
     rows[2].update(replayed_steps=7, steps=10)  # three timed steps decided afresh: said under the table
     assert "warning: 1x8192 intra@2: 7 of 10 timed steps replayed" in b.table(rows, cuda=True)

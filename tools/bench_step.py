@@ -16,6 +16,10 @@ shape and configuration it measures:
   ``--rounds`` rounds: each shape's configurations run one after another, then again (a short warm-up each time),
   so that a drift of the host's speed within the run (session 14 saw one configuration's steps go from 182 to
   141 ms mid-run) lands on every configuration alike. Memory is measured in the first round.
+* ``fwd_host`` / ``bwd_host``: the host's own time in the forward (the ``with`` block) and until ``backward()``
+  returns, medians. Where a forward's host time is about its event-timed time (``fwd``), the device waited for
+  the host: that configuration's step moves with the host's speed, which differs between machines and machine
+  starts (docs/benchmarks.md, "Where the remaining time goes"). The table shows both.
 
 Configurations that are not presets of this checkout are reported as ``missing``; an out-of-memory step
 is reported as ``oom``; any other failure as ``error: ...``; the run goes on. Results go to
@@ -245,10 +249,11 @@ class Bench:
         return loss, ctx
 
     def timed_steps(self, cfg: Config, n: int) -> dict[str, list]:
-        """``n`` steps, each synchronized; per step: event time of forward, backward, both; host wall time; and for a
+        """``n`` steps, each synchronized; per step: event time of forward, backward, both; host wall time; the host's
+        own time in the forward and until ``backward()`` returns (the device may still be working); and for a
         hyclora configuration whether the step replayed every pack (NOTE [Replay]: a step that recorded again
         decides every pack and is slower; session 14 found steps that did so every other time)."""
-        fwd, bwd, step, wall, replayed = [], [], [], [], []
+        fwd, bwd, step, wall, replayed, fwd_host, bwd_host = [], [], [], [], [], [], []
         for _ in range(n):
             self.model.zero_grad(set_to_none=True)
             self.sync()
@@ -261,6 +266,7 @@ class Bench:
             if self.cuda:
                 ev[1].record()
             loss.backward()
+            tb = time.perf_counter()
             if self.cuda:
                 ev[2].record()
             self.sync()
@@ -270,6 +276,8 @@ class Bench:
                 replayed.append(0 < ctx.replayed_packs == ctx.accountant.packs)
             del ctx
             wall.append(t2 - t0)
+            fwd_host.append(t1 - t0)
+            bwd_host.append(tb - t1)
             if self.cuda:
                 fwd.append(ev[0].elapsed_time(ev[1]) / 1e3)
                 bwd.append(ev[1].elapsed_time(ev[2]) / 1e3)
@@ -278,7 +286,8 @@ class Bench:
                 fwd.append(t1 - t0)
                 bwd.append(t2 - t1)
                 step.append(t2 - t0)
-        return {"fwd": fwd, "bwd": bwd, "step": step, "wall": wall, "replayed": replayed}
+        return {"fwd": fwd, "bwd": bwd, "step": step, "wall": wall, "replayed": replayed, "fwd_host": fwd_host,
+                "bwd_host": bwd_host}
 
     def gpu_work(self, cfg: Config, n: int) -> float:
         """Seconds of GPU work a step: the device time of every kernel over ``n`` steps under the torch profiler,
@@ -378,6 +387,7 @@ def time_fields(times: dict[str, list], rounds: int, replay_counted: bool) -> di
     """A record's step-time fields from its timed steps (every round's, in the order they ran)."""
     return dict(step_s=statistics.median(times["step"]), fwd_s=statistics.median(times["fwd"]),
                 bwd_s=statistics.median(times["bwd"]), wall_s=statistics.median(times["wall"]),
+                fwd_host_s=statistics.median(times["fwd_host"]), bwd_host_s=statistics.median(times["bwd_host"]),
                 step_min_s=min(times["step"]), step_max_s=max(times["step"]), steps=len(times["step"]),
                 rounds=rounds, step_times_s=[round(x, 6) for x in times["step"]],
                 replayed_steps=sum(times["replayed"]) if replay_counted else None)
@@ -505,7 +515,7 @@ def _x(x: Any, digits: int = 2) -> str:
 def table(results: list[dict[str, Any]], cuda: bool) -> str:
     gpu = any(r.get("gpu_work_s") for r in results)
     head = ("shape", "config", "status", "act", "mem x", "acct", "acct/alloc", "peak", "step ms",
-            "time x", "best x") + (("gpu ms", "gpu x") if gpu else ())
+            "time x", "best x") + (("fwd ms", "host fwd ms") if cuda else ()) + (("gpu ms", "gpu x") if gpu else ())
     rows = [head]
     for r in results:
         ok = r["status"] == "ok"
@@ -516,6 +526,9 @@ def table(results: list[dict[str, Any]], cuda: bool) -> str:
                _x(r.get("acct_vs_alloc"), 3) if ok else "", _gib(r.get("peak_over_resident_bytes")) if ok else "",
                f"{r['step_s'] * 1e3:.1f}" if ok else "", _x(r.get("time_ratio")) if ok else "",
                _x(r.get("best_time_ratio")) if ok else "")
+        if cuda:
+            row += tuple(f"{r[k] * 1e3:.1f}" if ok and isinstance(r.get(k), float) else ""
+                         for k in ("fwd_s", "fwd_host_s"))
         if gpu:
             work = r.get("gpu_work_s") if ok else None
             row += (f"{work * 1e3:.1f}" if work else "", _x(r.get("gpu_work_ratio")) if work else "")
@@ -527,7 +540,8 @@ def table(results: list[dict[str, Any]], cuda: bool) -> str:
     note = ("act = allocator delta over forward; acct = accountant's stored bytes (probe count for plain); "
             "acct/alloc = acct / act (target 0.95-1.05);\npeak = peak allocated above resident; "
             "mem x = plain act / act; time x = step / plain step (median of steps); best x = fastest step / plain's "
-            "fastest"
+            "fastest;\nfwd ms = the forward by CUDA events, host fwd ms = the host's time in it (about fwd ms: the "
+            "device waited for the host, and the step moves with the host's speed)"
             + ("; gpu ms = kernels' device time a step (profiler), gpu x = against plain's" if gpu else ""))
     if not cuda:
         note = ("CPU (no allocator): act = probe count (plain) or accountant's activation bytes; mem x = plain act / acct; "

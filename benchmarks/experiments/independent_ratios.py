@@ -10,7 +10,7 @@ up to 1.5x within one machine start) falls on all of them alike.
     PYTHONPATH=. python benchmarks/experiments/independent_ratios.py [--shapes 4x1024,1x8192] [--rounds 4]
 
 On the dev CPU it runs at toy widths (``--tiny``) as a smoke test. Prints one table per shape: activation GiB,
-memory ratio, median and fastest step ms, and their ratios to plain's."""
+memory ratio, median and fastest step ms, and their ratios to plain's, and the host's median time in the forward."""
 
 import argparse
 import statistics
@@ -83,19 +83,21 @@ def set_up(model: torch.nn.Module, checkpoint: bool | str, input_grads: bool) ->
         model.enable_input_require_grads()
 
 
-def step(model, batch, ctx, sync) -> tuple[float, int]:
-    """One forward + backward; (wall seconds, allocator growth over the forward with the loss alive)."""
+def step(model, batch, ctx, sync) -> tuple[float, int, float]:
+    """One forward + backward; (wall seconds, allocator growth over the forward with the loss alive, the host's
+    seconds in the forward: about the forward's own time where the device waits for the host)."""
     sync()
     before = torch.cuda.memory_allocated() if torch.cuda.is_available() else 0
     t0 = time.perf_counter()
     with ctx():
         loss = model(**batch).loss
+    host = time.perf_counter() - t0
     after = torch.cuda.memory_allocated() if torch.cuda.is_available() else 0
     loss.backward()
     sync()
     seconds = time.perf_counter() - t0
     model.zero_grad(set_to_none=True)
-    return seconds, after - before
+    return seconds, after - before, host
 
 
 def run_shape(model, shape, rounds, per_round, device, vocab) -> None:
@@ -106,24 +108,27 @@ def run_shape(model, shape, rounds, per_round, device, vocab) -> None:
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
     table = configs(model)
     times = {k: [] for k in table}
+    hosts = {k: [] for k in table}
     mem = {}
     for r in range(rounds + 1):  # round 0 warms up (compiles kernels, calibrates, records the replay plans)
         for name, (ctx, ckpt, input_grads) in table.items():
             set_up(model, ckpt, input_grads)
             for i in range(per_round + (6 if r == 0 else 1)):  # the first step after a switch is not timed
-                s, grown = step(model, batch, ctx, sync)
+                s, grown, host = step(model, batch, ctx, sync)
                 if r > 0 and i >= 1:
                     times[name].append(s)
+                    hosts[name].append(host)
                     mem[name] = grown
     set_up(model, False, False)
     print(f"\n{b}x{t} ({rounds} rounds x {per_round} steps, interleaved)")
-    print(f"{'config':<34} {'act GiB':>8} {'mem x':>7} {'median ms':>10} {'time x':>7} {'fastest ms':>11} {'best x':>7}")
+    print(f"{'config':<34} {'act GiB':>8} {'mem x':>7} {'median ms':>10} {'time x':>7} {'fastest ms':>11} {'best x':>7} {'host fwd ms':>12}")
     for name in table:  # the "(inputs need grad)" rows against plain in that set-up, the others against plain
         base = "plain (inputs need grad)" if name.endswith("(inputs need grad)") else "plain"
         p_med, p_min, p_mem = statistics.median(times[base]), min(times[base]), mem[base]
         med, fast, m = statistics.median(times[name]), min(times[name]), mem[name]
         print(f"{name:<34} {m / 2**30:8.3f} {p_mem / m if m else float('nan'):7.2f} {med * 1e3:10.1f} "
-              f"{med / p_med:7.2f} {fast * 1e3:11.1f} {fast / p_min:7.2f}")
+              f"{med / p_med:7.2f} {fast * 1e3:11.1f} {fast / p_min:7.2f} "
+              f"{statistics.median(hosts[name]) * 1e3:12.1f}")
 
 
 def main() -> None:
