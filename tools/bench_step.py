@@ -372,6 +372,17 @@ class Bench:
         finally:
             set_checkpointing(self.model, False)
 
+    def gpu_work_round(self, cfg: Config, warmup: int, steps: int) -> float:
+        """:meth:`gpu_work` after ``warmup`` steps, in the configuration's set-up: the run's last phase, after every
+        timed step (a profiler session left CUPTI attached and the host slower in later steps: session 43,
+        ``benchmarks/experiments/profiler_residue.py``)."""
+        set_checkpointing(self.model, cfg.checkpoint, cfg.uncheckpointed)
+        try:
+            self.warm(cfg, warmup)
+            return self.gpu_work(cfg, steps)
+        finally:
+            set_checkpointing(self.model, False)
+
     def more_steps(self, cfg: Config, warmup: int, steps: int) -> dict[str, list]:
         """A later round of a configuration: ``warmup`` steps (the steps of the configurations run in between
         may have left another plan to replay), then ``steps`` timed steps."""
@@ -576,7 +587,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--replay", action=argparse.BooleanOptionalAction, default=True,
                    help="hyclora configs replay the previous step's decisions (NOTE [Replay]; default on)")
     p.add_argument("--gpu-work-steps", type=int, default=0,
-                   help="also profile this many steps per config for the GPU work a step (CUDA; default 0: off)")
+                   help="also profile this many steps per config for the GPU work a step, after every timed\n"
+                   "step of the run (CUDA; default 0: off)")
     p.add_argument("--layers", type=int, default=8)
     p.add_argument("--hidden", type=int, default=4096)
     p.add_argument("--intermediate", type=int, default=11008)
@@ -669,7 +681,7 @@ def main(argv: list[str] | None = None) -> int:
         for cfg in configs:
             tc = time.perf_counter()
             if budget_left():
-                res = run_config(bench, cfg, warmup_for(cfg, args.warmup), split[0], presets, args.gpu_work_steps)
+                res = run_config(bench, cfg, warmup_for(cfg, args.warmup), split[0], presets)
             else:
                 res = {"status": "skipped: time budget"}
             times = res.pop("times", None)
@@ -707,6 +719,23 @@ def main(argv: list[str] | None = None) -> int:
                 publish(rec, f"round {rnd}/{len(split)}")
         bench.batch = {}
         bench.free()
+
+    if args.gpu_work_steps and bench.cuda:  # last: no timed step may follow a profiler session (gpu_work_round)
+        for bsz, seq in args.shape_list:
+            bench.batch = make_batch(args.vocab, bsz, seq, device, args.seed)
+            for cfg in configs:
+                rec = next(r for r in results if r["config"] == cfg.name and r["shape"] == f"{bsz}x{seq}")
+                if rec["status"] != "ok":
+                    continue
+                try:
+                    rec["gpu_work_s"] = bench.gpu_work_round(cfg, args.round_warmup, args.gpu_work_steps)
+                except Exception as e:  # noqa: BLE001 - the timed figures stand; say why this one is missing
+                    rec["gpu_work_note"] = f"{type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}"
+                finally:
+                    bench.free()
+                publish(rec, "gpu work")
+            bench.batch = {}
+            bench.free()
 
     print(f"\nwrote {path}  (total {time.perf_counter() - t0:.0f} s)\n")
     print(f"{env['gpu']} | torch {env['torch']} | triton {env['triton']} | transformers {env['transformers']} | "
