@@ -19,7 +19,8 @@ shape and configuration it measures:
 * ``fwd_host`` / ``bwd_host``: the host's own time in the forward (the ``with`` block) and until ``backward()``
   returns, medians. Where a forward's host time is about its event-timed time (``fwd``), the device waited for
   the host: that configuration's step moves with the host's speed, which differs between machines and machine
-  starts (docs/benchmarks.md, "Where the remaining time goes"). The table shows both.
+  starts (docs/benchmarks.md: "Where things stand", and session 42's "Where the remaining time goes"). The table
+  shows both.
 
 Configurations that are not presets of this checkout are reported as ``missing``; an out-of-memory step
 is reported as ``oom``; any other failure as ``error: ...``; the run goes on. Results go to
