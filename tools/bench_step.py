@@ -47,10 +47,10 @@ import subprocess
 import sys
 import time
 import traceback
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 _ROOT = Path(__file__).resolve().parent.parent
 if str(_ROOT) not in sys.path:  # `python tools/bench_step.py` without PYTHONPATH=.
@@ -359,8 +359,7 @@ class Bench:
     def run(self, cfg: Config, warmup: int, steps: int, gpu_work_steps: int = 0) -> dict[str, Any]:
         """The configuration's first round: warm-up, the memory step, ``steps`` timed steps (their lists under
         ``"times"``), and the GPU work if asked."""
-        set_checkpointing(self.model, cfg.checkpoint, cfg.uncheckpointed)
-        try:
+        with self.set_up(cfg):
             self.warm(cfg, warmup)
             res: dict[str, Any] = {"status": "ok", "warmup": warmup}
             res.update(self.memory_step(cfg))
@@ -370,27 +369,28 @@ class Bench:
             if gpu_work_steps and self.cuda:
                 res["gpu_work_s"] = self.gpu_work(cfg, gpu_work_steps)
             return res
-        finally:
-            set_checkpointing(self.model, False)
 
     def gpu_work_round(self, cfg: Config, warmup: int, steps: int) -> float:
-        """:meth:`gpu_work` after ``warmup`` steps, in the configuration's set-up: the run's last phase, after every
-        timed step (a profiler session left CUPTI attached and the host slower in later steps: session 43,
+        """:meth:`gpu_work` after ``warmup`` steps: the run's last phase, after every timed step (a profiler
+        session left CUPTI attached and the host slower in later steps: session 43,
         ``benchmarks/experiments/profiler_residue.py``)."""
-        set_checkpointing(self.model, cfg.checkpoint, cfg.uncheckpointed)
-        try:
+        with self.set_up(cfg):
             self.warm(cfg, warmup)
             return self.gpu_work(cfg, steps)
-        finally:
-            set_checkpointing(self.model, False)
 
     def more_steps(self, cfg: Config, warmup: int, steps: int) -> dict[str, list]:
         """A later round of a configuration: ``warmup`` steps (the steps of the configurations run in between
         may have left another plan to replay), then ``steps`` timed steps."""
-        set_checkpointing(self.model, cfg.checkpoint, cfg.uncheckpointed)
-        try:
+        with self.set_up(cfg):
             self.warm(cfg, warmup)
             return self.timed_steps(cfg, steps)
+
+    @contextmanager
+    def set_up(self, cfg: Config) -> Iterator[None]:
+        """The configuration's checkpointing for the block, off again after it whatever happened."""
+        set_checkpointing(self.model, cfg.checkpoint, cfg.uncheckpointed)
+        try:
+            yield
         finally:
             set_checkpointing(self.model, False)
 
@@ -414,6 +414,11 @@ def steps_per_round(steps: int, rounds: int) -> list[int]:
     return [steps // rounds + (i < steps % rounds) for i in range(rounds)]
 
 
+def failure(e: BaseException) -> str:
+    """An exception as a record's one-line note: its type and the first line of its message."""
+    return f"{type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}"
+
+
 def run_config(bench: Bench, cfg: Config, warmup: int, steps: int, presets: list[str],
                gpu_work_steps: int = 0, later_round: bool = False) -> dict[str, Any]:
     """``bench.run`` (or, for a later round, ``bench.more_steps`` as ``{"status": "ok", "times": ...}``) with the
@@ -429,7 +434,7 @@ def run_config(bench: Bench, cfg: Config, warmup: int, steps: int, presets: list
         status = "oom"
     except Exception as e:  # noqa: BLE001 - one config's failure must not end the run
         traceback.print_exc(limit=6, file=sys.stderr)
-        status = f"error: {type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}"
+        status = f"error: {failure(e)}"
     finally:
         bench.free()
     return {"status": status}  # the exception (and the frames holding tensors) is gone by here
@@ -731,7 +736,7 @@ def main(argv: list[str] | None = None) -> int:
                 try:
                     rec["gpu_work_s"] = bench.gpu_work_round(cfg, args.round_warmup, args.gpu_work_steps)
                 except Exception as e:  # noqa: BLE001 - the timed figures stand; say why this one is missing
-                    rec["gpu_work_note"] = f"{type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}"
+                    rec["gpu_work_note"] = failure(e)
                 finally:
                     bench.free()
                 publish(rec, "gpu work")
