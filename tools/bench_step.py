@@ -587,7 +587,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--warmup", type=int, help="warm-up steps (default 3; hyclora configs max(3, "
                    "iteration_threshold + 1) so calibration is over)")
     p.add_argument("--budget-s", type=float, help="start no configuration after this many seconds (the rest are\n"
-                   "reported as skipped, and the table still prints): fits a run into a time limit")
+                   "reported as skipped, and the table still prints): fits a run into a time limit; the GPU\n"
+                   "work of --gpu-work-steps is profiled after it, for every configuration that ran")
     p.add_argument("--out", default="benchmarks/results", help="folder for <date>-<gpu>.json")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--replay", action=argparse.BooleanOptionalAction, default=True,
