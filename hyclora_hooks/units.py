@@ -236,14 +236,14 @@ def _lora_state(m: nn.Module) -> tuple | None:
     return (m.training, m.__dict__.get("cast_input_dtype_enabled", True), base, tuple(parts), torch.is_grad_enabled())
 
 
-# What Llama's RMSNorm forward reads (``hidden_states.to(torch.float32)``, ``.pow(2).mean(-1, keepdim=True)``,
-# ``torch.rsqrt(variance + self.variance_epsilon)``, ``self.weight * hidden_states.to(input_dtype)``), and every
-# model family's copy of it
 def on_plain_path(m: nn.Module) -> bool:
     """Rule 1 for a peft LoRA linear ``m``: its call would take peft's plain path (what a lean body reproduces)."""
     return _lora_state(m) is not None
 
 
+# What Llama's RMSNorm forward reads (``hidden_states.to(torch.float32)``, ``.pow(2).mean(-1, keepdim=True)``,
+# ``torch.rsqrt(variance + self.variance_epsilon)``, ``self.weight * hidden_states.to(input_dtype)``), and every
+# model family's copy of it
 _NORM_NAMES = frozenset({"dtype", "to", "torch", "float32", "pow", "mean", "rsqrt", "variance_epsilon", "weight"})
 
 

@@ -98,8 +98,6 @@ def _norm_tail_kernel(x_ptr, r_ptr, w_ptr, o_ptr, p_ptr, scale, N, KIND: tl.cons
     tl.store(o_ptr + row * N + cols, y, mask=m)
 
 
-
-
 @once
 def _build() -> None:
     bitmask.build()

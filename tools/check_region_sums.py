@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     from hyclora_hooks import region_sums
     from hyclora_hooks.codecs.calibration import reset_calibration
     from tools.bench_step import build_model, build_parser, make_batch, parse_shapes, set_checkpointing
-    from tools.check_replay import rel_diff, set_deterministic
+    from tools.check_replay import grads_equal, rel_diff, set_deterministic
     from tools.tables import print_rows
 
     if args.deterministic:
@@ -87,11 +87,12 @@ def main(argv: list[str] | None = None) -> list[dict]:
         on = step(make, True)
         offs = [off] + [step(make, False) for _ in range(args.noise_steps)]
         noise = max(rel_diff(x, y) for i, x in enumerate(offs) for y in offs[:i]) if len(offs) > 1 else 0.0
-        row = {"preset": spec, "grad tensors": len(on), "bitwise": _equal(on, off), "rel diff": rel_diff(on, off),
+        row = {"preset": spec, "grad tensors": len(on), "bitwise": grads_equal(on, off), "rel diff": rel_diff(on, off),
                "off vs off rel diff": noise}
         row["ok"] = row["bitwise"] or row["rel diff"] <= noise
         if preset == "baseline":
-            row["= plain checkpointing"] = _equal(on, plain) or rel_diff(on, plain) <= max(rel_diff(o, plain) for o in offs)
+            row["= plain checkpointing"] = grads_equal(on, plain) \
+                or rel_diff(on, plain) <= max(rel_diff(o, plain) for o in offs)
             row["ok"] = row["ok"] and row["= plain checkpointing"]
         else:
             row["= plain checkpointing"] = "-"
@@ -100,12 +101,6 @@ def main(argv: list[str] | None = None) -> list[dict]:
     print_rows(f"region sums | {name} | torch {torch.__version__} | {args.layers} layers | {args.shape} | "
                f"lora_dropout {args.lora_dropout} | deterministic {args.deterministic}", rows)
     return rows
-
-
-def _equal(a: list, b: list) -> bool:
-    import torch
-
-    return len(a) == len(b) and all(torch.equal(x, y) for x, y in zip(a, b))
 
 
 if __name__ == "__main__":

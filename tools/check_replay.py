@@ -92,8 +92,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
             g_on, ctx, _ = step(preset, bits, True, batch)
             g_off, _, _ = step(preset, bits, False, batch)
             g_again, _, _ = step(preset, bits, "again", batch)
-            equal &= len(g_on) == len(g_off) and all(torch.equal(a, c) for a, c in zip(g_on, g_off))
-            repeatable &= all(torch.equal(a, c) for a, c in zip(g_again, g_off))
+            equal &= grads_equal(g_on, g_off)
+            repeatable &= grads_equal(g_again, g_off)
             worst = max(worst, rel_diff(g_on, g_off))
             noise = max(noise, rel_diff(g_again, g_off))
             g_exact = exact(batch)
@@ -143,6 +143,13 @@ def _cos(a: list, b: list) -> float:
 
     return min(float(torch.nn.functional.cosine_similarity(x.float().flatten(), y.float().flatten(), dim=0))
                for x, y in zip(a, b))
+
+
+def grads_equal(a: list, b: list) -> bool:
+    """The same gradient tensors, bit for bit."""
+    import torch
+
+    return len(a) == len(b) and all(torch.equal(x, y) for x, y in zip(a, b))
 
 
 def rel_diff(a: list, b: list) -> float:
