@@ -1,0 +1,119 @@
+"""What the LoRA branch's backward costs on the device, and a bound on what reading it in 16 bits would save (session 44).
+
+peft keeps a 16-bit model's adapters in fp32, so every LoRA linear's backward works in fp32 over the whole
+activation: the scaled output gradient ``gl = grad * s`` (T x out), the input rebuilt wide (``xf``, T x in; a
+replayed step decodes it straight to fp32), four skinny fp32 GEMMs (``gl @ B``, ``glᵀ @ h``, ``gh @ A``, ``ghᵀ @ xf``)
+and the cast of the input's gradient back to 16 bits. ``kernel_diff.py`` put the fp32 GEMMs alone at 11 ms of a
+56 ms ``intra_inter@2`` backward at 4x1024 (session 44). Per linear shape this times, with CUDA events (medians):
+
+* ``fp32 path``: the sequence a replayed step runs now, pass by pass (``scaled_grad`` as the fused sum's backward
+  makes it, the widening, the four GEMMs, the cast);
+* ``16-bit reads``: the same four products as bf16 GEMMs straight from ``grad`` and ``x`` (``s`` folded into a
+  16-bit ``B``): not the same numbers (bf16 operands where peft has fp32), only the bytes a kernel that reads the
+  16-bit tensors and accumulates in fp32 would move; its time is a bound on what such a kernel could save.
+
+Totals are per step of ``tools/bench_step.py``'s model (per layer q, k, v, o at 4096 -> 4096, gate and up at
+4096 -> 11008, down at 11008 -> 4096; ``--layers`` of them), with the bytes each path moves by count.
+
+    TRITON_INTERPRET=0 PYTHONPATH=. python benchmarks/experiments/lora_branch_backward.py
+    python benchmarks/experiments/lora_branch_backward.py --device cpu --tokens 64 --hidden 64 --intermediate 96
+"""
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+import torch  # noqa: E402
+
+from hyclora_hooks.kernels.lora_sum import scaled_grad  # noqa: E402
+
+p = argparse.ArgumentParser()
+p.add_argument("--device", default="cuda")
+p.add_argument("--tokens", type=int, default=4096)
+p.add_argument("--hidden", type=int, default=4096)
+p.add_argument("--intermediate", type=int, default=11008)
+p.add_argument("--rank", type=int, default=16)
+p.add_argument("--layers", type=int, default=8)
+p.add_argument("--reps", type=int, default=30)
+args = p.parse_args()
+dev = torch.device(args.device)
+cuda = dev.type == "cuda"
+T, R, S = args.tokens, args.rank, 2.0
+
+
+def median_ms(fn) -> float:
+    for _ in range(3):
+        fn()
+    times = []
+    for _ in range(args.reps):
+        if cuda:
+            a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            a.record()
+            fn()
+            b.record()
+            b.synchronize()
+            times.append(a.elapsed_time(b))
+        else:
+            t0 = time.perf_counter()
+            fn()
+            times.append((time.perf_counter() - t0) * 1e3)
+    return statistics.median(times)
+
+
+def one_shape(n_in: int, n_out: int) -> dict:
+    g = torch.randn(T, n_out, device=dev, dtype=torch.bfloat16)
+    x = torch.randn(T, n_in, device=dev, dtype=torch.bfloat16)
+    a = torch.randn(R, n_in, device=dev) / n_in ** 0.5
+    b = torch.randn(n_out, R, device=dev) / R ** 0.5
+    h = x.float() @ a.t()
+    sb16, h16, a16 = (b * S).bfloat16(), h.bfloat16(), a.bfloat16()
+    parts = {
+        "scaled grad": lambda: scaled_grad(g, S),
+        "widen x": lambda: x.float(),
+    }
+    gl, xf = scaled_grad(g, S), x.float()
+    gh = gl @ b
+    parts["4 fp32 GEMMs"] = lambda: (gl @ b, gl.t() @ h, gh @ a, gh.t() @ xf)
+    gxf = gh @ a
+    parts["cast dx"] = lambda: gxf.bfloat16()
+
+    def fp32_path():
+        gl_, xf_ = scaled_grad(g, S), x.float()
+        gh_ = gl_ @ b
+        return gl_.t() @ h, (gh_ @ a).bfloat16(), gh_.t() @ xf_
+
+    def reads16():
+        gh_ = g @ sb16
+        return g.t() @ h16, gh_ @ a16, gh_.t() @ x
+
+    out = {k: median_ms(f) for k, f in parts.items()}
+    out["fp32 path"] = median_ms(fp32_path)
+    out["16-bit reads"] = median_ms(reads16)
+    # bytes by count: fp32 path = scaled grad (2 in, 4 out) + widen (2, 4) + GEMM reads of gl twice, xf once,
+    # gh @ A's fp32 output, and the cast (4 in, 2 out); 16-bit reads = grad twice, x once, dx written once
+    out["fp32 bytes"] = T * (6 * n_out + 6 * n_in + 8 * n_out + 4 * n_in + 4 * n_in + 6 * n_in)
+    out["16-bit bytes"] = T * (4 * n_out + 2 * n_in + 2 * n_in)
+    return out
+
+
+H, I = args.hidden, args.intermediate
+shapes = {(H, H): 4, (H, I): 2, (I, H): 1}  # per layer: q, k, v, o; gate, up; down
+rows = {s: one_shape(*s) for s in shapes}
+name = torch.cuda.get_device_name(dev) if cuda else "cpu"
+print(f"{name} | torch {torch.__version__} | T={T}, r={R}; medians of {args.reps}, ms")
+keys = ["scaled grad", "widen x", "4 fp32 GEMMs", "cast dx", "fp32 path", "16-bit reads"]
+print("| in -> out | per layer | " + " | ".join(keys) + " | fp32 path GB/s | 16-bit GB/s |")
+print("|---" * (len(keys) + 4) + "|")
+total = dict.fromkeys(keys + ["fp32 bytes", "16-bit bytes"], 0.0)
+for (n_in, n_out), k in shapes.items():
+    r = rows[(n_in, n_out)]
+    for key in total:
+        total[key] += k * args.layers * r[key]
+    print(f"| {n_in} -> {n_out} | {k} | " + " | ".join(f"{r[key]:.3f}" for key in keys)
+          + f" | {r['fp32 bytes'] / r['fp32 path'] / 1e6:.0f} | {r['16-bit bytes'] / r['16-bit reads'] / 1e6:.0f} |")
+print(f"| a step ({args.layers} layers) | | " + " | ".join(f"{total[key]:.2f}" for key in keys)
+      + f" | {total['fp32 bytes'] / 1e9:.1f} GB | {total['16-bit bytes'] / 1e9:.1f} GB |")
