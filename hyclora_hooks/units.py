@@ -109,7 +109,7 @@ from torch import nn
 from torch.nn import functional as F
 from torch.nn.modules import module as _module
 
-from . import lora_sum
+from . import lora_branch, lora_sum
 from .lineage import autocast_on
 from .sharing import graph_task_id
 from .tracking import FROZEN, FROZEN_ROPE
@@ -507,6 +507,9 @@ def lean_forward(m: nn.Module, x: torch.Tensor, bases: Any = None, leave: Any = 
             continue
         pa, pb = a._parameters, lora_b[name]._parameters
         w = pa["weight"]
+        if (bases is not None and len(active) == 1 and lora_sum.FUSED  # a replayed unit's: NOTE [LoRA branch]
+                and lora_branch.fits(m, x, result, a, lora_b[name], drops[name], m.scaling[name])):
+            return lora_branch.apply(result, x, w, pb["weight"], m.scaling[name])
         if cast and x.dtype != w.dtype:
             x = x.to(dtype=w.dtype)
         drop = drops[name]

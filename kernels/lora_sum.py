@@ -42,10 +42,14 @@ def fits(base: torch.Tensor, lora: torch.Tensor, scaling: object) -> bool:
     """The case both passes cover: a 16-bit or fp32 ``base`` and an fp32 ``lora``, plain tensors of one shape,
     both contiguous, on the CPU or the current CUDA device (a launch goes to the current device's stream; a backward
     runs on its device's own thread), and a Python ``float`` or ``int`` scaling (peft's ``lora_alpha / r``)."""
-    return (type(scaling) in (float, int) and type(base) is torch.Tensor and type(lora) is torch.Tensor
-            and lora.dtype == torch.float32 and base.dtype in swiglu.KINDS and base.shape == lora.shape
-            and base.device == lora.device and base.is_contiguous() and lora.is_contiguous()
-            and (not base.is_cuda or base.get_device() == cuda_device()))
+    return (type(lora) is torch.Tensor and lora.dtype == torch.float32 and base.shape == lora.shape
+            and base.device == lora.device and lora.is_contiguous() and base_fits(base, scaling))
+
+
+def base_fits(base: torch.Tensor, scaling: object) -> bool:
+    """:func:`fits`'s conditions on ``base`` and ``scaling`` alone (a branch not computed yet)."""
+    return (type(scaling) in (float, int) and type(base) is torch.Tensor and base.dtype in swiglu.KINDS
+            and base.is_contiguous() and (not base.is_cuda or base.get_device() == cuda_device()))
 
 
 def lora_sum(base: torch.Tensor, lora: torch.Tensor, scaling: float, backend: str = "auto") -> torch.Tensor:

@@ -13,7 +13,7 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 
 import hyclora_hooks as hyclora  # noqa: E402
-from hyclora_hooks import lora_sum  # noqa: E402
+from hyclora_hooks import lora_branch, lora_sum  # noqa: E402
 from hyclora_hooks.kernels import lora_sum as kernels  # noqa: E402
 from hyclora_hooks.models import add_lora, lora_grads, random_batch, tiny_llama  # noqa: E402
 
@@ -123,8 +123,10 @@ def _step(model, batch, replay):
 def test_replayed_lean_bodies_end_with_one_node_and_keep_the_deciding_copys_bits(fused, dropout, monkeypatch):
     """Replayed decoder layers' LoRA linears (bf16 model, fp32 adapters: peft's default) end with the node, one a
     linear; their gradients and stored bytes are the deciding copy's (peft's forward) bit for bit. With ``FUSED``
-    off no node is made, and the bits are the same."""
+    off no node is made, and the bits are the same. (The branch node, NOTE [LoRA branch], is off here: it would take
+    the dropout-free linears; tests/test_lora_branch.py has it.)"""
     monkeypatch.setattr(lora_sum, "FUSED", fused)
+    monkeypatch.setattr(lora_branch, "ENABLED", False)
     on = add_lora(tiny_llama(vocab=256, dtype=BF16, use_cache=False, layers=3), dropout=dropout)
     on.train()
     off = copy.deepcopy(on)

@@ -53,6 +53,9 @@ Variants, each taking away one suspect:
   helper calls of the pack path stay).
 * ``no region sums`` (session 42, with ``--checkpoint``): a checkpointed layer's forward runs peft's LoRA sum, not
   the fused one (``region_sums.ENABLED`` off: NOTE [Region sums] in ``hyclora_hooks/region_sums.py``).
+* ``no branch node`` (session 44): a lean body's LoRA branch runs peft's ops, their backward autograd's fp32 one
+  (``lora_branch.ENABLED`` off: NOTE [LoRA branch] in ``hyclora_hooks/lora_branch.py``); ``branch ref``: the node's
+  reference backward (autograd's products, peft's bits) instead of its kernels.
 
 ``--checkpoint``: every decoder layer under HF's non-reentrant checkpointing (``tools/bench_step.py``'s
 ``set_checkpointing``), plain's step included: its ratios are then to plain checkpointing's step.
@@ -83,7 +86,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 import torch  # noqa: E402
 
 import hyclora_hooks as hy  # noqa: E402
-from hyclora_hooks import accounting, engine, gcpause, lora_sum, region_sums, tracking, units  # noqa: E402
+from hyclora_hooks import accounting, engine, gcpause, lora_branch, lora_sum, region_sums, tracking, units  # noqa: E402,E501
 from hyclora_hooks.kernels import launch as klaunch  # noqa: E402
 from tools.bench_step import set_checkpointing  # noqa: E402
 from ab_setup import KindStandIn, ab_cases, ab_parser, ab_setup, synchronizer  # noqa: E402
@@ -91,7 +94,8 @@ from ab_setup import KindStandIn, ab_cases, ab_parser, ab_setup, synchronizer  #
 CAP = engine.MAX_PENDING_BYTES
 SHIPPED = dict(prebuilt=False, waits=True, cap=CAP, bypass=True, early=True, each_pack=False, gc="on", pause=True,
                unit_packs=True, c_launcher=True, walk=False, helper_unit_packs=False, lean=True, states="checked",
-               fused_sum=True, kept_views=True, c_apply=True, eager_releases=False, region_sums=True)
+               fused_sum=True, kept_views=True, c_apply=True, eager_releases=False, region_sums=True,
+               branch=True, branch_backward="auto")
 VARIANTS = {  # name -> what differs from SHIPPED
     "as is": {},
     "as is again": {},
@@ -120,6 +124,8 @@ VARIANTS = {  # name -> what differs from SHIPPED
     "eager releases": dict(eager_releases=True),
     "session 40": dict(kept_views=False, c_apply=False, eager_releases=True),
     "no region sums": dict(region_sums=False),
+    "no branch node": dict(branch=False),
+    "branch ref": dict(branch_backward="ref"),
 }
 _SETTLE, _PACK_ONE, _UNIT_PACK = engine.Compressor._settle, engine.Compressor._pack_one, engine.Compressor._unit_pack
 
@@ -210,6 +216,7 @@ def _set(v: dict) -> None:
     lora_sum._C_APPLY = _C_APPLY if v["c_apply"] else None
     accounting.Accountant.release = _eager_release if v["eager_releases"] else _RELEASE
     region_sums.ENABLED = v["region_sums"]
+    lora_branch.ENABLED, lora_branch.BACKWARD = v["branch"], v["branch_backward"]
 
 
 def main() -> None:

@@ -1,0 +1,156 @@
+"""A lean body's LoRA branch and sum as one autograd node, whose backward reads the 16-bit gradient (NOTE [LoRA branch]).
+
+NOTE [LoRA branch]
+  peft keeps a 16-bit model's adapters in fp32: autograd's backward of ``lora_B(lora_A(x.float()))`` and of the sum
+  (NOTE [LoRA sum]) writes ``grad * s`` in fp32, runs four skinny fp32 GEMMs over it and the fp32 input, and casts the
+  input's gradient back, ~22 ms of a 4x1024 step of 8 Llama-2-7B-shaped layers on an H200, where kernels reading the
+  16-bit gradient take ~12 (docs/benchmarks.md session 44). Inside a replayed unit (NOTE [Replay units] rule 10) a
+  LoRA linear's branch and sum are instead one node, :class:`_LoraBranch`:
+  1. Its forward computes what peft's ops compute, with the same kernels (the cast, the two products, the fused
+     sum), so the output has peft's bits.
+  2. It saves the tensors peft's ops save, in their order, with their shapes, strides, dtypes and ``requires_grad``
+     (``lora_A``'s product saves ``Aᵀ`` where the input needs a gradient and the fp32 input where ``A`` does, mat2
+     first as torch's ``mm`` does (probed at import); ``lora_B``'s ``Bᵀ`` and ``h``), so a replayed
+     unit's packs meet their records (rule 3 there) and the engine stores them as it did. The fp32 input and ``h``
+     that need a gradient are views through :class:`_Tag`, whose graph ends at a 0-d leaf: a leaf that requires grad
+     would be held by its gradient accumulator, which the saved tensor keeps, until the backward. Their records take
+     no view's base (a recipe of earlier entries, a kept ``h``).
+  3. Its backward (``BACKWARD``): ``"auto"`` runs ``kernels.lora_branch.branch_grads`` on CUDA (two passes over the
+     16-bit ``grad``, one over the input; fp32 accumulation: the adapters' gradients equal autograd's to within fp32
+     rounding, not bit for bit) and elsewhere the products autograd's backward of peft's ops calls, in its order and
+     layouts (``"ref"``: peft's bits, which ``tools/check_replay.py`` compares with the deciding copy; ``"triton"``
+     forces the kernels, under ``TRITON_INTERPRET=1`` on the CPU). The base's gradient is the incoming one, and the
+     input's reaches the input's node before the base layer's, as peft's branch did (the same sums, in the same order).
+  4. Only for :func:`fits`: one active adapter behind ``nn.Identity`` (no dropout), no adapter bias, a 16-bit input
+     cast to fp32 adapters (peft's default for a 16-bit model), a contiguous input, and the fused sum's case
+     (``lora_sum.fits``); else the lean body's ops as before. ``ENABLED`` off gives those back.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.autograd.function import once_differentiable
+
+from .kernels import lora_branch as _kernels
+from .kernels import lora_sum as _sum
+from .kernels.quant import use_triton
+
+ENABLED = True  # False: a lean body's branch as peft's ops, summed by lora_sum (rule 4)
+BACKWARD = "auto"  # rule 3: "auto", "ref" (peft's bits) or "triton"
+
+
+def _mm_saves_mat2_first() -> bool:
+    """Does ``torch.mm`` save its second operand before its first (rule 2)? Probed on two tiny CPU tensors at import,
+    outside any step (the op tracker would count the probe as an op of one)."""
+    seen: list = []
+    a, b = torch.ones(2, 2, requires_grad=True), torch.ones(2, 3, requires_grad=True)
+    with torch.enable_grad(), torch.autograd.graph.saved_tensors_hooks(lambda t: seen.append(t.shape[1]) or t,
+                                                                       lambda t: t):
+        torch.mm(a, b)
+    return seen == [3, 2]
+
+
+_MAT2_FIRST = _mm_saves_mat2_first()
+
+
+def fits(m: nn.Module, x: torch.Tensor, base: torch.Tensor, a: nn.Module, b: nn.Module, drop: nn.Module,
+         scaling: object) -> bool:
+    """Rule 4: may this LoRA linear's branch and sum be one node? ``a``, ``b``: its ``lora_A`` / ``lora_B`` linears."""
+    if not ENABLED or type(drop) is not nn.Identity or not getattr(m, "cast_input_dtype_enabled", True):
+        return False
+    pa, pb = a._parameters, b._parameters
+    w_a, w_b = pa["weight"], pb["weight"]
+    return (pa.get("bias") is None and pb.get("bias") is None and w_a.dtype == w_b.dtype == torch.float32
+            and x.dtype in (torch.bfloat16, torch.float16) and type(x) is torch.Tensor and x.is_contiguous()
+            and x.device == base.device and x.shape[:-1] == base.shape[:-1]
+            and w_a.shape[1] == x.shape[-1] and w_b.shape == (base.shape[-1], w_a.shape[0])
+            and _sum.base_fits(base, scaling))
+
+
+class _LoraBranch(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, base: torch.Tensor, x: torch.Tensor, a: torch.Tensor, b: torch.Tensor, scaling: float):
+        xf = x.reshape(-1, x.shape[-1]).to(a.dtype)  # rule 1: peft's cast, its lora_A and lora_B products
+        h = xf.mm(a.t())
+        out = _sum.lora_sum(base, h.mm(b.t()).view(base.shape), scaling)
+        rg_x, rg_a, rg_b = x.requires_grad, a.requires_grad, b.requires_grad
+        rg_h = rg_x or rg_a
+        with torch.enable_grad():  # rule 2: requires_grad as autograd's saved tensors have it
+            at, bt = a.t(), b.t()  # views of the parameters
+            xf, h = _needing_grad(xf, rg_x), _needing_grad(h, rg_h)
+        saved = _mm_saves(xf, at, rg_a, rg_x) + _mm_saves(h, bt, rg_b, rg_h)  # rule 2
+        ctx.save_for_backward(*saved)
+        ctx.where = tuple(next((i for i, t in enumerate(saved) if t is u), None) for u in (xf, h))
+        ctx.params, ctx.scaling, ctx.x_shape, ctx.x_dtype = (a, b), scaling, x.shape, x.dtype
+        return out
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad: torch.Tensor) -> tuple:
+        need_base, need_x, need_a, need_b = ctx.needs_input_grad[:4]
+        saved = ctx.saved_tensors
+        xf, h = (None if i is None else saved[i] for i in ctx.where)  # the parameters' views are not read
+        a, b = ctx.params
+        s = ctx.scaling
+        dx = ga = gb = None
+        if need_x or need_a or need_b:
+            if BACKWARD == "triton" or BACKWARD == "auto" and use_triton(grad):
+                g2 = grad.reshape(-1, grad.shape[-1]).contiguous()
+                dx, ga, gb = _kernels.branch_grads(g2, xf.contiguous() if need_a else g2, h if need_b else g2,
+                                                   a, b, s, ctx.x_dtype, (need_x, need_a, need_b))
+            else:
+                dx, ga, gb = _autograd_products(grad, xf, h, a, b, s, ctx.x_dtype, (need_x, need_a, need_b))
+        if dx is not None:
+            dx = dx.view(ctx.x_shape)
+        return grad if need_base else None, dx, ga, gb, None
+
+
+class _Tag(torch.autograd.Function):
+    """``t`` as a view that requires grad through ``tag`` alone (rule 2): a saved leaf would hold ``t`` (its gradient
+    accumulator does) until the backward, a full fp32 input per LoRA linear (4.4 GiB at 4x1024 on the benchmark)."""
+
+    @staticmethod
+    def forward(ctx, t: torch.Tensor, tag: torch.Tensor) -> torch.Tensor:
+        return t.view_as(t)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple:
+        return None, None
+
+
+_TAG = torch.zeros((), requires_grad=True)  # never receives a gradient: nothing flows back through a saved tensor
+
+
+def _needing_grad(t: torch.Tensor, requires_grad: bool) -> torch.Tensor:
+    return _Tag.apply(t, _TAG) if requires_grad else t
+
+
+def _mm_saves(self_: torch.Tensor, mat2: torch.Tensor, need_self: bool, need_mat2: bool) -> list:
+    """What ``torch.mm(self_, mat2)`` saves, in its order: ``self_`` where ``mat2`` needs a gradient (``need_self``),
+    ``mat2`` where ``self_`` does (``need_mat2``)."""
+    first, second = ((mat2, need_mat2), (self_, need_self)) if _MAT2_FIRST else ((self_, need_self), (mat2, need_mat2))
+    return [t for t, need in (first, second) if need]
+
+
+def _autograd_products(grad: torch.Tensor, xf: torch.Tensor, h: torch.Tensor, a: torch.Tensor, b: torch.Tensor,
+                       s: float, x_dtype: torch.dtype, need: tuple) -> tuple:
+    """Rule 3's ``"ref"``: the products autograd's backward of peft's ops computes (``MmBackward0``'s for a row-major
+    ``self`` and a column-major ``mat2``, the parameters' ``.t()`` undone), in its order: peft's bits."""
+    gl = _sum.scaled_grad(grad, s)  # the fused sum's backward for the branch
+    gl2 = gl.reshape(-1, gl.shape[-1])
+    need_x, need_a, need_b = need
+    gb = gl2.t().mm(h) if need_b else None
+    dx = ga = None
+    if need_x or need_a:
+        gh = gl2.mm(b)
+        if need_x:
+            dx = gh.mm(a).to(x_dtype)
+        if need_a:
+            ga = gh.t().mm(xf)
+    return dx, ga, gb
+
+
+def apply(base: torch.Tensor, x: torch.Tensor, a: torch.Tensor, b: torch.Tensor, scaling: float) -> torch.Tensor:
+    """``(base + lora_B(lora_A(x.float())) * scaling).to(base.dtype)`` as one node, for a call that :func:`fits`."""
+    return _LoraBranch.apply(base, x, a, b, scaling)

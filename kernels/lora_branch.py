@@ -1,0 +1,158 @@
+"""A LoRA branch's backward from the 16-bit output gradient: two passes over ``grad`` and one over the input.
+
+Why: peft keeps a 16-bit model's adapters in fp32, so autograd's backward of ``lora_B(lora_A(x.float())) * s`` writes
+``grad * s`` in fp32, runs four skinny fp32 GEMMs over it and over the fp32 input, and casts the input's gradient
+back: 14 bytes an element of the branch's output and 20 of its input, ~22 ms of a 4x1024 Llama-2-7B-shaped step of
+8 layers on an H200 against ~7 for the same products read in 16 bits (docs/benchmarks.md session 44). Here:
+
+* ``_rows_kernel``: ``gh = s * grad @ B`` (T x R), each program a block of rows over a fixed run of columns;
+* ``_cols_kernel``: ``gB = s * gradᵀ @ h`` (O x R), each program a block of columns over a fixed run of rows;
+* ``_input_kernel``: ``dx = gh @ A`` rounded to the input's dtype and ``gA = ghᵀ @ xf`` (R x I), each program a
+  block of columns over a fixed run of rows: the input read once, ``dx`` written once.
+
+Each partial sum has its own slot, summed after by torch (no atomics: the same bits every run). Products accumulate
+in fp32 through ``tl.dot`` at ``tf32x3`` precision (three TF32 products, fp32's accuracy on tensor cores; ``ieee``
+before Ampere and under the interpreter): the values are autograd's to within fp32 rounding, not its bits (another
+summation order). A run of ``_ITERS`` tiles is compiled in, so a new sequence length needs no new kernel.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from . import swiglu
+from .jit import once
+from .launch import launch
+
+_BT = _BC = 64  # rows and columns of a tile
+_ITERS = 8  # tiles a program sums along its reduction
+_WARPS = 4
+_launches: dict = {}
+
+
+def branch_grads_ref(grad: torch.Tensor, xf: torch.Tensor, h: torch.Tensor, a: torch.Tensor, b: torch.Tensor,
+                     scaling: float, dx_dtype: torch.dtype) -> tuple:
+    """``(dx, gA, gB)`` of ``lora = (xf @ aᵀ) @ bᵀ * scaling`` for the output gradient ``grad`` (T x O), the fp32 input
+    ``xf`` (T x I), ``h = xf @ aᵀ`` (T x R), ``a`` (R x I) and ``b`` (O x R), by torch's fp32 matmuls: the oracle."""
+    gl = grad.float() * scaling
+    gh = gl @ b
+    return (gh @ a).to(dx_dtype), gh.t() @ xf, gl.t() @ h
+
+
+def branch_grads(grad: torch.Tensor, xf: torch.Tensor, h: torch.Tensor, a: torch.Tensor, b: torch.Tensor,
+                 scaling: float, dx_dtype: torch.dtype, need: tuple = (True, True, True)) -> tuple:
+    """:func:`branch_grads_ref` in three kernel passes (contiguous 2-D operands: a 16-bit ``grad``, fp32 ``xf``, ``h``,
+    ``a``, ``b``); ``need``: which of ``(dx, gA, gB)`` to compute (None for the others; their operands are then not
+    read). A rank that is no power of two from 16 up (``tl.dot``'s smallest) runs zero-padded to one."""
+    _build()
+    t, o = grad.shape
+    r, i = a.shape
+    rp = max(16, 1 << (r - 1).bit_length())
+    if rp != r:  # zero rows of A, columns of B and h: the padded products' extra entries are zero, and dropped
+        a, b = torch.nn.functional.pad(a, (0, 0, 0, rp - r)), torch.nn.functional.pad(b, (0, rp - r))
+        h = torch.nn.functional.pad(h, (0, rp - r)) if need[2] else h
+        dx, ga, gb = branch_grads(grad, xf, h, a, b, scaling, dx_dtype, need)
+        return dx, None if ga is None else ga[:r], None if gb is None else gb[:, :r]
+    dev = grad.device
+    prec = "tf32x3" if grad.is_cuda and torch.cuda.get_device_capability(dev) >= (8, 0) else "ieee"
+    int64 = t * max(o, i) + _BT * _ITERS * max(o, i) >= 2**31
+    span = _BT * _ITERS
+    dx = ga = gb = None
+    if need[0] or need[1]:
+        parts = torch.empty((-(-o // span), t, r), dtype=torch.float32, device=dev)
+        launch(_rows_kernel, (-(-t // _BT), parts.shape[0]), _launches.setdefault(("rows", int64, prec), {}),
+               (grad, b, parts, t, o, float(scaling)),
+               dict(R=r, BT=_BT, BC=_BC, ITERS=_ITERS, INT64=int64, PREC=prec, num_warps=_WARPS))
+        gh = parts.sum(0) if parts.shape[0] > 1 else parts[0]
+        kind = swiglu.KINDS.index(dx_dtype)
+        if need[0]:
+            dx = torch.empty((t, i), dtype=dx_dtype, device=dev)
+        if need[1]:
+            ga_parts = torch.empty((-(-t // span), r, i), dtype=torch.float32, device=dev)
+        launch(_input_kernel, (-(-i // _BC), -(-t // span)),
+               _launches.setdefault(("input", kind, need[0], need[1], int64, prec), {}),
+               (xf, gh, a, dx if need[0] else gh, ga_parts if need[1] else gh, t, i),
+               dict(R=r, BT=_BT, BC=_BC, ITERS=_ITERS, KIND=kind, NEED_DX=need[0], NEED_GA=need[1], INT64=int64,
+                    PREC=prec, num_warps=_WARPS))
+        if need[1]:
+            ga = ga_parts.sum(0) if ga_parts.shape[0] > 1 else ga_parts[0]
+    if need[2]:
+        parts = torch.empty((-(-t // span), o, r), dtype=torch.float32, device=dev)
+        launch(_cols_kernel, (-(-o // _BC), parts.shape[0]), _launches.setdefault(("cols", int64, prec), {}),
+               (grad, h, parts, t, o, float(scaling)),
+               dict(R=r, BT=_BT, BC=_BC, ITERS=_ITERS, INT64=int64, PREC=prec, num_warps=_WARPS))
+        gb = parts.sum(0) if parts.shape[0] > 1 else parts[0]
+    return dx, ga, gb
+
+
+# ------------------------------------------------------------------------------------------ Triton kernels
+# Plain functions until :func:`_build` (kernels/jit.py): the package imports without triton.
+tl = None
+_round = None  # kernels/swiglu.py's jitted rounding, bound by _build
+
+
+def _rows_kernel(g_ptr, b_ptr, out_ptr, T, O, S, R: tl.constexpr, BT: tl.constexpr, BC: tl.constexpr,
+                 ITERS: tl.constexpr, INT64: tl.constexpr, PREC: tl.constexpr):
+    """out[split, rows] = S * g[rows, split's columns] @ b[split's columns] (program: row block, column split)."""
+    pt, po = tl.program_id(0), tl.program_id(1)
+    rows = pt * BT + tl.arange(0, BT)
+    if INT64:
+        rows = rows.to(tl.int64)
+    r = tl.arange(0, R)
+    acc = tl.zeros((BT, R), tl.float32)
+    for k in tl.static_range(ITERS):
+        cols = (po * ITERS + k) * BC + tl.arange(0, BC)
+        gt = tl.load(g_ptr + rows[:, None] * O + cols[None, :], mask=(rows[:, None] < T) & (cols[None, :] < O),
+                     other=0.0)
+        bt = tl.load(b_ptr + cols[:, None] * R + r[None, :], mask=cols[:, None] < O, other=0.0)
+        acc += tl.dot(gt.to(tl.float32), bt, input_precision=PREC)
+    tl.store(out_ptr + po * T * R + rows[:, None] * R + r[None, :], acc * S, mask=rows[:, None] < T)
+
+
+def _cols_kernel(g_ptr, h_ptr, out_ptr, T, O, S, R: tl.constexpr, BT: tl.constexpr, BC: tl.constexpr,
+                 ITERS: tl.constexpr, INT64: tl.constexpr, PREC: tl.constexpr):
+    """out[split, cols] = S * g[split's rows, cols]ᵀ @ h[split's rows] (program: column block, row split)."""
+    po, pt = tl.program_id(0), tl.program_id(1)
+    cols = po * BC + tl.arange(0, BC)
+    r = tl.arange(0, R)
+    acc = tl.zeros((BC, R), tl.float32)
+    for k in tl.static_range(ITERS):
+        rows = (pt * ITERS + k) * BT + tl.arange(0, BT)
+        if INT64:
+            rows = rows.to(tl.int64)
+        gt = tl.load(g_ptr + rows[:, None] * O + cols[None, :], mask=(rows[:, None] < T) & (cols[None, :] < O),
+                     other=0.0)
+        ht = tl.load(h_ptr + rows[:, None] * R + r[None, :], mask=rows[:, None] < T, other=0.0)
+        acc += tl.dot(tl.trans(gt.to(tl.float32)), ht, input_precision=PREC)
+    tl.store(out_ptr + pt * O * R + cols[:, None] * R + r[None, :], acc * S, mask=cols[:, None] < O)
+
+
+def _input_kernel(x_ptr, gh_ptr, a_ptr, dx_ptr, ga_ptr, T, I, R: tl.constexpr, BT: tl.constexpr, BC: tl.constexpr,
+                  ITERS: tl.constexpr, KIND: tl.constexpr, NEED_DX: tl.constexpr, NEED_GA: tl.constexpr,
+                  INT64: tl.constexpr, PREC: tl.constexpr):
+    """dx[split's rows, cols] = round_KIND(gh @ a[:, cols]) and ga[split, :, cols] = gh[split's rows]ᵀ @
+    x[split's rows, cols] (program: column block, row split)."""
+    pi, pt = tl.program_id(0), tl.program_id(1)
+    cols = pi * BC + tl.arange(0, BC)
+    r = tl.arange(0, R)
+    at = tl.load(a_ptr + r[:, None] * I + cols[None, :], mask=cols[None, :] < I, other=0.0)
+    acc = tl.zeros((R, BC), tl.float32)
+    for k in tl.static_range(ITERS):
+        rows = (pt * ITERS + k) * BT + tl.arange(0, BT)
+        if INT64:
+            rows = rows.to(tl.int64)
+        m = (rows[:, None] < T) & (cols[None, :] < I)
+        ght = tl.load(gh_ptr + rows[:, None] * R + r[None, :], mask=rows[:, None] < T, other=0.0)
+        if NEED_GA:
+            xt = tl.load(x_ptr + rows[:, None] * I + cols[None, :], mask=m, other=0.0)
+            acc += tl.dot(tl.trans(ght), xt, input_precision=PREC)
+        if NEED_DX:
+            v = _round(tl.dot(ght, at, input_precision=PREC), KIND)
+            tl.store(dx_ptr + rows[:, None] * I + cols[None, :], v, mask=m)
+    if NEED_GA:
+        tl.store(ga_ptr + pt * R * I + r[:, None] * I + cols[None, :], acc, mask=cols[None, :] < I)
+
+
+@once
+def _build() -> None:
+    swiglu.build_with_round(globals(), ("_rows_kernel", "_cols_kernel", "_input_kernel"))

@@ -1,0 +1,201 @@
+"""A LoRA linear's branch and sum as one node (NOTE [LoRA branch] in hyclora_hooks/lora_branch.py; kernels/lora_branch.py
+under TRITON_INTERPRET=1): the kernels against fp64 products, the node's forward and saved tensors against peft's
+ops', its reference backward against autograd's bit for bit, its kernel backward within rounding, and replayed steps
+that run it against deciding copies."""
+
+from __future__ import annotations
+
+import copy
+import os
+
+os.environ.setdefault("TRITON_INTERPRET", "1")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+from torch import nn  # noqa: E402
+
+import hyclora_hooks as hyclora  # noqa: E402
+from hyclora_hooks import lora_branch, lora_sum  # noqa: E402
+from hyclora_hooks.kernels import lora_branch as kernels  # noqa: E402
+from hyclora_hooks.models import add_lora, lora_grads, random_batch, tiny_llama  # noqa: E402
+
+BF16, FP16, FP32 = torch.bfloat16, torch.float16, torch.float32
+
+
+def _operands(t: int, i: int, o: int, r: int, dtype=BF16, seed: int = 0):
+    gen = torch.Generator().manual_seed(seed)
+    grad = torch.randn(t, o, generator=gen).to(dtype)
+    x = torch.randn(t, i, generator=gen).to(dtype)
+    a = torch.randn(r, i, generator=gen) / i ** 0.5
+    b = torch.randn(o, r, generator=gen) / r ** 0.5
+    return grad, x, a, b
+
+
+@pytest.mark.parametrize("t,i,o,r", [(130, 96, 200, 16), (64, 64, 64, 8), (70, 40, 129, 12), (65, 130, 33, 32)])
+@pytest.mark.parametrize("dtype", [BF16, FP16])
+def test_kernels_give_the_products_within_fp32_rounding(t, i, o, r, dtype):
+    """``branch_grads`` against the same products in fp64: gA and gB to fp32 rounding, dx to one rounding of its
+    dtype (ragged tiles, ranks below 16 or no power of two zero-padded)."""
+    grad, x, a, b = _operands(t, i, o, r, dtype)
+    xf = x.float()
+    h = xf @ a.t()
+    dx, ga, gb = kernels.branch_grads(grad, xf, h, a, b, 0.75, dtype)
+    gh = grad.double() * 0.75 @ b.double()
+    want = (gh @ a.double(), gh.t() @ xf.double(), (grad.double() * 0.75).t() @ h.double())
+    assert dx.dtype == dtype and dx.shape == (t, i) and ga.shape == (r, i) and gb.shape == (o, r)
+    for got, ref in zip((ga, gb), want[1:]):
+        assert ((got.double() - ref).abs().max() / ref.abs().max()) < 1e-5
+    eps = torch.finfo(dtype).eps
+    assert ((dx.double() - want[0]).abs() <= eps * want[0].abs() + 1e-6 * want[0].abs().max()).all()
+
+
+def test_kernels_compute_only_what_is_needed():
+    grad, x, a, b = _operands(80, 48, 72, 16)
+    xf = x.float()
+    h = xf @ a.t()
+    full = kernels.branch_grads(grad, xf, h, a, b, 2.0, BF16)
+    for need in [(True, False, False), (False, True, False), (False, False, True), (True, True, False)]:
+        got = kernels.branch_grads(grad, xf, h, a, b, 2.0, BF16, need)
+        for g, f, n in zip(got, full, need):
+            assert (g is None) != n
+            if n:
+                assert torch.equal(g, f)
+
+
+def _peft_branch(base, x, a, b, s):
+    """peft's ops on the plain path with one adapter, its sum fused (what a lean body ran before the node)."""
+    lora = nn.functional.linear(nn.functional.linear(x.to(a.dtype), a), b)
+    return lora_sum.apply(base, lora, s)
+
+
+def _leaves(grads: tuple):
+    base = torch.randn(2, 9, 24).to(BF16)
+    x = torch.randn(2, 9, 40).to(BF16)
+    a, b = torch.randn(8, 40) / 6, torch.randn(24, 8) / 3
+    return [t.requires_grad_(g) for t, g in zip((base, x, a, b), grads)]
+
+
+@pytest.mark.parametrize("grads", [(True, True, True, True), (False, False, True, True), (True, True, False, True),
+                                   (False, True, True, False)])
+def test_the_node_saves_what_pefts_ops_save(grads):
+    """Forward bits, and the saved tensors' order, shapes, strides, dtypes and requires_grad, equal to peft's ops'
+    (what a replayed unit's records check: NOTE [LoRA branch] rule 2)."""
+    def saves(fn):
+        seen = []
+        with torch.autograd.graph.saved_tensors_hooks(
+                lambda t: seen.append((t.shape, t.stride(), t.dtype, t.requires_grad)) or t, lambda t: t):
+            out = fn()
+        return out, seen
+
+    base, x, a, b = _leaves(grads)
+    want, want_saves = saves(lambda: _peft_branch(base, x, a, b, 2.0))
+    got, got_saves = saves(lambda: lora_branch.apply(base, x, a, b, 2.0))
+    assert torch.equal(got, want) and got_saves == want_saves and want_saves
+
+
+@pytest.mark.parametrize("grads", [(True, True, True, True), (False, False, True, True), (True, True, False, True),
+                                   (False, True, True, False)])
+def test_the_reference_backward_gives_autograds_bits(grads, monkeypatch):
+    monkeypatch.setattr(lora_branch, "BACKWARD", "ref")
+    base, x, a, b = _leaves(grads)
+    incoming = torch.randn(2, 9, 24).to(BF16)
+    inputs = [t for t in (base, x, a, b) if t.requires_grad]
+    want = torch.autograd.grad(_peft_branch(base, x, a, b, 0.5), inputs, incoming)
+    out = lora_branch.apply(base, x, a, b, 0.5)
+    assert type(out.grad_fn).__name__ == "_LoraBranchBackward"
+    got = torch.autograd.grad(out, inputs, incoming)
+    for g, w in zip(got, want):
+        assert g.dtype == w.dtype and torch.equal(g, w)
+
+
+def test_the_kernel_backward_is_autograds_within_rounding(monkeypatch):
+    monkeypatch.setattr(lora_branch, "BACKWARD", "triton")
+    base, x, a, b = _leaves((True, True, True, True))
+    incoming = torch.randn(2, 9, 24).to(BF16)
+    want = torch.autograd.grad(_peft_branch(base, x, a, b, 0.5), (base, x, a, b), incoming)
+    got = torch.autograd.grad(lora_branch.apply(base, x, a, b, 0.5), (base, x, a, b), incoming)
+    assert torch.equal(got[0], want[0])  # the base's gradient is the incoming one
+    for g, w in zip(got[1:], want[1:]):
+        assert g.dtype == w.dtype and ((g.float() - w.float()).abs().max() / w.float().abs().max()) < 1e-2
+
+
+def test_retain_graph_runs_the_backward_twice():
+    base, x, a, b = _leaves((False, True, True, True))
+    out = lora_branch.apply(base, x, a, b, 2.0)
+    first = torch.autograd.grad(out.float().sum(), (x, a, b), retain_graph=True)
+    second = torch.autograd.grad(out.float().sum(), (x, a, b))
+    assert all(torch.equal(f, s) for f, s in zip(first, second))
+
+
+def _nodes(loss: torch.Tensor, name: str) -> int:
+    seen, todo, n = set(), [loss.grad_fn], 0
+    while todo:
+        fn = todo.pop()
+        if fn is None or fn in seen:
+            continue
+        seen.add(fn)
+        n += type(fn).__name__ == name
+        todo.extend(f for f, _ in fn.next_functions)
+    return n
+
+
+def _step(model, batch, replay):
+    torch.manual_seed(0)
+    with hyclora.compress("intra_inter", replay=replay, bits=2) as ctx:
+        loss = model(**batch).loss
+    nodes = _nodes(loss, "_LoraBranchBackward")
+    loss.backward()
+    grads = lora_grads(model)
+    model.zero_grad(set_to_none=True)
+    return grads, nodes, ctx
+
+
+@pytest.mark.parametrize("backward", ["auto", "triton"])
+@pytest.mark.parametrize("enabled", [True, False])
+def test_replayed_steps_run_the_node_with_the_deciding_copys_packs(backward, enabled, monkeypatch):
+    """Replayed decoder layers' LoRA linears (bf16 model, fp32 adapters) become one node each and replay every pack
+    with the deciding copy's stored bytes; the CPU's reference backward gives its gradients bit for bit, the kernels
+    within rounding. Off, no node is made."""
+    monkeypatch.setattr(lora_branch, "ENABLED", enabled)
+    monkeypatch.setattr(lora_branch, "BACKWARD", backward)
+    on = add_lora(tiny_llama(vocab=256, dtype=BF16, use_cache=False, layers=3), r=8)
+    on.train()
+    off = copy.deepcopy(on)
+    batch = random_batch(256, batch=2, seq=16)
+    linears = sum(type(m).__name__ == "Linear" and hasattr(m, "lora_A") for m in on.modules())
+    for step in range(3):  # records, then replays
+        got, nodes, ctx = _step(on, batch, True)
+        want, none, ref = _step(off, batch, False)
+        assert none == 0 and ctx.report().stored_bytes == ref.report().stored_bytes
+        if step == 0 or backward == "auto":
+            assert torch.equal(got, want)
+        else:
+            assert ((got - want).abs().max() / want.abs().max()) < 2e-2
+            assert torch.nn.functional.cosine_similarity(got, want, dim=0) > 0.9999
+    assert ctx.replayed_units > 0 and ctx.replayed_packs == ctx.report().packs
+    assert nodes == (linears if enabled else 0)
+
+
+def test_dropout_keeps_the_branch_as_pefts_ops():
+    model = add_lora(tiny_llama(vocab=256, dtype=BF16, use_cache=False, layers=2), dropout=0.1)
+    model.train()
+    batch = random_batch(256, batch=2, seq=16)
+    for _ in range(2):
+        _, nodes, ctx = _step(model, batch, True)
+    assert ctx.replayed_units > 0 and nodes == 0
+
+
+def test_the_node_holds_no_saved_tensor_itself():
+    """What the node saves lives as long as the saved-tensor hooks keep it: here they keep nothing, and every saved
+    tensor is gone after the forward (a saved leaf that requires grad would be held by its gradient accumulator: the
+    fp32 input of every LoRA linear until the backward)."""
+    import gc
+    import weakref
+
+    base, x, a, b = _leaves((True, True, True, True))
+    refs = []
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: refs.append(weakref.ref(t)), lambda p: None):
+        out = lora_branch.apply(base, x, a, b, 2.0)
+    gc.collect()
+    assert len(refs) == 4 and out.requires_grad
+    assert all(r() is None for r in refs)
