@@ -11,10 +11,11 @@ NOTE [LoRA branch]
   2. It saves the tensors peft's ops save, in their order, with their shapes, strides, dtypes and ``requires_grad``
      (``lora_A``'s product saves ``Aᵀ`` where the input needs a gradient and the fp32 input where ``A`` does, mat2
      first as torch's ``mm`` does (probed at import); ``lora_B``'s ``Bᵀ`` and ``h``), so a replayed
-     unit's packs meet their records (rule 3 there) and the engine stores them as it did. The fp32 input and ``h``
-     that need a gradient are views through :class:`_Tag`, whose graph ends at a 0-d leaf: a leaf that requires grad
-     would be held by its gradient accumulator, which the saved tensor keeps, until the backward. Their records take
-     no view's base (a recipe of earlier entries, a kept ``h``).
+     unit's packs meet their records (rule 3 there) and the engine stores them as it did. The fp32 input is made as
+     peft makes it, a cast with a node to the input's (a saved leaf that requires grad would be held by its gradient
+     accumulator, which the saved tensor keeps, until the backward: every LoRA linear's fp32 input); ``h`` (T x R) is
+     such a leaf, as small as its kept entry. Neither is a view here; their records take no view's base (a recipe of
+     earlier entries, a kept ``h``).
   3. Its backward (``BACKWARD``): ``"auto"`` runs ``kernels.lora_branch.branch_grads`` on CUDA (two passes over the
      16-bit ``grad``, one over the input; fp32 accumulation: the adapters' gradients equal autograd's to within fp32
      rounding, not bit for bit) and elsewhere the products autograd's backward of peft's ops calls, in its order and
@@ -71,17 +72,18 @@ def fits(m: nn.Module, x: torch.Tensor, base: torch.Tensor, a: nn.Module, b: nn.
 class _LoraBranch(torch.autograd.Function):
     @staticmethod
     def forward(ctx, base: torch.Tensor, x: torch.Tensor, a: torch.Tensor, b: torch.Tensor, scaling: float):
-        xf = x.reshape(-1, x.shape[-1]).to(a.dtype)  # rule 1: peft's cast, its lora_A and lora_B products
-        h = xf.mm(a.t())
-        out = _sum.lora_sum(base, h.mm(b.t()).view(base.shape), scaling)
         rg_x, rg_a, rg_b = x.requires_grad, a.requires_grad, b.requires_grad
         rg_h = rg_x or rg_a
-        with torch.enable_grad():  # rule 2: requires_grad as autograd's saved tensors have it
+        with torch.enable_grad():  # rule 2: the saved tensors' requires_grad as autograd's have it
+            xf = x.reshape(-1, x.shape[-1]).to(a.dtype)  # rule 1: peft's cast (a node to x's, as peft's: no data)
             at, bt = a.t(), b.t()  # views of the parameters
-            xf, h = _needing_grad(xf, rg_x), _needing_grad(h, rg_h)
-        saved = _mm_saves(xf, at, rg_a, rg_x) + _mm_saves(h, bt, rg_b, rg_h)  # rule 2
-        ctx.save_for_backward(*saved)
-        ctx.where = tuple(next((i for i, t in enumerate(saved) if t is u), None) for u in (xf, h))
+        h = xf.mm(at)  # rule 1: lora_A's and lora_B's products, the fused sum
+        out = _sum.lora_sum(base, h.mm(bt).view(base.shape), scaling)
+        h.requires_grad_(rg_h)  # a leaf: held by its gradient accumulator, as by the kept entry (T x R)
+        first, i = _mm_saves(xf, at, rg_a, rg_x, 0)
+        second, j = _mm_saves(h, bt, rg_b, rg_h, len(first))
+        ctx.save_for_backward(*first, *second)
+        ctx.where = i, j
         ctx.params, ctx.scaling, ctx.x_shape, ctx.x_dtype = (a, b), scaling, x.shape, x.dtype
         return out
 
@@ -106,31 +108,14 @@ class _LoraBranch(torch.autograd.Function):
         return grad if need_base else None, dx, ga, gb, None
 
 
-class _Tag(torch.autograd.Function):
-    """``t`` as a view that requires grad through ``tag`` alone (rule 2): a saved leaf would hold ``t`` (its gradient
-    accumulator does) until the backward, a full fp32 input per LoRA linear (4.4 GiB at 4x1024 on the benchmark)."""
-
-    @staticmethod
-    def forward(ctx, t: torch.Tensor, tag: torch.Tensor) -> torch.Tensor:
-        return t.view_as(t)
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> tuple:
-        return None, None
-
-
-_TAG = torch.zeros((), requires_grad=True)  # never receives a gradient: nothing flows back through a saved tensor
-
-
-def _needing_grad(t: torch.Tensor, requires_grad: bool) -> torch.Tensor:
-    return _Tag.apply(t, _TAG) if requires_grad else t
-
-
-def _mm_saves(self_: torch.Tensor, mat2: torch.Tensor, need_self: bool, need_mat2: bool) -> list:
-    """What ``torch.mm(self_, mat2)`` saves, in its order: ``self_`` where ``mat2`` needs a gradient (``need_self``),
-    ``mat2`` where ``self_`` does (``need_mat2``)."""
-    first, second = ((mat2, need_mat2), (self_, need_self)) if _MAT2_FIRST else ((self_, need_self), (mat2, need_mat2))
-    return [t for t, need in (first, second) if need]
+def _mm_saves(self_: torch.Tensor, mat2: torch.Tensor, need_self: bool, need_mat2: bool, at: int) -> tuple:
+    """(what ``torch.mm(self_, mat2)`` saves, in its order: ``self_`` where ``mat2`` needs a gradient (``need_self``),
+    ``mat2`` where ``self_`` does (``need_mat2``); ``self_``'s index counted from ``at``, or None)."""
+    if not need_self:
+        return ([mat2] if need_mat2 else []), None
+    if not need_mat2:
+        return [self_], at
+    return ([mat2, self_], at + 1) if _MAT2_FIRST else ([self_, mat2], at)
 
 
 def _autograd_products(grad: torch.Tensor, xf: torch.Tensor, h: torch.Tensor, a: torch.Tensor, b: torch.Tensor,
@@ -151,6 +136,12 @@ def _autograd_products(grad: torch.Tensor, xf: torch.Tensor, h: torch.Tensor, a:
     return dx, ga, gb
 
 
+_C_APPLY = getattr(super(torch.autograd.Function, _LoraBranch), "apply", None)  # as lora_sum's (its rule 4)
+_functorch_active = torch._C._are_functorch_transforms_active
+
+
 def apply(base: torch.Tensor, x: torch.Tensor, a: torch.Tensor, b: torch.Tensor, scaling: float) -> torch.Tensor:
     """``(base + lora_B(lora_A(x.float())) * scaling).to(base.dtype)`` as one node, for a call that :func:`fits`."""
-    return _LoraBranch.apply(base, x, a, b, scaling)
+    if _C_APPLY is None or _functorch_active():
+        return _LoraBranch.apply(base, x, a, b, scaling)
+    return _C_APPLY(base, x, a, b, scaling)

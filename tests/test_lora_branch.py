@@ -185,17 +185,17 @@ def test_dropout_keeps_the_branch_as_pefts_ops():
     assert ctx.replayed_units > 0 and nodes == 0
 
 
-def test_the_node_holds_no_saved_tensor_itself():
-    """What the node saves lives as long as the saved-tensor hooks keep it: here they keep nothing, and every saved
-    tensor is gone after the forward (a saved leaf that requires grad would be held by its gradient accumulator: the
-    fp32 input of every LoRA linear until the backward)."""
+def test_the_node_holds_no_saved_input_itself():
+    """What the node saves lives as long as the saved-tensor hooks keep it: here they keep nothing, and the fp32 input
+    is gone after the forward (saved as a leaf that requires grad, its gradient accumulator would hold it: every LoRA
+    linear's until the backward). ``h`` (T x R) is such a leaf, held."""
     import gc
     import weakref
 
     base, x, a, b = _leaves((True, True, True, True))
     refs = []
-    with torch.autograd.graph.saved_tensors_hooks(lambda t: refs.append(weakref.ref(t)), lambda p: None):
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: refs.append((weakref.ref(t), t.shape)), lambda p: None):
         out = lora_branch.apply(base, x, a, b, 2.0)
     gc.collect()
     assert len(refs) == 4 and out.requires_grad
-    assert all(r() is None for r in refs)
+    assert [shape for ref, shape in refs if ref() is not None] == [(18, 8)]
