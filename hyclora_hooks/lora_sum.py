@@ -5,7 +5,8 @@ NOTE [LoRA sum]
   ``(base + lora_B(lora_A(x)) * scaling).to(base.dtype)``: three elementwise passes over its output and three
   autograd nodes, whose backward takes three more. On the benchmark's Llama that was 44 bytes an element of every
   projection's output, q to down, a step (docs/benchmarks.md session 40). A lean body (NOTE [Replay units] rule
-  10 in units.py), and a LoRA linear's forward in a checkpointed layer (NOTE [Region sums] in region_sums.py), ends
+  10 in units.py) whose branch is not one node with the sum already (NOTE [LoRA branch] in lora_branch.py: behind
+  dropout, say), and a LoRA linear's forward in a checkpointed layer (NOTE [Region sums] in region_sums.py), ends
   with :func:`apply` instead, where ``kernels.lora_sum.fits``: one node, one pass forward
   (``kernels.lora_sum.lora_sum``) and one backward (``scaled_grad`` for the adapter branch; the base's gradient is
   the incoming one), with torch's bits both ways, so gradients are the deciding copy's (peft's own forward) bit for

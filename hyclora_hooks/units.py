@@ -90,8 +90,10 @@ NOTE [Replay units]
      the weights, adapters and dropout settings live, where the entry's state check found them, and hands the base
      layer's output to the unit (rule 5) itself, so no local hook on a base layer is needed. Called from another
      thread, with arguments besides the input, or after the unit closed, it is peft's ``forward``. Only with rule
-     7 (the module tracker sees no call the lean body skips). With one active adapter it ends with peft's LoRA sum
-     as one autograd node (NOTE [LoRA sum] in lora_sum.py: one pass each way, peft's bits, no pack).
+     7 (the module tracker sees no call the lean body skips). With one active adapter its branch and sum are one
+     autograd node (NOTE [LoRA branch] in lora_branch.py: peft's kernels forward, peft's saved tensors, a backward
+     from the 16-bit gradient) where that fits, else it ends with peft's LoRA sum as one autograd node (NOTE [LoRA
+     sum] in lora_sum.py: one pass each way, peft's bits, no pack).
 """
 
 from __future__ import annotations
