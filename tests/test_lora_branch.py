@@ -199,3 +199,21 @@ def test_the_node_holds_no_saved_input_itself():
     gc.collect()
     assert len(refs) == 4 and out.requires_grad
     assert [shape for ref, shape in refs if ref() is not None] == [(18, 8)]
+
+
+@pytest.mark.parametrize("tiles", [(32, 64, 2), (64, 32, 3), (16, 16, 1)])
+def test_other_tiles_give_the_same_products(tiles, monkeypatch):
+    """Tiles of other rows, columns and runs (the module's constants, as benchmarks/experiments/lora_branch_tiles.py
+    sets them): each reduction still covers every row and column once (rows and columns split apart)."""
+    grad, x, a, b = _operands(150, 100, 170, 16)
+    xf = x.float()
+    h = xf @ a.t()
+    want = kernels.branch_grads_ref(grad, xf, h, a, b, 1.5, BF16)
+    monkeypatch.setattr(kernels, "_launches", {})
+    monkeypatch.setattr(kernels, "_BT", tiles[0])
+    monkeypatch.setattr(kernels, "_BC", tiles[1])
+    monkeypatch.setattr(kernels, "_ITERS", tiles[2])
+    got = kernels.branch_grads(grad, xf, h, a, b, 1.5, BF16)
+    for g, w in zip(got[1:], want[1:]):
+        assert ((g - w).abs().max() / w.abs().max()) < 1e-5
+    assert ((got[0].float() - want[0].float()).abs().max() / want[0].float().abs().max()) < 1e-2
