@@ -155,3 +155,16 @@ def random_batch(vocab: int, batch: int = 2, seq: int = 32, seed: int = 0, pad: 
     ids[mask == 0] = pad_id
     labels = ids.masked_fill(mask == 0, -100)
     return {"input_ids": ids, "attention_mask": mask, "labels": labels}
+
+
+def graph_nodes(t: torch.Tensor, name: str) -> int:
+    """How many nodes of class ``name`` (``"_LoraSumBackward"``, say) the autograd graph of ``t`` holds."""
+    seen, todo, n = set(), [t.grad_fn], 0
+    while todo:
+        fn = todo.pop()
+        if fn is None or fn in seen:
+            continue
+        seen.add(fn)
+        n += type(fn).__name__ == name
+        todo.extend(f for f, _ in fn.next_functions)
+    return n

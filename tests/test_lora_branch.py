@@ -14,10 +14,10 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
-import hyclora_hooks as hyclora  # noqa: E402
 from hyclora_hooks import lora_branch, lora_sum  # noqa: E402
 from hyclora_hooks.kernels import lora_branch as kernels  # noqa: E402
-from hyclora_hooks.models import add_lora, lora_grads, random_batch, tiny_llama  # noqa: E402
+from hyclora_hooks.models import add_lora, random_batch, tiny_llama  # noqa: E402
+from test_lora_sum import node_step  # noqa: E402
 
 BF16, FP16, FP32 = torch.bfloat16, torch.float16, torch.float32
 
@@ -127,27 +127,8 @@ def test_retain_graph_runs_the_backward_twice():
     assert all(torch.equal(f, s) for f, s in zip(first, second))
 
 
-def _nodes(loss: torch.Tensor, name: str) -> int:
-    seen, todo, n = set(), [loss.grad_fn], 0
-    while todo:
-        fn = todo.pop()
-        if fn is None or fn in seen:
-            continue
-        seen.add(fn)
-        n += type(fn).__name__ == name
-        todo.extend(f for f, _ in fn.next_functions)
-    return n
-
-
 def _step(model, batch, replay):
-    torch.manual_seed(0)
-    with hyclora.compress("intra_inter", replay=replay, bits=2) as ctx:
-        loss = model(**batch).loss
-    nodes = _nodes(loss, "_LoraBranchBackward")
-    loss.backward()
-    grads = lora_grads(model)
-    model.zero_grad(set_to_none=True)
-    return grads, nodes, ctx
+    return node_step(model, batch, replay, "_LoraBranchBackward")
 
 
 @pytest.mark.parametrize("backward", ["auto", "triton"])

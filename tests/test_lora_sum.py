@@ -15,7 +15,7 @@ import torch  # noqa: E402
 import hyclora_hooks as hyclora  # noqa: E402
 from hyclora_hooks import lora_branch, lora_sum  # noqa: E402
 from hyclora_hooks.kernels import lora_sum as kernels  # noqa: E402
-from hyclora_hooks.models import add_lora, lora_grads, random_batch, tiny_llama  # noqa: E402
+from hyclora_hooks.models import add_lora, graph_nodes, lora_grads, random_batch, tiny_llama  # noqa: E402
 
 BF16, FP16, FP32 = torch.bfloat16, torch.float16, torch.float32
 
@@ -94,24 +94,12 @@ def test_fits_only_fp32_branches_of_one_shape_and_python_scalings():
     assert not lora_sum.fits(base, lora.as_subclass(Other), 2.0)
 
 
-def _sum_nodes(loss: torch.Tensor) -> int:
-    """How many ``_LoraSumBackward`` nodes the graph of ``loss`` holds."""
-    seen, todo, n = set(), [loss.grad_fn], 0
-    while todo:
-        fn = todo.pop()
-        if fn is None or fn in seen:
-            continue
-        seen.add(fn)
-        n += type(fn).__name__ == "_LoraSumBackward"
-        todo.extend(f for f, _ in fn.next_functions)
-    return n
-
-
-def _step(model, batch, replay):
+def node_step(model, batch, replay, node="_LoraSumBackward"):
+    """One ``intra_inter@2`` step: (the LoRA gradients, how many ``node``s its graph held, the context)."""
     torch.manual_seed(0)
     with hyclora.compress("intra_inter", replay=replay, bits=2) as ctx:
         loss = model(**batch).loss
-    nodes = _sum_nodes(loss)
+    nodes = graph_nodes(loss, node)
     loss.backward()
     grads = lora_grads(model)
     model.zero_grad(set_to_none=True)
@@ -133,8 +121,8 @@ def test_replayed_lean_bodies_end_with_one_node_and_keep_the_deciding_copys_bits
     batch = random_batch(256, batch=2, seq=16)
     linears = sum(type(m).__name__ == "Linear" and hasattr(m, "lora_A") for m in on.modules())
     for step in range(3):  # records, then replays
-        got, nodes, ctx = _step(on, batch, True)
-        want, none, ref = _step(off, batch, False)
+        got, nodes, ctx = node_step(on, batch, True)
+        want, none, ref = node_step(off, batch, False)
         assert torch.equal(got, want) and none == 0
         assert ctx.report().stored_bytes == ref.report().stored_bytes
     assert ctx.replayed_units > 0 and ctx.replayed_packs == ctx.report().packs

@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import argparse
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -42,6 +43,32 @@ def ab_setup(a: argparse.Namespace) -> tuple[argparse.Namespace, list[tuple[int,
 def synchronizer(dev: torch.device):
     """A wait for ``dev``'s queued work (nothing to wait for on a CPU)."""
     return (lambda: torch.cuda.synchronize(dev)) if dev.type == "cuda" else (lambda: None)
+
+
+def median_ms(fn, reps: int, cuda: bool, warmup: int = 2) -> float:
+    """``fn()``'s median time in ms over ``reps`` calls after ``warmup``: CUDA events around each call on a GPU (the
+    device's time for what it queued), the host's wall time on a CPU."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(reps):
+        if cuda:
+            a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            a.record()
+            fn()
+            b.record()
+            b.synchronize()
+            times.append(a.elapsed_time(b))
+        else:
+            t0 = time.perf_counter()
+            fn()
+            times.append((time.perf_counter() - t0) * 1e3)
+    return statistics.median(times)
+
+
+def layer_linears(hidden: int, intermediate: int) -> dict:
+    """A Llama layer's LoRA linears by (in, out) width, with how many of each: q, k, v, o; gate, up; down."""
+    return {(hidden, hidden): 4, (hidden, intermediate): 2, (intermediate, hidden): 1}
 
 
 def timed_step(model: torch.nn.Module, batch: dict, preset: str, bits: int | None, sync) -> tuple:

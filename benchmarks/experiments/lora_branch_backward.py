@@ -20,9 +20,7 @@ Totals are per step of ``tools/bench_step.py``'s model (per layer q, k, v, o at 
 """
 
 import argparse
-import statistics
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
@@ -30,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 import torch  # noqa: E402
 
 from hyclora_hooks.kernels.lora_sum import scaled_grad  # noqa: E402
+from ab_setup import layer_linears, median_ms as _median_ms  # noqa: E402
 
 import triton  # noqa: E402
 import triton.language as tl  # noqa: E402
@@ -120,22 +119,7 @@ PRECISIONS = args.precisions.split(",")
 
 
 def median_ms(fn) -> float:
-    for _ in range(3):
-        fn()
-    times = []
-    for _ in range(args.reps):
-        if cuda:
-            a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            a.record()
-            fn()
-            b.record()
-            b.synchronize()
-            times.append(a.elapsed_time(b))
-        else:
-            t0 = time.perf_counter()
-            fn()
-            times.append((time.perf_counter() - t0) * 1e3)
-    return statistics.median(times)
+    return _median_ms(fn, args.reps, cuda, 3)
 
 
 def one_shape(n_in: int, n_out: int) -> dict:
@@ -184,7 +168,7 @@ def one_shape(n_in: int, n_out: int) -> dict:
 
 
 H, I = args.hidden, args.intermediate
-shapes = {(H, H): 4, (H, I): 2, (I, H): 1}  # per layer: q, k, v, o; gate, up; down
+shapes = layer_linears(H, I)
 rows = {s: one_shape(*s) for s in shapes}
 name = torch.cuda.get_device_name(dev) if cuda else "cpu"
 print(f"{name} | torch {torch.__version__} | T={T}, r={R}; medians of {args.reps}, ms")

@@ -13,9 +13,7 @@ layer q, k, v, o at 4096 -> 4096, gate and up at 4096 -> 11008, down at 11008 ->
 """
 
 import argparse
-import statistics
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
@@ -24,6 +22,7 @@ import torch  # noqa: E402
 
 from hyclora_hooks import lora_branch  # noqa: E402
 from hyclora_hooks.kernels import lora_branch as kernels  # noqa: E402
+from ab_setup import layer_linears, median_ms as _median_ms  # noqa: E402
 
 p = argparse.ArgumentParser()
 p.add_argument("--device", default="cuda")
@@ -43,22 +42,7 @@ S = 2.0
 
 
 def median_ms(fn) -> float:
-    for _ in range(2):
-        fn()
-    times = []
-    for _ in range(args.reps):
-        if cuda:
-            a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            a.record()
-            fn()
-            b.record()
-            b.synchronize()
-            times.append(a.elapsed_time(b))
-        else:
-            t0 = time.perf_counter()
-            fn()
-            times.append((time.perf_counter() - t0) * 1e3)
-    return statistics.median(times)
+    return _median_ms(fn, args.reps, cuda, 2)
 
 
 def operands(t: int, n_in: int, n_out: int):
@@ -71,7 +55,7 @@ def operands(t: int, n_in: int, n_out: int):
 
 
 H, I = args.hidden, args.intermediate
-shapes = {(H, H): 4, (H, I): 2, (I, H): 1}  # per layer: q, k, v, o; gate, up; down
+shapes = layer_linears(H, I)
 settings = [tuple(int(v) for v in s.split(",")) for s in args.settings.split(";")]
 name = torch.cuda.get_device_name(dev) if cuda else "cpu"
 print(f"{name} | torch {torch.__version__} | r={args.rank}; medians of {args.reps}; ms a step of {args.layers} layers")
