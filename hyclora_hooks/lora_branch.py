@@ -1,4 +1,5 @@
-"""A lean body's LoRA branch and sum as one autograd node, whose backward reads the 16-bit gradient (NOTE [LoRA branch]).
+"""A lean body's LoRA branch and sum as one autograd node whose backward reads the 16-bit gradient (NOTE
+[LoRA branch]).
 
 NOTE [LoRA branch]
   peft keeps a 16-bit model's adapters in fp32: autograd's backward of ``lora_B(lora_A(x.float()))`` and of the sum

@@ -1,7 +1,7 @@
-"""A LoRA linear's branch and sum as one node (NOTE [LoRA branch] in hyclora_hooks/lora_branch.py; kernels/lora_branch.py
-under TRITON_INTERPRET=1): the kernels against fp64 products, the node's forward and saved tensors against peft's
-ops', its reference backward against autograd's bit for bit, its kernel backward within rounding, and replayed steps
-that run it against deciding copies."""
+"""A LoRA linear's branch and sum as one node (NOTE [LoRA branch] in hyclora_hooks/lora_branch.py;
+kernels/lora_branch.py under TRITON_INTERPRET=1): the kernels against fp64 products, the node's forward and saved
+tensors against peft's ops', its reference backward against autograd's bit for bit, its kernel backward within
+rounding, and replayed steps that run it against deciding copies."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""What the LoRA branch's backward costs on the device, and a bound on what reading it in 16 bits would save (session 44).
+"""What the LoRA branch's backward costs on the device, and a bound on what reading it in 16 bits would save
+(session 44).
 
 peft keeps a 16-bit model's adapters in fp32, so every LoRA linear's backward works in fp32 over the whole
 activation: the scaled output gradient ``gl = grad * s`` (T x out), the input rebuilt wide (``xf``, T x in; a
@@ -37,13 +38,15 @@ import triton.language as tl  # noqa: E402
 # A prototype of the fused backward (not the library's): two passes, fp32 accumulation, no atomics (each partial sum
 # has its own slot, summed after), so the same bits every run. PREC: tl.dot's input precision for fp32 operands.
 @triton.jit
-def _grad_rows_kernel(g, b, gh, T, O, s, SPAN: tl.constexpr, R: tl.constexpr, BT: tl.constexpr, BO: tl.constexpr, PREC: tl.constexpr):
+def _grad_rows_kernel(g, b, gh, T, O, s, SPAN: tl.constexpr, R: tl.constexpr, BT: tl.constexpr, BO: tl.constexpr,
+                      PREC: tl.constexpr):
     """gh[split, rows, :] = s * g[rows, cols] @ b[cols, :]: program (row block, column split)."""
     pt, po = tl.program_id(0), tl.program_id(1)
     rows = pt * BT + tl.arange(0, BT)
     r = tl.arange(0, R)
     acc = tl.zeros((BT, R), tl.float32)
-    for k in range(0, SPAN, BO):  # this split's columns: [po * SPAN, (po + 1) * SPAN); compiled in (the interpreter loops to no runtime bound)
+    # this split's columns: [po * SPAN, (po + 1) * SPAN); SPAN compiled in (the interpreter loops to no runtime bound)
+    for k in range(0, SPAN, BO):
         cols = po * SPAN + k + tl.arange(0, BO)
         gt = tl.load(g + rows[:, None] * O + cols[None, :], mask=(rows[:, None] < T) & (cols[None, :] < O), other=0.0)
         bt = tl.load(b + cols[:, None] * R + r[None, :], mask=cols[:, None] < O, other=0.0)
@@ -52,7 +55,8 @@ def _grad_rows_kernel(g, b, gh, T, O, s, SPAN: tl.constexpr, R: tl.constexpr, BT
 
 
 @triton.jit
-def _grad_cols_kernel(g, h, out, T, O, s, SPAN: tl.constexpr, R: tl.constexpr, BT: tl.constexpr, BO: tl.constexpr, PREC: tl.constexpr):
+def _grad_cols_kernel(g, h, out, T, O, s, SPAN: tl.constexpr, R: tl.constexpr, BT: tl.constexpr, BO: tl.constexpr,
+                      PREC: tl.constexpr):
     """out[split, cols, :] = s * g[rows, cols]ᵀ @ h[rows, :]: program (column block, row split)."""
     po, pt = tl.program_id(0), tl.program_id(1)
     cols = po * BO + tl.arange(0, BO)
@@ -67,7 +71,8 @@ def _grad_cols_kernel(g, h, out, T, O, s, SPAN: tl.constexpr, R: tl.constexpr, B
 
 
 @triton.jit
-def _input_kernel(x, gh, a, dx, ga, T, I, SPAN: tl.constexpr, R: tl.constexpr, BT: tl.constexpr, BI: tl.constexpr, PREC: tl.constexpr):
+def _input_kernel(x, gh, a, dx, ga, T, I, SPAN: tl.constexpr, R: tl.constexpr, BT: tl.constexpr, BI: tl.constexpr,
+                  PREC: tl.constexpr):
     """dx[rows, cols] = (gh @ a)[rows, cols] in bf16, and ga[split, :, cols] = gh[rows]ᵀ @ x[rows, cols]:
     program (column block, row split); x read once, dx written once."""
     pi, pt = tl.program_id(0), tl.program_id(1)

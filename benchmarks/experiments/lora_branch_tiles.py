@@ -1,4 +1,5 @@
-"""Tiles of the LoRA branch's backward kernels (``kernels/lora_branch.py``), swept at the benchmark's shapes (session 44).
+"""Tiles of the LoRA branch's backward kernels (``kernels/lora_branch.py``), swept at the benchmark's shapes
+(session 44).
 
 For each setting of the module's tile constants (rows and columns of a tile, the run of tiles a program sums, warps)
 ``branch_grads`` runs the three passes as the node runs them (a 16-bit gradient, the fp32 input as a replayed step
