@@ -46,10 +46,9 @@ def _mm_saves_mat2_first() -> bool:
     """Does ``torch.mm`` save its second operand before its first (rule 2)? Probed on two tiny CPU tensors at import,
     outside any step (the op tracker would count the probe as an op of one)."""
     seen: list = []
-    a, b = torch.ones(2, 2, requires_grad=True), torch.ones(2, 3, requires_grad=True)
-    with torch.enable_grad(), torch.autograd.graph.saved_tensors_hooks(lambda t: seen.append(t.shape[1]) or t,
-                                                                       lambda t: t):
-        torch.mm(a, b)
+    with torch.inference_mode(False), torch.enable_grad(), torch.autograd.graph.saved_tensors_hooks(
+            lambda t: seen.append(t.shape[1]) or t, lambda t: t):  # (an import inside inference_mode saves nothing)
+        torch.mm(torch.ones(2, 2, requires_grad=True), torch.ones(2, 3, requires_grad=True))
     return seen == [3, 2]
 
 

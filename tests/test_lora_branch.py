@@ -198,3 +198,15 @@ def test_other_tiles_give_the_same_products(tiles, monkeypatch):
     for g, w in zip(got[1:], want[1:]):
         assert ((g - w).abs().max() / w.abs().max()) < 1e-5
     assert ((got[0].float() - want[0].float()).abs().max() / want[0].float().abs().max()) < 1e-2
+
+
+def test_the_save_order_probe_holds_under_inference_mode():
+    """The import-time probe of ``mm``'s save order gives the same answer when the package is imported inside
+    ``torch.inference_mode()`` (where nothing is saved unless the probe leaves it)."""
+    import subprocess
+    import sys
+
+    code = ("import torch\nwith torch.inference_mode():\n    from hyclora_hooks import lora_branch\n"
+            "print(lora_branch._MAT2_FIRST)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out[-1] == str(lora_branch._MAT2_FIRST) and lora_branch._MAT2_FIRST is lora_branch._mm_saves_mat2_first()
