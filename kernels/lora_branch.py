@@ -54,13 +54,15 @@ def branch_grads(grad: torch.Tensor, xf: torch.Tensor, h: torch.Tensor, a: torch
         dx, ga, gb = branch_grads(grad, xf, h, a, b, scaling, dx_dtype, need)
         return dx, None if ga is None else ga[:r], None if gb is None else gb[:, :r]
     dev = grad.device
-    prec = "tf32x3" if grad.is_cuda and torch.cuda.get_device_capability(dev) >= (8, 0) else "ieee"
+    prec = _precision(dev)
     int64 = t * max(o, i) + max(_BT, _BC) * _ITERS * max(o, i) >= 2**31
+    tiles = (r, _BT, _BC, _ITERS, _WARPS)  # with the rest of each launch's key: its compile-time values (rule 1 of
+    # NOTE [Direct launch]: one launch plan per set; a cached launcher of another rank or tile would run unchecked)
     span_r, span_c = _BT * _ITERS, _BC * _ITERS  # rows / columns a program sums over
     dx = ga = gb = None
     if need[0] or need[1]:
         parts = torch.empty((-(-o // span_c), t, r), dtype=torch.float32, device=dev)
-        launch(_rows_kernel, (-(-t // _BT), parts.shape[0]), _launches.setdefault(("rows", int64, prec), {}),
+        launch(_rows_kernel, (-(-t // _BT), parts.shape[0]), _launches.setdefault(("rows", int64, prec, tiles), {}),
                (grad, b, parts, t, o, float(scaling)),
                dict(R=r, BT=_BT, BC=_BC, ITERS=_ITERS, INT64=int64, PREC=prec, num_warps=_WARPS))
         gh = parts.sum(0) if parts.shape[0] > 1 else parts[0]
@@ -70,7 +72,7 @@ def branch_grads(grad: torch.Tensor, xf: torch.Tensor, h: torch.Tensor, a: torch
         if need[1]:
             ga_parts = torch.empty((-(-t // span_r), r, i), dtype=torch.float32, device=dev)
         launch(_input_kernel, (-(-i // _BC), -(-t // span_r)),
-               _launches.setdefault(("input", kind, need[0], need[1], int64, prec), {}),
+               _launches.setdefault(("input", kind, need[0], need[1], int64, prec, tiles), {}),
                (xf, gh, a, dx if need[0] else gh, ga_parts if need[1] else gh, t, i),
                dict(R=r, BT=_BT, BC=_BC, ITERS=_ITERS, KIND=kind, NEED_DX=need[0], NEED_GA=need[1], INT64=int64,
                     PREC=prec, num_warps=_WARPS))
@@ -78,11 +80,25 @@ def branch_grads(grad: torch.Tensor, xf: torch.Tensor, h: torch.Tensor, a: torch
             ga = ga_parts.sum(0) if ga_parts.shape[0] > 1 else ga_parts[0]
     if need[2]:
         parts = torch.empty((-(-t // span_r), o, r), dtype=torch.float32, device=dev)
-        launch(_cols_kernel, (-(-o // _BC), parts.shape[0]), _launches.setdefault(("cols", int64, prec), {}),
+        launch(_cols_kernel, (-(-o // _BC), parts.shape[0]), _launches.setdefault(("cols", int64, prec, tiles), {}),
                (grad, h, parts, t, o, float(scaling)),
                dict(R=r, BT=_BT, BC=_BC, ITERS=_ITERS, INT64=int64, PREC=prec, num_warps=_WARPS))
         gb = parts.sum(0) if parts.shape[0] > 1 else parts[0]
     return dx, ga, gb
+
+
+def _precision(dev: torch.device) -> str:
+    """``tl.dot``'s input precision for fp32 operands on ``dev``: ``tf32x3`` from Ampere on, else ``ieee``; read once a
+    device (a backward calls this for every LoRA linear)."""
+    key = dev.index if dev.type == "cuda" else None
+    prec = _PRECISION.get(key)
+    if prec is None:
+        prec = _PRECISION[key] = ("tf32x3" if dev.type == "cuda" and torch.cuda.get_device_capability(dev) >= (8, 0)
+                                  else "ieee")
+    return prec
+
+
+_PRECISION: dict = {}
 
 
 # ------------------------------------------------------------------------------------------ Triton kernels

@@ -190,7 +190,6 @@ def test_other_tiles_give_the_same_products(tiles, monkeypatch):
     xf = x.float()
     h = xf @ a.t()
     want = kernels.branch_grads_ref(grad, xf, h, a, b, 1.5, BF16)
-    monkeypatch.setattr(kernels, "_launches", {})
     monkeypatch.setattr(kernels, "_BT", tiles[0])
     monkeypatch.setattr(kernels, "_BC", tiles[1])
     monkeypatch.setattr(kernels, "_ITERS", tiles[2])
@@ -210,3 +209,25 @@ def test_the_save_order_probe_holds_under_inference_mode():
             "print(lora_branch._MAT2_FIRST)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     assert out[-1] == str(lora_branch._MAT2_FIRST) and lora_branch._MAT2_FIRST is lora_branch._mm_saves_mat2_first()
+
+
+def test_each_launch_plan_serves_one_set_of_compile_time_values(monkeypatch):
+    """NOTE [Direct launch] rule 1: ``branch_grads`` keys its launch plans by everything it compiles in (rank, tiles,
+    dtype, what is needed), so a launcher cached for one rank or tile is never run for another (the interpreter takes
+    no plan: this checks the keys themselves)."""
+    seen: dict = {}
+
+    def recording(kernel, grid, cache, args, meta):
+        assert seen.setdefault(id(cache), (kernel, meta)) == (kernel, meta)
+        kernel[grid](*args, **meta)
+
+    monkeypatch.setattr(kernels, "launch", recording)
+    for r, tiles in [(16, (64, 64, 4)), (32, (64, 64, 4)), (16, (32, 64, 2)), (16, (64, 32, 3))]:
+        monkeypatch.setattr(kernels, "_BT", tiles[0])
+        monkeypatch.setattr(kernels, "_BC", tiles[1])
+        monkeypatch.setattr(kernels, "_ITERS", tiles[2])
+        grad, x, a, b = _operands(70, 48, 40, r)
+        for dtype, need in [(BF16, (True, True, True)), (FP16, (True, False, True)), (BF16, (False, True, False))]:
+            xf = x.float()
+            kernels.branch_grads(grad.to(dtype), xf, xf @ a.t(), a, b, 2.0, dtype, need)
+    assert len(seen) > 12
