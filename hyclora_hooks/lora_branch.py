@@ -12,11 +12,14 @@ NOTE [LoRA branch]
   2. It saves the tensors peft's ops save, in their order, with their shapes, strides, dtypes and ``requires_grad``
      (``lora_A``'s product saves ``Aᵀ`` where the input needs a gradient and the fp32 input where ``A`` does, mat2
      first as torch's ``mm`` does (probed at import); ``lora_B``'s ``Bᵀ`` and ``h``), so a replayed
-     unit's packs meet their records (rule 3 there) and the engine stores them as it did. The fp32 input is made as
-     peft makes it, a cast with a node to the input's (a saved leaf that requires grad would be held by its gradient
-     accumulator, which the saved tensor keeps, until the backward: every LoRA linear's fp32 input); ``h`` (T x R) is
-     such a leaf, as small as its kept entry. Neither is a view here; their records take no view's base (a recipe of
-     earlier entries, a kept ``h``).
+     unit's packs meet their records (rule 3 there) and the engine stores them as it did; less the adapters' views
+     (``PASS_PARAMETERS``): the node holds the adapters itself, and while it saves (``Compressor.lean_node``, set by
+     the lean body) a replay passes over those parameter records, each counted as carried out as a parameter pack
+     would be (two packs fewer a LoRA linear, ~110 a replayed Llama forward of 8 layers: session 45). The fp32
+     input is made as peft makes it, a cast with a node to the input's (a saved leaf that requires grad would be
+     held by its gradient accumulator, which the saved tensor keeps, until the backward: every LoRA linear's fp32
+     input); ``h`` (T x R) is such a leaf, as small as its kept entry. Neither is a view here; their records take
+     no view's base (a recipe of earlier entries, a kept ``h``).
   3. Its backward (``BACKWARD``): ``"auto"`` runs ``kernels.lora_branch.branch_grads`` on CUDA (two passes over the
      16-bit ``grad``, one over the input; fp32 accumulation: the adapters' gradients equal autograd's to within fp32
      rounding, not bit for bit) and elsewhere the products autograd's backward of peft's ops calls, in its order and
@@ -39,6 +42,7 @@ from .kernels import lora_sum as _sum
 from .kernels.quant import use_triton
 
 ENABLED = True  # False: a lean body's branch as peft's ops, summed by lora_sum (rule 4)
+PASS_PARAMETERS = True  # False: the node saves the adapters' views too, as peft's ops (rule 2)
 BACKWARD = "auto"  # rule 3: "auto", "ref" (peft's bits) or "triton"
 
 
@@ -80,8 +84,12 @@ class _LoraBranch(torch.autograd.Function):
         h = xf.mm(at)  # rule 1: lora_A's and lora_B's products, the fused sum
         out = _sum.lora_sum(base, h.mm(bt).view(base.shape), scaling)
         h.requires_grad_(rg_h)  # a leaf: held by its gradient accumulator, as by the kept entry (T x R)
-        first, i = _mm_saves(xf, at, rg_a, rg_x, 0)
-        second, j = _mm_saves(h, bt, rg_b, rg_h, len(first))
+        if PASS_PARAMETERS:  # rule 2: peft's saved tensors less the adapters' views
+            first, i = ([xf], 0) if rg_a else ([], None)
+            second, j = ([h], len(first)) if rg_b else ([], None)
+        else:
+            first, i = _mm_saves(xf, at, rg_a, rg_x, 0)
+            second, j = _mm_saves(h, bt, rg_b, rg_h, len(first))
         ctx.save_for_backward(*first, *second)
         ctx.where = i, j
         ctx.params, ctx.scaling, ctx.x_shape, ctx.x_dtype = (a, b), scaling, x.shape, x.dtype

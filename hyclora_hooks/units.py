@@ -489,10 +489,13 @@ class UnitRecord:
         self.loras: list = []  # weak references to the LoRA linears of an attention's or composite's body (rule 10)
 
 
-def lean_forward(m: nn.Module, x: torch.Tensor, bases: Any = None, leave: Any = None) -> torch.Tensor:
+def lean_forward(m: nn.Module, x: torch.Tensor, bases: Any = None, leave: Any = None, engine: Any = None
+                 ) -> torch.Tensor:
     """peft's ``lora.Linear.forward`` on its plain path (rule 1), op for op, ending with the LoRA sum as one node
     where it fits (NOTE [LoRA sum]): rule 10's lean body, and a checkpointed region's (:class:`RegionSums`).
-    ``leave(base, output)`` is told the base layer's output where the base layer is in ``bases`` (rule 5)."""
+    ``leave(base, output)`` is told the base layer's output where the base layer is in ``bases`` (rule 5); in a
+    replayed unit, ``engine`` (the step's ``Compressor``) passes over the records of the adapters' views the branch
+    node does not save (NOTE [LoRA branch] rule 2)."""
     mods = m._modules
     base = mods["base_layer"]
     p = base._parameters
@@ -511,7 +514,11 @@ def lean_forward(m: nn.Module, x: torch.Tensor, bases: Any = None, leave: Any = 
         w = pa["weight"]
         if (bases is not None and len(active) == 1 and lora_sum.FUSED  # a replayed unit's: NOTE [LoRA branch]
                 and lora_branch.fits(m, x, result, a, lora_b[name], drops[name], m.scaling[name])):
-            return lora_branch.apply(result, x, w, pb["weight"], m.scaling[name])
+            engine.lean_node = True
+            try:
+                return lora_branch.apply(result, x, w, pb["weight"], m.scaling[name])
+            finally:
+                engine.lean_node = False
         if cast and x.dtype != w.dtype:
             x = x.to(dtype=w.dtype)
         drop = drops[name]
@@ -673,7 +680,7 @@ class Units:
         if (self.replaying is None or args or kwargs or not self._stack
                 or threading.get_ident() != self._engine._modules._thread):
             return type(m).forward(m, x, *args, **kwargs)
-        return lean_forward(m, x, self._stack[-1].bases, self.leave)
+        return lean_forward(m, x, self._stack[-1].bases, self.leave, self._engine)
 
     def _unit_exit(self, module: nn.Module, args: Any, output: Any) -> None:
         modules = self._engine._modules

@@ -55,7 +55,9 @@ Variants, each taking away one suspect:
   the fused one (``region_sums.ENABLED`` off: NOTE [Region sums] in ``hyclora_hooks/region_sums.py``).
 * ``no branch node`` (session 44): a lean body's LoRA branch runs peft's ops, their backward autograd's fp32 one
   (``lora_branch.ENABLED`` off: NOTE [LoRA branch] in ``hyclora_hooks/lora_branch.py``); ``branch ref``: the node's
-  reference backward (autograd's products, peft's bits) instead of its kernels.
+  reference backward (autograd's products, peft's bits) instead of its kernels. ``saved adapter views`` (session
+  45): the node saves the views of its adapters as peft's products do, and a replay meets their records
+  (``lora_branch.PASS_PARAMETERS`` off: rule 2 there).
 
 ``--checkpoint``: every decoder layer under HF's non-reentrant checkpointing (``tools/bench_step.py``'s
 ``set_checkpointing``), plain's step included: its ratios are then to plain checkpointing's step.
@@ -95,7 +97,7 @@ CAP = engine.MAX_PENDING_BYTES
 SHIPPED = dict(prebuilt=False, waits=True, cap=CAP, bypass=True, early=True, each_pack=False, gc="on", pause=True,
                unit_packs=True, c_launcher=True, walk=False, helper_unit_packs=False, lean=True, states="checked",
                fused_sum=True, kept_views=True, c_apply=True, eager_releases=False, region_sums=True,
-               branch=True, branch_backward="auto")
+               branch=True, branch_backward="auto", pass_params=True)
 VARIANTS = {  # name -> what differs from SHIPPED
     "as is": {},
     "as is again": {},
@@ -126,6 +128,7 @@ VARIANTS = {  # name -> what differs from SHIPPED
     "no region sums": dict(region_sums=False),
     "no branch node": dict(branch=False),
     "branch ref": dict(branch_backward="ref"),
+    "saved adapter views": dict(pass_params=False),
 }
 _SETTLE, _PACK_ONE, _UNIT_PACK = engine.Compressor._settle, engine.Compressor._pack_one, engine.Compressor._unit_pack
 
@@ -217,6 +220,7 @@ def _set(v: dict) -> None:
     accounting.Accountant.release = _eager_release if v["eager_releases"] else _RELEASE
     region_sums.ENABLED = v["region_sums"]
     lora_branch.ENABLED, lora_branch.BACKWARD = v["branch"], v["branch_backward"]
+    lora_branch.PASS_PARAMETERS = v["pass_params"]
 
 
 def main() -> None:
