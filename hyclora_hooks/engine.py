@@ -338,8 +338,8 @@ class Compressor:
         self._saving: torch.Tensor | None = None  # the tensor a recorded pack is deciding for
         self._mode: str | None = None if replay_steps else "off"  # "record", "replay", "missed" or "off"
         self.replayed_packs = 0  # packs this step carried out from a recorded plan
-        self.lean_node = False  # a replayed unit's LoRA branch node is saving: its parameters' records are passed
-        # over (NOTE [LoRA branch] rule 2, ``_pass_parameters``)
+        self.lean_node = 0  # while a replayed unit's LoRA branch node saves: how many of its adapters' parameter
+        # records are still to be passed over (NOTE [LoRA branch] rule 2, ``_pass_parameters``)
         self._made: list[Entry] = []  # entries made this step, in order (a template's placeholders number them)
         self._log: list | None = None  # the running pack's actions, while recording
         self._lora_base: tuple | None = None  # (stored term, part, source spec kind, mark) while P3 stores it
@@ -749,7 +749,7 @@ class Compressor:
         if i < self._units.replaying.pack_end and not self._trace.diverged:
             rec = self._replay_plan.packs[i]
             if rec.kind == "param" and self.lean_node and type(t) is torch.Tensor and t._base is None:
-                i, rec = self._pass_parameters(i)
+                i, rec = self._pass_parameters(i, True)
             if rec.meta == (t.shape, t.stride(), t.dtype, t.requires_grad):  # replay.pack_meta(t), one frame less
                 if rec.kind != "param":
                     out = self._replay_record(t, rec)
@@ -767,22 +767,31 @@ class Compressor:
             out.readers += 1
         return out
 
-    def _pass_parameters(self, i: int) -> tuple[int, replay.PackRecord]:
-        """Past the parameter records from ``i`` on, each counted as carried out: the LoRA branch node holds its
-        adapters itself where peft's products saved their views (NOTE [LoRA branch] rule 2). The index and record
-        of the pack that comes next; ``i`` and its record, nothing counted, where only parameter records are left
-        in the unit (the pack then misses)."""
+    def _pass_parameters(self, i: int, before_pack: bool) -> tuple[int, replay.PackRecord | None]:
+        """Past up to ``lean_node`` parameter records from ``i`` on, each counted as carried out: the LoRA branch node
+        holds its adapters itself where peft's products saved their views (NOTE [LoRA branch] rule 2). The index
+        and record now due; ``before_pack``: for a pack that has come, which only a record after them can take
+        (where none is left in the unit, nothing is passed and the pack misses)."""
         packs, end = self._replay_plan.packs, self._units.replaying.pack_end
-        j = i + 1
-        while j < end and packs[j].kind == "param":
+        j, stop = i, min(end, i + self.lean_node)
+        while j < stop and packs[j].kind == "param":
             j += 1
-        if j == end:
+        if before_pack and j == end:
             return i, packs[i]
+        self.lean_node -= j - i
         self.replayed_packs += j - i
         for _ in range(j - i):
             self._acct.note_parameter()
         self._next = j
-        return j, packs[j]
+        return j, packs[j] if j < end else None
+
+    def end_lean_node(self) -> None:
+        """The branch node's packs are over: pass its adapters' records left after its last saved tensor (a frozen
+        ``lora_B``'s ``Bᵀ``, both of frozen adapters)."""
+        if self.lean_node and self._mode == "replay" and self._units.replaying is not None \
+                and not self._trace.diverged:
+            self._pass_parameters(self._next, False)
+        self.lean_node = 0
 
     def _pack_one(self, t: torch.Tensor) -> Any:
         if _graph_task_id() != -1:  # NOTE [Lifetimes] rule 7

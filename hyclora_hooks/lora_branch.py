@@ -14,8 +14,9 @@ NOTE [LoRA branch]
      first as torch's ``mm`` does (probed at import); ``lora_B``'s ``Bᵀ`` and ``h``), so a replayed
      unit's packs meet their records (rule 3 there) and the engine stores them as it did; less the adapters' views
      (``PASS_PARAMETERS``): the node holds the adapters itself, and while it saves (``Compressor.lean_node``, set by
-     the lean body) a replay passes over those parameter records, each counted as carried out as a parameter pack
-     would be (two packs fewer a LoRA linear, ~110 a replayed Llama forward of 8 layers: session 45). The fp32
+     the lean body to :func:`passed_parameters`; ``Compressor.end_lean_node`` after it) a replay passes over that
+     many parameter records, each counted as a parameter pack would be (two packs fewer a LoRA linear, ~110 a
+     replayed Llama forward of 8 layers: session 45). The fp32
      input is made as peft makes it, a cast with a node to the input's (a saved leaf that requires grad would be
      held by its gradient accumulator, which the saved tensor keeps, until the backward: every LoRA linear's fp32
      input); ``h`` (T x R) is such a leaf, as small as its kept entry. Neither is a view here; their records take
@@ -71,6 +72,15 @@ def fits(m: nn.Module, x: torch.Tensor, base: torch.Tensor, a: nn.Module, b: nn.
             and x.device == base.device and x.shape[:-1] == base.shape[:-1]
             and w_a.shape[1] == x.shape[-1] and w_b.shape == (base.shape[-1], w_a.shape[0])
             and _sum.base_fits(base, scaling))
+
+
+def passed_parameters(x: torch.Tensor, a: torch.Tensor) -> int:
+    """How many views of its adapters peft's products would save that the node does not (rule 2): ``Aᵀ`` where the
+    input needs a gradient, ``Bᵀ`` where ``h`` does (the input or ``A``); none with grad off or ``PASS_PARAMETERS``
+    off."""
+    if not PASS_PARAMETERS or not torch.is_grad_enabled():
+        return 0
+    return x.requires_grad + (x.requires_grad or a.requires_grad)
 
 
 class _LoraBranch(torch.autograd.Function):

@@ -514,11 +514,11 @@ def lean_forward(m: nn.Module, x: torch.Tensor, bases: Any = None, leave: Any = 
         w = pa["weight"]
         if (bases is not None and len(active) == 1 and lora_sum.FUSED  # a replayed unit's: NOTE [LoRA branch]
                 and lora_branch.fits(m, x, result, a, lora_b[name], drops[name], m.scaling[name])):
-            engine.lean_node = True
+            engine.lean_node = lora_branch.passed_parameters(x, w)
             try:
                 return lora_branch.apply(result, x, w, pb["weight"], m.scaling[name])
             finally:
-                engine.lean_node = False
+                engine.end_lean_node()
         if cast and x.dtype != w.dtype:
             x = x.to(dtype=w.dtype)
         drop = drops[name]

@@ -165,6 +165,29 @@ def test_replayed_steps_run_the_node_with_the_deciding_copys_packs(backward, ena
     assert nodes == (linears if enabled else 0)
 
 
+@pytest.mark.parametrize("passing", [True, False])
+def test_frozen_adapters_replay_every_pack(passing, monkeypatch):
+    """Adapters frozen in part (a ``lora_B`` alone, both of a linear, ``lora_A`` alone): the node saves fewer
+    tensors, and a replay passes over the parameter records it leaves after its last one too (rule 2), so every
+    pack of every step replays, with the deciding copy's gradients bit for bit."""
+    monkeypatch.setattr(lora_branch, "BACKWARD", "ref")
+    monkeypatch.setattr(lora_branch, "PASS_PARAMETERS", passing)
+    on = add_lora(tiny_llama(vocab=256, dtype=BF16, use_cache=False, layers=3), r=8)
+    on.train()
+    layers = on.base_model.model.model.layers
+    layers[1].self_attn.q_proj.lora_B["default"].weight.requires_grad_(False)
+    for part in ("lora_A", "lora_B"):
+        layers[1].mlp.up_proj.__getattr__(part)["default"].weight.requires_grad_(False)
+    layers[2].self_attn.v_proj.lora_A["default"].weight.requires_grad_(False)
+    off = copy.deepcopy(on)
+    batch = random_batch(256, batch=2, seq=16)
+    for step in range(3):
+        got, nodes, ctx = _step(on, batch, True)
+        want, _, _ = _step(off, batch, False)
+        assert torch.equal(got, want) and (nodes > 0) == (step > 0)
+    assert ctx.replayed_units > 0 and ctx.replayed_packs == ctx.report().packs
+
+
 def test_dropout_keeps_the_branch_as_pefts_ops():
     model = add_lora(tiny_llama(vocab=256, dtype=BF16, use_cache=False, layers=2), dropout=0.1)
     model.train()
