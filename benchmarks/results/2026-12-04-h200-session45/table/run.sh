@@ -1,0 +1,12 @@
+#!/bin/bash
+# Session 45, through the device tool (nvidia-h200), from the repository root, code of the commit that adds this:
+# the issue-6 table with the LoRA branch node's kernels at a run of 4 tiles and its launch plans keyed by rank and
+# tiles (session 44's last changes), and no adapter views saved (session 45); GPU work profiled last; then the
+# separate script.
+export TRITON_INTERPRET=0 PYTHONPATH=.
+nvidia-smi --query-gpu=name --format=csv,noheader
+python -c "import torch,triton,transformers,peft;print(torch.__version__, triton.__version__, transformers.__version__, peft.__version__)"
+timeout 400 python tools/bench_step.py --out $OUT --budget-s 250 --gpu-work-steps 2 2>&1 | grep -v Warn > $OUT/bench.txt
+tail -34 $OUT/bench.txt
+timeout 170 python benchmarks/experiments/independent_ratios.py --rounds 3 2>&1 | grep -v Warn > $OUT/independent.txt
+tail -20 $OUT/independent.txt
