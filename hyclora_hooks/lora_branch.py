@@ -16,11 +16,11 @@ NOTE [LoRA branch]
      (``PASS_PARAMETERS``): the node holds the adapters itself, and while it saves (``Compressor.lean_node``, set by
      the lean body to :func:`passed_parameters`; ``Compressor.end_lean_node`` after it) a replay passes over that
      many parameter records, each counted as a parameter pack would be (two packs fewer a LoRA linear, ~110 a
-     replayed Llama forward of 8 layers: session 45). The fp32
-     input is made as peft makes it, a cast with a node to the input's (a saved leaf that requires grad would be
-     held by its gradient accumulator, which the saved tensor keeps, until the backward: every LoRA linear's fp32
-     input); ``h`` (T x R) is such a leaf, as small as its kept entry. Neither is a view here; their records take
-     no view's base (a recipe of earlier entries, a kept ``h``).
+     replayed Llama forward of 8 layers: session 45). The fp32 input is made as peft makes it, a cast with a node
+     to the input's (a saved leaf that requires grad would be held by its gradient accumulator, which the saved
+     tensor keeps, until the backward: every LoRA linear's fp32 input); ``h`` (T x R) is such a leaf, as small as
+     its kept entry. Neither is a view here; their records take no view's base (a recipe of earlier entries, a kept
+     ``h``).
   3. Its backward (``BACKWARD``): ``"auto"`` runs ``kernels.lora_branch.branch_grads`` on CUDA (two passes over the
      16-bit ``grad``, one over the input; fp32 accumulation: the adapters' gradients equal autograd's to within fp32
      rounding, not bit for bit) and elsewhere the products autograd's backward of peft's ops calls, in its order and
