@@ -177,7 +177,7 @@ def test_frozen_adapters_replay_every_pack(passing, monkeypatch):
     layers = on.base_model.model.model.layers
     layers[1].self_attn.q_proj.lora_B["default"].weight.requires_grad_(False)
     for part in ("lora_A", "lora_B"):
-        layers[1].mlp.up_proj.__getattr__(part)["default"].weight.requires_grad_(False)
+        getattr(layers[1].mlp.up_proj, part)["default"].weight.requires_grad_(False)
     layers[2].self_attn.v_proj.lora_A["default"].weight.requires_grad_(False)
     off = copy.deepcopy(on)
     batch = random_batch(256, batch=2, seq=16)
