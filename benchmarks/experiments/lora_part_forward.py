@@ -14,9 +14,7 @@ code's step is ~1/8 of a group's range).
 """
 
 import argparse
-import statistics
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
@@ -25,6 +23,7 @@ import torch  # noqa: E402
 
 from hyclora_hooks.kernels.quant import quantize  # noqa: E402
 from tools.check_rope_part import host_us  # noqa: E402
+from ab_setup import median_ms  # noqa: E402
 
 p = argparse.ArgumentParser()
 p.add_argument("--device", default="cuda")
@@ -52,23 +51,6 @@ def store(src):
     return quantize(src, BITS, GROUP, granularity="token_group")
 
 
-def device_ms(fn) -> float:
-    times = []
-    for _ in range(args.reps):
-        if cuda:
-            a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            a.record()
-            fn()
-            b.record()
-            sync()
-            times.append(a.elapsed_time(b))
-        else:
-            t0 = time.perf_counter()
-            fn()
-            times.append((time.perf_counter() - t0) * 1e3)
-    return statistics.median(times)
-
-
 print(f"{torch.cuda.get_device_name(dev) if cuda else 'cpu'} | torch {torch.__version__} | rank {args.rank} | "
       f"quantize {BITS} bits, token groups of {GROUP}")
 print(f"{'T':>6} {'N':>6} | {'device ms: today':>17} {'addmm':>7} {'quant only':>10} | {'host us: today':>15} "
@@ -83,6 +65,6 @@ for T in (int(v) for v in args.tokens.split(",")):
         d = (a.float() - b.float()).abs()
         differ, worst = (d > 0).float().mean().item(), (d.max() / t.float().abs().mean()).item()
         calls = (lambda: store(today(t, xA, B, 2.0)), lambda: store(fused(t, xA, B, 2.0)), lambda: store(t))
-        row = [device_ms(c) for c in calls] + [host_us(c, args.reps, sync) for c in calls]
+        row = [median_ms(c, args.reps, cuda, warmup=0) for c in calls] + [host_us(c, args.reps, sync) for c in calls]
         print(f"{T:>6} {N:>6} | {row[0]:>17.3f} {row[1]:>7.3f} {row[2]:>10.3f} | {row[3]:>15.0f} {row[4]:>7.0f} "
               f"{row[5]:>10.0f} | {differ:6.1%}  {worst:.2e}")
