@@ -492,7 +492,8 @@ class UnitRecord:
 def lean_forward(m: nn.Module, x: torch.Tensor, bases: Any = None, leave: Any = None, engine: Any = None
                  ) -> torch.Tensor:
     """peft's ``lora.Linear.forward`` on its plain path (rule 1), op for op, ending with the LoRA sum as one node
-    where it fits (NOTE [LoRA sum]): rule 10's lean body, and a checkpointed region's (:class:`RegionSums`).
+    where it fits (NOTE [LoRA sum]), or in a replayed unit with its branch and sum as one node (NOTE [LoRA branch]):
+    rule 10's lean body, and a checkpointed region's (:class:`RegionSums`).
     ``leave(base, output)`` is told the base layer's output where the base layer is in ``bases`` (rule 5); in a
     replayed unit, ``engine`` (the step's ``Compressor``) passes over the records of the adapters' views the branch
     node does not save (NOTE [LoRA branch] rule 2)."""
