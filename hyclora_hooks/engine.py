@@ -111,11 +111,13 @@ class Entry:
     """What autograd holds for one saved tensor: the codec and its payload (see NOTE [Lifetimes]).
 
     ``lossless`` says whether decoding gives back the exact data (a recipe is lossless when all its leaves are).
-    ``readers``: saved-variable slots and recipes the entry was handed to (NOTE [Shared decodes]).
+    ``readers``: saved-variable slots and recipes the entry was handed to (NOTE [Shared decodes]); ``narrow``: how
+    many of them take a replayed recipe's value before its widening to fp32 (NOTE [LoRA branch] rule 5), which a
+    decode gives where all of them do.
     """
 
-    __slots__ = ("codec", "payload", "site", "lossless", "cost", "perm", "shape", "readers", "device", "_release",
-                 "_gc", "__weakref__")
+    __slots__ = ("codec", "payload", "site", "lossless", "cost", "perm", "shape", "readers", "narrow", "device",
+                 "_release", "_gc", "__weakref__")
 
     def __init__(self, codec: Codec, payload: Any, site: SaveSite, lossless: bool | None = None, cost: int = 0,
                  perm: tuple[int, ...] | None = None, shape: tuple[int, ...] | None = None,
@@ -126,7 +128,7 @@ class Entry:
         self.cost = cost  # ops a decode replays (0 for stored data; see lineage.MAX_COST)
         self.perm = perm  # NOTE [Lifetimes] rule 8: the permutation that restores the saved tensor's strides
         self.shape = shape  # rule 12: the memory-order shape, where the codec saw trailing dims merged
-        self.readers = 0
+        self.readers = self.narrow = 0
         self._release: tuple | None = None  # (weak reference to the accountant, its tokens...): rule 3
 
     def hold(self, acct_ref: weakref.ref, token: Any) -> None:
@@ -148,6 +150,10 @@ class Entry:
         return out if self.perm is None else out.permute(self.perm)
 
     def decode(self) -> torch.Tensor:
+        if self.narrow and self.narrow == self.readers and type(self.payload) is lineage.Bound:  # NOTE [LoRA branch]
+            node = lineage.narrowed(self.payload.template)  # rule 5: every reader widens the 16-bit value itself
+            if node is not None:
+                return lineage.evaluate(lineage.Bound(node, self.payload.entries, self.payload.caches))
         return self._restore(self.codec.decode(self.payload))
 
     def decode_add(self, add: torch.Tensor, dtype: torch.dtype) -> torch.Tensor | None:
@@ -340,6 +346,7 @@ class Compressor:
         self.replayed_packs = 0  # packs this step carried out from a recorded plan
         self.lean_node = 0  # while a replayed unit's LoRA branch node saves: how many of its adapters' parameter
         # records are still to be passed over (NOTE [LoRA branch] rule 2, ``_pass_parameters``)
+        self.narrow_input = False  # while it saves: its fp32 input's entry may decode in 16 bits (rule 5 there)
         self._made: list[Entry] = []  # entries made this step, in order (a template's placeholders number them)
         self._log: list | None = None  # the running pack's actions, while recording
         self._lora_base: tuple | None = None  # (stored term, part, source spec kind, mark) while P3 stores it
@@ -756,6 +763,8 @@ class Compressor:
                     if out is not _MISS:
                         self.replayed_packs += 1
                         out.readers += 1  # NOTE [Shared decodes]
+                        if self.narrow_input and t.dtype is torch.float32 and rec.actions[-1][0] == "recipe":
+                            out.narrow += 1  # the branch node's fp32 input (NOTE [LoRA branch] rule 5)
                         return out
                 elif type(t._base) is nn.Parameter or self._params.is_param(t):
                     self._next = i + 1
@@ -792,6 +801,7 @@ class Compressor:
                 and not self._trace.diverged:
             self._pass_parameters(self._next, False)
         self.lean_node = 0
+        self.narrow_input = False
 
     def _pack_one(self, t: torch.Tensor) -> Any:
         if _graph_task_id() != -1:  # NOTE [Lifetimes] rule 7

@@ -43,6 +43,7 @@ outside any hooks, and are pure: decoding twice gives the same values.
 from __future__ import annotations
 
 import contextlib
+import copy
 import functools
 import math
 import weakref
@@ -442,7 +443,8 @@ class DropoutApply(Replay):
         if type(x_node) is NormTail:
             a, b, w, half, wide = [_eval(v, memo) for v in x_node.args]
             a, b = _tail_operands(a, b, w, half, wide)
-            if a.shape == shape and norm_tail.fusable(a, b, w, half, wide) and packed.device == a.device \
+            if a.shape == shape and wide == torch.float32 and norm_tail.fusable(a, b, w, half, wide) \
+                    and packed.device == a.device \
                     and packed.numel() == bitmask.packed_size(a.numel()):
                 return norm_tail.norm_tail_triton(a, b, w, half, packed, scale)
             x = norm_tail.norm_tail(a, b, w, half, wide)
@@ -1269,6 +1271,56 @@ def _fuse_swiglu_top(node: Node) -> Node:
         if isinstance(act, EntryRef) and isinstance(up, Node) and _is_silu_recipe(act.entry):
             return SwiGluProduct(act, up, dtype)
     return node
+
+
+# ------------------------------------------------------------------------- a widened input read in 16 bits
+def narrowed(node: Node) -> Node | None:
+    """``node``, a recipe that widens a 16-bit tensor to fp32 under views (peft's fp32 copy of a LoRA input, as saved:
+    ``as_strided(x.to(fp32))``, ``as_strided(NormTail(..., wide=fp32))``, ``as_strided(SwiGluProduct(..., fp32))``),
+    without that widening: the same values
+    in 16 bits, for a reader that widens them itself (NOTE [LoRA branch] rule 5); None for any other recipe. Asked
+    once per plan template (kept on the node, which is never changed once built)."""
+    cached = node.__dict__.get("_narrowed", _MISSING)
+    if cached is _MISSING:
+        cached = node._narrowed = _narrowed(node)
+    return cached
+
+
+_MISSING = object()
+
+
+def _narrowed(node: Any) -> Node | None:
+    if type(node) is NormTail and node.autocast is None and node.args[4] == torch.float32:
+        a, b, w, half, _ = node.args
+        return NormTail(a, b, w, half, half)
+    if type(node) is SwiGluProduct and node.autocast is None and node.args[2] == torch.float32:
+        narrow = copy.copy(node)  # (its SiLU input as read from the recorded entry at its making)
+        narrow.__dict__.pop("_key", None)
+        narrow.__dict__.pop("_narrowed", None)
+        narrow.args = node.args[:2] + (None,)
+        return narrow
+    if type(node) is not Replay or node.autocast is not None or not node.args or not isinstance(node.args[0], Node):
+        return None
+    inner, dtype = _cast_of(node)
+    if inner is not None:
+        return inner if dtype == torch.float32 and isinstance(inner, Node) else None
+    if node.name not in _PURE_VIEWS or node.kwargs or any(isinstance(a, (Node, torch.dtype)) for a in node.args[1:]):
+        return None
+    below = _narrowed(node.args[0])
+    if below is None:
+        return None
+    if node.name == "as_strided":  # indexes storage: the same elements only where the 16-bit value is laid as the
+        return Replay(_as_strided_narrow, "as_strided_narrow", (below,) + node.args[1:], {})  # cast's output was
+    return Replay(node.func, node.name, (below,) + node.args[1:], {})
+
+
+def _as_strided_narrow(x: torch.Tensor, *args: Any) -> torch.Tensor:
+    """``as_strided`` of a narrowed value (:func:`narrowed`): the recorded cast's output was a fresh dense tensor,
+    so the recorded sizes, strides and offset index it as they index ``x`` where ``x`` is contiguous from its
+    storage's start; otherwise ``x`` is widened first, as recorded (the reader then gets fp32)."""
+    if not (x.is_contiguous() and x.storage_offset() == 0):
+        x = x.to(torch.float32)
+    return torch.as_strided(x, *args)
 
 
 # ------------------------------------------------------------------------------------ fused RMSNorm tail

@@ -30,6 +30,15 @@ NOTE [LoRA branch]
   4. Only for :func:`fits`: one active adapter behind ``nn.Identity`` (no dropout), no adapter bias, a 16-bit input
      cast to fp32 adapters (peft's default for a 16-bit model), a contiguous input, and the fused sum's case
      (``lora_sum.fits``); else the lean body's ops as before. ``ENABLED`` off gives those back.
+  5. Its backward reads the input in 16 bits where it can (``NARROW_INPUT``): under an ``inter`` policy the fp32
+     input it saves is a recipe that widens a 16-bit tensor (the norm's output, the attention's, SwiGLU's product),
+     which the backward decoded in fp32 (4 bytes an element written, then read by the input pass: ~3.9 GB of a
+     4x1024 step of the benchmark's model, session 46). While the node saves, the engine counts each replayed recipe
+     entry it saves as read ``narrow`` (``Compressor.narrow_input``); an entry whose readers are all such nodes
+     (q, k and v share one) decodes as the recipe without its widening (``lineage.narrowed``: the 16-bit value under
+     the same views), and the node widens it itself, exactly (a cast of 16-bit values to fp32 is exact): the same
+     products, the same bits. An entry any other reader takes (peft's ops in a deciding step or outside a unit, a
+     recipe reading it) decodes in fp32 as before, and so does one whose recipe has no such widening.
 """
 
 from __future__ import annotations
@@ -44,6 +53,7 @@ from .kernels.quant import use_triton
 
 ENABLED = True  # False: a lean body's branch as peft's ops, summed by lora_sum (rule 4)
 PASS_PARAMETERS = True  # False: the node saves the adapters' views too, as peft's ops (rule 2)
+NARROW_INPUT = True  # False: the node's saved input always decodes in fp32 (rule 5)
 BACKWARD = "auto"  # rule 3: "auto", "ref" (peft's bits) or "triton"
 
 
@@ -119,7 +129,8 @@ class _LoraBranch(torch.autograd.Function):
                 g2 = grad.reshape(-1, grad.shape[-1]).contiguous()
                 dx, ga, gb = _kernels.branch_grads(g2, xf.contiguous() if need_a else g2, h if need_b else g2,
                                                    a, b, s, ctx.x_dtype, (need_x, need_a, need_b))
-            else:
+            else:  # (rule 5: a 16-bit input widened as peft's cast did, exactly)
+                xf = xf.float() if need_a and xf.dtype != torch.float32 else xf
                 dx, ga, gb = _autograd_products(grad, xf, h, a, b, s, ctx.x_dtype, (need_x, need_a, need_b))
         if dx is not None:
             dx = dx.view(ctx.x_shape)

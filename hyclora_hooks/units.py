@@ -496,7 +496,7 @@ def lean_forward(m: nn.Module, x: torch.Tensor, bases: Any = None, leave: Any = 
     rule 10's lean body, and a checkpointed region's (:class:`RegionSums`).
     ``leave(base, output)`` is told the base layer's output where the base layer is in ``bases`` (rule 5); in a
     replayed unit, ``engine`` (the step's ``Compressor``) passes over the records of the adapters' views the branch
-    node does not save (NOTE [LoRA branch] rule 2)."""
+    node does not save and marks its input's entry as read in 16 bits (NOTE [LoRA branch] rules 2 and 5)."""
     mods = m._modules
     base = mods["base_layer"]
     p = base._parameters
@@ -516,6 +516,7 @@ def lean_forward(m: nn.Module, x: torch.Tensor, bases: Any = None, leave: Any = 
         if (bases is not None and len(active) == 1 and lora_sum.FUSED  # a replayed unit's: NOTE [LoRA branch]
                 and lora_branch.fits(m, x, result, a, lora_b[name], drops[name], m.scaling[name])):
             engine.lean_node = lora_branch.passed_parameters(x, w)
+            engine.narrow_input = lora_branch.NARROW_INPUT
             try:
                 return lora_branch.apply(result, x, w, pb["weight"], m.scaling[name])
             finally:

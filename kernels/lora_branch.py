@@ -8,12 +8,13 @@ back: 14 bytes an element of the branch's output and 20 of its input, ~22 ms of 
 * ``_rows_kernel``: ``gh = s * grad @ B`` (T x R), each program a block of rows over a fixed run of columns;
 * ``_cols_kernel``: ``gB = s * gradᵀ @ h`` (O x R), each program a block of columns over a fixed run of rows;
 * ``_input_kernel``: ``dx = gh @ A`` rounded to the input's dtype and ``gA = ghᵀ @ xf`` (R x I), each program a
-  block of columns over a fixed run of rows: the input read once, ``dx`` written once.
+  block of columns over a fixed run of rows: the input read once (fp32, or the 16-bit values peft's cast widened,
+  widened here: the same products), ``dx`` written once.
 
 Each partial sum has its own slot, summed after by torch (no atomics: the same bits every run). Products accumulate
 in fp32 through ``tl.dot`` at ``tf32x3`` precision (three TF32 products, fp32's accuracy on tensor cores; ``ieee``
 before Ampere and under the interpreter): the values are autograd's to within fp32 rounding, not its bits (another
-summation order). A run of ``_ITERS`` tiles is compiled in, so a new sequence length needs no new kernel.
+summation order). A run of tiles (``TILES``) is compiled in, so a new sequence length needs no new kernel.
 """
 
 from __future__ import annotations
@@ -24,16 +25,20 @@ from . import swiglu
 from .jit import once
 from .launch import launch
 
-_BT = _BC = 64  # rows and columns of a tile
-_ITERS = 4  # tiles a program sums along its reduction (4 beat 8 and 16 on an H200: session 44's tiles/)
-_WARPS = 4
+# Each pass's tiles: (rows of a tile, its columns, tiles a program sums along its reduction, warps, pipeline stages).
+# ``benchmarks/experiments/lora_branch_tiles.py`` sweeps them pass by pass (device time through CUDA graphs): on an
+# H200 these were the fastest of 15 settings at 4096 and 8192 tokens, by 2-5% of the three passes (session 46's
+# tiles/ and narrow/; a run of 4 had beaten 8 and 16 in session 44).
+TILES = {"rows": (64, 64, 2, 4, 3), "cols": (64, 64, 4, 4, 3), "input": (32, 64, 4, 4, 3)}
 _launches: dict = {}
 
 
 def branch_grads_ref(grad: torch.Tensor, xf: torch.Tensor, h: torch.Tensor, a: torch.Tensor, b: torch.Tensor,
                      scaling: float, dx_dtype: torch.dtype) -> tuple:
     """``(dx, gA, gB)`` of ``lora = (xf @ aᵀ) @ bᵀ * scaling`` for the output gradient ``grad`` (T x O), the fp32 input
-    ``xf`` (T x I), ``h = xf @ aᵀ`` (T x R), ``a`` (R x I) and ``b`` (O x R), by torch's fp32 matmuls: the oracle."""
+    ``xf`` (T x I; or the 16-bit values it widens), ``h = xf @ aᵀ`` (T x R), ``a`` (R x I) and ``b`` (O x R), by
+    torch's fp32 matmuls: the oracle."""
+    xf = xf.float()
     gl = grad.float() * scaling
     gh = gl @ b
     return (gh @ a).to(dx_dtype), gh.t() @ xf, gl.t() @ h
@@ -41,8 +46,8 @@ def branch_grads_ref(grad: torch.Tensor, xf: torch.Tensor, h: torch.Tensor, a: t
 
 def branch_grads(grad: torch.Tensor, xf: torch.Tensor, h: torch.Tensor, a: torch.Tensor, b: torch.Tensor,
                  scaling: float, dx_dtype: torch.dtype, need: tuple = (True, True, True)) -> tuple:
-    """:func:`branch_grads_ref` in three kernel passes (contiguous 2-D operands: a 16-bit ``grad``, fp32 ``xf``, ``h``,
-    ``a``, ``b``); ``need``: which of ``(dx, gA, gB)`` to compute (None for the others; their operands are then not
+    """:func:`branch_grads_ref` in three kernel passes (contiguous 2-D operands: a 16-bit ``grad``, the input ``xf``
+    in fp32 or as the 16-bit values it widens, fp32 ``h``, ``a``, ``b``); ``need``: which of ``(dx, gA, gB)`` to compute (None for the others; their operands are then not
     read). A rank that is no power of two from 16 up (``tl.dot``'s smallest) runs zero-padded to one."""
     _build()
     t, o = grad.shape
@@ -55,36 +60,53 @@ def branch_grads(grad: torch.Tensor, xf: torch.Tensor, h: torch.Tensor, a: torch
         return dx, None if ga is None else ga[:r], None if gb is None else gb[:, :r]
     dev = grad.device
     prec = _precision(dev)
-    int64 = t * max(o, i) + max(_BT, _BC) * _ITERS * max(o, i) >= 2**31
-    tiles = (r, _BT, _BC, _ITERS, _WARPS)  # with the rest of each launch's key: its compile-time values (rule 1 of
-    # NOTE [Direct launch]: one launch plan per set; a cached launcher of another rank or tile would run unchecked)
-    span_r, span_c = _BT * _ITERS, _BC * _ITERS  # rows / columns a program sums over
     dx = ga = gb = None
     if need[0] or need[1]:
-        parts = torch.empty((-(-o // span_c), t, r), dtype=torch.float32, device=dev)
-        launch(_rows_kernel, (-(-t // _BT), parts.shape[0]), _launches.setdefault(("rows", int64, prec, tiles), {}),
+        bt, bc, iters, warps, stages = tiles = TILES["rows"]
+        parts = torch.empty((-(-o // (bc * iters)), t, r), dtype=torch.float32, device=dev)
+        int64 = _int64(t, o, tiles)
+        launch(_rows_kernel, (-(-t // bt), parts.shape[0]), _plan("rows", r, tiles, int64, prec),
                (grad, b, parts, t, o, float(scaling)),
-               dict(R=r, BT=_BT, BC=_BC, ITERS=_ITERS, INT64=int64, PREC=prec, num_warps=_WARPS))
+               dict(R=r, BT=bt, BC=bc, ITERS=iters, INT64=int64, PREC=prec, num_warps=warps, num_stages=stages))
         gh = parts.sum(0) if parts.shape[0] > 1 else parts[0]
         kind = swiglu.KINDS.index(dx_dtype)
+        bt, bc, iters, warps, stages = tiles = TILES["input"]
         if need[0]:
             dx = torch.empty((t, i), dtype=dx_dtype, device=dev)
         if need[1]:
-            ga_parts = torch.empty((-(-t // span_r), r, i), dtype=torch.float32, device=dev)
-        launch(_input_kernel, (-(-i // _BC), -(-t // span_r)),
-               _launches.setdefault(("input", kind, need[0], need[1], int64, prec, tiles), {}),
+            ga_parts = torch.empty((-(-t // (bt * iters)), r, i), dtype=torch.float32, device=dev)
+        int64 = _int64(t, i, tiles)
+        launch(_input_kernel, (-(-i // bc), -(-t // (bt * iters))),
+               _plan("input", r, tiles, int64, prec, kind, need[0], need[1]),
                (xf, gh, a, dx if need[0] else gh, ga_parts if need[1] else gh, t, i),
-               dict(R=r, BT=_BT, BC=_BC, ITERS=_ITERS, KIND=kind, NEED_DX=need[0], NEED_GA=need[1], INT64=int64,
-                    PREC=prec, num_warps=_WARPS))
+               dict(R=r, BT=bt, BC=bc, ITERS=iters, KIND=kind, NEED_DX=need[0], NEED_GA=need[1], INT64=int64,
+                    PREC=prec, num_warps=warps, num_stages=stages))
         if need[1]:
             ga = ga_parts.sum(0) if ga_parts.shape[0] > 1 else ga_parts[0]
     if need[2]:
-        parts = torch.empty((-(-t // span_r), o, r), dtype=torch.float32, device=dev)
-        launch(_cols_kernel, (-(-o // _BC), parts.shape[0]), _launches.setdefault(("cols", int64, prec, tiles), {}),
+        bt, bc, iters, warps, stages = tiles = TILES["cols"]
+        parts = torch.empty((-(-t // (bt * iters)), o, r), dtype=torch.float32, device=dev)
+        int64 = _int64(t, o, tiles)
+        launch(_cols_kernel, (-(-o // bc), parts.shape[0]), _plan("cols", r, tiles, int64, prec),
                (grad, h, parts, t, o, float(scaling)),
-               dict(R=r, BT=_BT, BC=_BC, ITERS=_ITERS, INT64=int64, PREC=prec, num_warps=_WARPS))
+               dict(R=r, BT=bt, BC=bc, ITERS=iters, INT64=int64, PREC=prec, num_warps=warps, num_stages=stages))
         gb = parts.sum(0) if parts.shape[0] > 1 else parts[0]
     return dx, ga, gb
+
+
+def _int64(t: int, width: int, tiles: tuple) -> bool:
+    """Do a pass's offsets need 64 bits (a T x ``width`` operand, indexed up to a run of whole tiles past its end)?"""
+    bt, bc, iters = tiles[:3]
+    return t * width + max(bt, bc) * iters * width >= 2**31
+
+
+def _plan(*key: object) -> dict:
+    """The launch plan of a pass for ``key``: its name, the rank, its tiles and every other compile-time value (rule
+    1 of NOTE [Direct launch]: a launcher cached for another rank or tile must never run unchecked)."""
+    plan = _launches.get(key)
+    if plan is None:
+        plan = _launches[key] = {}
+    return plan
 
 
 def _precision(dev: torch.device) -> str:
@@ -160,7 +182,7 @@ def _input_kernel(x_ptr, gh_ptr, a_ptr, dx_ptr, ga_ptr, T, I, R: tl.constexpr, B
         m = (rows[:, None] < T) & (cols[None, :] < I)
         ght = tl.load(gh_ptr + rows[:, None] * R + r[None, :], mask=rows[:, None] < T, other=0.0)
         if NEED_GA:
-            xt = tl.load(x_ptr + rows[:, None] * I + cols[None, :], mask=m, other=0.0)
+            xt = tl.load(x_ptr + rows[:, None] * I + cols[None, :], mask=m, other=0.0).to(tl.float32)
             acc += tl.dot(tl.trans(ght), xt, input_precision=PREC)
         if NEED_DX:
             v = _round(tl.dot(ght, at, input_precision=PREC), KIND)

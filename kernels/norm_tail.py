@@ -39,9 +39,10 @@ def norm_tail_ref(x: torch.Tensor, rstd: torch.Tensor, w: torch.Tensor, half: to
 
 def fusable(x: torch.Tensor, rstd: torch.Tensor, w: torch.Tensor, half: torch.dtype, wide: torch.dtype) -> bool:
     """The kernel's case: fp32 ``x`` (contiguous, ``[..., H]``), fp32 ``rstd`` of shape ``[..., 1]`` (contiguous),
-    a contiguous ``[H]`` weight in ``half`` (bf16 or fp16), the result widened to fp32, all on one device."""
+    a contiguous ``[H]`` weight in ``half`` (bf16 or fp16), the result widened to fp32 or left in ``half`` (a LoRA
+    branch node's 16-bit input: NOTE [LoRA branch] rule 5), all on one device."""
     if x.dtype != torch.float32 or rstd.dtype != torch.float32 or half not in swiglu.HALVES or w.dtype != half \
-            or wide != torch.float32 or x.dim() < 1:
+            or wide not in (torch.float32, half) or x.dim() < 1:
         return False
     n = x.shape[-1]
     return (w.dim() == 1 and w.shape[0] == n and rstd.shape == x.shape[:-1] + (1,) and x.is_contiguous()
@@ -55,23 +56,26 @@ def norm_tail(x: torch.Tensor, rstd: torch.Tensor, w: torch.Tensor, half: torch.
     under ``TRITON_INTERPRET=1``), ``"ref"`` the reference."""
     if backend == "ref" or (backend == "auto" and not use_triton(x)) or not fusable(x, rstd, w, half, wide):
         return norm_tail_ref(x, rstd, w, half, wide)
-    return norm_tail_triton(x, rstd, w, half)
+    return norm_tail_triton(x, rstd, w, half, out_dtype=wide)
 
 
 def norm_tail_triton(x: torch.Tensor, rstd: torch.Tensor, w: torch.Tensor, half: torch.dtype,
-                     keep: torch.Tensor | None = None, scale: float = 1.0) -> torch.Tensor:
-    """The kernel path of :func:`norm_tail` (the caller checks :func:`fusable`); the result is fp32. With ``keep``
-    (a dropout mask packed in ``x``'s row-major order, kernels/bitmask.py) the result is dropped as it is written:
-    ``out * keep * scale``, the bits of ``bitmask.apply`` on the undropped result, one pass instead of two."""
+                     keep: torch.Tensor | None = None, scale: float = 1.0,
+                     out_dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """The kernel path of :func:`norm_tail` (the caller checks :func:`fusable`); the result is ``out_dtype``, fp32
+    or ``half`` (the values are ``half``'s either way). With ``keep`` (a dropout mask packed in ``x``'s row-major
+    order, kernels/bitmask.py; fp32 results only) the result is dropped as it is written: ``out * keep * scale``,
+    the bits of ``bitmask.apply`` on the undropped result, one pass instead of two."""
     _build()
-    out = torch.empty(x.shape, dtype=torch.float32, device=x.device)
+    out = torch.empty(x.shape, dtype=out_dtype, device=x.device)
     n = x.shape[-1]
     rows = x.numel() // n if n else 0
     if rows:
         drop = keep is not None
-        meta = {"KIND": swiglu.HALVES.index(half), "DROP": drop, "BLOCK": _BLOCK, "num_warps": _WARPS,
-                "enable_fp_fusion": False}
-        launch(_norm_tail_kernel, (rows, -(-n // _BLOCK)), _launches.setdefault((meta["KIND"], drop), {}),
+        narrow = out_dtype != torch.float32
+        meta = {"KIND": swiglu.HALVES.index(half), "DROP": drop, "NARROW": narrow, "BLOCK": _BLOCK,
+                "num_warps": _WARPS, "enable_fp_fusion": False}
+        launch(_norm_tail_kernel, (rows, -(-n // _BLOCK)), _launches.setdefault((meta["KIND"], drop, narrow), {}),
                (x, rstd, w, out, keep if drop else x, float(scale), n), meta)
     return out
 
@@ -84,7 +88,7 @@ _bit = None  # kernels/bitmask.py's jitted bit read, bound by _build
 
 
 def _norm_tail_kernel(x_ptr, r_ptr, w_ptr, o_ptr, p_ptr, scale, N, KIND: tl.constexpr, DROP: tl.constexpr,
-                      BLOCK: tl.constexpr):
+                      NARROW: tl.constexpr, BLOCK: tl.constexpr):
     row = tl.program_id(0).to(tl.int64)
     cols = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
     m = cols < N
@@ -95,7 +99,9 @@ def _norm_tail_kernel(x_ptr, r_ptr, w_ptr, o_ptr, p_ptr, scale, N, KIND: tl.cons
     y = _round(w * h, KIND)
     if DROP:
         y = y * _bit(p_ptr, row * N + cols, m).to(tl.float32) * scale
-    tl.store(o_ptr + row * N + cols, y, mask=m)
+    if NARROW and KIND == 0:  # y holds a bf16 value: its bits are the top half of its fp32 bits (the interpreter's
+        y = (y.to(tl.uint32, bitcast=True) >> 16).to(tl.uint16).to(tl.bfloat16, bitcast=True)  # cast flushes
+    tl.store(o_ptr + row * N + cols, y, mask=m)  # subnormals)
 
 
 @once

@@ -165,6 +165,59 @@ def test_replayed_steps_run_the_node_with_the_deciding_copys_packs(backward, ena
     assert nodes == (linears if enabled else 0)
 
 
+@pytest.mark.parametrize("backward", ["auto", "triton"])
+def test_the_nodes_input_decodes_in_16_bits_with_the_same_gradients(backward, monkeypatch):
+    """Rule 5: in replayed steps the node's saved fp32 input decodes as the 16-bit values its recipe widens (after
+    the norms, the attention, SwiGLU), each shared entry once; the LoRA gradients are the bits of the fp32 decode's
+    (``NARROW_INPUT`` off), for the reference backward and the kernels alike. Deciding steps decode it in fp32."""
+    from hyclora_hooks import engine
+
+    monkeypatch.setattr(lora_branch, "BACKWARD", backward)
+    decodes = []
+    real = engine.Entry.decode
+    monkeypatch.setattr(engine.Entry, "decode", lambda self: decodes.append((self.narrow, real(self).dtype))
+                        or real(self))
+    on = add_lora(tiny_llama(vocab=256, dtype=BF16, use_cache=False, layers=3), r=8)
+    on.train()
+    off = copy.deepcopy(on)
+    batch = random_batch(256, batch=2, seq=16)
+    for step in range(3):  # records, then replays
+        monkeypatch.setattr(lora_branch, "NARROW_INPUT", True)
+        decodes.clear()
+        got, nodes, ctx = _step(on, batch, True)
+        narrow = [dtype for n, dtype in decodes if n]
+        monkeypatch.setattr(lora_branch, "NARROW_INPUT", False)
+        want, _, _ = _step(off, batch, True)
+        assert torch.equal(got, want)
+        if step == 0:
+            assert nodes == 0 and narrow == []
+        else:  # per layer one input for q, k and v, one for o, one for gate and up, one for down
+            assert nodes > 0 and narrow == [BF16] * 4 * 3
+
+
+def test_narrowed_recipes():
+    """``lineage.narrowed``: a recipe that widens to fp32 under views loses the widening (the same values in 16 bits),
+    ``as_strided`` of a value not laid from its storage's start widens it as recorded, anything else is None."""
+    from hyclora_hooks import lineage
+
+    x = torch.randn(6, 8).bfloat16()
+    leaf = lineage.Const(x)
+    wide = lineage.Replay(torch.Tensor.to, "to", (leaf,), {"dtype": FP32})
+    strided = lineage.Replay(torch.as_strided, "as_strided", (wide, (8, 6), (1, 8), 0), {})
+    for node in (wide, strided, lineage.Replay(torch.Tensor.reshape, "reshape", (strided, (48,)), {})):
+        narrow = lineage.narrowed(node)
+        got, want = lineage.evaluate(narrow), lineage.evaluate(node)
+        assert got.dtype == BF16 and torch.equal(got.float(), want) and got.stride() == want.stride()
+    assert lineage.narrowed(lineage.Replay(torch.Tensor.to, "to", (leaf,), {"dtype": FP16})) is None
+    assert lineage.narrowed(lineage.Replay(torch.mul, "mul", (wide, 2.0), {})) is None
+    assert lineage.narrowed(leaf) is None
+    offset = lineage.Replay(torch.as_strided, "as_strided",
+                            (lineage.Replay(torch.Tensor.to, "to", (lineage.Const(x[1:]),), {"dtype": FP32}),
+                             (5, 8), (8, 1), 0), {})
+    got = lineage.evaluate(lineage.narrowed(offset))  # x[1:] starts past its storage's start: widened as recorded
+    assert got.dtype == FP32 and torch.equal(got, lineage.evaluate(offset))
+
+
 @pytest.mark.parametrize("passing", [True, False])
 def test_frozen_adapters_replay_every_pack(passing, monkeypatch):
     """Adapters frozen in part (a ``lora_B`` alone, both of a linear, ``lora_A`` alone): the node saves fewer
@@ -213,17 +266,18 @@ def test_the_node_holds_no_saved_input_itself():
     assert [shape for ref, shape in refs if ref() is not None] == [(18, 8)]
 
 
-@pytest.mark.parametrize("tiles", [(32, 64, 2), (64, 32, 3), (16, 16, 1)])
+@pytest.mark.parametrize("tiles", [(32, 64, 2), (64, 32, 3), (16, 16, 1), "mixed"])
 def test_other_tiles_give_the_same_products(tiles, monkeypatch):
-    """Tiles of other rows, columns and runs (the module's constants, as benchmarks/experiments/lora_branch_tiles.py
-    sets them): each reduction still covers every row and column once (rows and columns split apart)."""
+    """Tiles of other rows, columns and runs (``kernels.TILES``, as benchmarks/experiments/lora_branch_tiles.py sets
+    them), the same for every pass or each pass its own: each reduction still covers every row and column once (rows
+    and columns split apart), and the input pass reads the rows pass's slots whatever their number."""
     grad, x, a, b = _operands(150, 100, 170, 16)
     xf = x.float()
     h = xf @ a.t()
     want = kernels.branch_grads_ref(grad, xf, h, a, b, 1.5, BF16)
-    monkeypatch.setattr(kernels, "_BT", tiles[0])
-    monkeypatch.setattr(kernels, "_BC", tiles[1])
-    monkeypatch.setattr(kernels, "_ITERS", tiles[2])
+    own = {"rows": (32, 64, 2), "input": (64, 32, 3), "cols": (16, 16, 1)} if tiles == "mixed" else {}
+    for name in ("rows", "cols", "input"):
+        monkeypatch.setitem(kernels.TILES, name, own.get(name, tiles) + (4, 3))
     got = kernels.branch_grads(grad, xf, h, a, b, 1.5, BF16)
     for g, w in zip(got[1:], want[1:]):
         assert ((g - w).abs().max() / w.abs().max()) < 1e-5
@@ -253,10 +307,10 @@ def test_each_launch_plan_serves_one_set_of_compile_time_values(monkeypatch):
         kernel[grid](*args, **meta)
 
     monkeypatch.setattr(kernels, "launch", recording)
-    for r, tiles in [(16, (64, 64, 4)), (32, (64, 64, 4)), (16, (32, 64, 2)), (16, (64, 32, 3))]:
-        monkeypatch.setattr(kernels, "_BT", tiles[0])
-        monkeypatch.setattr(kernels, "_BC", tiles[1])
-        monkeypatch.setattr(kernels, "_ITERS", tiles[2])
+    for r, tiles in [(16, (64, 64, 4, 4, 3)), (32, (64, 64, 4, 4, 3)), (16, (32, 64, 2, 4, 3)),
+                     (16, (64, 32, 3, 4, 3)), (16, (64, 32, 3, 8, 3)), (16, (64, 32, 3, 8, 2))]:
+        for name in ("rows", "cols", "input"):
+            monkeypatch.setitem(kernels.TILES, name, tiles)
         grad, x, a, b = _operands(70, 48, 40, r)
         for dtype, need in [(BF16, (True, True, True)), (FP16, (True, False, True)), (BF16, (False, True, False))]:
             xf = x.float()

@@ -51,13 +51,18 @@ def test_kernel_gives_torchs_bits(half, rows, n):
     assert _same(got, want)
     # the reference is the recipe's op-by-op value: Hugging Face's ``weight * (x * rstd).to(bf16)``, cast to fp32
     assert _same(want, (w * (x * rstd).to(half)).float())
+    # left in ``half`` (a LoRA branch node's 16-bit input, NOTE [LoRA branch] rule 5): the same values, unwidened
+    narrow = nt.norm_tail(x, rstd, w, half, half, backend="triton")
+    assert narrow.dtype == half and narrow.shape == want.shape and narrow.is_contiguous()
+    assert _same(narrow.float(), want) and _same(nt.norm_tail_ref(x, rstd, w, half, half).float(), want)
 
 
 def test_operands_the_kernel_does_not_take_fall_back_to_torch():
     x, rstd, w = _inputs((4,), 64, BF16)
     assert nt.fusable(x, rstd, w, BF16, FP32)
     assert not nt.fusable(x, rstd, w.float(), BF16, FP32)  # the weight is not in the narrow dtype
-    assert not nt.fusable(x, rstd, w, BF16, BF16)  # no widening at the end
+    assert nt.fusable(x, rstd, w, BF16, BF16)  # left in bf16 (rule 5 of NOTE [LoRA branch])
+    assert not nt.fusable(x, rstd, w, BF16, FP16)  # neither the weight's dtype nor fp32
     assert not nt.fusable(x.bfloat16(), rstd, w, BF16, FP32)  # x is not fp32
     assert not nt.fusable(x, rstd.view(1, 4), w, BF16, FP32)  # rstd is not per row
     assert not nt.fusable(x.t().contiguous().t(), rstd, w, BF16, FP32)  # not contiguous
@@ -88,7 +93,7 @@ def test_fuse_norm_tail_finds_the_pattern_under_views(order, monkeypatch):
     monkeypatch.setattr(nt, "use_triton", lambda t: True)  # the kernel itself, under the interpreter
     calls = []
     real = nt.norm_tail_triton
-    monkeypatch.setattr(nt, "norm_tail_triton", lambda *a: calls.append(1) or real(*a))
+    monkeypatch.setattr(nt, "norm_tail_triton", lambda *a, **k: calls.append(1) or real(*a, **k))
     assert _same(lineage.evaluate(fused), want) and calls == [1]
     assert lineage.recipe_key(fused) is not None and lineage.recipe_key(fused) != lineage.recipe_key(node)
 
@@ -140,7 +145,7 @@ def test_a_llama_step_rebuilds_lora_inputs_with_the_kernel_bit_for_bit(name, att
     monkeypatch.setattr(nt, "use_triton", lambda t: True)
     calls = []
     real = nt.norm_tail_triton
-    monkeypatch.setattr(nt, "norm_tail_triton", lambda *a: calls.append(1) or real(*a))
+    monkeypatch.setattr(nt, "norm_tail_triton", lambda *a, **k: calls.append(1) or real(*a, **k))
     loss, grads, _ = step(model, batch, lambda: hyclora.compress(policy))
     assert calls and torch.equal(loss, loss0) and torch.equal(grads, exact)
     assert _tail_recipes(model, batch, load_policy("intra_inter")) == norms

@@ -57,7 +57,8 @@ Variants, each taking away one suspect:
   (``lora_branch.ENABLED`` off: NOTE [LoRA branch] in ``hyclora_hooks/lora_branch.py``); ``branch ref``: the node's
   reference backward (autograd's products, peft's bits) instead of its kernels. ``saved adapter views`` (session
   45): the node saves the views of its adapters as peft's products do, and a replay meets their records
-  (``lora_branch.PASS_PARAMETERS`` off: rule 2 there).
+  (``lora_branch.PASS_PARAMETERS`` off: rule 2 there). ``fp32 node input`` (session 46): the node's saved input
+  decodes in fp32 as before rule 5 there (``lora_branch.NARROW_INPUT`` off).
 
 ``--checkpoint``: every decoder layer under HF's non-reentrant checkpointing (``tools/bench_step.py``'s
 ``set_checkpointing``), plain's step included: its ratios are then to plain checkpointing's step.
@@ -97,7 +98,7 @@ CAP = engine.MAX_PENDING_BYTES
 SHIPPED = dict(prebuilt=False, waits=True, cap=CAP, bypass=True, early=True, each_pack=False, gc="on", pause=True,
                unit_packs=True, c_launcher=True, walk=False, helper_unit_packs=False, lean=True, states="checked",
                fused_sum=True, kept_views=True, c_apply=True, eager_releases=False, region_sums=True,
-               branch=True, branch_backward="auto", pass_params=True)
+               branch=True, branch_backward="auto", pass_params=True, narrow_input=True)
 VARIANTS = {  # name -> what differs from SHIPPED
     "as is": {},
     "as is again": {},
@@ -129,6 +130,7 @@ VARIANTS = {  # name -> what differs from SHIPPED
     "no branch node": dict(branch=False),
     "branch ref": dict(branch_backward="ref"),
     "saved adapter views": dict(pass_params=False),
+    "fp32 node input": dict(narrow_input=False),
 }
 _SETTLE, _PACK_ONE, _UNIT_PACK = engine.Compressor._settle, engine.Compressor._pack_one, engine.Compressor._unit_pack
 
@@ -221,6 +223,7 @@ def _set(v: dict) -> None:
     region_sums.ENABLED = v["region_sums"]
     lora_branch.ENABLED, lora_branch.BACKWARD = v["branch"], v["branch_backward"]
     lora_branch.PASS_PARAMETERS = v["pass_params"]
+    lora_branch.NARROW_INPUT = v["narrow_input"]
 
 
 def main() -> None:
