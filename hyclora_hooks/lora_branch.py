@@ -7,8 +7,9 @@ NOTE [LoRA branch]
   input's gradient back, ~22 ms of a 4x1024 step of 8 Llama-2-7B-shaped layers on an H200, where kernels reading the
   16-bit gradient take ~12 (docs/benchmarks.md session 44). Inside a replayed unit (NOTE [Replay units] rule 10) a
   LoRA linear's branch and sum are instead one node, :class:`_LoraBranch`:
-  1. Its forward computes what peft's ops compute, with the same kernels (the cast, the two products, the fused
-     sum), so the output has peft's bits.
+  1. Its forward computes what peft's ops compute: with the same kernels (the cast, the two products, the fused
+     sum) where ``FORWARD`` is ``"ref"`` (and on the CPU), so the output has peft's bits; on CUDA by default in one
+     kernel pass (rule 6), to within fp32 rounding.
   2. It saves the tensors peft's ops save, in their order, with their shapes, strides, dtypes and ``requires_grad``
      (``lora_A``'s product saves ``Aᵀ`` where the input needs a gradient and the fp32 input where ``A`` does, mat2
      first as torch's ``mm`` does (probed at import); ``lora_B``'s ``Bᵀ`` and ``h``), so a replayed
@@ -39,6 +40,11 @@ NOTE [LoRA branch]
      the same views), and the node widens it itself, exactly (a cast of 16-bit values to fp32 is exact): the same
      products, the same bits. An entry any other reader takes (peft's ops in a deciding step or outside a unit, a
      recipe reading it) decodes in fp32 as before, and so does one whose recipe has no such widening.
+  6. Its forward (``FORWARD``): ``"auto"`` runs ``kernels.lora_branch.branch_forward`` on CUDA, one launch for the
+     two products and the sum (``h`` and the output to within fp32 rounding of peft's, not its bits) where peft's ops
+     are four host calls, two of them cuBLAS's (a fifth of a replayed 4x1024 forward's host time on an H200, session
+     46); ``"ref"`` and the CPU run peft's ops (rule 1's bits); ``"triton"`` forces the kernel. The fp32 cast is
+     still made for the saved input's pack (rule 2), which the kernel does not read: it widens ``x`` itself.
 """
 
 from __future__ import annotations
@@ -55,6 +61,7 @@ ENABLED = True  # False: a lean body's branch as peft's ops, summed by lora_sum 
 PASS_PARAMETERS = True  # False: the node saves the adapters' views too, as peft's ops (rule 2)
 NARROW_INPUT = True  # False: the node's saved input always decodes in fp32 (rule 5)
 BACKWARD = "auto"  # rule 3: "auto", "ref" (peft's bits) or "triton"
+FORWARD = "auto"  # rule 6: "auto", "ref" (peft's ops and bits) or "triton"
 
 
 def _mm_saves_mat2_first() -> bool:
@@ -98,11 +105,15 @@ class _LoraBranch(torch.autograd.Function):
     def forward(ctx, base: torch.Tensor, x: torch.Tensor, a: torch.Tensor, b: torch.Tensor, scaling: float):
         rg_x, rg_a, rg_b = x.requires_grad, a.requires_grad, b.requires_grad
         rg_h = rg_x or rg_a
+        x2 = x.reshape(-1, x.shape[-1])
         with torch.enable_grad():  # rule 2: the saved tensors' requires_grad as autograd's have it
-            xf = x.reshape(-1, x.shape[-1]).to(a.dtype)  # rule 1: peft's cast (a node to x's, as peft's: no data)
+            xf = x2.to(a.dtype)  # rule 1: peft's cast (a node to x's, as peft's: no data)
             at, bt = a.t(), b.t()  # views of the parameters
-        h = xf.mm(at)  # rule 1: lora_A's and lora_B's products, the fused sum
-        out = _sum.lora_sum(base, h.mm(bt).view(base.shape), scaling)
+        if FORWARD == "triton" or FORWARD == "auto" and use_triton(x):  # rule 6: one pass
+            out, h = _kernels.branch_forward(x2, a, b, base, scaling)
+        else:
+            h = xf.mm(at)  # rule 1: lora_A's and lora_B's products, the fused sum
+            out = _sum.lora_sum(base, h.mm(bt).view(base.shape), scaling)
         h.requires_grad_(rg_h)  # a leaf: held by its gradient accumulator, as by the kept entry (T x R)
         if PASS_PARAMETERS:  # rule 2: peft's saved tensors less the adapters' views
             first, i = ([xf], 0) if rg_a else ([], None)

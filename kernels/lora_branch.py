@@ -1,4 +1,5 @@
-"""A LoRA branch's backward from the 16-bit output gradient: two passes over ``grad`` and one over the input.
+"""A LoRA branch's forward in one pass, and its backward from the 16-bit output gradient: two passes over ``grad``
+and one over the input.
 
 Why: peft keeps a 16-bit model's adapters in fp32, so autograd's backward of ``lora_B(lora_A(x.float())) * s`` writes
 ``grad * s`` in fp32, runs four skinny fp32 GEMMs over it and over the fp32 input, and casts the input's gradient
@@ -11,7 +12,13 @@ back: 14 bytes an element of the branch's output and 20 of its input, ~22 ms of 
   block of columns over a fixed run of rows: the input read once (fp32, or the 16-bit values peft's cast widened,
   widened here: the same products), ``dx`` written once.
 
-Each partial sum has its own slot, summed after by torch (no atomics: the same bits every run). Products accumulate
+Forward (``branch_forward``, session 46): ``_forward_kernel`` computes ``h = x·Aᵀ`` for a block of rows over the
+whole input width (the 16-bit input widened in registers, exactly) and then, for the same rows, ``base + (h·Bᵀ) * s``
+rounded once to the base's dtype (peft's sum, as ``kernels/lora_sum.py`` computes it), writing ``h`` and the output:
+one launch where peft's ops take four (the fp32 cast, two cuBLAS products, the sum), whose host time was a fifth of
+a replayed forward's on an H200 (``benchmarks/results/2026-12-04-h200-session46/spy/``).
+
+Each partial sum of the backward has its own slot, summed after by torch (no atomics: the same bits every run). Products accumulate
 in fp32 through ``tl.dot`` at ``tf32x3`` precision (three TF32 products, fp32's accuracy on tensor cores; ``ieee``
 before Ampere and under the interpreter): the values are autograd's to within fp32 rounding, not its bits (another
 summation order). A run of tiles (``TILES``) is compiled in, so a new sequence length needs no new kernel.
@@ -21,6 +28,7 @@ from __future__ import annotations
 
 import torch
 
+from . import lora_sum as _lora_sum
 from . import swiglu
 from .jit import once
 from .launch import launch
@@ -29,7 +37,11 @@ from .launch import launch
 # ``benchmarks/experiments/lora_branch_tiles.py`` sweeps them pass by pass (device time through CUDA graphs): on an
 # H200 these were the fastest of 15 settings at 4096 and 8192 tokens, by 2-5% of the three passes (session 46's
 # tiles/ and narrow/; a run of 4 had beaten 8 and 16 in session 44).
-TILES = {"rows": (64, 64, 2, 4, 3), "cols": (64, 64, 4, 4, 3), "input": (32, 64, 4, 4, 3)}
+# The forward's run is its whole width (``iters`` unused); (32, 128) with 4 warps was the fastest of 9 settings
+# (session 46's forward/: 8.58 ms a 4x1024 step against peft's ops' 15.54), and (64, 128) with 8 warps failed there
+# with an illegal address (not taken apart: a setting to leave alone).
+TILES = {"rows": (64, 64, 2, 4, 3), "cols": (64, 64, 4, 4, 3), "input": (32, 64, 4, 4, 3),
+         "forward": (32, 128, 1, 4, 3)}
 _launches: dict = {}
 
 
@@ -92,6 +104,40 @@ def branch_grads(grad: torch.Tensor, xf: torch.Tensor, h: torch.Tensor, a: torch
                dict(R=r, BT=bt, BC=bc, ITERS=iters, INT64=int64, PREC=prec, num_warps=warps, num_stages=stages))
         gb = parts.sum(0) if parts.shape[0] > 1 else parts[0]
     return dx, ga, gb
+
+
+def branch_forward_ref(x: torch.Tensor, a: torch.Tensor, b: torch.Tensor, base: torch.Tensor,
+                       scaling: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(out, h)``: peft's ops for ``base + lora_B(lora_A(x.float())) * scaling`` in ``base``'s dtype, with ``h =
+    x.float() @ aᵀ`` (2-D ``x`` (T x I), ``base`` of T rows of O): the oracle."""
+    h = x.to(a.dtype).mm(a.t())
+    return _lora_sum.lora_sum(base, h.mm(b.t()).view(base.shape), scaling), h
+
+
+def branch_forward(x: torch.Tensor, a: torch.Tensor, b: torch.Tensor, base: torch.Tensor,
+                   scaling: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`branch_forward_ref` in one kernel pass (contiguous operands: a 16-bit 2-D ``x``, fp32 ``a`` (R x I) and
+    ``b`` (O x R), ``base`` of T rows of O in a 16-bit dtype or fp32, any number of dims): the same values to within
+    fp32 rounding (``tl.dot`` at the backward's precision), not peft's bits; the output in ``base``'s shape (a tensor
+    of its own, no view: an autograd node's output that viewed another tensor would carry that base into the views
+    later packs save). Any rank: the kernel's is padded to a power of two from 16 up."""
+    _build()
+    t, i = x.shape
+    o, r = b.shape
+    dev = x.device
+    prec = _precision(dev)
+    bt, bc, _, warps, stages = tiles = TILES["forward"]
+    rp = max(16, 1 << (r - 1).bit_length())
+    out = torch.empty_like(base)
+    h = torch.empty((t, r), dtype=torch.float32, device=dev)
+    if t:
+        int64 = _int64(t, max(i, o), tiles)
+        kind = swiglu.KINDS.index(base.dtype)
+        launch(_forward_kernel, (-(-t // bt),), _plan("forward", rp, i, o, tiles, int64, prec, kind),
+               (x, a, b, base, out, h, t, r, float(scaling)),
+               dict(I=i, O=o, R=rp, BT=bt, BC=bc, KIND=kind, INT64=int64, PREC=prec, STAGES=stages, num_warps=warps,
+                    enable_fp_fusion=False))
+    return out, h
 
 
 def _int64(t: int, width: int, tiles: tuple) -> bool:
@@ -191,6 +237,34 @@ def _input_kernel(x_ptr, gh_ptr, a_ptr, dx_ptr, ga_ptr, T, I, R: tl.constexpr, B
         tl.store(ga_ptr + pt * R * I + r[:, None] * I + cols[None, :], acc, mask=cols[None, :] < I)
 
 
+def _forward_kernel(x_ptr, a_ptr, b_ptr, base_ptr, out_ptr, h_ptr, T, RR, S, I: tl.constexpr, O: tl.constexpr,
+                    R: tl.constexpr, BT: tl.constexpr, BC: tl.constexpr, KIND: tl.constexpr, INT64: tl.constexpr,
+                    PREC: tl.constexpr, STAGES: tl.constexpr):
+    """h[rows] = x[rows] @ aᵀ, then out[rows] = round_KIND(base[rows] + (h[rows] @ bᵀ) * S) (program: a block of
+    rows over the whole input, then the whole output; ``RR`` the rank, ``R`` it padded). The widths compile in (the
+    interpreter loops to no runtime bound; a model has a few)."""
+    rows = tl.program_id(0) * BT + tl.arange(0, BT)
+    if INT64:
+        rows = rows.to(tl.int64)
+    rmask = rows < T
+    r = tl.arange(0, R)
+    h = tl.zeros((BT, R), tl.float32)
+    for start in tl.range(0, I, BC, num_stages=STAGES):
+        cols = start + tl.arange(0, BC)
+        xt = tl.load(x_ptr + rows[:, None] * I + cols[None, :], mask=rmask[:, None] & (cols[None, :] < I),
+                     other=0.0).to(tl.float32)
+        at = tl.load(a_ptr + r[None, :] * I + cols[:, None], mask=(cols[:, None] < I) & (r[None, :] < RR), other=0.0)
+        h += tl.dot(xt, at, input_precision=PREC)
+    tl.store(h_ptr + rows[:, None] * RR + r[None, :], h, mask=rmask[:, None] & (r[None, :] < RR))
+    for start in tl.range(0, O, BC, num_stages=STAGES):
+        cols = start + tl.arange(0, BC)
+        bt = tl.load(b_ptr + cols[None, :] * RR + r[:, None], mask=(cols[None, :] < O) & (r[:, None] < RR), other=0.0)
+        m = rmask[:, None] & (cols[None, :] < O)
+        base = tl.load(base_ptr + rows[:, None] * O + cols[None, :], mask=m, other=0.0).to(tl.float32)
+        lora = tl.dot(h, bt, input_precision=PREC)
+        tl.store(out_ptr + rows[:, None] * O + cols[None, :], _round(base + lora * S, KIND), mask=m)
+
+
 @once
 def _build() -> None:
-    swiglu.build_with_round(globals(), ("_rows_kernel", "_cols_kernel", "_input_kernel"))
+    swiglu.build_with_round(globals(), ("_rows_kernel", "_cols_kernel", "_input_kernel", "_forward_kernel"))

@@ -49,6 +49,22 @@ def test_kernels_give_the_products_within_fp32_rounding(t, i, o, r, dtype):
     assert ((dx.double() - want[0]).abs() <= eps * want[0].abs() + 1e-6 * want[0].abs().max()).all()
 
 
+@pytest.mark.parametrize("t,i,o,r,dtype", [(37, 70, 90, 16, BF16), (64, 128, 96, 8, FP16), (5, 64, 64, 32, FP32),
+                                           (130, 48, 200, 16, BF16)])
+def test_forward_kernel_gives_pefts_values_within_fp32_rounding(t, i, o, r, dtype):
+    """NOTE [LoRA branch] rule 6: ``branch_forward``'s ``h`` and output against peft's ops (``branch_forward_ref``):
+    ``h`` to fp32 rounding, the output to one rounding of its dtype (an fp32 sum rounds to a neighbouring value where
+    it falls near a tie), any rank (padded in the kernel), ragged tiles, a base in any of the dtypes."""
+    grad, x, a, b = _operands(t, i, o, r, BF16 if dtype == FP32 else dtype)
+    base = torch.randn(t, o, generator=torch.Generator().manual_seed(3)).to(dtype)
+    out, h = kernels.branch_forward(x, a, b, base, 1.5)
+    want_out, want_h = kernels.branch_forward_ref(x, a, b, base, 1.5)
+    assert out.dtype == dtype and out.shape == want_out.shape and h.shape == (t, r) and h.is_contiguous()
+    assert ((h - want_h).abs().max() / want_h.abs().max()) < 1e-5
+    ulp = {BF16: 2 ** -7, FP16: 2 ** -10, FP32: 2 ** -22}[dtype]
+    assert ((out.float() - want_out.float()).abs() <= ulp * want_out.float().abs() + 1e-6).all()
+
+
 def test_kernels_compute_only_what_is_needed():
     grad, x, a, b = _operands(80, 48, 72, 16)
     xf = x.float()
@@ -147,6 +163,7 @@ def test_replayed_steps_run_the_node_with_the_deciding_copys_packs(backward, ena
     within rounding. Off, no node is made."""
     monkeypatch.setattr(lora_branch, "ENABLED", enabled)
     monkeypatch.setattr(lora_branch, "BACKWARD", backward)
+    monkeypatch.setattr(lora_branch, "FORWARD", backward)  # rule 6: the forward kernel with the backward's
     on = add_lora(tiny_llama(vocab=256, dtype=BF16, use_cache=False, layers=3), r=8)
     on.train()
     off = copy.deepcopy(on)
@@ -173,6 +190,7 @@ def test_the_nodes_input_decodes_in_16_bits_with_the_same_gradients(backward, mo
     from hyclora_hooks import engine
 
     monkeypatch.setattr(lora_branch, "BACKWARD", backward)
+    monkeypatch.setattr(lora_branch, "FORWARD", backward)  # rule 6: the forward kernel with the backward's
     decodes = []
     real = engine.Entry.decode
     monkeypatch.setattr(engine.Entry, "decode", lambda self: decodes.append((self.narrow, real(self).dtype))

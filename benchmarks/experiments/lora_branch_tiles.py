@@ -48,6 +48,9 @@ p.add_argument("--settings", default="64,64,4,4,3;64,64,2,4,3;64,64,1,4,3;64,64,
 p.add_argument("--input-16", action="store_true",
                help="the input as a replayed step's node reads it since session 46: its 16-bit values (NOTE [LoRA "
                     "branch] rule 5), not widened to fp32")
+p.add_argument("--forward", action="store_true",
+               help="the forward pass instead (session 46: kernels.branch_forward against peft's ops as the node runs "
+                    "them, the fp32 cast included in both; --settings then sweeps the 'forward' tiles, iters unused)")
 p.add_argument("--prec", default="", help="tl.dot's input precision instead of the module's choice (tf32, ieee): "
                "how much of the time the three-product tf32x3 takes")
 args = p.parse_args()
@@ -129,8 +132,36 @@ def breakdown(t: int, ops: dict) -> None:
         print(f"| {t} | {label} | {total:.2f} | {nbytes / 1e9:.2f} | {nbytes / total / 1e6:.0f} |")
 
 
+def forward_run(ops: dict, kernel: bool) -> tuple[float, float]:
+    """(ms a step, largest relative error of the output against peft's ops) of the node's forward: the fp32 cast it
+    makes for its pack, then the kernel or peft's ops."""
+    err, total = 0.0, 0.0
+    for (n_in, n_out), k in shapes.items():
+        g, x, h, a, b = ops[(n_in, n_out)]
+        x = x if x.dtype != torch.float32 else x.bfloat16()
+        base = g  # a 16-bit T x O tensor (the gradient's values stand in for the base layer's output)
+
+        def fwd():
+            x.to(torch.float32)
+            return (kernels.branch_forward if kernel else kernels.branch_forward_ref)(x, a, b, base, S)
+        got, want = fwd()[0], kernels.branch_forward_ref(x, a, b, base, S)[0]
+        err = max(err, float((got.float() - want.float()).abs().max() / want.float().abs().max()))
+        total += k * args.layers * median_ms(device_work(fwd))
+    return total, err
+
+
 for t in (int(v) for v in args.tokens.split(",")):
     ops = {s: operands(t, *s) for s in shapes}
+    if args.forward:
+        base, _ = forward_run(ops, False)
+        print(f"| {t} | forward | peft's ops (cast, two cuBLAS products, the fused sum) | {base:.2f} | 1.000 | 0 |")
+        for setting in settings:
+            kernels.TILES.update(own)
+            kernels.TILES["forward"] = setting
+            total, err = forward_run(ops, True)
+            print(f"| {t} | forward | {setting} | {total:.2f} | {total / base:.3f} | {err:.1e} |")
+        kernels.TILES.update(own)
+        continue
     if args.breakdown:
         if t == int(args.tokens.split(",")[0]):
             print("| tokens | computed | ms a step | GB moved at least | GB/s |")

@@ -58,7 +58,8 @@ Variants, each taking away one suspect:
   reference backward (autograd's products, peft's bits) instead of its kernels. ``saved adapter views`` (session
   45): the node saves the views of its adapters as peft's products do, and a replay meets their records
   (``lora_branch.PASS_PARAMETERS`` off: rule 2 there). ``fp32 node input`` (session 46): the node's saved input
-  decodes in fp32 as before rule 5 there (``lora_branch.NARROW_INPUT`` off).
+  decodes in fp32 as before rule 5 there (``lora_branch.NARROW_INPUT`` off); ``peft forward`` (session 46): the
+  node's forward runs peft's ops (the cast, two cuBLAS products, the fused sum) instead of its kernel (rule 6).
 
 ``--checkpoint``: every decoder layer under HF's non-reentrant checkpointing (``tools/bench_step.py``'s
 ``set_checkpointing``), plain's step included: its ratios are then to plain checkpointing's step.
@@ -98,7 +99,7 @@ CAP = engine.MAX_PENDING_BYTES
 SHIPPED = dict(prebuilt=False, waits=True, cap=CAP, bypass=True, early=True, each_pack=False, gc="on", pause=True,
                unit_packs=True, c_launcher=True, walk=False, helper_unit_packs=False, lean=True, states="checked",
                fused_sum=True, kept_views=True, c_apply=True, eager_releases=False, region_sums=True,
-               branch=True, branch_backward="auto", pass_params=True, narrow_input=True)
+               branch=True, branch_backward="auto", pass_params=True, narrow_input=True, branch_forward="auto")
 VARIANTS = {  # name -> what differs from SHIPPED
     "as is": {},
     "as is again": {},
@@ -128,7 +129,8 @@ VARIANTS = {  # name -> what differs from SHIPPED
     "session 40": dict(kept_views=False, c_apply=False, eager_releases=True),
     "no region sums": dict(region_sums=False),
     "no branch node": dict(branch=False),
-    "branch ref": dict(branch_backward="ref"),
+    "branch ref": dict(branch_backward="ref", branch_forward="ref"),
+    "peft forward": dict(branch_forward="ref"),
     "saved adapter views": dict(pass_params=False),
     "fp32 node input": dict(narrow_input=False),
 }
@@ -222,6 +224,7 @@ def _set(v: dict) -> None:
     accounting.Accountant.release = _eager_release if v["eager_releases"] else _RELEASE
     region_sums.ENABLED = v["region_sums"]
     lora_branch.ENABLED, lora_branch.BACKWARD = v["branch"], v["branch_backward"]
+    lora_branch.FORWARD = v["branch_forward"]
     lora_branch.PASS_PARAMETERS = v["pass_params"]
     lora_branch.NARROW_INPUT = v["narrow_input"]
 
