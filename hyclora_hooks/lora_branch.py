@@ -108,17 +108,18 @@ class _LoraBranch(torch.autograd.Function):
         x2 = x.reshape(-1, x.shape[-1])
         with torch.enable_grad():  # rule 2: the saved tensors' requires_grad as autograd's have it
             xf = x2.to(a.dtype)  # rule 1: peft's cast (a node to x's, as peft's: no data)
-            at, bt = a.t(), b.t()  # views of the parameters
         if FORWARD == "triton" or FORWARD == "auto" and use_triton(x):  # rule 6: one pass
             out, h = _kernels.branch_forward(x2, a, b, base, scaling)
         else:
-            h = xf.mm(at)  # rule 1: lora_A's and lora_B's products, the fused sum
-            out = _sum.lora_sum(base, h.mm(bt).view(base.shape), scaling)
+            h = xf.mm(a.t())  # rule 1: lora_A's and lora_B's products, the fused sum
+            out = _sum.lora_sum(base, h.mm(b.t()).view(base.shape), scaling)
         h.requires_grad_(rg_h)  # a leaf: held by its gradient accumulator, as by the kept entry (T x R)
         if PASS_PARAMETERS:  # rule 2: peft's saved tensors less the adapters' views
             first, i = ([xf], 0) if rg_a else ([], None)
             second, j = ([h], len(first)) if rg_b else ([], None)
         else:
+            with torch.enable_grad():
+                at, bt = a.t(), b.t()  # the parameters' views, as peft's products save them
             first, i = _mm_saves(xf, at, rg_a, rg_x, 0)
             second, j = _mm_saves(h, bt, rg_b, rg_h, len(first))
         ctx.save_for_backward(*first, *second)
