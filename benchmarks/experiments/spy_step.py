@@ -8,11 +8,12 @@ kernel launches, the caching allocator) and the commonest leaf frames.
 
     TRITON_INTERPRET=0 PYTHONPATH=. python benchmarks/experiments/spy_step.py intra_inter@2 --shapes 4x1024 &
     py-spy record --native --threads --rate 250 --duration 20 --format raw --output spy.txt --pid <pid from READY>
-    python benchmarks/experiments/spy_step.py --summarise spy.txt
+    python benchmarks/experiments/spy_step.py --summarise spy.txt [--by-function]
 """
 
 import argparse
 import os
+import re
 import sys
 import time
 from collections import Counter, defaultdict
@@ -50,7 +51,7 @@ def summarise(path: str, top: int) -> None:
     leaves: dict[str, Counter] = defaultdict(Counter)
     totals: Counter = Counter()
     waits: Counter = Counter()
-    for line in Path(path).read_text().splitlines():
+    for line in _lines(path):
         stack, _, n = line.rpartition(" ")
         if not stack or not n.isdigit():
             continue
@@ -75,13 +76,50 @@ def summarise(path: str, top: int) -> None:
             print(f"  {100 * n / max(busy, 1):5.1f}%  {leaf}")
 
 
+def _lines(path: str):
+    """The raw output's lines (gzipped or not)."""
+    import gzip
+
+    return (gzip.open(path, "rt") if path.endswith(".gz") else open(path)).read().splitlines()
+
+
+def by_function(path: str, top: int) -> None:
+    """The main thread's busy forward samples (a ``Bench.forward`` frame on the stack, not waiting) by the innermost
+    Python frame of each (its own lines and the native calls below them: what it costs itself), then by file
+    (session 46)."""
+    frame = re.compile(r"^(.*) \((.*\.py):\d+\)$")
+    funcs: Counter = Counter()
+    files: Counter = Counter()
+    total = 0
+    for line in _lines(path):
+        stack, _, n = line.rpartition(" ")
+        frames = stack.split(";")
+        if not n.isdigit() or "MainThread" not in frames[0] or len(frames) <= 3 \
+                or any(w in f for f in frames for w in WAITS) or not any("Bench.forward (" in f for f in frames):
+            continue
+        inner = next((m for m in map(frame.match, reversed(frames)) if m), None)
+        if inner is None:
+            continue
+        total += int(n)
+        where = inner.group(2).split("site-packages/")[-1]
+        funcs[f"{inner.group(1)} ({where})"] += int(n)
+        files[where] += int(n)
+    print(f"forward: {total} busy samples of the main thread; by innermost Python frame:")
+    for name, n in funcs.most_common(top):
+        print(f"  {100 * n / max(total, 1):5.1f}%  {name}")
+    print("by file:")
+    for name, n in files.most_common(top):
+        print(f"  {100 * n / max(total, 1):5.1f}%  {name}")
+
+
 def main() -> None:
     if "--summarise" in sys.argv:
         p = argparse.ArgumentParser()
         p.add_argument("--summarise", required=True)
         p.add_argument("--top", type=int, default=25)
+        p.add_argument("--by-function", action="store_true", help="the forward by innermost Python frame instead")
         a = p.parse_args()
-        summarise(a.summarise, a.top)
+        (by_function if a.by_function else summarise)(a.summarise, a.top)
         return
 
     from tools.bench_step import (Bench, all_configs, build_model, build_parser, make_batch, parse_shapes,
