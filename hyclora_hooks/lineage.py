@@ -1277,9 +1277,8 @@ def _fuse_swiglu_top(node: Node) -> Node:
 def narrowed(node: Node) -> Node | None:
     """``node``, a recipe that widens a 16-bit tensor to fp32 under views (peft's fp32 copy of a LoRA input, as saved:
     ``as_strided(x.to(fp32))``, ``as_strided(NormTail(..., wide=fp32))``, ``as_strided(SwiGluProduct(..., fp32))``),
-    without that widening: the same values
-    in 16 bits, for a reader that widens them itself (NOTE [LoRA branch] rule 5); None for any other recipe. Asked
-    once per plan template (kept on the node, which is never changed once built)."""
+    without that widening: the same values in 16 bits, for a reader that widens them itself (NOTE [LoRA branch] rule
+    5); None for any other recipe. Asked once per plan template (kept on the node, never changed once built)."""
     cached = node.__dict__.get("_narrowed", _MISSING)
     if cached is _MISSING:
         cached = node._narrowed = _narrowed(node)

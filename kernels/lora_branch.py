@@ -18,10 +18,11 @@ rounded once to the base's dtype (peft's sum, as ``kernels/lora_sum.py`` compute
 one launch where peft's ops take four (the fp32 cast, two cuBLAS products, the sum), whose host time was a fifth of
 a replayed forward's on an H200 (``benchmarks/results/2026-12-04-h200-session46/spy/``).
 
-Each partial sum of the backward has its own slot, summed after by torch (no atomics: the same bits every run). Products accumulate
-in fp32 through ``tl.dot`` at ``tf32x3`` precision (three TF32 products, fp32's accuracy on tensor cores; ``ieee``
-before Ampere and under the interpreter): the values are autograd's to within fp32 rounding, not its bits (another
-summation order). A run of tiles (``TILES``) is compiled in, so a new sequence length needs no new kernel.
+Each partial sum of the backward has its own slot, summed after by torch (no atomics: the same bits every run).
+Products accumulate in fp32 through ``tl.dot`` at ``tf32x3`` precision (three TF32 products, fp32's accuracy on tensor
+cores; ``ieee`` before Ampere and under the interpreter): the values are autograd's to within fp32 rounding, not its
+bits (another summation order). A run of tiles (``TILES``) is compiled in, so a new sequence length needs no new
+kernel (the forward compiles in the widths instead).
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from .launch import launch
 
 # Each pass's tiles: (rows of a tile, its columns, tiles a program sums along its reduction, warps, pipeline stages).
 # ``benchmarks/experiments/lora_branch_tiles.py`` sweeps them pass by pass (device time through CUDA graphs): on an
-# H200 these were the fastest of 15 settings at 4096 and 8192 tokens, by 2-5% of the three passes (session 46's
+# H200 these were the fastest of 18 settings at 4096 and 8192 tokens, by 2-5% of the three passes (session 46's
 # tiles/ and narrow/; a run of 4 had beaten 8 and 16 in session 44).
 # The forward's run is its whole width (``iters`` unused); (32, 128) with 4 warps was the fastest of 9 settings
 # (session 46's forward/: 8.58 ms a 4x1024 step against peft's ops' 15.54), and (64, 128) with 8 warps failed there
@@ -59,8 +60,9 @@ def branch_grads_ref(grad: torch.Tensor, xf: torch.Tensor, h: torch.Tensor, a: t
 def branch_grads(grad: torch.Tensor, xf: torch.Tensor, h: torch.Tensor, a: torch.Tensor, b: torch.Tensor,
                  scaling: float, dx_dtype: torch.dtype, need: tuple = (True, True, True)) -> tuple:
     """:func:`branch_grads_ref` in three kernel passes (contiguous 2-D operands: a 16-bit ``grad``, the input ``xf``
-    in fp32 or as the 16-bit values it widens, fp32 ``h``, ``a``, ``b``); ``need``: which of ``(dx, gA, gB)`` to compute (None for the others; their operands are then not
-    read). A rank that is no power of two from 16 up (``tl.dot``'s smallest) runs zero-padded to one."""
+    in fp32 or as the 16-bit values it widens, fp32 ``h``, ``a``, ``b``); ``need``: which of ``(dx, gA, gB)`` to
+    compute (None for the others; their operands are then not read). A rank that is no power of two from 16 up
+    (``tl.dot``'s smallest) runs zero-padded to one."""
     _build()
     t, o = grad.shape
     r, i = a.shape

@@ -1,16 +1,17 @@
-"""Tiles of the LoRA branch's backward kernels (``kernels/lora_branch.py``), swept at the benchmark's shapes
-(sessions 44, 46).
+"""Tiles of the LoRA branch's kernels (``kernels/lora_branch.py``), swept at the benchmark's shapes (sessions 44, 46).
 
-Each pass (``rows``, ``cols``, ``input``) has its own tiles (``kernels.TILES``: rows and columns of a tile, the run of
-tiles a program sums, warps, pipeline stages). For each pass named in ``--passes`` every setting of ``--settings`` is
-given to that pass alone, the others keeping theirs; ``branch_grads`` then runs the three passes as the node runs
-them (a 16-bit gradient, the fp32 input as a replayed step unpacks it), is checked against ``branch_grads_ref`` (the
-largest difference of each result against its largest element), and timed (CUDA events around replays of a CUDA
-graph of one call: the device's time, not the host's, which set the per-call times of session 44), medians. A last row per
-token count gives each pass its fastest setting whose error is no larger than the module's own tiles give. The
-products autograd's backward of peft's ops runs (the node's ``"ref"`` backward) are timed in the same run as the
-baseline. Totals are per step of ``tools/bench_step.py``'s model (per layer q, k, v, o at 4096 -> 4096, gate and up at
-4096 -> 11008, down at 11008 -> 4096; 8 layers).
+Each pass (``rows``, ``cols``, ``input``; ``forward`` with ``--forward``) has its own tiles (``kernels.TILES``: rows
+and columns of a tile, the run of tiles a program sums, warps, pipeline stages). For each pass named in ``--passes``
+every setting of ``--settings`` is given to that pass alone, the others keeping theirs; ``branch_grads`` then runs
+the three passes as the node runs them (a 16-bit gradient, the input as a replayed step unpacks it: fp32, or 16-bit
+with ``--input-16``), is checked against ``branch_grads_ref`` (the largest difference of each result against its
+largest element), and timed (CUDA events around replays of a CUDA graph of one call: the device's time, not the
+host's, which set the per-call times of session 44), medians. A last row per token count gives each pass its
+fastest setting whose error is no larger than the module's own tiles give. The products autograd's backward of
+peft's ops runs (the node's ``"ref"`` backward) are timed in the same run as the baseline. ``--breakdown`` times the
+module's tiles by what is computed, with the bytes moved; ``--forward`` times ``branch_forward`` against peft's ops.
+Totals are per step of ``tools/bench_step.py``'s model (per layer q, k, v, o at 4096 -> 4096, gate and up at 4096 ->
+11008, down at 11008 -> 4096; 8 layers).
 
     TRITON_INTERPRET=0 PYTHONPATH=. python benchmarks/experiments/lora_branch_tiles.py --tokens 4096,8192
     TRITON_INTERPRET=1 python benchmarks/experiments/lora_branch_tiles.py --device cpu --tokens 96 --hidden 64 \\
