@@ -29,7 +29,7 @@ NOTE [LoRA branch]
      forces the kernels, under ``TRITON_INTERPRET=1`` on the CPU). The base's gradient is the incoming one, and the
      input's reaches the input's node before the base layer's, as peft's branch did (the same sums, in the same order).
   4. Only for :func:`fits`: one active adapter behind ``nn.Identity`` (no dropout), no adapter bias, a 16-bit input
-     cast to fp32 adapters (peft's default for a 16-bit model), a contiguous input, and the fused sum's case
+     cast to fp32 adapters (peft's default for a 16-bit model), a contiguous input and adapters, and the fused sum's case
      (``lora_sum.fits``); else the lean body's ops as before. ``ENABLED`` off gives those back.
   5. Its backward reads the input in 16 bits where it can (``NARROW_INPUT``): under an ``inter`` policy the fp32
      input it saves is a recipe that widens a 16-bit tensor (the norm's output, the attention's, SwiGLU's product),
@@ -85,6 +85,7 @@ def fits(m: nn.Module, x: torch.Tensor, base: torch.Tensor, a: nn.Module, b: nn.
     pa, pb = a._parameters, b._parameters
     w_a, w_b = pa["weight"], pb["weight"]
     return (pa.get("bias") is None and pb.get("bias") is None and w_a.dtype == w_b.dtype == torch.float32
+            and w_a.is_contiguous() and w_b.is_contiguous()  # (the kernels read them row by row)
             and x.dtype in (torch.bfloat16, torch.float16) and type(x) is torch.Tensor and x.is_contiguous()
             and x.device == base.device and x.shape[:-1] == base.shape[:-1]
             and w_a.shape[1] == x.shape[-1] and w_b.shape == (base.shape[-1], w_a.shape[0])

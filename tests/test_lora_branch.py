@@ -268,6 +268,21 @@ def test_dropout_keeps_the_branch_as_pefts_ops():
     assert ctx.replayed_units > 0 and nodes == 0
 
 
+def test_non_contiguous_adapters_keep_the_branch_as_pefts_ops():
+    """Rule 4: the kernels read the adapters row by row, so a LoRA linear whose ``lora_A`` weight is a transposed
+    layout runs peft's ops (and still replays); the others still become nodes."""
+    model = add_lora(tiny_llama(vocab=256, dtype=BF16, use_cache=False, layers=2))
+    model.train()
+    linears = [m for m in model.modules() if type(m).__name__ == "Linear" and hasattr(m, "lora_A")]
+    a = linears[0].lora_A["default"]
+    a.weight = nn.Parameter(a.weight.detach().t().contiguous().t())
+    assert not a.weight.is_contiguous()
+    batch = random_batch(256, batch=2, seq=16)
+    for _ in range(2):
+        _, nodes, ctx = _step(model, batch, True)
+    assert ctx.replayed_units > 0 and nodes == len(linears) - 1
+
+
 def test_the_node_holds_no_saved_input_itself():
     """What the node saves lives as long as the saved-tensor hooks keep it: here they keep nothing, and the fp32 input
     is gone after the forward (saved as a leaf that requires grad, its gradient accumulator would hold it: every LoRA
