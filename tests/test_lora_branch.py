@@ -213,6 +213,35 @@ def test_the_nodes_input_decodes_in_16_bits_with_the_same_gradients(backward, mo
             assert nodes > 0 and narrow == [BF16] * 4 * 3
 
 
+def test_an_input_another_reader_takes_decodes_in_fp32(monkeypatch):
+    """Rule 5 holds an entry to 16 bits only where every reader is a node: with k_proj's ``lora_A`` in a transposed
+    layout (peft's ops, rule 4), the input q, k and v share is read by peft's product too and decodes in fp32, the
+    others' in 16 bits; the gradients are the bits of a step with every input in fp32."""
+    from hyclora_hooks import engine
+
+    decodes = []
+    real = engine.Entry.decode
+    monkeypatch.setattr(engine.Entry, "decode", lambda self: decodes.append((self.narrow, self.readers,
+                                                                             real(self).dtype)) or real(self))
+    on = add_lora(tiny_llama(vocab=256, dtype=BF16, use_cache=False, layers=2), r=8)
+    on.train()
+    for layer in on.base_model.model.model.layers:
+        a = layer.self_attn.k_proj.lora_A["default"]
+        a.weight = nn.Parameter(a.weight.detach().t().contiguous().t())
+    off = copy.deepcopy(on)
+    batch = random_batch(256, batch=2, seq=16)
+    for step in range(3):
+        monkeypatch.setattr(lora_branch, "NARROW_INPUT", True)
+        decodes.clear()
+        got, _, _ = _step(on, batch, True)
+        monkeypatch.setattr(lora_branch, "NARROW_INPUT", False)
+        want, _, _ = _step(off, batch, True)
+        assert torch.equal(got, want)
+        if step:  # per layer: q/k/v's input, read by two nodes and peft's product, in fp32; o's, gate/up's, down's
+            assert sorted((n, r, d) for n, r, d in decodes if n) == sorted([(2, 3, FP32)] * 2 + [(1, 1, BF16)] * 4
+                                                                          + [(2, 2, BF16)] * 2)
+
+
 def test_narrowed_recipes():
     """``lineage.narrowed``: a recipe that widens to fp32 under views loses the widening (the same values in 16 bits),
     ``as_strided`` of a value not laid from its storage's start widens it as recorded, anything else is None."""
