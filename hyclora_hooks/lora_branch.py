@@ -111,9 +111,8 @@ class _LoraBranch(torch.autograd.Function):
             xf = x2.to(a.dtype)  # rule 1: peft's cast (a node to x's, as peft's: no data)
         if FORWARD == "triton" or FORWARD == "auto" and use_triton(x):  # rule 6: one pass
             out, h = _kernels.branch_forward(x2, a, b, base, scaling)
-        else:
-            h = xf.mm(a.t())  # rule 1: lora_A's and lora_B's products, the fused sum
-            out = _sum.lora_sum(base, h.mm(b.t()).view(base.shape), scaling)
+        else:  # rule 1: lora_A's and lora_B's products, the fused sum (of the cast made above: no second one)
+            out, h = _kernels.branch_forward_ref(xf, a, b, base, scaling)
         h.requires_grad_(rg_h)  # a leaf: held by its gradient accumulator, as by the kept entry (T x R)
         if PASS_PARAMETERS:  # rule 2: peft's saved tensors less the adapters' views
             first, i = ([xf], 0) if rg_a else ([], None)
@@ -143,7 +142,7 @@ class _LoraBranch(torch.autograd.Function):
                 dx, ga, gb = _kernels.branch_grads(g2, xf.contiguous() if need_a else g2, h if need_b else g2,
                                                    a, b, s, ctx.x_dtype, (need_x, need_a, need_b))
             else:  # (rule 5: a 16-bit input widened as peft's cast did, exactly)
-                xf = xf.float() if need_a and xf.dtype != torch.float32 else xf
+                xf = xf.float() if need_a else xf
                 dx, ga, gb = _autograd_products(grad, xf, h, a, b, s, ctx.x_dtype, (need_x, need_a, need_b))
         if dx is not None:
             dx = dx.view(ctx.x_shape)

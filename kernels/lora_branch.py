@@ -43,7 +43,7 @@ from .launch import launch
 # with an illegal address (not taken apart: a setting to leave alone).
 TILES = {"rows": (64, 64, 2, 4, 3), "cols": (64, 64, 4, 4, 3), "input": (32, 64, 4, 4, 3),
          "forward": (32, 128, 1, 4, 3)}
-_launches: dict = {}
+_launches: dict = {}  # a launch plan per pass and every compile-time value it keys on (NOTE [Direct launch] rule 1)
 
 
 def branch_grads_ref(grad: torch.Tensor, xf: torch.Tensor, h: torch.Tensor, a: torch.Tensor, b: torch.Tensor,
@@ -79,7 +79,8 @@ def branch_grads(grad: torch.Tensor, xf: torch.Tensor, h: torch.Tensor, a: torch
         bt, bc, iters, warps, stages = tiles = TILES["rows"]
         parts = torch.empty((-(-o // (bc * iters)), t, r), dtype=torch.float32, device=dev)
         int64 = _int64(t, o, tiles)
-        launch(_rows_kernel, (-(-t // bt), parts.shape[0]), _plan("rows", r, tiles, int64, prec),
+        launch(_rows_kernel, (-(-t // bt), parts.shape[0]),
+               _launches.setdefault(("rows", r, tiles, int64, prec), {}),
                (grad, b, parts, t, o, float(scaling)),
                dict(R=r, BT=bt, BC=bc, ITERS=iters, INT64=int64, PREC=prec, num_warps=warps, num_stages=stages))
         gh = parts.sum(0) if parts.shape[0] > 1 else parts[0]
@@ -91,7 +92,7 @@ def branch_grads(grad: torch.Tensor, xf: torch.Tensor, h: torch.Tensor, a: torch
             ga_parts = torch.empty((-(-t // (bt * iters)), r, i), dtype=torch.float32, device=dev)
         int64 = _int64(t, i, tiles)
         launch(_input_kernel, (-(-i // bc), -(-t // (bt * iters))),
-               _plan("input", r, tiles, int64, prec, kind, need[0], need[1]),
+               _launches.setdefault(("input", r, tiles, int64, prec, kind, need[0], need[1]), {}),
                (xf, gh, a, dx if need[0] else gh, ga_parts if need[1] else gh, t, i),
                dict(R=r, BT=bt, BC=bc, ITERS=iters, KIND=kind, NEED_DX=need[0], NEED_GA=need[1], INT64=int64,
                     PREC=prec, num_warps=warps, num_stages=stages))
@@ -101,7 +102,8 @@ def branch_grads(grad: torch.Tensor, xf: torch.Tensor, h: torch.Tensor, a: torch
         bt, bc, iters, warps, stages = tiles = TILES["cols"]
         parts = torch.empty((-(-t // (bt * iters)), o, r), dtype=torch.float32, device=dev)
         int64 = _int64(t, o, tiles)
-        launch(_cols_kernel, (-(-o // bc), parts.shape[0]), _plan("cols", r, tiles, int64, prec),
+        launch(_cols_kernel, (-(-o // bc), parts.shape[0]),
+               _launches.setdefault(("cols", r, tiles, int64, prec), {}),
                (grad, h, parts, t, o, float(scaling)),
                dict(R=r, BT=bt, BC=bc, ITERS=iters, INT64=int64, PREC=prec, num_warps=warps, num_stages=stages))
         gb = parts.sum(0) if parts.shape[0] > 1 else parts[0]
@@ -111,7 +113,8 @@ def branch_grads(grad: torch.Tensor, xf: torch.Tensor, h: torch.Tensor, a: torch
 def branch_forward_ref(x: torch.Tensor, a: torch.Tensor, b: torch.Tensor, base: torch.Tensor,
                        scaling: float) -> tuple[torch.Tensor, torch.Tensor]:
     """``(out, h)``: peft's ops for ``base + lora_B(lora_A(x.float())) * scaling`` in ``base``'s dtype, with ``h =
-    x.float() @ aᵀ`` (2-D ``x`` (T x I), ``base`` of T rows of O): the oracle."""
+    x.float() @ aᵀ`` (2-D ``x`` (T x I), 16-bit or already cast to fp32; ``base`` of T rows of O): the oracle, and the
+    node's ``"ref"`` forward (NOTE [LoRA branch] rule 1)."""
     h = x.to(a.dtype).mm(a.t())
     return _lora_sum.lora_sum(base, h.mm(b.t()).view(base.shape), scaling), h
 
@@ -135,7 +138,8 @@ def branch_forward(x: torch.Tensor, a: torch.Tensor, b: torch.Tensor, base: torc
     if t:
         int64 = _int64(t, max(i, o), tiles)
         kind = swiglu.KINDS.index(base.dtype)
-        launch(_forward_kernel, (-(-t // bt),), _plan("forward", rp, i, o, tiles, int64, prec, kind),
+        launch(_forward_kernel, (-(-t // bt),),
+               _launches.setdefault(("forward", rp, i, o, tiles, int64, prec, kind), {}),
                (x, a, b, base, out, h, t, r, float(scaling)),
                dict(I=i, O=o, R=rp, BT=bt, BC=bc, KIND=kind, INT64=int64, PREC=prec, STAGES=stages, num_warps=warps,
                     enable_fp_fusion=False))
@@ -146,15 +150,6 @@ def _int64(t: int, width: int, tiles: tuple) -> bool:
     """Do a pass's offsets need 64 bits (a T x ``width`` operand, indexed up to a run of whole tiles past its end)?"""
     bt, bc, iters = tiles[:3]
     return t * width + max(bt, bc) * iters * width >= 2**31
-
-
-def _plan(*key: object) -> dict:
-    """The launch plan of a pass for ``key``: its name, the rank, its tiles and every other compile-time value (rule
-    1 of NOTE [Direct launch]: a launcher cached for another rank or tile must never run unchecked)."""
-    plan = _launches.get(key)
-    if plan is None:
-        plan = _launches[key] = {}
-    return plan
 
 
 def _precision(dev: torch.device) -> str:

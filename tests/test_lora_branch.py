@@ -182,19 +182,29 @@ def test_replayed_steps_run_the_node_with_the_deciding_copys_packs(backward, ena
     assert nodes == (linears if enabled else 0)
 
 
+def _recorded_decodes(monkeypatch) -> list:
+    """``(narrow, readers, dtype)`` of every entry decoded from now on (each decoded once, as without the record)."""
+    from hyclora_hooks import engine
+
+    seen, real = [], engine.Entry.decode
+
+    def decode(self):
+        out = real(self)
+        seen.append((self.narrow, self.readers, out.dtype))
+        return out
+
+    monkeypatch.setattr(engine.Entry, "decode", decode)
+    return seen
+
+
 @pytest.mark.parametrize("backward", ["auto", "triton"])
 def test_the_nodes_input_decodes_in_16_bits_with_the_same_gradients(backward, monkeypatch):
     """Rule 5: in replayed steps the node's saved fp32 input decodes as the 16-bit values its recipe widens (after
     the norms, the attention, SwiGLU), each shared entry once; the LoRA gradients are the bits of the fp32 decode's
     (``NARROW_INPUT`` off), for the reference backward and the kernels alike. Deciding steps decode it in fp32."""
-    from hyclora_hooks import engine
-
     monkeypatch.setattr(lora_branch, "BACKWARD", backward)
     monkeypatch.setattr(lora_branch, "FORWARD", backward)  # rule 6: the forward kernel with the backward's
-    decodes = []
-    real = engine.Entry.decode
-    monkeypatch.setattr(engine.Entry, "decode", lambda self: decodes.append((self.narrow, real(self).dtype))
-                        or real(self))
+    decodes = _recorded_decodes(monkeypatch)
     on = add_lora(tiny_llama(vocab=256, dtype=BF16, use_cache=False, layers=3), r=8)
     on.train()
     off = copy.deepcopy(on)
@@ -203,7 +213,7 @@ def test_the_nodes_input_decodes_in_16_bits_with_the_same_gradients(backward, mo
         monkeypatch.setattr(lora_branch, "NARROW_INPUT", True)
         decodes.clear()
         got, nodes, ctx = _step(on, batch, True)
-        narrow = [dtype for n, dtype in decodes if n]
+        narrow = [dtype for n, _, dtype in decodes if n]
         monkeypatch.setattr(lora_branch, "NARROW_INPUT", False)
         want, _, _ = _step(off, batch, True)
         assert torch.equal(got, want)
@@ -217,12 +227,7 @@ def test_an_input_another_reader_takes_decodes_in_fp32(monkeypatch):
     """Rule 5 holds an entry to 16 bits only where every reader is a node: with k_proj's ``lora_A`` in a transposed
     layout (peft's ops, rule 4), the input q, k and v share is read by peft's product too and decodes in fp32, the
     others' in 16 bits; the gradients are the bits of a step with every input in fp32."""
-    from hyclora_hooks import engine
-
-    decodes = []
-    real = engine.Entry.decode
-    monkeypatch.setattr(engine.Entry, "decode", lambda self: decodes.append((self.narrow, self.readers,
-                                                                             real(self).dtype)) or real(self))
+    decodes = _recorded_decodes(monkeypatch)
     on = add_lora(tiny_llama(vocab=256, dtype=BF16, use_cache=False, layers=2), r=8)
     on.train()
     for layer in on.base_model.model.model.layers:
