@@ -39,8 +39,8 @@ from .launch import launch
 # H200 these were the fastest of 18 settings at 4096 and 8192 tokens, by 2-5% of the three passes (session 46's
 # tiles/ and narrow/; a run of 4 had beaten 8 and 16 in session 44).
 # The forward's run is its whole width (``iters`` unused); (32, 128) with 4 warps was the fastest of 9 settings
-# (session 46's forward/: 8.58 ms a 4x1024 step against peft's ops' 15.54), and (64, 128) with 8 warps failed there
-# with an illegal address (not taken apart: a setting to leave alone).
+# (session 46's forward/: 8.58 ms a 4x1024 step; the 15.54 of peft's ops there counted one fp32 cast too many), and
+# (64, 128) with 8 warps failed there with an illegal address (not taken apart: a setting to leave alone).
 TILES = {"rows": (64, 64, 2, 4, 3), "cols": (64, 64, 4, 4, 3), "input": (32, 64, 4, 4, 3),
          "forward": (32, 128, 1, 4, 3)}
 _launches: dict = {}  # a launch plan per pass and every compile-time value it keys on (NOTE [Direct launch] rule 1)

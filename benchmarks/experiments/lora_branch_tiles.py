@@ -142,9 +142,9 @@ def forward_run(ops: dict, kernel: bool) -> tuple[float, float]:
         x = x if x.dtype != torch.float32 else x.bfloat16()
         base = g  # a 16-bit T x O tensor (the gradient's values stand in for the base layer's output)
 
-        def fwd():
-            x.to(torch.float32)
-            return (kernels.branch_forward if kernel else kernels.branch_forward_ref)(x, a, b, base, S)
+        def fwd():  # as the node runs it: peft's products read its one cast (session 46's forward/ cast twice here)
+            xf = x.to(torch.float32)
+            return kernels.branch_forward(x, a, b, base, S) if kernel else kernels.branch_forward_ref(xf, a, b, base, S)
         got, want = fwd()[0], kernels.branch_forward_ref(x, a, b, base, S)[0]
         err = max(err, float((got.float() - want.float()).abs().max() / want.float().abs().max()))
         total += k * args.layers * median_ms(device_work(fwd))
