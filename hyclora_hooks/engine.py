@@ -252,6 +252,20 @@ def _kept_view(t: torch.Tensor, src: torch.Tensor, route: Route) -> bool:
     return type(route.codec) is Keep and t.untyped_storage().data_ptr() == src.untyped_storage().data_ptr()
 
 
+def _narrow_record(rec: replay.PackRecord) -> bool:
+    """Does ``rec`` store an fp32 tensor as a recipe widening a 16-bit value (``lineage.narrowed``) whose actions read
+    only op outputs of the step (sources by slot, recipes), never the pack's tensor? Then a replay may give it the
+    16-bit value in place of the copy (NOTE [LoRA branch] rule 7). Asked once per record (kept on it)."""
+    narrow = rec.narrow
+    if narrow is None:
+        actions = rec.actions
+        narrow = rec.narrow = (
+            rec.kind == "entry" and rec.meta[2] is torch.float32 and bool(actions) and actions[-1][0] == "recipe"
+            and all(a[0] == "recipe" or a[0] == "source" and a[1][0][0] == "slot" for a in actions[:-1])
+            and lineage.narrowed(actions[-1][1][0].node) is not None)
+    return narrow
+
+
 def _cuda_index(t: torch.Tensor) -> int | None:
     return t.get_device() if t.is_cuda else None
 
@@ -347,6 +361,7 @@ class Compressor:
         self.lean_node = 0  # while a replayed unit's LoRA branch node saves: how many of its adapters' parameter
         # records are still to be passed over (NOTE [LoRA branch] rule 2, ``_pass_parameters``)
         self.narrow_input = False  # while it saves: its fp32 input's entry may decode in 16 bits (rule 5 there)
+        self.narrow_save = False  # its next 16-bit pack stands for peft's fp32 copy of its input (rule 7 there)
         self._made: list[Entry] = []  # entries made this step, in order (a template's placeholders number them)
         self._log: list | None = None  # the running pack's actions, while recording
         self._lora_base: tuple | None = None  # (stored term, part, source spec kind, mark) while P3 stores it
@@ -650,17 +665,22 @@ class Compressor:
         self._acct.note_parameter()
         return t
 
-    def _replay_record(self, t: torch.Tensor, rec: replay.PackRecord) -> Any:
+    def _replay_record(self, t: torch.Tensor, rec: replay.PackRecord, narrow: bool = False) -> Any:
         """The recorded pack ``rec``'s actions on ``t``, once the checks of rule 3 passed (``_next_record``), or
-        ``_MISS``."""
+        ``_MISS``. ``narrow``: ``t`` is the 16-bit tensor a recorded fp32 copy of it widened (NOTE [LoRA branch] rule
+        7; a record :func:`_narrow_record` takes): no dedupe by its storage (q, k and v each save it), and accounted
+        as the copy its own storage, as peft's ops made one each."""
         self._next += 1
         acct, made, trace = self._acct, self._made, self._trace
         if rec.kind == "param":
             return self._replay_parameter_record(rec, t)
-        key = lineage.storage_key(t, self._storage_refs)  # self._key and self._stored, two frames less
-        hit = self._dedupe.get(key)
-        if hit is not None:
-            hit = hit()
+        if narrow:
+            key, hit = (object(),), None
+        else:
+            key = lineage.storage_key(t, self._storage_refs)  # self._key and self._stored, two frames less
+            hit = self._dedupe.get(key)
+            if hit is not None:
+                hit = hit()
         if rec.kind == "dup":
             if hit is None or rec.result >= len(made) or hit is not made[rec.result]:
                 return _MISS
@@ -714,13 +734,14 @@ class Compressor:
                     else:
                         got = made[index] if index < len(made) else None
                     if got is not None:
-                        self._account_recipe(t, site, got, key[0])
+                        self._account_recipe(t, site, got, key[0], t.numel() * 4 if narrow else None)
             except replay.Unreplayable:
                 return _MISS
             if (len(made) > before) != new or index >= len(made) or got is not made[index]:
                 return _MISS
         entry = made[rec.result]
-        self._remember(key, t, entry)
+        if not narrow:
+            self._remember(key, t, entry)
         return entry
 
     def _pack(self, t: torch.Tensor) -> Any:
@@ -752,18 +773,20 @@ class Compressor:
         forward come this way, a parameter's (~180 of them) in 4 Python calls instead of 11."""
         if _graph_task_id() != -1 or autocast_on() or t.is_cuda and t.get_device() != _cuda_device():
             return _MISS
-        i = self._next
+        i, dtype, narrow = self._next, t.dtype, False
+        if self.narrow_save and dtype is not torch.float32:  # the branch node's 16-bit input for its fp32 copy
+            dtype, narrow, self.narrow_save = torch.float32, True, False  # (NOTE [LoRA branch] rule 7)
         if i < self._units.replaying.pack_end and not self._trace.diverged:
             rec = self._replay_plan.packs[i]
-            if rec.kind == "param" and self.lean_node and type(t) is torch.Tensor and t._base is None:
+            if rec.kind == "param" and self.lean_node and type(t) is torch.Tensor and (t._base is None or narrow):
                 i, rec = self._pass_parameters(i, True)
-            if rec.meta == (t.shape, t.stride(), t.dtype, t.requires_grad):  # replay.pack_meta(t), one frame less
+            if rec.meta == (t.shape, t.stride(), dtype, t.requires_grad):  # replay.pack_meta(t), one frame less
                 if rec.kind != "param":
-                    out = self._replay_record(t, rec)
+                    out = self._replay_record(t, rec, narrow)
                     if out is not _MISS:
                         self.replayed_packs += 1
                         out.readers += 1  # NOTE [Shared decodes]
-                        if self.narrow_input and t.dtype is torch.float32 and rec.actions[-1][0] == "recipe":
+                        if self.narrow_input and dtype is torch.float32 and rec.actions[-1][0] == "recipe":
                             out.narrow += 1  # the branch node's fp32 input (NOTE [LoRA branch] rule 5)
                         return out
                 elif type(t._base) is nn.Parameter or self._params.is_param(t):
@@ -801,7 +824,19 @@ class Compressor:
                 and not self._trace.diverged:
             self._pass_parameters(self._next, False)
         self.lean_node = 0
-        self.narrow_input = False
+        self.narrow_input = self.narrow_save = False
+
+    def narrow_save_due(self) -> bool:
+        """May the branch node about to save (``lean_node`` set) save its 16-bit input for peft's fp32 copy (NOTE
+        [LoRA branch] rule 7)? Yes where the record its input's pack will meet, past the adapters' records it
+        passes, is one :func:`_narrow_record` takes."""
+        if self._mode != "replay" or self._units.replaying is None or self._trace.diverged:
+            return False
+        packs, end = self._replay_plan.packs, self._units.replaying.pack_end
+        j, stop = self._next, min(end, self._next + self.lean_node)
+        while j < stop and packs[j].kind == "param":
+            j += 1
+        return j < end and _narrow_record(packs[j])
 
     def _pack_one(self, t: torch.Tensor) -> Any:
         if _graph_task_id() != -1:  # NOTE [Lifetimes] rule 7
@@ -951,12 +986,15 @@ class Compressor:
             leaf.readers += 1
         return entry
 
-    def _account_recipe(self, t: torch.Tensor, site: SaveSite, entry: Entry, key: Any = None) -> None:
-        """Count ``t`` as saved, held by the recipe ``entry``; ``key``: ``t``'s storage key, where the caller has it."""
+    def _account_recipe(self, t: torch.Tensor, site: SaveSite, entry: Entry, key: Any = None,
+                        nbytes: int | None = None) -> None:
+        """Count ``t`` as saved, held by the recipe ``entry``; ``key``: ``t``'s storage key, where the caller has it;
+        ``nbytes``: its storage's size where ``t`` stands for another tensor (NOTE [LoRA branch] rule 7)."""
         storage = t.untyped_storage()  # (a new Python object at each call)
         if key is None:
             key = lineage.storage_ref(storage, self._storage_refs)
-        token = self._acct.admit(key, storage.nbytes(), site, "recompute", 0, False, None)
+        token = self._acct.admit(key, storage.nbytes() if nbytes is None else nbytes, site, "recompute", 0, False,
+                                 None)
         entry.hold(self._acct_ref, token)
 
     def _source(self, src: torch.Tensor, site: SaveSite, route: Route) -> Entry:

@@ -43,8 +43,16 @@ NOTE [LoRA branch]
   6. Its forward (``FORWARD``): ``"auto"`` runs ``kernels.lora_branch.branch_forward`` on CUDA, one launch for the
      two products and the sum (``h`` and the output to within fp32 rounding of peft's, not its bits) where peft's ops
      are four host calls, two of them cuBLAS's (a fifth of a replayed 4x1024 forward's host time on an H200, session
-     46); ``"ref"`` and the CPU run peft's ops (rule 1's bits); ``"triton"`` forces the kernel. The fp32 cast is
-     still made for the saved input's pack (rule 2), which the kernel does not read: it widens ``x`` itself.
+     46); ``"ref"`` and the CPU run peft's ops (rule 1's bits); ``"triton"`` forces the kernel, which widens ``x``
+     itself: peft's fp32 copy is made only for the saved input's pack (rule 2), and not at all where rule 7 holds.
+  7. With the forward kernel, the node saves ``x`` (a 2-D view, ``requires_grad`` as the copy's) in place of peft's
+     fp32 copy where the engine's record of that pack is a recipe widening a 16-bit value that reads op outputs
+     only (``Compressor.narrow_save_due``: rule 5's recipes; ``SAVE_16BIT_INPUT``): the pack meets the record as the
+     fp32 copy (``Compressor.narrow_save``), stores what it stored, and counts the copy's bytes as saved, a storage
+     of its own as each of peft's copies was, so the report does not change; the saved value decodes as rule 5 says
+     (16 bits, or the fp32 widening where another reader takes it). The copy cost a cast a LoRA linear (T x I x 6
+     bytes of memory traffic, ~7 GB a 4x1024 step of the benchmark's model, and one op's host work). Where the
+     record is any other (an intra-only policy's codes of the fp32 copy), the copy is made as before.
 """
 
 from __future__ import annotations
@@ -62,6 +70,7 @@ PASS_PARAMETERS = True  # False: the node saves the adapters' views too, as peft
 NARROW_INPUT = True  # False: the node's saved input always decodes in fp32 (rule 5)
 BACKWARD = "auto"  # rule 3: "auto", "ref" (peft's bits) or "triton"
 FORWARD = "auto"  # rule 6: "auto", "ref" (peft's ops and bits) or "triton"
+SAVE_16BIT_INPUT = True  # False: with the forward kernel, the fp32 copy is still made for the saved input (rule 7)
 
 
 def _mm_saves_mat2_first() -> bool:
@@ -92,6 +101,18 @@ def fits(m: nn.Module, x: torch.Tensor, base: torch.Tensor, a: nn.Module, b: nn.
             and _sum.base_fits(base, scaling))
 
 
+def forward_kernel(x: torch.Tensor) -> bool:
+    """Rule 6: does the node's forward run the kernel for input ``x``?"""
+    return FORWARD == "triton" or FORWARD == "auto" and use_triton(x)
+
+
+def saves_16bit_input(x: torch.Tensor, a: torch.Tensor) -> bool:
+    """Rule 7: may the node save ``x`` for peft's fp32 copy (its forward kernel does not read the copy; ``a``, the
+    ``lora_A`` weight, needs a gradient, so the copy would be saved)? Where the engine's record agrees
+    (``Compressor.narrow_save_due``)."""
+    return SAVE_16BIT_INPUT and a.requires_grad and torch.is_grad_enabled() and forward_kernel(x)
+
+
 def passed_parameters(x: torch.Tensor, a: torch.Tensor) -> int:
     """How many views of its adapters peft's products would save that the node does not (rule 2): ``Aᵀ`` where the
     input needs a gradient, ``Bᵀ`` where ``h`` does (the input or ``A``); none with grad off or ``PASS_PARAMETERS``
@@ -103,13 +124,17 @@ def passed_parameters(x: torch.Tensor, a: torch.Tensor) -> int:
 
 class _LoraBranch(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, base: torch.Tensor, x: torch.Tensor, a: torch.Tensor, b: torch.Tensor, scaling: float):
+    def forward(ctx, base: torch.Tensor, x: torch.Tensor, a: torch.Tensor, b: torch.Tensor, scaling: float,
+                narrow: bool):
         rg_x, rg_a, rg_b = x.requires_grad, a.requires_grad, b.requires_grad
         rg_h = rg_x or rg_a
         x2 = x.reshape(-1, x.shape[-1])
-        with torch.enable_grad():  # rule 2: the saved tensors' requires_grad as autograd's have it
-            xf = x2.to(a.dtype)  # rule 1: peft's cast (a node to x's, as peft's: no data)
-        if FORWARD == "triton" or FORWARD == "auto" and use_triton(x):  # rule 6: one pass
+        kernel, xf = forward_kernel(x), None
+        if rg_a or not kernel:  # (the kernel reads x2: the cast is made for lora_A's saved input alone)
+            with torch.enable_grad():  # rule 2: the saved tensors' requires_grad as autograd's have it
+                # rule 1: peft's cast (a node to x's, as peft's: no data); rule 7: x itself where it stands for it
+                xf = x.reshape(x2.shape) if narrow else x2.to(a.dtype)
+        if kernel:  # rule 6: one pass
             out, h = _kernels.branch_forward(x2, a, b, base, scaling)
         else:  # rule 1: lora_A's and lora_B's products, the fused sum (of the cast made above: no second one)
             out, h = _kernels.branch_forward_ref(xf, a, b, base, scaling)
@@ -146,7 +171,7 @@ class _LoraBranch(torch.autograd.Function):
                 dx, ga, gb = _autograd_products(grad, xf, h, a, b, s, ctx.x_dtype, (need_x, need_a, need_b))
         if dx is not None:
             dx = dx.view(ctx.x_shape)
-        return grad if need_base else None, dx, ga, gb, None
+        return grad if need_base else None, dx, ga, gb, None, None
 
 
 def _mm_saves(self_: torch.Tensor, mat2: torch.Tensor, need_self: bool, need_mat2: bool, at: int) -> tuple:
@@ -181,8 +206,10 @@ _C_APPLY = getattr(super(torch.autograd.Function, _LoraBranch), "apply", None)  
 _functorch_active = torch._C._are_functorch_transforms_active
 
 
-def apply(base: torch.Tensor, x: torch.Tensor, a: torch.Tensor, b: torch.Tensor, scaling: float) -> torch.Tensor:
-    """``(base + lora_B(lora_A(x.float())) * scaling).to(base.dtype)`` as one node, for a call that :func:`fits`."""
+def apply(base: torch.Tensor, x: torch.Tensor, a: torch.Tensor, b: torch.Tensor, scaling: float,
+          narrow: bool = False) -> torch.Tensor:
+    """``(base + lora_B(lora_A(x.float())) * scaling).to(base.dtype)`` as one node, for a call that :func:`fits`;
+    ``narrow``: save ``x`` for peft's fp32 copy of it (rule 7, where :func:`saves_16bit_input`)."""
     if _C_APPLY is None or _functorch_active():
-        return _LoraBranch.apply(base, x, a, b, scaling)
-    return _C_APPLY(base, x, a, b, scaling)
+        return _LoraBranch.apply(base, x, a, b, scaling, narrow)
+    return _C_APPLY(base, x, a, b, scaling, narrow)

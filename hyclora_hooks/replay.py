@@ -301,10 +301,11 @@ class PackRecord:
     order, where ``index`` is the entry the action gave and ``new`` whether it made that entry.
     """
 
-    __slots__ = ("op", "meta", "kind", "site", "actions", "result")
+    __slots__ = ("op", "meta", "kind", "site", "actions", "result", "narrow")
 
     def __init__(self, op: int, meta: tuple, kind: str, site: Any, actions: list, result: int | None):
         self.op, self.meta, self.kind, self.site, self.actions, self.result = op, meta, kind, site, actions, result
+        self.narrow: bool | None = None  # may a 16-bit tensor stand for its fp32 one (engine._narrow_record)
 
 
 def pack_meta(t: torch.Tensor) -> tuple:

@@ -496,7 +496,8 @@ def lean_forward(m: nn.Module, x: torch.Tensor, bases: Any = None, leave: Any = 
     rule 10's lean body, and a checkpointed region's (:class:`RegionSums`).
     ``leave(base, output)`` is told the base layer's output where the base layer is in ``bases`` (rule 5); in a
     replayed unit, ``engine`` (the step's ``Compressor``) passes over the records of the adapters' views the branch
-    node does not save and marks its input's entry as read in 16 bits (NOTE [LoRA branch] rules 2 and 5)."""
+    node does not save, marks its input's entry as read in 16 bits and may take the 16-bit input for its fp32 copy
+    (NOTE [LoRA branch] rules 2, 5 and 7)."""
     mods = m._modules
     base = mods["base_layer"]
     p = base._parameters
@@ -517,8 +518,9 @@ def lean_forward(m: nn.Module, x: torch.Tensor, bases: Any = None, leave: Any = 
                 and lora_branch.fits(m, x, result, a, lora_b[name], drops[name], m.scaling[name])):
             engine.lean_node = lora_branch.passed_parameters(x, w)
             engine.narrow_input = lora_branch.NARROW_INPUT
+            narrow = engine.narrow_save = lora_branch.saves_16bit_input(x, w) and engine.narrow_save_due()
             try:
-                return lora_branch.apply(result, x, w, pb["weight"], m.scaling[name])
+                return lora_branch.apply(result, x, w, pb["weight"], m.scaling[name], narrow)
             finally:
                 engine.end_lean_node()
         if cast and x.dtype != w.dtype:

@@ -14,9 +14,10 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
+import hyclora_hooks as hyclora  # noqa: E402
 from hyclora_hooks import lora_branch, lora_sum  # noqa: E402
 from hyclora_hooks.kernels import lora_branch as kernels  # noqa: E402
-from hyclora_hooks.models import add_lora, random_batch, tiny_llama  # noqa: E402
+from hyclora_hooks.models import add_lora, graph_nodes, lora_grads, random_batch, tiny_llama  # noqa: E402
 from test_lora_sum import node_step  # noqa: E402
 
 BF16, FP16, FP32 = torch.bfloat16, torch.float16, torch.float32
@@ -223,10 +224,13 @@ def test_the_nodes_input_decodes_in_16_bits_with_the_same_gradients(backward, mo
             assert nodes > 0 and narrow == [BF16] * 4 * 3
 
 
-def test_an_input_another_reader_takes_decodes_in_fp32(monkeypatch):
+@pytest.mark.parametrize("forward", ["auto", "triton"])
+def test_an_input_another_reader_takes_decodes_in_fp32(forward, monkeypatch):
     """Rule 5 holds an entry to 16 bits only where every reader is a node: with k_proj's ``lora_A`` in a transposed
     layout (peft's ops, rule 4), the input q, k and v share is read by peft's product too and decodes in fp32, the
-    others' in 16 bits; the gradients are the bits of a step with every input in fp32."""
+    others' in 16 bits; the gradients are the bits of a step with every input in fp32. With the forward kernel, q's
+    and v's nodes save the 16-bit input for that entry (rule 7) and read its fp32 decode all the same."""
+    monkeypatch.setattr(lora_branch, "FORWARD", forward)
     decodes = _recorded_decodes(monkeypatch)
     on = add_lora(tiny_llama(vocab=256, dtype=BF16, use_cache=False, layers=2), r=8)
     on.train()
@@ -245,6 +249,60 @@ def test_an_input_another_reader_takes_decodes_in_fp32(monkeypatch):
         if step:  # per layer: q/k/v's input, read by two nodes and peft's product, in fp32; o's, gate/up's, down's
             assert sorted((n, r, d) for n, r, d in decodes if n) == sorted([(2, 3, FP32)] * 2 + [(1, 1, BF16)] * 4
                                                                           + [(2, 2, BF16)] * 2)
+
+
+class _CountWidenings(torch.utils._python_dispatch.TorchDispatchMode):
+    """Counts the copies of a 16-bit tensor to fp32 run under it."""
+
+    def __init__(self):
+        super().__init__()
+        self.copies = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        if func is torch.ops.aten._to_copy.default and args[0].dtype in (BF16, FP16) and out.dtype == FP32:
+            self.copies += 1
+        return out
+
+
+def _widening_step(model, batch, preset):
+    """One ``preset``@2 step: (the LoRA gradients, fp32 copies its forward made, branch nodes, its report)."""
+    torch.manual_seed(0)
+    with _CountWidenings() as count:
+        with hyclora.compress(preset, bits=2) as ctx:
+            loss = model(**batch).loss
+    copies = count.copies
+    nodes = graph_nodes(loss, "_LoraBranchBackward")
+    loss.backward()
+    grads = lora_grads(model)
+    model.zero_grad(set_to_none=True)
+    return grads, copies, nodes, ctx
+
+
+@pytest.mark.parametrize("preset", ["intra_inter", "intra"])
+def test_the_node_saves_its_16_bit_input_for_the_fp32_copy(preset, monkeypatch):
+    """Rule 7: with the forward kernel, replayed steps' nodes save their 16-bit input where the record is a widening
+    recipe (an inter policy's), one fp32 copy fewer a LoRA linear in the forward, with the gradients, packs replayed
+    and report of a step that makes the copies (``SAVE_16BIT_INPUT`` off), bit for bit; under ``intra`` the record
+    codes the copy, which is then made as before."""
+    monkeypatch.setattr(lora_branch, "FORWARD", "triton")
+    monkeypatch.setattr(lora_branch, "BACKWARD", "triton")
+    on = add_lora(tiny_llama(vocab=256, dtype=BF16, use_cache=False, layers=3), r=8)
+    on.train()
+    off = copy.deepcopy(on)
+    batch = random_batch(256, batch=2, seq=16)
+    for step in range(3):  # records, then replays
+        monkeypatch.setattr(lora_branch, "SAVE_16BIT_INPUT", True)
+        got, fewer, nodes, ctx = _widening_step(on, batch, preset)
+        monkeypatch.setattr(lora_branch, "SAVE_16BIT_INPUT", False)
+        want, copies, _, ref = _widening_step(off, batch, preset)
+        assert torch.equal(got, want)
+        assert ctx.replayed_packs == ref.replayed_packs and ctx.report().packs == ref.report().packs
+        mine, theirs = ctx.report(), ref.report()
+        assert (mine.activation_bytes, mine.stored_bytes, mine.by_op) == \
+            (theirs.activation_bytes, theirs.stored_bytes, theirs.by_op)
+        assert copies - fewer == (nodes if step and preset == "intra_inter" else 0)
+    assert nodes == 21 and ctx.replayed_packs == ctx.report().packs
 
 
 def test_narrowed_recipes():

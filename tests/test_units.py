@@ -517,11 +517,11 @@ def test_a_body_that_raises_puts_the_global_hooks_back_and_the_next_steps_are_ex
     _same_steps(on, off, "intra_inter", batch, 2, bits=2)
     replay_record, seen = engine.Compressor._replay_record, []
 
-    def failing(self, t, rec):
+    def failing(self, t, rec, *narrow):
         seen.append(self._units.replaying is not None)
         if sum(seen) == 5:  # the fifth record carried out inside a replayed body
             raise RuntimeError("a pack failed")
-        return replay_record(self, t, rec)
+        return replay_record(self, t, rec, *narrow)
 
     monkeypatch.setattr(engine.Compressor, "_replay_record", failing)
     with pytest.raises(RuntimeError, match="a pack failed"):

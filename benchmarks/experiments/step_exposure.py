@@ -60,6 +60,8 @@ Variants, each taking away one suspect:
   (``lora_branch.PASS_PARAMETERS`` off: rule 2 there). ``fp32 node input`` (session 46): the node's saved input
   decodes in fp32 as before rule 5 there (``lora_branch.NARROW_INPUT`` off); ``peft forward`` (session 46): the
   node's forward runs peft's ops (the cast, two cuBLAS products, the fused sum) instead of its kernel (rule 6).
+  ``fp32 input copy`` (session 47): with the kernel, the node still makes peft's fp32 copy of its input for the
+  saved input's pack (``lora_branch.SAVE_16BIT_INPUT`` off: rule 7).
 
 ``--checkpoint``: every decoder layer under HF's non-reentrant checkpointing (``tools/bench_step.py``'s
 ``set_checkpointing``), plain's step included: its ratios are then to plain checkpointing's step.
@@ -99,7 +101,8 @@ CAP = engine.MAX_PENDING_BYTES
 SHIPPED = dict(prebuilt=False, waits=True, cap=CAP, bypass=True, early=True, each_pack=False, gc="on", pause=True,
                unit_packs=True, c_launcher=True, walk=False, helper_unit_packs=False, lean=True, states="checked",
                fused_sum=True, kept_views=True, c_apply=True, eager_releases=False, region_sums=True,
-               branch=True, branch_backward="auto", pass_params=True, narrow_input=True, branch_forward="auto")
+               branch=True, branch_backward="auto", pass_params=True, narrow_input=True, branch_forward="auto",
+               copy_input=False)
 VARIANTS = {  # name -> what differs from SHIPPED
     "as is": {},
     "as is again": {},
@@ -119,7 +122,7 @@ VARIANTS = {  # name -> what differs from SHIPPED
     "long-way unit packs": dict(unit_packs=False),
     "launcher object": dict(c_launcher=False),
     "walk every step": dict(walk=True),
-    "helper unit packs": dict(helper_unit_packs=True),
+    "helper unit packs": dict(helper_unit_packs=True, copy_input=True),  # (it knows no rule 7)
     "peft bodies": dict(lean=False),
     "unchecked states": dict(states="cached"),
     "peft sum": dict(fused_sum=False),
@@ -133,6 +136,7 @@ VARIANTS = {  # name -> what differs from SHIPPED
     "peft forward": dict(branch_forward="ref"),
     "saved adapter views": dict(pass_params=False),
     "fp32 node input": dict(narrow_input=False),
+    "fp32 input copy": dict(copy_input=True),
 }
 _SETTLE, _PACK_ONE, _UNIT_PACK = engine.Compressor._settle, engine.Compressor._pack_one, engine.Compressor._unit_pack
 
@@ -227,6 +231,7 @@ def _set(v: dict) -> None:
     lora_branch.FORWARD = v["branch_forward"]
     lora_branch.PASS_PARAMETERS = v["pass_params"]
     lora_branch.NARROW_INPUT = v["narrow_input"]
+    lora_branch.SAVE_16BIT_INPUT = not v["copy_input"]
 
 
 def main() -> None:
