@@ -829,8 +829,8 @@ class Compressor:
     def narrow_save_due(self) -> bool:
         """May the branch node about to save (``lean_node`` set) save its 16-bit input for peft's fp32 copy (NOTE
         [LoRA branch] rule 7)? Yes where the record its input's pack will meet, past the adapters' records it
-        passes, is one :func:`_narrow_record` takes."""
-        if self._mode != "replay" or self._units.replaying is None or self._trace.diverged:
+        passes, is one :func:`_narrow_record` takes, and the pack will go straight to it (``UNIT_PACKS``)."""
+        if not UNIT_PACKS or self._mode != "replay" or self._units.replaying is None or self._trace.diverged:
             return False
         packs, end = self._replay_plan.packs, self._units.replaying.pack_end
         j, stop = self._next, min(end, self._next + self.lean_node)
