@@ -152,6 +152,16 @@ def test_retain_graph_runs_the_backward_twice():
     assert all(torch.equal(f, s) for f, s in zip(first, second))
 
 
+def _pair(layers: int, adjust=None):
+    """A bf16 tiny Llama with rank-8 adapters in training mode (changed by ``adjust`` if given), a deep copy of it
+    to step beside it, and a batch."""
+    on = add_lora(tiny_llama(vocab=256, dtype=BF16, use_cache=False, layers=layers), r=8)
+    on.train()
+    if adjust is not None:
+        adjust(on)
+    return on, copy.deepcopy(on), random_batch(256, batch=2, seq=16)
+
+
 def _step(model, batch, replay):
     return node_step(model, batch, replay, "_LoraBranchBackward")
 
@@ -165,10 +175,7 @@ def test_replayed_steps_run_the_node_with_the_deciding_copys_packs(backward, ena
     monkeypatch.setattr(lora_branch, "ENABLED", enabled)
     monkeypatch.setattr(lora_branch, "BACKWARD", backward)
     monkeypatch.setattr(lora_branch, "FORWARD", backward)  # rule 6: the forward kernel with the backward's
-    on = add_lora(tiny_llama(vocab=256, dtype=BF16, use_cache=False, layers=3), r=8)
-    on.train()
-    off = copy.deepcopy(on)
-    batch = random_batch(256, batch=2, seq=16)
+    on, off, batch = _pair(3)
     linears = sum(type(m).__name__ == "Linear" and hasattr(m, "lora_A") for m in on.modules())
     for step in range(3):  # records, then replays
         got, nodes, ctx = _step(on, batch, True)
@@ -206,10 +213,7 @@ def test_the_nodes_input_decodes_in_16_bits_with_the_same_gradients(backward, mo
     monkeypatch.setattr(lora_branch, "BACKWARD", backward)
     monkeypatch.setattr(lora_branch, "FORWARD", backward)  # rule 6: the forward kernel with the backward's
     decodes = _recorded_decodes(monkeypatch)
-    on = add_lora(tiny_llama(vocab=256, dtype=BF16, use_cache=False, layers=3), r=8)
-    on.train()
-    off = copy.deepcopy(on)
-    batch = random_batch(256, batch=2, seq=16)
+    on, off, batch = _pair(3)
     for step in range(3):  # records, then replays
         monkeypatch.setattr(lora_branch, "NARROW_INPUT", True)
         decodes.clear()
@@ -232,13 +236,12 @@ def test_an_input_another_reader_takes_decodes_in_fp32(forward, monkeypatch):
     and v's nodes save the 16-bit input for that entry (rule 7) and read its fp32 decode all the same."""
     monkeypatch.setattr(lora_branch, "FORWARD", forward)
     decodes = _recorded_decodes(monkeypatch)
-    on = add_lora(tiny_llama(vocab=256, dtype=BF16, use_cache=False, layers=2), r=8)
-    on.train()
-    for layer in on.base_model.model.model.layers:
-        a = layer.self_attn.k_proj.lora_A["default"]
-        a.weight = nn.Parameter(a.weight.detach().t().contiguous().t())
-    off = copy.deepcopy(on)
-    batch = random_batch(256, batch=2, seq=16)
+    def transpose_k_a(model):
+        for layer in model.base_model.model.model.layers:
+            a = layer.self_attn.k_proj.lora_A["default"]
+            a.weight = nn.Parameter(a.weight.detach().t().contiguous().t())
+
+    on, off, batch = _pair(2, transpose_k_a)
     for step in range(3):
         monkeypatch.setattr(lora_branch, "NARROW_INPUT", True)
         decodes.clear()
@@ -287,10 +290,7 @@ def test_the_node_saves_its_16_bit_input_for_the_fp32_copy(preset, monkeypatch):
     codes the copy, which is then made as before."""
     monkeypatch.setattr(lora_branch, "FORWARD", "triton")
     monkeypatch.setattr(lora_branch, "BACKWARD", "triton")
-    on = add_lora(tiny_llama(vocab=256, dtype=BF16, use_cache=False, layers=3), r=8)
-    on.train()
-    off = copy.deepcopy(on)
-    batch = random_batch(256, batch=2, seq=16)
+    on, off, batch = _pair(3)
     for step in range(3):  # records, then replays
         monkeypatch.setattr(lora_branch, "SAVE_16BIT_INPUT", True)
         got, fewer, nodes, ctx = _widening_step(on, batch, preset)
@@ -335,15 +335,14 @@ def test_frozen_adapters_replay_every_pack(passing, monkeypatch):
     pack of every step replays, with the deciding copy's gradients bit for bit."""
     monkeypatch.setattr(lora_branch, "BACKWARD", "ref")
     monkeypatch.setattr(lora_branch, "PASS_PARAMETERS", passing)
-    on = add_lora(tiny_llama(vocab=256, dtype=BF16, use_cache=False, layers=3), r=8)
-    on.train()
-    layers = on.base_model.model.model.layers
-    layers[1].self_attn.q_proj.lora_B["default"].weight.requires_grad_(False)
-    for part in ("lora_A", "lora_B"):
-        getattr(layers[1].mlp.up_proj, part)["default"].weight.requires_grad_(False)
-    layers[2].self_attn.v_proj.lora_A["default"].weight.requires_grad_(False)
-    off = copy.deepcopy(on)
-    batch = random_batch(256, batch=2, seq=16)
+    def freeze_some(model):
+        layers = model.base_model.model.model.layers
+        layers[1].self_attn.q_proj.lora_B["default"].weight.requires_grad_(False)
+        for part in ("lora_A", "lora_B"):
+            getattr(layers[1].mlp.up_proj, part)["default"].weight.requires_grad_(False)
+        layers[2].self_attn.v_proj.lora_A["default"].weight.requires_grad_(False)
+
+    on, off, batch = _pair(3, freeze_some)
     for step in range(3):
         got, nodes, ctx = _step(on, batch, True)
         want, _, _ = _step(off, batch, False)
