@@ -45,6 +45,19 @@ def synchronizer(dev: torch.device):
     return (lambda: torch.cuda.synchronize(dev)) if dev.type == "cuda" else (lambda: None)
 
 
+def device_work(fn, dev: torch.device):
+    """``fn`` as a replay of a CUDA graph of one call on a GPU (its device time alone: timed call by call, a few small
+    launches are as long as the host takes to issue them, and the host's speed drifts), ``fn`` itself elsewhere."""
+    if dev.type != "cuda":
+        return fn
+    fn()  # compiled and its launcher cached outside the capture
+    torch.cuda.synchronize(dev)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        fn()
+    return graph.replay
+
+
 def median_ms(fn, reps: int, cuda: bool, warmup: int = 2) -> float:
     """``fn()``'s median time in ms over ``reps`` calls after ``warmup``: CUDA events around each call on a GPU (the
     device's time for what it queued), the host's wall time on a CPU."""

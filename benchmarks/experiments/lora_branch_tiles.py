@@ -28,7 +28,7 @@ import torch  # noqa: E402
 
 from hyclora_hooks import lora_branch  # noqa: E402
 from hyclora_hooks.kernels import lora_branch as kernels  # noqa: E402
-from ab_setup import layer_linears, median_ms as _median_ms  # noqa: E402
+from ab_setup import device_work as _device_work, layer_linears, median_ms as _median_ms  # noqa: E402
 
 p = argparse.ArgumentParser()
 p.add_argument("--device", default="cuda")
@@ -90,16 +90,7 @@ def run(ops: dict) -> tuple[float, float]:
 
 
 def device_work(fn):
-    """``fn`` as a replay of a CUDA graph of one call on a GPU (its device time alone: timed call by call, three small
-    launches are as long as the host takes to issue them, and the host's speed drifts), ``fn`` itself on a CPU."""
-    if not cuda:
-        return fn
-    fn()  # compiled and its launcher cached outside the capture
-    torch.cuda.synchronize(dev)
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        fn()
-    return graph.replay
+    return _device_work(fn, dev)
 
 
 H, I = args.hidden, args.intermediate
