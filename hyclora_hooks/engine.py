@@ -361,7 +361,9 @@ class Compressor:
         self.lean_node = 0  # while a replayed unit's LoRA branch node saves: how many of its adapters' parameter
         # records are still to be passed over (NOTE [LoRA branch] rule 2, ``_pass_parameters``)
         self.narrow_input = False  # while it saves: its fp32 input's entry may decode in 16 bits (rule 5 there)
-        self.narrow_save = False  # its next 16-bit pack stands for peft's fp32 copy of its input (rule 7 there)
+        self.narrow_save = 0  # how many of its next 16-bit packs stand for an fp32 copy of them (rule 7 there;
+        # a norm node's two: NOTE [Norm node] rule 3)
+        self._narrow_keys: dict = {}  # id of such a pack's tensor -> (its storage key, its entry): its duplicates
         self._made: list[Entry] = []  # entries made this step, in order (a template's placeholders number them)
         self._log: list | None = None  # the running pack's actions, while recording
         self._lora_base: tuple | None = None  # (stored term, part, source spec kind, mark) while P3 stores it
@@ -530,6 +532,7 @@ class Compressor:
         if self._mode is not None and self._mode != "off":
             self._mode = "done"
         self._made, self._memo, self._index = [], {}, {}  # the entries belong to autograd's graph alone now
+        self._narrow_keys = {}
 
     def _release_gc(self) -> None:
         hold, self._gc_hold = self._gc_hold, None
@@ -674,8 +677,10 @@ class Compressor:
         acct, made, trace = self._acct, self._made, self._trace
         if rec.kind == "param":
             return self._replay_parameter_record(rec, t)
-        if narrow:
-            key, hit = (object(),), None
+        if narrow:  # an entry's stand-in has a key of its own; a duplicate's is the stand-in's it repeats
+            key, hit = self._narrow_keys.get(id(t), (None, None)) if rec.kind == "dup" else (None, None)
+            if key is None:
+                key = (object(),)
         else:
             key = lineage.storage_key(t, self._storage_refs)  # self._key and self._stored, two frames less
             hit = self._dedupe.get(key)
@@ -740,7 +745,9 @@ class Compressor:
             if (len(made) > before) != new or index >= len(made) or got is not made[index]:
                 return _MISS
         entry = made[rec.result]
-        if not narrow:
+        if narrow:
+            self._narrow_keys[id(t)] = (key, entry)
+        else:
             self._remember(key, t, entry)
         return entry
 
@@ -774,8 +781,9 @@ class Compressor:
         if _graph_task_id() != -1 or autocast_on() or t.is_cuda and t.get_device() != _cuda_device():
             return _MISS
         i, dtype, narrow = self._next, t.dtype, False
-        if self.narrow_save and dtype is not torch.float32:  # the branch node's 16-bit input for its fp32 copy
-            dtype, narrow, self.narrow_save = torch.float32, True, False  # (NOTE [LoRA branch] rule 7)
+        if self.narrow_save and dtype is not torch.float32:  # a node's 16-bit input for its fp32 copy (NOTE [LoRA
+            dtype, narrow = torch.float32, True  # branch] rule 7, NOTE [Norm node] rule 3)
+            self.narrow_save -= 1
         if i < self._units.replaying.pack_end and not self._trace.diverged:
             rec = self._replay_plan.packs[i]
             if rec.kind == "param" and self.lean_node and type(t) is torch.Tensor and (t._base is None or narrow):
@@ -786,8 +794,9 @@ class Compressor:
                     if out is not _MISS:
                         self.replayed_packs += 1
                         out.readers += 1  # NOTE [Shared decodes]
-                        if self.narrow_input and dtype is torch.float32 and rec.actions[-1][0] == "recipe":
-                            out.narrow += 1  # the branch node's fp32 input (NOTE [LoRA branch] rule 5)
+                        if self.narrow_input and dtype is torch.float32 and (
+                                narrow or rec.actions and rec.actions[-1][0] == "recipe"):
+                            out.narrow += 1  # a node's fp32 input (NOTE [LoRA branch] rule 5)
                         return out
                 elif type(t._base) is nn.Parameter or self._params.is_param(t):
                     self._next = i + 1
@@ -823,8 +832,8 @@ class Compressor:
         if self.lean_node and self._mode == "replay" and self._units.replaying is not None \
                 and not self._trace.diverged:
             self._pass_parameters(self._next, False)
-        self.lean_node = 0
-        self.narrow_input = self.narrow_save = False
+        self.lean_node = self.narrow_save = 0
+        self.narrow_input = False
 
     def narrow_save_due(self) -> bool:
         """May the branch node about to save (``lean_node`` set) save its 16-bit input for peft's fp32 copy (NOTE
@@ -837,6 +846,20 @@ class Compressor:
         while j < stop and packs[j].kind == "param":
             j += 1
         return j < end and _narrow_record(packs[j])
+
+    def norm_records_due(self, x: torch.Tensor) -> bool:
+        """Are the next records those Llama's RMSNorm ops make for input ``x`` under an ``inter`` policy (NOTE [Norm
+        node] rule 1): ``pow``'s fp32 copy as a widening recipe (:func:`_narrow_record`), ``rsqrt``'s output, the
+        product's duplicates of the two (the output first), the weight? Each pack's layout is checked as it comes."""
+        if not UNIT_PACKS or self._mode != "replay" or self._units.replaying is None or self._trace.diverged:
+            return False
+        i = self._next
+        if i + 5 > self._units.replaying.pack_end:
+            return False
+        copy, stats, dup_stats, dup_copy, weight = self._replay_plan.packs[i:i + 5]
+        return (_narrow_record(copy) and copy.meta[0] == x.shape and stats.kind == "entry"
+                and dup_stats.kind == dup_copy.kind == "dup" and dup_stats.result == stats.result
+                and dup_copy.result == copy.result and weight.kind == "param")
 
     def _pack_one(self, t: torch.Tensor) -> Any:
         if _graph_task_id() != -1:  # NOTE [Lifetimes] rule 7

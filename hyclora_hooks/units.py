@@ -93,7 +93,8 @@ NOTE [Replay units]
      7 (the module tracker sees no call the lean body skips). With one active adapter its branch and sum are one
      autograd node (NOTE [LoRA branch] in lora_branch.py: peft's kernels forward, peft's saved tensors, a backward
      from the 16-bit gradient) where that fits, else it ends with peft's LoRA sum as one autograd node (NOTE [LoRA
-     sum] in lora_sum.py: one pass each way, peft's bits, no pack).
+     sum] in lora_sum.py: one pass each way, peft's bits, no pack). A replayed decoder layer's or MLP's Llama
+     RMSNorms run :func:`norm_node.lean_norm` the same way (``rec.norms``; NOTE [Norm node] in norm_node.py).
 """
 
 from __future__ import annotations
@@ -111,7 +112,7 @@ from torch import nn
 from torch.nn import functional as F
 from torch.nn.modules import module as _module
 
-from . import lora_branch, lora_sum
+from . import lora_branch, lora_sum, norm_node
 from .lineage import autocast_on
 from .sharing import graph_task_id
 from .tracking import FROZEN, FROZEN_ROPE
@@ -474,7 +475,7 @@ class UnitRecord:
     that pack stored (rule 5); ``frozen``: the base layer whose output is the output's frozen-term mark, or None."""
 
     __slots__ = ("module", "start", "end", "x_slot", "state", "pack_start", "pack_end", "producer", "frozen",
-                 "terms", "bases", "slots", "inputs", "loras")
+                 "terms", "bases", "slots", "inputs", "loras", "norms")
 
     def __init__(self, module: nn.Module, start: int, x_slot: Any, state: tuple, pack_start: int):
         self.module = weakref.ref(module)
@@ -487,6 +488,7 @@ class UnitRecord:
         self.slots: dict[int, int] = {}  # pack index -> the call (index in ``inputs``) whose input it reads (rule 6)
         self.inputs: list = []  # weak references to the modules whose call inputs packs of the body read
         self.loras: list = []  # weak references to the LoRA linears of an attention's or composite's body (rule 10)
+        self.norms: list = []  # weak references to the RMSNorms of a composite's body (NOTE [Norm node])
 
 
 def lean_forward(m: nn.Module, x: torch.Tensor, bases: Any = None, leave: Any = None, engine: Any = None
@@ -518,7 +520,8 @@ def lean_forward(m: nn.Module, x: torch.Tensor, bases: Any = None, leave: Any = 
                 and lora_branch.fits(m, x, result, a, lora_b[name], drops[name], m.scaling[name])):
             engine.lean_node = lora_branch.passed_parameters(x, w)
             engine.narrow_input = lora_branch.NARROW_INPUT
-            narrow = engine.narrow_save = lora_branch.saves_16bit_input(x, w) and engine.narrow_save_due()
+            narrow = lora_branch.saves_16bit_input(x, w) and engine.narrow_save_due()
+            engine.narrow_save = int(narrow)
             try:
                 return lora_branch.apply(result, x, w, pb["weight"], m.scaling[name], narrow)
             finally:
@@ -638,6 +641,8 @@ class Units:
                 bases = _bases(module, kind, loras)
                 rec.bases = [weakref.ref(b) for b in bases]
                 rec.loras = [weakref.ref(m) for m in loras]
+                if kind is _composite_state:
+                    rec.norms = [weakref.ref(m) for m in module.modules() if _kind_of(m) is _norm_state]
                 self._stack.append(_Open(rec, {b: j for j, b in enumerate(bases)}, trace._outside, x))
             return
         rec = engine._replay_plan.units.get((trace.count, id(module)))
@@ -670,11 +675,16 @@ class Units:
         local += [m.register_forward_pre_hook(self._wanted_entry, with_kwargs=True) for m in unit.wanted]
         for m in loras:
             m.__dict__["forward"] = partial(self._lean_lora, m)
-        self._local, self._leaned = local, loras
+        norms = [ref() for ref in unit.rec.norms] if LEAN and norm_node.ENABLED else []
+        if None in norms:
+            norms = []
+        for m in norms:
+            m.__dict__["forward"] = partial(self._lean_norm, m)
+        self._local, self._leaned = local, loras + norms
         self._engine._modules.pause()
 
     def _unlean(self) -> None:
-        """Give the LoRA linears of rule 10 back their class's ``forward``."""
+        """Give the LoRA linears of rule 10 and the norms of NOTE [Norm node] back their class's ``forward``."""
         for m in self._leaned:
             m.__dict__.pop("forward", None)
         self._leaned = []
@@ -685,6 +695,13 @@ class Units:
                 or threading.get_ident() != self._engine._modules._thread):
             return type(m).forward(m, x, *args, **kwargs)
         return lean_forward(m, x, self._stack[-1].bases, self.leave, self._engine)
+
+    def _lean_norm(self, m: nn.Module, x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+        """NOTE [Norm node]: a Llama RMSNorm as one node where the plan's records allow (``norm_node.lean_norm``)."""
+        if (self.replaying is None or args or kwargs or not self._stack
+                or threading.get_ident() != self._engine._modules._thread):
+            return type(m).forward(m, x, *args, **kwargs)
+        return norm_node.lean_norm(m, x, self._engine)
 
     def _unit_exit(self, module: nn.Module, args: Any, output: Any) -> None:
         modules = self._engine._modules

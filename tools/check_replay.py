@@ -13,9 +13,10 @@ gradient tensors. Per preset it prints the median forward host time (wall clock 
 waited for before it) of the replaying and the deciding copy at ``--host-shape``, their steps alternated (the
 host's speed drifts in a run).
 
-A replayed LoRA linear's branch is one node (NOTE [LoRA branch] in ``hyclora_hooks/lora_branch.py``) whose forward
-and backward on CUDA run kernels that sum in another order than peft's ops and autograd; ``--branch-backward ref``
-(the default) runs peft's ops and autograd's products instead (peft's bits), so that the comparison above can be bit
+A replayed LoRA linear's branch is one node (NOTE [LoRA branch] in ``hyclora_hooks/lora_branch.py``), and so is a
+replayed decoder layer's Llama RMSNorm (NOTE [Norm node] in ``hyclora_hooks/norm_node.py``); on CUDA their forward and
+backward run kernels that sum in another order than peft's and Llama's ops and autograd; ``--branch-backward ref``
+(the default) runs those ops and autograd's products instead (their bits), so that the comparison above can be bit
 for bit; ``auto`` runs the kernels (the step as trained), and the replaying copy is then held to the cosines and the
 relative difference only.
 
@@ -45,14 +46,15 @@ def main(argv: list[str] | None = None) -> list[dict]:
                         "those that sum in a varying order; 'strict' makes those run deterministic versions "
                         "(cuDNN attention's backward has one) or raise")
     p.add_argument("--branch-backward", choices=("ref", "auto"), default="ref",
-                   help="the LoRA branch node's passes, backward and forward: 'ref' (autograd's products and peft's "
-                        "ops, peft's bits) or 'auto' (its kernels on CUDA)")
+                   help="the LoRA branch and norm nodes' passes, backward and forward: 'ref' (autograd's products "
+                        "and peft's and Llama's ops, their bits) or 'auto' (their kernels on CUDA)")
     args = p.parse_args(argv)
     import torch
 
-    from hyclora_hooks import lora_branch
+    from hyclora_hooks import lora_branch, norm_node
 
     lora_branch.BACKWARD = lora_branch.FORWARD = args.branch_backward  # its forward too (rule 6 there)
+    norm_node.BACKWARD = norm_node.FORWARD = args.branch_backward
 
     if args.deterministic:
         set_deterministic(args.deterministic)

@@ -61,7 +61,9 @@ Variants, each taking away one suspect:
   decodes in fp32 as before rule 5 there (``lora_branch.NARROW_INPUT`` off); ``peft forward`` (session 46): the
   node's forward runs peft's ops (the cast, two cuBLAS products, the fused sum) instead of its kernel (rule 6).
   ``fp32 input copy`` (session 47): with the kernel, the node still makes peft's fp32 copy of its input for the
-  saved input's pack (``lora_branch.SAVE_16BIT_INPUT`` off: rule 7).
+  saved input's pack (``lora_branch.SAVE_16BIT_INPUT`` off: rule 7). ``llama norms`` (session 47): a replayed
+  decoder layer's RMSNorms run Llama's eight ops instead of one node each (``norm_node.ENABLED`` off: NOTE [Norm node]
+  in ``hyclora_hooks/norm_node.py``); ``norm node ref``: the node with Llama's ops and autograd's chain (its bits).
 
 ``--checkpoint``: every decoder layer under HF's non-reentrant checkpointing (``tools/bench_step.py``'s
 ``set_checkpointing``), plain's step included: its ratios are then to plain checkpointing's step.
@@ -92,7 +94,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 import torch  # noqa: E402
 
 import hyclora_hooks as hy  # noqa: E402
-from hyclora_hooks import accounting, engine, gcpause, lora_branch, lora_sum, region_sums, tracking, units  # noqa: E402,E501
+from hyclora_hooks import (accounting, engine, gcpause, lora_branch, lora_sum, norm_node, region_sums,  # noqa: E402
+                           tracking, units)
 from hyclora_hooks.kernels import launch as klaunch  # noqa: E402
 from tools.bench_step import set_checkpointing  # noqa: E402
 from ab_setup import KindStandIn, ab_cases, ab_parser, ab_setup, synchronizer  # noqa: E402
@@ -102,7 +105,7 @@ SHIPPED = dict(prebuilt=False, waits=True, cap=CAP, bypass=True, early=True, eac
                unit_packs=True, c_launcher=True, walk=False, helper_unit_packs=False, lean=True, states="checked",
                fused_sum=True, kept_views=True, c_apply=True, eager_releases=False, region_sums=True,
                branch=True, branch_backward="auto", pass_params=True, narrow_input=True, branch_forward="auto",
-               copy_input=False)
+               copy_input=False, norm_node=True, norm_backend="auto")
 VARIANTS = {  # name -> what differs from SHIPPED
     "as is": {},
     "as is again": {},
@@ -137,6 +140,8 @@ VARIANTS = {  # name -> what differs from SHIPPED
     "saved adapter views": dict(pass_params=False),
     "fp32 node input": dict(narrow_input=False),
     "fp32 input copy": dict(copy_input=True),
+    "llama norms": dict(norm_node=False),
+    "norm node ref": dict(norm_backend="ref"),
 }
 _SETTLE, _PACK_ONE, _UNIT_PACK = engine.Compressor._settle, engine.Compressor._pack_one, engine.Compressor._unit_pack
 
@@ -232,6 +237,8 @@ def _set(v: dict) -> None:
     lora_branch.PASS_PARAMETERS = v["pass_params"]
     lora_branch.NARROW_INPUT = v["narrow_input"]
     lora_branch.SAVE_16BIT_INPUT = not v["copy_input"]
+    norm_node.ENABLED = v["norm_node"]
+    norm_node.FORWARD = norm_node.BACKWARD = v["norm_backend"]
 
 
 def main() -> None:

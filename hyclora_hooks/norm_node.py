@@ -1,0 +1,102 @@
+"""A replayed decoder layer's Llama RMSNorms as one autograd node each, one pass forward and one backward (NOTE
+[Norm node]).
+
+NOTE [Norm node]
+  Hugging Face's ``LlamaRMSNorm`` is eight ops forward and seven nodes of autograd's graph backward, ~36 and ~60 bytes
+  of memory traffic an element where one pass each way moves 4 and 6-8 (``kernels/rms_norm.py``), and each op is
+  host work; 17 of them a step of the benchmark's model. Inside a replayed decoder layer or MLP (NOTE [Replay units]
+  rule 6 in units.py) each such norm runs :func:`lean_norm` instead of its class's forward:
+  1. Only a norm whose class's ``forward`` compiles to Llama's (the same bytecode, names and constants: Mistral's and
+     Qwen2's copies do), with ``torch`` its module's torch, a frozen weight of the input's dtype and a contiguous
+     16-bit input (``kernels.rms_norm.fits``), and only where the step's plan shows the packs Llama's ops make under
+     an ``inter`` policy (``Compressor.norm_records_due``): ``pow``'s fp32 copy of the input stored as a recipe
+     widening a 16-bit value (NOTE [LoRA branch] rule 7's kind), ``rsqrt``'s output, the product's two saves of
+     both (duplicates), the weight. Anything else (another policy, a trainable weight, a miss so far) runs the
+     class's forward, as before.
+  2. Its forward (``FORWARD``): ``"auto"`` one kernel pass on CUDA (``rstd`` and the output to within fp32 rounding of
+     Llama's ops: the squares summed in another order); on the CPU and with ``"ref"``, Llama's own ops (its bits).
+  3. It saves what Llama's ops save, in their order, so a replay's packs meet their records: the 16-bit input for
+     the fp32 copy, twice (``Compressor.narrow_save``: each pack stands for the copy, the second as the duplicate of
+     the first, accounted as the copy was), ``rstd`` (a leaf that requires grad, as the kept entry holds it) twice,
+     the weight. Both saves count as read narrow, but the recipes of the norm's output (``NormTail``: the LoRA
+     inputs after it) read the input's entry too, so it decodes in fp32, once, as for Llama's ops (NOTE [LoRA branch]
+     rule 5); the kernel reads either. ``rstd`` is the value the forward used, which those recipes read too.
+  4. Its backward (``BACKWARD``): ``"auto"`` one kernel pass on CUDA (the input's gradient to within fp32 rounding of
+     autograd's); on the CPU and with ``"ref"``, autograd's chain through Llama's ops written out
+     (``rms_norm_backward_ref``: its bits). No gradient for the weight (frozen: rule 1).
+  5. A norm whose input needs no gradient (a first layer's, after a frozen embedding) saves nothing: its forward alone.
+  ``ENABLED`` off runs every norm's class forward, as before this NOTE.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.autograd.function import once_differentiable
+
+from .kernels import rms_norm as _kernels
+from .kernels.quant import use_triton
+
+ENABLED = True  # False: replayed norms run their class's forward (Llama's eight ops)
+FORWARD = "auto"  # rule 2: "auto", "ref" (Llama's ops and bits) or "triton"
+BACKWARD = "auto"  # rule 4: "auto", "ref" (autograd's chain, its bits) or "triton"
+
+_LLAMA_CODE: list = []  # [the code object of transformers' LlamaRMSNorm.forward, or None], looked up once
+
+
+def _llama_code():
+    if not _LLAMA_CODE:
+        try:
+            from transformers.models.llama.modeling_llama import LlamaRMSNorm
+            _LLAMA_CODE.append(LlamaRMSNorm.forward.__code__)
+        except (ImportError, AttributeError):
+            _LLAMA_CODE.append(None)
+    return _LLAMA_CODE[0]
+
+
+def fits(m: nn.Module, x: torch.Tensor) -> bool:
+    """Rule 1's checks of the module and its input (the plan's records are the engine's: ``norm_records_due``)."""
+    fn = type(m).forward
+    code, llama = getattr(fn, "__code__", None), _llama_code()
+    w = m._parameters.get("weight")
+    return (ENABLED and code is not None and llama is not None
+            and (code is llama or code.co_code == llama.co_code and code.co_names == llama.co_names
+                 and code.co_consts == llama.co_consts)
+            and fn.__globals__.get("torch") is torch and type(x) is torch.Tensor and w is not None
+            and _kernels.fits(x, w))
+
+
+def _backend(setting: str, t: torch.Tensor) -> str:
+    return "triton" if setting == "triton" or setting == "auto" and use_triton(t) else "ref"
+
+
+class _NormNode(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, w: torch.Tensor, eps: float):
+        out, rstd = _kernels.rms_norm(x, w, eps, _backend(FORWARD, x))
+        rstd.requires_grad_(True)  # rule 3: as Llama's rsqrt output (a leaf, held as its kept entry holds it)
+        ctx.save_for_backward(x, rstd, rstd, x, w)
+        return out
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, g: torch.Tensor) -> tuple:
+        x, rstd, _, _, w = ctx.saved_tensors  # (the duplicates decode once: NOTE [Shared decodes])
+        dx = _kernels.rms_norm_backward(g.contiguous(), x.contiguous(), rstd.detach(), w, _backend(BACKWARD, g))
+        return dx, None, None
+
+
+def lean_norm(m: nn.Module, x: torch.Tensor, engine) -> torch.Tensor:
+    """A replayed body's call of the norm ``m`` (rules 1-5); ``engine``: the step's ``Compressor``."""
+    if not fits(m, x):
+        return type(m).forward(m, x)
+    w, eps = m._parameters["weight"], m.variance_epsilon
+    if not (x.requires_grad and torch.is_grad_enabled()):  # rule 5
+        return _kernels.rms_norm(x, w, eps, _backend(FORWARD, x))[0]
+    if not engine.norm_records_due(x):
+        return type(m).forward(m, x)
+    engine.narrow_save, engine.narrow_input = 2, True  # rule 3: both saves of the input stand for its fp32 copy
+    try:
+        return _NormNode.apply(x, w, eps)
+    finally:
+        engine.narrow_save, engine.narrow_input = 0, False

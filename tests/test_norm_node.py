@@ -1,0 +1,161 @@
+"""A replayed decoder layer's Llama RMSNorms as one node each (NOTE [Norm node] in hyclora_hooks/norm_node.py;
+kernels/rms_norm.py under TRITON_INTERPRET=1): replayed steps against steps that run the norms' own ops, the same
+gradients, packs and report; the node only where its checks hold."""
+
+from __future__ import annotations
+
+import copy
+import os
+
+os.environ.setdefault("TRITON_INTERPRET", "1")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+from torch.utils._python_dispatch import TorchDispatchMode  # noqa: E402
+from transformers.models.llama.modeling_llama import LlamaRMSNorm  # noqa: E402
+
+import hyclora_hooks as hyclora  # noqa: E402
+from hyclora_hooks import engine, norm_node  # noqa: E402
+from hyclora_hooks.models import add_lora, graph_nodes, lora_grads, random_batch, tiny_llama  # noqa: E402
+
+BF16 = torch.bfloat16
+LAYERS = 3
+NODES = 2 * LAYERS - 1  # every decoder layer's two norms but the first layer's input norm (its input needs no grad)
+
+
+class _CountRsqrt(TorchDispatchMode):
+    """Counts ``rsqrt`` calls: one for each norm Llama's ops run (the kernel's pass makes none)."""
+
+    def __init__(self):
+        super().__init__()
+        self.calls = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.calls += func is torch.ops.aten.rsqrt.default
+        return func(*args, **(kwargs or {}))
+
+
+def _pair(adjust=None):
+    on = add_lora(tiny_llama(vocab=256, dtype=BF16, use_cache=False, layers=LAYERS), r=8)
+    on.train()
+    if adjust is not None:
+        adjust(on)
+    return on, copy.deepcopy(on), random_batch(256, batch=2, seq=16)
+
+
+def _step(model, batch, enabled, monkeypatch, preset="intra_inter"):
+    """One ``preset``@2 step with the node on or off: (LoRA gradients, norm nodes in the graph, ``rsqrt`` calls of its
+    forward, the context)."""
+    monkeypatch.setattr(norm_node, "ENABLED", enabled)
+    torch.manual_seed(0)
+    with _CountRsqrt() as count:
+        with hyclora.compress(preset, bits=2) as ctx:
+            loss = model(**batch).loss
+    nodes = graph_nodes(loss, "_NormNodeBackward")
+    loss.backward()
+    grads = lora_grads(model)
+    model.zero_grad(set_to_none=True)
+    return grads, nodes, count.calls, ctx
+
+
+def _same_report(a, b) -> bool:
+    ra, rb = a.report(), b.report()
+    return (ra.packs, ra.activation_bytes, ra.stored_bytes, ra.by_op) == (rb.packs, rb.activation_bytes,
+                                                                          rb.stored_bytes, rb.by_op)
+
+
+@pytest.mark.parametrize("backend", ["ref", "auto", "triton"])
+def test_replayed_layers_run_the_norm_node_with_the_norms_gradients(backend, monkeypatch):
+    """From the first replayed step on, each decoder layer's norms whose input needs a gradient are one node each,
+    every pack is replayed, the report is a step's with Llama's ops, and so are the LoRA gradients: bit for bit by
+    the reference (Llama's ops forward, autograd's chain backward), within fp32 sums' rounding by the kernels."""
+    monkeypatch.setattr(norm_node, "FORWARD", backend)
+    monkeypatch.setattr(norm_node, "BACKWARD", backend)
+    on, off, batch = _pair()
+    for step in range(3):  # records, then replays
+        got, nodes, rsqrts, ctx = _step(on, batch, True, monkeypatch)
+        want, none, theirs, ref = _step(off, batch, False, monkeypatch)
+        assert none == 0 and nodes == (NODES if step else 0)
+        assert ctx.replayed_packs == ref.replayed_packs and _same_report(ctx, ref)
+        # the kernel's pass for Llama's eight ops, in the nodes and the first layer's input norm (rule 5); the
+        assert theirs - rsqrts == (nodes + 1 if backend == "triton" and step else 0)  # reference runs those ops
+        if backend == "triton":
+            assert ((got - want).abs().max() / want.abs().max()) < 1e-2
+            assert torch.nn.functional.cosine_similarity(got, want, dim=0) > 0.99999
+        else:
+            assert torch.equal(got, want)
+    assert ctx.replayed_packs == ctx.report().packs
+
+
+def test_the_norms_input_decodes_once_for_all_its_readers(monkeypatch):
+    """The node's two saves of its input stand for Llama's fp32 copy and count as read narrow; the recipes of the
+    norm's output (``NormTail``) read that entry too, so it decodes once, in fp32, as with Llama's ops."""
+    seen, real = [], engine.Entry.decode
+
+    def decode(self):
+        out = real(self)
+        site = self.site
+        if self.codec is engine.RECOMPUTE and site.op_class == "norm" and site.role == "input" \
+                and ".layers." in site.module:  # a decoder layer's norm's fp32 copy (not the final norm's)
+            seen.append((self.narrow, self.readers > 2, out.dtype))
+        return out
+
+    monkeypatch.setattr(engine.Entry, "decode", decode)
+    on, off, batch = _pair()
+    for step in range(3):
+        seen.clear()
+        _step(on, batch, True, monkeypatch)
+        mine = list(seen)
+        seen.clear()
+        _step(off, batch, False, monkeypatch)
+        assert mine == [(2 if step else 0, True, torch.float32)] * NODES
+        assert seen == [(0, True, torch.float32)] * NODES
+
+
+def test_intra_keeps_the_norms_ops(monkeypatch):
+    """Under ``intra`` the fp32 copy is coded, not a widening recipe: the records are not the node's, so the norms
+    run their class's forward (rule 1), with the same bits."""
+    on, off, batch = _pair()
+    for _ in range(3):
+        got, nodes, _, ctx = _step(on, batch, True, monkeypatch, "intra")
+        want, _, _, ref = _step(off, batch, False, monkeypatch, "intra")
+        assert nodes == 0 and torch.equal(got, want) and _same_report(ctx, ref)
+    assert ctx.replayed_packs == ctx.report().packs
+
+
+class _OtherRMSNorm(LlamaRMSNorm):
+    """Another family's norm: the same names as Llama's, its weight's product before the cast back."""
+
+    def forward(self, hidden_states):
+        input_dtype = hidden_states.dtype
+        hidden_states = hidden_states.to(torch.float32)
+        variance = hidden_states.pow(2).mean(-1, keepdim=True)
+        hidden_states = hidden_states * torch.rsqrt(variance + self.variance_epsilon)
+        return (self.weight * hidden_states).to(input_dtype)
+
+
+def _other_norms(model):
+    for layer in model.base_model.model.model.layers:
+        for name in ("input_layernorm", "post_attention_layernorm"):
+            old = getattr(layer, name)
+            new = _OtherRMSNorm(old.weight.shape[0], eps=old.variance_epsilon).to(BF16)
+            new.weight = old.weight
+            setattr(layer, name, new)
+
+
+def _trainable_norms(model):
+    for layer in model.base_model.model.model.layers:
+        layer.post_attention_layernorm.weight.requires_grad_(True)
+
+
+@pytest.mark.parametrize("adjust", [_other_norms, _trainable_norms])
+def test_other_norms_run_their_own_forward(adjust, monkeypatch):
+    """A norm whose forward is not Llama's code (though it reads the same names), or whose weight is trained, is no
+    node (rule 1); replayed steps keep their bits and every pack."""
+    on, off, batch = _pair(adjust)
+    for _ in range(3):
+        got, nodes, _, ctx = _step(on, batch, True, monkeypatch)
+        want, _, _, _ = _step(off, batch, False, monkeypatch)
+        assert torch.equal(got, want)
+    assert ctx.replayed_units > 0 and ctx.replayed_packs == ctx.report().packs
+    assert nodes == (0 if adjust is _other_norms else LAYERS - 1)  # the trained weights' norms take Llama's ops
