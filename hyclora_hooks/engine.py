@@ -850,8 +850,10 @@ class Compressor:
     def norm_records_due(self, x: torch.Tensor) -> bool:
         """Are the next records those Llama's RMSNorm ops make for input ``x`` under an ``inter`` policy (NOTE [Norm
         node] rule 1): ``pow``'s fp32 copy as a widening recipe (:func:`_narrow_record`), ``rsqrt``'s output, the
-        product's duplicates of the two (the output first), the weight? Each pack's layout is checked as it comes."""
-        if not UNIT_PACKS or self._mode != "replay" or self._units.replaying is None or self._trace.diverged:
+        product's duplicates of the two (the output first), the weight? Each pack's layout is checked as it comes
+        (the node saves the first two, :meth:`pass_saves` carries out the others)."""
+        if not UNIT_PACKS or self._mode != "replay" or self._units.replaying is None or self._trace.diverged \
+                or x.is_cuda and x.get_device() != _cuda_device():
             return False
         i = self._next
         if i + 5 > self._units.replaying.pack_end:
@@ -860,6 +862,26 @@ class Compressor:
         return (_narrow_record(copy) and copy.meta[0] == x.shape and stats.kind == "entry"
                 and dup_stats.kind == dup_copy.kind == "dup" and dup_stats.result == stats.result
                 and dup_copy.result == copy.result and weight.kind == "param")
+
+    def pass_saves(self, saves: tuple) -> None:
+        """Carry out the next records for tensors a node holds without saving them again (NOTE [Norm node] rule 3:
+        the duplicates of what it saved, the weight), each as its pack would be (``_unit_pack``) but for the reader
+        no saved slot adds; ``saves``: ``(tensor, narrow)`` pairs (``narrow``: the tensor stands for its fp32 copy). A
+        record it does not meet ends the replay there (NOTE [Replay] rule 4) and the rest is decided, only counted."""
+        for t, narrow in saves:
+            rec = None
+            unit = self._units.replaying if self._mode == "replay" and not self._trace.diverged else None
+            if unit is not None and self._next < unit.pack_end:
+                rec = self._replay_plan.packs[self._next]
+                dtype = torch.float32 if narrow else t.dtype
+                if rec.meta != (t.shape, t.stride(), dtype, t.requires_grad):
+                    rec = None
+            if rec is not None and self._replay_record(t, rec, narrow) is not _MISS:
+                self.replayed_packs += 1
+            elif self._mode == "replay":
+                self._missed(t)
+            else:
+                self._ops.outside(self._decide, t)
 
     def _pack_one(self, t: torch.Tensor) -> Any:
         if _graph_task_id() != -1:  # NOTE [Lifetimes] rule 7

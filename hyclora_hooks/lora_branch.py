@@ -64,6 +64,7 @@ from torch.autograd.function import once_differentiable
 from .kernels import lora_branch as _kernels
 from .kernels import lora_sum as _sum
 from .kernels.quant import use_triton
+from .lora_sum import c_apply
 
 ENABLED = True  # False: a lean body's branch as peft's ops, summed by lora_sum (rule 4)
 PASS_PARAMETERS = True  # False: the node saves the adapters' views too, as peft's ops (rule 2)
@@ -202,14 +203,11 @@ def _autograd_products(grad: torch.Tensor, xf: torch.Tensor, h: torch.Tensor, a:
     return dx, ga, gb
 
 
-_C_APPLY = getattr(super(torch.autograd.Function, _LoraBranch), "apply", None)  # as lora_sum's (its rule 4)
-_functorch_active = torch._C._are_functorch_transforms_active
+_apply = c_apply(_LoraBranch)  # (lora_sum.py rule 4)
 
 
 def apply(base: torch.Tensor, x: torch.Tensor, a: torch.Tensor, b: torch.Tensor, scaling: float,
           narrow: bool = False) -> torch.Tensor:
     """``(base + lora_B(lora_A(x.float())) * scaling).to(base.dtype)`` as one node, for a call that :func:`fits`;
     ``narrow``: save ``x`` for peft's fp32 copy of it (rule 7, where :func:`saves_16bit_input`)."""
-    if _C_APPLY is None or _functorch_active():
-        return _LoraBranch.apply(base, x, a, b, scaling, narrow)
-    return _C_APPLY(base, x, a, b, scaling, narrow)
+    return _apply(base, x, a, b, scaling, narrow)

@@ -23,6 +23,8 @@ NOTE [LoRA sum]
 
 from __future__ import annotations
 
+from typing import Any, Callable
+
 import torch
 from torch.autograd.function import once_differentiable
 
@@ -50,6 +52,19 @@ class _LoraSum(torch.autograd.Function):
 # Python calls a LoRA linear. Rule 4 calls the C entry point itself, bound to the class as that wrapper does.
 _C_APPLY = getattr(super(torch.autograd.Function, _LoraSum), "apply", None)
 _functorch_active = torch._C._are_functorch_transforms_active
+
+
+def c_apply(fn: type) -> Callable[..., Any]:
+    """``fn.apply`` for another of our ``Function`` classes, through the C entry point outside functorch's transforms
+    (rule 4's call, for the LoRA branch and norm nodes)."""
+    entry = getattr(super(torch.autograd.Function, fn), "apply", None)
+
+    def apply(*args: Any) -> Any:
+        if entry is None or _functorch_active():
+            return fn.apply(*args)
+        return entry(*args)
+
+    return apply
 
 
 def apply(base: torch.Tensor, lora: torch.Tensor, scaling: float) -> torch.Tensor:

@@ -15,12 +15,13 @@ NOTE [Norm node]
      class's forward, as before.
   2. Its forward (``FORWARD``): ``"auto"`` one kernel pass on CUDA (``rstd`` and the output to within fp32 rounding of
      Llama's ops: the squares summed in another order); on the CPU and with ``"ref"``, Llama's own ops (its bits).
-  3. It saves what Llama's ops save, in their order, so a replay's packs meet their records: the 16-bit input for
-     the fp32 copy, twice (``Compressor.narrow_save``: each pack stands for the copy, the second as the duplicate of
-     the first, accounted as the copy was), ``rstd`` (a leaf that requires grad, as the kept entry holds it) twice,
-     the weight. Both saves count as read narrow, but the recipes of the norm's output (``NormTail``: the LoRA
-     inputs after it) read the input's entry too, so it decodes in fp32, once, as for Llama's ops (NOTE [LoRA branch]
-     rule 5); the kernel reads either. ``rstd`` is the value the forward used, which those recipes read too.
+  3. The records of Llama's ops are met in their order: the node saves the 16-bit input for the fp32 copy
+     (``Compressor.narrow_save``: the pack stands for the copy, accounted as the copy was) and ``rstd`` (a leaf that
+     requires grad, as the kept entry holds it); ``Compressor.pass_saves`` then carries out the product's duplicates
+     of the two and the weight's record as their packs would, without saved slots (three packs fewer a norm). The
+     input's save counts as read narrow, but the recipes of the norm's output (``NormTail``: the LoRA inputs after
+     it) read its entry too, so it decodes in fp32, once, as for Llama's ops (NOTE [LoRA branch] rule 5); the kernel
+     reads either. ``rstd`` is the value the forward used, which those recipes read too.
   4. Its backward (``BACKWARD``): ``"auto"`` one kernel pass on CUDA (the input's gradient to within fp32 rounding of
      autograd's); on the CPU and with ``"ref"``, autograd's chain through Llama's ops written out
      (``rms_norm_backward_ref``: its bits). No gradient for the weight (frozen: rule 1).
@@ -36,6 +37,7 @@ from torch.autograd.function import once_differentiable
 
 from .kernels import rms_norm as _kernels
 from .kernels.quant import use_triton
+from .lora_sum import c_apply
 
 ENABLED = True  # False: replayed norms run their class's forward (Llama's eight ops)
 FORWARD = "auto"  # rule 2: "auto", "ref" (Llama's ops and bits) or "triton"
@@ -72,18 +74,23 @@ def _backend(setting: str, t: torch.Tensor) -> str:
 
 class _NormNode(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x: torch.Tensor, w: torch.Tensor, eps: float):
+    def forward(ctx, x: torch.Tensor, w: torch.Tensor, eps: float, held: list):
         out, rstd = _kernels.rms_norm(x, w, eps, _backend(FORWARD, x))
         rstd.requires_grad_(True)  # rule 3: as Llama's rsqrt output (a leaf, held as its kept entry holds it)
-        ctx.save_for_backward(x, rstd, rstd, x, w)
+        ctx.save_for_backward(x, rstd)  # (the duplicates and the weight: ``pass_saves``)
+        ctx.w = w
+        held.append(rstd)
         return out
 
     @staticmethod
     @once_differentiable
     def backward(ctx, g: torch.Tensor) -> tuple:
-        x, rstd, _, _, w = ctx.saved_tensors  # (the duplicates decode once: NOTE [Shared decodes])
-        dx = _kernels.rms_norm_backward(g.contiguous(), x.contiguous(), rstd.detach(), w, _backend(BACKWARD, g))
-        return dx, None, None
+        x, rstd = ctx.saved_tensors
+        dx = _kernels.rms_norm_backward(g.contiguous(), x.contiguous(), rstd.detach(), ctx.w, _backend(BACKWARD, g))
+        return dx, None, None, None
+
+
+_apply = c_apply(_NormNode)
 
 
 def lean_norm(m: nn.Module, x: torch.Tensor, engine) -> torch.Tensor:
@@ -95,8 +102,10 @@ def lean_norm(m: nn.Module, x: torch.Tensor, engine) -> torch.Tensor:
         return _kernels.rms_norm(x, w, eps, _backend(FORWARD, x))[0]
     if not engine.norm_records_due(x):
         return type(m).forward(m, x)
-    engine.narrow_save, engine.narrow_input = 2, True  # rule 3: both saves of the input stand for its fp32 copy
+    engine.narrow_save, engine.narrow_input, held = 1, True, []  # rule 3: the input stands for its fp32 copy
     try:
-        return _NormNode.apply(x, w, eps)
+        out = _apply(x, w, eps, held)
     finally:
         engine.narrow_save, engine.narrow_input = 0, False
+    engine.pass_saves(((held[0], False), (x, True), (w, False)))  # rule 3: the duplicates, the weight
+    return out

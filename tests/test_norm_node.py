@@ -44,12 +44,12 @@ def _pair(adjust=None):
 
 
 def _step(model, batch, enabled, monkeypatch, preset="intra_inter"):
-    """One ``preset``@2 step with the node on or off: (LoRA gradients, norm nodes in the graph, ``rsqrt`` calls of its
+    """One ``preset`` (a name: at 2 bits) step with the node on or off: (LoRA gradients, norm nodes in the graph, ``rsqrt`` calls of its
     forward, the context)."""
     monkeypatch.setattr(norm_node, "ENABLED", enabled)
     torch.manual_seed(0)
     with _CountRsqrt() as count:
-        with hyclora.compress(preset, bits=2) as ctx:
+        with hyclora.compress(preset, **({"bits": 2} if type(preset) is str else {})) as ctx:
             loss = model(**batch).loss
     nodes = graph_nodes(loss, "_NormNodeBackward")
     loss.backward()
@@ -88,8 +88,9 @@ def test_replayed_layers_run_the_norm_node_with_the_norms_gradients(backend, mon
 
 
 def test_the_norms_input_decodes_once_for_all_its_readers(monkeypatch):
-    """The node's two saves of its input stand for Llama's fp32 copy and count as read narrow; the recipes of the
-    norm's output (``NormTail``) read that entry too, so it decodes once, in fp32, as with Llama's ops."""
+    """The node's save of its input stands for Llama's fp32 copy and counts as read narrow; the duplicate is no saved
+    slot (one reader fewer than Llama's ops); the recipes of the norm's output (``NormTail``) read that entry too, so
+    it decodes once, in fp32, as with Llama's ops."""
     seen, real = [], engine.Entry.decode
 
     def decode(self):
@@ -97,7 +98,7 @@ def test_the_norms_input_decodes_once_for_all_its_readers(monkeypatch):
         site = self.site
         if self.codec is engine.RECOMPUTE and site.op_class == "norm" and site.role == "input" \
                 and ".layers." in site.module:  # a decoder layer's norm's fp32 copy (not the final norm's)
-            seen.append((self.narrow, self.readers > 2, out.dtype))
+            seen.append((self.narrow, self.readers, out.dtype))
         return out
 
     monkeypatch.setattr(engine.Entry, "decode", decode)
@@ -108,8 +109,8 @@ def test_the_norms_input_decodes_once_for_all_its_readers(monkeypatch):
         mine = list(seen)
         seen.clear()
         _step(off, batch, False, monkeypatch)
-        assert mine == [(2 if step else 0, True, torch.float32)] * NODES
-        assert seen == [(0, True, torch.float32)] * NODES
+        assert len(seen) == NODES and all(n == 0 and r > 2 and d == torch.float32 for n, r, d in seen)
+        assert mine == ([(1, r - 1, d) for _, r, d in seen] if step else seen)
 
 
 def test_intra_keeps_the_norms_ops(monkeypatch):
@@ -159,3 +160,33 @@ def test_other_norms_run_their_own_forward(adjust, monkeypatch):
         assert torch.equal(got, want)
     assert ctx.replayed_units > 0 and ctx.replayed_packs == ctx.report().packs
     assert nodes == (0 if adjust is _other_norms else LAYERS - 1)  # the trained weights' norms take Llama's ops
+
+
+def test_a_record_the_passed_saves_miss_ends_the_replay_with_exact_gradients(monkeypatch):
+    """A record of a norm's duplicates that no longer matches (here its ``requires_grad`` altered in the plan) ends the
+    replay where ``pass_saves`` meets it, after the node saved: the rest of the step is decided. Under a lossless
+    ``inter`` policy (recipes, nothing coded) every step's LoRA gradients are then exact autograd's bits, that one's
+    too, and the next steps record and replay again."""
+    from hyclora_hooks import replay
+    from hyclora_hooks.policy import Policy, Rule
+
+    keep = Policy(name="keep_inter", inter=True, rules=(Rule(codec="keep", op_class=("*",)),))
+    on, off, batch = _pair()
+    (want,) = [lora_grads(off) for _ in [off(**batch).loss.backward()]]
+    off.zero_grad(set_to_none=True)
+    params = []
+    for step in range(5):
+        if step == 2:  # the plan recorded at step 0 and replayed at step 1: alter it
+            plan = replay.find_plan(on, keep)
+            dups = [r for r in plan.packs if r.kind == "dup" and r.site.op_class == "norm" and r.site.role == "input"
+                    and ".layers." in r.site.module]  # a decoder layer's norm's duplicate of its fp32 copy
+            assert len(dups) == NODES
+            dups[1].meta = dups[1].meta[:3] + (False,)
+            missed = plan.packs.index(dups[1])
+        got, nodes, _, ctx = _step(on, batch, True, monkeypatch, keep)
+        assert torch.equal(got, want), step
+        assert nodes == [0, NODES, 2, 0, NODES][step]  # step 2: layer 0's post-attention norm, layer 1's input norm
+        replayed, report = ctx.replayed_packs, ctx.report()
+        assert replayed == (0 if step in (0, 3) else missed if step == 2 else report.packs)  # 2: up to the miss
+        params.append(report.parameter_packs)  # the weight's record met, or decided after the miss: counted
+    assert len(set(params)) == 1
