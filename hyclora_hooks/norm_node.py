@@ -43,29 +43,30 @@ ENABLED = True  # False: replayed norms run their class's forward (Llama's eight
 FORWARD = "auto"  # rule 2: "auto", "ref" (Llama's ops and bits) or "triton"
 BACKWARD = "auto"  # rule 4: "auto", "ref" (autograd's chain, its bits) or "triton"
 
-_LLAMA_CODE: list = []  # [the code object of transformers' LlamaRMSNorm.forward, or None], looked up once
+_LLAMAS: dict = {}  # a norm class's forward function -> whether it is Llama's (rule 1), asked once per function
 
 
-def _llama_code():
-    if not _LLAMA_CODE:
-        try:
-            from transformers.models.llama.modeling_llama import LlamaRMSNorm
-            _LLAMA_CODE.append(LlamaRMSNorm.forward.__code__)
-        except (ImportError, AttributeError):
-            _LLAMA_CODE.append(None)
-    return _LLAMA_CODE[0]
+def _is_llamas(fn: object) -> bool:
+    """Does ``fn`` compile to transformers' ``LlamaRMSNorm.forward`` (bytecode, names, constants) and read this
+    torch?"""
+    try:
+        from transformers.models.llama.modeling_llama import LlamaRMSNorm
+        llama = LlamaRMSNorm.forward.__code__
+    except (ImportError, AttributeError):
+        return False
+    code = getattr(fn, "__code__", None)
+    return (code is not None and code.co_code == llama.co_code and code.co_names == llama.co_names
+            and code.co_consts == llama.co_consts and fn.__globals__.get("torch") is torch)
 
 
 def fits(m: nn.Module, x: torch.Tensor) -> bool:
     """Rule 1's checks of the module and its input (the plan's records are the engine's: ``norm_records_due``)."""
-    fn = type(m).forward
-    code, llama = getattr(fn, "__code__", None), _llama_code()
+    fn = type(m).forward  # (a class's forward set anew is another function: asked again)
+    llama = _LLAMAS.get(fn)
+    if llama is None:
+        llama = _LLAMAS[fn] = _is_llamas(fn)
     w = m._parameters.get("weight")
-    return (ENABLED and code is not None and llama is not None
-            and (code is llama or code.co_code == llama.co_code and code.co_names == llama.co_names
-                 and code.co_consts == llama.co_consts)
-            and fn.__globals__.get("torch") is torch and type(x) is torch.Tensor and w is not None
-            and _kernels.fits(x, w))
+    return ENABLED and llama and type(x) is torch.Tensor and w is not None and _kernels.fits(x, w)
 
 
 def _backend(setting: str, t: torch.Tensor) -> str:
