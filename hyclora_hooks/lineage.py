@@ -884,7 +884,8 @@ def _cast_layout(inner: Node, src_key: tuple, stride: tuple) -> Node | None:
 #   N x r op), and for a bf16 ``t`` the matmul reads bf16 copies of ``x·A`` and ``s·B`` and writes bf16: the part
 #   is then within bf16 rounding of the branch (what the stored frozen part keeps of the LoRA part), and L runs
 #   on half the bytes. fp16 and fp32 tensors keep the branch's dtype: an fp16 part could overflow where fp32 does
-#   not.
+#   not; what is rebuilt with it is cast back to the saved tensor's dtype (``LoraRebuild``'s dtype, ``_as_base`` for
+#   q and k: session 47 found an fp16 model's q and k decoded in fp32, which stopped the CPU's SDPA replay).
 def _scaled(w: torch.Tensor, s: float, dtype: torch.dtype | None) -> torch.Tensor:
     """``w * s`` in ``dtype`` (the weight's own when None): a LoRA factor with its scaling folded in."""
     out = w * s
@@ -963,12 +964,18 @@ class RopeRebuild(Replay):
 
 def _rope_rebuild(base: torch.Tensor, p: torch.Tensor, w: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
                   view: tuple) -> torch.Tensor:
-    return rope_part.rope_rebuild(base, p, w, cos, sin, _rope_shape(p, w, view))
+    return _as_base(rope_part.rope_rebuild(base, p, w, cos, sin, _rope_shape(p, w, view)), base)
 
 
 def _rope_lora_rebuild(base: torch.Tensor, x: torch.Tensor, b: torch.Tensor, s: float, dtype: torch.dtype,
                        cos: torch.Tensor, sin: torch.Tensor, view: tuple) -> torch.Tensor:
-    return rope_part.rope_rebuild(base, x, b, cos, sin, _rope_shape(x, b, view), (dtype, s))
+    return _as_base(rope_part.rope_rebuild(base, x, b, cos, sin, _rope_shape(x, b, view), (dtype, s)), base)
+
+
+def _as_base(out: torch.Tensor, base: torch.Tensor) -> torch.Tensor:
+    """A rebuilt q or k in the saved tensor's dtype, the frozen term's (``rope_frozen_part``): an fp16 model's part
+    stays fp32 (NOTE [LoRA part]), which the sum and the rotation would otherwise carry into the decode."""
+    return out if out.dtype == base.dtype else out.to(base.dtype)
 
 
 def _unshared(n: Any) -> Any:

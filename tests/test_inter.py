@@ -7,6 +7,7 @@ the comment beside it gives the measurement. Models are tiny and random (hyclora
 
 from __future__ import annotations
 
+import copy
 import functools
 import gc
 import os
@@ -798,3 +799,34 @@ def test_a_stored_tensor_cast_wider_is_decoded_into_the_dtype(monkeypatch):
     plain, _ = run(False)
     assert n >= 3 * 2  # at least two norm inputs a step, over three steps (the others share their decode)
     assert len(fused) == len(plain) == 3 and all(torch.equal(a, b) for a, b in zip(fused, plain))
+
+
+def test_an_fp16_models_q_and_k_rebuild_in_fp16(monkeypatch):
+    """NOTE [LoRA part] keeps an fp16 model's part in fp32: q's and k's rebuild from their frozen terms (``RopeRebuild``)
+    must still decode in fp16, the dtype SDPA saved them in (an fp32 q beside an fp16 v stopped the backward's SDPA
+    replay), and the LoRA gradients stay near exact autograd's in recorded and replayed steps."""
+    from hyclora_hooks import engine
+    model = add_lora(tiny_llama(attn="sdpa", dtype=torch.float16, use_cache=False, layers=2), r=8)
+    model.train()
+    exact = copy.deepcopy(model)
+    batch = random_batch(model.config.vocab_size, batch=2, seq=16)
+    exact(**batch).loss.backward()
+    want = lora_grads(exact)
+    seen, real = [], engine.Entry.decode
+
+    def decode(self):
+        out = real(self)
+        if self.site.op_class == "attention" and self.site.role in ("query", "key"):
+            seen.append(out.dtype)
+        return out
+
+    monkeypatch.setattr(engine.Entry, "decode", decode)
+    for _ in range(3):  # records, then replays
+        seen.clear()
+        with hyclora.compress("intra_inter", bits=4) as ctx:
+            loss = model(**batch).loss
+        loss.backward()
+        got = lora_grads(model)
+        model.zero_grad(set_to_none=True)
+        assert seen and set(seen) == {torch.float16} and cosine(got, want) > 0.99
+    assert ctx.replayed_packs == ctx.report().packs
