@@ -84,6 +84,7 @@ def norm_tail_triton(x: torch.Tensor, rstd: torch.Tensor, w: torch.Tensor, half:
 # A plain function until :func:`_build` (kernels/jit.py): the package imports without triton.
 tl = None
 _round = None  # kernels/swiglu.py's jitted rounding to a 16-bit dtype, bound by _build
+_as_half = None  # kernels/swiglu.py's jitted exact narrowing of such a value, bound by _build
 _bit = None  # kernels/bitmask.py's jitted bit read, bound by _build
 
 
@@ -99,9 +100,9 @@ def _norm_tail_kernel(x_ptr, r_ptr, w_ptr, o_ptr, p_ptr, scale, N, KIND: tl.cons
     y = _round(w * h, KIND)
     if DROP:
         y = y * _bit(p_ptr, row * N + cols, m).to(tl.float32) * scale
-    if NARROW and KIND == 0:  # y holds a bf16 value: its bits are the top half of its fp32 bits (the interpreter's
-        y = (y.to(tl.uint32, bitcast=True) >> 16).to(tl.uint16).to(tl.bfloat16, bitcast=True)  # cast flushes
-    tl.store(o_ptr + row * N + cols, y, mask=m)  # subnormals)
+    if NARROW:
+        y = _as_half(y, KIND)
+    tl.store(o_ptr + row * N + cols, y, mask=m)
 
 
 @once

@@ -103,6 +103,7 @@ def _meta(t: torch.Tensor, n: int) -> dict:
 # Plain functions until :func:`_build` (kernels/jit.py): the package imports without triton.
 tl = None
 _round = None  # kernels/swiglu.py's jitted rounding to a 16-bit dtype, bound by _build
+_as_half = None  # kernels/swiglu.py's jitted exact narrowing of such a value, bound by _build
 
 
 def _forward_kernel(x_ptr, w_ptr, o_ptr, r_ptr, N, eps, KIND: tl.constexpr, BLOCK: tl.constexpr):
@@ -113,10 +114,7 @@ def _forward_kernel(x_ptr, w_ptr, o_ptr, r_ptr, N, eps, KIND: tl.constexpr, BLOC
     r = 1.0 / tl.sqrt_rn(tl.sum(x * x, axis=0) / N + eps)
     tl.store(r_ptr + row, r)
     w = tl.load(w_ptr + cols, mask=m, other=0.0).to(tl.float32)
-    y = _round(w * _round(x * r, KIND), KIND)
-    if KIND == 0:  # y holds a bf16 value: its bits are the top half of its fp32 bits (the interpreter's cast
-        y = (y.to(tl.uint32, bitcast=True) >> 16).to(tl.uint16).to(tl.bfloat16, bitcast=True)  # flushes subnormals)
-    tl.store(o_ptr + row * N + cols, y.to(o_ptr.dtype.element_ty), mask=m)
+    tl.store(o_ptr + row * N + cols, _as_half(_round(w * _round(x * r, KIND), KIND), KIND), mask=m)
 
 
 def _backward_kernel(g_ptr, x_ptr, r_ptr, w_ptr, d_ptr, N, KIND: tl.constexpr, BLOCK: tl.constexpr):
@@ -129,10 +127,7 @@ def _backward_kernel(g_ptr, x_ptr, r_ptr, w_ptr, d_ptr, N, KIND: tl.constexpr, B
     r = tl.load(r_ptr + row)
     gy = _round(g * w, KIND)
     gv = tl.sum(gy * x, axis=0) * -0.5 * (r * r * r)
-    d = _round(gy * r + (gv / N) * 2.0 * x, KIND)
-    if KIND == 0:  # as in the forward
-        d = (d.to(tl.uint32, bitcast=True) >> 16).to(tl.uint16).to(tl.bfloat16, bitcast=True)
-    tl.store(d_ptr + row * N + cols, d.to(d_ptr.dtype.element_ty), mask=m)
+    tl.store(d_ptr + row * N + cols, _as_half(_round(gy * r + (gv / N) * 2.0 * x, KIND), KIND), mask=m)
 
 
 @once

@@ -91,6 +91,14 @@ def _round(v, KIND: tl.constexpr):
     return v
 
 
+def _as_half(v, KIND: tl.constexpr):
+    """An fp32 ``v`` holding a value of dtype KIND (0 bf16, 1 fp16: :func:`_round`'s) as that dtype, exactly: a bf16
+    value's bits are the top half of its fp32 bits (the interpreter's cast flushes subnormals)."""
+    if KIND == 0:
+        return (v.to(tl.uint32, bitcast=True) >> 16).to(tl.uint16).to(tl.bfloat16, bitcast=True)
+    return v.to(tl.float16)
+
+
 def _silu_mul_kernel(g_ptr, u_ptr, s_ptr, p_ptr, N, KIND: tl.constexpr, INT64: tl.constexpr, BLOCK: tl.constexpr):
     pid = tl.program_id(0)
     if INT64:
@@ -123,9 +131,10 @@ _bf16_nearest = None  # kernels/quant.py's jitted bf16 rounding, bound by _build
 
 def build_with_round(namespace: dict, names: tuple[str, ...]) -> None:
     """Jit ``names`` in the kernel module ``namespace`` (kernels/jit.py) after binding its ``_round`` to this
-    module's jitted rounding (fp32 -> the nearest value of a dtype, KIND: 0 bf16, 1 fp16, 2 fp32, held in fp32)."""
+    module's jitted rounding (fp32 -> the nearest value of a dtype, KIND: 0 bf16, 1 fp16, 2 fp32, held in fp32) and
+    its ``_as_half`` (such a value as the 16-bit dtype)."""
     _build()
-    namespace["_round"] = _round
+    namespace["_round"], namespace["_as_half"] = _round, _as_half
     build(namespace, names)
 
 
@@ -140,4 +149,4 @@ def _build() -> None:
         libdevice = _libdevice
     quant._build()  # one bf16 rounding for both kernel modules
     _bf16_nearest = quant._bf16_nearest
-    build(globals(), ("_round", "_silu_mul_kernel"))
+    build(globals(), ("_round", "_as_half", "_silu_mul_kernel"))
