@@ -94,9 +94,10 @@ def _round(v, KIND: tl.constexpr):
 def _as_half(v, KIND: tl.constexpr):
     """An fp32 ``v`` holding a value of dtype KIND (0 bf16, 1 fp16: :func:`_round`'s) as that dtype, exactly: a bf16
     value's bits are the top half of its fp32 bits (the interpreter's cast flushes subnormals)."""
-    if KIND == 0:
+    if KIND == 0:  # an else, not a fall-through: Triton compiles the statements after a static if's return too
         return (v.to(tl.uint32, bitcast=True) >> 16).to(tl.uint16).to(tl.bfloat16, bitcast=True)
-    return v.to(tl.float16)
+    else:
+        return v.to(tl.float16)
 
 
 def _silu_mul_kernel(g_ptr, u_ptr, s_ptr, p_ptr, N, KIND: tl.constexpr, INT64: tl.constexpr, BLOCK: tl.constexpr):

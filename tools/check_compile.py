@@ -1,0 +1,237 @@
+"""Compile every Triton kernel a hooked training step launches for a GPU, on a machine without one.
+
+Not a test (``tests/test_check_compile.py`` runs it small). The CPU tests run the kernels under
+``TRITON_INTERPRET=1``, which never lowers them: a kernel the interpreter runs can still fail to compile for the GPU
+(a type or op the backend refuses) or to launch there (more registers or shared memory than a block may have). So:
+
+1. **Record** (a child process under ``TRITON_INTERPRET=1``): ``tools/bench_step.py``'s model runs a few steps of
+   each configuration on the CPU with every kernel path chosen (``use_triton`` answers yes for CPU tensors), and
+   every launch is noted: the kernel, its arguments' types (a tensor's dtype; an int's value, which Triton's
+   specialisation reads) and its compile-time values and options. Identical launches are kept once.
+2. **Compile** each for the target (default ``sm_90``, the H100's and H200's) through Triton's own launch path
+   (``JITFunction.warmup``, with a driver that names the target, so specialisation and options are the device's),
+   then read the cubin's registers, spills and shared memory (``cuobjdump`` from Triton's wheel).
+
+A launch fails when it does not compile, when its registers times its threads exceed the 65,536 a block may use,
+or when its shared memory exceeds the 227 KiB a block may have on sm_90. Spills are reported, not failed.
+Tensor arguments compile as 16-byte aligned (Triton's ``MockTensor``), the common case on the device.
+
+    python tools/check_compile.py                        # Llama-2-7B widths, 1 layer, 1x64 tokens (~10 min)
+    python tools/check_compile.py --tiny --configs intra_inter@2
+
+The last thing printed is the table; the exit status is 1 if any launch failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import pickle
+import re
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_CONFIGS = "intra@2,intra@4,intra_inter@2,intra_inter@4,intra_inter_full_fuse@2,intra_inter+checkpoint@2"
+TINY = ["--hidden", "64", "--intermediate", "128", "--heads", "4", "--kv-heads", "4", "--vocab", "128"]
+REGISTERS_PER_BLOCK = 65536  # every compute capability since 5.0
+SHARED_PER_BLOCK = {90: 232448, 89: 101376, 86: 101376, 80: 166912}  # bytes a block may opt in to
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--configs", default=DEFAULT_CONFIGS, help=f"comma list of bench_step configs (default "
+                   f"{DEFAULT_CONFIGS})")
+    p.add_argument("--layers", type=int, default=1)
+    p.add_argument("--shape", default="1x64", help="BATCHxSEQ of the recorded steps (default 1x64)")
+    p.add_argument("--tiny", action="store_true", help="toy widths instead of Llama-2-7B's (a quick check)")
+    p.add_argument("--arch", type=int, default=90, help="compute capability to compile for, as 90 (default)")
+    p.add_argument("--record", help=argparse.SUPPRESS)  # internal: the child's output file
+    return p
+
+
+# -- 1. record (child process, TRITON_INTERPRET=1) ---------------------------------------------------------------
+
+
+def _arg_spec(v):
+    """What of a launch argument a compile depends on: a tensor's dtype, a number's value, else the value."""
+    import torch
+
+    if isinstance(v, torch.Tensor):
+        return ("tensor", str(v.dtype).removeprefix("torch."))
+    return v
+
+
+def _launch_key(spec: tuple) -> tuple:
+    """Launches that compile to the same kernel: ints by Triton's specialisation (1, divisible by 16, 64-bit)."""
+    module, name, args, kwargs = spec
+
+    def norm(v):
+        if isinstance(v, int) and not isinstance(v, bool):
+            return ("int", v == 1, v % 16 == 0, not -2**31 <= v < 2**31)
+        return ("float",) if isinstance(v, float) else v
+
+    return module, name, tuple(map(norm, args)), tuple(sorted(kwargs.items()))
+
+
+def _force_kernels() -> None:
+    """Every ``use_triton`` the package imported answers yes: the kernel paths on CPU tensors."""
+    for mod in list(sys.modules.values()):
+        if getattr(mod, "__name__", "").startswith("hyclora_hooks") and callable(getattr(mod, "use_triton", None)):
+            mod.use_triton = lambda t: True
+
+
+def record(a: argparse.Namespace) -> dict:
+    """Run the configurations' steps under the interpreter; {launch key: (module, kernel, args, kwargs)}."""
+    sys.path.insert(0, str(ROOT))
+    import torch
+    from triton.runtime.interpreter import InterpretedFunction
+
+    import hyclora_hooks  # noqa: F401  (imports the kernel modules whose use_triton is forced)
+    from hyclora_hooks import lora_branch, norm_node  # noqa: F401
+    from tools.bench_step import Bench, all_configs, build_model, make_batch, parse_shapes, set_checkpointing
+    from tools.bench_step import build_parser as bench_parser
+    from tools.bench_step import warmup_for
+
+    launches: dict = {}
+    run = InterpretedFunction.run
+
+    def noted(self, *args, grid, warmup, **kwargs):
+        spec = (self.fn.__module__, self.fn.__name__, tuple(map(_arg_spec, args)),
+                {k: _arg_spec(v) for k, v in kwargs.items()})
+        launches.setdefault(_launch_key(spec), spec)
+        return run(self, *args, grid=grid, warmup=warmup, **kwargs)
+
+    InterpretedFunction.run = noted
+    _force_kernels()
+    args = bench_parser().parse_args(["--device", "cpu", "--layers", str(a.layers)] + (TINY if a.tiny else []))
+    (bsz, seq), = args.shape_list = parse_shapes(a.shape)
+    torch.manual_seed(0)
+    bench = Bench(build_model(args, torch.device("cpu")), torch.device("cpu"))
+    bench.batch = make_batch(args.vocab, bsz, seq, torch.device("cpu"), 0)
+    configs = {c.name: c for c in all_configs()}
+    for name in a.configs.split(","):
+        if name not in configs:
+            raise SystemExit(f"check_compile: unknown config {name!r}; one of {sorted(configs)}")
+        cfg = configs[name]
+        set_checkpointing(bench.model, cfg.checkpoint, cfg.uncheckpointed)
+        for _ in range(warmup_for(cfg, None) + 1):  # the recording step, calibration, then a replayed step
+            bench.model.zero_grad(set_to_none=True)
+            loss, _ = bench.forward(cfg)
+            loss.backward()
+    return launches
+
+
+# -- 2. compile (this process, TRITON_INTERPRET=0) ---------------------------------------------------------------
+
+
+class _TargetDriver:
+    """The little of Triton's driver that compiling needs, for a GPU that is not here."""
+
+    def __init__(self, arch: int):
+        from triton.backends.compiler import GPUTarget
+
+        self.target = GPUTarget("cuda", arch, 32)
+
+    def get_current_device(self):
+        return 0
+
+    def get_current_stream(self, device=None):
+        return 0
+
+    def get_current_target(self):
+        return self.target
+
+
+def _kernel(module: str, name: str):
+    """The ``JITFunction`` ``name`` of kernel module ``module``, its module built (kernels/jit.py)."""
+    mod = importlib.import_module(module)
+    build = getattr(mod, "_build", None) or getattr(mod, "build")
+    build()
+    return getattr(mod, name)
+
+
+def _resources(cubin: bytes) -> dict:
+    """Registers, stack (spills) and static shared memory per kernel of a cubin, by Triton's ``cuobjdump``."""
+    import triton
+
+    tool = Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / "cuobjdump"
+    with tempfile.NamedTemporaryFile(suffix=".cubin") as f:
+        f.write(cubin)
+        f.flush()
+        out = subprocess.run([str(tool), "--dump-resource-usage", f.name], capture_output=True, text=True).stdout
+    found = re.search(r"REG:(\d+) STACK:(\d+) SHARED:(\d+) LOCAL:(\d+)", out)
+    return dict(zip(("regs", "stack", "static_shared", "local"), map(int, found.groups()))) if found else {}
+
+
+def compile_launches(launches: dict, arch: int) -> list[dict]:
+    """One row per recorded launch: compiled for ``sm_<arch>`` or the error, and its resources."""
+    import torch
+    from triton.runtime import driver
+    from triton.runtime.jit import MockTensor
+
+    driver.set_active(_TargetDriver(arch))
+    rows = []
+    for module, name, args, kwargs in launches.values():
+        def real(v):
+            return MockTensor(getattr(torch, v[1])) if isinstance(v, tuple) and v[:1] == ("tensor",) else v
+
+        consts = {k: v for k, v in kwargs.items()}
+        row = {"kernel": f"{module.rsplit('.', 1)[-1]}.{name}",
+               "compile-time": ", ".join(f"{k}={v}" for k, v in consts.items()), "warps": None, "regs": None,
+               "spills": None, "shared": None, "ok": False, "error": ""}
+        try:
+            compiled = _kernel(module, name).warmup(*map(real, args), grid=(1,), **{k: real(v) for k, v in
+                                                                                  kwargs.items()})
+        except Exception as e:  # noqa: BLE001 (the row names the failure)
+            row["error"] = f"{type(e).__name__}: {str(e).strip().splitlines()[-1][:200] if str(e).strip() else ''}"
+            rows.append(row)
+            continue
+        warps = compiled.metadata.num_warps
+        res = _resources(compiled.asm["cubin"])
+        shared = compiled.metadata.shared
+        limit = SHARED_PER_BLOCK.get(arch, 49152)
+        row.update(warps=warps, regs=res.get("regs"), spills=res.get("stack", 0) + res.get("local", 0),
+                   shared=shared)
+        problems = []
+        if res.get("regs") is not None and res["regs"] * warps * 32 > REGISTERS_PER_BLOCK:
+            problems.append(f"{res['regs']} registers x {warps * 32} threads > {REGISTERS_PER_BLOCK}")
+        if shared > limit:
+            problems.append(f"{shared} B shared > {limit}")
+        if problems:
+            row["error"] = "; ".join(problems)
+        else:
+            row["ok"] = True
+        rows.append(row)
+    return rows
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    a = build_parser().parse_args(argv)
+    if a.record:
+        with open(a.record, "wb") as f:
+            pickle.dump(record(a), f)
+        return []
+    with tempfile.TemporaryDirectory() as tmp:
+        out = os.path.join(tmp, "launches.pkl")
+        child = [sys.executable, str(Path(__file__).resolve()), "--record", out, "--configs", a.configs,
+                 "--layers", str(a.layers), "--shape", a.shape] + (["--tiny"] if a.tiny else [])
+        subprocess.run(child, check=True, env={**os.environ, "TRITON_INTERPRET": "1"})
+        with open(out, "rb") as f:
+            launches = pickle.load(f)
+    os.environ["TRITON_INTERPRET"] = "0"
+    sys.path.insert(0, str(ROOT))
+    rows = compile_launches(launches, a.arch)
+    from tools.tables import print_rows
+
+    print_rows(f"Triton launches of {a.configs} compiled for sm_{a.arch}", rows)
+    bad = [r for r in rows if not r["ok"]]
+    print(f"{len(rows)} distinct launches compiled for sm_{a.arch}: {len(rows) - len(bad)} ok, {len(bad)} failed")
+    return rows
+
+
+if __name__ == "__main__":
+    sys.exit(1 if any(not r["ok"] for r in main()) else 0)
