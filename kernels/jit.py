@@ -7,6 +7,7 @@ runs, not when hyclora_hooks is imported (tests set it late).
 
 from __future__ import annotations
 
+import os
 from functools import wraps
 from typing import Callable, Iterable
 
@@ -36,3 +37,10 @@ def build(namespace: dict, names: Iterable[str], no_specialize: dict[str, list[s
     namespace["tl"] = tl
     for name in names:
         namespace[name] = triton.jit(namespace[name], do_not_specialize=(no_specialize or {}).get(name))
+
+
+def dots_in_fp32() -> bool:
+    """Must a kernel's 16-bit ``tl.dot`` run in fp32? Under ``TRITON_INTERPRET=1``, whose bf16 dot is wrong (numpy
+    has no bf16). Read at each launch; ``tools/check_compile.py`` answers no while it records launches, so it
+    compiles the dots the device runs."""
+    return os.environ.get("TRITON_INTERPRET", "0") == "1"

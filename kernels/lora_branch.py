@@ -152,14 +152,18 @@ def _int64(t: int, width: int, tiles: tuple) -> bool:
     return t * width + max(bt, bc) * iters * width >= 2**31
 
 
+def dot_precision(capability: tuple[int, int] | None) -> str:
+    """``tl.dot``'s input precision for fp32 operands on a GPU of this compute capability (None: no GPU, the
+    interpreter): ``tf32x3`` from Ampere on, else ``ieee``."""
+    return "tf32x3" if capability is not None and capability >= (8, 0) else "ieee"
+
+
 def _precision(dev: torch.device) -> str:
-    """``tl.dot``'s input precision for fp32 operands on ``dev``: ``tf32x3`` from Ampere on, else ``ieee``; read once a
-    device (a backward calls this for every LoRA linear)."""
+    """:func:`dot_precision` for ``dev``, read once a device (a backward calls this for every LoRA linear)."""
     key = dev.index if dev.type == "cuda" else None
     prec = _PRECISION.get(key)
     if prec is None:
-        prec = _PRECISION[key] = ("tf32x3" if dev.type == "cuda" and torch.cuda.get_device_capability(dev) >= (8, 0)
-                                  else "ieee")
+        prec = _PRECISION[key] = dot_precision(torch.cuda.get_device_capability(dev) if dev.type == "cuda" else None)
     return prec
 
 

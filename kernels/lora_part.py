@@ -20,11 +20,10 @@ depends only on devices, dtypes and shapes, so a forward and a backward evaluati
 
 from __future__ import annotations
 
-import os
 
 import torch
 
-from . import rope_part, swiglu
+from . import jit, rope_part, swiglu
 from .jit import build, once
 from .launch import launch
 from .quant import use_triton
@@ -88,7 +87,7 @@ def _run(t: torch.Tensor | None, x: torch.Tensor, b: torch.Tensor, scale: float,
     out = torch.empty(x.shape[:-1] + (n,), dtype=dtype, device=x.device)
     if m and n:
         block_r = max(16, 1 << (r - 1).bit_length())
-        ieee = os.environ.get("TRITON_INTERPRET", "0") == "1"  # the interpreter's bf16 dot is wrong: fp32 there
+        ieee = jit.dots_in_fp32()
         key = (_MODES[mode], swiglu.HALVES.index(dtype), block_r, ieee)  # CAST: _to_half's and _round's KIND
         launch(_lora_part_kernel, (-(-m // _BLOCK_M), -(-n // _BLOCK_N)), _launches.setdefault(key, {}),
                (x, b, out if t is None else t, out, m, n, r, float(scale)),

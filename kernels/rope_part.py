@@ -24,11 +24,10 @@ Hugging Face's attention does with a projection's output; the result has that la
 
 from __future__ import annotations
 
-import os
 
 import torch
 
-from . import swiglu
+from . import jit, swiglu
 from .jit import once
 from .launch import launch
 from .quant import use_triton
@@ -208,9 +207,9 @@ def _run(p: torch.Tensor, w: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
         heads = _HEADS if c4.stride(1) == 0 and s4.stride(1) == 0 and h % _HEADS == 0 else 1
         grid = (-(-m // _BLOCK_M), h // heads)
         block_r = max(16, 1 << (r - 1).bit_length())
-        # tensor-core dots need one 16-bit dtype; the interpreter's bf16 dot is wrong (numpy has no bf16): fp32 there
+        # tensor-core dots need one 16-bit dtype
         sixteen = dtype is not None or p2.dtype == w2.dtype != torch.float32
-        ieee = not sixteen or os.environ.get("TRITON_INTERPRET", "0") == "1"
+        ieee = not sixteen or jit.dots_in_fp32()
         cast_kind = -1 if dtype is None else swiglu.HALVES.index(dtype)
         key = (d, block_r, ieee, cast_kind, swiglu.KINDS.index(out.dtype), mode, heads)
         launch(_rope_part_kernel, grid, _launches.setdefault(key, {}),

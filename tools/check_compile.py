@@ -12,8 +12,8 @@ Not a test (``tests/test_check_compile.py`` runs it small). The CPU tests run th
    (``JITFunction.warmup``, with a driver that names the target, so specialisation and options are the device's),
    then read the cubin's registers, spills and shared memory (``cuobjdump`` from Triton's wheel).
 
-A launch fails when it does not compile, when its registers times its threads exceed the 65,536 a block may use,
-or when its shared memory exceeds the 227 KiB a block may have on sm_90. Spills are reported, not failed.
+A launch fails when it does not compile or when its shared memory exceeds what a block may have (227 KiB on sm_90).
+Registers cannot overflow (ptxas is told the block's threads and spills instead); spills are reported, not failed.
 Tensor arguments compile as 16-byte aligned (Triton's ``MockTensor``), the common case on the device.
 
     python tools/check_compile.py                        # Llama-2-7B widths, 1 layer, 1x64 tokens (~10 min)
@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import json
 import os
 import pickle
 import re
@@ -37,7 +38,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIGS = "intra@2,intra@4,intra_inter@2,intra_inter@4,intra_inter_full_fuse@2,intra_inter+checkpoint@2"
 TINY = ["--hidden", "64", "--intermediate", "128", "--heads", "4", "--kv-heads", "4", "--vocab", "128"]
-REGISTERS_PER_BLOCK = 65536  # every compute capability since 5.0
 SHARED_PER_BLOCK = {90: 232448, 89: 101376, 86: 101376, 80: 166912}  # bytes a block may opt in to
 
 
@@ -48,7 +48,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--layers", type=int, default=1)
     p.add_argument("--shape", default="1x64", help="BATCHxSEQ of the recorded steps (default 1x64)")
     p.add_argument("--tiny", action="store_true", help="toy widths instead of Llama-2-7B's (a quick check)")
+    p.add_argument("--dtypes", default="bf16,fp16", help="comma list of model dtypes (default bf16,fp16)")
+    p.add_argument("--lora-dropout", default="0,0.1", help="comma list of peft lora_dropout values (default 0,0.1)")
+    p.add_argument("--run-kernels", action="store_true",
+                   help="run each kernel under the interpreter as well as noting it (minutes at full widths)")
     p.add_argument("--arch", type=int, default=90, help="compute capability to compile for, as 90 (default)")
+    p.add_argument("--json", help="also write the rows to this file")
     p.add_argument("--record", help=argparse.SUPPRESS)  # internal: the child's output file
     return p
 
@@ -77,25 +82,42 @@ def _launch_key(spec: tuple) -> tuple:
     return module, name, tuple(map(norm, args)), tuple(sorted(kwargs.items()))
 
 
-def _force_kernels() -> None:
-    """Every ``use_triton`` the package imported answers yes: the kernel paths on CPU tensors."""
+def _as_on_device(arch: int) -> None:
+    """Make the CPU take the device's kernel paths with the device's compile-time choices: every ``use_triton`` the
+    package imported answers yes, 16-bit dots are not made fp32 (as the interpreter needs), and the LoRA branch
+    kernels' fp32 dots take ``sm_<arch>``'s precision. The recorded steps' numbers are then not the device's (the
+    interpreter's bf16 dots are wrong); their launches are."""
+    importlib.import_module("hyclora_hooks")  # with every kernel module that holds a use_triton
+    from hyclora_hooks.kernels import jit
+    from hyclora_hooks.kernels import lora_branch as branch_kernels
+
     for mod in list(sys.modules.values()):
         if getattr(mod, "__name__", "").startswith("hyclora_hooks") and callable(getattr(mod, "use_triton", None)):
             mod.use_triton = lambda t: True
+    jit.dots_in_fp32 = lambda: False
+    branch_kernels._precision = lambda dev: branch_kernels.dot_precision(divmod(arch, 10))
 
 
 def record(a: argparse.Namespace) -> dict:
-    """Run the configurations' steps under the interpreter; {launch key: (module, kernel, args, kwargs)}."""
+    """Run the configurations' steps under the interpreter; {launch key: (module, kernel, args, kwargs)}.
+
+    Without ``--run-kernels`` a launch is noted and not run: its outputs keep whatever ``torch.empty`` gave them, so
+    the steps' numbers are meaningless and the record takes seconds instead of minutes at full widths. What is
+    launched depends on shapes, dtypes and settings, not on values, with one exception added by hand: a kernel
+    with a ``CHECKED`` variant (re-run where a non-finite value turned up, NOTE [Deferred non-finite check]) is
+    noted with it too."""
     sys.path.insert(0, str(ROOT))
     import torch
     from triton.runtime.interpreter import InterpretedFunction
 
-    import hyclora_hooks  # noqa: F401  (imports the kernel modules whose use_triton is forced)
-    from hyclora_hooks import lora_branch, norm_node  # noqa: F401
     from tools.bench_step import Bench, all_configs, build_model, make_batch, parse_shapes, set_checkpointing
     from tools.bench_step import build_parser as bench_parser
     from tools.bench_step import warmup_for
 
+    configs = {c.name: c for c in all_configs()}
+    unknown = [n for n in a.configs.split(",") if n not in configs]
+    if unknown:
+        raise SystemExit(f"check_compile: unknown config(s) {unknown}; one of {sorted(configs)}")
     launches: dict = {}
     run = InterpretedFunction.run
 
@@ -103,25 +125,29 @@ def record(a: argparse.Namespace) -> dict:
         spec = (self.fn.__module__, self.fn.__name__, tuple(map(_arg_spec, args)),
                 {k: _arg_spec(v) for k, v in kwargs.items()})
         launches.setdefault(_launch_key(spec), spec)
-        return run(self, *args, grid=grid, warmup=warmup, **kwargs)
+        if kwargs.get("CHECKED") is False:
+            checked = (*spec[:3], {**spec[3], "CHECKED": True})
+            launches.setdefault(_launch_key(checked), checked)
+        if a.run_kernels:
+            return run(self, *args, grid=grid, warmup=warmup, **kwargs)
 
     InterpretedFunction.run = noted
-    _force_kernels()
-    args = bench_parser().parse_args(["--device", "cpu", "--layers", str(a.layers)] + (TINY if a.tiny else []))
-    (bsz, seq), = args.shape_list = parse_shapes(a.shape)
-    torch.manual_seed(0)
-    bench = Bench(build_model(args, torch.device("cpu")), torch.device("cpu"))
-    bench.batch = make_batch(args.vocab, bsz, seq, torch.device("cpu"), 0)
-    configs = {c.name: c for c in all_configs()}
-    for name in a.configs.split(","):
-        if name not in configs:
-            raise SystemExit(f"check_compile: unknown config {name!r}; one of {sorted(configs)}")
-        cfg = configs[name]
-        set_checkpointing(bench.model, cfg.checkpoint, cfg.uncheckpointed)
-        for _ in range(warmup_for(cfg, None) + 1):  # the recording step, calibration, then a replayed step
-            bench.model.zero_grad(set_to_none=True)
-            loss, _ = bench.forward(cfg)
-            loss.backward()
+    _as_on_device(a.arch)
+    cpu = torch.device("cpu")
+    for dtype in a.dtypes.split(","):
+        for dropout in a.lora_dropout.split(","):
+            args = bench_parser().parse_args(["--device", "cpu", "--layers", str(a.layers), "--dtype", dtype,
+                                              "--lora-dropout", dropout] + (TINY if a.tiny else []))
+            (bsz, seq), = args.shape_list = parse_shapes(a.shape)
+            torch.manual_seed(0)
+            bench = Bench(build_model(args, cpu), cpu)
+            bench.batch = make_batch(args.vocab, bsz, seq, cpu, 0)
+            for cfg in (configs[n] for n in a.configs.split(",")):
+                set_checkpointing(bench.model, cfg.checkpoint, cfg.uncheckpointed)
+                for _ in range(warmup_for(cfg, None) + 1):  # the recording step, calibration, a replayed step
+                    bench.model.zero_grad(set_to_none=True)
+                    loss, _ = bench.forward(cfg)
+                    loss.backward()
     return launches
 
 
@@ -148,14 +174,19 @@ class _TargetDriver:
 
 def _kernel(module: str, name: str):
     """The ``JITFunction`` ``name`` of kernel module ``module``, its module built (kernels/jit.py)."""
+    from triton.runtime.jit import JITFunction
+
     mod = importlib.import_module(module)
-    build = getattr(mod, "_build", None) or getattr(mod, "build")
-    build()
-    return getattr(mod, name)
+    (getattr(mod, "_build", None) or getattr(mod, "build"))()
+    kernel = getattr(mod, name)
+    if not isinstance(kernel, JITFunction):  # built under the interpreter: warmup would compile nothing
+        raise RuntimeError(f"{module}.{name} is a {type(kernel).__name__}, not a JITFunction: compile in a process "
+                           "that has not run kernels under TRITON_INTERPRET=1")
+    return kernel
 
 
 def _resources(cubin: bytes) -> dict:
-    """Registers, stack (spills) and static shared memory per kernel of a cubin, by Triton's ``cuobjdump``."""
+    """Registers, stack (spills) and local memory of a cubin's kernel, by the ``cuobjdump`` in Triton's wheel."""
     import triton
 
     tool = Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / "cuobjdump"
@@ -163,48 +194,49 @@ def _resources(cubin: bytes) -> dict:
         f.write(cubin)
         f.flush()
         out = subprocess.run([str(tool), "--dump-resource-usage", f.name], capture_output=True, text=True).stdout
-    found = re.search(r"REG:(\d+) STACK:(\d+) SHARED:(\d+) LOCAL:(\d+)", out)
-    return dict(zip(("regs", "stack", "static_shared", "local"), map(int, found.groups()))) if found else {}
+    found = re.search(r"REG:(\d+) STACK:(\d+) SHARED:\d+ LOCAL:(\d+)", out)
+    return dict(zip(("regs", "stack", "local"), map(int, found.groups()))) if found else {}
+
+
+def _problems(compiled, arch: int) -> tuple[list[str], dict]:
+    """Why ``compiled`` would not launch on ``sm_<arch>``: more shared memory than a block may have. (Registers
+    cannot be: Triton gives ptxas the block's thread count, so it spills rather than exceed a block's 65,536.)"""
+    shared = compiled.metadata.shared
+    res = _resources(compiled.asm["cubin"])
+    out = [] if res else ["cuobjdump read no resource usage"]
+    if shared > SHARED_PER_BLOCK.get(arch, 49152):
+        out.append(f"{shared} B shared memory > {SHARED_PER_BLOCK.get(arch, 49152)}")
+    return out, res
 
 
 def compile_launches(launches: dict, arch: int) -> list[dict]:
-    """One row per recorded launch: compiled for ``sm_<arch>`` or the error, and its resources."""
+    """One row per recorded launch: compiled for ``sm_<arch>`` (Triton's specialisation of the recorded arguments,
+    tensors as aligned ``MockTensor`` of their dtype) or why not, with its registers, spills and shared memory."""
     import torch
     from triton.runtime import driver
     from triton.runtime.jit import MockTensor
 
+    def arg(v):
+        return MockTensor(getattr(torch, v[1])) if isinstance(v, tuple) and v[:1] == ("tensor",) else v
+
     driver.set_active(_TargetDriver(arch))
     rows = []
     for module, name, args, kwargs in launches.values():
-        def real(v):
-            return MockTensor(getattr(torch, v[1])) if isinstance(v, tuple) and v[:1] == ("tensor",) else v
-
-        consts = {k: v for k, v in kwargs.items()}
         row = {"kernel": f"{module.rsplit('.', 1)[-1]}.{name}",
-               "compile-time": ", ".join(f"{k}={v}" for k, v in consts.items()), "warps": None, "regs": None,
+               "compile-time": ", ".join(f"{k}={v}" for k, v in kwargs.items()), "warps": None, "regs": None,
                "spills": None, "shared": None, "ok": False, "error": ""}
         try:
-            compiled = _kernel(module, name).warmup(*map(real, args), grid=(1,), **{k: real(v) for k, v in
-                                                                                  kwargs.items()})
+            compiled = _kernel(module, name).warmup(*map(arg, args), grid=(1,), **{k: arg(v) for k, v in
+                                                                                 kwargs.items()})
+            problems, res = _problems(compiled, arch)
         except Exception as e:  # noqa: BLE001 (the row names the failure)
-            row["error"] = f"{type(e).__name__}: {str(e).strip().splitlines()[-1][:200] if str(e).strip() else ''}"
+            lines = str(e).strip().splitlines()
+            row["error"] = f"{type(e).__name__}: {lines[-1][:200] if lines else ''}"
             rows.append(row)
             continue
-        warps = compiled.metadata.num_warps
-        res = _resources(compiled.asm["cubin"])
-        shared = compiled.metadata.shared
-        limit = SHARED_PER_BLOCK.get(arch, 49152)
-        row.update(warps=warps, regs=res.get("regs"), spills=res.get("stack", 0) + res.get("local", 0),
-                   shared=shared)
-        problems = []
-        if res.get("regs") is not None and res["regs"] * warps * 32 > REGISTERS_PER_BLOCK:
-            problems.append(f"{res['regs']} registers x {warps * 32} threads > {REGISTERS_PER_BLOCK}")
-        if shared > limit:
-            problems.append(f"{shared} B shared > {limit}")
-        if problems:
-            row["error"] = "; ".join(problems)
-        else:
-            row["ok"] = True
+        row.update(warps=compiled.metadata.num_warps, regs=res.get("regs"),
+                   spills=res.get("stack", 0) + res.get("local", 0), shared=compiled.metadata.shared,
+                   ok=not problems, error="; ".join(problems))
         rows.append(row)
     return rows
 
@@ -215,16 +247,18 @@ def main(argv: list[str] | None = None) -> list[dict]:
         with open(a.record, "wb") as f:
             pickle.dump(record(a), f)
         return []
+    if os.environ.get("TRITON_INTERPRET", "0") == "1":
+        raise SystemExit("check_compile: run it without TRITON_INTERPRET=1 (it compiles; its record step sets it)")
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "launches.pkl")
-        child = [sys.executable, str(Path(__file__).resolve()), "--record", out, "--configs", a.configs,
-                 "--layers", str(a.layers), "--shape", a.shape] + (["--tiny"] if a.tiny else [])
+        child = [sys.executable, str(Path(__file__).resolve()), "--record", out, *(sys.argv[1:] if argv is None else argv)]
         subprocess.run(child, check=True, env={**os.environ, "TRITON_INTERPRET": "1"})
         with open(out, "rb") as f:
             launches = pickle.load(f)
-    os.environ["TRITON_INTERPRET"] = "0"
     sys.path.insert(0, str(ROOT))
     rows = compile_launches(launches, a.arch)
+    if a.json:
+        Path(a.json).write_text(json.dumps(rows, indent=1))
     from tools.tables import print_rows
 
     print_rows(f"Triton launches of {a.configs} compiled for sm_{a.arch}", rows)
