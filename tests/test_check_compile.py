@@ -21,6 +21,7 @@ ENV = {**os.environ, "TRITON_INTERPRET": "0", "PYTHONPATH": str(ROOT)}
 def test_every_kernel_a_step_launches_compiles_for_sm90(tmp_path):
     out = tmp_path / "rows.json"
     done = subprocess.run([sys.executable, str(ROOT / "tools" / "check_compile.py"), "--tiny", "--json", str(out),
+                           "--dtypes", "bf16,fp16",
                            "--configs", "intra@2,intra_inter@2,intra_inter@4,intra_inter_full_fuse@2,"
                            "intra_inter+checkpoint@2"], env=ENV, capture_output=True, text=True)
     assert out.exists(), done.stderr[-3000:]

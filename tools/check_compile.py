@@ -48,7 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--layers", type=int, default=1)
     p.add_argument("--shape", default="1x64", help="BATCHxSEQ of the recorded steps (default 1x64)")
     p.add_argument("--tiny", action="store_true", help="toy widths instead of Llama-2-7B's (a quick check)")
-    p.add_argument("--dtypes", default="bf16,fp16", help="comma list of model dtypes (default bf16,fp16)")
+    p.add_argument("--dtypes", default="bf16", help="comma list of model dtypes (default bf16; fp16 at full widths is slow\n"
+                   "(over 20 min: the CPU's fp16 matmuls), so add it with --tiny)")
     p.add_argument("--lora-dropout", default="0,0.1", help="comma list of peft lora_dropout values (default 0,0.1)")
     p.add_argument("--run-kernels", action="store_true",
                    help="run each kernel under the interpreter as well as noting it (minutes at full widths)")
