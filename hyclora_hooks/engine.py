@@ -835,13 +835,21 @@ class Compressor:
         self.lean_node = self.narrow_save = 0
         self.narrow_input = False
 
+    def _unit_end(self) -> int | None:
+        """The end of the replayed unit's records where its packs go straight to them (``UNIT_PACKS``, a unit
+        replaying on plan), else None: what the nodes' looks ahead at the records first ask."""
+        if not UNIT_PACKS or self._mode != "replay" or self._units.replaying is None or self._trace.diverged:
+            return None
+        return self._units.replaying.pack_end
+
     def narrow_save_due(self) -> bool:
         """May the branch node about to save (``lean_node`` set) save its 16-bit input for peft's fp32 copy (NOTE
         [LoRA branch] rule 7)? Yes where the record its input's pack will meet, past the adapters' records it
         passes, is one :func:`_narrow_record` takes, and the pack will go straight to it (``UNIT_PACKS``)."""
-        if not UNIT_PACKS or self._mode != "replay" or self._units.replaying is None or self._trace.diverged:
+        end = self._unit_end()
+        if end is None:
             return False
-        packs, end = self._replay_plan.packs, self._units.replaying.pack_end
+        packs = self._replay_plan.packs
         j, stop = self._next, min(end, self._next + self.lean_node)
         while j < stop and packs[j].kind == "param":
             j += 1
@@ -852,11 +860,8 @@ class Compressor:
         node] rule 1): ``pow``'s fp32 copy as a widening recipe (:func:`_narrow_record`), ``rsqrt``'s output, the
         product's duplicates of the two (the output first), the weight? Each pack's layout is checked as it comes
         (the node saves the first two, :meth:`pass_saves` carries out the others)."""
-        if not UNIT_PACKS or self._mode != "replay" or self._units.replaying is None or self._trace.diverged \
-                or x.is_cuda and x.get_device() != _cuda_device():
-            return False
-        i = self._next
-        if i + 5 > self._units.replaying.pack_end:
+        end, i = self._unit_end(), self._next
+        if end is None or i + 5 > end or x.is_cuda and x.get_device() != _cuda_device():
             return False
         copy, stats, dup_stats, dup_copy, weight = self._replay_plan.packs[i:i + 5]
         return (_narrow_record(copy) and copy.meta[0] == x.shape and stats.kind == "entry"
@@ -869,9 +874,8 @@ class Compressor:
         no saved slot adds; ``saves``: ``(tensor, narrow)`` pairs (``narrow``: the tensor stands for its fp32 copy). A
         record it does not meet ends the replay there (NOTE [Replay] rule 4) and the rest is decided, only counted."""
         for t, narrow in saves:
-            rec = None
-            unit = self._units.replaying if self._mode == "replay" and not self._trace.diverged else None
-            if unit is not None and self._next < unit.pack_end:
+            rec, end = None, self._unit_end()  # (a miss ends the replay: read again for each)
+            if end is not None and self._next < end:
                 rec = self._replay_plan.packs[self._next]
                 dtype = torch.float32 if narrow else t.dtype
                 if rec.meta != (t.shape, t.stride(), dtype, t.requires_grad):
