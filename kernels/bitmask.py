@@ -73,7 +73,7 @@ def pack(mask: torch.Tensor) -> torch.Tensor:
     flat = mask.reshape(-1)
     if not use_triton(flat) or not flat.is_contiguous():
         return pack_ref(flat)
-    build()
+    _build()
     n = flat.numel()
     out = torch.empty(packed_size(n), dtype=torch.uint8, device=flat.device)
     if n:
@@ -85,7 +85,7 @@ def unpack(packed: torch.Tensor, numel: int) -> torch.Tensor:
     """``numel`` bools (1-D) from bytes :func:`pack` wrote."""
     if not use_triton(packed):
         return unpack_ref(packed, numel)
-    build()
+    _build()
     out = torch.empty(numel, dtype=torch.bool, device=packed.device)
     if numel:
         _run(_unpack_kernel, "unpack", numel, _BLOCK, numel, (packed, out.view(torch.uint8), numel), "BLOCK")
@@ -105,7 +105,7 @@ def apply(x: torch.Tensor, packed: torch.Tensor, scale: float) -> torch.Tensor:
     the reference."""
     if not apply_fits(x, packed):
         return apply_ref(x, packed, scale)
-    build()
+    _build()
     out = torch.empty(x.shape, dtype=torch.float32, device=x.device)
     n = x.numel()
     if n:
@@ -163,6 +163,6 @@ def _apply_kernel(x_ptr, p_ptr, o_ptr, N, scale, INT64: tl.constexpr, BLOCK: tl.
 
 
 @jit.once
-def build() -> None:
+def _build() -> None:
     """Jit this module's kernels and helpers, once (kernels/norm_tail.py binds ``_bit`` too)."""
     jit.build(globals(), ("_bit", "_pack_kernel", "_unpack_kernel", "_apply_kernel"))

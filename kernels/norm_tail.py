@@ -107,6 +107,6 @@ def _norm_tail_kernel(x_ptr, r_ptr, w_ptr, o_ptr, p_ptr, scale, N, KIND: tl.cons
 
 @once
 def _build() -> None:
-    bitmask.build()
+    bitmask._build()
     globals()["_bit"] = bitmask._bit
     swiglu.build_with_round(globals(), ("_norm_tail_kernel",))
