@@ -31,10 +31,12 @@ def test_every_kernel_a_step_launches_compiles_for_sm90(tmp_path):
     launched = {(r["kernel"], r["compile-time"]) for r in rows}
     kernels = {k for k, _ in launched}
     # the paths of a replayed Llama step on CUDA: the LoRA branch node both ways, the RMSNorm node both ways, the
-    # norm tail's 16-bit store (the kernels session 47's bug broke), quantize/dequantize, SwiGLU
+    # norm tail's 16-bit store (the kernels session 47's bug broke), quantize/dequantize, SwiGLU, q/k's LoRA part
+    # and their rebuild through RoPE (a head size of 32 in the toy widths: the least the kernel takes)
     assert {"lora_branch._forward_kernel", "lora_branch._input_kernel", "lora_branch._rows_kernel",
             "lora_branch._cols_kernel", "rms_norm._forward_kernel", "rms_norm._backward_kernel",
-            "norm_tail._norm_tail_kernel", "swiglu._silu_mul_kernel", "quant._dequant_words_kernel"} <= kernels
+            "norm_tail._norm_tail_kernel", "swiglu._silu_mul_kernel", "quant._dequant_words_kernel",
+            "rope_part._rope_part_kernel", "lora_part._lora_part_kernel"} <= kernels
     assert any(k == "norm_tail._norm_tail_kernel" and "NARROW=True" in c for k, c in launched)
     # fp16 models (KIND=1) and the device's dot precision, not the interpreter's
     assert any(k == "rms_norm._forward_kernel" and "KIND=1" in c for k, c in launched)

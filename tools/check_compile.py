@@ -34,10 +34,12 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Callable
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIGS = "intra@2,intra@4,intra_inter@2,intra_inter@4,intra_inter_full_fuse@2,intra_inter+checkpoint@2"
-TINY = ["--hidden", "64", "--intermediate", "128", "--heads", "4", "--kv-heads", "4", "--vocab", "128"]
+# toy widths with a head size of 32: the smallest the RoPE kernels take (kernels/rope_part.py `fusable`)
+TINY = ["--hidden", "128", "--intermediate", "256", "--heads", "4", "--kv-heads", "4", "--vocab", "128"]
 SHARED_PER_BLOCK = {90: 232448, 89: 101376, 86: 101376, 80: 166912}  # bytes a block may opt in to
 
 
@@ -83,11 +85,24 @@ def _launch_key(spec: tuple) -> tuple:
     return module, name, tuple(map(norm, args)), tuple(sorted(kwargs.items()))
 
 
-def _as_on_device(arch: int) -> None:
-    """Make the CPU take the device's kernel paths with the device's compile-time choices: every ``use_triton`` the
-    package imported answers yes, 16-bit dots are not made fp32 (as the interpreter needs), and the LoRA branch
-    kernels' fp32 dots take ``sm_<arch>``'s precision. The recorded steps' numbers are then not the device's (the
-    interpreter's bf16 dots are wrong); their launches are."""
+def as_on_device(arch: int, note: Callable | None = None, run_kernels: bool = True) -> None:
+    """Make the CPU (under ``TRITON_INTERPRET=1``) take the device's kernel paths with the device's compile-time
+    choices: every ``use_triton`` the package imported answers yes, 16-bit dots are not made fp32 (as the
+    interpreter needs), and the LoRA branch kernels' fp32 dots take ``sm_<arch>``'s precision. The steps' numbers
+    are then not the device's (the interpreter's bf16 dots are wrong); their launches and host path are. ``note``:
+    called with each launch (the kernel object, its arguments, its keyword arguments); ``run_kernels=False``: a
+    launch is not run, its outputs keep what ``torch.empty`` gave them."""
+    from triton.runtime.interpreter import InterpretedFunction
+
+    run = InterpretedFunction.run
+
+    def launched(self, *args, grid, warmup, **kwargs):
+        if note is not None:
+            note(self, args, kwargs)
+        if run_kernels:
+            return run(self, *args, grid=grid, warmup=warmup, **kwargs)
+
+    InterpretedFunction.run = launched
     importlib.import_module("hyclora_hooks")  # with every kernel module that holds a use_triton
     from hyclora_hooks.kernels import jit
     from hyclora_hooks.kernels import lora_branch as branch_kernels
@@ -109,7 +124,6 @@ def record(a: argparse.Namespace) -> dict:
     noted with it too."""
     sys.path.insert(0, str(ROOT))
     import torch
-    from triton.runtime.interpreter import InterpretedFunction
 
     from tools.bench_step import Bench, all_configs, build_model, make_batch, parse_shapes, set_checkpointing
     from tools.bench_step import build_parser as bench_parser
@@ -120,20 +134,16 @@ def record(a: argparse.Namespace) -> dict:
     if unknown:
         raise SystemExit(f"check_compile: unknown config(s) {unknown}; one of {sorted(configs)}")
     launches: dict = {}
-    run = InterpretedFunction.run
 
-    def noted(self, *args, grid, warmup, **kwargs):
-        spec = (self.fn.__module__, self.fn.__name__, tuple(map(_arg_spec, args)),
+    def noted(kernel, args, kwargs):
+        spec = (kernel.fn.__module__, kernel.fn.__name__, tuple(map(_arg_spec, args)),
                 {k: _arg_spec(v) for k, v in kwargs.items()})
         launches.setdefault(_launch_key(spec), spec)
         if kwargs.get("CHECKED") is False:
             checked = (*spec[:3], {**spec[3], "CHECKED": True})
             launches.setdefault(_launch_key(checked), checked)
-        if a.run_kernels:
-            return run(self, *args, grid=grid, warmup=warmup, **kwargs)
 
-    InterpretedFunction.run = noted
-    _as_on_device(a.arch)
+    as_on_device(a.arch, noted, a.run_kernels)
     cpu = torch.device("cpu")
     for dtype in a.dtypes.split(","):
         for dropout in a.lora_dropout.split(","):
