@@ -9,11 +9,14 @@ less each launch's own cost (~5-13 us on an H200's host through ``kernels/launch
 session 41): ``tools/bench_step.py``'s 8 layers at toy widths, one thread, thread CPU time, medians.
 
     python benchmarks/experiments/device_host_cpu.py plain,baseline,intra_inter@2,intra_inter@4 [--steps 30]
+    python benchmarks/experiments/device_host_cpu.py intra_inter@2 --set hyclora_hooks.norm_node.ENABLED=False
     python benchmarks/experiments/device_host_cpu.py intra_inter@2 --profile tottime [--phase backward]  # cProfile, 10 steps
 """
 
 import argparse
+import ast
 import cProfile
+import importlib
 import io
 import os
 import pstats
@@ -36,9 +39,15 @@ def main() -> None:
     p.add_argument("configs", help="comma list of tools/bench_step.py configs")
     p.add_argument("--steps", type=int, default=30)
     p.add_argument("--profile", choices=("tottime", "cumulative"), help="then cProfile 10 steps' forwards of each")
+    p.add_argument("--set", action="append", default=[], metavar="MODULE.NAME=VALUE",
+                   help="set a switch first, e.g. hyclora_hooks.norm_node.ENABLED=False (a Python literal)")
     p.add_argument("--phase", choices=("forward", "backward"), default="forward", help="the phase --profile profiles")
     a = p.parse_args()
     check_compile.as_on_device(90, run_kernels=False)
+    for setting in a.set:
+        name, _, value = setting.partition("=")
+        module, _, attr = name.rpartition(".")
+        setattr(importlib.import_module(module), attr, ast.literal_eval(value))
     torch.set_num_threads(1)
     args = build_parser().parse_args(["--device", "cpu", "--layers", "8"] + check_compile.TINY)
     args.shape_list = [(1, 16)]
