@@ -2,11 +2,12 @@
 
 Not a test (``tests/test_check_compile.py`` runs it small). The CPU tests run the kernels under
 ``TRITON_INTERPRET=1``, which never lowers them: a kernel the interpreter runs can still fail to compile for the GPU
-(a type or op the backend refuses) or to launch there (more registers or shared memory than a block may have). So:
+(a type or op the backend refuses; session 47's RMSNorm kernels did) or to launch there (more shared memory than a
+block may have). So:
 
 1. **Record** (a child process under ``TRITON_INTERPRET=1``): ``tools/bench_step.py``'s model runs a few steps of
-   each configuration on the CPU with every kernel path chosen (``use_triton`` answers yes for CPU tensors), and
-   every launch is noted: the kernel, its arguments' types (a tensor's dtype; an int's value, which Triton's
+   each configuration on the CPU with every kernel path chosen (:func:`as_on_device`), and every launch is noted,
+   not run (``--run-kernels`` runs it too): the kernel, its arguments' types (a tensor's dtype; an int's value, which Triton's
    specialisation reads) and its compile-time values and options. Identical launches are kept once.
 2. **Compile** each for the target (default ``sm_90``, the H100's and H200's) through Triton's own launch path
    (``JITFunction.warmup``, with a driver that names the target, so specialisation and options are the device's),
@@ -16,10 +17,11 @@ A launch fails when it does not compile or when its shared memory exceeds what a
 Registers cannot overflow (ptxas is told the block's threads and spills instead); spills are reported, not failed.
 Tensor arguments compile as 16-byte aligned (Triton's ``MockTensor``), the common case on the device.
 
-    python tools/check_compile.py                        # Llama-2-7B widths, 1 layer, 1x64 tokens (~10 min)
-    python tools/check_compile.py --tiny --configs intra_inter@2
+    python tools/check_compile.py                  # Llama-2-7B widths, 1 layer, 1x64 tokens, bf16 (~1 min)
+    python tools/check_compile.py --tiny --dtypes bf16,fp16 --arch 80
 
-The last thing printed is the table; the exit status is 1 if any launch failed.
+Then the table, the kernels no recorded step launched (not checked), and a count; the exit status is 1 if any
+launch failed. Run it from the repository root without ``TRITON_INTERPRET=1``.
 """
 
 from __future__ import annotations
