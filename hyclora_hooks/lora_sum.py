@@ -50,13 +50,12 @@ class _LoraSum(torch.autograd.Function):
 # ``Function.apply`` is Python around autograd's C entry point: it binds ``setup_context``'s arguments (none here) and,
 # outside functorch's transforms, unwraps dead functorch wrappers (none reach a lean body) before calling it: seven
 # Python calls a LoRA linear. Rule 4 calls the C entry point itself, bound to the class as that wrapper does.
-_C_APPLY = getattr(super(torch.autograd.Function, _LoraSum), "apply", None)
 _functorch_active = torch._C._are_functorch_transforms_active
 
 
-def c_apply(fn: type) -> Callable[..., Any]:
-    """``fn.apply`` for another of our ``Function`` classes, through the C entry point outside functorch's transforms
-    (rule 4's call, for the LoRA branch and norm nodes)."""
+def c_apply(fn: type, doc: str | None = None) -> Callable[..., Any]:
+    """``fn.apply`` for one of our ``Function`` classes, through the C entry point outside functorch's transforms
+    (rule 4's call: this node's, the LoRA branch's and the norm nodes'); one Python frame a call."""
     entry = getattr(super(torch.autograd.Function, fn), "apply", None)
 
     def apply(*args: Any) -> Any:
@@ -64,11 +63,9 @@ def c_apply(fn: type) -> Callable[..., Any]:
             return fn.apply(*args)
         return entry(*args)
 
+    apply.__doc__ = doc
     return apply
 
 
-def apply(base: torch.Tensor, lora: torch.Tensor, scaling: float) -> torch.Tensor:
-    """``(base + lora * scaling).to(base.dtype)`` as one node, for tensors that :func:`fits`."""
-    if _C_APPLY is None or _functorch_active():
-        return _LoraSum.apply(base, lora, scaling)
-    return _C_APPLY(base, lora, scaling)
+apply = c_apply(_LoraSum, """``apply(base, lora, scaling)``: ``(base + lora * scaling).to(base.dtype)`` as one node,
+    for tensors that :func:`fits`.""")

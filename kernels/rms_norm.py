@@ -8,10 +8,9 @@ writes 2), and autograd's backward through them ~60 more, where one pass each wa
 output) and 8 (read the gradient and ``x``, write ``dx``). On the benchmark's model (17 norms of 4096 a step) that is
 ~10 GB forward and ~17 GB backward at 4096 tokens, against ~1 and ~2. Plain autograd pays it too.
 
-Status (session 47): the kernels and their tests; no step uses them yet (to become a replayed unit's node as NOTE
-[LoRA branch] did for peft's branch: the norm's packs meet their records with the 16-bit input standing for its fp32
-copy, as that NOTE's rule 7 does), and not timed on a GPU: ``benchmarks/experiments/rms_norm_cost.py`` is the
-measurement to make first.
+Used by a replayed decoder layer's norms (``hyclora_hooks/norm_node.py``, NOTE [Norm node]). Not yet timed on a
+GPU: ``benchmarks/experiments/rms_norm_cost.py`` is the measurement to make; ``tools/check_compile.py`` compiles them
+for sm_90 (session 48 found them not compiling, through ``swiglu._as_half``, and fixed that).
 
 Bits: the forward rounds as torch does (``x32 * rstd`` to ``half``, ``w * h`` computed in fp32 and rounded to
 ``half``), but sums the squares in another order, so ``rstd`` and the output are torch's to within fp32 rounding of

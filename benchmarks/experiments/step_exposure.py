@@ -179,7 +179,7 @@ def _helper_unit_pack(self, t):
     return out
 
 
-_KEPT_VIEW, _C_APPLY, _RELEASE = engine._kept_view, lora_sum._C_APPLY, accounting.Accountant.release
+_KEPT_VIEW, _SUM_APPLY, _RELEASE = engine._kept_view, lora_sum.apply, accounting.Accountant.release
 
 
 def _eager_release(self, token) -> None:
@@ -229,7 +229,7 @@ def _set(v: dict) -> None:
     gcpause.ENABLED, engine.UNIT_PACKS, klaunch.C_LAUNCHER = v["pause"], v["unit_packs"], v["c_launcher"]
     tracking.CHECK_EVERY_STEP, units.LEAN, lora_sum.FUSED = v["walk"], v["lean"], v["fused_sum"]
     engine._kept_view = _KEPT_VIEW if v["kept_views"] else (lambda *args: False)
-    lora_sum._C_APPLY = _C_APPLY if v["c_apply"] else None
+    lora_sum.apply = _SUM_APPLY if v["c_apply"] else lora_sum._LoraSum.apply  # (units.py calls lora_sum.apply)
     accounting.Accountant.release = _eager_release if v["eager_releases"] else _RELEASE
     region_sums.ENABLED = v["region_sums"]
     lora_branch.ENABLED, lora_branch.BACKWARD = v["branch"], v["branch_backward"]
