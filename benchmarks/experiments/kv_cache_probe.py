@@ -3,7 +3,6 @@ CLI's path before session 28) and off (since), and the stored bytes by op/role o
 stored but rebuilt through v_proj from the 2-bit norm input; docs/benchmarks.md "Where things stand (session 49)").
 
     python benchmarks/experiments/kv_cache_probe.py [POLICY ...]     # dev CPU, ~3 min; needs the demo packages"""
-import collections
 import sys
 from pathlib import Path
 
@@ -13,6 +12,7 @@ import hyclora_hooks as hyclora
 from hyclora_hooks.zoo import ensure_lora, load_model
 from hyclora_hooks.corpus import train_eval_batches
 from hyclora_hooks.fidelity import probe
+from tools.cli import _op_class_rows
 torch.manual_seed(0)
 loaded = load_model("smollm2", dtype="auto", log=print, device=torch.device("cpu"))
 model = ensure_lora(loaded.model, r=8, targets=None, random_b=False, seed=0)
@@ -30,8 +30,6 @@ for name, bs in variants.items():
     with hyclora.compress(pol, model=model) as ctx:
         loss = model(**bs[0]).loss
     rep = ctx.report(); loss.backward(); model.zero_grad(set_to_none=True)
-    agg = collections.defaultdict(lambda: [0, 0, 0])
-    for r in rep.by_op:
-        k = (r["op"], r["role"], r["codec"]); agg[k][0] += r["count"]; agg[k][1] += r["activation_bytes"]; agg[k][2] += r["stored_bytes"]
-    for k, (c, a, s) in sorted(agg.items(), key=lambda kv: -kv[1][2]):
-        print(f"   {name} {k}: n {c} act {a/2**20:.2f} MiB stored {s/2**20:.2f} MiB")
+    for r in _op_class_rows(rep.to_dict()):
+        print(f"   {name} {(r['op'], r['role'], r['codec'])}: n {r['count']} act {r['activation_bytes'] / 2**20:.2f} MiB "
+              f"stored {r['stored_bytes'] / 2**20:.2f} MiB")
